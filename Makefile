@@ -1,0 +1,39 @@
+# mmgpt-eval: two commands do all set-up on a fresh machine (Python 3.11 + Java):
+#   make demo   - create/refresh .venv, then run the main job on the embedded default
+#   make test   - create/refresh .venv, then run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.mmgpt-eval-installed
+DEMO_OUT ?= demo-out
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test clean-venv reproduce bench
+
+venv: $(STAMP)
+
+# The venv is rebuilt when it is missing or when pyproject.toml / constraints.txt change ("stale").
+# Workarounds, each on purpose:
+#  * constraints.txt pins the tested set; torch 2.14.1 / torchvision 0.29.1 are CUDA builds that
+#    also run on CPU (a plain `pip install torch` would pull several GB; torch 2.13.0's CPU wheel
+#    cannot load PyPI's torchvision).
+#  * open-flamingo 2.0.1 pins torch==2.0.1 and sentencepiece==0.1.98: installed with --no-deps;
+#    its real needs are listed in pyproject.toml. Do not run `pip check` (it reports those pins).
+$(STAMP): pyproject.toml constraints.txt
+	@if [ ! -x $(PY) ]; then $(PYTHON) -m venv $(VENV); fi
+	$(PIP) install -q -c constraints.txt torch torchvision 2>&1 | { grep -v "is ignored" || true; }; exit $${PIPESTATUS[0]}
+	$(PIP) install -q -c constraints.txt -e '.[test]' 2>&1 | { grep -v "is ignored" || true; }; exit $${PIPESTATUS[0]}
+	$(PIP) install -q --no-deps -c constraints.txt open-flamingo==2.0.1 2>&1 | { grep -v "is ignored" || true; }; exit $${PIPESTATUS[0]}
+	$(PY) -c "import mmgpt_eval.compat, open_flamingo, torch, transformers, peft, open_clip; print('venv ok: torch', torch.__version__, 'transformers', transformers.__version__)"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/mmgpt-eval run --output-dir $(DEMO_OUT)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,378 @@
+"""Checkpoint formats: detection, LoRA settings, and mapping of keys onto our Flamingo.
+
+Formats (``CheckpointInfo.format``):
+
+* ``mmgpt-trainer``: MultiModal-GPT ``checkpoint_N.pt`` -- ``{epoch, model_state_dict (DDP "module."
+  keys), optimizer_state_dict, lr_scheduler_state_dict, tuning_config}``.
+* ``mmgpt-weights``: MultiModal-GPT ``final_weights.pt`` (no ``module.`` prefix; the original demo
+  silently loads nothing from it) and the released ``mmgpt-lora-v0-release.pt`` layout
+  (``{model_state_dict, tuning_config}``).
+* ``mmgpt-raw``: a bare state dict of LoRA (and possibly other trained) tensors.
+* ``peft``: a PEFT adapter folder (``adapter_config.json`` + ``adapter_model.safetensors|bin``).
+* ``openflamingo``: an OpenFlamingo ``checkpoint.pt`` (perceiver, gated cross-attention, maybe
+  embeddings); ``layout`` is ``v1`` (0.0.2: alias keys kept, full CLIP under
+  ``vision_encoder.visual``) or ``v2`` (2.x: aliases dropped).
+
+Every key is mapped to a *canonical* name: the path of the parameter in :class:`MMFlamingo` as
+``named_parameters()`` reports it, with LoRA adapter names removed (``...q_proj.lora_A.weight``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import UserError
+from ..io import sha256_file
+from .safe_pickle import load_checkpoint_file, to_plain
+
+# MultiModal-GPT configs/lora_config.py (the released v0 adapter's settings)
+MMGPT_DEFAULT_LORA = {"lora_r": 16, "lora_alpha": 16, "lora_dropout": 0.0,
+                      "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "to_q", "to_kv", "to_out",
+                                              "ff.1", "ff.3"]}
+
+_WRAPPER_SEGMENTS = ("module.", "_orig_mod.", "_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
+_LORA_RE = re.compile(r"\.(lora_[AB]|lora_embedding_[AB]|lora_magnitude_vector)(?:\.[A-Za-z0-9_\-]+)?\.(weight)$")
+_LORA_RE_NONAME = re.compile(r"\.(lora_[AB]|lora_embedding_[AB]|lora_magnitude_vector)\.(weight)$")
+_IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
+_LM_ROOTS = ("model.", "transformer.", "gpt_neox.", "lm_head.", "embed_out.")
+
+
+@dataclass
+class LoraSettings:
+    r: int
+    alpha: float
+    dropout: float = 0.0
+    target_modules: list[str] | str | None = None
+    use_rslora: bool = False
+    use_dora: bool = False
+    rank_pattern: dict[str, int] = field(default_factory=dict)
+    alpha_pattern: dict[str, float] = field(default_factory=dict)
+    source: str = ""  # where the settings came from
+
+    @property
+    def scaling(self) -> float:
+        return self.alpha / (self.r ** 0.5 if self.use_rslora else self.r)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"r": self.r, "alpha": self.alpha, "scaling": self.scaling, "dropout": self.dropout,
+                "target_modules": self.target_modules, "use_rslora": self.use_rslora, "use_dora": self.use_dora,
+                "rank_pattern": self.rank_pattern, "alpha_pattern": self.alpha_pattern, "source": self.source}
+
+
+@dataclass
+class CheckpointInfo:
+    path: str
+    format: str
+    layout: str
+    tensors: dict[str, torch.Tensor]
+    lora: LoraSettings | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    sha256: str = ""
+
+    @property
+    def lora_keys(self) -> list[str]:
+        return [k for k in self.tensors if _LORA_RE.search(k)]
+
+    @property
+    def is_adapter(self) -> bool:
+        return self.format in ("mmgpt-trainer", "mmgpt-weights", "mmgpt-raw", "peft")
+
+
+# --------------------------------------------------------------------------- key mapping
+def infer_decoder_attr(keys: list[str]) -> str | None:
+    pat = re.compile(r"lang_encoder\.(?:base_model\.model\.)?(.+?)\.(\d+)\.(gated_cross_attn_layer|decoder_layer)\.")
+    for k in keys:
+        m = pat.search(_strip_wrappers(k))
+        if m:
+            return m.group(1)
+    return None
+
+
+def _strip_wrappers(key: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for seg in _WRAPPER_SEGMENTS:
+            if key.startswith(seg):
+                key = key[len(seg):]
+                changed = True
+        for seg in _WRAPPER_SEGMENTS[1:]:
+            if "." + seg in key:
+                key = key.replace("." + seg, ".")
+                changed = True
+    return key
+
+
+def canonical_key(key: str, decoder_attr: str = "model.layers") -> str | None:
+    """Map a checkpoint key onto MMFlamingo's parameter naming; ``None`` for keys to ignore."""
+    k = _strip_wrappers(key)
+    # PEFT wrappers: base_model.model.<inner>
+    k = re.sub(r"(^|\.)base_model\.model\.", r"\1", k)
+    # LoRA adapter name (".default") dropped
+    k = _LORA_RE.sub(lambda m: f".{m.group(1)}.{m.group(2)}", k)
+    if k.endswith(_IGNORED_SUFFIXES):
+        return None
+    if not k.startswith(("lang_encoder.", "perceiver.", "vision_encoder.")):
+        if k.startswith(_LM_ROOTS) or k.startswith(decoder_attr + "."):
+            k = "lang_encoder." + k
+        elif k.startswith(("gated_cross_attn_layers.", "old_decoder_blocks.")):
+            k = "lang_encoder." + k
+    if k.startswith("vision_encoder.visual."):
+        k = "vision_encoder." + k[len("vision_encoder.visual."):]
+    da = re.escape(decoder_attr)
+    k = re.sub(r"^lang_encoder\.gated_cross_attn_layers\.(\d+)\.", rf"lang_encoder.{decoder_attr}.\1.gated_cross_attn_layer.", k)
+    k = re.sub(r"^lang_encoder\.old_decoder_blocks\.(\d+)\.", rf"lang_encoder.{decoder_attr}.\1.decoder_layer.", k)
+    # a decoder layer key without the FlamingoLayer wrapper (plain LM / text-only adapter)
+    m = re.match(rf"^lang_encoder\.{da}\.(\d+)\.(?!gated_cross_attn_layer\.|decoder_layer\.)", k)
+    if m:
+        k = k[: m.end()] + "decoder_layer." + k[m.end():]
+    return k
+
+
+def module_of(canonical_lora_key: str) -> str:
+    """``...q_proj.lora_A.weight`` -> ``...q_proj``."""
+    return _LORA_RE_NONAME.sub("", canonical_lora_key)
+
+
+def is_lora_key(key: str) -> bool:
+    return bool(_LORA_RE.search(key))
+
+
+# --------------------------------------------------------------------------- LoRA settings
+def _settings_from_tuning_config(tc: Any, source: str) -> tuple[LoraSettings | None, dict[str, Any]]:
+    plain = to_plain(tc)
+    if isinstance(plain, dict) and "tuning_config" in plain and isinstance(plain["tuning_config"], dict):
+        plain = plain["tuning_config"]  # mmengine Config of configs/lora_config.py
+    if not isinstance(plain, dict):
+        return None, {"tuning_config": repr(type(tc))}
+    summary = {k: v for k, v in plain.items() if isinstance(v, (str, int, float, bool, list, type(None)))}
+    if not plain.get("lora", True):
+        return None, summary
+    try:
+        r = int(plain["lora_r"])
+        alpha = float(plain["lora_alpha"])
+    except (KeyError, TypeError, ValueError):
+        return None, summary
+    return LoraSettings(r=r, alpha=alpha, dropout=float(plain.get("lora_dropout", 0.0)),
+                        target_modules=list(plain.get("lora_target_modules") or []) or None,
+                        source=source), summary
+
+
+def _settings_from_peft_config(cfg: dict[str, Any], source: str) -> LoraSettings:
+    peft_type = str(cfg.get("peft_type", "LORA")).upper()
+    if peft_type != "LORA":
+        raise UserError(f"adapter type {peft_type} is not supported (only LoRA)", source)
+    try:
+        return LoraSettings(r=int(cfg["r"]), alpha=float(cfg.get("lora_alpha", cfg["r"])),
+                            dropout=float(cfg.get("lora_dropout", 0.0) or 0.0),
+                            target_modules=cfg.get("target_modules"),
+                            use_rslora=bool(cfg.get("use_rslora", False)), use_dora=bool(cfg.get("use_dora", False)),
+                            rank_pattern=dict(cfg.get("rank_pattern") or {}),
+                            alpha_pattern=dict(cfg.get("alpha_pattern") or {}), source=source)
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"adapter_config.json lacks a valid {e}", source) from None
+
+
+# --------------------------------------------------------------------------- detection
+def _only_tensors(d: dict[str, Any], where: str) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in d.items():
+        if not isinstance(k, str):
+            raise UserError(f"state dict has a non-string key {k!r}", where)
+        if isinstance(v, torch.Tensor):
+            out[k] = v
+    return out
+
+
+def read_checkpoint(path: str | Path, trust: bool = False, hash_file: bool = True) -> CheckpointInfo:
+    """Read and classify a checkpoint (file or PEFT folder). Never needs a base model."""
+    path = Path(path)
+    if path.is_dir():
+        return _read_peft_folder(path, trust, hash_file)
+    obj = load_checkpoint_file(path, trust=trust)
+    where = str(path)
+    digest = sha256_file(path) if hash_file else ""
+    if not isinstance(obj, dict):
+        raise UserError(f"unrecognised checkpoint: top-level object is a {type(obj).__name__}, expected a dict",
+                        path)
+    meta: dict[str, Any] = {}
+    if "model_state_dict" in obj:
+        sd = obj["model_state_dict"]
+        if not isinstance(sd, dict):
+            raise UserError("model_state_dict is not a dict", path)
+        tensors = _only_tensors(sd, where)
+        prefixed = bool(tensors) and all(k.startswith("module.") for k in tensors)
+        trainer = any(k in obj for k in ("optimizer_state_dict", "epoch", "lr_scheduler_state_dict"))
+        fmt = "mmgpt-trainer" if trainer else "mmgpt-weights"
+        layout = "ddp-prefixed" if prefixed else "unprefixed"
+        if "epoch" in obj:
+            meta["epoch"] = obj["epoch"]
+        lora, tc_summary = (None, {})
+        if "tuning_config" in obj and obj["tuning_config"] is not None:
+            lora, tc_summary = _settings_from_tuning_config(obj["tuning_config"], f"{path.name}: tuning_config")
+            meta["tuning_config"] = tc_summary
+        for extra in ("model_spec", "mmgpt_eval", "step", "global_step"):
+            if extra in obj:
+                meta[extra] = to_plain(obj[extra])
+        info = CheckpointInfo(str(path), fmt, layout, tensors, lora, meta, digest)
+    else:
+        tensors = _only_tensors(obj, where)
+        if not tensors:
+            raise UserError("unrecognised checkpoint: no tensors found", path)
+        non_tensor = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+        if non_tensor:
+            meta["non_tensor_keys"] = non_tensor[:20]
+        if any(is_lora_key(k) for k in tensors):
+            info = CheckpointInfo(str(path), "mmgpt-raw", "raw-state-dict", tensors, None, meta, digest)
+        elif any(k.startswith(("perceiver.", "module.perceiver.")) or "gated_cross_attn" in k for k in tensors):
+            v1 = any(".gated_cross_attn_layers." in k for k in tensors) or any(
+                k.startswith("vision_encoder.visual.") for k in tensors)
+            info = CheckpointInfo(str(path), "openflamingo", "v1" if v1 else "v2", tensors, None, meta, digest)
+        else:
+            raise UserError("unrecognised checkpoint: neither LoRA tensors nor OpenFlamingo "
+                            "(perceiver / gated cross-attention) tensors found", path)
+    if info.is_adapter and info.lora_keys and info.lora is None:
+        info.lora = _infer_lora_settings(info)
+    return info
+
+
+def _infer_lora_settings(info: CheckpointInfo) -> LoraSettings:
+    ranks = sorted({int(v.shape[0]) for k, v in info.tensors.items() if ".lora_A" in k and v.ndim == 2})
+    r = ranks[0] if ranks else 0
+    if r == MMGPT_DEFAULT_LORA["lora_r"] and len(ranks) == 1:
+        return LoraSettings(r=r, alpha=float(MMGPT_DEFAULT_LORA["lora_alpha"]), dropout=0.0,
+                            target_modules=list(MMGPT_DEFAULT_LORA["lora_target_modules"]),
+                            source="assumed: MultiModal-GPT configs/lora_config.py (r=16, alpha=16); "
+                                   "the file stores no tuning_config")
+    return LoraSettings(r=r, alpha=float("nan"), source="unknown: the file stores no LoRA alpha")
+
+
+def _read_peft_folder(path: Path, trust: bool, hash_file: bool) -> CheckpointInfo:
+    cfg_path = path / "adapter_config.json"
+    if not cfg_path.is_file():
+        ckpts = sorted(path.glob("*.pt"))
+        hint = f" (it holds {len(ckpts)} .pt files: pass one of them)" if ckpts else ""
+        raise UserError(f"not a PEFT adapter folder: adapter_config.json missing{hint}", path)
+    from ..io import read_json
+
+    cfg = read_json(cfg_path)
+    if not isinstance(cfg, dict):
+        raise UserError("adapter_config.json must hold a JSON object", cfg_path)
+    weights = None
+    for name in ("adapter_model.safetensors", "adapter_model.bin"):
+        if (path / name).is_file():
+            weights = path / name
+            break
+    if weights is None:
+        raise UserError("PEFT adapter folder has no adapter_model.safetensors or adapter_model.bin", path)
+    obj = load_checkpoint_file(weights, trust=trust)
+    if not isinstance(obj, dict):
+        raise UserError("adapter weights are not a state dict", weights)
+    tensors = _only_tensors(obj, str(weights))
+    lora = _settings_from_peft_config(cfg, str(cfg_path))
+    meta: dict[str, Any] = {"base_model_name_or_path": cfg.get("base_model_name_or_path"),
+                            "weights_file": weights.name}
+    extra = path / "mmgpt_eval.json"
+    if extra.is_file():
+        meta["mmgpt_eval"] = read_json(extra)
+        if isinstance(meta["mmgpt_eval"], dict) and "model_spec" in meta["mmgpt_eval"]:
+            meta["model_spec"] = meta["mmgpt_eval"]["model_spec"]
+    digest = sha256_file(weights) if hash_file else ""
+    return CheckpointInfo(str(path), "peft", "adapter-folder", tensors, lora, meta, digest)
+
+
+# --------------------------------------------------------------------------- summaries
+def lora_module_kinds(module_names: list[str]) -> dict[str, int]:
+    kinds: dict[str, int] = {}
+    for m in module_names:
+        leaf = m.rsplit(".", 2)
+        name = ".".join(leaf[-2:]) if leaf[-1].isdigit() else leaf[-1]
+        where = "gated_xattn" if "gated_cross_attn_layer" in m else ("perceiver" if m.startswith("perceiver.") else "lm")
+        kinds[f"{where}:{name}"] = kinds.get(f"{where}:{name}", 0) + 1
+    return dict(sorted(kinds.items()))
+
+
+def describe(info: CheckpointInfo) -> dict[str, Any]:
+    """Everything ``mmgpt-eval inspect`` prints, as a dict."""
+    decoder_attr = infer_decoder_attr(list(info.tensors)) or "model.layers"
+    mapping: dict[str, str | None] = {}
+    for k in info.tensors:
+        mapping[k] = canonical_key(k, decoder_attr)
+    canon = [c for c in mapping.values() if c is not None]
+    alias_dupes = len(canon) - len(set(canon))
+    lora_keys = [k for k in info.tensors if is_lora_key(k)]
+    lora_modules = sorted({module_of(mapping[k]) for k in lora_keys if mapping[k]})
+    n_lora = sum(info.tensors[k].numel() for k in lora_keys)
+    distinct = {c: info.tensors[k] for k, c in mapping.items() if c is not None}
+    n_all = sum(t.numel() for t in distinct.values())
+    groups: dict[str, int] = {}
+    for c in set(canon):
+        if is_lora_key(c):
+            g = "lora"
+        elif c.startswith("perceiver."):
+            g = "perceiver"
+        elif "gated_cross_attn_layer" in c:
+            g = "gated_cross_attn"
+        elif "embed_tokens" in c or ".wte." in c or "embed_in" in c:
+            g = "embeddings"
+        elif c.startswith("vision_encoder."):
+            g = "vision_encoder"
+        else:
+            g = "other"
+        groups[g] = groups.get(g, 0) + 1
+    examples = []
+    for k in list(info.tensors)[:3] + list(info.tensors)[-3:]:
+        if (k, mapping[k]) not in examples:
+            examples.append((k, mapping[k]))
+    emb = [info.tensors[k] for k, c in mapping.items() if c and c.endswith(("embed_tokens.weight", "wte.weight"))]
+    return {
+        "path": info.path,
+        "format": info.format,
+        "layout": info.layout,
+        "sha256": info.sha256,
+        "tensors": len(info.tensors),
+        "distinct_after_mapping": len(set(canon)),
+        "alias_duplicates": alias_dupes,
+        "ignored_keys": [k for k, c in mapping.items() if c is None],
+        "groups": dict(sorted(groups.items())),
+        "parameters_total": int(n_all),
+        "lora": None if info.lora is None else info.lora.to_dict(),
+        "lora_parameters": int(n_lora),
+        "lora_modules": len(lora_modules),
+        "lora_module_kinds": lora_module_kinds(lora_modules),
+        "vocab_size": int(emb[0].shape[0]) if emb else None,
+        "decoder_layers_attr": decoder_attr,
+        "metadata": info.metadata,
+        "key_mapping_examples": examples,
+    }
+
+
+def adapter_config_json(settings: LoraSettings, module_names: list[str], base: str | None) -> dict[str, Any]:
+    """adapter_config.json content for adapters we save (PEFT format)."""
+    return {
+        "peft_type": "LORA",
+        "task_type": None,
+        "r": settings.r,
+        "lora_alpha": settings.alpha,
+        "lora_dropout": settings.dropout,
+        "target_modules": sorted(module_names),
+        "bias": "none",
+        "use_rslora": settings.use_rslora,
+        "use_dora": settings.use_dora,
+        "fan_in_fan_out": False,
+        "modules_to_save": None,
+        "rank_pattern": settings.rank_pattern,
+        "alpha_pattern": settings.alpha_pattern,
+        "base_model_name_or_path": base,
+        "inference_mode": True,
+    }
+
+
+def dumps_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=False, default=str)
