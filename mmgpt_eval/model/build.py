@@ -130,9 +130,11 @@ def load_tokenizer(spec: ModelSpec):
     local = _local(spec.tokenizer)
     try:
         if local is not None:
-            tok = AutoTokenizer.from_pretrained(str(local), local_files_only=True)
+            tok = AutoTokenizer.from_pretrained(str(local), local_files_only=True,
+                                                trust_remote_code=spec.trust_remote_code)
         else:
-            tok = _hub_call(spec, "tokenizer", spec.tokenizer, AutoTokenizer.from_pretrained)
+            tok = _hub_call(spec, "tokenizer", spec.tokenizer, AutoTokenizer.from_pretrained,
+                            trust_remote_code=spec.trust_remote_code)
     except UserError:
         raise
     except (OSError, ValueError) as e:
@@ -223,22 +225,23 @@ def load_lm(spec: ModelSpec):
 
     local = _local(spec.lm)
     src = str(local) if local is not None else spec.lm
+    trc = bool(spec.trust_remote_code)
     if spec.init == "random":
         if local is None:
-            cfg = _hub_call(spec, "lm", spec.lm, AutoConfig.from_pretrained)
+            cfg = _hub_call(spec, "lm", spec.lm, AutoConfig.from_pretrained, trust_remote_code=trc)
         else:
-            cfg = AutoConfig.from_pretrained(src, local_files_only=True)
-        return AutoModelForCausalLM.from_config(cfg)
+            cfg = AutoConfig.from_pretrained(src, local_files_only=True, trust_remote_code=trc)
+        return AutoModelForCausalLM.from_config(cfg, trust_remote_code=trc)
     if local is not None:
         weights = list(local.glob("*.safetensors")) + list(local.glob("*.bin"))
         if not weights:
             raise UserError("lm folder has no weights (*.safetensors / *.bin); set init = \"random\" for a "
                             "randomly initialised model", local)
         try:
-            return AutoModelForCausalLM.from_pretrained(src, local_files_only=True)
+            return AutoModelForCausalLM.from_pretrained(src, local_files_only=True, trust_remote_code=trc)
         except (OSError, ValueError) as e:
             raise UserError(f"language model cannot be loaded: {e}", local) from None
-    return _hub_call(spec, "lm", spec.lm, AutoModelForCausalLM.from_pretrained)
+    return _hub_call(spec, "lm", spec.lm, AutoModelForCausalLM.from_pretrained, trust_remote_code=trc)
 
 
 def _decoder_attr(lm, spec: ModelSpec) -> str:
@@ -326,6 +329,11 @@ def load_model(spec: ModelSpec, ckpt: str | os.PathLike | CheckpointInfo | None 
             reports.append(attach_adapter(model, info, allow_partial, spec.tokenizer, lora_alpha=lora_alpha))
     dev = resolve_device(device or spec.device)
     dtype = DTYPES[spec.precision]
+    if dev.type == "cpu" and dtype == torch.float16:
+        notes.append("precision fp16 requested on CPU, where half-precision matmuls are slow or missing: "
+                     "running fp32 instead")
+        log.warning(notes[-1])
+        dtype = torch.float32
     model.to(device=dev, dtype=dtype)
     model.requires_grad_(False)
     model.eval()

@@ -71,6 +71,36 @@ def to_plain(obj: Any) -> Any:
 
 
 _GLOBAL_RE = re.compile(r"(?:Unsupported global: GLOBAL|global) ([\w.]+)")
+_SAFE_PREFIXES = ("torch.", "collections.OrderedDict", "builtins.", "__builtin__.", "_codecs.encode",
+                  "numpy.core.multiarray._reconstruct", "numpy.dtype", "numpy.ndarray")
+
+
+def pickle_globals(path: Path) -> list[str]:
+    """Names of the globals a pickle (plain or inside a torch zip) would import, found by parsing its
+    opcodes without executing anything."""
+    import pickletools
+
+    data = path.read_bytes()
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if n.endswith("data.pkl")]
+            if not names:
+                return []
+            data = zf.read(names[0])
+    found: list[str] = []
+    strings: list[str] = []
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name == "GLOBAL":
+                found.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            if isinstance(arg, str):
+                strings.append(arg)
+    except Exception:  # noqa: BLE001 - a truncated/odd pickle: report what was found so far
+        pass
+    inert = {n for _, n in _INERT}
+    return [g for g in dict.fromkeys(found) if g not in inert and not g.startswith(_SAFE_PREFIXES)]
 
 
 def load_checkpoint_file(path: str | Path, trust: bool = False) -> Any:
@@ -88,19 +118,26 @@ def load_checkpoint_file(path: str | Path, trust: bool = False) -> Any:
             return load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError) as e:
             raise UserError(f"not a readable safetensors file ({e})", path) from None
+    with path.open("rb") as f:
+        head = f.read(2)
+    if not zipfile.is_zipfile(path) and (len(head) < 2 or head[0] != 0x80):
+        raise UserError("not a readable checkpoint (neither a torch zip archive nor a pickle)", path)
     try:
         with torch.serialization.safe_globals(_INERT):
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e)
         m = _GLOBAL_RE.search(msg)
-        what = m.group(1) if m else "an object that is not a tensor or a plain container"
+        unsafe = [m.group(1)] if m else pickle_globals(path)
         if not trust:
+            if unsafe:
+                raise UserError(
+                    f"refusing to unpickle: the file needs arbitrary code ({', '.join(unsafe[:3])}) to load; pass "
+                    f"--trust-checkpoint only if you trust where this file came from", path) from None
             raise UserError(
-                f"refusing to unpickle: the file needs arbitrary code ({what}) to load; pass "
-                f"--trust-checkpoint only if you trust where this file came from",
-                path,
-            ) from None
+                "cannot be read with the safe loader (torch.load weights_only=True rejects its pickle format); "
+                "re-save it with torch.save, or pass --trust-checkpoint only if you trust where this file came from",
+                path) from None
         return torch.load(str(path), map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -44,6 +44,8 @@ class ModelSpec:
     perceiver_depth: int = 6
     perceiver_num_latents: int = 64
     decoder_layers_attr_name: str | None = None
+    # run the LM's own modelling code from its repo (MPT-7B needs it); off unless a spec says so
+    trust_remote_code: bool = False
     # "random": build from configs with seeded weights (the tiny preset); "pretrained": load weights.
     init: str = "pretrained"
     seed: int = 0

@@ -1,0 +1,153 @@
+"""``mmgpt-eval predict``: generate for a JSONL file of prompts.
+
+Input lines: ``{"id", "prompt", "images": [paths]}`` (``<image>`` tokens in the prompt mark the
+images, in order) or ``{"id", "question", "images"}`` rendered through ``--template``. Relative image
+paths resolve against the input file's folder. Every line is validated before the model is loaded;
+the output file appears only when everything succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from ..errors import UserError
+from ..io import atomic_writer, iter_jsonl, sha256_file
+from ..templates import IMAGE, MMGPT_SPLIT, TEMPLATES, Template, get_template, prompt_sha256
+from .common import add_generation_args, add_model_args, generation_settings, load_from_args
+
+log = logging.getLogger("mmgpt_eval")
+
+
+@dataclass
+class Case:
+    id: str
+    prompt: str
+    images: list[str]
+    template: Template
+    line: int
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="generate answers for a JSONL file of prompts",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_args(p, model_required=True)
+    p.add_argument("--input", required=True, help="cases.jsonl")
+    p.add_argument("--output", required=True, help="out.jsonl ({id, text, token_ids, prompt_hash} per line)")
+    p.add_argument("--template", default=None,
+                   help=f"template for lines with a 'question' ({', '.join(TEMPLATES)}; default mmgpt)")
+    p.add_argument("--stop", choices=["eos", "endofchunk"], default=None,
+                   help="stop token for raw prompts (default: the LM's EOS; templates bring their own)")
+    add_generation_args(p)
+    p.set_defaults(func=run)
+
+
+def _check_image(path: Path, src: Path, line: int) -> None:
+    if not path.is_file():
+        raise UserError(f"image not found: {path}", src, line)
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except Exception as e:  # noqa: BLE001 - PIL raises many types for corrupt files
+        raise UserError(f"image {path} is not a readable image ({type(e).__name__}: {e})", src, line) from None
+
+
+def read_cases(path: Path, template_name: str | None) -> list[Case]:
+    template = get_template(template_name) if template_name else None
+    cases: list[Case] = []
+    seen: dict[str, int] = {}
+    base = path.resolve().parent
+    for lineno, obj in iter_jsonl(path):
+        if not isinstance(obj, dict):
+            raise UserError("each line must be a JSON object", path, lineno)
+        if "id" not in obj:
+            raise UserError("missing key 'id'", path, lineno)
+        cid = obj["id"]
+        if not isinstance(cid, (str, int)) or isinstance(cid, bool):
+            raise UserError("'id' must be a string or an integer", path, lineno)
+        cid = str(cid)
+        if cid in seen:
+            raise UserError(f"duplicate id {cid!r} (first on line {seen[cid]})", path, lineno)
+        seen[cid] = lineno
+        images = obj.get("images", [])
+        if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
+            raise UserError("'images' must be a list of paths", path, lineno)
+        img_paths = [p if p.is_absolute() else (base / p) for p in map(Path, images)]
+        if "prompt" in obj:
+            if "question" in obj:
+                raise UserError("give either 'prompt' or 'question', not both", path, lineno)
+            prompt = obj["prompt"]
+            if not isinstance(prompt, str):
+                raise UserError("'prompt' must be a string", path, lineno)
+            tmpl = TEMPLATES["raw"]
+        elif "question" in obj:
+            q = obj["question"]
+            if not isinstance(q, str):
+                raise UserError("'question' must be a string", path, lineno)
+            tmpl = template or TEMPLATES["mmgpt"]
+            if tmpl.name == "raw" or tmpl.name == "mmgpt-turn":
+                raise UserError(f"template {tmpl.name} cannot render a question on its own", path, lineno)
+            if tmpl.n_images != len(img_paths):
+                hint = " (use --template mmgpt-text for questions without an image)" if tmpl.name == "mmgpt" else ""
+                raise UserError(f"template {tmpl.name} takes {tmpl.n_images} image(s) but the line has "
+                                f"{len(img_paths)}{hint}", path, lineno)
+            prompt = tmpl.render(question=q)
+        else:
+            raise UserError("missing key 'prompt' (or 'question' with --template)", path, lineno)
+        n_tok = prompt.count(IMAGE)
+        if n_tok != len(img_paths):
+            raise UserError(f"the prompt has {n_tok} {IMAGE} token(s) but {len(img_paths)} image(s) are given",
+                            path, lineno)
+        for ip in img_paths:
+            _check_image(ip, path, lineno)
+        cases.append(Case(cid, prompt, [str(p) for p in img_paths], tmpl, lineno))
+    if not cases:
+        raise UserError("no cases in the input file", path)
+    return cases
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..model.generate import Generator, PromptInput
+
+    inp = Path(args.input)
+    out = Path(args.output)
+    cases = read_cases(inp, args.template)
+    settings = generation_settings(args)
+    lm = load_from_args(args)
+    gen = Generator(lm)
+    stop_raw = "endofchunk" if args.stop == "endofchunk" else "lm_eos"
+    groups: dict[str, list[int]] = {}
+    for i, c in enumerate(cases):
+        stop = stop_raw if c.template.name == "raw" else c.template.stop
+        groups.setdefault(stop, []).append(i)
+    results: list[dict | None] = [None] * len(cases)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                  TimeRemainingColumn(), transient=True) as progress:
+        task = progress.add_task("predict", total=len(cases), rate="")
+        for stop, idx in groups.items():
+            idx.sort(key=lambda i: (len(cases[i].images), len(cases[i].prompt)))
+            for start in range(0, len(idx), args.batch_size):
+                chunk = idx[start:start + args.batch_size]
+                prompts = [PromptInput(cases[i].prompt, cases[i].images) for i in chunk]
+                for i, g in zip(chunk, gen.generate_grouped(prompts, settings, stop, batch_size=args.batch_size)):
+                    c = cases[i]
+                    if c.template.name == "raw":
+                        text = (g.full_text.split(MMGPT_SPLIT)[-1].strip() if MMGPT_SPLIT in c.prompt
+                                else g.text.strip())
+                    else:
+                        text = c.template.extract(g.full_text, g.text)
+                    results[i] = {"id": c.id, "text": text, "token_ids": g.token_ids,
+                                  "prompt_hash": prompt_sha256(c.prompt, [sha256_file(p) for p in c.images])}
+                progress.update(task, advance=len(chunk))
+    with atomic_writer(out) as f:
+        for r in results:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    log.info("wrote %d predictions to %s", len(results), out)
+    return 0

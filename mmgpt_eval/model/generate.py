@@ -1,0 +1,198 @@
+"""Batched generation: left padding, KV cache, vision features once per distinct image."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from PIL import Image
+
+from ..errors import UserError
+from .build import LoadedModel
+
+
+@dataclass
+class GenerationSettings:
+    max_new_tokens: int = 32
+    num_beams: int = 1
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    length_penalty: float = 1.0
+    min_new_tokens: int = 0
+    no_repeat_ngram_size: int = 0
+    use_cache: bool = True
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def hf_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "num_beams": self.num_beams,
+            "do_sample": self.do_sample,
+            "length_penalty": self.length_penalty,
+            "use_cache": self.use_cache,
+        }
+        if self.min_new_tokens:
+            kw["min_new_tokens"] = self.min_new_tokens
+        if self.no_repeat_ngram_size:
+            kw["no_repeat_ngram_size"] = self.no_repeat_ngram_size
+        if self.do_sample:
+            kw.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k or 0)
+        return kw
+
+
+@dataclass
+class PromptInput:
+    """One generation request. ``images`` are PIL images or paths; ``image_keys`` identify identical
+    images so their features are computed once (defaults: the path, or the object's id)."""
+
+    text: str
+    images: list[Any] = field(default_factory=list)
+    image_keys: list[str] | None = None
+
+    def keys(self) -> list[str]:
+        if self.image_keys is not None:
+            return list(self.image_keys)
+        return [str(Path(i).resolve()) if isinstance(i, (str, Path)) else f"obj:{id(i)}" for i in self.images]
+
+
+@dataclass
+class Generation:
+    token_ids: list[int]  # new tokens, up to and including the stop token, no padding
+    text: str  # decoded new tokens (special tokens skipped)
+    full_text: str  # decoded prompt + new tokens (special tokens skipped)
+    stopped_on_eos: bool
+    prompt_tokens: int
+
+    @property
+    def num_new_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+def open_image(img: Any) -> Image.Image:
+    if isinstance(img, Image.Image):
+        return img.convert("RGB")
+    try:
+        with Image.open(img) as im:
+            return im.convert("RGB")
+    except FileNotFoundError:
+        raise UserError("image not found", img) from None
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise UserError(f"cannot read image ({e})", img) from None
+
+
+class Generator:
+    """Generation on a loaded model. One call = one batch of homogeneous rows (same image count)."""
+
+    def __init__(self, loaded: LoadedModel):
+        self.lm = loaded
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self._pixel_cache: dict[str, torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def eos_token_id(self, stop: str) -> int:
+        return self.lm.eoc_token_id if stop == "endofchunk" else self.lm.lm_eos_token_id
+
+    def pixels(self, img: Any, key: str) -> torch.Tensor:
+        px = self._pixel_cache.get(key)
+        if px is None:
+            px = self.lm.image_processor(open_image(img))
+            if len(self._pixel_cache) > 4096:
+                self._pixel_cache.clear()
+            self._pixel_cache[key] = px
+        return px
+
+    def vision_features(self, prompts: Sequence[PromptInput]) -> torch.Tensor | None:
+        """(B, T_img, n, d) features, each distinct image encoded once."""
+        n_img = {len(p.images) for p in prompts}
+        if len(n_img) != 1:
+            raise ValueError("a batch must have the same number of images in every row")
+        t = n_img.pop()
+        if t == 0:
+            return None
+        order: dict[str, int] = {}
+        unique: list[torch.Tensor] = []
+        index: list[list[int]] = []
+        for p in prompts:
+            row = []
+            for img, key in zip(p.images, p.keys()):
+                if key not in order:
+                    order[key] = len(unique)
+                    unique.append(self.pixels(img, key))
+                row.append(order[key])
+            index.append(row)
+        px = torch.stack(unique).to(self.lm.device, dtype=self.lm.dtype)[:, None, None]  # U,1,1,C,H,W
+        feats = self.model.encode_vision(px)[:, 0]  # U, n, d
+        idx = torch.tensor(index, device=feats.device)
+        return feats[idx]  # B, T, n, d
+
+    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True)
+        return enc["input_ids"].to(self.lm.device), enc["attention_mask"].to(self.lm.device)
+
+    # ------------------------------------------------------------------ generate
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[PromptInput], settings: GenerationSettings, stop: str = "lm_eos",
+                 eos_token_id: int | list[int] | None = None) -> list[Generation]:
+        if not prompts:
+            return []
+        eos = eos_token_id if eos_token_id is not None else self.eos_token_id(stop)
+        eos_set = set(eos) if isinstance(eos, list) else {eos}
+        input_ids, attention_mask = self.encode([p.text for p in prompts])
+        feats = self.vision_features(prompts)
+        kwargs = settings.hf_kwargs()
+        kwargs["eos_token_id"] = eos
+        pad = self.tokenizer.pad_token_id
+        kwargs["pad_token_id"] = pad if pad is not None else (eos[0] if isinstance(eos, list) else eos)
+        rng = contextlib.nullcontext()
+        if settings.do_sample:
+            rng = torch.random.fork_rng(devices=[self.lm.device] if self.lm.device.type == "cuda" else [])
+        with rng:
+            if settings.do_sample:
+                torch.manual_seed(settings.seed)
+            out = self.model.generate(None, input_ids, attention_mask=attention_mask, vision_features=feats, **kwargs)
+        prompt_len = input_ids.shape[1]
+        results = []
+        for row in range(len(prompts)):
+            new = out[row, prompt_len:].tolist()
+            stopped = False
+            for i, tok in enumerate(new):
+                if tok in eos_set:
+                    new = new[: i + 1]
+                    stopped = True
+                    break
+            n_prompt = int(attention_mask[row].sum().item())
+            prompt_ids = input_ids[row, prompt_len - n_prompt:].tolist()
+            results.append(Generation(
+                token_ids=new,
+                text=self.tokenizer.decode(new, skip_special_tokens=True),
+                full_text=self.tokenizer.decode(prompt_ids + new, skip_special_tokens=True),
+                stopped_on_eos=stopped,
+                prompt_tokens=n_prompt,
+            ))
+        return results
+
+    def generate_grouped(self, prompts: Sequence[PromptInput], settings: GenerationSettings, stop: str = "lm_eos",
+                         batch_size: int = 8) -> list[Generation]:
+        """Rows grouped by image count and length, batched, returned in input order."""
+        order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i].images), len(prompts[i].text)))
+        out: list[Generation | None] = [None] * len(prompts)
+        i = 0
+        while i < len(order):
+            n_img = len(prompts[order[i]].images)
+            batch = [order[i]]
+            i += 1
+            while i < len(order) and len(batch) < batch_size and len(prompts[order[i]].images) == n_img:
+                batch.append(order[i])
+                i += 1
+            for j, g in zip(batch, self.generate([prompts[j] for j in batch], settings, stop)):
+                out[j] = g
+        return out  # type: ignore[return-value]

@@ -1,0 +1,1 @@
+"""Task plugins of mmgpt-eval (installed as the package ``mmgpt_eval_tasks``): one task per module."""

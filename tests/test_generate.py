@@ -1,0 +1,152 @@
+"""Generation semantics: cache vs no cache, batch-size invariance, v1/v2 masks, cleanup, <image> suppression."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from helpers import logits, probe_inputs, tiny, tiny_with_random_lora
+from mmgpt_eval.model.generate import GenerationSettings, Generator, PromptInput
+from mmgpt_eval.templates import TEMPLATES
+
+
+@pytest.fixture(scope="module", params=["v1", "v2"])
+def lora_model(request):
+    return tiny_with_random_lora(flamingo_version=request.param)
+
+
+def _prompts(n=12):
+    g = torch.Generator().manual_seed(1)
+    qs = ["what color is the shape?", "is there a circle in the image?", "how many shapes are there?",
+          "Describe the image in detail.", "what is the blue shape?", "does the image not contain a triangle?"]
+    from PIL import Image
+
+    out = []
+    for i in range(n):
+        arr = (torch.rand(64, 64, 3, generator=g) * 255).to(torch.uint8).numpy()
+        img = Image.fromarray(arr)
+        out.append(PromptInput(TEMPLATES["mmgpt"].render(question=qs[i % len(qs)] + " " * (i % 3)), [img], [f"img{i % 7}"]))
+    # a few rows share an image (same key -> one feature computation)
+    return out
+
+
+@pytest.mark.parametrize("beams", [1, 2])
+def test_cache_equals_no_cache(lora_model, beams):
+    enc, px = probe_inputs(lora_model)
+    kw = dict(max_new_tokens=10, num_beams=beams, eos_token_id=2, pad_token_id=lora_model.tokenizer.pad_token_id)
+    with torch.no_grad():
+        a = lora_model.model.generate(px, enc.input_ids, attention_mask=enc.attention_mask, use_cache=True, **kw)
+        b = lora_model.model.generate(px, enc.input_ids, attention_mask=enc.attention_mask, use_cache=False, **kw)
+    assert torch.equal(a, b)
+
+
+def test_cached_generation_sees_the_image_v2():
+    """v2: every generated token attends to the image, also with the KV cache (the MMGPT-style
+    lang_encoder-only PEFT wrapper broke this). Changing only the image changes later tokens' logits."""
+    m = tiny_with_random_lora(flamingo_version="v2")
+    enc, px = probe_inputs(m, 1)
+    lm = m.model.lang_encoder
+    seen = []
+    block = next(b for b in lm.gated_cross_attn_layers if b is not None)
+    h = block.attn.register_forward_hook(lambda mod, inp, out: seen.append(out.detach().abs().sum().item()))
+    try:
+        with torch.no_grad():
+            m.model.generate(px, enc.input_ids, attention_mask=enc.attention_mask, max_new_tokens=4, use_cache=True,
+                             min_new_tokens=4, eos_token_id=2)
+    finally:
+        h.remove()
+    assert len(seen) == 4 and all(v > 0 for v in seen[1:])  # decoding steps (1 token each) attend
+
+
+def test_v1_generated_tokens_do_not_cross_attend():
+    m = tiny_with_random_lora(flamingo_version="v1")
+    enc, px = probe_inputs(m, 1)
+    block = next(b for b in m.model.lang_encoder.gated_cross_attn_layers if b is not None)
+    seen = []
+    h = block.attn.register_forward_hook(lambda mod, inp, out: seen.append(out.detach()))
+    try:
+        with torch.no_grad():
+            m.model.generate(px, enc.input_ids, attention_mask=enc.attention_mask, max_new_tokens=3, min_new_tokens=3,
+                             eos_token_id=2)
+    finally:
+        h.remove()
+    first = seen[0][0]
+    img_pos = (enc.input_ids[0] == m.media_token_id).nonzero().item()
+    assert first[: img_pos + 1].abs().sum(-1).gt(0).all()  # up to and including <image>
+    assert first[img_pos + 1:].abs().sum().item() == 0.0  # instruction/response: exactly zero
+    assert all(s.abs().sum().item() == 0.0 for s in seen[1:])  # generated tokens: zero
+
+
+def test_batch_size_invariance(lora_model):
+    gen = Generator(lora_model)
+    prompts = _prompts()
+    s = GenerationSettings(max_new_tokens=8)
+    one = gen.generate_grouped(prompts, s, batch_size=1)
+    many = gen.generate_grouped(prompts, s, batch_size=8)
+    assert [g.token_ids for g in one] == [g.token_ids for g in many]
+    beams = GenerationSettings(max_new_tokens=6, num_beams=3)
+    assert [g.token_ids for g in gen.generate_grouped(prompts[:5], beams, batch_size=1)] == \
+        [g.token_ids for g in gen.generate_grouped(prompts[:5], beams, batch_size=5)]
+
+
+def test_shared_images_encoded_once(monkeypatch):
+    m = tiny()
+    gen = Generator(m)
+    calls = []
+    orig = m.model.encode_vision
+    monkeypatch.setattr(m.model, "encode_vision", lambda px: calls.append(px.shape[0]) or orig(px))
+    gen.generate(_prompts(8), GenerationSettings(max_new_tokens=2))
+    assert calls == [7]  # 8 rows, 7 distinct image keys
+
+
+def test_image_changes_output(tiny_model):
+    enc, px = probe_inputs(tiny_model, 2)
+    a = logits(tiny_model, enc, px)
+    b = logits(tiny_model, enc, px.flip(0))
+    assert (a - b).abs().max() > 1e-4
+
+
+def test_text_only_path_skips_gated_blocks():
+    m = tiny()
+    enc = m.tokenizer([TEMPLATES["mmgpt-text"].render(question="List four fruits.")], return_tensors="pt")
+    with torch.no_grad():
+        a = m.model(vision_x=None, lang_x=enc.input_ids, attention_mask=enc.attention_mask).logits
+        for b in m.model.lang_encoder.gated_cross_attn_layers:
+            b.ff_gate.fill_(3.0)
+            b.attn_gate.fill_(3.0)
+        b2 = m.model(vision_x=None, lang_x=enc.input_ids, attention_mask=enc.attention_mask).logits
+    assert torch.equal(a, b2)
+
+
+def test_generate_cleans_up_after_an_error(tiny_model):
+    m = tiny_model.model
+    enc, px = probe_inputs(tiny_model, 1)
+    with pytest.raises(Exception):
+        m.generate(px, enc.input_ids, attention_mask=enc.attention_mask, max_new_tokens=2, num_beams=2,
+                   num_return_sequences=3)  # invalid: more sequences than beams
+    assert m.lang_encoder._use_cached_vision_x is False
+    assert not any(layer.vis_x is not None for layer in m.lang_encoder._get_decoder_layers())
+    out = logits(tiny_model, enc, px)  # a normal forward still works
+    assert torch.isfinite(out).all()
+
+
+def test_image_token_is_never_generated():
+    m = tiny()
+    head = m.model.lang_encoder.get_output_embeddings()
+
+    def boost(mod, inp, out):
+        out[..., m.media_token_id] += 100.0
+        return out
+
+    head.register_forward_hook(boost)
+    enc, px = probe_inputs(m, 2)
+    out = m.model.generate(px, enc.input_ids, attention_mask=enc.attention_mask, max_new_tokens=5)
+    assert m.media_token_id not in out[:, enc.input_ids.shape[1]:].flatten().tolist()
+    # sanity: without suppression it would be the argmax
+    with torch.no_grad():
+        last = m.model(vision_x=px, lang_x=enc.input_ids, attention_mask=enc.attention_mask).logits[:, -1]
+    assert (last.argmax(-1) == m.media_token_id).all()
+
+
+def test_v2_default_stop_is_endofchunk(tiny_model):
+    assert tiny_model.model.default_eos_token_id() == tiny_model.eoc_token_id
