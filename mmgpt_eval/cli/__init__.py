@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import logging
 import os
 import sys
@@ -12,8 +13,9 @@ import sys
 from .. import __version__
 from ..errors import UserError
 
-# Sub-command modules, in the order ``--help`` lists them.
-COMMANDS = ["run", "predict", "score", "tasks", "inspect", "compare", "report", "gate", "train", "bench", "data"]
+# Sub-command modules, in the order ``--help`` lists them (inspect_cmd: the `inspect` command;
+# a module named inspect would shadow the standard library inside this package).
+COMMANDS = ["run", "predict", "score", "tasks", "inspect_cmd", "compare", "report", "gate", "train", "bench", "data"]
 
 
 def _setup_logging(verbosity: int) -> None:
@@ -37,7 +39,7 @@ def _setup_logging(verbosity: int) -> None:
         pass
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmgpt-eval",
         description="Evaluate MultiModal-GPT-style models (OpenFlamingo + LoRA): tasks, metrics, reports, gates.",
@@ -53,12 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
             if e.name == f"{__name__}.{name}":
                 continue  # command not built yet
             raise
-        mod.register(sub)
+        if "argv" in inspect.signature(mod.register).parameters:
+            mod.register(sub, argv=argv)  # commands whose flags depend on --include-path
+        else:
+            mod.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

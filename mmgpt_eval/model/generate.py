@@ -79,6 +79,8 @@ class Generation:
 def open_image(img: Any) -> Image.Image:
     if isinstance(img, Image.Image):
         return img.convert("RGB")
+    if not isinstance(img, (str, Path)) and callable(getattr(img, "open", None)):
+        return img.open()  # an ImageRef (path or procedural loader)
     try:
         with Image.open(img) as im:
             return im.convert("RGB")

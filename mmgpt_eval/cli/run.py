@@ -1,0 +1,173 @@
+"""``mmgpt-eval run``: evaluate a model (+ checkpoint) on tasks; results.json, per-sample logs, report.
+
+With neither --model nor --tasks it runs the embedded default: the tiny preset on easy-VQA
+(a fixed 200-question subset), so the whole path can be seen working offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..io import read_toml
+from .common import add_generation_args, add_model_args, load_from_args
+
+log = logging.getLogger("mmgpt_eval")
+
+EMBEDDED_DEFAULT = {"model": "tiny", "tasks": "easyvqa", "limit": 200}
+DEFAULT_OUTPUT_DIR = "mmgpt-eval-out"
+_RUN_KEYS = {"limit", "batch_size", "num_fewshot", "fewshot_zero_mode", "template", "history_mode", "seed"}
+
+
+def include_paths_from_argv(argv: list[str]) -> list[str]:
+    out = []
+    for i, a in enumerate(argv):
+        if a == "--include-path" and i + 1 < len(argv):
+            out.append(argv[i + 1])
+        elif a.startswith("--include-path="):
+            out.append(a.split("=", 1)[1])
+    return out
+
+
+def add_task_option_args(p: argparse.ArgumentParser, include_paths: list[str]) -> None:
+    from ..taskregistry import discover
+
+    try:
+        tasks = discover(include_paths)
+    except UserError:
+        tasks = discover([])  # reported properly when the command runs
+    group = p.add_argument_group("task options (data paths etc.; also settable in --task-config)")
+    seen: set[str] = set()
+    for name in sorted(tasks):
+        probe = argparse.ArgumentParser(add_help=False)
+        tasks[name].add_arguments(probe.add_argument_group())
+        for action in probe._actions:
+            if action.dest in seen or action.dest == "help":
+                continue
+            seen.add(action.dest)
+            kwargs: dict[str, Any] = {"dest": action.dest, "default": None, "help": action.help}
+            if action.choices:
+                kwargs["choices"] = action.choices
+            if action.type:
+                kwargs["type"] = action.type
+            if action.nargs == 0:  # store_true-style flags
+                group.add_argument(*action.option_strings, action="store_true", dest=action.dest, default=None,
+                                   help=action.help)
+            else:
+                group.add_argument(*action.option_strings, **kwargs)
+
+
+def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> None:
+    p = sub.add_parser("run", help="evaluate a model on tasks (the main command)", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_args(p)
+    p.add_argument("--tasks", default=None, help="comma-separated task names or aliases (see `mmgpt-eval tasks`)")
+    p.add_argument("--output-dir", default=None, help=f"results folder (default {DEFAULT_OUTPUT_DIR}); re-running "
+                                                      "the same command there resumes")
+    p.add_argument("--limit", type=int, default=None, help="evaluate a fixed subset of N samples per task")
+    p.add_argument("--num-fewshot", type=int, default=None, help="few-shot demos (OpenFlamingo templates)")
+    p.add_argument("--fewshot-zero-mode", choices=["text-demos", "none"], default=None,
+                   help="what 0-shot means for few-shot templates: OpenFlamingo's 2 text-only demos "
+                        "(default) or no demos")
+    p.add_argument("--template", default=None, help="prompt template (default: each task's)")
+    p.add_argument("--history-mode", choices=["self", "teacher"], default=None,
+                   help="dialogue history: the model's own answers (self, default) or the references (teacher)")
+    p.add_argument("--include-path", action="append", default=[], metavar="DIR", help="extra task plugin folder")
+    p.add_argument("--task-config", default=None, metavar="TOML",
+                   help="task options as [task] tables, e.g. [vqav2] questions = \"...\"")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_generation_args(p)
+    add_task_option_args(p, include_paths_from_argv(argv or sys.argv[1:]))
+    p.set_defaults(func=run)
+
+
+def _task_config_options(path: str | None, task_classes: dict) -> dict[str, Any]:
+    """``[vqav2] questions = "q.json"`` -> ``{"vqav2_questions": "/abs/q.json"}`` (relative paths resolve
+    against the config file's folder)."""
+    if not path:
+        return {}
+    cfg = read_toml(path)
+    base = Path(path).resolve().parent
+    known = {n for cls in task_classes.values() for n in cls.option_names()}
+    out: dict[str, Any] = {}
+    for section, values in cfg.items():
+        if not isinstance(values, dict):
+            raise UserError(f"top-level key {section!r} must be a [task] table", path)
+        for k, v in values.items():
+            dest = k if k in known else f"{section}_{k}".replace("-", "_")
+            if dest not in known:
+                raise UserError(f"unknown option {k!r} in [{section}]", path)
+            if isinstance(v, str) and (base / v).exists() and not Path(v).is_absolute():
+                v = str((base / v).resolve())
+            out[dest] = v
+    return out
+
+
+def collect_task_options(args: argparse.Namespace, task_classes: dict) -> dict[str, Any]:
+    opts = _task_config_options(getattr(args, "task_config", None), task_classes)
+    for cls in task_classes.values():
+        for dest in cls.option_names():
+            v = getattr(args, dest, None)
+            if v is not None:
+                opts[dest] = v  # flags override the config file
+    return opts
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..runner import RunConfig, prepare_task, run_evaluation
+    from ..taskregistry import discover, resolve
+
+    embedded = args.model is None and args.tasks is None and args.ckpt is None
+    if args.model is None:
+        args.model = EMBEDDED_DEFAULT["model"]
+    if args.tasks is None:
+        args.tasks = EMBEDDED_DEFAULT["tasks"]
+    limit = args.limit if args.limit is not None else (EMBEDDED_DEFAULT["limit"] if embedded else None)
+    if embedded:
+        log.info("no --model/--tasks: running the embedded default (%s on %s, %d samples)",
+                 args.model, args.tasks, limit)
+    task_classes = discover(args.include_path)
+    names = resolve(args.tasks.split(","), task_classes)
+    options = collect_task_options(args, task_classes)
+    overrides = {k: getattr(args, k) for k in ("max_new_tokens", "num_beams", "do_sample", "temperature", "top_k",
+                                              "top_p") if getattr(args, k, None) is not None}
+    if args.no_cache:
+        overrides["use_cache"] = False
+    if args.batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    cfg = RunConfig(output_dir=Path(args.output_dir or DEFAULT_OUTPUT_DIR), limit=limit, batch_size=args.batch_size,
+                    num_fewshot=args.num_fewshot or 0, fewshot_zero_mode=args.fewshot_zero_mode or "text-demos",
+                    template=args.template, seed=args.seed, history_mode=args.history_mode or "self",
+                    generation_overrides=overrides, argv=sys.argv[1:], progress=not args.no_progress)
+    if cfg.num_fewshot < 0:
+        raise UserError("--num-fewshot must be >= 0")
+    # every task's data is loaded and checked before the model is
+    prepared = [prepare_task(task_classes[n](options), cfg) for n in names]
+    loaded = load_from_args(args)
+    results = run_evaluation(prepared, loaded, cfg)
+    print_summary(results)
+    log.info("results: %s", cfg.output_dir / "results.json")
+    return 0
+
+
+def print_summary(results) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="mmgpt-eval results", title_justify="left")
+    for col in ("task", "metric", "value", "n", "template", "samples/s"):
+        t.add_column(col, justify="right" if col in ("value", "n", "samples/s") else "left")
+    for name, tr in results.tasks.items():
+        first = True
+        for metric, value in tr.metrics.items():
+            unit = tr.metric_info.get(metric, {}).get("unit", "")
+            sps = tr.timing.get("samples_per_s")
+            t.add_row(name if first else "", metric, f"{value:.4g}{unit}" if isinstance(value, float) else str(value),
+                      str(tr.n_samples) if first else "", tr.template["name"] if first else "",
+                      f"{sps:.1f}" if first and sps else "")
+            first = False
+    Console().print(t)

@@ -1,0 +1,1 @@
+"""Embedded evaluation data: procedural counting images and the dialogue probe set."""

@@ -1,0 +1,193 @@
+"""The results file (``OUTDIR/results.json``): typed, versioned, written atomically.
+
+Schema ``mmgpt-eval/results`` version 1::
+
+    {
+      "schema": "mmgpt-eval/results", "schema_version": 1, "created": ISO-8601,
+      "run":        {"argv", "output_dir", "seed", "batch_size", "limit", "num_fewshot", ...},
+      "model":      {"model_spec", "checkpoint": {path, format, sha256, lora}, "load_reports", ...},
+      "tasks":      {"<task>": TaskResult},
+      "provenance": {"versions", "git", "host", "python", "torch_threads", "wall_time_s", "peak_memory_mb"},
+      "baseline":   null | {...}            (added by --baseline)
+    }
+
+TaskResult: metrics (corpus values in the scale shown), metric_info (kind / direction / scale /
+per-sample key, what the paired statistics need), breakdown, template + its hash, generation settings,
+few-shot settings, sample counts, subset rule, notes, timing and the per-sample log path.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import resource
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .io import atomic_write_json, iter_jsonl, read_json
+
+SCHEMA = "mmgpt-eval/results"
+SCHEMA_VERSION = 1
+SAMPLES_SCHEMA = "mmgpt-eval/samples"
+
+
+@dataclass
+class TaskResult:
+    task: str
+    version: str
+    metrics: dict[str, float]
+    metric_info: dict[str, dict[str, Any]]
+    primary_metric: str
+    n_samples: int
+    n_available: int
+    limit: int | None
+    subset: str
+    template: dict[str, str]
+    generation: dict[str, Any]
+    num_fewshot: int = 0
+    fewshot_mode: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    breakdown: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    timing: dict[str, Any] = field(default_factory=dict)
+    samples_file: str = ""
+    fingerprint: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TaskResult":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class RunResults:
+    run: dict[str, Any]
+    model: dict[str, Any]
+    tasks: dict[str, TaskResult]
+    provenance: dict[str, Any]
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    baseline: dict[str, Any] | None = None
+    schema: str = SCHEMA
+    schema_version: int = SCHEMA_VERSION
+    path: Path | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": self.schema, "schema_version": self.schema_version, "created": self.created,
+                "run": self.run, "model": self.model, "tasks": {k: v.to_dict() for k, v in self.tasks.items()},
+                "provenance": self.provenance, "baseline": self.baseline}
+
+    def save(self, path: str | os.PathLike) -> None:
+        atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "results") -> "RunResults":
+        if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+            raise UserError(f"not an mmgpt-eval results file (schema {d.get('schema') if isinstance(d, dict) else None!r})",
+                            where)
+        if d.get("schema_version") != SCHEMA_VERSION:
+            raise UserError(f"results schema version {d.get('schema_version')} is not supported "
+                            f"(this mmgpt-eval reads version {SCHEMA_VERSION})", where)
+        try:
+            tasks = {k: TaskResult.from_dict(v) for k, v in d["tasks"].items()}
+            return cls(run=d["run"], model=d["model"], tasks=tasks, provenance=d["provenance"],
+                       created=d.get("created", ""), baseline=d.get("baseline"))
+        except (KeyError, TypeError) as e:
+            raise UserError(f"malformed results file ({e})", where) from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "RunResults":
+        """Load ``results.json`` or a run directory that contains one."""
+        p = Path(path)
+        if p.is_dir():
+            p = p / "results.json"
+        r = cls.from_dict(read_json(p), str(p))
+        r.path = p
+        return r
+
+    @property
+    def run_dir(self) -> Path | None:
+        return self.path.parent if self.path else None
+
+    def samples(self, task: str) -> list[dict[str, Any]]:
+        """Per-sample records of a task (from the samples file next to results.json)."""
+        if task not in self.tasks:
+            raise UserError(f"task {task!r} is not in this run", self.path)
+        if self.run_dir is None:
+            raise UserError("results were not loaded from a file; per-sample records unavailable")
+        f = self.run_dir / self.tasks[task].samples_file
+        return read_samples(f)
+
+
+def read_samples(path: str | os.PathLike) -> list[dict[str, Any]]:
+    out = []
+    for _, obj in iter_jsonl(path):
+        if isinstance(obj, dict) and SAMPLES_SCHEMA in obj:
+            continue  # header
+        out.append(obj)
+    return out
+
+
+# --------------------------------------------------------------------------- provenance
+_PACKAGES = ["mmgpt-eval", "torch", "torchvision", "transformers", "tokenizers", "peft", "open_clip_torch",
+             "open-flamingo", "safetensors", "numpy", "scipy", "pycocoevalcap", "nltk", "easy-vqa", "pillow"]
+
+
+def package_versions() -> dict[str, str | None]:
+    out = {}
+    for p in _PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            out[p] = None
+    return out
+
+
+def git_info(path: Path | None = None) -> dict[str, Any]:
+    root = path or Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        if head.returncode != 0:
+            return {"hash": None}
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5)
+        return {"hash": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"hash": None}
+
+
+def peak_memory() -> dict[str, float | None]:
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out: dict[str, float | None] = {"cpu_rss_mb": round(rss_kb / 1024, 1), "gpu_allocated_mb": None}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            out["gpu_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    except Exception:  # noqa: BLE001
+        pass
+    return out
+
+
+def provenance(wall_time_s: float) -> dict[str, Any]:
+    import torch
+
+    return {
+        "versions": package_versions(),
+        "git": git_info(),
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "wall_time_s": round(wall_time_s, 3),
+        "peak_memory": peak_memory(),
+    }
