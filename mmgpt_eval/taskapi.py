@@ -50,8 +50,35 @@ class ImageRef:
 
     @classmethod
     def from_path(cls, path: str | Path) -> "ImageRef":
-        p = str(Path(path))
+        p = str(Path(path).resolve())
         return cls(key=p, path=p)
+
+
+def open_image_key(key: str) -> Image.Image | None:
+    """Re-open an image from the key a sample record stores (reports, galleries): a file path, or
+    ``easyvqa:<split>:<id>``, ``counting:<seed>:<index>``, ``blank:<size>:white``. ``None`` if gone."""
+    try:
+        if key.startswith("easyvqa:"):
+            from .data.dialog_spec import ImageRef as ProbeRef, resolve_image
+
+            _, split, iid = key.split(":")
+            return resolve_image(ProbeRef(source="easyvqa", split=split, image_id=int(iid)))
+        if key.startswith("counting:"):
+            from .data.counting_images import make_counting_item
+
+            _, seed, index = key.split(":")
+            return make_counting_item(int(seed), int(index)).image()
+        if key.startswith("blank:"):
+            from .data.dialog_spec import blank_image
+
+            return blank_image(int(key.split(":")[1]))
+        p = Path(key[len("path:"):] if key.startswith("path:") else key)
+        if p.is_file():
+            with Image.open(p) as im:
+                return im.convert("RGB")
+    except (OSError, ValueError, UserError):
+        return None
+    return None
 
 
 @dataclass

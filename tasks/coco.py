@@ -61,7 +61,7 @@ def _captions_json(path: Path, images: Path) -> list[Sample]:
         img = images / files[iid] if files.get(iid) and (images / files[iid]).is_file() else by_number.get(int(iid))
         if img is None:
             raise UserError(f"no image file for image_id {iid}", images)
-        out.append(Sample(id=str(iid), images=[ImageRef(key=f"coco:{iid}", path=str(img))], fields={},
+        out.append(Sample(id=str(iid), images=[ImageRef.from_path(img)], fields={},
                           references=refs[iid], meta={"image_id": iid}))
     return out
 
@@ -133,8 +133,8 @@ class COCOCaptions(Task):
                 for m in ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L")}
         info["CIDEr"] = MetricInfo(kind="corpus", per_sample="CIDEr",
                                    description="CIDEr-D (pycocoevalcap, raw scale; IDF from the evaluated images)")
-        for m in ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4"):
-            info[m].kind = "corpus-only"  # corpus BLEU is not a mean of per-image values
+        for m in ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR"):
+            info[m].kind = "corpus-only"  # corpus BLEU / METEOR are not means of per-image values
             info[m].per_sample = None
         return info
 
@@ -145,7 +145,7 @@ class COCOCaptions(Task):
         gts = {s.id: list(s.references) for s in samples}
         res = {s.id: r["prediction"] for s, r in zip(samples, records)}
         sc = score_captions(gts, res)
-        per_sample = {sid: {k: v for k, v in vals.items() if not k.startswith("Bleu")}
+        per_sample = {sid: {k: v for k, v in vals.items() if k in ("CIDEr", "ROUGE_L")}
                       for sid, vals in sc.per_image.items()}
         return Aggregate(metrics={k: round(v, 6) for k, v in sc.corpus.items()},
                          breakdown={"spice": sc.spice, "n_images": sc.n_images},

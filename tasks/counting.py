@@ -114,7 +114,7 @@ class Counting(Task):
         for p in paths:
             if not Path(p).exists():
                 raise UserError("counting VQA input not found", p)
-        samples, _, annotations = load_vqa_files(Path(paths[0]), Path(paths[1]), Path(paths[2]), "counting-vqa")
+        samples, _, annotations = load_vqa_files(Path(paths[0]), Path(paths[1]), Path(paths[2]))
         mc = {a["question_id"]: a.get("multiple_choice_answer") for a in annotations}
         out = []
         for s in samples:

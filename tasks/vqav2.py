@@ -35,7 +35,7 @@ def index_images(folder: str | Path) -> dict[int, Path]:
     return out
 
 
-def load_vqa_files(questions_path: Path, annotations_path: Path | None, images: Path, key_prefix: str,
+def load_vqa_files(questions_path: Path, annotations_path: Path | None, images: Path,
                    require_answers: bool = True) -> tuple[list[Sample], list[dict], list[dict]]:
     qdoc = read_json(questions_path)
     if not isinstance(qdoc, dict) or not isinstance(qdoc.get("questions"), list):
@@ -70,7 +70,7 @@ def load_vqa_files(questions_path: Path, annotations_path: Path | None, images: 
             raise UserError(f"no image file for image_id {q['image_id']} (question {qid})", images)
         answers = [a["answer"] for a in ann["answers"]] if ann else []
         samples.append(Sample(
-            id=str(qid), images=[ImageRef(key=f"{key_prefix}:{q['image_id']}", path=str(img))],
+            id=str(qid), images=[ImageRef.from_path(img)],
             fields={"question": q["question"]}, references=answers,
             meta={"question_id": qid, "image_id": q["image_id"],
                   "question_type": ann["question_type"] if ann else None,
@@ -125,7 +125,7 @@ class VQAv2(Task):
 
     def load(self) -> list[Sample]:
         samples, self._questions, self._annotations = load_vqa_files(
-            self._path("questions"), self._path("annotations"), self._path("images"), self.name)
+            self._path("questions"), self._path("annotations"), self._path("images"))
         return samples
 
     def fewshot_pool(self) -> list[Sample]:
@@ -133,8 +133,7 @@ class VQAv2(Task):
             q = self._path("train_questions", required=False)
             if q is None:
                 raise UserError(f"few-shot on {self.name} needs --{self.flag}-train-questions/-annotations/-images")
-            self._pool = load_vqa_files(q, self._path("train_annotations"), self._path("train_images"),
-                                        f"{self.name}-train")[0][:2048]
+            self._pool = load_vqa_files(q, self._path("train_annotations"), self._path("train_images"))[0][:2048]
         return self._pool
 
     def demo_fields(self, sample: Sample) -> dict[str, str]:

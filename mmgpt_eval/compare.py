@@ -1,0 +1,149 @@
+"""Pairing runs: per-sample metric values by sample id, and paired comparisons of every metric.
+
+Shared by ``compare``, ``gate`` and the HTML report. Two runs are compared on the samples they share
+by id; different sample sets are an error unless ``intersect`` is set (then the counts are reported).
+Per-sample values that are ``None`` (a probe that does not apply, an unparsable count for MAE) are
+dropped pairwise; which values apply is decided by the task's data, not by the model output, except
+where a task documents otherwise (counting MAE), so the dropped counts are reported too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import UserError
+from .gate import MetricSamples
+from .results import RunResults
+from .stats import compare_metric
+
+STAT_KINDS = ("binary", "continuous", "corpus")
+
+
+def metric_samples(run: RunResults, task: str, metric: str, records: list[dict[str, Any]] | None = None) -> MetricSamples:
+    """Per-sample values of ``task/metric`` in ``run`` (raises KeyError if the run lacks it)."""
+    if task not in run.tasks:
+        raise KeyError(task)
+    tr = run.tasks[task]
+    info = tr.metric_info.get(metric)
+    if info is None or metric not in tr.metrics:
+        raise KeyError(f"{task}/{metric}")
+    if info["kind"] not in STAT_KINDS or not info.get("per_sample"):
+        raise UserError(f"{task}/{metric} is a corpus-only metric: it has no per-sample values to compare")
+    key = info["per_sample"]
+    recs = records if records is not None else run.samples(task)
+    ids, values = [], []
+    for r in recs:
+        v = r["metrics"].get(key)
+        if v is None:
+            continue
+        ids.append(str(r["id"]))
+        values.append(float(v))
+    return MetricSamples(ids=ids, values=values, kind=info["kind"], corpus_value=tr.metrics.get(metric),
+                         scale=float(info.get("scale", 1.0)))
+
+
+@dataclass
+class MetricComparison:
+    task: str
+    metric: str
+    kind: str
+    higher_is_better: bool
+    unit: str
+    baseline: float | None
+    candidate: float | None
+    delta: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
+    test: str | None = None
+    n: int = 0
+    n_dropped: int = 0
+    note: str = ""
+
+    @property
+    def improved(self) -> bool | None:
+        if self.ci_low is None or self.ci_high is None:
+            return None
+        better_low = self.ci_low if self.higher_is_better else -self.ci_high
+        worse_high = self.ci_high if self.higher_is_better else -self.ci_low
+        if better_low > 0:
+            return True
+        if worse_high < 0:
+            return False
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _num(x: Any) -> float | None:
+    if x is None:
+        return None
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def sample_ids(run: RunResults, task: str) -> list[str]:
+    return [str(r["id"]) for r in run.samples(task)]
+
+
+def check_same_samples(a: RunResults, b: RunResults, task: str, intersect: bool) -> tuple[set[str], str]:
+    ia, ib = set(sample_ids(a, task)), set(sample_ids(b, task))
+    if ia == ib:
+        return ia, ""
+    only_a, only_b = sorted(ia - ib), sorted(ib - ia)
+    msg = (f"task {task}: the runs evaluated different samples ({len(only_a)} only in the first, e.g. "
+           f"{', '.join(only_a[:3]) or '-'}; {len(only_b)} only in the second, e.g. {', '.join(only_b[:3]) or '-'})")
+    if not intersect:
+        raise UserError(msg + "; pass --intersect to compare on the common samples")
+    return ia & ib, msg + f"; compared on the {len(ia & ib)} common samples"
+
+
+def compare_runs(baseline: RunResults, candidate: RunResults, *, intersect: bool = False, tasks: list[str] | None = None,
+                 confidence: float = 0.95, n_resamples: int = 10000, seed: int = 0) -> list[MetricComparison]:
+    out: list[MetricComparison] = []
+    common = [t for t in candidate.tasks if t in baseline.tasks and (tasks is None or t in tasks)]
+    if tasks:
+        missing = [t for t in tasks if t not in common]
+        if missing:
+            raise UserError(f"task(s) {', '.join(missing)} are not in both runs")
+    for task in common:
+        keep, note = check_same_samples(baseline, candidate, task, intersect)
+        ra = [r for r in baseline.samples(task) if str(r["id"]) in keep]
+        rb = [r for r in candidate.samples(task) if str(r["id"]) in keep]
+        tb = candidate.tasks[task]
+        for metric, info in tb.metric_info.items():
+            if metric not in tb.metrics or metric not in baseline.tasks[task].metrics:
+                continue
+            va, vb = _num(baseline.tasks[task].metrics[metric]), _num(tb.metrics[metric])
+            mc = MetricComparison(task, metric, info["kind"], bool(info.get("higher_is_better", True)),
+                                  info.get("unit", ""), va, vb,
+                                  None if va is None or vb is None else vb - va, note=note)
+            if info["kind"] in STAT_KINDS and info.get("per_sample"):
+                sa = metric_samples(baseline, task, metric, ra)
+                sb = metric_samples(candidate, task, metric, rb)
+                da = dict(zip(sa.ids, sa.values))
+                db = dict(zip(sb.ids, sb.values))
+                ids = sorted(set(da) & set(db))
+                mc.n = len(ids)
+                mc.n_dropped = len(keep) - len(ids)
+                if len(ids) >= 2:
+                    c = compare_metric(np.array([da[i] for i in ids]), np.array([db[i] for i in ids]), info["kind"],
+                                       mc.higher_is_better, name=f"{task}/{metric}", confidence=confidence,
+                                       n_resamples=n_resamples, seed=seed)
+                    scale = float(info.get("scale", 1.0))
+                    mc.ci_low, mc.ci_high = c.ci_low * scale, c.ci_high * scale
+                    mc.p_value, mc.test = c.p_value, c.test
+                    if mc.delta is None:
+                        mc.delta = c.delta * scale
+            else:
+                mc.note = (note + "; " if note else "") + "corpus-only metric: no per-sample interval"
+            out.append(mc)
+    return out
