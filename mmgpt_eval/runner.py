@@ -36,6 +36,7 @@ class RunConfig:
     batch_size: int = 8
     num_fewshot: int = 0
     fewshot_zero_mode: str = "text-demos"
+    fewshot_selection: str = "random"
     template: str | None = None
     seed: int = 0
     history_mode: str = "self"
@@ -99,6 +100,7 @@ def fingerprint(pt: PreparedTask, cfg: RunConfig, identity: dict[str, Any]) -> s
         "template": {"name": pt.template.name, "sha256": pt.template.sha256},
         "generation": pt.settings.to_dict(), "num_fewshot": cfg.num_fewshot,
         "fewshot_zero_mode": cfg.fewshot_zero_mode if pt.template.demo else None,
+        "fewshot_selection": cfg.fewshot_selection if pt.template.demo and cfg.num_fewshot else None,
         "history_mode": cfg.history_mode if t.multi_round else None, "model": identity,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
@@ -248,7 +250,8 @@ def run_task(pt: PreparedTask, loaded: LoadedModel, gen: Generator, cfg: RunConf
     wanted = {s.id for s in pt.samples}
     pending = [s for s in pt.samples if s.id not in done]
     ctx = RunContext(seed=cfg.seed, num_fewshot=cfg.num_fewshot, fewshot_zero_mode=cfg.fewshot_zero_mode,
-                     template=pt.template, history_mode=cfg.history_mode, model=loaded)
+                     template=pt.template, history_mode=cfg.history_mode, model=loaded,
+                     fewshot_selection=cfg.fewshot_selection, cache_dir=cfg.output_dir / "cache")
     # sort by first-round prompt length (and image count) so batches pad little
     lengths = {s.id: (len(s.images), len(task.requests(s, 0, {}, ctx)[0].prompt)) for s in pending}
     pending.sort(key=lambda s: lengths[s.id])
@@ -287,7 +290,8 @@ def run_task(pt: PreparedTask, loaded: LoadedModel, gen: Generator, cfg: RunConf
         primary_metric=task.primary_metric, n_samples=len(pt.samples), n_available=pt.n_available,
         limit=cfg.limit, subset=subset, template={"name": pt.template.name, "sha256": pt.template.sha256},
         generation=pt.settings.to_dict(), num_fewshot=cfg.num_fewshot,
-        fewshot_mode=(cfg.fewshot_zero_mode if pt.template.demo else None), options=task.public_options(),
+        fewshot_mode=((f"{cfg.fewshot_selection} demos" if cfg.num_fewshot else cfg.fewshot_zero_mode)
+                      if pt.template.demo else None), options=task.public_options(),
         breakdown=agg.breakdown, notes=notes,
         timing={"wall_s": round(wall, 3), "samples_generated": n_gen, "samples_resumed": resumed,
                 "samples_per_s": round(n_gen / wall, 3) if wall > 0 and n_gen else None,
@@ -301,6 +305,7 @@ def run_evaluation(prepared: list[PreparedTask], loaded: LoadedModel, cfg: RunCo
     gen = Generator(loaded)
     run_info = {"argv": cfg.argv, "output_dir": str(cfg.output_dir), "seed": cfg.seed, "batch_size": cfg.batch_size,
                 "limit": cfg.limit, "num_fewshot": cfg.num_fewshot, "fewshot_zero_mode": cfg.fewshot_zero_mode,
+                "fewshot_selection": cfg.fewshot_selection,
                 "template": cfg.template, "history_mode": cfg.history_mode,
                 "generation_overrides": cfg.generation_overrides, "model_load_s": round(loaded.load_seconds, 3)}
     results = RunResults(run=run_info, model=loaded.provenance(), tasks={}, provenance={})

@@ -155,7 +155,10 @@ class RunContext:
     fewshot_zero_mode: str = "text-demos"  # OpenFlamingo 0-shot: 2 text-only demos; or "none"
     template: Template | None = None
     history_mode: str = "self"
+    fewshot_selection: str = "random"  # or "rices" (image similarity, most similar last)
     model: Any = None  # the LoadedModel (e.g. for image-similarity demo selection)
+    cache_dir: Any = None  # where tasks may cache derived data (RICES features)
+    _rices: dict = field(default_factory=dict, repr=False)
 
 
 def fixed_subset(task_name: str, samples: list[Sample], limit: int | None) -> list[Sample]:
@@ -268,6 +271,14 @@ class Task:
         pool = self.fewshot_pool()
         if len(pool) < k:
             raise UserError(f"task {self.name}: few-shot needs at least {k} demo samples, the pool has {len(pool)}")
+        if ctx.fewshot_selection == "rices" and ctx.num_fewshot > 0:
+            if ctx.model is None:
+                raise UserError("RICES demo selection needs the model's vision encoder")
+            if self.name not in ctx._rices:
+                from .rices import RICES
+
+                ctx._rices[self.name] = RICES(ctx.model, pool, ctx.cache_dir)
+            return ctx._rices[self.name].find(sample, k)
         rng = item_rng(ctx.seed, self.name, sample.id)
         return rng.sample(pool, k)
 

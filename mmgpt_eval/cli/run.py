@@ -73,12 +73,20 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
     p.add_argument("--fewshot-zero-mode", choices=["text-demos", "none"], default=None,
                    help="what 0-shot means for few-shot templates: OpenFlamingo's 2 text-only demos "
                         "(default) or no demos")
+    p.add_argument("--fewshot-selection", choices=["random", "rices"], default=None,
+                   help="few-shot demos: random per item (seeded by seed + item id; default) or RICES (the most "
+                        "similar train images by the model's vision encoder, most similar last)")
     p.add_argument("--template", default=None, help="prompt template (default: each task's)")
     p.add_argument("--history-mode", choices=["self", "teacher"], default=None,
                    help="dialogue history: the model's own answers (self, default) or the references (teacher)")
     p.add_argument("--include-path", action="append", default=[], metavar="DIR", help="extra task plugin folder")
     p.add_argument("--task-config", default=None, metavar="TOML",
                    help="task options as [task] tables, e.g. [vqav2] questions = \"...\"")
+    p.add_argument("--baseline", default=None, metavar="SPEC_OR_RUN",
+                   help="also evaluate this baseline (a model spec, no checkpoint) on exactly the same samples and "
+                        "settings, or reuse an earlier run folder; results are stored side by side")
+    p.add_argument("--intersect", action="store_true", help="with a baseline run on other samples: compare the common ones")
+    p.add_argument("--no-report", action="store_true", help="do not write OUTDIR/report.html")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_generation_args(p)
     add_task_option_args(p, include_paths_from_argv(argv or sys.argv[1:]))
@@ -142,16 +150,124 @@ def run(args: argparse.Namespace) -> int:
     cfg = RunConfig(output_dir=Path(args.output_dir or DEFAULT_OUTPUT_DIR), limit=limit, batch_size=args.batch_size,
                     num_fewshot=args.num_fewshot or 0, fewshot_zero_mode=args.fewshot_zero_mode or "text-demos",
                     template=args.template, seed=args.seed, history_mode=args.history_mode or "self",
+                    fewshot_selection=args.fewshot_selection or "random",
                     generation_overrides=overrides, argv=sys.argv[1:], progress=not args.no_progress)
     if cfg.num_fewshot < 0:
         raise UserError("--num-fewshot must be >= 0")
     # every task's data is loaded and checked before the model is
     prepared = [prepare_task(task_classes[n](options), cfg) for n in names]
+    baseline_run = _baseline_run(args.baseline) if args.baseline else None
+    if baseline_run is not None:
+        check_baseline_settings(baseline_run, prepared, cfg)
     loaded = load_from_args(args)
     results = run_evaluation(prepared, loaded, cfg)
+    if args.baseline:
+        del loaded
+        results = attach_baseline(results, prepared, cfg, args, baseline_run)
     print_summary(results)
     log.info("results: %s", cfg.output_dir / "results.json")
+    if not args.no_report:
+        write_run_report(results, cfg.output_dir)
     return 0
+
+
+def _baseline_run(ref: str):
+    """An earlier run folder / results.json, or None when ``ref`` is a model spec."""
+    from ..results import RunResults
+
+    p = Path(ref)
+    if (p.is_dir() and (p / "results.json").is_file()) or (p.is_file() and p.suffix == ".json"):
+        return RunResults.load(p)
+    if p.is_dir():
+        raise UserError("baseline folder has no results.json", p)
+    return None
+
+
+def check_baseline_settings(base, prepared, cfg) -> None:
+    """A baseline run must have used the same prompts and settings for every task."""
+    for pt in prepared:
+        tr = base.tasks.get(pt.task.name)
+        if tr is None:
+            raise UserError(f"the baseline run has no task {pt.task.name}", base.path)
+        diffs = []
+        if tr.template.get("sha256") != pt.template.sha256:
+            diffs.append(f"template {tr.template.get('name')} vs {pt.template.name}")
+        if tr.generation != pt.settings.to_dict():
+            diffs.append("generation settings")
+        if (tr.num_fewshot or 0) != cfg.num_fewshot:
+            diffs.append(f"num_fewshot {tr.num_fewshot} vs {cfg.num_fewshot}")
+        if tr.options != pt.task.public_options():
+            diffs.append("task options")
+        if diffs:
+            raise UserError(f"the baseline run used different settings for task {pt.task.name}: {', '.join(diffs)}",
+                            base.path)
+
+
+def attach_baseline(results, prepared, cfg, args, baseline_run):
+    """Evaluate (or reuse) the baseline, compare, and store both side by side in results.json."""
+    import dataclasses
+
+    from ..compare import compare_runs
+    from ..model.build import load_model
+    from ..model.spec import load_spec
+    from ..results import RunResults
+    from ..runner import run_evaluation
+    from .common import spec_overrides
+
+    if baseline_run is None:
+        spec = load_spec(args.baseline, spec_overrides(args))
+        log.info("evaluating the baseline %s (no checkpoint) on the same samples", args.baseline)
+        base_cfg = dataclasses.replace(cfg, output_dir=cfg.output_dir / "baseline")
+        base_loaded = load_model(spec, None)
+        run_evaluation(prepared, base_loaded, base_cfg)
+        baseline_run = RunResults.load(base_cfg.output_dir)
+        kind = "model"
+    else:
+        kind = "run"
+    results.path = cfg.output_dir / "results.json"
+    comps = compare_runs(baseline_run, results, intersect=args.intersect)
+    rel = baseline_run.path
+    try:
+        rel = baseline_run.path.relative_to(cfg.output_dir)
+    except ValueError:
+        pass
+    results.baseline = {"source": args.baseline, "kind": kind, "results": str(rel),
+                        "comparisons": [c.to_dict() for c in comps]}
+    results.save(cfg.output_dir / "results.json")
+    print_comparison(comps)
+    return RunResults.load(cfg.output_dir)
+
+
+def write_run_report(results, out_dir: Path) -> None:
+    try:
+        from ..report import write_report
+    except ImportError:  # pragma: no cover - report module not available
+        return
+    from ..results import RunResults
+
+    baseline = None
+    if results.baseline:
+        p = Path(results.baseline["results"])
+        baseline = RunResults.load(p if p.is_absolute() else out_dir / p)
+    path = out_dir / "report.html"
+    write_report(path, [results], baseline=baseline)
+    log.info("report: %s", path.resolve())
+    print(f"report: {path.resolve()}")
+
+
+def print_comparison(comps) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="vs baseline (paired, 95% CI)", title_justify="left")
+    for col in ("task", "metric", "baseline", "candidate", "delta", "95% CI", "p"):
+        t.add_column(col, justify="left" if col in ("task", "metric") else "right")
+    for c in comps:
+        f = (lambda v: "-" if v is None else f"{v:.4g}")
+        t.add_row(c.task, c.metric, f(c.baseline), f(c.candidate), f(c.delta),
+                  "-" if c.ci_low is None else f"[{c.ci_low:.3g}, {c.ci_high:.3g}]",
+                  "-" if c.p_value is None else f"{c.p_value:.3g}")
+    Console().print(t)
 
 
 def print_summary(results) -> None:

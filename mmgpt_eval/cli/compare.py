@@ -1,0 +1,95 @@
+"""``mmgpt-eval compare RUN_A RUN_B [RUN_C ...] [--baseline RUN]``: metrics side by side, with paired
+deltas, 95% intervals and p-values against the baseline (``--baseline``, else the first run). Several
+checkpoints of one training run also give a trend table (metric vs step)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import UserError
+from ..io import atomic_write_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="compare runs with paired statistics", description=__doc__)
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders or results.json files")
+    p.add_argument("--baseline", default=None, metavar="RUN", help="the run to compare against (default: the first)")
+    p.add_argument("--intersect", action="store_true", help="compare on the common samples when the sets differ")
+    p.add_argument("--tasks", default=None, help="comma-separated subset of tasks")
+    p.add_argument("--confidence", type=float, default=0.95)
+    p.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples")
+    p.add_argument("--json", dest="json_out", default=None, help="also write the comparisons as JSON")
+    p.set_defaults(func=run)
+
+
+def step_of(run, position: int) -> float:
+    ck = (run.model or {}).get("checkpoint") or {}
+    meta = ck.get("metadata") or {}
+    for k in ("step", "global_step", "epoch"):
+        if isinstance(meta.get(k), (int, float)):
+            return float(meta[k])
+    return float(position)
+
+
+def label_of(run) -> str:
+    ck = (run.model or {}).get("checkpoint") or {}
+    if ck.get("path"):
+        return Path(ck["path"]).name
+    return (run.model or {}).get("model_spec", {}).get("name") or str(run.run_dir)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..compare import compare_runs
+    from ..results import RunResults
+
+    runs = [RunResults.load(r) for r in args.runs]
+    if args.baseline:
+        base = RunResults.load(args.baseline)
+        candidates = runs
+    else:
+        if len(runs) < 2:
+            raise UserError("give at least two runs, or --baseline")
+        base, candidates = runs[0], runs[1:]
+    tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else None
+    con = Console()
+    all_out = []
+    for i, cand in enumerate(candidates):
+        comps = compare_runs(base, cand, intersect=args.intersect, tasks=tasks, confidence=args.confidence,
+                             n_resamples=args.resamples)
+        t = Table(title=f"{label_of(cand)} vs baseline {label_of(base)}", title_justify="left")
+        for col in ("task", "metric", "baseline", "candidate", "delta", f"{int(args.confidence * 100)}% CI", "p", "test", "n"):
+            t.add_column(col, justify="left" if col in ("task", "metric", "test") else "right")
+        for c in comps:
+            arrow = {True: "[green]better[/]", False: "[red]worse[/]", None: ""}[c.improved]
+            fmt = (lambda v: "-" if v is None else f"{v:.4g}")
+            t.add_row(c.task, c.metric, fmt(c.baseline), fmt(c.candidate), f"{fmt(c.delta)} {arrow}",
+                      "-" if c.ci_low is None else f"[{c.ci_low:.3g}, {c.ci_high:.3g}]",
+                      "-" if c.p_value is None else f"{c.p_value:.3g}", c.test or "", str(c.n or ""))
+        con.print(t)
+        for c in comps:
+            if c.note and "corpus-only" not in c.note:
+                con.print(f"note: {c.note}")
+        all_out.append({"baseline": str(base.path), "candidate": str(cand.path), "comparisons": [c.to_dict() for c in comps]})
+    if len(runs) >= 3 or (args.baseline and len(runs) >= 2):
+        series = [base] + candidates if not args.baseline else candidates
+        t = Table(title="trend (primary metrics vs step)", title_justify="left")
+        t.add_column("step", justify="right")
+        t.add_column("run")
+        task_names = [n for n in series[0].tasks if tasks is None or n in tasks]
+        for name in task_names:
+            t.add_column(f"{name}/{series[0].tasks[name].primary_metric}", justify="right")
+        for pos, r in sorted(enumerate(series), key=lambda pr: step_of(pr[1], pr[0])):
+            vals = []
+            for name in task_names:
+                tr = r.tasks.get(name)
+                v = tr.metrics.get(tr.primary_metric) if tr else None
+                vals.append("-" if v is None else f"{v:.4g}")
+            t.add_row(f"{step_of(r, pos):g}", label_of(r), *vals)
+        con.print(t)
+    if args.json_out:
+        atomic_write_json(args.json_out, all_out if len(all_out) > 1 else all_out[0])
+    return 0
