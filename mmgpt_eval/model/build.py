@@ -194,6 +194,8 @@ def load_vision(spec: ModelSpec):
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - open_clip raises RuntimeError/ValueError/OSError/URLError
+        if local is not None:
+            raise UserError(f"cannot build the vision tower from this folder: {e}", local) from None
         raise _unavailable(spec, "vision_encoder" if not pretrained_arg else "vision_pretrained",
                            pretrained_arg or name, e) from None
     if extra_weights is not None:

@@ -1,0 +1,125 @@
+"""Training recipes (TOML). Defaults are MultiModal-GPT's recipe; each default's source is noted.
+
+    model = "tiny"                 # base model spec: preset name or TOML (relative to this file)
+    init_checkpoint = "..."        # optional checkpoint loaded onto the base first (e.g. OpenFlamingo checkpoint.pt)
+    mode = "lora"                  # "lora" (MultiModal-GPT) or "pretrain" (every parameter: the tiny base)
+    output_dir = "runs/exp1"
+    [lora]   r, alpha, dropout, targets
+    [optim]  lr, scheduler, warmup_steps, grad_accum, clip, weight_decay, weight_decay_on, betas, eps, min_lr_ratio
+    [train]  steps, batch_size, per_image, max_length, precision, seed, save_every, log_every, threads, device,
+             vision_weight, language_weight, resume
+    [[data.vision]]   type = "llava" | "llava_dial" | "cc_sbu_align" | "aokvqa" | "coco_caption" | "ocr_vqa" |
+                             "easyvqa" | "easyvqa_text" | "counting", plus the adapter's options (path, images, sample...)
+    [[data.language]] type = "dolly" | "alpaca_gpt4" | "baize" | "language" | "plain_text", plus options
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..io import read_toml
+from ..model.lora import MMGPT_TARGETS
+
+
+@dataclass
+class TrainConfig:
+    model: str = "tiny"
+    init_checkpoint: str | None = None
+    mode: str = "lora"
+    output_dir: str = "runs/train"
+    # LoRA: configs/lora_config.py of open-mmlab/Multimodal-GPT
+    lora_r: int = 16
+    lora_alpha: float = 16
+    lora_dropout: float = 0.0
+    lora_targets: list[str] = field(default_factory=lambda: list(MMGPT_TARGETS))
+    # optimiser: mmgpt/train/instruction_finetune.py defaults + the README launch command
+    lr: float = 1e-5
+    lr_scheduler: str = "cosine"  # README passes --lr_scheduler cosine (the script's default is constant)
+    warmup_steps: int = 100
+    grad_accum: int = 16
+    clip: float = 1.0  # MMGPT clips on every micro-step; we clip the accumulated gradient once per step
+    weight_decay: float = 0.1
+    weight_decay_on: str = "xattn_lora"  # MMGPT: decay only gated-xattn params that are not gate/norm/bias
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # torch AdamW defaults, as MMGPT
+    eps: float = 1e-8
+    min_lr_ratio: float = 0.0
+    # run
+    steps: int = 1297  # ~166k vision samples / (8 GPUs x batch 1 x accumulation 16): one MMGPT epoch
+    batch_size: int = 1  # per process, per micro-step, for each of the vision and language batches
+    language_batch_size: int = 0  # 0: same as batch_size
+    per_image: int = 1  # examples sharing an image kept together (1 = plain shuffling)
+    max_length: int = 512  # MMGPT truncates each sample (each dialogue turn) to 512 tokens
+    precision: str = "auto"  # bf16 autocast on GPU (MMGPT used fp16 amp), fp32 on CPU
+    seed: int = 42
+    save_every: int = 0
+    log_every: int = 10
+    threads: int = 0
+    device: str = ""  # "", "cpu", "cuda"
+    vision_weight: float = 1.0  # one vision batch and one language batch per step, equal weight
+    language_weight: float = 1.0
+    resume: bool = True
+    vision_data: list[dict[str, Any]] = field(default_factory=list)
+    language_data: list[dict[str, Any]] = field(default_factory=list)
+    eval_tasks: list[str] = field(default_factory=list)
+    eval_limit: int | None = None
+    base_dir: Path | None = None
+    source: str | None = None
+
+
+_SECTIONS = {
+    "lora": {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout", "targets": "lora_targets"},
+    "optim": {k: k for k in ("lr", "warmup_steps", "grad_accum", "clip", "weight_decay", "weight_decay_on", "betas",
+                             "eps", "min_lr_ratio")} | {"scheduler": "lr_scheduler"},
+    "train": {k: k for k in ("steps", "batch_size", "language_batch_size", "per_image", "max_length", "precision", "seed", "save_every",
+                             "log_every", "threads", "device", "vision_weight", "language_weight", "resume")},
+    "eval": {"tasks": "eval_tasks", "limit": "eval_limit"},
+}
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    path = Path(path)
+    raw = read_toml(path)
+    base = path.resolve().parent
+    kw: dict[str, Any] = {}
+    for key in ("model", "init_checkpoint", "mode", "output_dir"):
+        if key in raw:
+            kw[key] = raw.pop(key)
+    for section, mapping in _SECTIONS.items():
+        sec = raw.pop(section, {})
+        if not isinstance(sec, dict):
+            raise UserError(f"[{section}] must be a table", path)
+        for k, v in sec.items():
+            if k not in mapping:
+                raise UserError(f"unknown key {k!r} in [{section}]; known: {', '.join(mapping)}", path)
+            kw[mapping[k]] = v
+    data = raw.pop("data", {})
+    kw["vision_data"] = list(data.pop("vision", []))
+    kw["language_data"] = list(data.pop("language", []))
+    if data:
+        raise UserError(f"unknown [data] entries {', '.join(data)} (use [[data.vision]] / [[data.language]])", path)
+    if raw:
+        raise UserError(f"unknown top-level key(s) {', '.join(raw)}", path)
+    for key in ("model", "init_checkpoint"):
+        v = kw.get(key)
+        if isinstance(v, str) and v and (base / v).exists():
+            kw[key] = str((base / v).resolve())
+    if "output_dir" in kw and not Path(kw["output_dir"]).is_absolute():
+        kw["output_dir"] = str(Path.cwd() / kw["output_dir"])
+    kw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        cfg = TrainConfig(**kw, base_dir=base, source=str(path))
+    except TypeError as e:
+        raise UserError(f"bad recipe: {e}", path) from None
+    if cfg.mode not in ("lora", "pretrain"):
+        raise UserError(f"mode must be lora or pretrain, got {cfg.mode!r}", path)
+    if cfg.steps < 1 or cfg.grad_accum < 1 or cfg.batch_size < 1:
+        raise UserError("steps, grad_accum and batch_size must be at least 1", path)
+    return cfg
+
+
+def config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
