@@ -141,8 +141,9 @@ def compare_runs(baseline: RunResults, candidate: RunResults, *, intersect: bool
                     scale = float(info.get("scale", 1.0))
                     mc.ci_low, mc.ci_high = c.ci_low * scale, c.ci_high * scale
                     mc.p_value, mc.test = c.p_value, c.test
-                    if mc.delta is None:
-                        mc.delta = c.delta * scale
+                    # the delta of the paired samples, so it always matches its interval (it differs
+                    # from candidate - baseline only when per-sample values were dropped pairwise)
+                    mc.delta = c.delta * scale
             else:
                 mc.note = (note + "; " if note else "") + "corpus-only metric: no per-sample interval"
             out.append(mc)

@@ -114,7 +114,8 @@ class SampleStore:
         self.task = task
         self.fp = fp
 
-    def load_done(self) -> dict[str, dict[str, Any]]:
+    def load_done(self, readonly: bool = False) -> dict[str, dict[str, Any]]:
+        """Finished records by id. ``readonly``: never move a stale file or truncate (other ranks)."""
         if not self.path.exists():
             return {}
         raw = self.path.read_bytes()
@@ -137,6 +138,8 @@ class SampleStore:
             if i == 0:
                 header = obj.get(SAMPLES_SCHEMA) if isinstance(obj, dict) else None
                 if not header or header.get("fingerprint") != self.fp:
+                    if readonly:
+                        return {}
                     stale = self.path.with_name(f"{self.path.name}.stale-{int(time.time())}")
                     os.replace(self.path, stale)
                     log.warning("%s: the model, checkpoint, template, generation or data settings changed; "
@@ -146,7 +149,7 @@ class SampleStore:
             elif header_ok:
                 done[str(obj["id"])] = obj
             good_bytes += len(line) + 1
-        if good_bytes < len(raw):
+        if good_bytes < len(raw) and not readonly:
             with self.path.open("r+b") as f:
                 f.truncate(good_bytes)
         return done
@@ -239,46 +242,94 @@ def _progress(enabled: bool):
                     console=Console(stderr=True), disable=not enabled, transient=False)
 
 
-def run_task(pt: PreparedTask, loaded: LoadedModel, gen: Generator, cfg: RunConfig, progress) -> TaskResult:
+def dist_info() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def run_task(pt: PreparedTask, loaded: LoadedModel, gen: Generator, cfg: RunConfig, progress) -> TaskResult | None:
+    """Evaluate one task. Under torchrun every rank takes every world-size-th pending sample (no
+    padding duplicates), streams its records to its own shard file (resume per shard), and rank 0
+    gathers all records, writes the per-sample log in sample order and returns the result (other
+    ranks return None)."""
     task = pt.task
+    rank, world = dist_info()
     identity = model_identity(loaded)
     fp = fingerprint(pt, cfg, identity)
     rel = Path("samples") / f"{task.name}.jsonl"
     store = SampleStore(cfg.output_dir / rel, task.name, fp)
-    done = store.load_done()
-    store.start()
+    if rank == 0:
+        done = store.load_done()
+        store.start()
+    _barrier()
+    if rank != 0:
+        done = store.load_done(readonly=True)
+    for shard in sorted((cfg.output_dir / "samples").glob(f"{task.name}.shard-*.jsonl")):
+        done.update(SampleStore(shard, task.name, fp).load_done(readonly=True))
+    out_store = store
+    if world > 1:
+        out_store = SampleStore(cfg.output_dir / "samples" / f"{task.name}.shard-{rank}-of-{world}.jsonl", task.name, fp)
+        out_store.load_done()
+        out_store.start()
     wanted = {s.id for s in pt.samples}
-    pending = [s for s in pt.samples if s.id not in done]
+    pending = [s for s in pt.samples if s.id not in done][rank::world]
     ctx = RunContext(seed=cfg.seed, num_fewshot=cfg.num_fewshot, fewshot_zero_mode=cfg.fewshot_zero_mode,
                      template=pt.template, history_mode=cfg.history_mode, model=loaded,
                      fewshot_selection=cfg.fewshot_selection, cache_dir=cfg.output_dir / "cache")
-    # sort by first-round prompt length (and image count) so batches pad little
-    lengths = {s.id: (len(s.images), len(task.requests(s, 0, {}, ctx)[0].prompt)) for s in pending}
-    pending.sort(key=lambda s: lengths[s.id])
+    # sort by image count, first-round prompt length and image, so batches pad little and share images
+    keys = {s.id: (len(s.images), len(task.requests(s, 0, {}, ctx)[0].prompt), s.images[0].key if s.images else "")
+            for s in pending}
+    pending.sort(key=lambda s: keys[s.id])
     resumed = len(wanted & set(done))
-    bar = progress.add_task(task.name, total=len(pt.samples), completed=resumed, rate="")
+    bar = progress.add_task(task.name if world == 1 else f"{task.name} (rank {rank}/{world})",
+                            total=len(pending) + (resumed if world == 1 else 0),
+                            completed=resumed if world == 1 else 0, rate="")
     t0 = time.perf_counter()
+    new_records: list[dict[str, Any]] = []
     n_tokens = 0
-    n_gen = 0
-    chunk_size = cfg.batch_size
-    for start in range(0, len(pending), chunk_size):
-        chunk = pending[start:start + chunk_size]
-        outs = process_chunk(pt, chunk, gen, ctx, cfg.batch_size)
+    start = 0
+    while start < len(pending):
+        size = gen.batch_cap(cfg.batch_size)
+        chunk = pending[start:start + size]
+        outs = process_chunk(pt, chunk, gen, ctx, size)
         records = [make_record(pt, s, outs[s.id]) for s in chunk]
-        store.append(records)
-        for r in records:
-            done[r["id"]] = r
-            n_tokens += r["generated_tokens"]
-        n_gen += len(chunk)
+        out_store.append(records)
+        new_records.extend(records)
+        n_tokens += sum(r["generated_tokens"] for r in records)
+        start += len(chunk)
         el = time.perf_counter() - t0
-        progress.update(bar, advance=len(chunk), rate=f"{n_gen / el:.1f} samples/s, {n_tokens / el:.0f} tok/s")
+        progress.update(bar, advance=len(chunk), rate=f"{len(new_records) / el:.1f} samples/s, {n_tokens / el:.0f} tok/s")
     wall = time.perf_counter() - t0
+    if world > 1:
+        import torch.distributed as dist
+
+        gathered: list[Any] = [None] * world if rank == 0 else None  # type: ignore[assignment]
+        dist.gather_object(new_records, gathered, dst=0)
+        if rank != 0:
+            return None
+        new_records = [r for part in gathered for r in part]
+    for r in new_records:
+        done[r["id"]] = r
+    n_gen = len(new_records)
+    n_tokens = sum(r["generated_tokens"] for r in new_records)
     records = [done[s.id] for s in pt.samples]
     agg = task.aggregate(pt.samples, records)
-    if agg.per_sample:
-        for r in records:
-            r["metrics"].update(agg.per_sample.get(r["id"], {}))
-        store.rewrite(list(done.values()))
+    for r in records:
+        r["metrics"].update(agg.per_sample.get(r["id"], {}))
+    # the final log: this task's samples in task order (identical for any world size), then older extras
+    store.rewrite(records + [r for k, r in done.items() if k not in wanted])
+    for shard in (cfg.output_dir / "samples").glob(f"{task.name}.shard-*.jsonl"):
+        shard.unlink()
     notes = list(agg.notes)
     if resumed:
         notes.append(f"resumed: {resumed} samples were taken from an earlier run with the same fingerprint")
@@ -295,7 +346,8 @@ def run_task(pt: PreparedTask, loaded: LoadedModel, gen: Generator, cfg: RunConf
         breakdown=agg.breakdown, notes=notes,
         timing={"wall_s": round(wall, 3), "samples_generated": n_gen, "samples_resumed": resumed,
                 "samples_per_s": round(n_gen / wall, 3) if wall > 0 and n_gen else None,
-                "generated_tokens": n_tokens, "tokens_per_s": round(n_tokens / wall, 1) if wall > 0 and n_gen else None},
+                "generated_tokens": n_tokens, "tokens_per_s": round(n_tokens / wall, 1) if wall > 0 and n_gen else None,
+                "world_size": world, "batch_size": gen.batch_cap(cfg.batch_size)},
         samples_file=str(rel), fingerprint=fp)
 
 
@@ -309,9 +361,15 @@ def run_evaluation(prepared: list[PreparedTask], loaded: LoadedModel, cfg: RunCo
                 "template": cfg.template, "history_mode": cfg.history_mode,
                 "generation_overrides": cfg.generation_overrides, "model_load_s": round(loaded.load_seconds, 3)}
     results = RunResults(run=run_info, model=loaded.provenance(), tasks={}, provenance={})
-    with _progress(cfg.progress) as progress:
+    rank, world = dist_info()
+    with _progress(cfg.progress and rank == 0) as progress:
         for pt in prepared:
-            results.tasks[pt.task.name] = run_task(pt, loaded, gen, cfg, progress)
+            tr = run_task(pt, loaded, gen, cfg, progress)
+            if rank != 0:
+                continue
+            results.tasks[pt.task.name] = tr
             results.provenance = provenance(time.perf_counter() - t0)
+            results.provenance["world_size"] = world
             results.save(cfg.output_dir / "results.json")
-    return results
+    _barrier()
+    return results if rank == 0 else None

@@ -38,6 +38,19 @@ def spec_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def batch_size_arg(value: str) -> int:
+    """``auto`` -> 0 (the generator starts large and backs off on out-of-memory), else a positive int."""
+    if value == "auto":
+        return 0
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("--batch-size must be at least 1 (or 'auto')")
+    return n
+
+
 def add_generation_args(p: argparse.ArgumentParser, defaults: GenerationSettings | None = None) -> None:
     d = defaults or GenerationSettings()
     g = p.add_argument_group("generation")
@@ -49,7 +62,8 @@ def add_generation_args(p: argparse.ArgumentParser, defaults: GenerationSettings
     g.add_argument("--top-p", type=float, default=None)
     g.add_argument("--no-cache", action="store_true", help="disable the KV cache (slower; for checks)")
     g.add_argument("--seed", type=int, default=0, help="random seed (sampling, few-shot demos)")
-    g.add_argument("--batch-size", type=int, default=8)
+    g.add_argument("--batch-size", type=batch_size_arg, default=8,
+                   help="rows per batch, or 'auto': start large and halve on out-of-memory (default 8)")
 
 
 def generation_settings(args: argparse.Namespace, base: GenerationSettings | None = None) -> GenerationSettings:
@@ -69,17 +83,17 @@ def generation_settings(args: argparse.Namespace, base: GenerationSettings | Non
         raise UserError("--max-new-tokens must be at least 1")
     if s.num_beams < 1:
         raise UserError("--num-beams must be at least 1")
-    if getattr(args, "batch_size", 1) is not None and isinstance(getattr(args, "batch_size", 1), int) \
-            and args.batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
     return s
 
 
-def load_from_args(args: argparse.Namespace, ckpt: Any = "__args__"):
+def load_from_args(args: argparse.Namespace, ckpt: Any = "__args__", device: str | None = None):
     from ..model.build import load_model
     from ..model.spec import load_spec
 
-    spec = load_spec(args.model, spec_overrides(args))
+    overrides = spec_overrides(args)
+    if device:
+        overrides["device"] = device
+    spec = load_spec(args.model, overrides)
     ck = args.ckpt if ckpt == "__args__" else ckpt
     lm = load_model(spec, ck, allow_partial=args.allow_partial, trust_checkpoint=args.trust_checkpoint,
                     lora_alpha=args.lora_alpha)

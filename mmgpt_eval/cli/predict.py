@@ -133,10 +133,13 @@ def run(args: argparse.Namespace) -> int:
         task = progress.add_task("predict", total=len(cases), rate="")
         for stop, idx in groups.items():
             idx.sort(key=lambda i: (len(cases[i].images), len(cases[i].prompt)))
-            for start in range(0, len(idx), args.batch_size):
-                chunk = idx[start:start + args.batch_size]
+            start = 0
+            while start < len(idx):
+                batch_size = gen.batch_cap(args.batch_size)
+                chunk = idx[start:start + batch_size]
+                start += len(chunk)
                 prompts = [PromptInput(cases[i].prompt, cases[i].images) for i in chunk]
-                for i, g in zip(chunk, gen.generate_grouped(prompts, settings, stop, batch_size=args.batch_size)):
+                for i, g in zip(chunk, gen.generate_grouped(prompts, settings, stop, batch_size=batch_size)):
                     c = cases[i]
                     if c.template.name == "raw":
                         text = (g.full_text.split(MMGPT_SPLIT)[-1].strip() if MMGPT_SPLIT in c.prompt

@@ -20,7 +20,6 @@ log = logging.getLogger("mmgpt_eval")
 
 EMBEDDED_DEFAULT = {"model": "tiny", "tasks": "easyvqa", "limit": 200}
 DEFAULT_OUTPUT_DIR = "mmgpt-eval-out"
-_RUN_KEYS = {"limit", "batch_size", "num_fewshot", "fewshot_zero_mode", "template", "history_mode", "seed"}
 
 
 def include_paths_from_argv(argv: list[str]) -> list[str]:
@@ -145,8 +144,6 @@ def run(args: argparse.Namespace) -> int:
                                               "top_p") if getattr(args, k, None) is not None}
     if args.no_cache:
         overrides["use_cache"] = False
-    if args.batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
     cfg = RunConfig(output_dir=Path(args.output_dir or DEFAULT_OUTPUT_DIR), limit=limit, batch_size=args.batch_size,
                     num_fewshot=args.num_fewshot or 0, fewshot_zero_mode=args.fewshot_zero_mode or "text-demos",
                     template=args.template, seed=args.seed, history_mode=args.history_mode or "self",
@@ -159,8 +156,17 @@ def run(args: argparse.Namespace) -> int:
     baseline_run = _baseline_run(args.baseline) if args.baseline else None
     if baseline_run is not None:
         check_baseline_settings(baseline_run, prepared, cfg)
-    loaded = load_from_args(args)
+    device = init_distributed_run(args)
+    if args.ckpt:
+        from ..series import expand_checkpoints
+
+        ckpts = expand_checkpoints(args.ckpt)
+        if len(ckpts) > 1:
+            return run_checkpoint_series(args, prepared, cfg, ckpts, device)
+    loaded = load_from_args(args, device=device)
     results = run_evaluation(prepared, loaded, cfg)
+    if results is None:  # a torchrun rank other than 0: rank 0 writes everything
+        return 0
     if args.baseline:
         del loaded
         results = attach_baseline(results, prepared, cfg, args, baseline_run)
@@ -169,6 +175,86 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_report:
         write_run_report(results, cfg.output_dir)
     return 0
+
+
+def run_checkpoint_series(args, prepared, cfg, ckpts, device) -> int:
+    """Load the base once, swap checkpoints, evaluate each into OUTDIR/<name>/, write series.json."""
+    import dataclasses
+
+    from ..model.checkpoint import read_checkpoint
+    from ..runner import run_evaluation
+    from ..series import CheckpointSwapper, step_of, write_series
+
+    if args.baseline:
+        raise UserError("--baseline is not supported with a checkpoint series; compare the series folders instead")
+    loaded = load_from_args(args, ckpt=None, device=device)
+    swapper = CheckpointSwapper(loaded)
+    entries, runs = [], []
+    for ck in ckpts:
+        info = read_checkpoint(ck, trust=args.trust_checkpoint)
+        swapper.apply(info, args.allow_partial, args.lora_alpha)
+        name = ck.stem if ck.is_file() else ck.name
+        sub = dataclasses.replace(cfg, output_dir=cfg.output_dir / name)
+        log.info("checkpoint %s (step %g)", ck, step_of(info))
+        results = run_evaluation(prepared, loaded, sub)
+        if results is None:
+            continue
+        runs.append(results)
+        entries.append({"checkpoint": str(ck), "name": name, "step": step_of(info), "sha256": info.sha256,
+                        "results": f"{name}/results.json",
+                        "metrics": {t: tr.metrics for t, tr in results.tasks.items()}})
+    if entries:
+        path = write_series(cfg.output_dir, entries)
+        print_series(entries)
+        log.info("series: %s", path)
+        if not args.no_report:
+            try:
+                from ..report import write_report
+
+                write_report(cfg.output_dir / "report.html", runs)
+                print(f"report: {(cfg.output_dir / 'report.html').resolve()}")
+            except ImportError:  # pragma: no cover
+                pass
+    return 0
+
+
+def print_series(entries) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="checkpoint series (metric vs step)", title_justify="left")
+    t.add_column("step", justify="right")
+    t.add_column("checkpoint")
+    cols = [(task, m) for task, ms in entries[0]["metrics"].items() for m in ms]
+    for task, m in cols:
+        t.add_column(f"{task}/{m}", justify="right")
+    for e in entries:
+        vals = [e["metrics"].get(task, {}).get(m) for task, m in cols]
+        t.add_row(f"{e['step']:g}", e["name"], *["-" if v is None else f"{v:.4g}" for v in vals])
+    Console().print(t)
+
+
+def init_distributed_run(args) -> str | None:
+    """Under torchrun: join the process group (nccl on GPU, gloo on CPU), pick this rank's device and
+    split the CPU threads between the local ranks. Returns the device override, or None."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return None
+    import torch
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    use_cuda = torch.cuda.is_available() and (args.device in (None, "auto") or str(args.device).startswith("cuda"))
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if use_cuda:
+        torch.cuda.set_device(local)
+        return f"cuda:{local}"
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+    return None  # CPU: the spec's device ("auto" -> cpu) stays as it is
 
 
 def _baseline_run(ref: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -12,6 +13,8 @@ from PIL import Image
 
 from ..errors import UserError
 from .build import LoadedModel
+
+log = logging.getLogger("mmgpt_eval")
 
 
 @dataclass
@@ -93,11 +96,21 @@ def open_image(img: Any) -> Image.Image:
 class Generator:
     """Generation on a loaded model. One call = one batch of homogeneous rows (same image count)."""
 
+    AUTO_START = {"cuda": 256, "cpu": 64}
+
     def __init__(self, loaded: LoadedModel):
         self.lm = loaded
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self._pixel_cache: dict[str, torch.Tensor] = {}
+        self._cap: int | None = None  # largest batch known to fit (set by out-of-memory back-off)
+        self.oom_events = 0
+
+    def batch_cap(self, requested: int) -> int:
+        """The batch size to use: ``requested`` (0 = auto: start large), never above a size that has
+        run out of memory before."""
+        start = requested if requested and requested > 0 else self.AUTO_START.get(self.lm.device.type, 64)
+        return min(start, self._cap) if self._cap else start
 
     # ------------------------------------------------------------------ helpers
     def eos_token_id(self, stop: str) -> int:
@@ -195,6 +208,30 @@ class Generator:
             while i < len(order) and len(batch) < batch_size and len(prompts[order[i]].images) == n_img:
                 batch.append(order[i])
                 i += 1
-            for j, g in zip(batch, self.generate([prompts[j] for j in batch], settings, stop)):
+            for j, g in zip(batch, self._generate_backoff([prompts[j] for j in batch], settings, stop)):
                 out[j] = g
         return out  # type: ignore[return-value]
+
+    def _generate_backoff(self, prompts: Sequence[PromptInput], settings: GenerationSettings,
+                          stop: str) -> list[Generation]:
+        """Generate; on out-of-memory halve the batch (remembered for later batches) and retry."""
+        try:
+            return self.generate(prompts, settings, stop)
+        except (torch.OutOfMemoryError, RuntimeError) as e:
+            if not is_oom(e) or len(prompts) == 1:
+                raise
+        self.oom_events += 1
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        half = max(1, len(prompts) // 2)
+        self._cap = min(self._cap or half, half)
+        log.warning("out of memory with a batch of %d: retrying with batches of %d", len(prompts), half)
+        return (self._generate_backoff(prompts[:half], settings, stop)
+                + self._generate_backoff(prompts[half:], settings, stop))
+
+
+def is_oom(e: BaseException) -> bool:
+    if isinstance(e, torch.OutOfMemoryError):
+        return True
+    msg = str(e).lower()
+    return "out of memory" in msg or "can't allocate memory" in msg

@@ -1,0 +1,133 @@
+"""Throughput benchmark: the same model, data and greedy settings run three ways, in one process.
+
+1. ``mmgpt-eval``: the runner's path -- prompts bucketed by image count, length and image, large
+   batches (``--batch-size``), vision features once per distinct image, KV cache, inference mode.
+2. ``openflamingo-loop``: like ``open_flamingo/eval``: batches of 8 in dataset order, every row's
+   image encoded by ``Flamingo.generate`` (no reuse, no bucketing).
+3. ``per-sample-loop``: like MultiModal-GPT's demo: one prompt at a time.
+
+All three must produce identical greedy token ids (checked and reported). Figures: samples/s,
+generated tokens/s, peak memory, and the ratios of (1) over (2) and (3), each the median of
+``repeats`` timed passes after one untimed warm-up pass.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from .model.build import LoadedModel
+from .model.generate import GenerationSettings, Generator, PromptInput
+from .results import peak_memory
+from .taskapi import Sample
+
+
+@dataclass
+class Item:
+    prompt: str
+    image: Any  # ImageRef
+    key: str
+
+
+def _items(samples: list[Sample], template) -> list[Item]:
+    return [Item(template.render(question=s.fields["question"]), s.images[0], s.images[0].key) for s in samples]
+
+
+def loop_mmgpt_eval(gen: Generator, items: list[Item], settings: GenerationSettings, stop: str,
+                    batch_size: int) -> list[list[int]]:
+    prompts = [PromptInput(it.prompt, [it.image], [it.key]) for it in items]
+    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i].text), prompts[i].image_keys[0]))
+    out: list[list[int] | None] = [None] * len(prompts)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        for i, g in zip(idx, gen.generate([prompts[i] for i in idx], settings, stop)):
+            out[i] = g.token_ids
+    return out  # type: ignore[return-value]
+
+
+def _trim(ids: list[int], eos: int) -> list[int]:
+    return ids[: ids.index(eos) + 1] if eos in ids else ids
+
+
+@torch.inference_mode()
+def loop_openflamingo(gen: Generator, items: list[Item], settings: GenerationSettings, stop: str,
+                      batch_size: int = 8) -> list[list[int]]:
+    """open_flamingo/eval style: dataset order, batches of 8, pixels for every row, no feature reuse."""
+    lm = gen.lm
+    eos = gen.eos_token_id(stop)
+    out = []
+    for start in range(0, len(items), batch_size):
+        batch = items[start:start + batch_size]
+        enc = lm.tokenizer([b.prompt for b in batch], return_tensors="pt", padding=True)
+        px = torch.stack([lm.image_processor(b.image.open()) for b in batch])[:, None, None]
+        seq = lm.model.generate(px.to(lm.device, lm.dtype), enc["input_ids"].to(lm.device),
+                                attention_mask=enc["attention_mask"].to(lm.device), eos_token_id=eos,
+                                pad_token_id=lm.tokenizer.pad_token_id, **settings.hf_kwargs())
+        n = enc["input_ids"].shape[1]
+        out.extend(_trim(row[n:].tolist(), eos) for row in seq)
+    return out
+
+
+@torch.inference_mode()
+def loop_per_sample(gen: Generator, items: list[Item], settings: GenerationSettings, stop: str) -> list[list[int]]:
+    """MultiModal-GPT demo style: one prompt, one image, one generate call at a time."""
+    return loop_openflamingo(gen, items, settings, stop, batch_size=1)
+
+
+def _time(fn: Callable[[], list[list[int]]], repeats: int) -> tuple[list[list[int]], list[float]]:
+    fn()  # warm-up (caches, allocator)
+    times, out = [], []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return out, times
+
+
+def run_bench(loaded: LoadedModel, samples: list[Sample], template, settings: GenerationSettings,
+              batch_size: int = 64, repeats: int = 3, loops: tuple[str, ...] = ("mmgpt-eval", "openflamingo-loop",
+                                                                                 "per-sample-loop")) -> dict[str, Any]:
+    gen = Generator(loaded)
+    items = _items(samples, template)
+    stop = template.stop
+    fns = {
+        "mmgpt-eval": lambda: loop_mmgpt_eval(gen, items, settings, stop, batch_size),
+        "openflamingo-loop": lambda: loop_openflamingo(gen, items, settings, stop),
+        "per-sample-loop": lambda: loop_per_sample(gen, items, settings, stop),
+    }
+    results: dict[str, Any] = {}
+    outputs: dict[str, list[list[int]]] = {}
+    for name in loops:
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        gen._pixel_cache.clear()
+        out, times = _time(fns[name], repeats)
+        outputs[name] = out
+        med = statistics.median(times)
+        tokens = sum(len(o) for o in out)
+        results[name] = {"seconds": [round(t, 4) for t in times], "median_s": round(med, 4),
+                         "samples_per_s": round(len(items) / med, 2), "tokens_per_s": round(tokens / med, 1),
+                         "generated_tokens": tokens, "peak_memory": peak_memory()}
+    ref = outputs[loops[0]]
+    identical = all(outputs[n] == ref for n in loops)
+    mismatches = {n: sum(a != b for a, b in zip(outputs[n], ref)) for n in loops}
+    summary: dict[str, Any] = {
+        "samples": len(items), "batch_size": batch_size, "repeats": repeats, "settings": settings.to_dict(),
+        "device": str(loaded.device), "dtype": str(loaded.dtype).replace("torch.", ""),
+        "torch_threads": torch.get_num_threads(), "loops": results, "outputs_identical": identical,
+        "mismatched_samples": mismatches,
+    }
+    base = results[loops[0]]["median_s"]
+    if "openflamingo-loop" in results:
+        summary["ratio_vs_openflamingo_loop"] = round(results["openflamingo-loop"]["median_s"] / base, 2)
+    if "per-sample-loop" in results:
+        summary["ratio_vs_per_sample_loop"] = round(results["per-sample-loop"]["median_s"] / base, 2)
+    return summary
