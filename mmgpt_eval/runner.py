@@ -43,6 +43,7 @@ class RunConfig:
     generation_overrides: dict[str, Any] = field(default_factory=dict)
     argv: list[str] = field(default_factory=list)
     progress: bool = True
+    extra_run_info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -359,7 +360,8 @@ def run_evaluation(prepared: list[PreparedTask], loaded: LoadedModel, cfg: RunCo
                 "limit": cfg.limit, "num_fewshot": cfg.num_fewshot, "fewshot_zero_mode": cfg.fewshot_zero_mode,
                 "fewshot_selection": cfg.fewshot_selection,
                 "template": cfg.template, "history_mode": cfg.history_mode,
-                "generation_overrides": cfg.generation_overrides, "model_load_s": round(loaded.load_seconds, 3)}
+                "generation_overrides": cfg.generation_overrides, "model_load_s": round(loaded.load_seconds, 3),
+                **cfg.extra_run_info}
     results = RunResults(run=run_info, model=loaded.provenance(), tasks={}, provenance={})
     rank, world = dist_info()
     with _progress(cfg.progress and rank == 0) as progress:

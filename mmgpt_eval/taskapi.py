@@ -215,6 +215,19 @@ class Task:
         """Files/folders this task reads with the current options (for ``data check``)."""
         return {}
 
+    def data_layout(self, root: Path) -> dict[str, Path]:
+        """Default option values under a data root (``--data-root``): option name -> path. Options
+        the user set are never overridden. Empty for tasks whose data ships with the package."""
+        return {}
+
+    def data_sources(self) -> dict[str, str]:
+        """Option name -> where that file comes from (official URLs; mmgpt-eval never downloads)."""
+        return {}
+
+    def optional_data(self) -> set[str]:
+        """Layout options that are only needed for some settings (e.g. few-shot train files)."""
+        return set()
+
     def public_options(self) -> dict[str, Any]:
         """This task's own options that are set (recorded in results and in the fingerprint)."""
         own = set(self.option_names()) | set(self.shared_options)

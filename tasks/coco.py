@@ -85,6 +85,17 @@ class COCOCaptions(Task):
         group.add_argument("--coco-instruction", dest="coco_instruction", default=None,
                            help=f"instruction for the MultiModal-GPT template (default: {DEFAULT_INSTRUCTION!r})")
 
+    def data_layout(self, root: Path) -> dict[str, Path]:
+        if self.options.get("coco_annotations"):  # the user chose the COCO captions format
+            return {"coco_images": root / "coco" / "val2014"}
+        return {"coco_karpathy_json": root / "coco" / "dataset_coco.json", "coco_images": root / "coco"}
+
+    def data_sources(self) -> dict[str, str]:
+        return {"coco_karpathy_json": "https://cs.stanford.edu/people/karpathy/deepimagesent/caption_datasets.zip "
+                                      "(dataset_coco.json)",
+                "coco_images": "https://cocodataset.org/#download (2014 Val and Train images; unzip so that "
+                               "coco/val2014/ and coco/train2014/ exist, the Karpathy 'filepath' folders)"}
+
     def data_files(self) -> dict[str, Path | None]:
         return {k: (Path(self.options[f"coco_{k}"]) if self.options.get(f"coco_{k}") else None)
                 for k in ("karpathy_json", "annotations", "images")}
@@ -96,11 +107,13 @@ class COCOCaptions(Task):
             raise UserError("task coco needs --coco-images (or a data root, see `mmgpt-eval data check`)")
         images = Path(images)
         if not images.is_dir():
-            raise UserError("coco image folder not found", images)
+            raise UserError("coco image folder not found (`mmgpt-eval data check --tasks coco` lists what is "
+                            "missing and where to get it)", images)
         kj, ann = self.option("coco_karpathy_json"), self.option("coco_annotations")
         if kj:
             if not Path(kj).is_file():
-                raise UserError("Karpathy JSON not found", kj)
+                raise UserError("Karpathy JSON not found (`mmgpt-eval data check --tasks coco` lists what is missing "
+                                "and where to get it)", kj)
             samples = _karpathy(Path(kj), images, self.option("coco_split", "test"))
         elif ann:
             if not Path(ann).is_file():

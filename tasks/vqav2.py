@@ -103,6 +103,26 @@ class VQAv2(Task):
                                choices=["official", "openflamingo"],
                                help="official (default): GT-Vision-Lab vqaEval.py; openflamingo: always normalise")
 
+    layout = {"questions": "v2_OpenEnded_mscoco_val2014_questions.json",
+              "annotations": "v2_mscoco_val2014_annotations.json", "images": "val2014",
+              "train_questions": "v2_OpenEnded_mscoco_train2014_questions.json",
+              "train_annotations": "v2_mscoco_train2014_annotations.json", "train_images": "train2014"}
+    sources = {"questions": "https://visualqa.org/download.html (Validation questions 2017 v2.0)",
+               "annotations": "https://visualqa.org/download.html (Validation annotations 2017 v2.0)",
+               "images": "https://cocodataset.org/#download (2014 Val images, unzip to val2014/)",
+               "train_questions": "https://visualqa.org/download.html (Training questions 2017 v2.0)",
+               "train_annotations": "https://visualqa.org/download.html (Training annotations 2017 v2.0)",
+               "train_images": "https://cocodataset.org/#download (2014 Train images, unzip to train2014/)"}
+
+    def data_layout(self, root: Path) -> dict[str, Path]:
+        return {f"{self.flag}_{k}": root / self.flag / v for k, v in self.layout.items()}
+
+    def data_sources(self) -> dict[str, str]:
+        return {f"{self.flag}_{k}": v for k, v in self.sources.items()}
+
+    def optional_data(self) -> set[str]:
+        return {f"{self.flag}_train_{k}" for k in ("questions", "annotations", "images")}
+
     def _path(self, key: str, required: bool = True) -> Path | None:
         v = self.option(f"{self.flag}_{key}")
         if v is None:
@@ -112,7 +132,8 @@ class VQAv2(Task):
             return None
         p = Path(v)
         if not p.exists():
-            raise UserError(f"{self.flag} {key.replace('_', ' ')} not found", p)
+            raise UserError(f"{self.flag} {key.replace('_', ' ')} not found (`mmgpt-eval data check --tasks "
+                            f"{self.name}` lists what is missing and where to get it)", p)
         return p
 
     def data_files(self) -> dict[str, Path | None]:
@@ -167,6 +188,15 @@ class OKVQA(VQAv2):
     aliases = ("ok-vqa",)
     description = "OK-VQA (VQAv2 format), official VQA accuracy"
     flag = "okvqa"
+    layout = {"questions": "OpenEnded_mscoco_val2014_questions.json", "annotations": "mscoco_val2014_annotations.json",
+              "images": "val2014", "train_questions": "OpenEnded_mscoco_train2014_questions.json",
+              "train_annotations": "mscoco_train2014_annotations.json", "train_images": "train2014"}
+    sources = {"questions": "https://okvqa.allenai.org/download.html (testing questions)",
+               "annotations": "https://okvqa.allenai.org/download.html (testing annotations)",
+               "images": "https://cocodataset.org/#download (2014 Val images, unzip to val2014/)",
+               "train_questions": "https://okvqa.allenai.org/download.html (training questions)",
+               "train_annotations": "https://okvqa.allenai.org/download.html (training annotations)",
+               "train_images": "https://cocodataset.org/#download (2014 Train images, unzip to train2014/)"}
 
 
 TASKS = [VQAv2, OKVQA]

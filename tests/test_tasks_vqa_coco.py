@@ -53,14 +53,15 @@ def test_vqa_openflamingo_mode_and_fewshot_template(vqa_data, tmp_path):
 
 
 def test_vqa_missing_data_fails_before_model_load(tmp_path, capsys, monkeypatch):
-    import mmgpt_eval.cli.common as common
+    import mmgpt_eval.cli.run as runcli
 
-    monkeypatch.setattr(common, "load_from_args", lambda *a, **k: pytest.fail("model loaded before data check"))
+    monkeypatch.setattr(runcli, "load_from_args", lambda *a, **k: pytest.fail("model loaded before data check"))
     rc = main(["run", "--tasks", "vqa", "--output-dir", str(tmp_path), "--vqav2-questions", str(tmp_path / "q.json"),
                "--vqav2-annotations", str(tmp_path / "a.json"), "--vqav2-images", str(tmp_path)])
     assert rc == 2 and "q.json: vqav2 questions not found" in capsys.readouterr().err
-    rc = main(["run", "--tasks", "vqa", "--output-dir", str(tmp_path)])
-    assert rc == 2 and "needs --vqav2-questions" in capsys.readouterr().err
+    rc = main(["run", "--tasks", "vqa", "--output-dir", str(tmp_path), "--data-root", str(tmp_path / "nothing")])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(tmp_path / "nothing" / "vqav2") in err and "mmgpt-eval data check" in err
 
 
 @pytest.mark.java

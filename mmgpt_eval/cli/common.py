@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from ..model.generate import GenerationSettings
+from ..model.spec import ModelSpec
 
 log = logging.getLogger("mmgpt_eval")
 
@@ -93,7 +94,13 @@ def load_from_args(args: argparse.Namespace, ckpt: Any = "__args__", device: str
     overrides = spec_overrides(args)
     if device:
         overrides["device"] = device
-    spec = load_spec(args.model, overrides)
+    if isinstance(args.model, ModelSpec):  # chosen from the checkpoint (--ckpt without --model)
+        import dataclasses
+
+        spec = dataclasses.replace(args.model, **overrides)
+        spec.validate(spec.source or spec.name)
+    else:
+        spec = load_spec(args.model, overrides)
     ck = args.ckpt if ckpt == "__args__" else ckpt
     lm = load_model(spec, ck, allow_partial=args.allow_partial, trust_checkpoint=args.trust_checkpoint,
                     lora_alpha=args.lora_alpha)

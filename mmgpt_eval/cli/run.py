@@ -86,10 +86,15 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
                         "settings, or reuse an earlier run folder; results are stored side by side")
     p.add_argument("--intersect", action="store_true", help="with a baseline run on other samples: compare the common ones")
     p.add_argument("--no-report", action="store_true", help="do not write OUTDIR/report.html")
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="where tasks find their data (default $MMGPT_EVAL_DATA or ~/.cache/mmgpt-eval/data); "
+                        "see `mmgpt-eval data check`")
+    p.add_argument("--config", default=None, metavar="TOML",
+                   help="a run config: top-level keys are these flags, [task] tables task options; flags win")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_generation_args(p)
     add_task_option_args(p, include_paths_from_argv(argv or sys.argv[1:]))
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, _actions={a.dest: a for a in p._actions}, _argv=argv)
 
 
 def _task_config_options(path: str | None, task_classes: dict) -> dict[str, Any]:
@@ -97,8 +102,11 @@ def _task_config_options(path: str | None, task_classes: dict) -> dict[str, Any]
     against the config file's folder)."""
     if not path:
         return {}
-    cfg = read_toml(path)
-    base = Path(path).resolve().parent
+    return _task_table_options(read_toml(path), task_classes, path)
+
+
+def _task_table_options(cfg: dict, task_classes: dict, path) -> dict[str, Any]:
+    base = Path(path).resolve().parent if path else Path.cwd()
     known = {n for cls in task_classes.values() for n in cls.option_names()}
     out: dict[str, Any] = {}
     for section, values in cfg.items():
@@ -114,8 +122,10 @@ def _task_config_options(path: str | None, task_classes: dict) -> dict[str, Any]
     return out
 
 
-def collect_task_options(args: argparse.Namespace, task_classes: dict) -> dict[str, Any]:
+def collect_task_options(args: argparse.Namespace, task_classes: dict, tables: dict | None = None) -> dict[str, Any]:
     opts = _task_config_options(getattr(args, "task_config", None), task_classes)
+    if tables:
+        opts.update(_task_table_options(tables, task_classes, getattr(args, "config", None)))
     for cls in task_classes.values():
         for dest in cls.option_names():
             v = getattr(args, dest, None)
@@ -124,13 +134,67 @@ def collect_task_options(args: argparse.Namespace, task_classes: dict) -> dict[s
     return opts
 
 
+def apply_run_config(args: argparse.Namespace, parser_actions: dict[str, argparse.Action], argv: list[str]) -> dict:
+    """``--config run.toml``: top-level keys are this command's flags (``tasks = ["coco", "vqa"]``,
+    ``output_dir = "out"``; relative paths resolve against the file's folder), ``[task]`` tables are
+    task options. Flags given on the command line win."""
+    if not args.config:
+        return {}
+    cfg = read_toml(args.config)
+    base = Path(args.config).resolve().parent
+    explicit = {a.dest for a in parser_actions.values()
+                if any(tok == o or tok.startswith(o + "=") for tok in argv for o in a.option_strings)}
+    tables = {k: v for k, v in cfg.items() if isinstance(v, dict)}
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            continue
+        dest = key.replace("-", "_")
+        if dest not in parser_actions or dest in ("config", "func"):
+            raise UserError(f"unknown run option {key!r} (use the flag names of `mmgpt-eval run`, e.g. tasks, "
+                            f"output_dir, limit)", args.config)
+        if dest in explicit:
+            continue
+        if dest == "tasks" and isinstance(value, list):
+            value = ",".join(map(str, value))
+        if dest == "batch_size" and value == "auto":
+            value = 0
+        if dest in ("model", "ckpt", "data_root", "output_dir", "baseline", "task_config") and isinstance(value, str):
+            p = Path(value).expanduser()
+            if not p.is_absolute() and (dest in ("data_root", "output_dir") or (base / p).exists()):
+                value = str(base / p)
+        setattr(args, dest, value)
+    return tables
+
+
+def resolve_base_model(args: argparse.Namespace):
+    """--ckpt without --model: the base model the checkpoint belongs to (logged and recorded)."""
+    from ..model.checkpoint import read_checkpoint
+    from ..model.resolve import choose_base
+    from ..series import expand_checkpoints
+
+    first = expand_checkpoints(args.ckpt)[0]
+    info = read_checkpoint(first, trust=args.trust_checkpoint)
+    choice = choose_base(info)
+    log.info("base model: %s -- %s", choice.spec.name, choice.reason)
+    print(f"base model: {choice.spec.name} ({choice.reason})")
+    return choice
+
+
 def run(args: argparse.Namespace) -> int:
+    from ..datapaths import apply_layout, data_root
     from ..runner import RunConfig, prepare_task, run_evaluation
     from ..taskregistry import discover, resolve
 
+    config_tables = apply_run_config(args, getattr(args, "_actions", {}), sys.argv[1:] if args._argv is None else args._argv)
     embedded = args.model is None and args.tasks is None and args.ckpt is None
+    base_choice = None
+    if args.model is None and args.ckpt:
+        base_choice = resolve_base_model(args)
+        args.model = base_choice.spec
     if args.model is None:
         args.model = EMBEDDED_DEFAULT["model"]
+        if embedded and EMBEDDED_DEFAULT.get("ckpt"):
+            args.ckpt = EMBEDDED_DEFAULT["ckpt"]
     if args.tasks is None:
         args.tasks = EMBEDDED_DEFAULT["tasks"]
     limit = args.limit if args.limit is not None else (EMBEDDED_DEFAULT["limit"] if embedded else None)
@@ -139,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
                  args.model, args.tasks, limit)
     task_classes = discover(args.include_path)
     names = resolve(args.tasks.split(","), task_classes)
-    options = collect_task_options(args, task_classes)
+    options = collect_task_options(args, task_classes, config_tables)
     overrides = {k: getattr(args, k) for k in ("max_new_tokens", "num_beams", "do_sample", "temperature", "top_k",
                                               "top_p") if getattr(args, k, None) is not None}
     if args.no_cache:
@@ -149,10 +213,20 @@ def run(args: argparse.Namespace) -> int:
                     template=args.template, seed=args.seed, history_mode=args.history_mode or "self",
                     fewshot_selection=args.fewshot_selection or "random",
                     generation_overrides=overrides, argv=sys.argv[1:], progress=not args.no_progress)
+    if base_choice is not None:
+        cfg.extra_run_info["base_model_choice"] = base_choice.to_dict()
     if cfg.num_fewshot < 0:
         raise UserError("--num-fewshot must be >= 0")
-    # every task's data is loaded and checked before the model is
-    prepared = [prepare_task(task_classes[n](options), cfg) for n in names]
+    # every task's data is located and checked before the model is loaded
+    root = data_root(args.data_root)
+    tasks = []
+    for n in names:
+        task = task_classes[n](dict(options))
+        filled = apply_layout(task, root)
+        if filled:
+            log.info("%s: data from the data root %s (%s)", n, root, ", ".join(filled))
+        tasks.append(task)
+    prepared = [prepare_task(t, cfg) for t in tasks]
     baseline_run = _baseline_run(args.baseline) if args.baseline else None
     if baseline_run is not None:
         check_baseline_settings(baseline_run, prepared, cfg)

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 PRESET_DIR = Path(__file__).parent / "presets" / "tiny"
-BASE_VOCAB = 1024
+BASE_VOCAB = 2048
 
 _WORDS = """
 the a an is are was were be been being there here this that these those it its of in on at to from by with
@@ -64,6 +64,16 @@ def corpus() -> list[str]:
     for n in range(0, 21):
         lines.append(f"There are {n} shapes.")
         lines.append(TEMPLATES["mmgpt"].render(question="How many shapes are there?") + str(n))
+    import random
+
+    from ..train.synthetic import easyvqa_attributes, language_example, shape_description
+
+    rng = random.Random(0)
+    for _ in range(3000):
+        q, a = language_example(rng)
+        lines.append(TEMPLATES["mmgpt-text"].render(question=q) + a)
+    for attr in list(easyvqa_attributes("train").values())[:500]:
+        lines.append(shape_description(attr, rng))
     for q in ("Describe the image in detail.", "Write three sentences about the ocean.", "List four fruits.",
               "What is in this image?"):
         lines.append(TEMPLATES["mmgpt"].render(question=q) + "The image shows a large blue circle.")
@@ -75,11 +85,14 @@ def corpus() -> list[str]:
 def build_tokenizer(out_dir: Path = PRESET_DIR / "tokenizer", vocab_size: int = BASE_VOCAB) -> None:
     """LLaMA layout: <unk>=0, <s>=1, </s>=2, byte tokens <0x00>..<0xFF>=3..258 (ordinary, not
     special, so decoding keeps them), then BPE pieces; Flamingo tokens appended after the base."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     def pre():
+        # newlines and punctuation are pieces of their own, so no merge ever crosses a prompt/answer
+        # boundary such as "### Response:\n" + answer or OpenFlamingo's "Short answer:" + answer
         return pre_tokenizers.Sequence([
             pre_tokenizers.Split("\n", behavior="isolated"),
+            pre_tokenizers.Split(Regex(r"[:;,.!?()\"'<>|\[\]{}]"), behavior="isolated"),
             pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=True)])
 
     specials = ["<unk>", "<s>", "</s>"]
