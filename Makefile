@@ -42,5 +42,14 @@ chromium:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
 		echo "note: chromium not installed; the report's browser test will be skipped"
 
+# The embedded tiny reproduction from scratch: train base, tiny MultiModal-GPT and the ablation, evaluate,
+# write the table into RESULTS.md (about 35-45 minutes on 2 CPU cores; not part of `make test`).
+reproduce: $(STAMP)
+	$(PY) -m mmgpt_eval.reproduce
+
+# Throughput and scoring-speed benchmarks; each prints ratios measured in one run and updates RESULTS.md.
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
 clean-venv:
 	rm -rf $(VENV)

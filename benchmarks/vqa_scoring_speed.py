@@ -169,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--modes", default="official,openflamingo")
+    ap.add_argument("--output", default=None, help="also write the figures as JSON")
     args = ap.parse_args(argv)
+    figures: dict = {"questions": args.questions, "repeats": args.repeats, "modes": {}}
 
     t0 = time.perf_counter()
     q, a, p = make_synthetic(args.questions, args.seed)
@@ -190,7 +192,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{mode}] fast      median {fast_med:7.3f}s  runs {', '.join(f'{t:.3f}' for t in fast_all)}")
         print(f"[{mode}] reference median {ref_med:7.3f}s  runs {', '.join(f'{t:.3f}' for t in ref_all)}")
         print(f"[{mode}] identical results: {same}; speed ratio (reference / fast): {ref_med / fast_med:.1f}x")
+        figures["modes"][mode] = {"fast_median_s": round(fast_med, 3), "reference_median_s": round(ref_med, 3),
+                                  "ratio": round(ref_med / fast_med, 2), "identical": same}
         assert same, f"{mode}: fast and reference results differ"
+    if args.output:
+        import json
+
+        Path(args.output).write_text(json.dumps(figures, indent=2))
     return 0 if ok else 1
 
 

@@ -34,7 +34,9 @@ def expand_checkpoints(arg: str) -> list[Path]:
         if not found:
             raise UserError(f"no checkpoint matches {arg!r}")
     else:
-        p = Path(arg)
+        from .model.checkpoint import resolve_checkpoint_path
+
+        p = resolve_checkpoint_path(arg)
         if p.is_dir() and not (p / "adapter_config.json").is_file():
             found = [c for c in p.iterdir() if (c.suffix in (".pt", ".bin", ".safetensors") and c.is_file())
                      or (c.is_dir() and (c / "adapter_config.json").is_file())]

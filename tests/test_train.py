@@ -176,8 +176,12 @@ def test_torchrun_two_processes_equal_one(tmp_path):
     a = load_file(str(tmp_path / "one" / "final" / "adapter_model.safetensors"))
     b = load_file(str(tmp_path / "two" / "final" / "adapter_model.safetensors"))
     assert a.keys() == b.keys()
+    # gradients agree up to float summation order; Adam divides by sqrt(v), which can magnify that for
+    # entries whose gradient is ~0, so allow a small fraction of one step (lr 3e-3) per element
     for k in a:
-        torch.testing.assert_close(a[k], b[k], atol=2e-5, rtol=1e-4)
+        torch.testing.assert_close(a[k], b[k], atol=5e-4, rtol=1e-3)
+    diffs = torch.cat([(a[k] - b[k]).abs().flatten() for k in a])
+    assert diffs.median() < 1e-6  # the typical element is identical
     assert any(not torch.equal(a[k], torch.zeros_like(a[k])) for k in a if "lora_B" in k)  # it did train
 
 

@@ -191,9 +191,9 @@ def run(args: argparse.Namespace) -> int:
     if args.model is None and args.ckpt:
         base_choice = resolve_base_model(args)
         args.model = base_choice.spec
-    if args.model is None:
+    if args.model is None:  # neither --model nor --ckpt: the embedded model
         args.model = EMBEDDED_DEFAULT["model"]
-        if embedded and EMBEDDED_DEFAULT.get("ckpt"):
+        if args.ckpt is None and EMBEDDED_DEFAULT.get("ckpt"):
             args.ckpt = EMBEDDED_DEFAULT["ckpt"]
     if args.tasks is None:
         args.tasks = EMBEDDED_DEFAULT["tasks"]

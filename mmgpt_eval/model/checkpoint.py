@@ -190,9 +190,25 @@ def _only_tensors(d: dict[str, Any], where: str) -> dict[str, torch.Tensor]:
     return out
 
 
+SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+
+
+def shipped_checkpoints() -> list[str]:
+    """Names of the adapters that ship with mmgpt-eval (``--ckpt tiny-mmgpt``)."""
+    return sorted(p.name for p in SHIPPED_WEIGHTS.iterdir() if p.is_dir()) if SHIPPED_WEIGHTS.is_dir() else []
+
+
+def resolve_checkpoint_path(path: str | Path) -> Path:
+    """A path as given, or the name of a shipped adapter when no such path exists."""
+    p = Path(path)
+    if not p.exists() and str(path) in shipped_checkpoints():
+        return SHIPPED_WEIGHTS / str(path)
+    return p
+
+
 def read_checkpoint(path: str | Path, trust: bool = False, hash_file: bool = True) -> CheckpointInfo:
     """Read and classify a checkpoint (file or PEFT folder). Never needs a base model."""
-    path = Path(path)
+    path = resolve_checkpoint_path(path)
     if path.is_dir():
         return _read_peft_folder(path, trust, hash_file)
     obj = load_checkpoint_file(path, trust=trust)
