@@ -80,14 +80,15 @@ class MetricComparison:
         return asdict(self)
 
 
-def _num(x: Any) -> float | None:
+def as_number(x: Any) -> float | None:
+    """A finite float, or None (missing, non-numeric, NaN or infinite)."""
     if x is None:
         return None
     try:
         f = float(x)
     except (TypeError, ValueError):
         return None
-    return None if math.isnan(f) else f
+    return None if math.isnan(f) or math.isinf(f) else f
 
 
 def sample_ids(run: RunResults, task: str) -> list[str]:
@@ -122,7 +123,7 @@ def compare_runs(baseline: RunResults, candidate: RunResults, *, intersect: bool
         for metric, info in tb.metric_info.items():
             if metric not in tb.metrics or metric not in baseline.tasks[task].metrics:
                 continue
-            va, vb = _num(baseline.tasks[task].metrics[metric]), _num(tb.metrics[metric])
+            va, vb = as_number(baseline.tasks[task].metrics[metric]), as_number(tb.metrics[metric])
             mc = MetricComparison(task, metric, info["kind"], bool(info.get("higher_is_better", True)),
                                   info.get("unit", ""), va, vb,
                                   None if va is None or vb is None else vb - va, note=note)

@@ -40,6 +40,7 @@ from typing import Any, Callable, Sequence
 from .errors import UserError
 from .io import atomic_write_text
 from .results import RunResults
+from .compare import as_number
 
 __all__ = ["build_report", "write_report", "load_gate", "MAX_BYTES"]
 
@@ -104,16 +105,6 @@ def _to_text(v: Any) -> str:
         return str(v)
 
 
-def _num(x: Any) -> float | None:
-    if x is None:
-        return None
-    try:
-        f = float(x)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) or math.isinf(f) else f
-
-
 def _g(v: float, sig: int = 4) -> str:
     if v == 0:
         return "0"
@@ -128,14 +119,14 @@ def _g(v: float, sig: int = 4) -> str:
 
 
 def fmt_value(v: Any, unit: str = "") -> str:
-    f = _num(v)
+    f = as_number(v)
     if f is None:
         return "—" if v is None else _clip(_to_text(v), LIMITS["short"])
     return f"{_g(f)}{unit or ''}"
 
 
 def fmt_delta(v: Any, unit: str = "") -> str:
-    f = _num(v)
+    f = as_number(v)
     if f is None:
         return "—"
     s = _g(f)
@@ -143,7 +134,7 @@ def fmt_delta(v: Any, unit: str = "") -> str:
 
 
 def fmt_p(p: Any) -> str:
-    f = _num(p)
+    f = as_number(p)
     if f is None:
         return ""
     if f < 0.001:
@@ -322,7 +313,7 @@ def _checkpoint_x(r: RunResults) -> tuple[float | None, float | None]:
     meta = ck.get("metadata") if isinstance(ck, dict) else None
     if not isinstance(meta, dict):
         return None, None
-    return _num(meta.get("step")), _num(meta.get("epoch"))
+    return as_number(meta.get("step")), as_number(meta.get("epoch"))
 
 
 def _metric_rows(tr, limit: int = MAX_METRICS_PER_TASK) -> list[str]:
@@ -384,7 +375,7 @@ def _sample_value(rec: dict[str, Any], key: str) -> float | None:
     v = m.get(key)
     if isinstance(v, bool):
         return float(v)
-    return _num(v)
+    return as_number(v)
 
 
 def _ref_lines(refs: Any) -> list[str]:
@@ -498,7 +489,7 @@ def _dict_table(title: str, cols: list[_Col], dicts: list[Any], *, counts: list[
         if isinstance(d, dict):
             keys += [k for k in d if k not in keys]
     if sort_numeric:
-        keys.sort(key=lambda k: (_num(k) is None, _num(k) or 0.0, k))
+        keys.sort(key=lambda k: (as_number(k) is None, as_number(k) or 0.0, k))
     head = ["group"] + ([f"n ({cols[0].label})"] if counts is not None else []) + [c.label for c in cols]
     rows = []
     n0 = counts[0] if counts else None
@@ -533,7 +524,7 @@ def _dialog_tables(cols: list[_Col], pooled: list[Any]) -> list[dict[str, Any]]:
             if isinstance(sub, dict):
                 keys += [k for k in sub if k not in keys]
         if part == "by_turn":
-            keys.sort(key=lambda k: (_num(k) is None, _num(k) or 0, k))
+            keys.sort(key=lambda k: (as_number(k) is None, as_number(k) or 0, k))
         head = [label, "run"] + [c[1] for c in _DIALOG_COLS]
         rows = []
         for k in keys:
@@ -585,12 +576,12 @@ def _breakdowns(cols: list[_Col], tasks: list[str]) -> list[dict[str, Any]]:
             for a in accs:
                 if isinstance(a, dict):
                     cats += [k for k in a if k not in cats]
-            cats.sort(key=lambda k: (_num(k) is None, _num(k) or 0.0, k))
+            cats.sort(key=lambda k: (as_number(k) is None, as_number(k) or 0.0, k))
             cats = cats[:MAX_TABLE_ROWS]
             if cats:
                 try:
                     plots.append({"title": "accuracy (%) by true count", "b64": _bar_plot(
-                        cats, [(c.label, [_num(a.get(k)) if isinstance(a, dict) else None for k in cats])
+                        cats, [(c.label, [as_number(a.get(k)) if isinstance(a, dict) else None for k in cats])
                                for c, a in zip(tcols, accs)][:MAX_COLUMNS * 2], "accuracy (%)", "true count", ylim=(0, 100))})
                 except Exception as e:  # noqa: BLE001 - a plot must not break the report
                     plots.append({"title": "accuracy by true count", "b64": None, "error": _clip(str(e), 200)})
@@ -650,10 +641,10 @@ def _trend(runs: list[_Col], base: _Col | None, tasks: list[str]) -> dict[str, A
             continue
         m = ref.primary_metric
         unit = (ref.metric_info.get(m) or {}).get("unit", "") or ""
-        ys = [_num(t.metrics.get(m)) if t is not None else None for t in trs]
+        ys = [as_number(t.metrics.get(m)) if t is not None else None for t in trs]
         bval = None
         if base_line and task in base.res.tasks:  # type: ignore[union-attr]
-            bval = _num(base.res.tasks[task].metrics.get(m))  # type: ignore[union-attr]
+            bval = as_number(base.res.tasks[task].metrics.get(m))  # type: ignore[union-attr]
         lines.append((f"{task}/{m}", ys, bval))
         rows.append([_clip(f"{task}/{m}", 80)] + ([fmt_value(bval, unit)] if base_line else [])
                     + [fmt_value(y, unit) for y in ys])
@@ -778,7 +769,7 @@ def _flags(turn: Any) -> list[dict[str, str]]:
     for k in _BAD_FLAGS:
         if turn.get(k) is True:
             out.append({"name": k.replace("_", " "), "cls": "warn", "mark": "!"})
-    if _num(turn.get("words")) is not None:
+    if as_number(turn.get("words")) is not None:
         out.append({"name": f"{_g(float(turn['words']))} words", "cls": "ns", "mark": ""})
     return out
 
@@ -946,7 +937,7 @@ def _gate_view(gate: dict[str, Any]) -> dict[str, Any]:
         ci = ""
         if r.get("ci_low") is not None and r.get("ci_high") is not None:
             ci = f"[{fmt_delta(r.get('ci_low'))}, {fmt_delta(r.get('ci_high'))}]"
-            if _num(r.get("interval_confidence")) is not None:
+            if as_number(r.get("interval_confidence")) is not None:
                 ci += f" ({_g(100 * float(r['interval_confidence']))}%)"
         rules.append({"task": _s(r.get("task", rule.get("task"))), "metric": _s(r.get("metric", rule.get("metric"))),
                       "status": _clip(status, 40),
