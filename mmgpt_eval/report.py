@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .compare import as_number
 from .errors import UserError
 from .io import atomic_write_text
 from .results import RunResults
-from .compare import as_number
 
 __all__ = ["build_report", "write_report", "load_gate", "MAX_BYTES"]
 
