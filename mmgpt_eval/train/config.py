@@ -52,6 +52,7 @@ class TrainConfig:
     batch_size: int = 1  # per process, per micro-step, for each of the vision and language batches
     language_batch_size: int = 0  # 0: same as batch_size
     per_image: int = 1  # examples sharing an image kept together (1 = plain shuffling)
+    length_buckets: int = 8  # batches drawn together and sorted by length (less padding); 1 = off
     max_length: int = 512  # MMGPT truncates each sample (each dialogue turn) to 512 tokens
     precision: str = "auto"  # bf16 autocast on GPU (MMGPT used fp16 amp), fp32 on CPU
     seed: int = 42
@@ -74,7 +75,7 @@ _SECTIONS = {
     "lora": {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout", "targets": "lora_targets"},
     "optim": {k: k for k in ("lr", "warmup_steps", "grad_accum", "clip", "weight_decay", "weight_decay_on", "betas",
                              "eps", "min_lr_ratio")} | {"scheduler": "lr_scheduler"},
-    "train": {k: k for k in ("steps", "batch_size", "language_batch_size", "per_image", "max_length", "precision", "seed", "save_every",
+    "train": {k: k for k in ("steps", "batch_size", "language_batch_size", "per_image", "length_buckets", "max_length", "precision", "seed", "save_every",
                              "log_every", "threads", "device", "vision_weight", "language_weight", "resume")},
     "eval": {"tasks": "eval_tasks", "limit": "eval_limit"},
 }

@@ -151,6 +151,7 @@ class Trainer:
         self._feats: dict[str, torch.Tensor] = {}
         self.vs = GroupedSampler(self.vision, cfg.per_image, cfg.seed) if self.vision else None
         self.ls = GroupedSampler(self.language, 1, cfg.seed + 1) if self.language else None
+        self._queues: dict[int, list[list[int]]] = {}  # pending batches of each sampler (length buckets)
         self.step_module = TrainStep(self.model)
         self.ddp = self.step_module
         if self.world > 1:
@@ -267,9 +268,21 @@ class Trainer:
             return self.cfg.language_batch_size
         return self.cfg.batch_size
 
-    def _global_slice(self, sampler: GroupedSampler) -> list[int]:
-        idx = sampler.take(self._batch_size(sampler) * self.world)
-        return idx[self.rank::self.world]
+    def _global_slice(self, sampler: GroupedSampler, data: list[Example], cache) -> list[int]:
+        """This rank's part of the next global batch. Batches come from "mega-batches" of
+        ``length_buckets`` batches sorted by token length (little padding), served in a seeded
+        random order; the same for any number of processes."""
+        queue = self._queues.setdefault(id(sampler), [])
+        gb = self._batch_size(sampler) * self.world
+        if not queue:
+            k = max(1, self.cfg.length_buckets)
+            idx = sampler.take(gb * k)
+            if k > 1:
+                idx.sort(key=lambda i: len(self._tokenized(data, cache, i).input_ids))
+            batches = [idx[j:j + gb] for j in range(0, len(idx), gb)]
+            random.Random(f"{self.cfg.seed}:{sampler.epoch}:{sampler.pos}").shuffle(batches)
+            queue.extend(batches)
+        return queue.pop(0)[self.rank::self.world]
 
     def _autocast(self):
         if self.device.type == "cuda" and self.cfg.precision in ("bf16", "fp16", "auto"):
@@ -280,7 +293,7 @@ class Trainer:
         return contextlib.nullcontext()
 
     def _micro(self, data, cache, sampler, weight: float, sync: bool) -> tuple[float, int]:
-        b = self._batch_inputs(data, self._global_slice(sampler), cache)
+        b = self._batch_inputs(data, self._global_slice(sampler, data, cache), cache)
         import contextlib
 
         ctx = contextlib.nullcontext() if (sync or self.world == 1) else self.ddp.no_sync()
@@ -370,8 +383,10 @@ class Trainer:
         self.step = int(st["step"])
         if self.vs:
             self.vs.load(st["vision_sampler"])
+            self._queues[id(self.vs)] = [list(b) for b in st.get("vision_queue", [])]
         if self.ls:
             self.ls.load(st["language_sampler"])
+            self._queues[id(self.ls)] = [list(b) for b in st.get("language_queue", [])]
         torch.set_rng_state(st["rng"])
         log.info("resumed from %s at step %d", path, self.step)
 
@@ -382,7 +397,9 @@ class Trainer:
         state = {"fingerprint": self.fingerprint(), "step": self.step, "params": self._trainable_state(),
                  "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                  "vision_sampler": self.vs.state() if self.vs else None,
-                 "language_sampler": self.ls.state() if self.ls else None, "rng": torch.get_rng_state()}
+                 "language_sampler": self.ls.state() if self.ls else None, "rng": torch.get_rng_state(),
+                 "vision_queue": self._queues.get(id(self.vs), []) if self.vs else [],
+                 "language_queue": self._queues.get(id(self.ls), []) if self.ls else []}
         sp = self._state_path()
         sp.parent.mkdir(parents=True, exist_ok=True)
         with atomic_writer(sp, "wb", encoding=None) as f:
