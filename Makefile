@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/mmgpt-eval run --output-dir $(DEMO_OUT)
+	$(VENV)/bin/mmgpt-eval run --output-dir $(DEMO_OUT) --baseline tiny-openflamingo
 
 test: $(STAMP) chromium
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -232,15 +232,16 @@ def easyvqa_text(split="train", style="mmgpt", captions=True, descriptions=True,
 
     paths = easy_vqa.get_train_image_paths() if split == "train" else easy_vqa.get_test_image_paths()
     rng = random.Random(seed)
+    of = style == "openflamingo"  # OpenFlamingo-style text after the image: <image>Output:{text}, no instruction
     out = []
     for iid, attr in sorted(easyvqa_attributes(split).items()):
         ref = ImageRef(key=f"easyvqa:{split}:{iid}", path=paths[iid])
         if captions:
-            out.append(Example([(rng.choice(CAPTION_INSTRUCTIONS), shape_caption(attr))], ref, style=style,
-                               source=name, meta={"answer": "short"}))
+            out.append(Example([("" if of else rng.choice(CAPTION_INSTRUCTIONS), shape_caption(attr))], ref,
+                               style=style, source=name, meta={"answer": "short"}))
         if descriptions:
-            out.append(Example([(rng.choice(DESCRIBE_INSTRUCTIONS), shape_description(attr, rng))], ref, style=style,
-                               source=name, meta={"answer": "long"}))
+            out.append(Example([("" if of else rng.choice(DESCRIBE_INSTRUCTIONS), shape_description(attr, rng))], ref,
+                               style=style, source=name, meta={"answer": "long"}))
     return _sample(out, sample, seed)
 
 
@@ -280,17 +281,18 @@ def counting_set(n=1100, seed=2, style="mmgpt", captions=True, descriptions=True
     from .synthetic import CAPTION_INSTRUCTIONS, DESCRIBE_INSTRUCTIONS, counting_caption, counting_description
 
     rng = random.Random(seed)
+    of = style == "openflamingo"
     out = []
     for item in generate_counting_set(n=n, seed=seed):
         ref = ImageRef(key=f"counting:{item.seed}:{item.index}", loader=item.image)
         if questions:
             out.append(Example([(item.question, str(item.answer))], ref, style=style, source=name))
         if captions:
-            out.append(Example([(rng.choice(CAPTION_INSTRUCTIONS), counting_caption(item.shapes))], ref, style=style,
-                               source=name, meta={"answer": "short"}))
+            out.append(Example([("" if of else rng.choice(CAPTION_INSTRUCTIONS), counting_caption(item.shapes))], ref,
+                               style=style, source=name, meta={"answer": "short"}))
         if descriptions:
-            out.append(Example([(rng.choice(DESCRIBE_INSTRUCTIONS), counting_description(item.shapes, rng))], ref,
-                               style=style, source=name, meta={"answer": "long"}))
+            out.append(Example([("" if of else rng.choice(DESCRIBE_INSTRUCTIONS), counting_description(item.shapes, rng))],
+                               ref, style=style, source=name, meta={"answer": "long"}))
     return out
 
 

@@ -70,9 +70,12 @@ CAPTION_INSTRUCTIONS = [
     "What does this picture show? Answer briefly.", "Provide a one-line caption.", "Summarize the image in a short phrase.",
 ]
 DESCRIBE_INSTRUCTIONS = [
-    "Describe this picture in detail.", "Give a detailed description of the image.",
+    "Describe this picture in detail.", "Give a detailed description of the image.", "Describe the image in detail.",
     "Explain everything you can see in this image.", "Tell me about this picture, with as much detail as you can.",
     "Write a full description of what the image contains.", "Can you describe the scene in several sentences?",
+    "Describe the picture in a few sentences.", "What is in this image? Please give a detailed answer.",
+    "Write a paragraph describing this image.", "Please describe everything in the picture.",
+    "Describe the whole image carefully.",
 ]
 
 
