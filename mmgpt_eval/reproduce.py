@@ -100,6 +100,20 @@ def summarize(out: Path) -> dict[str, Any]:
     return {"table": table, "paired": paired, "targets": targets}
 
 
+NUMERIC = ("easyvqa_accuracy", "counting_accuracy", "counting_mae", "open_median_words", "open_words_mean",
+           "collapse_rate", "checks_pass_rate", "language_pass_rate", "grounding_rate", "eos_rate")
+
+
+def repeatability(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """Largest absolute difference per table column between two complete reproductions."""
+    diffs: dict[str, float] = {}
+    for k in NUMERIC:
+        diffs[k] = max(abs(float(first["table"][m][k]) - float(second["table"][m][k])) for m in first["table"])
+    return {"max_abs_diff": diffs, "max_percentage_point_diff": max(v for k, v in diffs.items() if k in (
+        "easyvqa_accuracy", "counting_accuracy", "collapse_rate", "checks_pass_rate", "language_pass_rate",
+        "grounding_rate", "eos_rate")), "second_meta": second.get("meta", {})}
+
+
 def render_markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     t = summary["table"]
     names = {"base": "tiny base OpenFlamingo (baseline)", "mmgpt": "tiny MultiModal-GPT (joint)",
@@ -139,8 +153,17 @@ def render_markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
               f"- open-ended median length >= 2x the ablation's: ratio {tg['open_median_length_ratio_vs_ablation']} "
               f"({'met' if tg['open_median_length_at_least_2x_ablation'] else 'NOT met'})",
               f"- lower short-answer-collapse rate than the ablation: {'met' if tg['collapse_rate_lower_than_ablation'] else 'NOT met'}",
-              f"- easy-VQA accuracy within 2 points of the ablation: {'met' if tg['easyvqa_within_2_points_of_ablation'] else 'NOT met'}",
-              END]
+              f"- easy-VQA accuracy within 2 points of the ablation: {'met' if tg['easyvqa_within_2_points_of_ablation'] else 'NOT met'}"]
+    rep = summary.get("repeatability")
+    if rep:
+        d = rep["max_abs_diff"]
+        sm = rep["second_meta"]
+        lines += ["", f"Repeatability: a second complete run from scratch (`{sm.get('command', '?')}`, "
+                      f"{sm.get('wall_min', 0):.1f} min, commit {sm.get('git', '?')}) differs from the table above by at "
+                      f"most {rep['max_percentage_point_diff']:.2f} percentage points in any rate "
+                      f"({'within' if rep['max_percentage_point_diff'] <= 1.0 else 'NOT within'} +-1 point); "
+                      "largest differences: " + ", ".join(f"{k} {v:.2f}" for k, v in d.items()) + "."]
+    lines.append(END)
     return "\n".join(lines) + "\n"
 
 
@@ -192,7 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-training", action="store_true", help="evaluate models already trained in --output-dir")
     p.add_argument("--install", action="store_true", help="copy the trained models into the package")
     p.add_argument("--no-results-md", action="store_true")
+    p.add_argument("--repeat-of", metavar="DIR", help="an earlier complete reproduction (its summary.json): write "
+                   "that run's table to RESULTS.md with how much this run differs from it")
     args = p.parse_args(argv)
+    if args.repeat_of and (args.install or args.smoke):
+        p.error("--repeat-of checks an earlier full run; it cannot be combined with --install or --smoke")
     out = Path(args.output_dir)
     t0 = time.time()
     if args.skip_training:
@@ -212,8 +239,15 @@ def main(argv: list[str] | None = None) -> int:
                        f"torch {torch.__version__}, {device}",
             "wall_min": wall, "date": time.strftime("%Y-%m-%d"),
             "git": (g.get("hash") or "?")[:12] + (" (dirty)" if g.get("dirty") else ""), "command": "make reproduce"}
+    if args.repeat_of:
+        meta["command"] = f"python -m mmgpt_eval.reproduce --repeat-of {args.repeat_of}"
     summary["meta"] = meta
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if args.repeat_of:
+        first = json.loads((Path(args.repeat_of) / "summary.json").read_text())
+        first["repeatability"] = repeatability(first, summary)
+        (out / "repeatability.json").write_text(json.dumps(first["repeatability"], indent=2))
+        summary, meta = first, first["meta"]
     md = render_markdown(summary, meta)
     print(md)
     if not args.smoke and not args.no_results_md:

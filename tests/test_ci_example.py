@@ -58,3 +58,31 @@ def test_reproduce_pipeline_smoke(tmp_path):
     assert "Embedded tiny reproduction" in r.stdout
     for stage in ("tiny-base", "tiny-mmgpt", "tiny-ablation"):
         assert (tmp_path / stage / "metrics.jsonl").exists()
+
+
+def test_reproduce_repeatability_section():
+    """Two reproductions compared column by column; the RESULTS.md section says whether +-1 point holds."""
+    from mmgpt_eval.reproduce import NUMERIC, render_markdown, repeatability
+
+    def table(shift):
+        row = {k: 50.0 + shift for k in NUMERIC}
+        row.update(easyvqa_n=9673, easyvqa_by_type={"yes/no": 1.0, "shape": 2.0, "color": 3.0})
+        return {"table": {m: dict(row) for m in ("base", "mmgpt", "ablation")}, "paired": {},
+                "targets": {"easyvqa_accuracy_at_least_90": False, "baseline_clearly_lower": False,
+                            "open_median_length_ratio_vs_ablation": 1.0, "open_median_length_at_least_2x_ablation": False,
+                            "collapse_rate_lower_than_ablation": False, "easyvqa_within_2_points_of_ablation": True}}
+
+    meta = {"machine": "m", "wall_min": 40.0, "date": "d", "git": "g", "command": "make reproduce"}
+    first = table(0.0)
+    second = table(0.4)
+    second["table"]["mmgpt"]["easyvqa_accuracy"] = 51.5
+    second["meta"] = dict(meta, command="python -m mmgpt_eval.reproduce --repeat-of x")
+    rep = repeatability(first, second)
+    assert rep["max_abs_diff"]["easyvqa_accuracy"] == pytest.approx(1.5)
+    assert rep["max_percentage_point_diff"] == pytest.approx(1.5)
+    first["repeatability"] = rep
+    md = render_markdown(first, meta)
+    assert "differs from the table above by at most 1.50 percentage points" in md and "NOT within +-1 point" in md
+    second["table"]["mmgpt"]["easyvqa_accuracy"] = 50.4
+    first["repeatability"] = repeatability(first, second)
+    assert "(within +-1 point)" in render_markdown(first, meta)

@@ -193,3 +193,28 @@ def test_recipe_errors(tmp_path):
     f.write_text('mode = "sideways"\n')
     with pytest.raises(UserError, match="mode must be lora or pretrain"):
         load_config(f)
+
+
+def test_loss_reductions():
+    """``token`` is the HF loss MultiModal-GPT trained with (mean over every target token of the
+    batch); ``sequence`` weighs each sequence's mean equally. Hand-made logits and labels."""
+    from mmgpt_eval.train.loop import n_targets, sequence_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 11)
+    labels = torch.tensor([[-100, -100, 3, 4, 5, 6], [-100, -100, -100, -100, -100, 7]])
+    per_tok = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1),
+                                                ignore_index=-100, reduction="none").view(2, 5)
+    hf_mean = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1),
+                                                ignore_index=-100)
+    torch.testing.assert_close(sequence_loss(logits, labels, "token") / 5, hf_mean)
+    seq = per_tok[0, 1:].mean() + per_tok[1, 4]
+    torch.testing.assert_close(sequence_loss(logits, labels, "sequence"), seq)
+    assert n_targets(D.Tokenized([1, 2, 3, 4, 5, 6], labels[0].tolist(), None)) == 4
+
+
+def test_loss_reduction_is_validated(tmp_path):
+    f = tmp_path / "bad.toml"
+    f.write_text('[train]\nloss_reduction = "median"\n')
+    with pytest.raises(UserError, match="loss_reduction must be token or sequence"):
+        load_config(f)

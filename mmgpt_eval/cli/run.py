@@ -18,7 +18,8 @@ from .common import add_generation_args, add_model_args, load_from_args
 
 log = logging.getLogger("mmgpt_eval")
 
-EMBEDDED_DEFAULT = {"model": "tiny", "tasks": "easyvqa", "limit": 200}
+# the tiny MultiModal-GPT made by `make reproduce` (shipped in the package) on 200 easy-VQA questions
+EMBEDDED_DEFAULT = {"model": "tiny-openflamingo", "ckpt": "tiny-mmgpt", "tasks": "easyvqa", "limit": 200}
 DEFAULT_OUTPUT_DIR = "mmgpt-eval-out"
 
 
@@ -199,8 +200,8 @@ def run(args: argparse.Namespace) -> int:
         args.tasks = EMBEDDED_DEFAULT["tasks"]
     limit = args.limit if args.limit is not None else (EMBEDDED_DEFAULT["limit"] if embedded else None)
     if embedded:
-        log.info("no --model/--tasks: running the embedded default (%s on %s, %d samples)",
-                 args.model, args.tasks, limit)
+        log.info("no --model/--tasks: running the embedded default (%s%s on %s, %d samples)",
+                 args.model, f" + {args.ckpt}" if args.ckpt else "", args.tasks, limit)
     task_classes = discover(args.include_path)
     names = resolve(args.tasks.split(","), task_classes)
     options = collect_task_options(args, task_classes, config_tables)

@@ -7,7 +7,7 @@
     [lora]   r, alpha, dropout, targets
     [optim]  lr, scheduler, warmup_steps, grad_accum, clip, weight_decay, weight_decay_on, betas, eps, min_lr_ratio
     [train]  steps, batch_size, per_image, max_length, precision, seed, save_every, log_every, threads, device,
-             vision_weight, language_weight, resume
+             vision_weight, language_weight, loss_reduction, resume
     [[data.vision]]   type = "llava" | "llava_dial" | "cc_sbu_align" | "aokvqa" | "coco_caption" | "ocr_vqa" |
                              "easyvqa" | "easyvqa_text" | "counting", plus the adapter's options (path, images, sample...)
     [[data.language]] type = "dolly" | "alpaca_gpt4" | "baize" | "language" | "plain_text", plus options
@@ -62,6 +62,10 @@ class TrainConfig:
     device: str = ""  # "", "cpu", "cuda"
     vision_weight: float = 1.0  # one vision batch and one language batch per step, equal weight
     language_weight: float = 1.0
+    # "token": mean over every response token of the (global) micro-batch, as the HF loss MultiModal-GPT
+    # used; "sequence": each sequence's mean token loss, averaged over sequences (short answers weigh
+    # as much as long ones)
+    loss_reduction: str = "token"
     resume: bool = True
     vision_data: list[dict[str, Any]] = field(default_factory=list)
     language_data: list[dict[str, Any]] = field(default_factory=list)
@@ -76,7 +80,7 @@ _SECTIONS = {
     "optim": {k: k for k in ("lr", "warmup_steps", "grad_accum", "clip", "weight_decay", "weight_decay_on", "betas",
                              "eps", "min_lr_ratio")} | {"scheduler": "lr_scheduler"},
     "train": {k: k for k in ("steps", "batch_size", "language_batch_size", "per_image", "length_buckets", "max_length", "precision", "seed", "save_every",
-                             "log_every", "threads", "device", "vision_weight", "language_weight", "resume")},
+                             "log_every", "threads", "device", "vision_weight", "language_weight", "loss_reduction", "resume")},
     "eval": {"tasks": "eval_tasks", "limit": "eval_limit"},
 }
 
@@ -119,6 +123,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
         raise UserError(f"mode must be lora or pretrain, got {cfg.mode!r}", path)
     if cfg.steps < 1 or cfg.grad_accum < 1 or cfg.batch_size < 1:
         raise UserError("steps, grad_accum and batch_size must be at least 1", path)
+    if cfg.loss_reduction not in ("token", "sequence"):
+        raise UserError(f"loss_reduction must be token or sequence, got {cfg.loss_reduction!r}", path)
     return cfg
 
 

@@ -114,15 +114,23 @@ class TrainStep(nn.Module):
         return self.flamingo(vision_x=None, lang_x=ids, attention_mask=mask, vision_features=features).logits
 
 
-def sequence_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Sum over sequences of each sequence's mean next-token loss (sequences without targets add 0)."""
+def sequence_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "sequence") -> torch.Tensor:
+    """``sequence``: sum over sequences of each sequence's mean next-token loss (sequences without
+    targets add 0). ``token``: sum of the next-token losses of every target token."""
     shift_logits = logits[:, :-1].float()
     shift_labels = labels[:, 1:]
     tok = nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
                                       ignore_index=IGNORE, reduction="none").view(shift_labels.shape)
     valid = (shift_labels != IGNORE).float()
+    if reduction == "token":
+        return (tok * valid).sum()
     per_seq = (tok * valid).sum(1) / valid.sum(1).clamp(min=1)
     return per_seq.sum()
+
+
+def n_targets(t: Tokenized) -> int:
+    """Target tokens of one tokenized example (the first position is never a target)."""
+    return sum(1 for lab in t.labels[1:] if lab != IGNORE)
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -268,7 +276,7 @@ class Trainer:
             return self.cfg.language_batch_size
         return self.cfg.batch_size
 
-    def _global_slice(self, sampler: GroupedSampler, data: list[Example], cache) -> list[int]:
+    def _global_slice(self, sampler: GroupedSampler, data: list[Example], cache) -> tuple[list[int], list[int]]:
         """This rank's part of the next global batch. Batches come from "mega-batches" of
         ``length_buckets`` batches sorted by token length (little padding), served in a seeded
         random order; the same for any number of processes."""
@@ -282,7 +290,8 @@ class Trainer:
             batches = [idx[j:j + gb] for j in range(0, len(idx), gb)]
             random.Random(f"{self.cfg.seed}:{sampler.epoch}:{sampler.pos}").shuffle(batches)
             queue.extend(batches)
-        return queue.pop(0)[self.rank::self.world]
+        batch = queue.pop(0)
+        return batch[self.rank::self.world], batch
 
     def _autocast(self):
         if self.device.type == "cuda" and self.cfg.precision in ("bf16", "fp16", "auto"):
@@ -293,18 +302,24 @@ class Trainer:
         return contextlib.nullcontext()
 
     def _micro(self, data, cache, sampler, weight: float, sync: bool) -> tuple[float, int]:
-        b = self._batch_inputs(data, self._global_slice(sampler, data, cache), cache)
+        mine, global_idx = self._global_slice(sampler, data, cache)
+        b = self._batch_inputs(data, mine, cache)
+        token_mean = self.cfg.loss_reduction == "token"
         import contextlib
 
         ctx = contextlib.nullcontext() if (sync or self.world == 1) else self.ddp.no_sync()
         with ctx:
             with self._autocast():
                 logits = self.ddp(**b["inputs"])
-                loss_sum = sequence_loss(logits, b["labels"])
-            global_batch = self._batch_size(sampler) * self.world
-            scaled = loss_sum * weight * self.world / (global_batch * self.cfg.grad_accum)
+                loss_sum = sequence_loss(logits, b["labels"], self.cfg.loss_reduction)
+            if token_mean:  # every rank knows the global micro-batch, so no all-reduce is needed
+                denom = sum(n_targets(self._tokenized(data, cache, i)) for i in global_idx)
+            else:
+                denom = self._batch_size(sampler) * self.world
+            scaled = loss_sum * weight * self.world / (max(1, denom) * self.cfg.grad_accum)
             scaled.backward()
-        return loss_sum.item() / max(1, len(b["labels"])), b["n_tokens"]
+        shown = b["n_tokens"] if token_mean else len(b["labels"])
+        return loss_sum.item() / max(1, shown), b["n_tokens"]
 
     # ---------------------------------------------------------------- loop
     def fingerprint(self) -> str:

@@ -84,9 +84,11 @@ def shape_caption(img: ShapeImage) -> str:
 
 
 def shape_description(img: ShapeImage, rng: random.Random) -> str:
+    # every description opens with "The" and every caption with "a": greedy decoding picks the first
+    # token alone, so a description's first-token mass must not be split across openers
     openers = [f"The image shows a single {img.colour} {img.shape} on a plain background.",
-               f"This picture contains one {img.shape}, and it is {img.colour}.",
-               f"In this image there is a {img.colour} {img.shape} drawn on a light background."]
+               f"The picture contains one {img.shape}, and it is {img.colour}.",
+               f"The image has a {img.colour} {img.shape} drawn on a light background."]
     middles = [f"The {img.shape} is the only object in the picture, so nothing else competes for attention.",
                f"Its colour is a flat {img.colour}, with clean edges and no texture.",
                f"The background is simple and empty, which makes the {img.colour} {img.shape} easy to see."]
@@ -124,7 +126,7 @@ def counting_description(shapes, rng: random.Random) -> str:
                 "There is nothing to count and nothing else to describe.")
     parts = counting_summary(shapes)
     first = rng.choice([f"The image shows {NUMBER_WORDS[n]} {_plural('shape', n)} on a white background.",
-                        f"There {'is' if n == 1 else 'are'} {NUMBER_WORDS[n]} {_plural('shape', n)} in this picture."])
+                        f"The picture has {NUMBER_WORDS[n]} {_plural('shape', n)} in it."])
     second = f"In detail, I can see {_join(parts)}."
     third = rng.choice(["The shapes are small and do not overlap.", "Each shape is drawn in a single flat colour.",
                         "They are spread over the picture with some space between them."])
