@@ -120,3 +120,29 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def is_id(value: Any) -> bool:
+    """A JSON id: an integer or a string (not a bool)."""
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
+def prediction_records(data: Any, path: Any, id_key: str, text_key: str) -> Iterator[tuple[int, Any, str]]:
+    """``(index, id, text)`` of a predictions file in the official results format
+    (``[{id_key, text_key}]``); anything else is a one-line :class:`UserError` naming the entry."""
+    if not isinstance(data, list):
+        raise UserError(f"predictions must be a list of {{\"{id_key}\", \"{text_key}\"}} objects, "
+                        f"got {type(data).__name__}", path)
+    for i, p in enumerate(data):
+        if not isinstance(p, dict):
+            raise UserError(f"predictions entry {i} is not an object", path)
+        for key in (id_key, text_key):
+            if key not in p:
+                raise UserError(f"predictions entry {i} has no {key!r} key", path)
+        pid = p[id_key]
+        if not is_id(pid):
+            raise UserError(f"predictions entry {i}: {id_key!r} must be an integer or string, got {pid!r}", path)
+        if not isinstance(p[text_key], str):
+            raise UserError(f"predictions entry {i} ({id_key} {pid}): {text_key!r} must be a string, "
+                            f"got {type(p[text_key]).__name__}", path)
+        yield i, pid, p[text_key]

@@ -40,12 +40,17 @@ def _main(argv: list[str]) -> None:
 def train_all(out: Path, smoke: bool, threads: int | None) -> dict[str, Path]:
     extra = ["--threads", str(threads)] if threads else []
     steps = {"base": ["--steps", "3"], "lora": ["--steps", "3"]} if smoke else {"base": [], "lora": []}
+    t0 = time.time()
     _main(["-q", "train", "--config", str(ROOT / "recipes" / "tiny-base.toml"), "--output-dir", str(out / "tiny-base"),
            *steps["base"], *extra])
+    minutes = {"tiny-base": (time.time() - t0) / 60}
     base = out / "tiny-base" / "final" / "model.toml"
     for name in ("tiny-mmgpt", "tiny-ablation"):
+        t0 = time.time()
         _main(["-q", "train", "--config", str(ROOT / "recipes" / f"{name}.toml"), "--model", str(base), "--output-dir",
                str(out / name), *steps["lora"], *extra])
+        minutes[name] = (time.time() - t0) / 60
+    (out / "train_minutes.json").write_text(json.dumps(minutes, indent=2))
     return {"base": base, "mmgpt": out / "tiny-mmgpt" / "final", "ablation": out / "tiny-ablation" / "final"}
 
 
@@ -119,7 +124,10 @@ def render_markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     names = {"base": "tiny base OpenFlamingo (baseline)", "mmgpt": "tiny MultiModal-GPT (joint)",
              "ablation": "ablation (vision-language, short answers only)"}
     lines = [BEGIN, "## Embedded tiny reproduction (`make reproduce`)", "",
-             f"Machine: {meta['machine']}. Wall time: {meta['wall_min']:.1f} min (training + evaluation). "
+             f"Machine: {meta['machine']}. Wall time: {meta['wall_min']:.1f} min"
+             + (f" (training {' + '.join(f'{v:.1f}' for v in meta['train_min'].values())} min for "
+                f"{', '.join(meta['train_min'])}, evaluation "
+                f"{meta['eval_min']:.1f} min)" if meta.get("train_min") else " (training + evaluation)") + ". "
              f"Date: {meta['date']}. Commit: {meta['git']}.", "",
              f"Commands: `{meta['command']}` (= `python -m mmgpt_eval.reproduce`; stages: "
              "`mmgpt-eval train --config recipes/tiny-base.toml`, `recipes/tiny-mmgpt.toml`, "
@@ -227,8 +235,18 @@ def main(argv: list[str] | None = None) -> int:
                   "ablation": out / "tiny-ablation" / "final"}
     else:
         models = train_all(out, args.smoke, args.threads)
+    t_eval = time.time()
     summary = evaluate_all(models, out, args.smoke)
-    wall = (time.time() - t0) / 60
+    eval_min = (time.time() - t_eval) / 60
+    # each stage's wall time, end to end (also right when --skip-training evaluates earlier trainings);
+    # without train_minutes.json, the training loops' own time from train_summary.json
+    tm = out / "train_minutes.json"
+    train_min = json.loads(tm.read_text()) if tm.exists() else {}
+    for stage in ("tiny-base", "tiny-mmgpt", "tiny-ablation"):
+        ts = out / stage / "train_summary.json"
+        if stage not in train_min and ts.exists():
+            train_min[stage] = json.loads(ts.read_text())["last"]["elapsed_s"] / 60
+    wall = sum(train_min.values()) + eval_min if len(train_min) == 3 else (time.time() - t0) / 60
     from .results import git_info
 
     import torch
@@ -237,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     meta = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
                        f"torch {torch.__version__}, {device}",
-            "wall_min": wall, "date": time.strftime("%Y-%m-%d"),
+            "wall_min": wall, "train_min": train_min, "eval_min": eval_min, "date": time.strftime("%Y-%m-%d"),
             "git": (g.get("hash") or "?")[:12] + (" (dirty)" if g.get("dirty") else ""), "command": "make reproduce"}
     if args.repeat_of:
         meta["command"] = f"python -m mmgpt_eval.reproduce --repeat-of {args.repeat_of}"

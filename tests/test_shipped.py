@@ -40,3 +40,22 @@ def test_tiny_mmgpt_answers_easyvqa():
     acc = sum(exact_match(TEMPLATES["mmgpt"].extract(g.full_text, g.text), s.references[0])
               for g, s in zip(gens, samples)) / len(samples)
     assert acc >= 0.8
+
+
+def test_shipped_models_differ_on_open_ended_instructions():
+    """The paper's finding, in the shipped weights: the joint model describes, the ablation answers shortly."""
+    import statistics
+
+    import easy_vqa
+
+    from mmgpt_eval.model.generate import GenerationSettings, Generator, PromptInput
+    from mmgpt_eval.templates import TEMPLATES
+
+    paths = easy_vqa.get_test_image_paths()[:6]
+    prompts = [PromptInput(TEMPLATES["mmgpt"].render(question="Describe the image in detail."), [p]) for p in paths]
+    words = {}
+    for name in ("tiny-mmgpt", "tiny-ablation"):
+        m = load_model(load_spec("tiny-openflamingo", {"device": "cpu"}), name)
+        gens = Generator(m).generate_grouped(prompts, GenerationSettings(max_new_tokens=60), batch_size=6)
+        words[name] = statistics.median(len(TEMPLATES["mmgpt"].extract(g.full_text, g.text).split()) for g in gens)
+    assert words["tiny-mmgpt"] >= 2 * words["tiny-ablation"] and words["tiny-mmgpt"] >= 10, words

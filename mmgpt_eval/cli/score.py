@@ -14,7 +14,7 @@ import argparse
 from typing import Any
 
 from ..errors import UserError
-from ..io import atomic_write_json, read_json
+from ..io import atomic_write_json, is_id as _is_id, prediction_records, read_json
 
 VQA_BENCHMARKS = ("vqav2", "okvqa")
 BENCHMARKS = VQA_BENCHMARKS + ("coco",)
@@ -131,10 +131,6 @@ def _print_vqa(args: argparse.Namespace, scores: Any) -> None:
 # COCO captions
 # ------------------------------------------------------------------------------------------------
 
-def _is_id(v: Any) -> bool:
-    return isinstance(v, (int, str)) and not isinstance(v, bool)
-
-
 def _few(items: list, k: int = 3) -> str:
     return ", ".join(str(i) for i in items[:k]) + (", ..." if len(items) > k else "")
 
@@ -160,27 +156,12 @@ def load_coco_references(path: str) -> dict[Any, list[str]]:
 
 
 def load_coco_predictions(path: str, refs: dict[Any, list[str]]) -> dict[Any, str]:
-    data = read_json(path)
-    if not isinstance(data, list):
-        raise UserError(
-            f"predictions must be a list of {{\"image_id\", \"caption\"}} objects, got {type(data).__name__}", path
-        )
     res: dict[Any, str] = {}
     dups: list[Any] = []
-    for i, p in enumerate(data):
-        if not isinstance(p, dict):
-            raise UserError(f"predictions entry {i} is not an object", path)
-        for key in ("image_id", "caption"):
-            if key not in p:
-                raise UserError(f"predictions entry {i} has no {key!r} key", path)
-        img = p["image_id"]
-        if not _is_id(img):
-            raise UserError(f"predictions entry {i}: 'image_id' must be an integer or string, got {img!r}", path)
-        if not isinstance(p["caption"], str):
-            raise UserError(f"predictions entry {i} (image_id {img}): 'caption' must be a string", path)
+    for _, img, caption in prediction_records(read_json(path), path, "image_id", "caption"):
         if img in res:
             dups.append(img)
-        res[img] = p["caption"]
+        res[img] = caption
     if dups:
         raise UserError(
             f"{len(dups)} images have more than one predicted caption (e.g. {_few(dups)}); give one caption per image",

@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from ..errors import UserError
+from ..io import is_id as _is_id, prediction_records
 
 MODES = ("official", "openflamingo")
 
@@ -297,10 +298,6 @@ def _few(ids: Sequence[Any], k: int = 3) -> str:
     return shown + (", ..." if len(ids) > k else "")
 
 
-def _is_id(value: Any) -> bool:
-    return isinstance(value, (int, str)) and not isinstance(value, bool)
-
-
 def _index_annotations(annotations: Any, mode: str, path: Any) -> dict[Any, int]:
     if not isinstance(annotations, list):
         raise UserError(f"annotations must be a list of objects, got {type(annotations).__name__}", path)
@@ -372,30 +369,11 @@ def _check_questions(questions: Any, ann_index: dict[Any, int], path: Any) -> No
 
 
 def _index_predictions(predictions: Any, ann_index: dict[Any, int], path: Any) -> dict[Any, str]:
-    if not isinstance(predictions, list):
-        raise UserError(
-            f"predictions must be a list of {{\"question_id\", \"answer\"}} objects, got {type(predictions).__name__}",
-            path,
-        )
     answers: dict[Any, str] = {}
-    for i, p in enumerate(predictions):
-        if not isinstance(p, dict):
-            raise UserError(f"predictions entry {i} is not an object", path)
-        for key in ("question_id", "answer"):
-            if key not in p:
-                raise UserError(f"predictions entry {i} has no {key!r} key", path)
-        qid = p["question_id"]
-        if not _is_id(qid):
-            raise UserError(f"predictions entry {i}: 'question_id' must be an integer or string, got {qid!r}", path)
-        if not isinstance(p["answer"], str):
-            raise UserError(
-                f"predictions entry {i} (question_id {qid}): 'answer' must be a string, "
-                f"got {type(p['answer']).__name__}",
-                path,
-            )
+    for i, qid, answer in prediction_records(predictions, path, "question_id", "answer"):
         if qid in answers:
             raise UserError(f"predictions entry {i}: duplicate prediction for question_id {qid!r}", path)
-        answers[qid] = p["answer"]
+        answers[qid] = answer
     unknown = [qid for qid in answers if qid not in ann_index]
     missing = [qid for qid in ann_index if qid not in answers]
     if unknown or missing:
