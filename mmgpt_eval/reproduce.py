@@ -259,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
             "git": (g.get("hash") or "?")[:12] + (" (dirty)" if g.get("dirty") else ""), "command": "make reproduce"}
     if args.repeat_of:
         meta["command"] = f"python -m mmgpt_eval.reproduce --repeat-of {args.repeat_of}"
+    elif args.skip_training:
+        meta["command"] = ("python -m mmgpt_eval.reproduce --skip-training (evaluating stages trained beforehand "
+                           "with the same mmgpt-eval train commands)")
     summary["meta"] = meta
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if args.repeat_of:

@@ -51,7 +51,8 @@ def test_shipped_models_differ_on_open_ended_instructions():
     from mmgpt_eval.model.generate import GenerationSettings, Generator, PromptInput
     from mmgpt_eval.templates import TEMPLATES
 
-    paths = easy_vqa.get_test_image_paths()[:6]
+    all_paths = easy_vqa.get_test_image_paths()
+    paths = [all_paths[i] for i in range(6)]
     prompts = [PromptInput(TEMPLATES["mmgpt"].render(question="Describe the image in detail."), [p]) for p in paths]
     words = {}
     for name in ("tiny-mmgpt", "tiny-ablation"):
