@@ -14,7 +14,7 @@ import argparse
 from typing import Any
 
 from ..errors import UserError
-from ..io import atomic_write_json, is_id as _is_id, prediction_records, read_json
+from ..io import atomic_write_json, is_id, prediction_records, read_json
 
 VQA_BENCHMARKS = ("vqav2", "okvqa")
 BENCHMARKS = VQA_BENCHMARKS + ("coco",)
@@ -145,7 +145,7 @@ def load_coco_references(path: str) -> dict[Any, list[str]]:
         for key in ("image_id", "caption"):
             if key not in a:
                 raise UserError(f"annotations entry {i} has no {key!r} key", path)
-        if not _is_id(a["image_id"]):
+        if not is_id(a["image_id"]):
             raise UserError(f"annotations entry {i}: 'image_id' must be an integer or string", path)
         if not isinstance(a["caption"], str):
             raise UserError(f"annotations entry {i} (image_id {a['image_id']}): 'caption' must be a string", path)

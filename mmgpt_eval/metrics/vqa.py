@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from ..errors import UserError
-from ..io import is_id as _is_id, prediction_records
+from ..io import is_id, prediction_records
 
 MODES = ("official", "openflamingo")
 
@@ -313,7 +313,7 @@ def _index_annotations(annotations: Any, mode: str, path: Any) -> dict[Any, int]
                 qid = f" (question_id {ann['question_id']})" if "question_id" in ann else ""
                 raise UserError(f"annotations entry {i}{qid} has no {key!r} key", path)
         qid = ann["question_id"]
-        if not _is_id(qid):
+        if not is_id(qid):
             raise UserError(f"annotations entry {i}: 'question_id' must be an integer or string, got {qid!r}", path)
         if qid in index:
             raise UserError(f"annotations entries {index[qid]} and {i} share question_id {qid!r}", path)

@@ -203,6 +203,12 @@ def baize(path, sample=None, seed=42, name="baize") -> list[Example]:
 
 
 # ----------------------------------------------------------------------------- our own sets
+def _instruction(style: str, pool: list[str], rng: random.Random) -> str:
+    """An instruction from ``pool``; OpenFlamingo-style text follows the image with none
+    (``<image>Output:{text}``), and then the rng is left untouched."""
+    return "" if style == "openflamingo" else rng.choice(pool)
+
+
 def easyvqa_qa(split="train", style="mmgpt", sample=None, seed=42, balance=True, name="easyvqa") -> list[Example]:
     """easy-VQA questions with their one-word answers. ``balance``: resample so yes/no, shape and colour
     questions are about 45/28/27 % (what made a tiny model learn shapes, see shared research notes)."""
@@ -232,15 +238,14 @@ def easyvqa_text(split="train", style="mmgpt", captions=True, descriptions=True,
 
     paths = easy_vqa.get_train_image_paths() if split == "train" else easy_vqa.get_test_image_paths()
     rng = random.Random(seed)
-    of = style == "openflamingo"  # OpenFlamingo-style text after the image: <image>Output:{text}, no instruction
     out = []
     for iid, attr in sorted(easyvqa_attributes(split).items()):
         ref = ImageRef(key=f"easyvqa:{split}:{iid}", path=paths[iid])
         if captions:
-            out.append(Example([("" if of else rng.choice(CAPTION_INSTRUCTIONS), shape_caption(attr))], ref,
+            out.append(Example([(_instruction(style, CAPTION_INSTRUCTIONS, rng), shape_caption(attr))], ref,
                                style=style, source=name, meta={"answer": "short"}))
         if descriptions:
-            out.append(Example([("" if of else rng.choice(DESCRIBE_INSTRUCTIONS), shape_description(attr, rng))], ref,
+            out.append(Example([(_instruction(style, DESCRIBE_INSTRUCTIONS, rng), shape_description(attr, rng))], ref,
                                style=style, source=name, meta={"answer": "long"}))
     return _sample(out, sample, seed)
 
@@ -281,17 +286,16 @@ def counting_set(n=1100, seed=2, style="mmgpt", captions=True, descriptions=True
     from .synthetic import CAPTION_INSTRUCTIONS, DESCRIBE_INSTRUCTIONS, counting_caption, counting_description
 
     rng = random.Random(seed)
-    of = style == "openflamingo"
     out = []
     for item in generate_counting_set(n=n, seed=seed):
         ref = ImageRef(key=f"counting:{item.seed}:{item.index}", loader=item.image)
         if questions:
             out.append(Example([(item.question, str(item.answer))], ref, style=style, source=name))
         if captions:
-            out.append(Example([("" if of else rng.choice(CAPTION_INSTRUCTIONS), counting_caption(item.shapes))], ref,
+            out.append(Example([(_instruction(style, CAPTION_INSTRUCTIONS, rng), counting_caption(item.shapes))], ref,
                                style=style, source=name, meta={"answer": "short"}))
         if descriptions:
-            out.append(Example([("" if of else rng.choice(DESCRIBE_INSTRUCTIONS), counting_description(item.shapes, rng))],
+            out.append(Example([(_instruction(style, DESCRIBE_INSTRUCTIONS, rng), counting_description(item.shapes, rng))],
                                ref, style=style, source=name, meta={"answer": "long"}))
     return out
 
