@@ -1,14 +1,16 @@
 """Throughput benchmark: the same model, data and greedy settings run three ways, in one process.
 
-1. ``mmgpt-eval``: the runner's path -- prompts bucketed by image count, length and image, large
-   batches (``--batch-size``), vision features once per distinct image, KV cache, inference mode.
+1. ``mmgpt-eval``: the runner's path -- prompts sorted by image count, length and image, large
+   batches (``--batch-size``), vision features once per distinct image, the prompt prefix a batch
+   shares computed once, KV cache, inference mode.
 2. ``openflamingo-loop``: like ``open_flamingo/eval``: batches of 8 in dataset order, every row's
    image encoded by ``Flamingo.generate`` (no reuse, no bucketing).
 3. ``per-sample-loop``: like MultiModal-GPT's demo: one prompt at a time.
 
 All three must produce identical greedy token ids (checked and reported). Figures: samples/s,
 generated tokens/s, peak memory, and the ratios of (1) over (2) and (3), each the median of
-``repeats`` timed passes after one untimed warm-up pass.
+``repeats`` timed passes after an untimed warm-up on the first ``warmup`` items. Every pass starts
+cold: images are read and preprocessed again (no pixels kept from an earlier pass).
 """
 
 from __future__ import annotations
@@ -39,12 +41,15 @@ def _items(samples: list[Sample], template) -> list[Item]:
 
 def loop_mmgpt_eval(gen: Generator, items: list[Item], settings: GenerationSettings, stop: str,
                     batch_size: int) -> list[list[int]]:
+    """The runner's order and calls (runner.run_task / process_chunk): sort by prompt length and
+    image, then chunks of ``batch_size`` through ``Generator.generate_grouped``."""
+    gen._pixel_cache.clear()
     prompts = [PromptInput(it.prompt, [it.image], [it.key]) for it in items]
-    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i].text), prompts[i].image_keys[0]))
+    order = sorted(range(len(prompts)), key=lambda i: (1, len(prompts[i].text), prompts[i].image_keys[0]))
     out: list[list[int] | None] = [None] * len(prompts)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        for i, g in zip(idx, gen.generate([prompts[i] for i in idx], settings, stop)):
+        for i, g in zip(idx, gen.generate_grouped([prompts[i] for i in idx], settings, stop, batch_size)):
             out[i] = g.token_ids
     return out  # type: ignore[return-value]
 
@@ -78,14 +83,16 @@ def loop_per_sample(gen: Generator, items: list[Item], settings: GenerationSetti
     return loop_openflamingo(gen, items, settings, stop, batch_size=1)
 
 
-def _time(fn: Callable[[], list[list[int]]], repeats: int) -> tuple[list[list[int]], list[float]]:
-    fn()  # warm-up (caches, allocator)
+def _time(fn: Callable[[list[Item]], list[list[int]]], items: list[Item], repeats: int,
+          warmup: int) -> tuple[list[list[int]], list[float]]:
+    if warmup:
+        fn(items[:warmup])  # warm-up (allocator, first-call costs)
     times, out = [], []
     for _ in range(repeats):
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        out = fn()
+        out = fn(items)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
@@ -94,22 +101,22 @@ def _time(fn: Callable[[], list[list[int]]], repeats: int) -> tuple[list[list[in
 
 def run_bench(loaded: LoadedModel, samples: list[Sample], template, settings: GenerationSettings,
               batch_size: int = 64, repeats: int = 3, loops: tuple[str, ...] = ("mmgpt-eval", "openflamingo-loop",
-                                                                                 "per-sample-loop")) -> dict[str, Any]:
-    gen = Generator(loaded)
+                                                                                 "per-sample-loop"),
+              warmup: int = 64, share_prefix: bool = True) -> dict[str, Any]:
+    gen = Generator(loaded, share_prefix=share_prefix)
     items = _items(samples, template)
     stop = template.stop
-    fns = {
-        "mmgpt-eval": lambda: loop_mmgpt_eval(gen, items, settings, stop, batch_size),
-        "openflamingo-loop": lambda: loop_openflamingo(gen, items, settings, stop),
-        "per-sample-loop": lambda: loop_per_sample(gen, items, settings, stop),
+    fns: dict[str, Callable[[list[Item]], list[list[int]]]] = {
+        "mmgpt-eval": lambda its: loop_mmgpt_eval(gen, its, settings, stop, batch_size),
+        "openflamingo-loop": lambda its: loop_openflamingo(gen, its, settings, stop),
+        "per-sample-loop": lambda its: loop_per_sample(gen, its, settings, stop),
     }
     results: dict[str, Any] = {}
     outputs: dict[str, list[list[int]]] = {}
     for name in loops:
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-        gen._pixel_cache.clear()
-        out, times = _time(fns[name], repeats)
+        out, times = _time(fns[name], items, repeats, warmup)
         outputs[name] = out
         med = statistics.median(times)
         tokens = sum(len(o) for o in out)
@@ -120,7 +127,9 @@ def run_bench(loaded: LoadedModel, samples: list[Sample], template, settings: Ge
     identical = all(outputs[n] == ref for n in loops)
     mismatches = {n: sum(a != b for a, b in zip(outputs[n], ref)) for n in loops}
     summary: dict[str, Any] = {
-        "samples": len(items), "batch_size": batch_size, "repeats": repeats, "settings": settings.to_dict(),
+        "samples": len(items), "distinct_images": len({it.key for it in items}), "batch_size": batch_size,
+        "repeats": repeats, "warmup_items": min(warmup, len(items)), "share_prefix": share_prefix,
+        "settings": settings.to_dict(),
         "device": str(loaded.device), "dtype": str(loaded.dtype).replace("torch.", ""),
         "torch_threads": torch.get_num_threads(), "loops": results, "outputs_identical": identical,
         "mismatched_samples": mismatches,

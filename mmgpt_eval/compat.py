@@ -24,6 +24,8 @@ open-flamingo 2.0.1 (installed with --no-deps).
    trained with, 2023) returned ViT patch tokens *without* ``ln_post``; open_clip >= 2.23 applies
    ``ln_post`` to the tokens unless ``final_ln_after_pool`` is set. QuickGELU for ViT-L-14/openai is
    forced at build time (open_clip 3.x builds it with plain GELU) via ``force_quick_gelu``.
+6. ``output_cache``: the KV cache a forward returns is ``output.cache`` in transformers >= 5 and
+   ``output.past_key_values`` before (the same rename as shim 2, on the output side).
 """
 
 from __future__ import annotations
@@ -60,6 +62,12 @@ def lm_cache_kwarg(lm) -> str:
         name = "cache" if "cache" in params else "past_key_values"
         _CACHE_KWARG[cls] = name
     return name
+
+
+def output_cache(output) -> Any:
+    """The KV cache returned by a causal-LM forward with ``use_cache=True`` (shim 6)."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else getattr(output, "past_key_values", None)
 
 
 def configure_llama_tokenizer(tokenizer, add_bos: bool = True, add_eos: bool = False):

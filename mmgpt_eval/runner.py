@@ -43,6 +43,7 @@ class RunConfig:
     generation_overrides: dict[str, Any] = field(default_factory=dict)
     argv: list[str] = field(default_factory=list)
     progress: bool = True
+    share_prefix: bool = True  # compute a batch's shared prompt prefix once (model/generate.py)
     extra_run_info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -355,12 +356,13 @@ def run_task(pt: PreparedTask, loaded: LoadedModel, gen: Generator, cfg: RunConf
 def run_evaluation(prepared: list[PreparedTask], loaded: LoadedModel, cfg: RunConfig) -> RunResults:
     t0 = time.perf_counter()
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
-    gen = Generator(loaded)
+    gen = Generator(loaded, share_prefix=cfg.share_prefix)
     run_info = {"argv": cfg.argv, "output_dir": str(cfg.output_dir), "seed": cfg.seed, "batch_size": cfg.batch_size,
                 "limit": cfg.limit, "num_fewshot": cfg.num_fewshot, "fewshot_zero_mode": cfg.fewshot_zero_mode,
                 "fewshot_selection": cfg.fewshot_selection,
                 "template": cfg.template, "history_mode": cfg.history_mode,
-                "generation_overrides": cfg.generation_overrides, "model_load_s": round(loaded.load_seconds, 3),
+                "generation_overrides": cfg.generation_overrides, "share_prefix": cfg.share_prefix,
+                "model_load_s": round(loaded.load_seconds, 3),
                 **cfg.extra_run_info}
     results = RunResults(run=run_info, model=loaded.provenance(), tasks={}, provenance={})
     rank, world = dist_info()

@@ -150,3 +150,64 @@ def test_image_token_is_never_generated():
 
 def test_v2_default_stop_is_endofchunk(tiny_model):
     assert tiny_model.model.default_eos_token_id() == tiny_model.eoc_token_id
+
+
+def _open_gates(m, value=1.0):
+    with torch.no_grad():
+        for b in m.model.lang_encoder.gated_cross_attn_layers:
+            if b is not None:
+                b.attn_gate.fill_(value)
+                b.ff_gate.fill_(value)
+    return m
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_shared_prefix_gives_identical_outputs(version):
+    """The batch's shared prompt prefix computed once gives the same tokens and texts as every row
+    computing it (greedy and sampled, image and text-only rows); v1 image rows never share."""
+    m = _open_gates(tiny_with_random_lora(flamingo_version=version))
+    texts = [PromptInput(TEMPLATES["mmgpt-text"].render(question=q)) for q in
+             ["List four fruits.", "Write a story about a cat  ", "Why is the sky blue?", "Name a colour."]]
+    for prompts in (_prompts(), texts):
+        for s in (GenerationSettings(max_new_tokens=12), GenerationSettings(max_new_tokens=12, do_sample=True,
+                                                                             top_p=0.9, seed=5)):
+            shared, plain = Generator(m), Generator(m, share_prefix=False)
+            a = shared.generate_grouped(prompts, s, batch_size=8)
+            b = plain.generate_grouped(prompts, s, batch_size=8)
+            assert [g.token_ids for g in a] == [g.token_ids for g in b]
+            assert [(g.full_text, g.prompt_tokens, g.stopped_on_eos) for g in a] == \
+                [(g.full_text, g.prompt_tokens, g.stopped_on_eos) for g in b]
+            assert plain.shared_prefix_tokens == 0
+            images = bool(prompts[0].images)
+            assert (shared.shared_prefix_tokens > 0) == (version == "v2" or not images)
+
+
+def test_shared_prefix_rules():
+    v2 = Generator(tiny(flamingo_version="v2"))
+    media = v2.lm.media_token_id
+    greedy = GenerationSettings()
+    rows = [[1, 5, 6, 7, 8, 9, media, 10, 11], [1, 5, 6, 7, 8, 9, media, 12]]
+    assert v2.shared_prefix_length(rows, True, greedy) == 6  # stops before <image>
+    assert v2.shared_prefix_length(rows, False, greedy) == 7  # text rows: the common tokens, one left per row
+    assert v2.shared_prefix_length(rows[:1], True, greedy) == 0  # one row: nothing to share
+    assert v2.shared_prefix_length([[1, 5, 6], [1, 5, 7]], False, greedy) == 0  # below MIN_SHARED_PREFIX
+    assert v2.shared_prefix_length(rows, True, GenerationSettings(num_beams=2)) == 0
+    assert v2.shared_prefix_length(rows, True, GenerationSettings(use_cache=False)) == 0
+    v1 = Generator(tiny(flamingo_version="v1"))
+    assert v1.shared_prefix_length(rows, True, greedy) == 0  # v1: positions before <image> attend the image
+    assert v1.shared_prefix_length(rows, False, greedy) == 7
+
+
+def test_v1_prefix_attends_the_image():
+    """Why v1 image rows never share a prefix: their positions before <image> depend on the image."""
+    m = _open_gates(tiny_with_random_lora(flamingo_version="v1"))
+    enc, px = probe_inputs(m, 2)
+    a = logits(m, enc, px)
+    b = logits(m, enc, px.flip(0))
+    img = (enc.input_ids[0] == m.media_token_id).nonzero().item()
+    assert (a[0, :img] - b[0, :img]).abs().max() > 1e-4
+    v2 = _open_gates(tiny_with_random_lora(flamingo_version="v2"))
+    enc, px = probe_inputs(v2, 2)
+    a, b = logits(v2, enc, px), logits(v2, enc, px.flip(0))
+    img = (enc.input_ids[0] == v2.media_token_id).nonzero().item()
+    assert torch.equal(a[0, :img], b[0, :img])  # v2: exactly image-independent before <image>

@@ -15,11 +15,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__)
     add_model_args(p, default_model="tiny")
     p.add_argument("--task", default="easyvqa", help="a task with one image + question per sample (default easyvqa)")
-    p.add_argument("--limit", type=int, default=256, help="samples (the task's fixed subset)")
+    p.add_argument("--limit", type=int, default=256, help="samples (the task's fixed subset; 0: all)")
     p.add_argument("--template", default="mmgpt")
     p.add_argument("--max-new-tokens", type=int, default=8)
     p.add_argument("--batch-size", type=batch_size_arg, default=64, help="mmgpt-eval's batch size")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=64, help="items in the untimed warm-up pass of each loop")
+    p.add_argument("--no-share-prefix", action="store_true",
+                   help="mmgpt-eval recomputes the prompt prefix a batch shares in every row")
     p.add_argument("--skip-per-sample", action="store_true", help="skip the slow per-sample loop")
     p.add_argument("--output", default=None, help="write the figures as JSON")
     p.set_defaults(func=run)
@@ -37,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     tasks = discover()
     name = resolve([args.task], tasks)[0]
-    cfg = RunConfig(output_dir=None, limit=args.limit, template=args.template)  # type: ignore[arg-type]
+    cfg = RunConfig(output_dir=None, limit=args.limit or None, template=args.template)  # type: ignore[arg-type]
     pt = prepare_task(tasks[name](), cfg)
     loaded = load_from_args(args)
     loops = ("mmgpt-eval", "openflamingo-loop") if args.skip_per_sample else \
@@ -46,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
 
     bs = Generator(loaded).batch_cap(args.batch_size)
     summary = run_bench(loaded, pt.samples, pt.template, GenerationSettings(max_new_tokens=args.max_new_tokens),
-                        batch_size=bs, repeats=args.repeats, loops=loops)
+                        batch_size=bs, repeats=args.repeats, loops=loops, warmup=args.warmup,
+                        share_prefix=not args.no_share_prefix)
     summary["task"] = name
     summary["model"] = args.model
     t = Table(title=f"bench: {name}, {summary['samples']} samples, {summary['device']} {summary['dtype']}",

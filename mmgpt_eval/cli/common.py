@@ -62,6 +62,8 @@ def add_generation_args(p: argparse.ArgumentParser, defaults: GenerationSettings
     g.add_argument("--top-k", type=int, default=None)
     g.add_argument("--top-p", type=float, default=None)
     g.add_argument("--no-cache", action="store_true", help="disable the KV cache (slower; for checks)")
+    g.add_argument("--no-share-prefix", action="store_true",
+                   help="recompute the prompt prefix a batch shares in every row (slower; for checks)")
     g.add_argument("--seed", type=int, default=0, help="random seed (sampling, few-shot demos)")
     g.add_argument("--batch-size", type=batch_size_arg, default=8,
                    help="rows per batch, or 'auto': start large and halve on out-of-memory (default 8)")

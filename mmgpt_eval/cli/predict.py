@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     cases = read_cases(inp, args.template)
     settings = generation_settings(args)
     lm = load_from_args(args)
-    gen = Generator(lm)
+    gen = Generator(lm, share_prefix=not args.no_share_prefix)
     stop_raw = "endofchunk" if args.stop == "endofchunk" else "lm_eos"
     groups: dict[str, list[int]] = {}
     for i, c in enumerate(cases):

@@ -213,7 +213,8 @@ def run(args: argparse.Namespace) -> int:
                     num_fewshot=args.num_fewshot or 0, fewshot_zero_mode=args.fewshot_zero_mode or "text-demos",
                     template=args.template, seed=args.seed, history_mode=args.history_mode or "self",
                     fewshot_selection=args.fewshot_selection or "random",
-                    generation_overrides=overrides, argv=sys.argv[1:], progress=not args.no_progress)
+                    generation_overrides=overrides, argv=sys.argv[1:], progress=not args.no_progress,
+                    share_prefix=not args.no_share_prefix)
     if base_choice is not None:
         cfg.extra_run_info["base_model_choice"] = base_choice.to_dict()
     if cfg.num_fewshot < 0:

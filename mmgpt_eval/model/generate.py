@@ -1,4 +1,15 @@
-"""Batched generation: left padding, KV cache, vision features once per distinct image."""
+"""Batched generation: left padding, KV cache, vision features once per distinct image, and the
+prompt prefix every row of a batch shares computed once.
+
+Shared prefix: MultiModal-GPT's prompts open with the same ~25-token preamble. When a batch's rows
+share a token prefix whose hidden states cannot depend on the image -- text-only rows, or the tokens
+before the first ``<image>`` under v2 semantics, where they get exactly zero cross-attention (v1 lets
+them attend the image, so v1 rows with images never share) -- that prefix is run once at batch size
+1, its KV cache is repeated to the batch, and each row's remaining tokens are left-padded after it:
+``[prefix][pad][rest]``. Positions come from the attention mask, so every token keeps the position it
+has without sharing. Greedy and sampled generation only (not beam search); ``share_prefix=False``
+turns it off.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +22,7 @@ from typing import Any, Sequence
 import torch
 from PIL import Image
 
+from ..compat import lm_cache_kwarg, output_cache
 from ..errors import UserError
 from .build import LoadedModel
 
@@ -97,14 +109,17 @@ class Generator:
     """Generation on a loaded model. One call = one batch of homogeneous rows (same image count)."""
 
     AUTO_START = {"cuda": 256, "cpu": 64}
+    MIN_SHARED_PREFIX = 4  # tokens; shorter shared prefixes are not worth a separate forward
 
-    def __init__(self, loaded: LoadedModel):
+    def __init__(self, loaded: LoadedModel, share_prefix: bool = True):
         self.lm = loaded
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
+        self.share_prefix = share_prefix
         self._pixel_cache: dict[str, torch.Tensor] = {}
         self._cap: int | None = None  # largest batch known to fit (set by out-of-memory back-off)
         self.oom_events = 0
+        self.shared_prefix_tokens = 0  # prompt tokens not recomputed thanks to prefix sharing
 
     def batch_cap(self, requested: int) -> int:
         """The batch size to use: ``requested`` (0 = auto: start large), never above a size that has
@@ -153,7 +168,35 @@ class Generator:
         enc = self.tokenizer(texts, return_tensors="pt", padding=True)
         return enc["input_ids"].to(self.lm.device), enc["attention_mask"].to(self.lm.device)
 
-    # ------------------------------------------------------------------ generate
+    def shared_prefix_length(self, rows: Sequence[Sequence[int]], has_images: bool,
+                             settings: GenerationSettings) -> int:
+        """How many leading tokens all ``rows`` share that may be computed once (0: none)."""
+        if not self.share_prefix or len(rows) < 2 or not settings.use_cache or settings.num_beams != 1:
+            return 0
+        if has_images and getattr(self.model, "flamingo_version", "v1") != "v2":
+            return 0  # v1: positions before <image> attend the image
+        n = min(len(r) for r in rows) - 1  # every row keeps at least one token for the prefill
+        first = rows[0]
+        for r in rows[1:]:
+            k = 0
+            while k < n and r[k] == first[k]:
+                k += 1
+            n = k
+        media = self.lm.media_token_id
+        if has_images and media in first[:n]:
+            n = list(first[:n]).index(media)  # the image token and what follows depend on the image
+        return n if n >= self.MIN_SHARED_PREFIX else 0
+
+    def _prefix_cache(self, prefix: list[int], batch: int, feats: torch.Tensor | None):
+        """KV cache of ``prefix`` computed at batch size 1, repeated to ``batch`` rows."""
+        ids = torch.tensor([prefix], device=self.lm.device)
+        # v2: a prefix without <image> gets zero cross-attention, so any row's features give the same states
+        out = self.model(None, ids, attention_mask=torch.ones_like(ids), use_cache=True,
+                         vision_features=None if feats is None else feats[:1])
+        cache = output_cache(out)
+        cache.batch_repeat_interleave(batch)
+        return cache
+
     @torch.inference_mode()
     def generate(self, prompts: Sequence[PromptInput], settings: GenerationSettings, stop: str = "lm_eos",
                  eos_token_id: int | list[int] | None = None) -> list[Generation]:
@@ -161,37 +204,50 @@ class Generator:
             return []
         eos = eos_token_id if eos_token_id is not None else self.eos_token_id(stop)
         eos_set = set(eos) if isinstance(eos, list) else {eos}
-        input_ids, attention_mask = self.encode([p.text for p in prompts])
+        rows: list[list[int]] = self.tokenizer([p.text for p in prompts])["input_ids"]
         feats = self.vision_features(prompts)
         kwargs = settings.hf_kwargs()
         kwargs["eos_token_id"] = eos
         pad = self.tokenizer.pad_token_id
         kwargs["pad_token_id"] = pad if pad is not None else (eos[0] if isinstance(eos, list) else eos)
+        n_shared = self.shared_prefix_length(rows, feats is not None, settings)
+        # rows left-padded after the shared prefix: [prefix][pad][rest] (no prefix: plain left padding)
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), kwargs["pad_token_id"], dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            rest = r[n_shared:]
+            input_ids[i, :n_shared] = torch.tensor(r[:n_shared], dtype=torch.long)
+            input_ids[i, width - len(rest):] = torch.tensor(rest, dtype=torch.long)
+            attention_mask[i, :n_shared] = 1
+            attention_mask[i, width - len(rest):] = 1
+        input_ids, attention_mask = input_ids.to(self.lm.device), attention_mask.to(self.lm.device)
         rng = contextlib.nullcontext()
         if settings.do_sample:
             rng = torch.random.fork_rng(devices=[self.lm.device] if self.lm.device.type == "cuda" else [])
         with rng:
+            if n_shared:
+                kwargs[lm_cache_kwarg(self.model.lang_encoder)] = self._prefix_cache(rows[0][:n_shared], len(rows),
+                                                                                    feats)
+                self.shared_prefix_tokens += n_shared * (len(rows) - 1)
             if settings.do_sample:
                 torch.manual_seed(settings.seed)
             out = self.model.generate(None, input_ids, attention_mask=attention_mask, vision_features=feats, **kwargs)
-        prompt_len = input_ids.shape[1]
         results = []
-        for row in range(len(prompts)):
-            new = out[row, prompt_len:].tolist()
+        for row, prompt_ids in enumerate(rows):
+            new = out[row, width:].tolist()
             stopped = False
             for i, tok in enumerate(new):
                 if tok in eos_set:
                     new = new[: i + 1]
                     stopped = True
                     break
-            n_prompt = int(attention_mask[row].sum().item())
-            prompt_ids = input_ids[row, prompt_len - n_prompt:].tolist()
             results.append(Generation(
                 token_ids=new,
                 text=self.tokenizer.decode(new, skip_special_tokens=True),
-                full_text=self.tokenizer.decode(prompt_ids + new, skip_special_tokens=True),
+                full_text=self.tokenizer.decode(list(prompt_ids) + new, skip_special_tokens=True),
                 stopped_on_eos=stopped,
-                prompt_tokens=n_prompt,
+                prompt_tokens=len(prompt_ids),
             ))
         return results
 
