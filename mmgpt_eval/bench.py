@@ -43,7 +43,7 @@ def loop_mmgpt_eval(gen: Generator, items: list[Item], settings: GenerationSetti
                     batch_size: int) -> list[list[int]]:
     """The runner's order and calls (runner.run_task / process_chunk): sort by prompt length and
     image, then chunks of ``batch_size`` through ``Generator.generate_grouped``."""
-    gen._pixel_cache.clear()
+    gen.clear_caches()  # every pass starts cold
     prompts = [PromptInput(it.prompt, [it.image], [it.key]) for it in items]
     order = sorted(range(len(prompts)), key=lambda i: (1, len(prompts[i].text), prompts[i].image_keys[0]))
     out: list[list[int] | None] = [None] * len(prompts)

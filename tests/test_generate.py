@@ -97,6 +97,35 @@ def test_shared_images_encoded_once(monkeypatch):
     monkeypatch.setattr(m.model, "encode_vision", lambda px: calls.append(px.shape[0]) or orig(px))
     gen.generate(_prompts(8), GenerationSettings(max_new_tokens=2))
     assert calls == [7]  # 8 rows, 7 distinct image keys
+    gen.generate(_prompts(12)[4:], GenerationSettings(max_new_tokens=2))
+    assert calls == [7] and gen.feature_cache_hits == 7  # later batches: the same keys come from the cache
+    assert gen.images_encoded == 7
+    gen.clear_caches()
+    gen.generate(_prompts(2), GenerationSettings(max_new_tokens=2))
+    assert calls == [7, 2]
+
+
+def test_feature_cache_bounds_and_unkeyed_images(monkeypatch):
+    m = tiny()
+    calls = []
+    orig = m.model.encode_vision
+    monkeypatch.setattr(m.model, "encode_vision", lambda px: calls.append(px.shape[0]) or orig(px))
+    prompts = _prompts(7)
+    one = Generator(m).vision_features(prompts[:1])[0, 0]
+    gen = Generator(m, feature_cache_bytes=3 * one.numel() * one.element_size())  # room for 3 images
+    calls.clear()
+    s = GenerationSettings(max_new_tokens=2)
+    first = gen.generate(prompts, s)
+    assert len(gen._features) == 3 and list(gen._features) == ["img4", "img5", "img6"]  # least recently used out
+    again = gen.generate(prompts, s)
+    assert calls == [7, 4] and [g.token_ids for g in first] == [g.token_ids for g in again]
+    # in-memory images without keys: deduplicated within a call, never cached across calls
+    unkeyed = [PromptInput(p.text, p.images) for p in prompts[:3]]
+    gen.clear_caches()
+    calls.clear()
+    gen.generate(unkeyed, s)
+    gen.generate(unkeyed, s)
+    assert calls == [3, 3] and len(gen._features) == 0
 
 
 def test_image_changes_output(tiny_model):

@@ -1,6 +1,12 @@
 """Batched generation: left padding, KV cache, vision features once per distinct image, and the
 prompt prefix every row of a batch shares computed once.
 
+Vision features: each distinct image (by key) is encoded once per batch, and kept in a bounded LRU
+cache across batches (``feature_cache_bytes``), so a VQA set's several questions about one image
+cost one encoding however the runner's length sort spreads them over batches. A Generator lives for
+one set of weights (the runner makes one per checkpoint); images without a stable key (in-memory
+objects) are never cached across calls.
+
 Shared prefix: MultiModal-GPT's prompts open with the same ~25-token preamble. When a batch's rows
 share a token prefix whose hidden states cannot depend on the image -- text-only rows, or the tokens
 before the first ``<image>`` under v2 semantics, where they get exactly zero cross-attention (v1 lets
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -110,16 +117,26 @@ class Generator:
 
     AUTO_START = {"cuda": 256, "cpu": 64}
     MIN_SHARED_PREFIX = 4  # tokens; shorter shared prefixes are not worth a separate forward
+    FEATURE_CACHE_BYTES = 512 * 2**20
 
-    def __init__(self, loaded: LoadedModel, share_prefix: bool = True):
+    def __init__(self, loaded: LoadedModel, share_prefix: bool = True, feature_cache_bytes: int | None = None):
         self.lm = loaded
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.share_prefix = share_prefix
-        self._pixel_cache: dict[str, torch.Tensor] = {}
+        self.feature_cache_bytes = self.FEATURE_CACHE_BYTES if feature_cache_bytes is None else feature_cache_bytes
+        self._features: OrderedDict[str, torch.Tensor] = OrderedDict()  # image key -> (n, d), LRU order
+        self._feature_bytes = 0
         self._cap: int | None = None  # largest batch known to fit (set by out-of-memory back-off)
         self.oom_events = 0
         self.shared_prefix_tokens = 0  # prompt tokens not recomputed thanks to prefix sharing
+        self.images_encoded = 0
+        self.feature_cache_hits = 0
+
+    def clear_caches(self) -> None:
+        """Forget cached vision features (call after changing the vision weights)."""
+        self._features.clear()
+        self._feature_bytes = 0
 
     def batch_cap(self, requested: int) -> int:
         """The batch size to use: ``requested`` (0 = auto: start large), never above a size that has
@@ -131,36 +148,56 @@ class Generator:
     def eos_token_id(self, stop: str) -> int:
         return self.lm.eoc_token_id if stop == "endofchunk" else self.lm.lm_eos_token_id
 
-    def pixels(self, img: Any, key: str) -> torch.Tensor:
-        px = self._pixel_cache.get(key)
-        if px is None:
-            px = self.lm.image_processor(open_image(img))
-            if len(self._pixel_cache) > 4096:
-                self._pixel_cache.clear()
-            self._pixel_cache[key] = px
-        return px
+    def pixels(self, img: Any) -> torch.Tensor:
+        return self.lm.image_processor(open_image(img))
+
+    def _remember(self, key: str, feats: torch.Tensor) -> None:
+        if key.startswith("obj:"):
+            return  # an in-memory object's id may be reused by another image later
+        size = feats.numel() * feats.element_size()
+        if size > self.feature_cache_bytes:
+            return
+        self._features[key] = feats
+        self._feature_bytes += size
+        while self._feature_bytes > self.feature_cache_bytes:
+            _, old = self._features.popitem(last=False)
+            self._feature_bytes -= old.numel() * old.element_size()
 
     def vision_features(self, prompts: Sequence[PromptInput]) -> torch.Tensor | None:
-        """(B, T_img, n, d) features, each distinct image encoded once."""
+        """(B, T_img, n, d) features; each distinct image encoded once (and then taken from the cache)."""
         n_img = {len(p.images) for p in prompts}
         if len(n_img) != 1:
             raise ValueError("a batch must have the same number of images in every row")
-        t = n_img.pop()
-        if t == 0:
+        if n_img.pop() == 0:
             return None
-        order: dict[str, int] = {}
-        unique: list[torch.Tensor] = []
+        slot: dict[str, int] = {}
+        images: list[Any] = []
         index: list[list[int]] = []
         for p in prompts:
             row = []
             for img, key in zip(p.images, p.keys()):
-                if key not in order:
-                    order[key] = len(unique)
-                    unique.append(self.pixels(img, key))
-                row.append(order[key])
+                if key not in slot:
+                    slot[key] = len(images)
+                    images.append(img)
+                row.append(slot[key])
             index.append(row)
-        px = torch.stack(unique).to(self.lm.device, dtype=self.lm.dtype)[:, None, None]  # U,1,1,C,H,W
-        feats = self.model.encode_vision(px)[:, 0]  # U, n, d
+        keys = list(slot)
+        per_key: dict[str, torch.Tensor] = {}
+        for k in keys:
+            if k in self._features:
+                self._features.move_to_end(k)
+                per_key[k] = self._features[k]
+                self.feature_cache_hits += 1
+        missing = [k for k in keys if k not in per_key]
+        if missing:
+            px = torch.stack([self.pixels(images[slot[k]]) for k in missing])
+            px = px.to(self.lm.device, dtype=self.lm.dtype)[:, None, None]  # U,1,1,C,H,W
+            fresh = self.model.encode_vision(px)[:, 0]  # U, n, d
+            self.images_encoded += len(missing)
+            for k, f in zip(missing, fresh):
+                per_key[k] = f
+                self._remember(k, f)
+        feats = torch.stack([per_key[k] for k in keys])
         idx = torch.tensor(index, device=feats.device)
         return feats[idx]  # B, T, n, d
 
