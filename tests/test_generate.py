@@ -222,6 +222,12 @@ def test_shared_prefix_rules():
     assert v2.shared_prefix_length([[1, 5, 6], [1, 5, 7]], False, greedy) == 0  # below MIN_SHARED_PREFIX
     assert v2.shared_prefix_length(rows, True, GenerationSettings(num_beams=2)) == 0
     assert v2.shared_prefix_length(rows, True, GenerationSettings(use_cache=False)) == 0
+    blocks = [b for b in v2.model.lang_encoder.gated_cross_attn_layers if b is not None]
+    for b in blocks:  # attending every earlier image: text before <image> attends uniformly, so no sharing
+        b.attn.only_attend_immediate_media = False
+    assert v2.shared_prefix_length(rows, True, greedy) == 0 and v2.shared_prefix_length(rows, False, greedy) == 7
+    for b in blocks:
+        b.attn.only_attend_immediate_media = True
     v1 = Generator(tiny(flamingo_version="v1"))
     assert v1.shared_prefix_length(rows, True, greedy) == 0  # v1: positions before <image> attend the image
     assert v1.shared_prefix_length(rows, False, greedy) == 7

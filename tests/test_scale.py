@@ -41,6 +41,7 @@ def test_bench_loops_identical(tiny_model):
     s = run_bench(tiny_model, samples, get_template("mmgpt"), GenerationSettings(max_new_tokens=5), batch_size=8,
                   repeats=1)
     assert s["outputs_identical"] is True and set(s["mismatched_samples"].values()) == {0}
+    assert s["share_prefix"] is True and s["distinct_images"] == len({x.images[0].key for x in samples})
     assert s["ratio_vs_openflamingo_loop"] > 0 and s["ratio_vs_per_sample_loop"] > 0
     for loop in ("mmgpt-eval", "openflamingo-loop", "per-sample-loop"):
         assert s["loops"][loop]["samples_per_s"] > 0

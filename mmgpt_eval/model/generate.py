@@ -201,16 +201,12 @@ class Generator:
         idx = torch.tensor(index, device=feats.device)
         return feats[idx]  # B, T, n, d
 
-    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True)
-        return enc["input_ids"].to(self.lm.device), enc["attention_mask"].to(self.lm.device)
-
     def shared_prefix_length(self, rows: Sequence[Sequence[int]], has_images: bool,
                              settings: GenerationSettings) -> int:
         """How many leading tokens all ``rows`` share that may be computed once (0: none)."""
         if not self.share_prefix or len(rows) < 2 or not settings.use_cache or settings.num_beams != 1:
             return 0
-        if has_images and getattr(self.model, "flamingo_version", "v1") != "v2":
+        if has_images and not self._text_before_image_is_image_free():
             return 0  # v1: positions before <image> attend the image
         n = min(len(r) for r in rows) - 1  # every row keeps at least one token for the prefill
         first = rows[0]
@@ -223,6 +219,13 @@ class Generator:
         if has_images and media in first[:n]:
             n = list(first[:n]).index(media)  # the image token and what follows depend on the image
         return n if n >= self.MIN_SHARED_PREFIX else 0
+
+    def _text_before_image_is_image_free(self) -> bool:
+        """v2 with attention to the immediate image only: positions before the first ``<image>`` get
+        exactly zero cross-attention output (the gated FF does not look at the image)."""
+        blocks = [b for b in self.model.lang_encoder.gated_cross_attn_layers if b is not None]
+        return getattr(self.model, "flamingo_version", "v1") == "v2" and all(
+            b.attn.only_attend_immediate_media for b in blocks)
 
     def _prefix_cache(self, prefix: list[int], batch: int, feats: torch.Tensor | None):
         """KV cache of ``prefix`` computed at batch size 1, repeated to ``batch`` rows."""
