@@ -258,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
             "wall_min": wall, "train_min": train_min, "eval_min": eval_min, "date": time.strftime("%Y-%m-%d"),
             "git": (g.get("hash") or "?")[:12] + (" (dirty)" if g.get("dirty") else ""), "command": "make reproduce"}
     if args.repeat_of:
-        meta["command"] = f"python -m mmgpt_eval.reproduce --repeat-of {args.repeat_of}"
+        meta["command"] = f"python -m mmgpt_eval.reproduce --repeat-of {args.repeat_of}" + (
+            " --skip-training (evaluating the stages this command trained before)" if args.skip_training else "")
     elif args.skip_training:
         meta["command"] = ("python -m mmgpt_eval.reproduce --skip-training (evaluating stages trained beforehand "
                            "with the same mmgpt-eval train commands)")

@@ -92,7 +92,7 @@ def test_compare_cli_and_trend(tmp_path, capsys):
     assert "different samples" in capsys.readouterr().err
 
 
-def test_run_with_baseline_model_and_run(tmp_path):
+def test_run_with_baseline_model_and_run(tmp_path, monkeypatch):
     out = tmp_path / "cand"
     rc = main(["-q", "run", "--model", "tiny", "--tasks", "easyvqa", "--limit", "12", "--output-dir", str(out),
                "--baseline", "tiny", "--no-progress", "--no-report", "--max-new-tokens", "3"])
@@ -100,11 +100,15 @@ def test_run_with_baseline_model_and_run(tmp_path):
     r = RunResults.load(out)
     assert r.baseline["kind"] == "model" and (out / "baseline" / "results.json").exists()
     assert r.baseline["comparisons"][0]["delta"] == 0  # same model, same samples
-    # an earlier run folder as the baseline; different settings are refused
+    # an earlier run folder as the baseline, both given relative to the working directory (the report
+    # must find the baseline from the candidate's folder); different settings are refused
     out2 = tmp_path / "cand2"
-    assert main(["-q", "run", "--model", "tiny", "--tasks", "easyvqa", "--limit", "12", "--output-dir", str(out2),
-                 "--baseline", str(out / "baseline"), "--no-progress", "--no-report", "--max-new-tokens", "3"]) == 0
-    assert RunResults.load(out2).baseline["kind"] == "run"
+    monkeypatch.chdir(tmp_path)
+    assert main(["-q", "run", "--model", "tiny", "--tasks", "easyvqa", "--limit", "12", "--output-dir", "cand2",
+                 "--baseline", "cand/baseline", "--no-progress", "--max-new-tokens", "3"]) == 0
+    r2 = RunResults.load(out2)
+    assert r2.baseline["kind"] == "run" and (out2 / "report.html").is_file()
+    assert (out2 / r2.baseline["results"]).resolve() == (out / "baseline" / "results.json").resolve()
     assert main(["-q", "run", "--model", "tiny", "--tasks", "easyvqa", "--limit", "12", "--output-dir",
                  str(tmp_path / "c3"), "--baseline", str(out / "baseline"), "--no-progress", "--no-report"]) == 2
 

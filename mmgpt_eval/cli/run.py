@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -388,11 +389,8 @@ def attach_baseline(results, prepared, cfg, args, baseline_run):
         kind = "run"
     results.path = cfg.output_dir / "results.json"
     comps = compare_runs(baseline_run, results, intersect=args.intersect)
-    rel = baseline_run.path
-    try:
-        rel = baseline_run.path.relative_to(cfg.output_dir)
-    except ValueError:
-        pass
+    # relative to this run's folder (so the pair can move together), whatever the working directory
+    rel = Path(os.path.relpath(Path(baseline_run.path).resolve(), cfg.output_dir.resolve()))
     results.baseline = {"source": args.baseline, "kind": kind, "results": str(rel),
                         "comparisons": [c.to_dict() for c in comps]}
     results.save(cfg.output_dir / "results.json")
