@@ -7,7 +7,7 @@
     [lora]   r, alpha, dropout, targets
     [optim]  lr, scheduler, warmup_steps, grad_accum, clip, weight_decay, weight_decay_on, betas, eps, min_lr_ratio
     [train]  steps, batch_size, per_image, max_length, precision, seed, save_every, log_every, threads, device,
-             vision_weight, language_weight, loss_reduction, resume
+             vision_weight, language_weight, loss_reduction, deterministic, resume
     [[data.vision]]   type = "llava" | "llava_dial" | "cc_sbu_align" | "aokvqa" | "coco_caption" | "ocr_vqa" |
                              "easyvqa" | "easyvqa_text" | "counting", plus the adapter's options (path, images, sample...)
     [[data.language]] type = "dolly" | "alpaca_gpt4" | "baize" | "language" | "plain_text", plus options
@@ -66,6 +66,10 @@ class TrainConfig:
     # used; "sequence": each sequence's mean token loss, averaged over sequences (short answers weigh
     # as much as long ones)
     loss_reduction: str = "token"
+    # "cpu": torch.use_deterministic_algorithms on CPU (bitwise-repeatable training; without it some CPU
+    # kernels change the weights from run to run, measured: make reproduce twice differed by 6 points);
+    # "always": also on GPU (slower kernels; sets CUBLAS_WORKSPACE_CONFIG); "never"
+    deterministic: str = "cpu"
     resume: bool = True
     vision_data: list[dict[str, Any]] = field(default_factory=list)
     language_data: list[dict[str, Any]] = field(default_factory=list)
@@ -80,7 +84,7 @@ _SECTIONS = {
     "optim": {k: k for k in ("lr", "warmup_steps", "grad_accum", "clip", "weight_decay", "weight_decay_on", "betas",
                              "eps", "min_lr_ratio")} | {"scheduler": "lr_scheduler"},
     "train": {k: k for k in ("steps", "batch_size", "language_batch_size", "per_image", "length_buckets", "max_length", "precision", "seed", "save_every",
-                             "log_every", "threads", "device", "vision_weight", "language_weight", "loss_reduction", "resume")},
+                             "log_every", "threads", "device", "vision_weight", "language_weight", "loss_reduction", "deterministic", "resume")},
     "eval": {"tasks": "eval_tasks", "limit": "eval_limit"},
 }
 
@@ -125,6 +129,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
         raise UserError("steps, grad_accum and batch_size must be at least 1", path)
     if cfg.loss_reduction not in ("token", "sequence"):
         raise UserError(f"loss_reduction must be token or sequence, got {cfg.loss_reduction!r}", path)
+    if cfg.deterministic not in ("cpu", "always", "never"):
+        raise UserError(f"deterministic must be cpu, always or never, got {cfg.deterministic!r}", path)
     return cfg
 
 

@@ -12,6 +12,7 @@ OpenFlamingo from scratch: every parameter, the vision tower included).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -21,7 +22,7 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -324,7 +325,8 @@ class Trainer:
     # ---------------------------------------------------------------- loop
     def fingerprint(self) -> str:
         d = dataclasses.asdict(self.cfg)
-        for k in ("output_dir", "steps", "save_every", "threads", "eval_tasks", "eval_limit", "log_every"):
+        for k in ("output_dir", "steps", "save_every", "threads", "eval_tasks", "eval_limit", "log_every",
+                  "deterministic"):
             d.pop(k, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -437,9 +439,26 @@ class Trainer:
         return d
 
 
+@contextlib.contextmanager
+def deterministic_kernels(cfg: TrainConfig) -> Iterator[bool]:
+    """``torch.use_deterministic_algorithms`` for the training only (restored afterwards: evaluation
+    in the same process is unaffected)."""
+    cuda = torch.cuda.is_available() and cfg.device != "cpu"
+    on = cfg.deterministic == "always" or (cfg.deterministic == "cpu" and not cuda)
+    before = torch.are_deterministic_algorithms_enabled()
+    if on and cuda:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on or before)
+    try:
+        yield on
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
 def run_training(cfg: TrainConfig) -> dict[str, Any]:
-    trainer = Trainer(cfg)
-    result = trainer.train()
+    with deterministic_kernels(cfg):
+        trainer = Trainer(cfg)
+        result = trainer.train()
     if trainer.rank == 0:
         atomic_write_json(Path(cfg.output_dir) / "train_summary.json",
                           {"last": result, "fingerprint": trainer.fingerprint(),
