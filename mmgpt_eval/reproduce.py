@@ -211,6 +211,8 @@ def install(models: dict[str, Path]) -> None:
         shutil.copytree(models[key], d)
         meta = json.loads((d / "mmgpt_eval.json").read_text())
         meta["model_spec"] = {"name": "tiny-openflamingo"}  # resolves by preset name wherever installed
+        if meta.get("recipe") and (ROOT / "recipes" / Path(meta["recipe"]).name).is_file():
+            meta["recipe"] = f"recipes/{Path(meta['recipe']).name}"  # not the training checkout's absolute path
         (d / "mmgpt_eval.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
