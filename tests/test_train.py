@@ -221,8 +221,8 @@ def test_loss_reduction_is_validated(tmp_path):
 
 
 def _pretrain_recipe(tmp_path, name: str, deterministic: str) -> Path:
-    """A few steps of stage 1 (every parameter trained, 4 questions per image): big enough that the
-    gradient of the per-image features, summed over their rows, runs CPU kernels in parallel."""
+    """A few steps of stage 1: every parameter trained, 4 questions per image, so the gradient of each
+    image's features is summed over its rows (the index_put_ accumulate of the docstring below)."""
     f = tmp_path / f"{name}.toml"
     f.write_text(f'''
 model = "tiny"
