@@ -45,7 +45,7 @@ def loop_mmgpt_eval(gen: Generator, items: list[Item], settings: GenerationSetti
     image, then chunks of ``batch_size`` through ``Generator.generate_grouped``."""
     gen.clear_caches()  # every pass starts cold
     prompts = [PromptInput(it.prompt, [it.image], [it.key]) for it in items]
-    order = sorted(range(len(prompts)), key=lambda i: (1, len(prompts[i].text), prompts[i].image_keys[0]))
+    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i].text), prompts[i].image_keys[0]))
     out: list[list[int] | None] = [None] * len(prompts)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
