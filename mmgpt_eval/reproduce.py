@@ -216,10 +216,28 @@ def install(models: dict[str, Path]) -> None:
         (d / "mmgpt_eval.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
+DEFAULT_OUTPUT_DIR = ROOT / "runs" / "reproduce"
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command as RESULTS.md should quote it: enough to run the same thing again."""
+    if not args.repeat_of and not args.skip_training:
+        return "make reproduce"
+    cmd = "python -m mmgpt_eval.reproduce"
+    if Path(args.output_dir).resolve() != DEFAULT_OUTPUT_DIR.resolve():
+        cmd += f" --output-dir {args.output_dir}"
+    if args.repeat_of:
+        cmd += f" --repeat-of {args.repeat_of}"
+        if args.skip_training:
+            cmd += " --skip-training (evaluating the stages this command trained before)"
+        return cmd
+    return cmd + " --skip-training (evaluating stages trained beforehand with the same mmgpt-eval train commands)"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mmgpt_eval.reproduce", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--output-dir", default=str(ROOT / "runs" / "reproduce"))
+    p.add_argument("--output-dir", default=str(DEFAULT_OUTPUT_DIR))
     p.add_argument("--smoke", action="store_true", help="a few steps and small subsets (CI); RESULTS.md untouched")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--skip-training", action="store_true", help="evaluate models already trained in --output-dir")
@@ -259,12 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                        f"torch {torch.__version__}, {device}",
             "wall_min": wall, "train_min": train_min, "eval_min": eval_min, "date": time.strftime("%Y-%m-%d"),
             "git": (g.get("hash") or "?")[:12] + (" (dirty)" if g.get("dirty") else ""), "command": "make reproduce"}
-    if args.repeat_of:
-        meta["command"] = f"python -m mmgpt_eval.reproduce --repeat-of {args.repeat_of}" + (
-            " --skip-training (evaluating the stages this command trained before)" if args.skip_training else "")
-    elif args.skip_training:
-        meta["command"] = ("python -m mmgpt_eval.reproduce --skip-training (evaluating stages trained beforehand "
-                           "with the same mmgpt-eval train commands)")
+    meta["command"] = command_line(args)
     summary["meta"] = meta
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if args.repeat_of:

@@ -86,3 +86,21 @@ def test_reproduce_repeatability_section():
     second["table"]["mmgpt"]["easyvqa_accuracy"] = 50.4
     first["repeatability"] = repeatability(first, second)
     assert "(within +-1 point)" in render_markdown(first, meta)
+
+
+def test_reproduce_command_line_quotes_what_was_run():
+    """RESULTS.md quotes a command that runs the same thing again, output folder included when not the default."""
+    import argparse
+
+    from mmgpt_eval.reproduce import DEFAULT_OUTPUT_DIR, command_line
+
+    def ns(**kw):
+        base = dict(output_dir=str(DEFAULT_OUTPUT_DIR), repeat_of=None, skip_training=False)
+        return argparse.Namespace(**{**base, **kw})
+
+    assert command_line(ns()) == "make reproduce"
+    assert command_line(ns(repeat_of="runs/a")) == "python -m mmgpt_eval.reproduce --repeat-of runs/a"
+    assert command_line(ns(output_dir="runs/b", repeat_of="runs/a")) == (
+        "python -m mmgpt_eval.reproduce --output-dir runs/b --repeat-of runs/a")
+    assert command_line(ns(output_dir="runs/b", skip_training=True)).startswith(
+        "python -m mmgpt_eval.reproduce --output-dir runs/b --skip-training")
