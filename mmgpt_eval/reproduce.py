@@ -228,10 +228,10 @@ def command_line(args: argparse.Namespace) -> str:
         cmd += f" --output-dir {args.output_dir}"
     if args.repeat_of:
         cmd += f" --repeat-of {args.repeat_of}"
-        if args.skip_training:
-            cmd += " --skip-training (evaluating the stages this command trained before)"
-        return cmd
-    return cmd + " --skip-training (evaluating stages trained beforehand with the same mmgpt-eval train commands)"
+    if args.skip_training:
+        cmd += (" --skip-training (evaluating the stages this command trained before)" if args.repeat_of else
+                " --skip-training (evaluating stages trained beforehand with the same mmgpt-eval train commands)")
+    return cmd
 
 
 def main(argv: list[str] | None = None) -> int:
