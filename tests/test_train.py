@@ -288,3 +288,19 @@ def test_training_is_bitwise_repeatable(tmp_path, monkeypatch):
     assert strip(la) == strip(lb)
     with pytest.raises(UserError, match="deterministic must be cpu, always or never"):
         load_config(_pretrain_recipe(tmp_path, "c", "sometimes"))
+
+
+def test_deterministic_kernels_restore_the_callers_setting():
+    """A caller's own use_deterministic_algorithms(True, warn_only=True) survives a training."""
+    from mmgpt_eval.train.config import TrainConfig
+    from mmgpt_eval.train.loop import deterministic_kernels
+
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    try:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        with deterministic_kernels(TrainConfig(device="cpu")) as on:
+            assert on and torch.are_deterministic_algorithms_enabled()
+            assert not torch.is_deterministic_algorithms_warn_only_enabled()  # training itself: strict
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])

@@ -446,13 +446,14 @@ def deterministic_kernels(cfg: TrainConfig) -> Iterator[bool]:
     cuda = torch.cuda.is_available() and cfg.device != "cpu"
     on = cfg.deterministic == "always" or (cfg.deterministic == "cpu" and not cuda)
     before = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     if on and cuda:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(on or before)
+    torch.use_deterministic_algorithms(on or before, warn_only=warn_only and not on)
     try:
         yield on
     finally:
-        torch.use_deterministic_algorithms(before)
+        torch.use_deterministic_algorithms(before, warn_only=warn_only)
 
 
 def run_training(cfg: TrainConfig) -> dict[str, Any]:
