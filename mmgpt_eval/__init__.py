@@ -1,12 +1,40 @@
 """mmgpt-eval: evaluation harness for MultiModal-GPT-style models (OpenFlamingo + LoRA).
 
-One sample's path, top-down:
-  model spec (model/spec.py) -> model (model/build.py, model/checkpoint.py, model/lora.py)
-  -> task (mmgpt_eval_tasks.*, taskapi.py) -> batches + generations (model/generate.py, runner.py)
-  -> postprocess (templates.py) -> metrics (metrics/*) -> results (results.py)
-  -> report / gate (report.py, gate.py)
+    import mmgpt_eval
+    res = mmgpt_eval.evaluate(model="tiny-openflamingo", ckpt="tiny-mmgpt", tasks="easyvqa,counting", limit=50)
+
+One sample's path, top-down (the folder layout follows it):
+  api.evaluate            the engine the CLI (cli/) and Python users call
+  model spec -> model     model/spec.py, model/build.py, model/checkpoint.py, model/lora.py
+  task -> requests        taskapi/ (the plugin API), tasks/ (the plugins, installed as mmgpt_eval_tasks)
+  batches -> generations  runner.py, model/generate.py (generation_settings.py, templates.py)
+  postprocess -> metrics  templates.py (answer extraction), metrics/ (pure functions)
+  records -> results      records.py, sample_store.py, results.py
+  compare / report / gate compare.py, report/, gate/
 
 Library quirks are shimmed in exactly one place: mmgpt_eval.compat.
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["evaluate", "load", "RunResults", "SeriesResults", "SampleRecord", "compare_runs", "__version__"]
+
+
+def __getattr__(name: str):  # lazy: importing mmgpt_eval (e.g. from a task plugin) stays light
+    if name in ("evaluate", "load", "SeriesResults", "LoadOptions"):
+        from . import api
+
+        return getattr(api, name)
+    if name == "RunResults":
+        from .results import RunResults
+
+        return RunResults
+    if name == "SampleRecord":
+        from .records import SampleRecord
+
+        return SampleRecord
+    if name == "compare_runs":
+        from .compare import compare_runs
+
+        return compare_runs
+    raise AttributeError(f"module 'mmgpt_eval' has no attribute {name!r}")

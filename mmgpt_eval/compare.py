@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -91,6 +92,44 @@ def as_number(x: Any) -> float | None:
     return None if math.isnan(f) or math.isinf(f) else f
 
 
+# ------------------------------------------------------------------------------------------ runs
+def run_label(run: RunResults) -> str:
+    """What was evaluated: ``--label``, else the checkpoint's name, else the model spec's name, else the
+    run folder's name."""
+    r = run.run if isinstance(run.run, dict) else {}
+    if r.get("label"):
+        return str(r["label"])
+    model = run.model if isinstance(run.model, dict) else {}
+    ck = model.get("checkpoint") if isinstance(model.get("checkpoint"), dict) else {}
+    if ck.get("path"):
+        return Path(str(ck["path"])).name
+    spec = model.get("model_spec") if isinstance(model.get("model_spec"), dict) else {}
+    if spec.get("name"):
+        return str(spec["name"])
+    return run.run_dir.name if run.run_dir is not None else "run"
+
+
+def step_from_metadata(meta: Any) -> float | None:
+    """The training step (or global step, or epoch) a checkpoint's metadata records, including the
+    ``mmgpt_eval.json`` our trainer writes beside PEFT adapters; None when it records none."""
+    if not isinstance(meta, dict):
+        return None
+    for k in ("step", "global_step", "epoch"):
+        for d in (meta, meta.get("mmgpt_eval")):
+            v = d.get(k) if isinstance(d, dict) else None
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return float(v)
+    return None
+
+
+def checkpoint_step(run: RunResults) -> float | None:
+    """The step of the checkpoint a run evaluated (from its recorded metadata), None without one."""
+    model = run.model if isinstance(run.model, dict) else {}
+    ck = model.get("checkpoint") if isinstance(model.get("checkpoint"), dict) else {}
+    return step_from_metadata(ck.get("metadata"))
+
+
+# ------------------------------------------------------------------------------------------ samples
 def sample_ids(run: RunResults, task: str) -> list[str]:
     return [str(r["id"]) for r in run.samples(task)]
 

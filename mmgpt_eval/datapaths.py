@@ -1,7 +1,7 @@
 """The data root: where tasks find their files when no per-task flags are given.
 
 ``--data-root DIR``, else ``$MMGPT_EVAL_DATA``, else ``$XDG_CACHE_HOME/mmgpt-eval/data`` (default
-``~/.cache/mmgpt-eval/data``). Each task defines its fixed layout under it (``Task.data_layout``), e.g.
+``~/.cache/mmgpt-eval/data``). Each task declares its fixed layout under it (``DataFile(layout=...)`` in ``Task.OPTIONS``), e.g.
 ``coco/dataset_coco.json`` + ``coco/val2014/``; ``vqav2/v2_OpenEnded_mscoco_val2014_questions.json``,
 ``vqav2/v2_mscoco_val2014_annotations.json`` + ``vqav2/val2014/``. mmgpt-eval never downloads them:
 ``mmgpt-eval data check`` says what is missing and where each file comes from.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .taskapi import Task
+from .taskapi import DataFile, Task
 
 
 def data_root(arg: str | os.PathLike | None = None) -> Path:
@@ -25,28 +25,34 @@ def data_root(arg: str | os.PathLike | None = None) -> Path:
     return Path(cache) / "mmgpt-eval" / "data"
 
 
+def _layout(task: Task, root: Path) -> list[tuple[DataFile, str, Path]]:
+    """The task's data files that have a place under ``root`` (with the current options)."""
+    out = []
+    for o in task.OPTIONS:
+        if isinstance(o, DataFile):
+            path = o.layout_path(root, task.options)
+            if path is not None:
+                out.append((o, o.key(task.name), path))
+    return out
+
+
 def apply_layout(task: Task, root: Path) -> list[str]:
     """Fill the task's unset data options from the layout; returns the options filled in. Optional
     files (few-shot train splits) are filled only when present."""
     filled = []
-    optional = task.optional_data()
-    for opt, path in task.data_layout(root).items():
-        if task.options.get(opt) is None and (opt not in optional or path.exists()):
-            task.options[opt] = str(path)
-            filled.append(opt)
+    for o, key, path in _layout(task, root):
+        if task.options.get(key) is None and (o.required or path.exists()):
+            task.options[key] = str(path)
+            filled.append(key)
     return filled
 
 
 def check(task: Task, root: Path) -> list[dict[str, object]]:
     """Every layout entry of ``task``: expected path (or the flag's value), present or not, source."""
     rows = []
-    sources = task.data_sources()
-    layout = task.data_layout(root)
-    optional = task.optional_data()
-    for opt, default in layout.items():
-        given = task.options.get(opt)
+    for o, key, default in _layout(task, root):
+        given = task.options.get(key)
         path = Path(given) if given else default
-        rows.append({"task": task.name, "option": opt, "path": str(path), "present": path.exists(),
-                     "required": opt not in optional, "source": sources.get(opt, ""),
-                     "from": "flag" if given else "data root"})
+        rows.append({"task": task.name, "option": key, "path": str(path), "present": path.exists(),
+                     "required": o.required, "source": o.source, "from": "flag" if given else "data root"})
     return rows

@@ -1,10 +1,11 @@
 """The results file (``OUTDIR/results.json``): typed, versioned, written atomically.
 
-Schema ``mmgpt-eval/results`` version 1::
+Schema ``mmgpt-eval/results`` version 2 (version 1 files are read too: metrics a task has renamed
+since, ``Task.RENAMED_METRICS``, are read under their new names)::
 
     {
       "schema": "mmgpt-eval/results", "schema_version": 1, "created": ISO-8601,
-      "run":        {"argv", "output_dir", "seed", "batch_size", "limit", "num_fewshot", ...},
+      "run":        {"label", "argv", "output_dir", "seed", "batch_size", "limit", "num_fewshot", ...},
       "model":      {"model_spec", "checkpoint": {path, format, sha256, lora}, "load_reports", ...},
       "tasks":      {"<task>": TaskResult},
       "provenance": {"versions", "git", "host", "python", "torch_threads", "wall_time_s", "peak_memory_mb"},
@@ -30,11 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .io import atomic_write_json, iter_jsonl, read_json
+from .io import atomic_write_json, read_json
+from .records import SampleRecord, read_records, read_samples
 
 SCHEMA = "mmgpt-eval/results"
-SCHEMA_VERSION = 1
-SAMPLES_SCHEMA = "mmgpt-eval/samples"
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass
@@ -93,11 +95,13 @@ class RunResults:
         if not isinstance(d, dict) or d.get("schema") != SCHEMA:
             raise UserError(f"not an mmgpt-eval results file (schema {d.get('schema') if isinstance(d, dict) else None!r})",
                             where)
-        if d.get("schema_version") != SCHEMA_VERSION:
+        if d.get("schema_version") not in READABLE_VERSIONS:
             raise UserError(f"results schema version {d.get('schema_version')} is not supported "
-                            f"(this mmgpt-eval reads version {SCHEMA_VERSION})", where)
+                            f"(this mmgpt-eval reads versions {', '.join(map(str, READABLE_VERSIONS))})", where)
         try:
             tasks = {k: TaskResult.from_dict(v) for k, v in d["tasks"].items()}
+            if d["schema_version"] < 2:
+                _apply_metric_renames(tasks)
             return cls(run=d["run"], model=d["model"], tasks=tasks, provenance=d["provenance"],
                        created=d.get("created", ""), baseline=d.get("baseline"))
         except (KeyError, TypeError) as e:
@@ -117,23 +121,40 @@ class RunResults:
     def run_dir(self) -> Path | None:
         return self.path.parent if self.path else None
 
-    def samples(self, task: str) -> list[dict[str, Any]]:
-        """Per-sample records of a task (from the samples file next to results.json)."""
+    def samples_path(self, task: str) -> Path:
         if task not in self.tasks:
             raise UserError(f"task {task!r} is not in this run", self.path)
-        if self.run_dir is None:
+        folder = self.run_dir
+        if folder is None and isinstance(self.run, dict) and self.run.get("output_dir"):
+            folder = Path(str(self.run["output_dir"]))  # built in memory, right after a run
+        if folder is None:
             raise UserError("results were not loaded from a file; per-sample records unavailable")
-        f = self.run_dir / self.tasks[task].samples_file
-        return read_samples(f)
+        return folder / self.tasks[task].samples_file
+
+    def samples(self, task: str) -> list[dict[str, Any]]:
+        """Per-sample records of a task as dicts (from the samples file next to results.json)."""
+        return read_samples(self.samples_path(task))
+
+    def records(self, task: str) -> list[SampleRecord]:
+        """Per-sample records of a task, typed."""
+        return read_records(self.samples_path(task))
 
 
-def read_samples(path: str | os.PathLike) -> list[dict[str, Any]]:
-    out = []
-    for _, obj in iter_jsonl(path):
-        if isinstance(obj, dict) and SAMPLES_SCHEMA in obj:
-            continue  # header
-        out.append(obj)
-    return out
+def _apply_metric_renames(tasks: dict[str, "TaskResult"]) -> None:
+    """Version-1 results: metrics renamed since (``Task.RENAMED_METRICS``) under their new names."""
+    from .taskregistry import discover
+
+    try:
+        classes = discover()
+    except UserError:
+        return
+    for name, tr in tasks.items():
+        renames = getattr(classes.get(name), "RENAMED_METRICS", {})
+        if not renames:
+            continue
+        tr.metrics = {renames.get(k, k): v for k, v in tr.metrics.items()}
+        tr.metric_info = {renames.get(k, k): v for k, v in tr.metric_info.items()}
+        tr.primary_metric = renames.get(tr.primary_metric, tr.primary_metric)
 
 
 # --------------------------------------------------------------------------- provenance

@@ -1,10 +1,10 @@
-"""The evaluation runner: tasks -> batched generation -> per-sample logs (resumable) -> results.
+"""The evaluation runner: one task on one loaded model, top-down.
 
-Per-sample records stream to ``OUTDIR/samples/<task>.jsonl`` as soon as their chunk finishes (flushed
-and fsynced). The file starts with a header holding the run's *fingerprint* (model + checkpoint
-hashes, template hash, generation settings, few-shot settings, task options and data). Re-running
-the same command skips finished samples; a different fingerprint moves the old file aside
-(``.stale-<time>``) instead of mixing results. A line cut short by a kill is dropped on resume.
+``prepare_task`` (data, subset, template, settings, few-shot pool: no model needed) ->
+``run_task``: resume from the sample store -> this rank's pending samples -> requests (round 0 built
+once) -> sorted into batches -> generations -> post-processing -> per-sample scores, streamed to the
+store as :class:`~mmgpt_eval.records.SampleRecord` lines -> gathered on rank 0 -> ``finish_task``:
+aggregate, final log in task order, :class:`~mmgpt_eval.results.TaskResult`.
 """
 
 from __future__ import annotations
@@ -12,18 +12,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import distributed
 from .errors import UserError
+from .generation_settings import GenerationSettings
 from .model.build import LoadedModel
-from .model.generate import GenerationSettings, Generator, PromptInput
-from .results import SAMPLES_SCHEMA, RunResults, TaskResult, provenance
-from .taskapi import Output, RunContext, Sample, Task, fixed_subset
+from .model.generate import Generator, PromptInput
+from .progress import progress_bars
+from .records import SampleRecord
+from .results import RunResults, TaskResult, provenance
+from .sample_store import SampleStore
+from .taskapi import Output, RandomDemos, Request, RunContext, Sample, Task, demos_needed, fixed_subset
+from .taskapi.demos import DemoSelector
 from .templates import Template, get_template, prompt_sha256
 
 log = logging.getLogger("mmgpt_eval")
@@ -56,8 +61,9 @@ class PreparedTask:
     settings: GenerationSettings
 
 
+# ------------------------------------------------------------------------------------ before the model
 def prepare_task(task: Task, cfg: RunConfig) -> PreparedTask:
-    """Load and subset a task's data, resolve its template and settings (no model needed)."""
+    """Load and subset a task's data, resolve its template and settings, check its few-shot pool."""
     template = get_template(cfg.template) if cfg.template else get_template(task.default_template)
     task.check_template(template)
     if cfg.num_fewshot and template.demo is None:
@@ -69,6 +75,7 @@ def prepare_task(task: Task, cfg: RunConfig) -> PreparedTask:
     ids = [s.id for s in samples]
     if len(set(ids)) != len(ids):
         raise UserError(f"task {task.name} has duplicate sample ids")
+    task.check_fewshot(template, cfg.num_fewshot, cfg.fewshot_zero_mode)
     subset = fixed_subset(task.name, samples, cfg.limit)
     settings = task.generation_settings(template)
     settings = GenerationSettings(**{**settings.to_dict(), **cfg.generation_overrides, "seed": cfg.seed})
@@ -90,12 +97,12 @@ def _data_signature(task: Task) -> dict[str, Any]:
     for name, p in task.data_files().items():
         if p is None:
             continue
-        p = Path(p)
         sig[name] = {"path": str(p.resolve()), "size": p.stat().st_size if p.is_file() else None}
     return sig
 
 
 def fingerprint(pt: PreparedTask, cfg: RunConfig, identity: dict[str, Any]) -> str:
+    """What the per-sample log's results depend on; a different one starts the task over."""
     t = pt.task
     payload = {
         "task": t.name, "task_version": t.version, "options": t.public_options(), "data": _data_signature(t),
@@ -108,97 +115,34 @@ def fingerprint(pt: PreparedTask, cfg: RunConfig, identity: dict[str, Any]) -> s
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-class SampleStore:
-    """Append-only JSONL of finished samples with a fingerprint header."""
+def demo_selector(pt: PreparedTask, cfg: RunConfig, loaded: LoadedModel) -> DemoSelector | None:
+    """Random demos (seeded per item), or RICES over the task's pool with the model's vision encoder."""
+    if not demos_needed(pt.template, cfg.num_fewshot, cfg.fewshot_zero_mode):
+        return None
+    if cfg.fewshot_selection == "rices" and cfg.num_fewshot > 0:
+        from .rices import RICES
 
-    def __init__(self, path: Path, task: str, fp: str):
-        self.path = path
-        self.task = task
-        self.fp = fp
-
-    def load_done(self, readonly: bool = False) -> dict[str, dict[str, Any]]:
-        """Finished records by id. ``readonly``: never move a stale file or truncate (other ranks)."""
-        if not self.path.exists():
-            return {}
-        raw = self.path.read_bytes()
-        lines = raw.split(b"\n")
-        done: dict[str, dict[str, Any]] = {}
-        good_bytes = 0
-        header_ok = False
-        for i, line in enumerate(lines):
-            if not line.strip():
-                good_bytes += len(line) + (1 if i < len(lines) - 1 else 0)
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                if i >= len(lines) - 2:  # the line being written when the process died
-                    log.warning("%s: dropping an incomplete last line (interrupted run)", self.path)
-                    break
-                raise UserError(f"corrupt line {i + 1} in the per-sample log; delete the file to start over",
-                                self.path) from None
-            if i == 0:
-                header = obj.get(SAMPLES_SCHEMA) if isinstance(obj, dict) else None
-                if not header or header.get("fingerprint") != self.fp:
-                    if readonly:
-                        return {}
-                    stale = self.path.with_name(f"{self.path.name}.stale-{int(time.time())}")
-                    os.replace(self.path, stale)
-                    log.warning("%s: the model, checkpoint, template, generation or data settings changed; "
-                                "earlier results moved to %s and the task starts over", self.path, stale.name)
-                    return {}
-                header_ok = True
-            elif header_ok:
-                done[str(obj["id"])] = obj
-            good_bytes += len(line) + 1
-        if good_bytes < len(raw) and not readonly:
-            with self.path.open("r+b") as f:
-                f.truncate(good_bytes)
-        return done
-
-    def start(self) -> None:
-        if not self.path.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            header = {SAMPLES_SCHEMA: {"version": 1, "task": self.task, "fingerprint": self.fp}}
-            with self.path.open("w", encoding="utf-8") as f:
-                f.write(json.dumps(header) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-
-    def rewrite(self, records: list[dict[str, Any]]) -> None:
-        """Atomically replace the file (header + records), e.g. after per-sample metrics were filled in."""
-        from .io import atomic_writer
-
-        with atomic_writer(self.path) as f:
-            f.write(json.dumps({SAMPLES_SCHEMA: {"version": 1, "task": self.task, "fingerprint": self.fp}}) + "\n")
-            for r in records:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-
-    def append(self, records: list[dict[str, Any]]) -> None:
-        with self.path.open("a", encoding="utf-8") as f:
-            for r in records:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        return RICES(loaded, pt.task.demo_pool(), cfg.output_dir / "cache")
+    return RandomDemos(cfg.seed)
 
 
+# ------------------------------------------------------------------------------------ generation
 def _settings_key(s: GenerationSettings) -> str:
     return json.dumps(s.to_dict(), sort_keys=True)
 
 
-def process_chunk(pt: PreparedTask, chunk: list[Sample], gen: Generator, ctx: RunContext,
-                  batch_size: int) -> dict[str, dict[str, Output]]:
-    """Run every round of every request of ``chunk``; returns outputs by sample id and request key."""
+def generate_outputs(pt: PreparedTask, chunk: list[Sample], first: dict[str, list[Request]], gen: Generator,
+                     ctx: RunContext, batch_size: int) -> dict[str, dict[str, Output]]:
+    """Every round of every request of ``chunk`` (round 0 given); outputs by sample id and request key.
+    Requests with the same stop rule and settings are generated together."""
     task = pt.task
     outputs: dict[str, dict[str, Output]] = {s.id: {} for s in chunk}
-    max_rounds = max(task.rounds(s) for s in chunk)
-    for r in range(max_rounds):
-        groups: dict[tuple[str, str], list[tuple[Sample, Any]]] = defaultdict(list)
+    for r in range(max(task.rounds(s) for s in chunk)):
+        groups: dict[tuple[str, str], list[tuple[Sample, Request]]] = defaultdict(list)
         for s in chunk:
             if r < task.rounds(s):
-                for q in task.requests(s, r, outputs[s.id], ctx):
-                    st = q.settings or pt.settings
-                    groups[(q.template.stop, _settings_key(st))].append((s, q))
+                for q in (first[s.id] if r == 0 else task.requests(s, r, outputs[s.id], ctx)):
+                    groups[(q.template.stop, _settings_key(q.settings or pt.settings))].append((s, q))
         for (stop, _), items in groups.items():
             st = items[0][1].settings or pt.settings
             prompts = [PromptInput(q.prompt, list(q.images), q.image_keys) for _, q in items]
@@ -211,135 +155,115 @@ def process_chunk(pt: PreparedTask, chunk: list[Sample], gen: Generator, ctx: Ru
     return outputs
 
 
-def make_record(pt: PreparedTask, sample: Sample, outs: dict[str, Output]) -> dict[str, Any]:
+def make_record(pt: PreparedTask, sample: Sample, outs: dict[str, Output]) -> SampleRecord:
+    """Score one sample and describe it for the log."""
     metrics = pt.task.score_sample(sample, outs)
     main = outs.get("main") or next(iter(outs.values()))
-    rec: dict[str, Any] = {
-        "id": sample.id,
-        "prompt_sha256": main.prompt_sha256,
-        "template": pt.template.name,
-        "template_sha256": pt.template.sha256,
-        "prompt": main.prompt,
-        "images": main.image_keys,
-        "raw": main.raw,
-        "prediction": main.prediction,
-        "references": pt.task.references_for_log(sample),
-        "metrics": metrics,
-        "generated_tokens": sum(o.num_new_tokens for o in outs.values()),
-        "stopped_on_eos": main.stopped_on_eos,
-        "meta": sample.meta,
-    }
-    if len(outs) > 1 or "main" not in outs:
-        rec["outputs"] = {k: o.to_dict() for k, o in outs.items()}
-    return rec
+    several = len(outs) > 1 or "main" not in outs
+    return SampleRecord(
+        id=sample.id, prompt_sha256=main.prompt_sha256, template=pt.template.name,
+        template_sha256=pt.template.sha256, prompt=main.prompt, images=main.image_keys, raw=main.raw,
+        prediction=main.prediction, references=pt.task.references_for_log(sample), metrics=metrics,
+        generated_tokens=sum(o.num_new_tokens for o in outs.values()), stopped_on_eos=main.stopped_on_eos,
+        meta=sample.meta, outputs={k: o.to_dict() for k, o in outs.items()} if several else None)
 
 
-def _progress(enabled: bool):
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                    console=Console(stderr=True), disable=not enabled, transient=False)
+def _batch_order(pending: list[Sample], first: dict[str, list[Request]]) -> list[Sample]:
+    """Image count, first-round prompt length, first image: batches pad little and share images."""
+    return sorted(pending, key=lambda s: (len(s.images), len(first[s.id][0].prompt),
+                                          s.images[0].key if s.images else ""))
 
 
-def dist_info() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+# ------------------------------------------------------------------------------------ one task
+def _open_stores(pt: PreparedTask, cfg: RunConfig, fp: str) -> tuple[SampleStore, SampleStore, dict[str, dict]]:
+    """The task's log (rank 0 checks and creates it), this rank's output store (its own shard file
+    under torchrun), and every record finished by earlier runs (log and leftover shards)."""
+    name = pt.task.name
+    rank, world = distributed.rank_world()
+    samples_dir = cfg.output_dir / "samples"
+    store = SampleStore(samples_dir / f"{name}.jsonl", name, fp)
+    if rank == 0:
+        done = store.load_done()
+        store.start()
+    distributed.barrier()
+    if rank != 0:
+        done = store.load_done(readonly=True)
+    for shard in sorted(samples_dir.glob(f"{name}.shard-*.jsonl")):
+        done.update(SampleStore(shard, name, fp).load_done(readonly=True))
+    out_store = store
+    if world > 1:
+        out_store = SampleStore(samples_dir / f"{name}.shard-{rank}-of-{world}.jsonl", name, fp)
+        out_store.load_done()
+        out_store.start()
+    return store, out_store, done
 
 
 def run_task(pt: PreparedTask, loaded: LoadedModel, gen: Generator, cfg: RunConfig, progress) -> TaskResult | None:
     """Evaluate one task. Under torchrun every rank takes every world-size-th pending sample (no
-    padding duplicates), streams its records to its own shard file (resume per shard), and rank 0
-    gathers all records, writes the per-sample log in sample order and returns the result (other
-    ranks return None)."""
+    padding duplicates) and streams its records to its own shard file; rank 0 gathers them and
+    returns the result (other ranks return None)."""
     task = pt.task
-    rank, world = dist_info()
-    identity = model_identity(loaded)
-    fp = fingerprint(pt, cfg, identity)
-    rel = Path("samples") / f"{task.name}.jsonl"
-    store = SampleStore(cfg.output_dir / rel, task.name, fp)
-    if rank == 0:
-        done = store.load_done()
-        store.start()
-    _barrier()
-    if rank != 0:
-        done = store.load_done(readonly=True)
-    for shard in sorted((cfg.output_dir / "samples").glob(f"{task.name}.shard-*.jsonl")):
-        done.update(SampleStore(shard, task.name, fp).load_done(readonly=True))
-    out_store = store
-    if world > 1:
-        out_store = SampleStore(cfg.output_dir / "samples" / f"{task.name}.shard-{rank}-of-{world}.jsonl", task.name, fp)
-        out_store.load_done()
-        out_store.start()
+    rank, world = distributed.rank_world()
+    fp = fingerprint(pt, cfg, model_identity(loaded))
+    store, out_store, done = _open_stores(pt, cfg, fp)
     wanted = {s.id for s in pt.samples}
+    resumed = len(wanted & set(done))
     pending = [s for s in pt.samples if s.id not in done][rank::world]
     ctx = RunContext(seed=cfg.seed, num_fewshot=cfg.num_fewshot, fewshot_zero_mode=cfg.fewshot_zero_mode,
-                     template=pt.template, history_mode=cfg.history_mode, model=loaded,
-                     fewshot_selection=cfg.fewshot_selection, cache_dir=cfg.output_dir / "cache")
-    # sort by image count, first-round prompt length and image, so batches pad little and share images
-    keys = {s.id: (len(s.images), len(task.requests(s, 0, {}, ctx)[0].prompt), s.images[0].key if s.images else "")
-            for s in pending}
-    pending.sort(key=lambda s: keys[s.id])
-    resumed = len(wanted & set(done))
+                     template=pt.template, history_mode=cfg.history_mode,
+                     demos=demo_selector(pt, cfg, loaded) if pending else None)
+    first = {s.id: task.requests(s, 0, {}, ctx) for s in pending}
+    pending = _batch_order(pending, first)
     bar = progress.add_task(task.name if world == 1 else f"{task.name} (rank {rank}/{world})",
                             total=len(pending) + (resumed if world == 1 else 0),
                             completed=resumed if world == 1 else 0, rate="")
     t0 = time.perf_counter()
-    new_records: list[dict[str, Any]] = []
+    new: list[dict[str, Any]] = []
     n_tokens = 0
     start = 0
     while start < len(pending):
         size = gen.batch_cap(cfg.batch_size)
         chunk = pending[start:start + size]
-        outs = process_chunk(pt, chunk, gen, ctx, size)
-        records = [make_record(pt, s, outs[s.id]) for s in chunk]
+        outs = generate_outputs(pt, chunk, first, gen, ctx, size)
+        records = [make_record(pt, s, outs[s.id]).to_dict() for s in chunk]
         out_store.append(records)
-        new_records.extend(records)
+        new.extend(records)
         n_tokens += sum(r["generated_tokens"] for r in records)
         start += len(chunk)
         el = time.perf_counter() - t0
-        progress.update(bar, advance=len(chunk), rate=f"{len(new_records) / el:.1f} samples/s, {n_tokens / el:.0f} tok/s")
+        progress.update(bar, advance=len(chunk), rate=f"{len(new) / el:.1f} samples/s, {n_tokens / el:.0f} tok/s")
     wall = time.perf_counter() - t0
-    if world > 1:
-        import torch.distributed as dist
+    gathered = distributed.gather_lists(new)
+    if gathered is None:
+        return None
+    return finish_task(pt, cfg, store, done, gathered, resumed, wall, fp, gen.batch_cap(cfg.batch_size))
 
-        gathered: list[Any] = [None] * world if rank == 0 else None  # type: ignore[assignment]
-        dist.gather_object(new_records, gathered, dst=0)
-        if rank != 0:
-            return None
-        new_records = [r for part in gathered for r in part]
-    for r in new_records:
+
+def finish_task(pt: PreparedTask, cfg: RunConfig, store: SampleStore, done: dict[str, dict[str, Any]],
+                new: list[dict[str, Any]], resumed: int, wall: float, fp: str, batch_size: int) -> TaskResult:
+    """Aggregate, write the final log (this task's samples in task order, identical for any world size,
+    then older extras) and describe the result."""
+    task = pt.task
+    for r in new:
         done[r["id"]] = r
-    n_gen = len(new_records)
-    n_tokens = sum(r["generated_tokens"] for r in new_records)
+    wanted = {s.id for s in pt.samples}
     records = [done[s.id] for s in pt.samples]
     agg = task.aggregate(pt.samples, records)
     for r in records:
         r["metrics"].update(agg.per_sample.get(r["id"], {}))
-    # the final log: this task's samples in task order (identical for any world size), then older extras
     store.rewrite(records + [r for k, r in done.items() if k not in wanted])
-    for shard in (cfg.output_dir / "samples").glob(f"{task.name}.shard-*.jsonl"):
+    for shard in store.path.parent.glob(f"{task.name}.shard-*.jsonl"):
         shard.unlink()
     notes = list(agg.notes)
     if resumed:
         notes.append(f"resumed: {resumed} samples were taken from an earlier run with the same fingerprint")
-    info = {k: v.to_dict() for k, v in task.metric_info().items()}
+    n_gen = len(new)
+    n_tokens = sum(r["generated_tokens"] for r in new)
     subset = ("all samples" if cfg.limit is None or cfg.limit >= pt.n_available else
               f"first {cfg.limit} of {pt.n_available} samples ordered by sha256('{task.name}:<id>')")
     return TaskResult(
-        task=task.name, version=task.version, metrics=agg.metrics, metric_info=info,
+        task=task.name, version=task.version, metrics=agg.metrics,
+        metric_info={k: v.to_dict() for k, v in task.metric_info().items()},
         primary_metric=task.primary_metric, n_samples=len(pt.samples), n_available=pt.n_available,
         limit=cfg.limit, subset=subset, template={"name": pt.template.name, "sha256": pt.template.sha256},
         generation=pt.settings.to_dict(), num_fewshot=cfg.num_fewshot,
@@ -349,11 +273,13 @@ def run_task(pt: PreparedTask, loaded: LoadedModel, gen: Generator, cfg: RunConf
         timing={"wall_s": round(wall, 3), "samples_generated": n_gen, "samples_resumed": resumed,
                 "samples_per_s": round(n_gen / wall, 3) if wall > 0 and n_gen else None,
                 "generated_tokens": n_tokens, "tokens_per_s": round(n_tokens / wall, 1) if wall > 0 and n_gen else None,
-                "world_size": world, "batch_size": gen.batch_cap(cfg.batch_size)},
-        samples_file=str(rel), fingerprint=fp)
+                "world_size": distributed.rank_world()[1], "batch_size": batch_size},
+        samples_file=str(Path("samples") / f"{task.name}.jsonl"), fingerprint=fp)
 
 
-def run_evaluation(prepared: list[PreparedTask], loaded: LoadedModel, cfg: RunConfig) -> RunResults:
+# ------------------------------------------------------------------------------------ all tasks
+def run_evaluation(prepared: list[PreparedTask], loaded: LoadedModel, cfg: RunConfig) -> RunResults | None:
+    """Every prepared task on one loaded model; results.json after each task. None on ranks other than 0."""
     t0 = time.perf_counter()
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
     gen = Generator(loaded, share_prefix=cfg.share_prefix)
@@ -365,8 +291,8 @@ def run_evaluation(prepared: list[PreparedTask], loaded: LoadedModel, cfg: RunCo
                 "model_load_s": round(loaded.load_seconds, 3),
                 **cfg.extra_run_info}
     results = RunResults(run=run_info, model=loaded.provenance(), tasks={}, provenance={})
-    rank, world = dist_info()
-    with _progress(cfg.progress and rank == 0) as progress:
+    rank, world = distributed.rank_world()
+    with progress_bars(cfg.progress and rank == 0) as progress:
         for pt in prepared:
             tr = run_task(pt, loaded, gen, cfg, progress)
             if rank != 0:
@@ -375,5 +301,5 @@ def run_evaluation(prepared: list[PreparedTask], loaded: LoadedModel, cfg: RunCo
             results.provenance = provenance(time.perf_counter() - t0)
             results.provenance["world_size"] = world
             results.save(cfg.output_dir / "results.json")
-    _barrier()
+    distributed.barrier()
     return results if rank == 0 else None

@@ -15,7 +15,7 @@ import torch
 from .errors import UserError
 from .io import atomic_write_json
 from .model.build import LoadedModel
-from .model.checkpoint import CheckpointInfo, read_checkpoint
+from .model.checkpoint import CheckpointInfo
 from .model.lora import remove_lora
 from .model.weights import attach_adapter, load_openflamingo
 
@@ -52,17 +52,6 @@ def step_of_path(p: Path) -> float:
     if m:
         return float(m.group(1))
     return float("inf") if p.stem in ("final", "final_weights") else -1.0
-
-
-def step_of(info: CheckpointInfo) -> float:
-    meta = info.metadata or {}
-    for k in ("step", "global_step", "epoch"):
-        v = meta.get(k)
-        if isinstance(v, (int, float)):
-            return float(v)
-        if isinstance(meta.get("mmgpt_eval"), dict) and isinstance(meta["mmgpt_eval"].get(k), (int, float)):
-            return float(meta["mmgpt_eval"][k])
-    return step_of_path(Path(info.path))
 
 
 class CheckpointSwapper:

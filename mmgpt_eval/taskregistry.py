@@ -11,6 +11,7 @@ import pkgutil
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 from .errors import UserError
 from .taskapi import Task
@@ -102,4 +103,26 @@ def resolve(names: list[str], tasks: dict[str, type[Task]]) -> list[str]:
             out.append(amap[n])
     if not out:
         raise UserError("no tasks given")
+    return out
+
+
+def normalize_options(options: dict[str, Any], tasks: dict[str, type[Task]], where: Any = None) -> dict[str, Any]:
+    """Task options as option keys (``vqav2_questions``), from flat keys or ``{task: {name: value}}``
+    tables (a table's keys may be short names or full keys). Unknown options are an error."""
+    known = {k for cls in tasks.values() for k in cls.option_keys()}
+    amap = alias_map(tasks)
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        if not isinstance(value, dict):
+            if key.replace("-", "_") not in known:
+                raise UserError(f"unknown task option {key!r}", where)
+            out[key.replace("-", "_")] = value
+            continue
+        cls = tasks.get(amap.get(key, ""))
+        short = {o.name: o.key(cls.name) for o in cls.OPTIONS} if cls else {}
+        for k, v in value.items():
+            dest = short.get(k.replace("-", "_")) or (k if k in known else f"{key}_{k}".replace("-", "_"))
+            if dest not in known:
+                raise UserError(f"unknown option {k!r} in [{key}]", where)
+            out[dest] = v
     return out

@@ -29,9 +29,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import UserError
+from .generation_settings import GenerationSettings
 
 IMAGE = "<image>"
 EOC = "<|endofchunk|>"
@@ -50,6 +51,9 @@ class Template:
     extraction: str  # answer-extraction rule id
     stop: str  # "lm_eos" (the LM's </s>) or "endofchunk"
     n_images: int  # <image> tokens in the query
+    # default decoding for this template (tasks may override per template); not part of the hash,
+    # results record the settings used
+    settings: GenerationSettings = field(default_factory=GenerationSettings, compare=False)
 
     @property
     def sha256(self) -> str:
@@ -90,6 +94,10 @@ def _raw(full_text: str, generated_text: str) -> str:
 
 EXTRACTORS = {"mmgpt_response": _mmgpt_response, "of_vqa": _of_vqa, "of_caption": _of_caption, "raw": _raw}
 
+# open_flamingo/eval/evaluate.py: 3 beams, length penalty 0; 5 new tokens for VQA, 20 for captions
+OPENFLAMINGO_VQA = GenerationSettings(max_new_tokens=5, num_beams=3, length_penalty=0.0)
+OPENFLAMINGO_CAPTION = GenerationSettings(max_new_tokens=20, num_beams=3, length_penalty=0.0)
+
 _T = [
     Template(
         name="mmgpt",
@@ -111,13 +119,13 @@ _T = [
         description="OpenFlamingo few-shot VQA (open_flamingo/eval)",
         prompt=IMAGE + "Question:{question} Short answer:",
         demo=IMAGE + "Question:{question} Short answer:{answer}" + EOC,
-        extraction="of_vqa", stop="endofchunk", n_images=1),
+        extraction="of_vqa", stop="endofchunk", n_images=1, settings=OPENFLAMINGO_VQA),
     Template(
         name="of-caption",
         description="OpenFlamingo few-shot captioning (open_flamingo/eval)",
         prompt=IMAGE + "Output:",
         demo=IMAGE + "Output:{caption}" + EOC,
-        extraction="of_caption", stop="endofchunk", n_images=1),
+        extraction="of_caption", stop="endofchunk", n_images=1, settings=OPENFLAMINGO_CAPTION),
     Template(
         name="raw",
         description="the prompt exactly as given; answer = the generated text, stripped",

@@ -7,16 +7,13 @@ CIDEr values (same fixed IDF) are kept for paired statistics.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
-from mmgpt_eval.errors import UserError
-from mmgpt_eval.io import read_json
-from mmgpt_eval.metrics.caption import require_java, score_captions
-from mmgpt_eval.model.generate import GenerationSettings
-from mmgpt_eval.taskapi import Aggregate, ImageRef, MetricInfo, Output, Sample, Task
-from mmgpt_eval.templates import Template
+from mmgpt_eval.taskapi import (Aggregate, DataFile, GenerationSettings, ImageRef, MetricInfo, Option, Output, Sample,
+                                Task, UserError)
+from mmgpt_eval.taskapi.datasets import index_images, read_json
+from mmgpt_eval.taskapi.metrics import require_java, score_captions
 
 DEFAULT_INSTRUCTION = "Provide a one-sentence caption for the provided image."
 
@@ -53,8 +50,6 @@ def _captions_json(path: Path, images: Path) -> list[Sample]:
         if not isinstance(a, dict) or "image_id" not in a or "caption" not in a:
             raise UserError(f"annotation {i} lacks image_id/caption", path)
         refs.setdefault(a["image_id"], []).append(a["caption"])
-    from mmgpt_eval_tasks.vqav2 import index_images
-
     by_number = index_images(images)
     out = []
     for iid in sorted(refs):
@@ -74,47 +69,37 @@ class COCOCaptions(Task):
     default_template = "mmgpt"
     primary_metric = "CIDEr"
 
-    @classmethod
-    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
-        group.add_argument("--coco-karpathy-json", dest="coco_karpathy_json", default=None,
-                           help="Karpathy dataset_coco.json")
-        group.add_argument("--coco-annotations", dest="coco_annotations", default=None,
-                           help="COCO captions annotation JSON (instead of Karpathy)")
-        group.add_argument("--coco-images", dest="coco_images", default=None, help="image folder")
-        group.add_argument("--coco-split", dest="coco_split", default=None, help="Karpathy split (default test)")
-        group.add_argument("--coco-instruction", dest="coco_instruction", default=None,
-                           help=f"instruction for the MultiModal-GPT template (default: {DEFAULT_INSTRUCTION!r})")
-
-    def data_layout(self, root: Path) -> dict[str, Path]:
-        if self.options.get("coco_annotations"):  # the user chose the COCO captions format
-            return {"coco_images": root / "coco" / "val2014"}
-        return {"coco_karpathy_json": root / "coco" / "dataset_coco.json", "coco_images": root / "coco"}
-
-    def data_sources(self) -> dict[str, str]:
-        return {"coco_karpathy_json": "https://cs.stanford.edu/people/karpathy/deepimagesent/caption_datasets.zip "
-                                      "(dataset_coco.json)",
-                "coco_images": "https://cocodataset.org/#download (2014 Val and Train images; unzip so that "
-                               "coco/val2014/ and coco/train2014/ exist, the Karpathy 'filepath' folders)"}
-
-    def data_files(self) -> dict[str, Path | None]:
-        return {k: (Path(self.options[f"coco_{k}"]) if self.options.get(f"coco_{k}") else None)
-                for k in ("karpathy_json", "annotations", "images")}
+    OPTIONS = (
+        # the Karpathy split file, unless the user chose the COCO captions format (--coco-annotations)
+        DataFile("karpathy_json", "Karpathy dataset_coco.json",
+                 layout=lambda o: None if o.get("coco_annotations") else "coco/dataset_coco.json",
+                 source="https://cs.stanford.edu/people/karpathy/deepimagesent/caption_datasets.zip (dataset_coco.json)"),
+        DataFile("annotations", "COCO captions annotation JSON (instead of Karpathy)"),
+        DataFile("images", "image folder",
+                 layout=lambda o: "coco/val2014" if o.get("coco_annotations") else "coco",
+                 source="https://cocodataset.org/#download (2014 Val and Train images; unzip so that coco/val2014/ "
+                        "and coco/train2014/ exist, the Karpathy 'filepath' folders)"),
+        Option("split", "Karpathy split (default test)", default="test"),
+        Option("instruction", f"instruction for the MultiModal-GPT template (default: {DEFAULT_INSTRUCTION!r})",
+               default=DEFAULT_INSTRUCTION),
+    )
+    GENERATION = {"mmgpt": GenerationSettings(max_new_tokens=30)}  # of-caption: the template's (OpenFlamingo's)
 
     def load(self) -> list[Sample]:
         require_java()
-        images = self.option("coco_images")
+        images = self.option("images")
         if images is None:
             raise UserError("task coco needs --coco-images (or a data root, see `mmgpt-eval data check`)")
         images = Path(images)
         if not images.is_dir():
             raise UserError("coco image folder not found (`mmgpt-eval data check --tasks coco` lists what is "
                             "missing and where to get it)", images)
-        kj, ann = self.option("coco_karpathy_json"), self.option("coco_annotations")
+        kj, ann = self.option("karpathy_json"), self.option("annotations")
         if kj:
             if not Path(kj).is_file():
                 raise UserError("Karpathy JSON not found (`mmgpt-eval data check --tasks coco` lists what is missing "
                                 "and where to get it)", kj)
-            samples = _karpathy(Path(kj), images, self.option("coco_split", "test"))
+            samples = _karpathy(Path(kj), images, self.option("split"))
         elif ann:
             if not Path(ann).is_file():
                 raise UserError("COCO captions JSON not found", ann)
@@ -131,15 +116,10 @@ class COCOCaptions(Task):
         return _karpathy(Path(kj), images, "train")[:2048]
 
     def query_fields(self, sample: Sample) -> dict[str, str]:
-        return {"question": self.option("coco_instruction", DEFAULT_INSTRUCTION)}
+        return {"question": self.option("instruction")}
 
     def demo_fields(self, sample: Sample) -> dict[str, str]:
         return {"caption": sample.references[0].strip()}
-
-    def generation_settings(self, template: Template) -> GenerationSettings:
-        if template.name == "of-caption":  # OpenFlamingo eval: 20 new tokens, 3 beams, length_penalty 0
-            return GenerationSettings(max_new_tokens=20, num_beams=3, length_penalty=0.0)
-        return GenerationSettings(max_new_tokens=30)
 
     def metric_info(self) -> dict[str, MetricInfo]:
         info = {m: MetricInfo(kind="corpus", per_sample=m, description=f"{m} (pycocoevalcap, raw scale)")

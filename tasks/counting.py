@@ -14,18 +14,14 @@ expression; "no X"/"none" = 0; vague quantities unparsable); unparsable answers 
 
 from __future__ import annotations
 
-import argparse
-
 from pathlib import Path
 from typing import Any
 
-from mmgpt_eval.data.counting_images import DEFAULT_N, SPLIT_SEEDS, generate_counting_set
-from mmgpt_eval.errors import UserError
-from mmgpt_eval.io import iter_jsonl, read_json
-from mmgpt_eval.metrics.counting import aggregate_counting, count_metrics, parse_count
-from mmgpt_eval.model.generate import GenerationSettings
-from mmgpt_eval.taskapi import Aggregate, ImageRef, MetricInfo, Output, Sample, Task
-from mmgpt_eval.templates import Template
+from mmgpt_eval.taskapi import (Aggregate, DataFile, GenerationSettings, ImageRef, MetricInfo, Option, Output, Sample,
+                                Task, UserError)
+from mmgpt_eval.taskapi.datasets import (DEFAULT_N, SPLIT_SEEDS, generate_counting_set, iter_jsonl, load_vqa_files,
+                                         read_json)
+from mmgpt_eval.taskapi.metrics import aggregate_counting, count_metrics, parse_count
 
 
 def procedural_samples(n: int, seed: int) -> list[Sample]:
@@ -44,42 +40,36 @@ class Counting(Task):
     default_template = "mmgpt"
     primary_metric = "accuracy"
 
-    @classmethod
-    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
-        group.add_argument("--counting-n", dest="counting_n", type=int, default=None,
-                           help=f"size of the embedded procedural set (default {DEFAULT_N}: 50 per count 0-10)")
-        group.add_argument("--counting-seed", dest="counting_seed", type=int, default=None,
-                           help=f"seed of the embedded set (default {SPLIT_SEEDS['test']}, the test split)")
-        group.add_argument("--counting-tallyqa-json", dest="counting_tallyqa_json", default=None,
-                           help="TallyQA-style JSON/JSONL: [{image, question, answer}]")
-        group.add_argument("--counting-images", dest="counting_images", default=None,
-                           help="folder the TallyQA 'image' paths are relative to")
-        group.add_argument("--counting-vqa-questions", dest="counting_vqa_questions", default=None)
-        group.add_argument("--counting-vqa-annotations", dest="counting_vqa_annotations", default=None)
-        group.add_argument("--counting-vqa-images", dest="counting_vqa_images", default=None)
-
-    def data_files(self) -> dict[str, Path | None]:
-        keys = ("counting_tallyqa_json", "counting_images", "counting_vqa_questions", "counting_vqa_annotations",
-                "counting_vqa_images")
-        return {k: Path(self.options[k]) if self.options.get(k) else None for k in keys}
+    OPTIONS = (
+        Option("n", f"size of the embedded procedural set (default {DEFAULT_N}: 50 per count 0-10)", type=int,
+               default=DEFAULT_N),
+        Option("seed", f"seed of the embedded set (default {SPLIT_SEEDS['test']}, the test split)", type=int,
+               default=SPLIT_SEEDS["test"]),
+        DataFile("tallyqa_json", "TallyQA-style JSON/JSONL: [{image, question, answer}]"),
+        DataFile("images", "folder the TallyQA 'image' paths are relative to"),
+        DataFile("vqa_questions", "VQAv2-format questions JSON ('how many' questions are used)"),
+        DataFile("vqa_annotations", "VQAv2-format annotations JSON"),
+        DataFile("vqa_images", "VQAv2-format image folder"),
+    )
+    GENERATION = {"mmgpt": GenerationSettings(max_new_tokens=12)}  # of-vqa: the template's (OpenFlamingo's)
 
     @property
     def source(self) -> str:
-        if self.option("counting_tallyqa_json"):
+        if self.option("tallyqa_json"):
             return "tallyqa"
-        if self.option("counting_vqa_questions"):
+        if self.option("vqa_questions"):
             return "vqav2"
         return "procedural"
 
     def load(self) -> list[Sample]:
         if self.source == "tallyqa":
-            return self._tallyqa(Path(self.option("counting_tallyqa_json")))
+            return self._tallyqa(Path(self.option("tallyqa_json")))
         if self.source == "vqav2":
             return self._vqa()
-        n = self.option("counting_n", DEFAULT_N)
+        n = self.option("n")
         if n < 1:
             raise UserError("--counting-n must be at least 1")
-        return procedural_samples(n, self.option("counting_seed", SPLIT_SEEDS["test"]))
+        return procedural_samples(n, self.option("seed"))
 
     def _tallyqa(self, path: Path) -> list[Sample]:
         if not path.is_file():
@@ -90,7 +80,7 @@ class Counting(Task):
             rows = [(None, r) for r in read_json(path)]
         else:
             rows = list(iter_jsonl(path))
-        base = Path(self.option("counting_images", path.parent))
+        base = Path(self.option("images", path.parent))
         out = []
         for i, (line, r) in enumerate(rows):
             if not isinstance(r, dict) or not {"image", "question", "answer"} <= set(r):
@@ -106,9 +96,7 @@ class Counting(Task):
         return out
 
     def _vqa(self) -> list[Sample]:
-        from mmgpt_eval_tasks.vqav2 import load_vqa_files
-
-        paths = [self.option(f"counting_vqa_{k}") for k in ("questions", "annotations", "images")]
+        paths = [self.option(f"vqa_{k}") for k in ("questions", "annotations", "images")]
         if not all(paths):
             raise UserError("VQAv2-format counting needs --counting-vqa-questions, -annotations and -images")
         for p in paths:
@@ -128,11 +116,6 @@ class Counting(Task):
         if not out:
             raise UserError("no 'how many' questions with a numeric answer in the VQA files", paths[0])
         return out
-
-    def generation_settings(self, template: Template) -> GenerationSettings:
-        if template.name == "of-vqa":
-            return GenerationSettings(max_new_tokens=5, num_beams=3, length_penalty=0.0)
-        return GenerationSettings(max_new_tokens=12)
 
     def fewshot_pool(self) -> list[Sample]:
         return procedural_samples(256, SPLIT_SEEDS["train"])

@@ -15,17 +15,14 @@ per instruction kind, per turn) are in the breakdown.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-from pathlib import Path
 from statistics import median
 from typing import Any
 
-from mmgpt_eval.data.dialog_spec import Conversation, blank_image, load_dialog_probes, resolve_image
-from mmgpt_eval.metrics.dialog import aggregate_probes, grounding_probes, turn_probes
-from mmgpt_eval.model.generate import GenerationSettings
-from mmgpt_eval.taskapi import Aggregate, ImageRef, MetricInfo, Output, Request, RunContext, Sample, Task
-from mmgpt_eval.templates import TEMPLATES, Template, render_mmgpt_dialog
+from mmgpt_eval.taskapi import (TEMPLATES, Aggregate, DataFile, GenerationSettings, ImageRef, MetricInfo, Option, Output,
+                                Request, RunContext, Sample, Task, Template, render_mmgpt_dialog)
+from mmgpt_eval.taskapi.datasets import Conversation, blank_image, load_dialog_probes, resolve_image
+from mmgpt_eval.taskapi.metrics import aggregate_probes, grounding_probes, turn_probes
 
 
 def _image(ref) -> ImageRef:
@@ -48,15 +45,21 @@ def _mean(values: list[Any]) -> float | None:
 # metric name -> (per-sample key, higher is better, scale, unit, description)
 _METRICS = {
     "open_words_mean": ("open_words", True, 1.0, " words", "mean response length on open-ended instructions"),
-    "collapse_rate": ("collapsed", False, 100.0, "%", "open-ended instructions answered in < 10 words"),
+    "conv_collapse_rate": ("collapsed", False, 100.0, "%",
+                           "per conversation, the share of its open-ended turns answered in < 10 words; mean over "
+                           "conversations"),
     "checks_pass_rate": ("checks_pass", True, 100.0, "%", "turns passing all their checks"),
     "short_answer_rate": ("short_answer", True, 100.0, "%", "short-answer / counting turns answered correctly"),
     "carry_over_rate": ("carry_over", True, 100.0, "%", "turns that must refer back to an earlier turn and do"),
     "language_pass_rate": ("language_pass", True, 100.0, "%", "language-only instructions passing their checks"),
-    "template_leak_rate": ("leak", False, 100.0, "%", "responses containing ### markers, <image>, <|endofchunk|>"),
-    "empty_rate": ("empty", False, 100.0, "%", "empty responses"),
-    "truncation_rate": ("truncated", False, 100.0, "%", "responses cut off at max_new_tokens"),
-    "eos_rate": ("eos", True, 100.0, "%", "responses that stopped on EOS"),
+    "conv_leak_rate": ("leak", False, 100.0, "%",
+                       "conversations with a response containing ### markers, <image> or <|endofchunk|>"),
+    "conv_empty_rate": ("empty", False, 100.0, "%", "conversations with an empty response"),
+    "conv_truncation_rate": ("truncated", False, 100.0, "%",
+                             "per conversation, the share of its responses cut off at max_new_tokens; mean over "
+                             "conversations"),
+    "conv_eos_rate": ("eos", True, 100.0, "%",
+                      "per conversation, the share of its responses that stopped on EOS; mean over conversations"),
     "distinct_2": ("distinct_2", True, 1.0, "", "distinct bigrams / bigrams"),
     "repeated_3gram_rate": ("repeated_3gram", False, 100.0, "%", "3-grams occurring more than once"),
     "grounding_rate": ("grounding_changed", True, 100.0, "%",
@@ -72,20 +75,18 @@ class Dialog(Task):
     default_template = "mmgpt"
     primary_metric = "checks_pass_rate"
     multi_round = True
+    # until results schema 2 these headline metrics had the turn-level names of the pooled breakdown
+    RENAMED_METRICS = {"collapse_rate": "conv_collapse_rate", "template_leak_rate": "conv_leak_rate",
+                       "empty_rate": "conv_empty_rate", "truncation_rate": "conv_truncation_rate",
+                       "eos_rate": "conv_eos_rate"}
 
-    @classmethod
-    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
-        group.add_argument("--dialog-probes", dest="dialog_probes", default=None,
-                           help="conversation spec JSONL (default: the embedded probe set)")
-        group.add_argument("--dialog-max-new-tokens", dest="dialog_max_new_tokens", type=int, default=None,
-                           help="generation budget per turn (default 96)")
-
-    def data_files(self) -> dict[str, Path | None]:
-        p = self.option("dialog_probes")
-        return {"probes": Path(p) if p else None}
+    OPTIONS = (
+        DataFile("probes", "conversation spec JSONL (default: the embedded probe set)"),
+        Option("max_new_tokens", "generation budget per turn (default 96)", type=int, default=96),
+    )
 
     def load(self) -> list[Sample]:
-        convs = load_dialog_probes(self.option("dialog_probes"))
+        convs = load_dialog_probes(self.option("probes"))
         self._convs = {c.id: c for c in convs}
         out = []
         for c in convs:
@@ -99,7 +100,7 @@ class Dialog(Task):
         return self._convs[sample.id]
 
     def generation_settings(self, template: Template) -> GenerationSettings:
-        return GenerationSettings(max_new_tokens=self.option("dialog_max_new_tokens", 96))
+        return GenerationSettings(max_new_tokens=self.option("max_new_tokens"))
 
     def rounds(self, sample: Sample) -> int:
         return len(self.conversation(sample).turns)

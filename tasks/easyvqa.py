@@ -5,38 +5,11 @@ broken down by answer type (yes/no, shape, color). The embedded default task: re
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
-from mmgpt_eval.errors import UserError
-from mmgpt_eval.metrics.vqa import normalize_openflamingo
-from mmgpt_eval.model.generate import GenerationSettings
-from mmgpt_eval.taskapi import Aggregate, ImageRef, MetricInfo, Output, Sample, Task
-from mmgpt_eval.templates import Template
-
-SHAPES = {"circle", "rectangle", "triangle"}
-YES_NO = {"yes", "no"}
-
-
-def answer_type(answer: str) -> str:
-    return "yes/no" if answer in YES_NO else ("shape" if answer in SHAPES else "color")
-
-
-def load_split(split: str, task_name: str = "easyvqa") -> list[Sample]:
-    import easy_vqa
-
-    if split == "test":
-        qs, ans, img_ids = easy_vqa.get_test_questions()
-        paths = easy_vqa.get_test_image_paths()
-    elif split == "train":
-        qs, ans, img_ids = easy_vqa.get_train_questions()
-        paths = easy_vqa.get_train_image_paths()
-    else:
-        raise UserError(f"easy-VQA split must be train or test, got {split!r}")
-    return [Sample(id=str(i), images=[ImageRef(key=f"easyvqa:{split}:{img}", path=paths[img])],
-                   fields={"question": q}, references=[a],
-                   meta={"answer_type": answer_type(a), "image_id": img, "split": split})
-            for i, (q, a, img) in enumerate(zip(qs, ans, img_ids))]
+from mmgpt_eval.taskapi import Aggregate, GenerationSettings, MetricInfo, Option, Output, Sample, Task
+from mmgpt_eval.taskapi.datasets import load_easyvqa_split
+from mmgpt_eval.taskapi.metrics import normalize_openflamingo
 
 
 def exact_match(prediction: str, answer: str) -> int:
@@ -51,24 +24,17 @@ class EasyVQA(Task):
     default_template = "mmgpt"
     primary_metric = "accuracy"
 
-    @classmethod
-    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
-        group.add_argument("--easyvqa-split", dest="easyvqa_split", default=None, choices=["test", "train"],
-                           help="easy-VQA split to evaluate (default test)")
+    OPTIONS = (Option("split", "easy-VQA split to evaluate (default test)", choices=("test", "train"), default="test"),)
+    GENERATION = {"mmgpt": GenerationSettings(max_new_tokens=10)}  # of-vqa: the template's (OpenFlamingo's)
 
     def load(self) -> list[Sample]:
-        return load_split(self.option("easyvqa_split", "test"), self.name)
+        return load_easyvqa_split(self.option("split"))
 
     def fewshot_pool(self) -> list[Sample]:
-        return load_split("train")[:2048]
+        return load_easyvqa_split("train")[:2048]
 
     def demo_fields(self, sample: Sample) -> dict[str, str]:
         return {"question": sample.fields["question"], "answer": sample.references[0]}
-
-    def generation_settings(self, template: Template) -> GenerationSettings:
-        if template.name == "of-vqa":  # OpenFlamingo's VQA protocol
-            return GenerationSettings(max_new_tokens=5, num_beams=3, length_penalty=0.0)
-        return GenerationSettings(max_new_tokens=10)
 
     def metric_info(self) -> dict[str, MetricInfo]:
         return {"accuracy": MetricInfo(kind="binary", scale=100.0, unit="%", per_sample="exact",

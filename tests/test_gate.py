@@ -21,6 +21,8 @@ from mmgpt_eval.gate import (
     evaluate_gate,
     load_policy,
     parse_policy,
+    to_junit_xml,
+    to_markdown,
 )
 
 SPEC_POLICY = """\
@@ -384,7 +386,7 @@ def _mixed_result():
 
 def test_markdown_summary():
     res = _mixed_result()
-    md = res.to_markdown()
+    md = to_markdown(res)
     assert md.splitlines()[0].startswith("### ⚠️ **Gate: ERROR**")
     assert "1 pass, 1 regression, 1 error, 1 skipped" in md and "exit code 2" in md
     assert "| Task | Metric | Baseline | Candidate |" in md
@@ -398,12 +400,12 @@ def test_markdown_summary():
     store = Store()
     store.put("easyvqa", "accuracy", (_ids(), base, "binary", None), (_ids(), base, "binary", None))
     ok = evaluate_gate(_policy(_rule()), store)
-    assert ok.to_markdown().startswith("### ✅ **Gate: PASS**")
+    assert to_markdown(ok).startswith("### ✅ **Gate: PASS**")
 
 
 def test_junit_xml_parses_with_right_counts():
     res = _mixed_result()
-    xml = res.to_junit_xml()
+    xml = to_junit_xml(res)
     root = ET.fromstring(xml.encode("utf-8"))
     assert root.tag == "testsuite"
     assert (root.get("tests"), root.get("failures"), root.get("errors"), root.get("skipped")) == ("4", "1", "1", "1")

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from typing import Any
 
-from ..model.generate import GenerationSettings
-from ..model.spec import ModelSpec
-
-log = logging.getLogger("mmgpt_eval")
-
+from ..generation_settings import GenerationSettings
 
 def add_model_args(p: argparse.ArgumentParser, model_required: bool = False, default_model: str | None = None) -> None:
     g = p.add_argument_group("model")
@@ -28,15 +23,6 @@ def add_model_args(p: argparse.ArgumentParser, model_required: bool = False, def
                    help="allow arbitrary unpickling of checkpoints (runs code from the file!)")
     g.add_argument("--lora-alpha", type=float, default=None,
                    help="LoRA alpha for checkpoints that do not store it")
-
-
-def spec_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if getattr(args, "precision", None):
-        out["precision"] = args.precision
-    if getattr(args, "device", None):
-        out["device"] = args.device
-    return out
 
 
 def batch_size_arg(value: str) -> int:
@@ -90,22 +76,9 @@ def generation_settings(args: argparse.Namespace, base: GenerationSettings | Non
 
 
 def load_from_args(args: argparse.Namespace, ckpt: Any = "__args__", device: str | None = None):
-    from ..model.build import load_model
-    from ..model.spec import load_spec
+    """The model (+ checkpoint) the model flags describe."""
+    from ..api import LoadOptions, load
 
-    overrides = spec_overrides(args)
-    if device:
-        overrides["device"] = device
-    if isinstance(args.model, ModelSpec):  # chosen from the checkpoint (--ckpt without --model)
-        import dataclasses
-
-        spec = dataclasses.replace(args.model, **overrides)
-        spec.validate(spec.source or spec.name)
-    else:
-        spec = load_spec(args.model, overrides)
-    ck = args.ckpt if ckpt == "__args__" else ckpt
-    lm = load_model(spec, ck, allow_partial=args.allow_partial, trust_checkpoint=args.trust_checkpoint,
-                    lora_alpha=args.lora_alpha)
-    for r in lm.reports:
-        log.info("loaded %s", r.summary())
-    return lm
+    o = LoadOptions(device=device or getattr(args, "device", None), precision=getattr(args, "precision", None),
+                    allow_partial=args.allow_partial, trust_checkpoint=args.trust_checkpoint, lora_alpha=args.lora_alpha)
+    return load(args.model, args.ckpt if ckpt == "__args__" else ckpt, o)

@@ -5,7 +5,6 @@ checkpoints of one training run also give a trend table (metric vs step)."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..errors import UserError
 from ..io import atomic_write_json
@@ -23,27 +22,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def step_of(run, position: int) -> float:
-    ck = (run.model or {}).get("checkpoint") or {}
-    meta = ck.get("metadata") or {}
-    for k in ("step", "global_step", "epoch"):
-        if isinstance(meta.get(k), (int, float)):
-            return float(meta[k])
-    return float(position)
+def _step(run, position: int) -> float:
+    """The checkpoint's recorded step, else the run's position on the command line."""
+    from ..compare import checkpoint_step
 
-
-def label_of(run) -> str:
-    ck = (run.model or {}).get("checkpoint") or {}
-    if ck.get("path"):
-        return Path(ck["path"]).name
-    return (run.model or {}).get("model_spec", {}).get("name") or str(run.run_dir)
+    step = checkpoint_step(run)
+    return float(position) if step is None else step
 
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from ..compare import compare_runs
+    from ..compare import compare_runs, run_label
     from ..results import RunResults
 
     runs = [RunResults.load(r) for r in args.runs]
@@ -60,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     for i, cand in enumerate(candidates):
         comps = compare_runs(base, cand, intersect=args.intersect, tasks=tasks, confidence=args.confidence,
                              n_resamples=args.resamples)
-        t = Table(title=f"{label_of(cand)} vs baseline {label_of(base)}", title_justify="left")
+        t = Table(title=f"{run_label(cand)} vs baseline {run_label(base)}", title_justify="left")
         for col in ("task", "metric", "baseline", "candidate", "delta", f"{int(args.confidence * 100)}% CI", "p", "test", "n"):
             t.add_column(col, justify="left" if col in ("task", "metric", "test") else "right")
         for c in comps:
@@ -82,13 +73,13 @@ def run(args: argparse.Namespace) -> int:
         task_names = [n for n in series[0].tasks if tasks is None or n in tasks]
         for name in task_names:
             t.add_column(f"{name}/{series[0].tasks[name].primary_metric}", justify="right")
-        for pos, r in sorted(enumerate(series), key=lambda pr: step_of(pr[1], pr[0])):
+        for pos, r in sorted(enumerate(series), key=lambda pr: _step(pr[1], pr[0])):
             vals = []
             for name in task_names:
                 tr = r.tasks.get(name)
                 v = tr.metrics.get(tr.primary_metric) if tr else None
                 vals.append("-" if v is None else f"{v:.4g}")
-            t.add_row(f"{step_of(r, pos):g}", label_of(r), *vals)
+            t.add_row(f"{_step(r, pos):g}", run_label(r), *vals)
         con.print(t)
     if args.json_out:
         atomic_write_json(args.json_out, all_out if len(all_out) > 1 else all_out[0])

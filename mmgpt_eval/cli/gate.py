@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..compare import metric_samples
-    from ..gate import evaluate_gate, load_policy
+    from ..gate import evaluate_gate, load_policy, to_junit_xml, to_markdown
     from ..results import RunResults
 
     policy = load_policy(args.policy)
@@ -38,12 +38,12 @@ def run(args: argparse.Namespace) -> int:
         return metric_samples(runs[which], task, metric)
 
     result = evaluate_gate(policy, fetch, intersect=args.intersect)
-    md = result.to_markdown()
+    md = to_markdown(result)
     print(md)
     if args.markdown:
         atomic_write_text(args.markdown, md)
     if args.junit:
-        atomic_write_text(args.junit, result.to_junit_xml())
+        atomic_write_text(args.junit, to_junit_xml(result))
     if args.json_out:
         atomic_write_json(args.json_out, result.to_dict())
     if result.exit_code == 2:

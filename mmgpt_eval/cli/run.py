@@ -1,27 +1,23 @@
 """``mmgpt-eval run``: evaluate a model (+ checkpoint) on tasks; results.json, per-sample logs, report.
 
-With neither --model nor --tasks it runs the embedded default: the tiny preset on easy-VQA
-(a fixed 200-question subset), so the whole path can be seen working offline.
+With neither --model nor --tasks nor --ckpt it runs the embedded default: the tiny MultiModal-GPT on
+easy-VQA (a fixed 200-question subset), so the whole path can be seen working offline.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from ..api import DEFAULT_OUTPUT_DIR, LoadOptions, SeriesResults, evaluate
 from ..errors import UserError
 from ..io import read_toml
-from .common import add_generation_args, add_model_args, load_from_args
+from .common import add_generation_args, add_model_args
 
 log = logging.getLogger("mmgpt_eval")
-
-# the tiny MultiModal-GPT made by `make reproduce` (shipped in the package) on 200 easy-VQA questions
-EMBEDDED_DEFAULT = {"model": "tiny-openflamingo", "ckpt": "tiny-mmgpt", "tasks": "easyvqa", "limit": 200}
-DEFAULT_OUTPUT_DIR = "mmgpt-eval-out"
 
 
 def include_paths_from_argv(argv: list[str]) -> list[str]:
@@ -35,31 +31,21 @@ def include_paths_from_argv(argv: list[str]) -> list[str]:
 
 
 def add_task_option_args(p: argparse.ArgumentParser, include_paths: list[str]) -> None:
+    """Every task's declared options as flags (shared keys once)."""
     from ..taskregistry import discover
 
     try:
         tasks = discover(include_paths)
     except UserError:
         tasks = discover([])  # reported properly when the command runs
-    group = p.add_argument_group("task options (data paths etc.; also settable in --task-config)")
+    group = p.add_argument_group("task options (data paths etc.; also settable as [task] tables in --config)")
     seen: set[str] = set()
     for name in sorted(tasks):
-        probe = argparse.ArgumentParser(add_help=False)
-        tasks[name].add_arguments(probe.add_argument_group())
-        for action in probe._actions:
-            if action.dest in seen or action.dest == "help":
-                continue
-            seen.add(action.dest)
-            kwargs: dict[str, Any] = {"dest": action.dest, "default": None, "help": action.help}
-            if action.choices:
-                kwargs["choices"] = action.choices
-            if action.type:
-                kwargs["type"] = action.type
-            if action.nargs == 0:  # store_true-style flags
-                group.add_argument(*action.option_strings, action="store_true", dest=action.dest, default=None,
-                                   help=action.help)
-            else:
-                group.add_argument(*action.option_strings, **kwargs)
+        for o in tasks[name].OPTIONS:
+            key = o.key(name)
+            if key not in seen:
+                seen.add(key)
+                o.add_to(group, name)
 
 
 def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> None:
@@ -69,6 +55,8 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
     p.add_argument("--tasks", default=None, help="comma-separated task names or aliases (see `mmgpt-eval tasks`)")
     p.add_argument("--output-dir", default=None, help=f"results folder (default {DEFAULT_OUTPUT_DIR}); re-running "
                                                       "the same command there resumes")
+    p.add_argument("--label", default=None, help="what to call this run in reports and comparisons (default: the "
+                                                 "checkpoint's or the model's name)")
     p.add_argument("--limit", type=int, default=None, help="evaluate a fixed subset of N samples per task")
     p.add_argument("--num-fewshot", type=int, default=None, help="few-shot demos (OpenFlamingo templates)")
     p.add_argument("--fewshot-zero-mode", choices=["text-demos", "none"], default=None,
@@ -99,54 +87,46 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
     p.set_defaults(func=run, _actions={a.dest: a for a in p._actions}, _argv=argv)
 
 
-def _task_config_options(path: str | None, task_classes: dict) -> dict[str, Any]:
-    """``[vqav2] questions = "q.json"`` -> ``{"vqav2_questions": "/abs/q.json"}`` (relative paths resolve
-    against the config file's folder)."""
-    if not path:
-        return {}
-    return _task_table_options(read_toml(path), task_classes, path)
-
-
-def _task_table_options(cfg: dict, task_classes: dict, path) -> dict[str, Any]:
-    base = Path(path).resolve().parent if path else Path.cwd()
-    known = {n for cls in task_classes.values() for n in cls.option_names()}
+def _resolve_table_paths(tables: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``[task]`` table values that name an existing path relative to the config file's folder."""
     out: dict[str, Any] = {}
-    for section, values in cfg.items():
+    for section, values in tables.items():
         if not isinstance(values, dict):
-            raise UserError(f"top-level key {section!r} must be a [task] table", path)
-        for k, v in values.items():
-            dest = k if k in known else f"{section}_{k}".replace("-", "_")
-            if dest not in known:
-                raise UserError(f"unknown option {k!r} in [{section}]", path)
-            if isinstance(v, str) and (base / v).exists() and not Path(v).is_absolute():
-                v = str((base / v).resolve())
-            out[dest] = v
+            raise UserError(f"top-level key {section!r} must be a [task] table", base)
+        out[section] = {k: str((base / v).resolve()) if isinstance(v, str) and not Path(v).is_absolute()
+                        and (base / v).exists() else v for k, v in values.items()}
     return out
 
 
-def collect_task_options(args: argparse.Namespace, task_classes: dict, tables: dict | None = None) -> dict[str, Any]:
-    opts = _task_config_options(getattr(args, "task_config", None), task_classes)
-    if tables:
-        opts.update(_task_table_options(tables, task_classes, getattr(args, "config", None)))
-    for cls in task_classes.values():
-        for dest in cls.option_names():
-            v = getattr(args, dest, None)
-            if v is not None:
-                opts[dest] = v  # flags override the config file
-    return opts
+def task_options(args: argparse.Namespace, config_tables: dict[str, Any]) -> dict[str, Any]:
+    """--task-config tables, then --config tables, then flags (flags win), as the API takes them."""
+    opts: dict[str, Any] = {}
+    if getattr(args, "task_config", None):
+        opts.update(_resolve_table_paths(read_toml(args.task_config), Path(args.task_config).resolve().parent))
+    if config_tables:
+        base = Path(args.config).resolve().parent if args.config else Path.cwd()
+        for section, values in _resolve_table_paths(config_tables, base).items():
+            opts.setdefault(section, {}).update(values)
+    from ..taskregistry import discover
+
+    flags = {}
+    for cls in discover(args.include_path).values():
+        for key in cls.option_keys():
+            if getattr(args, key, None) is not None:
+                flags[key] = getattr(args, key)
+    return {**opts, **flags}
 
 
 def apply_run_config(args: argparse.Namespace, parser_actions: dict[str, argparse.Action], argv: list[str]) -> dict:
     """``--config run.toml``: top-level keys are this command's flags (``tasks = ["coco", "vqa"]``,
     ``output_dir = "out"``; relative paths resolve against the file's folder), ``[task]`` tables are
-    task options. Flags given on the command line win."""
+    task options. Flags given on the command line win. Returns the tables."""
     if not args.config:
         return {}
     cfg = read_toml(args.config)
     base = Path(args.config).resolve().parent
     explicit = {a.dest for a in parser_actions.values()
                 if any(tok == o or tok.startswith(o + "=") for tok in argv for o in a.option_strings)}
-    tables = {k: v for k, v in cfg.items() if isinstance(v, dict)}
     for key, value in cfg.items():
         if isinstance(value, dict):
             continue
@@ -165,136 +145,48 @@ def apply_run_config(args: argparse.Namespace, parser_actions: dict[str, argpars
             if not p.is_absolute() and (dest in ("data_root", "output_dir") or (base / p).exists()):
                 value = str(base / p)
         setattr(args, dest, value)
-    return tables
+    return {k: v for k, v in cfg.items() if isinstance(v, dict)}
 
 
-def resolve_base_model(args: argparse.Namespace):
-    """--ckpt without --model: the base model the checkpoint belongs to (logged and recorded)."""
-    from ..model.checkpoint import read_checkpoint
-    from ..model.resolve import choose_base
-    from ..series import expand_checkpoints
-
-    first = expand_checkpoints(args.ckpt)[0]
-    info = read_checkpoint(first, trust=args.trust_checkpoint)
-    choice = choose_base(info)
-    log.info("base model: %s -- %s", choice.spec.name, choice.reason)
-    print(f"base model: {choice.spec.name} ({choice.reason})")
-    return choice
+def generation_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out = {k: getattr(args, k) for k in ("max_new_tokens", "num_beams", "do_sample", "temperature", "top_k", "top_p")
+           if getattr(args, k, None) is not None}
+    if args.no_cache:
+        out["use_cache"] = False
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..datapaths import apply_layout, data_root
-    from ..runner import RunConfig, prepare_task, run_evaluation
-    from ..taskregistry import discover, resolve
-
-    config_tables = apply_run_config(args, getattr(args, "_actions", {}), sys.argv[1:] if args._argv is None else args._argv)
-    embedded = args.model is None and args.tasks is None and args.ckpt is None
-    base_choice = None
-    if args.model is None and args.ckpt:
-        base_choice = resolve_base_model(args)
-        args.model = base_choice.spec
-    if args.model is None:  # neither --model nor --ckpt: the embedded model
-        args.model = EMBEDDED_DEFAULT["model"]
-        if args.ckpt is None and EMBEDDED_DEFAULT.get("ckpt"):
-            args.ckpt = EMBEDDED_DEFAULT["ckpt"]
-    if args.tasks is None:
-        args.tasks = EMBEDDED_DEFAULT["tasks"]
-    limit = args.limit if args.limit is not None else (EMBEDDED_DEFAULT["limit"] if embedded else None)
-    if embedded:
-        log.info("no --model/--tasks: running the embedded default (%s%s on %s, %d samples)",
-                 args.model, f" + {args.ckpt}" if args.ckpt else "", args.tasks, limit)
-    task_classes = discover(args.include_path)
-    names = resolve(args.tasks.split(","), task_classes)
-    options = collect_task_options(args, task_classes, config_tables)
-    overrides = {k: getattr(args, k) for k in ("max_new_tokens", "num_beams", "do_sample", "temperature", "top_k",
-                                              "top_p") if getattr(args, k, None) is not None}
-    if args.no_cache:
-        overrides["use_cache"] = False
-    cfg = RunConfig(output_dir=Path(args.output_dir or DEFAULT_OUTPUT_DIR), limit=limit, batch_size=args.batch_size,
-                    num_fewshot=args.num_fewshot or 0, fewshot_zero_mode=args.fewshot_zero_mode or "text-demos",
-                    template=args.template, seed=args.seed, history_mode=args.history_mode or "self",
-                    fewshot_selection=args.fewshot_selection or "random",
-                    generation_overrides=overrides, argv=sys.argv[1:], progress=not args.no_progress,
-                    share_prefix=not args.no_share_prefix)
-    if base_choice is not None:
-        cfg.extra_run_info["base_model_choice"] = base_choice.to_dict()
-    if cfg.num_fewshot < 0:
-        raise UserError("--num-fewshot must be >= 0")
-    # every task's data is located and checked before the model is loaded
-    root = data_root(args.data_root)
-    tasks = []
-    for n in names:
-        task = task_classes[n](dict(options))
-        filled = apply_layout(task, root)
-        if filled:
-            log.info("%s: data from the data root %s (%s)", n, root, ", ".join(filled))
-        tasks.append(task)
-    prepared = [prepare_task(t, cfg) for t in tasks]
-    baseline_run = _baseline_run(args.baseline) if args.baseline else None
-    if baseline_run is not None:
-        check_baseline_settings(baseline_run, prepared, cfg)
-    device = init_distributed_run(args)
-    if args.ckpt:
-        from ..series import expand_checkpoints
-
-        ckpts = expand_checkpoints(args.ckpt)
-        if len(ckpts) > 1:
-            return run_checkpoint_series(args, prepared, cfg, ckpts, device)
-    loaded = load_from_args(args, device=device)
-    results = run_evaluation(prepared, loaded, cfg)
+    argv = sys.argv[1:] if args._argv is None else args._argv
+    tables = apply_run_config(args, getattr(args, "_actions", {}), argv)
+    results = evaluate(
+        args.model, args.ckpt, args.tasks, output_dir=args.output_dir, limit=args.limit, label=args.label,
+        baseline=args.baseline, intersect=args.intersect, template=args.template, num_fewshot=args.num_fewshot or 0,
+        fewshot_zero_mode=args.fewshot_zero_mode or "text-demos", fewshot_selection=args.fewshot_selection or "random",
+        history_mode=args.history_mode or "self", seed=args.seed, generation=generation_overrides(args),
+        batch_size=args.batch_size, share_prefix=not args.no_share_prefix, task_options=task_options(args, tables),
+        data_root=args.data_root, include_paths=args.include_path,
+        load_options=LoadOptions(device=args.device, precision=args.precision, allow_partial=args.allow_partial,
+                                 trust_checkpoint=args.trust_checkpoint, lora_alpha=args.lora_alpha),
+        report=not args.no_report, progress=not args.no_progress, argv=sys.argv[1:])
     if results is None:  # a torchrun rank other than 0: rank 0 writes everything
         return 0
-    if args.baseline:
-        del loaded
-        results = attach_baseline(results, prepared, cfg, args, baseline_run)
-    print_summary(results)
-    log.info("results: %s", cfg.output_dir / "results.json")
+    if isinstance(results, SeriesResults):
+        print_series(results.entries)
+        print(f"series: {results.path}")
+        out_dir = results.path.parent
+    else:
+        if results.baseline:
+            print_comparison(results.baseline["comparisons"])
+        print_summary(results)
+        print(f"results: {results.path}")
+        out_dir = results.run_dir
     if not args.no_report:
-        write_run_report(results, cfg.output_dir)
+        print(f"report: {(out_dir / 'report.html').resolve()}")
     return 0
 
 
-def run_checkpoint_series(args, prepared, cfg, ckpts, device) -> int:
-    """Load the base once, swap checkpoints, evaluate each into OUTDIR/<name>/, write series.json."""
-    import dataclasses
-
-    from ..model.checkpoint import read_checkpoint
-    from ..runner import run_evaluation
-    from ..series import CheckpointSwapper, step_of, write_series
-
-    if args.baseline:
-        raise UserError("--baseline is not supported with a checkpoint series; compare the series folders instead")
-    loaded = load_from_args(args, ckpt=None, device=device)
-    swapper = CheckpointSwapper(loaded)
-    entries, runs = [], []
-    for ck in ckpts:
-        info = read_checkpoint(ck, trust=args.trust_checkpoint)
-        swapper.apply(info, args.allow_partial, args.lora_alpha)
-        name = ck.stem if ck.is_file() else ck.name
-        sub = dataclasses.replace(cfg, output_dir=cfg.output_dir / name)
-        log.info("checkpoint %s (step %g)", ck, step_of(info))
-        results = run_evaluation(prepared, loaded, sub)
-        if results is None:
-            continue
-        runs.append(results)
-        entries.append({"checkpoint": str(ck), "name": name, "step": step_of(info), "sha256": info.sha256,
-                        "results": f"{name}/results.json",
-                        "metrics": {t: tr.metrics for t, tr in results.tasks.items()}})
-    if entries:
-        path = write_series(cfg.output_dir, entries)
-        print_series(entries)
-        log.info("series: %s", path)
-        if not args.no_report:
-            try:
-                from ..report import write_report
-
-                write_report(cfg.output_dir / "report.html", runs)
-                print(f"report: {(cfg.output_dir / 'report.html').resolve()}")
-            except ImportError:  # pragma: no cover
-                pass
-    return 0
-
-
+# ------------------------------------------------------------------------------------------ printing
 def print_series(entries) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -311,122 +203,18 @@ def print_series(entries) -> None:
     Console().print(t)
 
 
-def init_distributed_run(args) -> str | None:
-    """Under torchrun: join the process group (nccl on GPU, gloo on CPU), pick this rank's device and
-    split the CPU threads between the local ranks. Returns the device override, or None."""
-    import os
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return None
-    import torch
-    import torch.distributed as dist
-
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
-    use_cuda = torch.cuda.is_available() and (args.device in (None, "auto") or str(args.device).startswith("cuda"))
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    if use_cuda:
-        torch.cuda.set_device(local)
-        return f"cuda:{local}"
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
-    return None  # CPU: the spec's device ("auto" -> cpu) stays as it is
-
-
-def _baseline_run(ref: str):
-    """An earlier run folder / results.json, or None when ``ref`` is a model spec."""
-    from ..results import RunResults
-
-    p = Path(ref)
-    if (p.is_dir() and (p / "results.json").is_file()) or (p.is_file() and p.suffix == ".json"):
-        return RunResults.load(p)
-    if p.is_dir():
-        raise UserError("baseline folder has no results.json", p)
-    return None
-
-
-def check_baseline_settings(base, prepared, cfg) -> None:
-    """A baseline run must have used the same prompts and settings for every task."""
-    for pt in prepared:
-        tr = base.tasks.get(pt.task.name)
-        if tr is None:
-            raise UserError(f"the baseline run has no task {pt.task.name}", base.path)
-        diffs = []
-        if tr.template.get("sha256") != pt.template.sha256:
-            diffs.append(f"template {tr.template.get('name')} vs {pt.template.name}")
-        if tr.generation != pt.settings.to_dict():
-            diffs.append("generation settings")
-        if (tr.num_fewshot or 0) != cfg.num_fewshot:
-            diffs.append(f"num_fewshot {tr.num_fewshot} vs {cfg.num_fewshot}")
-        if tr.options != pt.task.public_options():
-            diffs.append("task options")
-        if diffs:
-            raise UserError(f"the baseline run used different settings for task {pt.task.name}: {', '.join(diffs)}",
-                            base.path)
-
-
-def attach_baseline(results, prepared, cfg, args, baseline_run):
-    """Evaluate (or reuse) the baseline, compare, and store both side by side in results.json."""
-    import dataclasses
-
-    from ..compare import compare_runs
-    from ..model.build import load_model
-    from ..model.spec import load_spec
-    from ..results import RunResults
-    from ..runner import run_evaluation
-    from .common import spec_overrides
-
-    if baseline_run is None:
-        spec = load_spec(args.baseline, spec_overrides(args))
-        log.info("evaluating the baseline %s (no checkpoint) on the same samples", args.baseline)
-        base_cfg = dataclasses.replace(cfg, output_dir=cfg.output_dir / "baseline")
-        base_loaded = load_model(spec, None)
-        run_evaluation(prepared, base_loaded, base_cfg)
-        baseline_run = RunResults.load(base_cfg.output_dir)
-        kind = "model"
-    else:
-        kind = "run"
-    results.path = cfg.output_dir / "results.json"
-    comps = compare_runs(baseline_run, results, intersect=args.intersect)
-    # relative to this run's folder (so the pair can move together), whatever the working directory
-    rel = Path(os.path.relpath(Path(baseline_run.path).resolve(), cfg.output_dir.resolve()))
-    results.baseline = {"source": args.baseline, "kind": kind, "results": str(rel),
-                        "comparisons": [c.to_dict() for c in comps]}
-    results.save(cfg.output_dir / "results.json")
-    print_comparison(comps)
-    return RunResults.load(cfg.output_dir)
-
-
-def write_run_report(results, out_dir: Path) -> None:
-    try:
-        from ..report import write_report
-    except ImportError:  # pragma: no cover - report module not available
-        return
-    from ..results import RunResults
-
-    baseline = None
-    if results.baseline:
-        p = Path(results.baseline["results"])
-        baseline = RunResults.load(p if p.is_absolute() else out_dir / p)
-    path = out_dir / "report.html"
-    write_report(path, [results], baseline=baseline)
-    log.info("report: %s", path.resolve())
-    print(f"report: {path.resolve()}")
-
-
-def print_comparison(comps) -> None:
+def print_comparison(comps: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     t = Table(title="vs baseline (paired, 95% CI)", title_justify="left")
     for col in ("task", "metric", "baseline", "candidate", "delta", "95% CI", "p"):
         t.add_column(col, justify="left" if col in ("task", "metric") else "right")
+    f = (lambda v: "-" if v is None else f"{v:.4g}")
     for c in comps:
-        f = (lambda v: "-" if v is None else f"{v:.4g}")
-        t.add_row(c.task, c.metric, f(c.baseline), f(c.candidate), f(c.delta),
-                  "-" if c.ci_low is None else f"[{c.ci_low:.3g}, {c.ci_high:.3g}]",
-                  "-" if c.p_value is None else f"{c.p_value:.3g}")
+        t.add_row(c["task"], c["metric"], f(c.get("baseline")), f(c.get("candidate")), f(c.get("delta")),
+                  "-" if c.get("ci_low") is None else f"[{c['ci_low']:.3g}, {c['ci_high']:.3g}]",
+                  "-" if c.get("p_value") is None else f"{c['p_value']:.3g}")
     Console().print(t)
 
 
@@ -434,7 +222,9 @@ def print_summary(results) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title="mmgpt-eval results", title_justify="left")
+    from ..compare import run_label
+
+    t = Table(title=f"mmgpt-eval results: {run_label(results)}", title_justify="left")
     for col in ("task", "metric", "value", "n", "template", "samples/s"):
         t.add_column(col, justify="right" if col in ("value", "n", "samples/s") else "left")
     for name, tr in results.tasks.items():

@@ -443,8 +443,8 @@ def _summarise(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out["words"] = length_stats(r.get("words") for r in records)
     out["tokens"] = length_stats(r.get("tokens") for r in records)
     for k in _RATE_KEYS:
-        name = {"stopped_on_eos": "eos_rate", "collapsed": "collapse_rate", "empty": "empty_rate",
-                "truncated": "truncation_rate"}.get(k, f"{k}_rate")
+        name = {"stopped_on_eos": "turn_eos_rate", "collapsed": "turn_collapse_rate", "empty": "turn_empty_rate",
+                "truncated": "turn_truncation_rate", "template_leak": "turn_template_leak_rate"}.get(k, f"{k}_rate")
         out[name] = _rate(r.get(k) for r in records)
     for k in _MEAN_KEYS:
         out[f"mean_{k}"] = _mean(r.get(k) for r in records)
@@ -459,8 +459,9 @@ def aggregate_probes(
 
     Returns ``{"overall": S, "by_kind": {kind: S}, "by_turn": {index: S}, "grounding": G}``
     where ``S`` has ``n``, ``words``/``tokens`` (:func:`length_stats`), ``<probe>_rate``
-    percentages (``empty_rate``, ``collapse_rate``, ``eos_rate``, ``truncation_rate``,
-    ``repeated_sentence_rate``, ``template_leak_rate``, ``leak_<marker>_rate``, one per check,
+    percentages of turns (``turn_empty_rate``, ``turn_collapse_rate``, ``turn_eos_rate``,
+    ``turn_truncation_rate``, ``turn_template_leak_rate``: ``turn_`` because the task's headline
+    metrics of the same probes count conversations), ``repeated_sentence_rate``, ``leak_<marker>_rate``, one per check,
     ``checks_pass_rate``) and ``mean_distinct_1`` / ``mean_distinct_2`` /
     ``mean_repeated_3gram_rate``. ``by_kind`` always has the three kinds (``n`` may be 0).
     ``G`` (from :func:`grounding_probes` records) has ``n``, ``changed_blank_rate``,

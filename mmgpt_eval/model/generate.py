@@ -22,52 +22,18 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from PIL import Image
 
 from ..compat import lm_cache_kwarg, output_cache
-from ..errors import UserError
+from ..generation_settings import GenerationSettings
+from ..images import open_image
 from .build import LoadedModel
 
 log = logging.getLogger("mmgpt_eval")
-
-
-@dataclass
-class GenerationSettings:
-    max_new_tokens: int = 32
-    num_beams: int = 1
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    length_penalty: float = 1.0
-    min_new_tokens: int = 0
-    no_repeat_ngram_size: int = 0
-    use_cache: bool = True
-    seed: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def hf_kwargs(self) -> dict[str, Any]:
-        kw: dict[str, Any] = {
-            "max_new_tokens": self.max_new_tokens,
-            "num_beams": self.num_beams,
-            "do_sample": self.do_sample,
-            "length_penalty": self.length_penalty,
-            "use_cache": self.use_cache,
-        }
-        if self.min_new_tokens:
-            kw["min_new_tokens"] = self.min_new_tokens
-        if self.no_repeat_ngram_size:
-            kw["no_repeat_ngram_size"] = self.no_repeat_ngram_size
-        if self.do_sample:
-            kw.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k or 0)
-        return kw
 
 
 @dataclass
@@ -96,20 +62,6 @@ class Generation:
     @property
     def num_new_tokens(self) -> int:
         return len(self.token_ids)
-
-
-def open_image(img: Any) -> Image.Image:
-    if isinstance(img, Image.Image):
-        return img.convert("RGB")
-    if not isinstance(img, (str, Path)) and callable(getattr(img, "open", None)):
-        return img.open()  # an ImageRef (path or procedural loader)
-    try:
-        with Image.open(img) as im:
-            return im.convert("RGB")
-    except FileNotFoundError:
-        raise UserError("image not found", img) from None
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise UserError(f"cannot read image ({e})", img) from None
 
 
 class Generator:

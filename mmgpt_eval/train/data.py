@@ -212,7 +212,7 @@ def _instruction(style: str, pool: list[str], rng: random.Random) -> str:
 def easyvqa_qa(split="train", style="mmgpt", sample=None, seed=42, balance=True, name="easyvqa") -> list[Example]:
     """easy-VQA questions with their one-word answers. ``balance``: resample so yes/no, shape and colour
     questions are about 45/28/27 % (what made a tiny model learn shapes, see shared research notes)."""
-    from mmgpt_eval_tasks.easyvqa import load_split
+    from ..data.easyvqa import load_split
 
     samples = load_split(split)
     out = [Example([(s.fields["question"], s.references[0])], s.images[0], style=style, source=name,

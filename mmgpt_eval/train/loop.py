@@ -28,6 +28,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..distributed import env_world
+from ..distributed import init as init_process_group
 from ..errors import UserError
 from ..io import atomic_write_json, atomic_writer
 from ..model.build import LoadedModel, load_model
@@ -39,17 +41,6 @@ from .config import TrainConfig
 from .data import IGNORE, Example, Tokenized, build_dataset, collate, tokenize_example
 
 log = logging.getLogger("mmgpt_eval")
-
-
-# ----------------------------------------------------------------------------- distributed
-def dist_env() -> tuple[int, int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
-
-
-def init_distributed(device: torch.device) -> None:
-    _, world, _ = dist_env()
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -138,14 +129,14 @@ def n_targets(t: Tokenized) -> int:
 class Trainer:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
-        self.rank, self.world, self.local_rank = dist_env()
+        self.rank, self.world, self.local_rank = env_world()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         spec = load_spec(cfg.model, {"device": self._device_str()} if cfg.device else None)
         self.loaded: LoadedModel = load_model(spec, cfg.init_checkpoint)
         self.device = self.loaded.device
-        init_distributed(self.device)
+        init_process_group(self.device.type == "cuda")
         self.model = self.loaded.model
         self.tok = self.loaded.tokenizer
         self.lora: LoraSettings | None = None
@@ -173,7 +164,7 @@ class Trainer:
 
     def _device_str(self) -> str:
         if self.cfg.device == "cuda":
-            return f"cuda:{dist_env()[2]}"
+            return f"cuda:{env_world()[2]}"
         return self.cfg.device
 
     # ---------------------------------------------------------------- params
