@@ -10,7 +10,7 @@ STAMP := $(VENV)/.mmgpt-eval-installed
 DEMO_OUT ?= demo-out
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test chromium clean-venv reproduce bench
+.PHONY: venv demo test chromium clean-venv reproduce reports bench
 
 venv: $(STAMP)
 
@@ -46,6 +46,10 @@ chromium:
 # write the table into RESULTS.md (about 35-45 minutes on 2 CPU cores; not part of `make test`).
 reproduce: $(STAMP)
 	$(PY) -m mmgpt_eval.reproduce
+
+# reports/tiny-reproduction.html again from the shipped models, without retraining (about 3 minutes).
+reports: $(STAMP)
+	$(PY) -m mmgpt_eval.reproduce --shipped
 
 # Throughput and scoring-speed benchmarks; each prints ratios measured in one run and updates RESULTS.md.
 bench: $(STAMP)

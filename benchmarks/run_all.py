@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     py = sys.executable
     exe = str(Path(py).parent / "mmgpt-eval")
-    from mmgpt_eval.cli.run import EMBEDDED_DEFAULT
+    from mmgpt_eval.api import EMBEDDED_DEFAULT
 
     model = args.model or EMBEDDED_DEFAULT["model"]
     ckpt = [] if args.model else (["--ckpt", EMBEDDED_DEFAULT["ckpt"]] if EMBEDDED_DEFAULT.get("ckpt") else [])

@@ -15,7 +15,7 @@ One sample's path, top-down (the folder layout follows it):
 Library quirks are shimmed in exactly one place: mmgpt_eval.compat.
 """
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = ["evaluate", "load", "RunResults", "SeriesResults", "SampleRecord", "compare_runs", "__version__"]
 

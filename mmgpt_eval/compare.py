@@ -12,16 +12,64 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from .errors import UserError
-from .gate import MetricSamples
 from .results import RunResults
 from .stats import compare_metric
 
 STAT_KINDS = ("binary", "continuous", "corpus")
+
+
+@dataclass(frozen=True)
+class MetricSamples:
+    """Per-sample values of one metric in one run, as returned by ``fetch``.
+
+    ``ids``: one id (``str`` or ``int``) per sample, unique; ``values[i]`` belongs to
+    ``ids[i]``. ``kind``: ``"binary"``, ``"continuous"`` or ``"corpus"`` (see
+    :mod:`mmgpt_eval.stats`). ``corpus_value``: the metric as the run reports it, optional;
+    when given it must agree (within 1 %) with ``scale * mean(values)``, a cheap check
+    against unit mix-ups (accuracy as a fraction vs percent) and wrong files. ``scale``
+    converts the per-sample mean into the reported units (100 for an accuracy reported in
+    percent from 0/1 per-sample values); margins are in those reported units.
+    """
+
+    ids: Sequence[str | int]
+    values: Sequence[float] | np.ndarray
+    kind: str
+    corpus_value: float | None = None
+    scale: float = 1.0
+
+    @classmethod
+    def coerce(cls, obj: Any, label: str) -> "MetricSamples":
+        if isinstance(obj, MetricSamples):
+            return obj
+        if isinstance(obj, tuple) and len(obj) == 4:
+            return cls(*obj)
+        raise UserError(f"{label}: fetch returned {type(obj).__name__}; expected MetricSamples or (ids, values, kind, corpus_value)")
+
+
+@dataclass(frozen=True)
+class PairedIds:
+    """Two runs' sample ids matched: the common ids in canonical order (integers by value, then strings),
+    and the ids only one run has, in that run's order."""
+
+    common: list[Any]
+    only_a: list[Any]
+    only_b: list[Any]
+
+    @property
+    def same(self) -> bool:
+        return not self.only_a and not self.only_b
+
+
+def pair_ids(a_ids: Sequence[Any], b_ids: Sequence[Any]) -> PairedIds:
+    """Pair two runs' samples by id -- the one place compare, report and gate do it."""
+    in_a, in_b = set(a_ids), set(b_ids)
+    common = sorted(in_a & in_b, key=lambda v: (0, v) if isinstance(v, int) else (1, v))
+    return PairedIds(common, [v for v in a_ids if v not in in_b], [v for v in b_ids if v not in in_a])
 
 
 def metric_samples(run: RunResults, task: str, metric: str, records: list[dict[str, Any]] | None = None) -> MetricSamples:
@@ -135,10 +183,11 @@ def sample_ids(run: RunResults, task: str) -> list[str]:
 
 
 def check_same_samples(a: RunResults, b: RunResults, task: str, intersect: bool) -> tuple[set[str], str]:
-    ia, ib = set(sample_ids(a, task)), set(sample_ids(b, task))
-    if ia == ib:
+    p = pair_ids(sample_ids(a, task), sample_ids(b, task))
+    ia, ib = set(p.common) | set(p.only_a), set(p.common) | set(p.only_b)
+    if p.same:
         return ia, ""
-    only_a, only_b = sorted(ia - ib), sorted(ib - ia)
+    only_a, only_b = sorted(p.only_a), sorted(p.only_b)
     msg = (f"task {task}: the runs evaluated different samples ({len(only_a)} only in the first, e.g. "
            f"{', '.join(only_a[:3]) or '-'}; {len(only_b)} only in the second, e.g. {', '.join(only_b[:3]) or '-'})")
     if not intersect:
@@ -171,7 +220,7 @@ def compare_runs(baseline: RunResults, candidate: RunResults, *, intersect: bool
                 sb = metric_samples(candidate, task, metric, rb)
                 da = dict(zip(sa.ids, sa.values))
                 db = dict(zip(sb.ids, sb.values))
-                ids = sorted(set(da) & set(db))
+                ids = pair_ids(sa.ids, sb.ids).common
                 mc.n = len(ids)
                 mc.n_dropped = len(keep) - len(ids)
                 if len(ids) >= 2:

@@ -118,10 +118,6 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def is_id(value: Any) -> bool:
     """A JSON id: an integer or a string (not a bool)."""
     return isinstance(value, (int, str)) and not isinstance(value, bool)

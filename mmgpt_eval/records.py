@@ -82,3 +82,16 @@ def read_samples(path: str | os.PathLike) -> list[dict[str, Any]]:
 def read_records(path: str | os.PathLike) -> list[SampleRecord]:
     """The records of a per-sample log, typed."""
     return [SampleRecord.from_dict(obj, (path, line)) for line, obj in iter_jsonl(path) if not is_header(obj)]
+
+
+@dataclass
+class PredictionRecord:
+    """One line of ``mmgpt-eval predict``'s output: the answer to one input case."""
+
+    id: Any
+    text: str  # after the template's answer extraction
+    token_ids: list[int]
+    prompt_hash: str  # sha256 of the prompt and the images' file hashes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -6,10 +6,12 @@
    (recipes/tiny-ablation.toml);
 4. evaluation of the base, the tiny MultiModal-GPT and the ablation with the MultiModal-GPT template
    on the full easy-VQA test split, the counting set and the dialogue probes, paired comparisons;
-5. the results table, written into RESULTS.md between markers (nothing typed by hand).
+5. the results table, written into RESULTS.md between markers (nothing typed by hand);
+6. the HTML report of the three, ``reports/tiny-reproduction.html`` (committed).
 
 ``--smoke`` runs the same pipeline with a few steps and small subsets (CI); ``--install`` copies the
-trained base and adapters into the package (what ``make demo`` and the presets use).
+trained base and adapters into the package (what ``make demo`` and the presets use); ``--shipped``
+(``make reports``) evaluates the shipped models without training and rewrites ``reports/`` only.
 """
 
 from __future__ import annotations
@@ -60,12 +62,36 @@ def evaluate_all(models: dict[str, Path], out: Path, smoke: bool) -> dict[str, A
               "--batch-size", "64", *limit]
     if smoke:
         common += ["--dialog-max-new-tokens", "8"]
-    _main(common + ["--model", str(models["base"]), "--output-dir", str(out / "eval-base"), "--no-report"])
+    _main(common + ["--model", str(models["base"]), "--output-dir", str(out / "eval-base"), "--no-report",
+                    "--label", "tiny-openflamingo"])
     _main(common + ["--model", str(models["base"]), "--ckpt", str(models["ablation"]), "--output-dir",
-                    str(out / "eval-ablation"), "--no-report"])
+                    str(out / "eval-ablation"), "--no-report", "--label", "tiny-ablation"])
     _main(common + ["--model", str(models["base"]), "--ckpt", str(models["mmgpt"]), "--output-dir",
-                    str(out / "eval-mmgpt"), "--baseline", str(out / "eval-base")])
+                    str(out / "eval-mmgpt"), "--baseline", str(out / "eval-base"), "--label", "tiny-mmgpt"])
     return summarize(out)
+
+
+REPORTS = ROOT / "reports"
+REPORT_NAME = "tiny-reproduction.html"
+
+
+def write_reports(out: Path, reports_dir: Path = REPORTS) -> Path:
+    """The reproduction's HTML report -- tiny MultiModal-GPT and the ablation against their base on
+    easy-VQA, counting and the dialogue probes -- into ``reports/`` (committed, so a visitor can open
+    it without installing anything)."""
+    from .report import write_report
+    from .results import RunResults
+
+    runs = [RunResults.load(out / f"eval-{k}") for k in ("mmgpt", "ablation")]
+    path = write_report(reports_dir / REPORT_NAME, runs, baseline=RunResults.load(out / "eval-base"),
+                        title="mmgpt-eval: the embedded tiny reproduction (make reproduce)")
+    print(f"report: {path}")
+    return path
+
+
+def shipped_models() -> dict[str, Any]:
+    """The models the package ships (what ``make reproduce --install`` put there): no training."""
+    return {"base": "tiny-openflamingo", "mmgpt": "tiny-mmgpt", "ablation": "tiny-ablation"}
 
 
 def _metrics(run_dir: Path) -> dict[str, Any]:
@@ -86,9 +112,10 @@ def summarize(out: Path) -> dict[str, Any]:
             "counting_accuracy": c.metrics["accuracy"], "counting_mae": c.metrics["mae"],
             "counting_unparsable_rate": c.metrics["unparsable_rate"],
             "open_median_words": d.metrics["open_median_words"], "open_words_mean": d.metrics["open_words_mean"],
-            "collapse_rate": d.metrics["collapse_rate"], "checks_pass_rate": d.metrics["checks_pass_rate"],
-            "language_pass_rate": d.metrics["language_pass_rate"], "template_leak_rate": d.metrics["template_leak_rate"],
-            "grounding_rate": d.metrics["grounding_rate"], "eos_rate": d.metrics["eos_rate"],
+            # this summary's own keys (older summaries use them too): the conversation-level dialog metrics
+            "collapse_rate": d.metrics["conv_collapse_rate"], "checks_pass_rate": d.metrics["checks_pass_rate"],
+            "language_pass_rate": d.metrics["language_pass_rate"], "template_leak_rate": d.metrics["conv_leak_rate"],
+            "grounding_rate": d.metrics["grounding_rate"], "eos_rate": d.metrics["conv_eos_rate"],
         }
     paired = {name: [c.to_dict() for c in compare_runs(runs[a], runs[b], tasks=["easyvqa"])]
               for name, (a, b) in {"mmgpt_vs_base": ("base", "mmgpt"), "mmgpt_vs_ablation": ("ablation", "mmgpt")}.items()}
@@ -217,6 +244,7 @@ def install(models: dict[str, Path]) -> None:
 
 
 DEFAULT_OUTPUT_DIR = ROOT / "runs" / "reproduce"
+SHIPPED_OUTPUT_DIR = ROOT / "runs" / "reproduce-shipped"
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -224,7 +252,7 @@ def command_line(args: argparse.Namespace) -> str:
     if not args.repeat_of and not args.skip_training:
         return "make reproduce"
     cmd = "python -m mmgpt_eval.reproduce"
-    if Path(args.output_dir).resolve() != DEFAULT_OUTPUT_DIR.resolve():
+    if args.output_dir and Path(args.output_dir).resolve() != DEFAULT_OUTPUT_DIR.resolve():
         cmd += f" --output-dir {args.output_dir}"
     if args.repeat_of:
         cmd += f" --repeat-of {args.repeat_of}"
@@ -237,10 +265,13 @@ def command_line(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mmgpt_eval.reproduce", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--output-dir", default=str(DEFAULT_OUTPUT_DIR))
+    p.add_argument("--output-dir", default=None, help="default runs/reproduce (runs/reproduce-shipped with --shipped)")
     p.add_argument("--smoke", action="store_true", help="a few steps and small subsets (CI); RESULTS.md untouched")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--skip-training", action="store_true", help="evaluate models already trained in --output-dir")
+    p.add_argument("--shipped", action="store_true", help="evaluate the shipped models (the tiny-openflamingo preset, "
+                   "the tiny-mmgpt and tiny-ablation adapters) instead of training; writes reports/, not RESULTS.md")
+    p.add_argument("--reports-dir", default=str(REPORTS), help="where the HTML report goes (default reports/)")
     p.add_argument("--install", action="store_true", help="copy the trained models into the package")
     p.add_argument("--no-results-md", action="store_true")
     p.add_argument("--repeat-of", metavar="DIR", help="an earlier complete reproduction (its summary.json): write "
@@ -248,9 +279,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.repeat_of and (args.install or args.smoke):
         p.error("--repeat-of checks an earlier full run; it cannot be combined with --install or --smoke")
-    out = Path(args.output_dir)
+    if args.shipped and (args.install or args.skip_training or args.repeat_of):
+        p.error("--shipped evaluates the shipped models; it cannot be combined with --install, --skip-training "
+                "or --repeat-of")
+    out = Path(args.output_dir) if args.output_dir else (SHIPPED_OUTPUT_DIR if args.shipped else DEFAULT_OUTPUT_DIR)
     t0 = time.time()
-    if args.skip_training:
+    if args.shipped:
+        models = shipped_models()
+    elif args.skip_training:
         models = {"base": out / "tiny-base" / "final" / "model.toml", "mmgpt": out / "tiny-mmgpt" / "final",
                   "ablation": out / "tiny-ablation" / "final"}
     else:
@@ -258,6 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     t_eval = time.time()
     summary = evaluate_all(models, out, args.smoke)
     eval_min = (time.time() - t_eval) / 60
+    if not args.smoke:
+        write_reports(out, Path(args.reports_dir))
+    if args.shipped:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        return 0
     # each stage's wall time, end to end (also right when --skip-training evaluates earlier trainings);
     # without train_minutes.json, the training loops' own time from train_summary.json
     tm = out / "train_minutes.json"

@@ -63,6 +63,10 @@ class RICES:
             log.info("cached RICES features of %d demo images in %s", len(self.pool), self.cache_file)
         return feats
 
+    def select(self, task: str, sample: Sample, pool: list[Sample], k: int) -> list[Sample]:
+        """The demo-selector interface (``pool`` is the one this index was built on)."""
+        return self.find(sample, k)
+
     def find(self, sample: Sample, k: int) -> list[Sample]:
         q = self.embed([sample])[0]
         sims = self.features @ q

@@ -18,6 +18,7 @@ from .taskapi import Task
 
 log = logging.getLogger("mmgpt_eval")
 ENTRY_POINT_GROUP = "mmgpt_eval.tasks"
+BUILTIN_PACKAGE = "mmgpt_eval_tasks"  # the top-level tasks/ folder, installed under this name
 
 
 def _tasks_in_module(mod) -> list[type[Task]]:
@@ -51,12 +52,11 @@ def _load_file(path: Path):
 def discover(include_paths: list[str] | None = None) -> dict[str, type[Task]]:
     """All tasks by canonical name (aliases resolved by :func:`resolve`)."""
     classes: list[type[Task]] = []
-    import mmgpt_eval_tasks
-
-    for info in pkgutil.iter_modules(mmgpt_eval_tasks.__path__):
+    builtin = importlib.import_module(BUILTIN_PACKAGE)  # found by name: the library depends on no plugin
+    for info in pkgutil.iter_modules(builtin.__path__):
         if info.name.startswith("_"):
             continue
-        classes.extend(_tasks_in_module(importlib.import_module(f"mmgpt_eval_tasks.{info.name}")))
+        classes.extend(_tasks_in_module(importlib.import_module(f"{BUILTIN_PACKAGE}.{info.name}")))
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             obj = ep.load()

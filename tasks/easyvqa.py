@@ -10,6 +10,7 @@ from typing import Any
 from mmgpt_eval.taskapi import Aggregate, GenerationSettings, MetricInfo, Option, Output, Sample, Task
 from mmgpt_eval.taskapi.datasets import load_easyvqa_split
 from mmgpt_eval.taskapi.metrics import normalize_openflamingo
+from mmgpt_eval.taskapi.reporting import Column, ReportTables, dict_table
 
 
 def exact_match(prediction: str, answer: str) -> int:
@@ -52,6 +53,15 @@ class EasyVQA(Task):
             metrics={"accuracy": round(100 * sum(all_) / len(all_), 2)},
             breakdown={"accuracy_by_answer_type": {k: round(100 * sum(v) / len(v), 2) for k, v in sorted(by_type.items())},
                        "n_by_answer_type": {k: len(v) for k, v in sorted(by_type.items())}})
+
+    def report_tables(self, columns: list[Column]) -> ReportTables:
+        if not any("accuracy_by_answer_type" in c.breakdown for c in columns):
+            return ReportTables()
+        return ReportTables(
+            tables=[dict_table("accuracy by answer type", columns,
+                               [c.breakdown.get("accuracy_by_answer_type") for c in columns],
+                               counts=[c.breakdown.get("n_by_answer_type") for c in columns], unit="%")],
+            consumed={"accuracy_by_answer_type", "n_by_answer_type"})
 
 
 TASK = EasyVQA

@@ -14,6 +14,7 @@ from mmgpt_eval.taskapi import (Aggregate, DataFile, GenerationSettings, MetricI
                                 UserError)
 from mmgpt_eval.taskapi.datasets import load_vqa_files
 from mmgpt_eval.taskapi.metrics import score_vqa, vqa_accuracy
+from mmgpt_eval.taskapi.reporting import Column, ReportTables, dict_table
 
 COCO_VAL = "https://cocodataset.org/#download (2014 Val images, unzip to val2014/)"
 COCO_TRAIN = "https://cocodataset.org/#download (2014 Train images, unzip to train2014/)"
@@ -83,6 +84,15 @@ class VQAv2(Task):
         return Aggregate(metrics={"accuracy": sc.overall},
                          breakdown={"normalization": self.mode, "perAnswerType": sc.perAnswerType,
                                     "perQuestionType": sc.perQuestionType})
+
+    def report_tables(self, columns: list[Column]) -> ReportTables:
+        out = ReportTables()
+        for key, what in (("perAnswerType", "answer type"), ("perQuestionType", "question type")):
+            if any(key in c.breakdown for c in columns):
+                out.tables.append(dict_table(f"VQA accuracy per {what}", columns,
+                                             [c.breakdown.get(key) for c in columns]))
+                out.consumed.add(key)
+        return out
 
 
 class OKVQA(VQAv2):

@@ -114,8 +114,8 @@ def test_run_with_baseline_model_and_run(tmp_path, monkeypatch):
 
 
 def test_rices_most_similar_last(tiny_model):
+    from mmgpt_eval.data.easyvqa import load_split
     from mmgpt_eval.rices import RICES
-    from mmgpt_eval_tasks.easyvqa import load_split
 
     seen, pool = set(), []
     for s in load_split("train")[:400]:  # one question per image: 10 different images

@@ -332,11 +332,11 @@ def test_aggregate_probes():
     assert o["n"] == 5
     assert o["words"]["n"] == 5 and o["words"]["median"] == 1.0
     assert o["tokens"]["n"] == 3
-    assert o["empty_rate"] == pytest.approx(20.0)
-    assert o["collapse_rate"] == pytest.approx(100 * 2 / 3)  # 2 open turns + 1 long language turn
-    assert o["eos_rate"] == pytest.approx(100 * 2 / 3)
-    assert o["truncation_rate"] == pytest.approx(100 / 3)
-    assert o["template_leak_rate"] == pytest.approx(20.0)
+    assert o["turn_empty_rate"] == pytest.approx(20.0)
+    assert o["turn_collapse_rate"] == pytest.approx(100 * 2 / 3)  # 2 open turns + 1 long language turn
+    assert o["turn_eos_rate"] == pytest.approx(100 * 2 / 3)
+    assert o["turn_truncation_rate"] == pytest.approx(100 / 3)
+    assert o["turn_template_leak_rate"] == pytest.approx(20.0)
     assert o["leak_response_header_rate"] == pytest.approx(20.0)
     assert o["short_answer_match_rate"] == 100.0
     assert o["carry_over_pass_rate"] == 100.0
@@ -345,8 +345,8 @@ def test_aggregate_probes():
     assert o["checks_pass_rate"] == pytest.approx(100 * 2 / 3)
     assert 0 < o["mean_distinct_1"] <= 1
     assert set(agg["by_kind"]) == {"open", "short", "language"}
-    assert agg["by_kind"]["open"]["n"] == 2 and agg["by_kind"]["open"]["collapse_rate"] == 50.0
-    assert agg["by_kind"]["short"]["collapse_rate"] is None
+    assert agg["by_kind"]["open"]["n"] == 2 and agg["by_kind"]["open"]["turn_collapse_rate"] == 50.0
+    assert agg["by_kind"]["short"]["turn_collapse_rate"] is None
     assert sorted(agg["by_turn"]) == [0, 1, 2]
     assert agg["by_turn"][2]["n"] == 1
     g = agg["grounding"]
@@ -357,6 +357,6 @@ def test_aggregate_probes():
 
 def test_aggregate_probes_empty():
     agg = d.aggregate_probes([])
-    assert agg["overall"]["n"] == 0 and agg["overall"]["collapse_rate"] is None
+    assert agg["overall"]["n"] == 0 and agg["overall"]["turn_collapse_rate"] is None
     assert agg["by_turn"] == {} and agg["grounding"]["grounding_rate"] is None
     assert all(agg["by_kind"][k]["n"] == 0 for k in d.KINDS)

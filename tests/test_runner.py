@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from mmgpt_eval.cli import main
-from mmgpt_eval.results import RunResults, read_samples
+from mmgpt_eval.records import read_samples
+from mmgpt_eval.results import RunResults
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -157,19 +158,17 @@ def test_include_path_plugin(tmp_path, capsys):
     plug = tmp_path / "plugins"
     plug.mkdir()
     (plug / "mytask.py").write_text('''
-from mmgpt_eval.taskapi import Task, Sample, MetricInfo
+from mmgpt_eval.taskapi import Task, Sample, MetricInfo, Option
 class Echo(Task):
     name = "echo"
     description = "language-only echo test task"
     templates = ("mmgpt-text",)
     default_template = "mmgpt-text"
     primary_metric = "nonempty"
-    @classmethod
-    def add_arguments(cls, group):
-        group.add_argument("--echo-n", dest="echo_n", type=int, default=None)
+    OPTIONS = (Option("n", "how many", type=int, default=3),)
     def load(self):
         return [Sample(id=str(i), images=[], fields={"question": f"Say {i}."}, references=[str(i)])
-                for i in range(self.option("echo_n", 3))]
+                for i in range(self.option("n"))]
     def metric_info(self):
         return {"nonempty": MetricInfo(kind="binary", scale=100.0, per_sample="nonempty")}
     def score_sample(self, sample, outputs):
@@ -203,15 +202,22 @@ def test_entry_point_plugins(monkeypatch):
 
 
 def test_task_config_file(tmp_path):
-    from mmgpt_eval.cli.run import _task_config_options
+    import argparse
+
+    from mmgpt_eval.cli.run import task_options
     from mmgpt_eval.errors import UserError
-    from mmgpt_eval.taskregistry import discover
+    from mmgpt_eval.taskregistry import discover, normalize_options
 
     (tmp_path / "q.json").write_text("{}")
     cfg = tmp_path / "tasks.toml"
-    cfg.write_text('[vqav2]\nquestions = "q.json"\n[easyvqa]\nsplit = "train"\n')
-    opts = _task_config_options(str(cfg), discover())
-    assert opts == {"vqav2_questions": str((tmp_path / "q.json").resolve()), "easyvqa_split": "train"}
+    cfg.write_text('[vqav2]\nquestions = "q.json"\nnormalization = "openflamingo"\n[easyvqa]\nsplit = "train"\n')
+    args = argparse.Namespace(task_config=str(cfg), config=None, include_path=[], easyvqa_split=None)
+    opts = normalize_options(task_options(args, {}), discover())
+    assert opts == {"vqav2_questions": str((tmp_path / "q.json").resolve()), "easyvqa_split": "train",
+                    "vqa_normalization": "openflamingo"}  # a shared option by its short name
+    args.easyvqa_split = "test"  # a flag wins over the file
+    assert normalize_options(task_options(args, {}), discover())["easyvqa_split"] == "test"
     cfg.write_text('[vqav2]\nquestionz = "q.json"\n')
+    args.easyvqa_split = None
     with pytest.raises(UserError, match="unknown option 'questionz' in \\[vqav2\\]"):
-        _task_config_options(str(cfg), discover())
+        normalize_options(task_options(args, {}), discover())

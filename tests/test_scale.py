@@ -15,7 +15,8 @@ import torch
 from helpers import SETTINGS, tiny_with_random_lora
 from mmgpt_eval.cli import main
 from mmgpt_eval.model.export import save_mmgpt_checkpoint
-from mmgpt_eval.results import RunResults, read_samples
+from mmgpt_eval.records import read_samples
+from mmgpt_eval.results import RunResults
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -34,10 +34,13 @@ def test_counting_and_dialog_end_to_end(run_dir):
     assert len(recs) == 6 and all({"exact", "unparsable", "parsed"} <= set(x["metrics"]) for x in recs)
     d = r.tasks["dialog"]
     assert d.n_available == 70 and d.n_samples == 6
-    for k in ("open_words_mean", "collapse_rate", "checks_pass_rate", "template_leak_rate", "truncation_rate",
-              "distinct_2", "grounding_rate", "open_median_words"):
+    for k in ("open_words_mean", "conv_collapse_rate", "checks_pass_rate", "conv_leak_rate", "conv_truncation_rate",
+              "conv_empty_rate", "conv_eos_rate", "distinct_2", "grounding_rate", "open_median_words"):
         assert k in d.metrics
-    assert d.metric_info["collapse_rate"]["higher_is_better"] is False
+    assert d.metric_info["conv_collapse_rate"]["higher_is_better"] is False
+    pooled = d.breakdown["pooled_turns"]["overall"]  # the turn-level rates of the same probes
+    assert {"turn_collapse_rate", "turn_template_leak_rate", "turn_eos_rate"} <= set(pooled)
+    assert not {"collapse_rate", "template_leak_rate", "eos_rate"} & (set(pooled) | set(d.metrics))
     assert set(d.breakdown["pooled_turns"]["by_kind"]) == {"open", "short", "language"}
     drecs = r.samples("dialog")
     for x in drecs:

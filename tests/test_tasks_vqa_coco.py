@@ -53,9 +53,9 @@ def test_vqa_openflamingo_mode_and_fewshot_template(vqa_data, tmp_path):
 
 
 def test_vqa_missing_data_fails_before_model_load(tmp_path, capsys, monkeypatch):
-    import mmgpt_eval.cli.run as runcli
+    import mmgpt_eval.api as api
 
-    monkeypatch.setattr(runcli, "load_from_args", lambda *a, **k: pytest.fail("model loaded before data check"))
+    monkeypatch.setattr(api, "load", lambda *a, **k: pytest.fail("model loaded before data check"))
     rc = main(["run", "--tasks", "vqa", "--output-dir", str(tmp_path), "--vqav2-questions", str(tmp_path / "q.json"),
                "--vqav2-annotations", str(tmp_path / "a.json"), "--vqav2-images", str(tmp_path)])
     assert rc == 2 and "q.json: vqav2 questions not found" in capsys.readouterr().err

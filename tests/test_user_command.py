@@ -64,9 +64,9 @@ def test_the_users_command(data_root, ckpt, tmp_path):
 
 
 def test_missing_data_fails_before_the_model_loads(tmp_path, ckpt, capsys, monkeypatch):
-    import mmgpt_eval.cli.run as runcli
+    import mmgpt_eval.api as api
 
-    monkeypatch.setattr(runcli, "load_from_args", lambda *a, **k: pytest.fail("model loaded before the data check"))
+    monkeypatch.setattr(api, "load", lambda *a, **k: pytest.fail("model loaded before the data check"))
     rc = main(["run", "--ckpt", str(ckpt), "--tasks", "coco,vqa,dialog", "--data-root", str(tmp_path / "empty"),
                "--output-dir", str(tmp_path / "o")])
     err = capsys.readouterr().err

@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-from .. import __version__
+from ..version import __version__
 from ..errors import UserError
 
 # Sub-command modules, in the order ``--help`` lists them (inspect_cmd: the `inspect` command;
@@ -49,12 +49,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"{__name__}.{name}":
-                continue  # command not built yet
-            raise
+        mod = importlib.import_module(f"{__name__}.{name}")
         if "argv" in inspect.signature(mod.register).parameters:
             mod.register(sub, argv=argv)  # commands whose flags depend on --include-path
         else:

@@ -17,6 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import UserError
+from ..records import PredictionRecord
 from ..io import atomic_writer, iter_jsonl, sha256_file
 from ..templates import IMAGE, MMGPT_SPLIT, TEMPLATES, Template, get_template, prompt_sha256
 from .common import add_generation_args, add_model_args, generation_settings, load_from_args
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     for i, c in enumerate(cases):
         stop = stop_raw if c.template.name == "raw" else c.template.stop
         groups.setdefault(stop, []).append(i)
-    results: list[dict | None] = [None] * len(cases)
+    results: list[PredictionRecord | None] = [None] * len(cases)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
@@ -146,11 +147,11 @@ def run(args: argparse.Namespace) -> int:
                                 else g.text.strip())
                     else:
                         text = c.template.extract(g.full_text, g.text)
-                    results[i] = {"id": c.id, "text": text, "token_ids": g.token_ids,
-                                  "prompt_hash": prompt_sha256(c.prompt, [sha256_file(p) for p in c.images])}
+                    results[i] = PredictionRecord(c.id, text, g.token_ids,
+                                                  prompt_sha256(c.prompt, [sha256_file(p) for p in c.images]))
                 progress.update(task, advance=len(chunk))
     with atomic_writer(out) as f:
         for r in results:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
     log.info("wrote %d predictions to %s", len(results), out)
     return 0

@@ -29,7 +29,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("-o", "--output", required=True, metavar="report.html", help="HTML file to write")
     p.add_argument("--baseline", metavar="RUN", help="run to compare every RUN against")
     p.add_argument("--gate", metavar="GATE.json", help="gate result JSON (verdict and per-rule status) to include")
-    p.add_argument("--labels", metavar="a,b", help="comma-separated display names, one per RUN")
+    p.add_argument("--labels", metavar="a,b",
+                   help="comma-separated display names, one per RUN (default: what each run evaluated: its --label, "
+                   "else its checkpoint's name, else its model spec's name)")
     p.add_argument("--intersect", action="store_true",
                    help="compare runs that evaluated different samples on their common samples")
     p.add_argument("--max-gallery", type=int, default=12, metavar="N",

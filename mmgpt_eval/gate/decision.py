@@ -44,6 +44,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from ..compare import pair_ids
 from ..errors import UserError
 from ..stats import compare_metric
 from .policy import GatePolicy, Rule
@@ -135,10 +136,6 @@ class GateResult:
         }
 
 
-def _sort_key(v: str | int) -> tuple[int, Any]:
-    return (0, v) if isinstance(v, int) else (1, v)
-
-
 def _evaluate_rule(rule: Rule, fetch: Fetch, policy: GatePolicy, intersect: bool) -> RuleResult:
     label = rule.label
     got: dict[str, MetricSamples] = {}
@@ -167,8 +164,8 @@ def _evaluate_rule(rule: Rule, fetch: Fetch, policy: GatePolicy, intersect: bool
 
     b_index = {v: i for i, v in enumerate(b_ids)}
     c_index = {v: i for i, v in enumerate(c_ids)}
-    only_b = [v for v in b_ids if v not in c_index]
-    only_c = [v for v in c_ids if v not in b_index]
+    pairing = pair_ids(b_ids, c_ids)
+    only_b, only_c = pairing.only_a, pairing.only_b
     message = ""
     if only_b or only_c:
         detail = (
@@ -184,7 +181,7 @@ def _evaluate_rule(rule: Rule, fetch: Fetch, policy: GatePolicy, intersect: bool
             )
         message = f"compared on the {len(b_index) - len(only_b)} common samples: {detail}"
     # Canonical order (sorted ids) so the bootstrap does not depend on the runs' sample order.
-    common = sorted((v for v in b_ids if v in c_index), key=_sort_key)
+    common = pairing.common
     n = len(common)
     if n < rule.min_samples:
         raise UserError(

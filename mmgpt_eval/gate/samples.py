@@ -12,45 +12,17 @@ error for that rule (other rules are still evaluated). Other exceptions propagat
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Callable, Literal, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..compare import MetricSamples
 from ..errors import UserError
 from ..stats import KINDS
 
 __all__ = ["MetricSamples", "Fetch", "FetchResult", "validated_arrays"]
 
 Which = Literal["baseline", "candidate"]
-
-
-@dataclass(frozen=True)
-class MetricSamples:
-    """Per-sample values of one metric in one run, as returned by ``fetch``.
-
-    ``ids``: one id (``str`` or ``int``) per sample, unique; ``values[i]`` belongs to
-    ``ids[i]``. ``kind``: ``"binary"``, ``"continuous"`` or ``"corpus"`` (see
-    :mod:`mmgpt_eval.stats`). ``corpus_value``: the metric as the run reports it, optional;
-    when given it must agree (within 1 %) with ``scale * mean(values)``, a cheap check
-    against unit mix-ups (accuracy as a fraction vs percent) and wrong files. ``scale``
-    converts the per-sample mean into the reported units (100 for an accuracy reported in
-    percent from 0/1 per-sample values); margins are in those reported units.
-    """
-
-    ids: Sequence[str | int]
-    values: Sequence[float] | np.ndarray
-    kind: str
-    corpus_value: float | None = None
-    scale: float = 1.0
-
-    @classmethod
-    def coerce(cls, obj: Any, label: str) -> "MetricSamples":
-        if isinstance(obj, MetricSamples):
-            return obj
-        if isinstance(obj, tuple) and len(obj) == 4:
-            return cls(*obj)
-        raise UserError(f"{label}: fetch returned {type(obj).__name__}; expected MetricSamples or (ids, values, kind, corpus_value)")
 
 
 #: What ``fetch`` returns: a :class:`MetricSamples` or the tuple ``(ids, values, kind, corpus_value)``.

@@ -19,7 +19,6 @@ Every key is mapped to a *canonical* name: the path of the parameter in :class:`
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -388,7 +387,3 @@ def adapter_config_json(settings: LoraSettings, module_names: list[str], base: s
         "base_model_name_or_path": base,
         "inference_mode": True,
     }
-
-
-def dumps_json(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=False, default=str)

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,7 +131,3 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
     if cfg.deterministic not in ("cpu", "always", "never"):
         raise UserError(f"deterministic must be cpu, always or never, got {cfg.deterministic!r}", path)
     return cfg
-
-
-def config_dict(cfg: TrainConfig) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)

@@ -1,0 +1,85 @@
+"""Transcripts side by side: for tasks whose hook returns one
+(:meth:`~mmgpt_eval.taskapi.reporting.ReportHooks.transcript`), a few conversations (with a baseline,
+those whose score changed most first) as one table: per turn the instruction, kind and reference, and
+each run's answer with its flags; then the task's extra outputs (e.g. the same question with another
+image)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import UserError
+from ..taskapi.reporting import ReportHooks, Transcript, Turn
+from .columns import RunColumn
+from .hooks import transcript
+from .images import Thumbs, image_view
+from .limits import LIMITS, MAX_COLUMNS, MAX_TRANSCRIPTS, MAX_TURNS
+from .samples import per_sample_key, prediction, sample_value
+from .text import clip, fmt_value
+
+_FLAG_VIEW = {"good": ("good", "✓"), "bad": ("bad", "✗"), "warn": ("warn", "!"), "info": ("ns", "")}
+_PROBE = 5  # records looked at to decide whether a task has transcripts
+
+
+def _flags(turn: Turn | None) -> list[dict[str, str]]:
+    if turn is None:
+        return []
+    out = []
+    for f in turn.flags[:40]:
+        cls, mark = _FLAG_VIEW.get(f.level, _FLAG_VIEW["info"])
+        out.append({"name": clip(f.name, 60), "cls": cls, "mark": mark})
+    return out
+
+
+def transcripts(runs: list[RunColumn], base: RunColumn | None, tasks: list[str], thumbs: Thumbs,
+                hooks: dict[str, ReportHooks | None], n_conv: int = MAX_TRANSCRIPTS) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if n_conv <= 0:
+        return out
+    tcols_all = ([base] if base is not None else []) + runs[-(MAX_COLUMNS - (1 if base is not None else 0)):]
+    for ti, task in enumerate(tasks):
+        h = hooks.get(task)
+        tcols = [c for c in tcols_all if task in c.res.tasks]
+        if h is None or not tcols:
+            continue
+        try:
+            recs = [c.by_id(task) for c in tcols]
+        except UserError:
+            continue
+        if not any(transcript(h, r) is not None for r in list(recs[0].values())[:_PROBE]):
+            continue
+        ids = [i for i in recs[0] if all(i in r for r in recs)]
+        tr = tcols[-1].res.tasks[task]
+        _, key, info = per_sample_key(tr)
+        if base is not None and key is not None and len(tcols) > 1:
+            def diff(i: str) -> float:
+                vb, vc = sample_value(recs[0][i], key), sample_value(recs[-1][i], key)
+                return 0.0 if vb is None or vc is None else abs(vc - vb)
+            ids = sorted(ids, key=lambda i: (-diff(i), i))
+        convs = []
+        for i in ids[:n_conv]:
+            rs = [r[i] for r in recs]
+            ts: list[Transcript | None] = [transcript(h, r) for r in rs]
+            n_turns = max((len(t.turns) for t in ts if t is not None), default=0)
+            turns = []
+            for n in range(min(n_turns, MAX_TURNS)):
+                own = [t.turns[n] if t is not None and n < len(t.turns) else None for t in ts]
+                head = next(t for t in own if t is not None)
+                turns.append({"n": n, "instruction": clip(head.instruction, LIMITS["instruction"]),
+                              "kind": clip(head.kind, 40),
+                              "reference": ("—" if head.reference is None
+                                            else clip(head.reference, LIMITS["reference"])),
+                              "answers": [{"text": prediction(r, t.output_key) if t is not None else "—",
+                                           "flags": _flags(t)} for r, t in zip(rs, own)]})
+            extras: dict[str, Any] = {}
+            for t in ts:
+                for x in (t.extras if t is not None else [])[:8]:
+                    extras.setdefault(x.output_key, x)
+            extras_view = [{"section": clip(x.section, 80), "name": clip(x.name, LIMITS["short"]),
+                            "answers": [prediction(r, x.output_key) for r in rs]} for x in extras.values()]
+            convs.append({"id": clip(i, LIMITS["short"]), "image": image_view(rs[-1].images, thumbs), "turns": turns,
+                          "extras": extras_view,
+                          "scores": [f"{key} = {fmt_value(sample_value(r, key))}" if key else "" for r in rs]})
+        out.append({"task": task, "anchor": f"t{ti}", "labels": [c.label for c in tcols],
+                    "baseline": [c.is_baseline for c in tcols], "convs": convs, "total": len(ids)})
+    return out
