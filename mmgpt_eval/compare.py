@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import UserError
+from .records import SampleRecord
 from .results import RunResults
 from .stats import compare_metric
 
@@ -72,7 +73,11 @@ def pair_ids(a_ids: Sequence[Any], b_ids: Sequence[Any]) -> PairedIds:
     return PairedIds(common, [v for v in a_ids if v not in in_b], [v for v in b_ids if v not in in_a])
 
 
-def metric_samples(run: RunResults, task: str, metric: str, records: list[dict[str, Any]] | None = None) -> MetricSamples:
+def _typed(records: list[Any], where: Any) -> list[SampleRecord]:
+    return [r if isinstance(r, SampleRecord) else SampleRecord.from_dict(r, where) for r in records]
+
+
+def metric_samples(run: RunResults, task: str, metric: str, records: list[Any] | None = None) -> MetricSamples:
     """Per-sample values of ``task/metric`` in ``run`` (raises KeyError if the run lacks it)."""
     if task not in run.tasks:
         raise KeyError(task)
@@ -83,13 +88,13 @@ def metric_samples(run: RunResults, task: str, metric: str, records: list[dict[s
     if info["kind"] not in STAT_KINDS or not info.get("per_sample"):
         raise UserError(f"{task}/{metric} is a corpus-only metric: it has no per-sample values to compare")
     key = info["per_sample"]
-    recs = records if records is not None else run.samples(task)
+    recs = _typed(records if records is not None else run.samples(task), run.path)
     ids, values = [], []
     for r in recs:
-        v = r["metrics"].get(key)
+        v = r.metrics.get(key)
         if v is None:
             continue
-        ids.append(str(r["id"]))
+        ids.append(r.id)
         values.append(float(v))
     return MetricSamples(ids=ids, values=values, kind=info["kind"], corpus_value=tr.metrics.get(metric),
                          scale=float(info.get("scale", 1.0)))
@@ -179,7 +184,7 @@ def checkpoint_step(run: RunResults) -> float | None:
 
 # ------------------------------------------------------------------------------------------ samples
 def sample_ids(run: RunResults, task: str) -> list[str]:
-    return [str(r["id"]) for r in run.samples(task)]
+    return [r.id for r in _typed(run.samples(task), run.path)]
 
 
 def check_same_samples(a: RunResults, b: RunResults, task: str, intersect: bool) -> tuple[set[str], str]:
@@ -205,8 +210,8 @@ def compare_runs(baseline: RunResults, candidate: RunResults, *, intersect: bool
             raise UserError(f"task(s) {', '.join(missing)} are not in both runs")
     for task in common:
         keep, note = check_same_samples(baseline, candidate, task, intersect)
-        ra = [r for r in baseline.samples(task) if str(r["id"]) in keep]
-        rb = [r for r in candidate.samples(task) if str(r["id"]) in keep]
+        ra = [r for r in _typed(baseline.samples(task), baseline.path) if r.id in keep]
+        rb = [r for r in _typed(candidate.samples(task), candidate.path) if r.id in keep]
         tb = candidate.tasks[task]
         for metric, info in tb.metric_info.items():
             if metric not in tb.metrics or metric not in baseline.tasks[task].metrics:

@@ -50,7 +50,7 @@ def reference_run(tmp_path_factory):
 def test_results_and_samples(reference_run):
     r = RunResults.load(reference_run)
     d = json.loads((reference_run / "results.json").read_text())
-    assert d["schema"] == "mmgpt-eval/results" and d["schema_version"] == 1
+    assert d["schema"] == "mmgpt-eval/results" and d["schema_version"] == 2
     t = r.tasks["easyvqa"]
     assert t.n_samples == 40 and t.n_available == 9673 and "sha256" in t.subset
     assert set(t.metrics) == {"accuracy"} and 0 <= t.metrics["accuracy"] <= 100
