@@ -17,7 +17,8 @@ Library quirks are shimmed in exactly one place: mmgpt_eval.compat.
 
 from .version import __version__
 
-__all__ = ["evaluate", "load", "RunResults", "SeriesResults", "SampleRecord", "compare_runs", "__version__"]
+__all__ = ["evaluate", "load", "RunResults", "SeriesResults", "SampleRecord", "compare_runs", "metrics_frame",
+           "samples_frame", "__version__"]
 
 
 def __getattr__(name: str):  # lazy: importing mmgpt_eval (e.g. from a task plugin) stays light
@@ -33,6 +34,10 @@ def __getattr__(name: str):  # lazy: importing mmgpt_eval (e.g. from a task plug
         from .records import SampleRecord
 
         return SampleRecord
+    if name in ("metrics_frame", "samples_frame"):
+        from . import frames
+
+        return getattr(frames, name)
     if name == "compare_runs":
         from .compare import compare_runs
 

@@ -41,6 +41,7 @@ class LoadOptions:
     allow_partial: bool = False
     trust_checkpoint: bool = False
     lora_alpha: float | None = None
+    allow_nonfinite: bool = False  # load checkpoints holding NaN/inf values (loud warning) instead of refusing
 
     def spec_overrides(self) -> dict[str, Any]:
         return {k: v for k, v in (("precision", self.precision), ("device", self.device)) if v}
@@ -58,6 +59,7 @@ class SeriesResults:
 def load(model: Any, ckpt: Any = None, options: LoadOptions | None = None):
     """A model spec (preset name, TOML path or ModelSpec) + optional checkpoint -> LoadedModel."""
     from .model.build import load_model
+    from .model.checkpoint import allow_nonfinite_tensors
     from .model.spec import ModelSpec, load_spec
 
     o = options or LoadOptions()
@@ -66,8 +68,9 @@ def load(model: Any, ckpt: Any = None, options: LoadOptions | None = None):
         spec.validate(spec.source or spec.name)
     else:
         spec = load_spec(model, o.spec_overrides())
-    return load_model(spec, ckpt, allow_partial=o.allow_partial, trust_checkpoint=o.trust_checkpoint,
-                      lora_alpha=o.lora_alpha)
+    with allow_nonfinite_tensors(o.allow_nonfinite):
+        return load_model(spec, ckpt, allow_partial=o.allow_partial, trust_checkpoint=o.trust_checkpoint,
+                          lora_alpha=o.lora_alpha)
 
 
 def choose_base_model(ckpt: str, trust_checkpoint: bool = False):
@@ -146,35 +149,38 @@ def evaluate(model: Any = None, ckpt: str | os.PathLike | None = None, tasks: st
                     history_mode=history_mode, fewshot_selection=fewshot_selection,
                     generation_overrides=dict(generation or {}), argv=list(argv or []), progress=progress,
                     share_prefix=share_prefix)
-    if label:
-        cfg.extra_run_info["label"] = label
-    if base_choice is not None:
-        cfg.extra_run_info["base_model_choice"] = base_choice.to_dict()
-    prepared = prepare_tasks(tasks, cfg, task_options, data_root, include_paths)
-    baseline_run = earlier_run(baseline) if baseline else None
-    if baseline_run is not None:
-        check_baseline_settings(baseline_run, prepared, cfg)
-    device = distributed.init_for_eval(lo.device)
-    if device:
-        lo = dataclasses.replace(lo, device=device)
-    ckpts = _expand(ckpt)
-    if len(ckpts) > 1:
-        if baseline:
-            raise UserError("--baseline is not supported with a checkpoint series; compare the series folders instead")
-        return evaluate_series(model, ckpts, prepared, cfg, lo, report)
-    from .runner import run_evaluation
+    from .lock import output_lock
 
-    loaded = load(model, ckpts[0] if ckpts else None, lo)
-    results = run_evaluation(prepared, loaded, cfg)
-    if results is None:  # a torchrun rank other than 0: rank 0 writes everything
-        return None
-    results.path = cfg.output_dir / "results.json"
-    if baseline:
-        del loaded
-        results = attach_baseline(results, prepared, cfg, str(baseline), baseline_run, lo, intersect)
-    if report:
-        write_run_report(results, cfg.output_dir)
-    return results
+    with output_lock(cfg.output_dir, cfg.argv or None):  # one run per folder; orphan temporaries removed
+        if label:
+            cfg.extra_run_info["label"] = label
+        if base_choice is not None:
+            cfg.extra_run_info["base_model_choice"] = base_choice.to_dict()
+        prepared = prepare_tasks(tasks, cfg, task_options, data_root, include_paths)
+        baseline_run = earlier_run(baseline) if baseline else None
+        if baseline_run is not None:
+            check_baseline_settings(baseline_run, prepared, cfg)
+        device = distributed.init_for_eval(lo.device)
+        if device:
+            lo = dataclasses.replace(lo, device=device)
+        ckpts = _expand(ckpt)
+        if len(ckpts) > 1:
+            if baseline:
+                raise UserError("--baseline is not supported with a checkpoint series; compare the series folders instead")
+            return evaluate_series(model, ckpts, prepared, cfg, lo, report)
+        from .runner import run_evaluation
+
+        loaded = load(model, ckpts[0] if ckpts else None, lo)
+        results = run_evaluation(prepared, loaded, cfg)
+        if results is None:  # a torchrun rank other than 0: rank 0 writes everything
+            return None
+        results.path = cfg.output_dir / "results.json"
+        if baseline:
+            del loaded
+            results = attach_baseline(results, prepared, cfg, str(baseline), baseline_run, lo, intersect)
+        if report:
+            write_run_report(results, cfg.output_dir)
+        return results
 
 
 def _expand(ckpt: Any) -> list[Any]:

@@ -22,6 +22,8 @@ def open_image(img: Any) -> Image.Image:
             return im.convert("RGB")
     except FileNotFoundError:
         raise UserError("image not found", img) from None
+    except IsADirectoryError:
+        raise UserError("image is a directory, expected an image file", img) from None
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise UserError(f"cannot read image ({e})", img) from None
 

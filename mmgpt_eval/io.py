@@ -61,17 +61,54 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
     atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=True) + "\n")
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """Parse a JSON file; a missing or malformed file is a UserError naming file and position."""
-    path = Path(path)
+def check_output_file(path: str | os.PathLike, what: str = "output file") -> Path:
+    """Check, before any work is done, that ``path`` can be written as a file: it must not be an
+    existing directory, and no existing parent component may be a file. One-line UserError otherwise."""
+    p = Path(path).expanduser()
+    if str(path) == "" or p.is_dir():
+        raise UserError(f"{what} is a directory, expected a file path", path)
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"cannot write the {what}: {parent} is a file, not a directory", path)
+            break
+    return p
+
+
+def check_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """``path`` can be used as an output folder: not an existing file (nor below one)."""
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise UserError(f"{what} exists and is not a directory", path)
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"cannot create the {what}: {parent} is a file, not a directory", path)
+            break
+    return p
+
+
+def _read_text(path: Path, what: str) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise UserError("file not found", path) from None
     except IsADirectoryError:
-        raise UserError("is a directory, expected a JSON file", path) from None
+        raise UserError(f"is a directory, expected a {what} file", path) from None
+    except PermissionError:
+        raise UserError("permission denied", path) from None
+    except OSError as e:
+        raise UserError(f"cannot read ({e.strerror or type(e).__name__})", path) from None
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise UserError(f"not UTF-8 text ({e.reason} at byte {e.start})", path) from None
+        raise UserError(f"not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8", path) from None
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Parse a JSON file; a missing or malformed file is a UserError naming file and position."""
+    path = Path(path)
+    text = _read_text(path, "JSON")
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
@@ -85,25 +122,35 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
         f = path.open(encoding="utf-8")
     except FileNotFoundError:
         raise UserError("file not found", path) from None
+    except IsADirectoryError:
+        raise UserError("is a directory, expected a JSONL file", path) from None
+    except PermissionError:
+        raise UserError("permission denied", path) from None
     with f:
-        for lineno, line in enumerate(f, start=1):
+        lineno = 0
+        while True:
+            try:
+                line = f.readline()
+            except UnicodeDecodeError as e:
+                raise UserError(f"not UTF-8 text ({e.reason}); save it as UTF-8", path) from None
+            if not line:
+                return
+            lineno += 1
             if not line.strip():
                 continue
             try:
-                yield lineno, json.loads(line)
+                obj = json.loads(line)
             except json.JSONDecodeError as e:
                 raise UserError(f"malformed JSON line (column {e.colno}: {e.msg})", path, lineno) from None
+            yield lineno, obj
 
 
 def read_toml(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
+    text = _read_text(path, "TOML")
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError("file not found", path) from None
-    try:
-        return tomllib.loads(data.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
         raise UserError(f"malformed TOML: {e}", path) from None
 
 

@@ -15,6 +15,14 @@ since, ``Task.RENAMED_METRICS``, are read under their new names)::
 TaskResult: metrics (corpus values in the scale shown), metric_info (kind / direction / scale /
 per-sample key, what the paired statistics need), breakdown, template + its hash, generation settings,
 few-shot settings, sample counts, subset rule, notes, timing and the per-sample log path.
+
+The per-sample log path (``samples_file``) is relative to the run folder and must stay inside it
+(:meth:`RunResults.samples_path` refuses anything that resolves elsewhere, symlinks followed).
+:meth:`RunResults.check_samples` / :func:`check_run` verify that a run folder's logs belong to its
+results (``report`` and ``gate`` call it for every run they read): the log's header fingerprint equals
+the task's, and the log's first ``n_samples`` records are distinct ids; more records (older extras
+the runner keeps after the task's samples) are accepted only when both fingerprints are recorded
+and match. A results file without a fingerprint (hand-made) needs exactly ``n_samples`` records.
 """
 
 from __future__ import annotations
@@ -31,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .io import atomic_write_json, read_json
-from .records import SampleRecord, read_records, read_samples
+from .io import atomic_write_json, iter_jsonl, read_json
+from .records import SAMPLES_SCHEMA, SampleRecord, is_header, read_records, read_samples
 
 SCHEMA = "mmgpt-eval/results"
 SCHEMA_VERSION = 2
@@ -129,7 +137,56 @@ class RunResults:
             folder = Path(str(self.run["output_dir"]))  # built in memory, right after a run
         if folder is None:
             raise UserError("results were not loaded from a file; per-sample records unavailable")
-        return folder / self.tasks[task].samples_file
+        rel = self.tasks[task].samples_file
+        if not isinstance(rel, str) or not rel:
+            raise UserError(f"task {task}: no samples_file recorded", self.path)
+        p = folder / rel
+        try:
+            inside = p.resolve().is_relative_to(folder.resolve())
+        except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte...
+            inside = False
+        if not inside:
+            raise UserError(f"task {task}: samples_file {rel!r} is outside the run folder; a run's per-sample "
+                            "logs must be inside it", self.path or folder)
+        return p
+
+    def check_samples(self, task: str) -> None:
+        """The per-sample log of ``task`` belongs to these results (see the module docstring); a one-line
+        UserError naming the log otherwise."""
+        tr = self.tasks[task]
+        path = self.samples_path(task)
+        header: dict[str, Any] | None = None
+        ids: list[str] = []
+        for line, obj in iter_jsonl(path):
+            if header is None and not ids:
+                if not is_header(obj) or not isinstance(obj.get(SAMPLES_SCHEMA), dict):
+                    raise UserError("the per-sample log has no header line; it does not belong to "
+                                    f"{self.path or 'these results'}", path)
+                header = obj[SAMPLES_SCHEMA]
+                continue
+            if is_header(obj):
+                raise UserError("a second header line in the per-sample log", path, line)
+            if not isinstance(obj, dict) or "id" not in obj:
+                raise UserError("a per-sample record must be a JSON object with an id", path, line)
+            ids.append(str(obj["id"]))
+        if header is None:
+            raise UserError("the per-sample log is empty (no header)", path)
+        if header.get("task") not in (None, task):
+            raise UserError(f"the per-sample log is for task {header.get('task')!r}, not {task!r}", path)
+        fp, log_fp = tr.fingerprint or "", header.get("fingerprint") or ""
+        if fp and log_fp != fp:
+            raise UserError(f"the per-sample log does not belong to {self.path or 'these results'}: its fingerprint "
+                            f"{str(log_fp)[:12] or '(none)'} differs from the task's {fp[:12]} (another model, "
+                            "checkpoint or setting wrote it)", path)
+        n = tr.n_samples
+        if len(ids) < n:
+            raise UserError(f"the per-sample log has {len(ids)} records, the results count {n} samples", path)
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise UserError(f"the per-sample log repeats sample id {dup!r}", path)
+        if len(ids) > n and not (fp and log_fp == fp):
+            raise UserError(f"the per-sample log has {len(ids)} records, the results count {n} samples (and "
+                            "no fingerprint to tell which belong to them)", path)
 
     def samples(self, task: str) -> list[dict[str, Any]]:
         """Per-sample records of a task as dicts (from the samples file next to results.json)."""
@@ -138,6 +195,13 @@ class RunResults:
     def records(self, task: str) -> list[SampleRecord]:
         """Per-sample records of a task, typed."""
         return read_records(self.samples_path(task))
+
+
+def check_run(results: RunResults) -> RunResults:
+    """Every task's per-sample log belongs to ``results`` (:meth:`RunResults.check_samples`); returns it."""
+    for task in results.tasks:
+        results.check_samples(task)
+    return results
 
 
 def _apply_metric_renames(tasks: dict[str, "TaskResult"]) -> None:

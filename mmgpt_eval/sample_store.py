@@ -3,7 +3,9 @@
 Records stream to the file as soon as their chunk finishes (flushed and fsynced). Re-running the same
 command skips finished samples; a file whose header carries another fingerprint (model, checkpoint,
 template, generation, few-shot, task options or data changed) is moved aside (``.stale-<time>``)
-instead of mixing results. A line cut short by a kill is dropped on resume.
+instead of mixing results. A line cut short by a kill (any last line without its newline) is dropped
+on resume; a log with no complete header line (zero bytes, or a header cut short by a kill) is treated
+as empty and started again with a header, never appended to headerless.
 """
 
 from __future__ import annotations
@@ -36,8 +38,11 @@ class SampleStore:
         lines = raw.split(b"\n")
         done: dict[str, dict[str, Any]] = {}
         good_bytes = 0
-        header_ok = False
+        header_ok = seen_first = False
         for i, line in enumerate(lines):
+            if i == len(lines) - 1 and line:  # no newline after it: the write was cut short by a kill
+                log.warning("%s: dropping an incomplete last line (interrupted run)", self.path)
+                break
             if not line.strip():
                 good_bytes += len(line) + (1 if i < len(lines) - 1 else 0)
                 continue
@@ -49,7 +54,8 @@ class SampleStore:
                     break
                 raise UserError(f"corrupt line {i + 1} in the per-sample log; delete the file to start over",
                                 self.path) from None
-            if i == 0:
+            if not seen_first:  # the header: the first non-blank line
+                seen_first = True
                 header = obj.get(SAMPLES_SCHEMA) if isinstance(obj, dict) else None
                 if not header or header.get("fingerprint") != self.fp:
                     if readonly:
@@ -63,14 +69,19 @@ class SampleStore:
             elif header_ok:
                 done[str(obj["id"])] = obj
             good_bytes += len(line) + 1
+        if not header_ok:  # nothing but blank or cut-short bytes: no header was ever completed
+            if good_bytes or raw:
+                log.warning("%s: the per-sample log has no complete header (interrupted run); starting it over",
+                            self.path)
+            good_bytes = 0
         if good_bytes < len(raw) and not readonly:
             with self.path.open("r+b") as f:
                 f.truncate(good_bytes)
         return done
 
     def start(self) -> None:
-        """Create the file with its header (if it does not exist)."""
-        if not self.path.exists():
+        """Create the file with its header (if it does not exist or is empty)."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("w", encoding="utf-8") as f:
                 f.write(json.dumps(samples_header(self.task, self.fp)) + "\n")

@@ -12,7 +12,7 @@ from typing import Any
 
 from mmgpt_eval.taskapi import (Aggregate, DataFile, GenerationSettings, ImageRef, MetricInfo, Option, Output, Sample,
                                 Task, UserError)
-from mmgpt_eval.taskapi.datasets import index_images, read_json
+from mmgpt_eval.taskapi.datasets import index_images, path_inside, read_json
 from mmgpt_eval.taskapi.metrics import require_java, score_captions
 
 DEFAULT_INSTRUCTION = "Provide a one-sentence caption for the provided image."
@@ -30,7 +30,8 @@ def _karpathy(path: Path, images: Path, split: str) -> list[Sample]:
         if im["split"] != split:
             continue
         iid = im.get("cocoid", im.get("imgid", i))
-        candidates = [images / im.get("filepath", "") / im["filename"], images / im["filename"]]
+        candidates = [path_inside(images, str(Path(im.get("filepath", "")) / im["filename"]), path),
+                      path_inside(images, im["filename"], path)]  # data files cannot point elsewhere on disk
         img = next((c for c in candidates if c.is_file()), None)
         if img is None:
             raise UserError(f"image file {im['filename']} not found under the image folder", images)

@@ -20,7 +20,7 @@ from typing import Any
 from mmgpt_eval.taskapi import (Aggregate, DataFile, GenerationSettings, ImageRef, MetricInfo, Option, Output, Sample,
                                 Task, UserError)
 from mmgpt_eval.taskapi.datasets import (DEFAULT_N, SPLIT_SEEDS, generate_counting_set, iter_jsonl, load_vqa_files,
-                                         read_json)
+                                         path_inside, read_json)
 from mmgpt_eval.taskapi.metrics import aggregate_counting, count_metrics, parse_count
 from mmgpt_eval.taskapi.reporting import BarPlot, Column, ReportTables, dict_table, keys_of, number
 
@@ -88,7 +88,9 @@ class Counting(Task):
                 raise UserError(f"entry {i} needs image, question and answer", path, line)
             if not isinstance(r["answer"], int) or isinstance(r["answer"], bool) or r["answer"] < 0:
                 raise UserError(f"entry {i}: answer must be a non-negative integer", path, line)
-            img = Path(r["image"]) if Path(r["image"]).is_absolute() else base / r["image"]
+            if not isinstance(r["image"], str):
+                raise UserError(f"entry {i}: image must be a path string", path, line)
+            img = path_inside(base, r["image"], path, line)  # data files cannot point elsewhere on disk
             if not img.is_file():
                 raise UserError(f"entry {i}: image not found: {img}", path, line)
             sid = str(r.get("question_id", r.get("id", i)))

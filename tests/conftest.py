@@ -15,6 +15,16 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def pytest_sessionstart(session):
+    """CI (MMGPT_EVAL_REQUIRE_JAVA=1) needs Java: the independent checks of the COCO caption metrics
+    (pycocoevalcap's PTB tokenizer and METEOR) would otherwise be skipped while the run stays green."""
+    import shutil
+
+    if os.environ.get("MMGPT_EVAL_REQUIRE_JAVA") == "1" and shutil.which("java") is None:
+        raise pytest.UsageError("MMGPT_EVAL_REQUIRE_JAVA=1 but no `java` on PATH: the pycocoevalcap tests "
+                                "would be skipped; install a Java runtime (Debian: default-jre-headless)")
 V1 = FIXTURES / "mmgpt_v1"
 V1_SPEC = FIXTURES / "mmgpt_v1.toml"
 

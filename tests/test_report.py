@@ -302,7 +302,7 @@ def test_report_escapes_payloads(real_runs, tmp_path):
 
 
 def test_autoescape_is_on_and_no_safe_filter():
-    from mmgpt_eval.report import _env
+    from mmgpt_eval.report.build import _env
 
     env = _env()
     assert env.autoescape is True

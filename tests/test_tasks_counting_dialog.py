@@ -98,7 +98,8 @@ def test_counting_tallyqa_and_vqa_sources(tmp_path):
                   "counting_vqa_images": str(vqa["images"])})
     s = c.load()
     assert c.source == "vqav2" and len(s) == 4 and all(isinstance(x.references, int) for x in s)
-    rows = [{"image": str(next(vqa["images"].iterdir())), "question": "How many shapes are there?", "answer": 3}]
+    image = next(vqa["images"].iterdir()).relative_to(tmp_path)  # relative to the file's folder
+    rows = [{"image": str(image), "question": "How many shapes are there?", "answer": 3}]
     f = tmp_path / "tally.json"
     f.write_text(json.dumps(rows))
     c = Counting({"counting_tallyqa_json": str(f)})

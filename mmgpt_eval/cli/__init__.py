@@ -1,28 +1,53 @@
 """The ``mmgpt-eval`` command line. Each sub-command lives in its own module of this package and
-exposes ``register(subparsers)``; user errors become one line on stderr and exit code 2."""
+exposes ``register(subparsers)``.
+
+Error boundary (:func:`main`): every known failure -- a :class:`UserError`, a bad flag, a file the user
+named that cannot be read or written (OSError), undecodable text, malformed TOML/JSON -- is ONE line on
+stderr (``mmgpt-eval: error: ...``) and exit code 2, without a traceback. Anything else is a bug: the
+traceback is printed, followed by one line saying so and where to report it, and the exit code is 1.
+Log messages go to stderr; results tables and the paths of written files go to stdout."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import inspect
+import json
 import logging
 import os
 import sys
+import traceback
 
 from ..version import __version__
 from ..errors import UserError
 
 # Sub-command modules, in the order ``--help`` lists them (inspect_cmd: the `inspect` command;
 # a module named inspect would shadow the standard library inside this package).
-COMMANDS = ["run", "predict", "score", "tasks", "inspect_cmd", "compare", "report", "gate", "train", "bench", "data"]
+COMMANDS = ["run", "predict", "score", "tasks", "inspect_cmd", "compare", "report", "gate", "train", "bench", "data", "export"]
+
+
+BUG_REPORT = "the mmgpt-eval issue tracker (include the command line and the traceback above)"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors: a bad flag raises :class:`UserError` (``main`` prints it as
+    ``mmgpt-eval: error: ...`` and exits 2) instead of printing the usage and calling ``sys.exit``.
+    Sub-command parsers inherit it (``add_subparsers`` uses the parent's class)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        sub = self.prog.split(" ", 1)[1] if " " in self.prog else ""
+        hint = f" (see `{self.prog} --help`)"
+        raise UserError(f"{sub + ': ' if sub else ''}{message}{hint}")
 
 
 def _setup_logging(verbosity: int) -> None:
+    from rich.console import Console
     from rich.logging import RichHandler
 
     level = logging.WARNING if verbosity < 0 else (logging.INFO if verbosity == 0 else logging.DEBUG)
-    handler = RichHandler(show_path=False, show_time=False, markup=False, rich_tracebacks=False)
+    # logs go to stderr: stdout carries results tables and paths only
+    handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False, markup=False,
+                          rich_tracebacks=False)
     root = logging.getLogger("mmgpt_eval")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -40,7 +65,7 @@ def _setup_logging(verbosity: int) -> None:
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="mmgpt-eval",
         description="Evaluate MultiModal-GPT-style models (OpenFlamingo + LoRA): tasks, metrics, reports, gates.",
     )
@@ -57,22 +82,63 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _user_error_message(e: BaseException) -> str | None:
+    """The one-line message for a known failure, or None for a bug."""
+    from ..io import tomllib
+
+    if isinstance(e, UserError):
+        return _one_line(str(e))
+    if isinstance(e, UnicodeDecodeError):
+        return _one_line(f"a file is not UTF-8 text ({e.reason} at byte {e.start})")
+    if isinstance(e, tomllib.TOMLDecodeError):
+        return _one_line(f"malformed TOML: {e}")
+    if isinstance(e, json.JSONDecodeError):
+        return _one_line(f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}")
+    if isinstance(e, OSError) and getattr(e, "filename", None) is not None:
+        # a file or folder named by the user (or derived from one) that cannot be read or written
+        what = {IsADirectoryError: "is a directory", NotADirectoryError: "a parent is not a directory",
+                FileNotFoundError: "not found", PermissionError: "permission denied",
+                FileExistsError: "already exists"}.get(type(e), e.strerror or type(e).__name__)
+        return _one_line(f"{e.filename}: {what}")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit code (0 ok, 1 a failed check or a bug, 2 bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    _setup_logging(-1 if args.quiet else args.verbose)
     try:
-        rc = args.func(args)
-    except UserError as e:
-        print(f"mmgpt-eval: error: {e}", file=sys.stderr)
-        return UserError.exit_code
+        parser = build_parser(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as e:  # --help / --version
+            return int(e.code or 0) if not isinstance(e.code, str) else 2
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        _setup_logging(-1 if args.quiet else args.verbose)
+        if getattr(args, "allow_nonfinite", False):
+            from ..model.checkpoint import allow_nonfinite_tensors
+
+            with allow_nonfinite_tensors(True):
+                rc = args.func(args)
+        else:
+            rc = args.func(args)
     except KeyboardInterrupt:
         print("mmgpt-eval: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - the one boundary for every command
+        msg = _user_error_message(e)
+        if msg is not None:
+            print(f"mmgpt-eval: error: {msg}", file=sys.stderr)
+            return UserError.exit_code
+        traceback.print_exc()
+        print(f"mmgpt-eval: internal error ({type(e).__name__}): this is a bug in mmgpt-eval {__version__}, not "
+              f"in your input; please report it to {BUG_REPORT}", file=sys.stderr)
+        return 1
     return int(rc or 0)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..io import atomic_write_json, atomic_write_text
+from ..io import atomic_write_json, atomic_write_text, check_output_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,10 +29,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..compare import metric_samples
     from ..gate import evaluate_gate, load_policy, to_junit_xml, to_markdown
-    from ..results import RunResults
+    from ..results import RunResults, check_run
 
+    for path, what in ((args.markdown, "--markdown file"), (args.junit, "--junit file"), (args.json_out, "--json file")):
+        if path:
+            check_output_file(path, what)  # before any work
     policy = load_policy(args.policy)
-    runs = {"baseline": RunResults.load(args.baseline), "candidate": RunResults.load(args.candidate)}
+    # each run's per-sample logs must belong to its results.json (else a one-line error, exit 2)
+    runs = {"baseline": check_run(RunResults.load(args.baseline)),
+            "candidate": check_run(RunResults.load(args.candidate))}
 
     def fetch(task: str, metric: str, which: str):
         return metric_samples(runs[which], task, metric)

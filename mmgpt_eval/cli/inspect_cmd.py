@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..model.checkpoint import describe, read_checkpoint
+from ..model.checkpoint import describe, nonfinite_tensors, read_checkpoint
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,8 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    info = read_checkpoint(args.ckpt, trust=args.trust_checkpoint)
+    info = read_checkpoint(args.ckpt, trust=args.trust_checkpoint, check_values=False)  # describe, don't refuse
     d = describe(info)
+    bad = nonfinite_tensors(info.tensors)
+    d["nonfinite_tensors"] = [k for k, _ in bad]
     if args.json:
         print(json.dumps(d, indent=2, default=str))
         return 0
@@ -42,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
                           f"dropout={lora['dropout']} (settings: {lora['source']})")
         t.add_row("LoRA targets", str(lora["target_modules"]))
     t.add_row("LoRA modules", f"{d['lora_modules']}: " + ", ".join(f"{k}×{v}" for k, v in d["lora_module_kinds"].items()))
+    if bad:
+        t.add_row("NON-FINITE", f"{len(bad)} tensors hold NaN/inf values (e.g. {bad[0][0]}): `run` refuses this "
+                                "checkpoint without --allow-nonfinite")
     if d["vocab_size"]:
         t.add_row("embedding rows", str(d["vocab_size"]))
     t.add_row("decoder layers", d["decoder_layers_attr"])

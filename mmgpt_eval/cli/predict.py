@@ -20,7 +20,8 @@ from ..errors import UserError
 from ..records import PredictionRecord
 from ..io import atomic_writer, iter_jsonl, sha256_file
 from ..templates import IMAGE, MMGPT_SPLIT, TEMPLATES, Template, get_template, prompt_sha256
-from .common import add_generation_args, add_model_args, generation_settings, load_from_args
+from ..io import check_output_file
+from .common import add_generation_args, add_model_args, generation_settings, load_from_args, output_file_arg
 
 log = logging.getLogger("mmgpt_eval")
 
@@ -39,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(p, model_required=True)
     p.add_argument("--input", required=True, help="cases.jsonl")
-    p.add_argument("--output", required=True, help="out.jsonl ({id, text, token_ids, prompt_hash} per line)")
+    p.add_argument("--output", type=output_file_arg, required=True, help="out.jsonl ({id, text, token_ids, prompt_hash} per line)")
     p.add_argument("--template", default=None,
                    help=f"template for lines with a 'question' ({', '.join(TEMPLATES)}; default mmgpt)")
     p.add_argument("--stop", choices=["eos", "endofchunk"], default=None,
@@ -49,6 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _check_image(path: Path, src: Path, line: int) -> None:
+    if path.is_dir():
+        raise UserError(f"image {path} is a directory, expected an image file", src, line)
     if not path.is_file():
         raise UserError(f"image not found: {path}", src, line)
     try:
@@ -116,9 +119,11 @@ def run(args: argparse.Namespace) -> int:
     from ..model.generate import Generator, PromptInput
 
     inp = Path(args.input)
-    out = Path(args.output)
+    out = check_output_file(args.output, "--output file")  # before any work
+    if inp.is_dir():
+        raise UserError("is a directory, expected a JSONL file of cases", inp)
     cases = read_cases(inp, args.template)
-    settings = generation_settings(args)
+    settings = generation_settings(args)  # validated: a bad combination fails before the model loads
     lm = load_from_args(args)
     gen = Generator(lm, share_prefix=not args.no_share_prefix)
     stop_raw = "endofchunk" if args.stop == "endofchunk" else "lm_eos"

@@ -4,7 +4,8 @@
         [--labels a,b] [--intersect] [--max-gallery N]
 
 RUN is a run directory or its results.json. Every input is read and checked before anything is
-written; the report is written atomically and its path printed.
+written (each run's per-sample logs must belong to its results: ``results.check_run``); the report
+is written atomically and its path printed.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..report import load_gate, write_report
-    from ..results import RunResults
+    from ..results import RunResults, check_run
 
     out = Path(args.output)
     if out.is_dir():
@@ -56,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--labels has {len(labels)} names for {len(args.runs)} runs; give one per run")
         if any(not s for s in labels):
             raise UserError("--labels: empty name")
-    runs = [RunResults.load(r) for r in args.runs]
-    baseline = RunResults.load(args.baseline) if args.baseline else None
+    runs = [check_run(RunResults.load(r)) for r in args.runs]  # results and per-sample logs must agree
+    baseline = check_run(RunResults.load(args.baseline)) if args.baseline else None
     gate = load_gate(args.gate) if args.gate else None
     path = write_report(out, runs, baseline=baseline, gate=gate, labels=labels, max_gallery=args.max_gallery,
                         intersect=args.intersect, title=args.title)

@@ -15,7 +15,7 @@ from typing import Any
 from ..api import DEFAULT_OUTPUT_DIR, LoadOptions, SeriesResults, evaluate
 from ..errors import UserError
 from ..io import read_toml
-from .common import add_generation_args, add_model_args
+from .common import add_generation_args, add_model_args, check_sampling_flags, int_arg, output_dir_arg
 
 log = logging.getLogger("mmgpt_eval")
 
@@ -53,12 +53,12 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(p)
     p.add_argument("--tasks", default=None, help="comma-separated task names or aliases (see `mmgpt-eval tasks`)")
-    p.add_argument("--output-dir", default=None, help=f"results folder (default {DEFAULT_OUTPUT_DIR}); re-running "
+    p.add_argument("--output-dir", type=output_dir_arg, default=None, help=f"results folder (default {DEFAULT_OUTPUT_DIR}); re-running "
                                                       "the same command there resumes")
     p.add_argument("--label", default=None, help="what to call this run in reports and comparisons (default: the "
                                                  "checkpoint's or the model's name)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate a fixed subset of N samples per task")
-    p.add_argument("--num-fewshot", type=int, default=None, help="few-shot demos (OpenFlamingo templates)")
+    p.add_argument("--limit", type=int_arg(1), default=None, help="evaluate a fixed subset of N samples per task")
+    p.add_argument("--num-fewshot", type=int_arg(0), default=None, help="few-shot demos (OpenFlamingo templates)")
     p.add_argument("--fewshot-zero-mode", choices=["text-demos", "none"], default=None,
                    help="what 0-shot means for few-shot templates: OpenFlamingo's 2 text-only demos "
                         "(default) or no demos")
@@ -117,11 +117,41 @@ def task_options(args: argparse.Namespace, config_tables: dict[str, Any]) -> dic
     return {**opts, **flags}
 
 
+def _config_value(action: argparse.Action, key: str, value: Any, path: str) -> Any:
+    """A run-config value checked exactly as the flag would be: the action's ``type`` and ``choices``
+    (a TOML value of the right native type is passed as text through the same type function)."""
+    flag = action.option_strings[-1] if action.option_strings else key
+    if action.nargs == 0:  # store_true / store_false / count
+        if not isinstance(value, bool):
+            raise UserError(f"{key} = {value!r}: expected true or false (flag {flag})", path)
+        return (not value) if isinstance(action, argparse._StoreFalseAction) else value
+    if isinstance(action, argparse._AppendAction):
+        values = value if isinstance(value, list) else [value]
+        return [_config_value(argparse.Action([], key, type=action.type, choices=action.choices), key, v, path)
+                for v in values]
+    if isinstance(value, (dict, list, bool)) or (action.type is None and not isinstance(value, str)):
+        raise UserError(f"{key} = {value!r}: expected {'a string' if action.type is None else 'a single value'} "
+                        f"(flag {flag})", path)
+    if action.type is not None and callable(action.type):
+        text = value if isinstance(value, str) else str(value)
+        try:
+            value = action.type(text)
+        except (argparse.ArgumentTypeError, TypeError, ValueError) as e:
+            why = str(e) if isinstance(e, argparse.ArgumentTypeError) else \
+                f"expected {getattr(action.type, '__name__', 'a valid value')}"
+            raise UserError(f"{key} = {text!r}: {why} (flag {flag})", path) from None
+    if action.choices is not None and value not in action.choices:
+        raise UserError(f"{key} = {value!r}: choose from {', '.join(map(str, action.choices))} (flag {flag})", path)
+    return value
+
+
 def apply_run_config(args: argparse.Namespace, parser_actions: dict[str, argparse.Action], argv: list[str]) -> dict:
     """``--config run.toml``: top-level keys are this command's flags (``tasks = ["coco", "vqa"]``,
     ``output_dir = "out"``; relative paths resolve against the file's folder), ``[task]`` tables are
-    task options. Flags given on the command line win. Returns the tables."""
+    task options. Flags given on the command line win. Every value is checked with the flag's own
+    argparse type and choices, so a bad value is one line naming the file and the key. Returns the tables."""
     if not args.config:
+        check_sampling_flags(args)
         return {}
     cfg = read_toml(args.config)
     base = Path(args.config).resolve().parent
@@ -131,20 +161,23 @@ def apply_run_config(args: argparse.Namespace, parser_actions: dict[str, argpars
         if isinstance(value, dict):
             continue
         dest = key.replace("-", "_")
-        if dest not in parser_actions or dest in ("config", "func"):
+        if dest not in parser_actions or dest in ("config", "func", "help"):
             raise UserError(f"unknown run option {key!r} (use the flag names of `mmgpt-eval run`, e.g. tasks, "
                             f"output_dir, limit)", args.config)
         if dest in explicit:
             continue
         if dest == "tasks" and isinstance(value, list):
             value = ",".join(map(str, value))
-        if dest == "batch_size" and value == "auto":
-            value = 0
         if dest in ("model", "ckpt", "data_root", "output_dir", "baseline", "task_config") and isinstance(value, str):
             p = Path(value).expanduser()
             if not p.is_absolute() and (dest in ("data_root", "output_dir") or (base / p).exists()):
                 value = str(base / p)
+        value = _config_value(parser_actions[dest], key, value, args.config)
         setattr(args, dest, value)
+    try:
+        check_sampling_flags(args)
+    except UserError as e:
+        raise UserError(f"{e} (flags and config combined)", args.config) from None
     return {k: v for k, v in cfg.items() if isinstance(v, dict)}
 
 
@@ -167,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, share_prefix=not args.no_share_prefix, task_options=task_options(args, tables),
         data_root=args.data_root, include_paths=args.include_path,
         load_options=LoadOptions(device=args.device, precision=args.precision, allow_partial=args.allow_partial,
-                                 trust_checkpoint=args.trust_checkpoint, lora_alpha=args.lora_alpha),
+                                 trust_checkpoint=args.trust_checkpoint, lora_alpha=args.lora_alpha,
+                                 allow_nonfinite=args.allow_nonfinite),
         report=not args.no_report, progress=not args.no_progress, argv=sys.argv[1:])
     if results is None:  # a torchrun rank other than 0: rank 0 writes everything
         return 0

@@ -14,7 +14,7 @@ import argparse
 from typing import Any
 
 from ..errors import UserError
-from ..io import atomic_write_json, is_id, prediction_records, read_json
+from ..io import atomic_write_json, check_output_file, is_id, prediction_records, read_json
 
 VQA_BENCHMARKS = ("vqav2", "okvqa")
 BENCHMARKS = VQA_BENCHMARKS + ("coco",)
@@ -44,7 +44,7 @@ def register(subparsers: Any) -> None:
             help="official: normalise answers only when the annotators disagree (GT-Vision-Lab/VQA master); "
             "openflamingo: always normalise (open_flamingo/eval/vqa_metric.py). Default: official",
         )
-        q.add_argument("--output", metavar="OUT.json", help="write overall/per-type/per-question accuracies here")
+        q.add_argument("--output", type=_output_file, metavar="OUT.json", help="write overall/per-type/per-question accuracies here")
         q.add_argument("--top", type=int, default=10, help="question types shown in the table (default 10)")
     c = sub.add_parser(
         "coco",
@@ -54,8 +54,17 @@ def register(subparsers: Any) -> None:
     )
     c.add_argument("--annotations", required=True, metavar="CAPTIONS.json", help="COCO captions annotation file")
     c.add_argument("--predictions", required=True, metavar="P.json", help="results file [{image_id, caption}]")
-    c.add_argument("--output", metavar="OUT.json", help="write the scores and per-image CIDEr here")
+    c.add_argument("--output", type=_output_file, metavar="OUT.json", help="write the scores and per-image CIDEr here")
     p.set_defaults(func=run)
+
+
+def _output_file(value: str) -> str:
+    """--output: a writable file path (not a directory), checked before anything is scored."""
+    try:
+        check_output_file(value, "--output file")
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

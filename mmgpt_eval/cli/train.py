@@ -11,6 +11,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from .common import int_arg, output_dir_arg
+
 log = logging.getLogger("mmgpt_eval")
 
 
@@ -19,9 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="recipe TOML (see recipes/)")
     p.add_argument("--model", default=None, help="override the recipe's base model (preset or model-spec TOML)")
-    p.add_argument("--output-dir", default=None, help="override the recipe's output_dir")
-    p.add_argument("--steps", type=int, default=None, help="override the number of optimizer steps")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--output-dir", type=output_dir_arg, default=None, help="override the recipe's output_dir")
+    p.add_argument("--steps", type=int_arg(1), default=None, help="override the number of optimizer steps")
+    p.add_argument("--threads", type=int_arg(1), default=None, help="torch CPU threads")
     p.add_argument("--no-resume", action="store_true", help="start from scratch even if a saved state exists")
     p.set_defaults(func=run)
 

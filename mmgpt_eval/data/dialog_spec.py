@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..io import iter_jsonl
+from .paths import inside
 
 __all__ = [
     "DEFAULT_PROBES_PATH",
@@ -170,9 +171,8 @@ def _parse_image(ctx: _Ctx, obj: Any, what: str, base_dir: Path | None) -> Image
         extra = set(obj) - {"source", "path"}
         if extra:
             raise ctx.err(f"{what}: unknown key(s) {sorted(extra)} for an image path")
-        p = Path(_str(ctx, obj.get("path"), f"{what}.path"))
-        if not p.is_absolute() and base_dir is not None:
-            p = base_dir / p
+        rel = _str(ctx, obj.get("path"), f"{what}.path")
+        p = inside(base_dir, rel, ctx.path, ctx.line) if base_dir is not None else Path(rel)
         return ImageRef("path", path=os.fspath(p))
     raise ctx.err(f"{what}.source must be 'easyvqa', 'counting' or 'path', got {source!r}")
 
@@ -310,6 +310,13 @@ def load_dialog_probes(path: str | os.PathLike | None = None) -> list[Conversati
         convs.append(conv)
     if not convs:
         raise UserError("no conversations in file", p)
+    for c in convs:  # every image file is readable before any model is loaded
+        for ref in (c.image, c.grounding_other):
+            if ref is not None and ref.source == "path":
+                try:
+                    resolve_image(ref)
+                except UserError as e:
+                    raise UserError(f"{c.id}: {e}", p, c.line) from None
     out = []
     for i, c in enumerate(convs):
         if c.grounding and c.grounding_other is None:

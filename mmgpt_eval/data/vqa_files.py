@@ -41,19 +41,29 @@ def load_vqa_files(questions_path: Path, annotations_path: Path | None, images: 
             raise UserError("expected the official VQA annotations format: {\"annotations\": [...]}", annotations_path)
         annotations = adoc["annotations"]
         for i, a in enumerate(annotations):
+            if not isinstance(a, dict):
+                raise UserError(f"annotation {i} is not an object", annotations_path)
             for k in ("question_id", "answers", "question_type", "answer_type"):
                 if k not in a:
                     raise UserError(f"annotation {i} lacks {k!r}", annotations_path)
+            if a["question_id"] in by_qid:
+                raise UserError(f"duplicate question_id {a['question_id']!r} (annotation {i})", annotations_path)
             by_qid[a["question_id"]] = a
     elif require_answers:
         raise UserError("annotations are required", questions_path)
     img_index = index_images(images)
     samples = []
+    seen: dict[str, int] = {}
     for i, q in enumerate(questions):
+        if not isinstance(q, dict):
+            raise UserError(f"question {i} is not an object", questions_path)
         for k in ("question_id", "question", "image_id"):
             if k not in q:
                 raise UserError(f"question {i} lacks {k!r}", questions_path)
         qid = q["question_id"]
+        if str(qid) in seen:
+            raise UserError(f"duplicate question_id {qid!r} (questions {seen[str(qid)]} and {i})", questions_path)
+        seen[str(qid)] = i
         ann = by_qid.get(qid)
         if ann is None and annotations_path is not None:
             raise UserError(f"question {qid} has no annotation", annotations_path)

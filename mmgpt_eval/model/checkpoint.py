@@ -19,6 +19,10 @@ Every key is mapped to a *canonical* name: the path of the parameter in :class:`
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import logging
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +33,49 @@ import torch
 from ..errors import UserError
 from ..io import sha256_file
 from .safe_pickle import load_checkpoint_file, to_plain
+
+log = logging.getLogger("mmgpt_eval")
+
+# --allow-nonfinite: set for the duration of one command / one load (see allow_nonfinite_tensors)
+_ALLOW_NONFINITE: contextvars.ContextVar[bool] = contextvars.ContextVar("mmgpt_eval_allow_nonfinite", default=False)
+
+
+@contextlib.contextmanager
+def allow_nonfinite_tensors(allow: bool = True):
+    """Within the block, checkpoints holding NaN/inf values load with a loud warning instead of an error."""
+    token = _ALLOW_NONFINITE.set(bool(allow) or _ALLOW_NONFINITE.get())
+    try:
+        yield
+    finally:
+        _ALLOW_NONFINITE.reset(token)
+
+
+def nonfinite_tensors(tensors: dict[str, torch.Tensor]) -> list[tuple[str, int]]:
+    """``(key, count)`` of the floating-point tensors holding NaN or inf values."""
+    bad = []
+    for k, t in tensors.items():
+        if t.is_floating_point() or t.is_complex():
+            n = int((~torch.isfinite(t)).sum())
+            if n:
+                bad.append((k, n))
+    return bad
+
+
+def check_finite(info: "CheckpointInfo", weights_file: str | Path | None = None) -> None:
+    """Refuse a checkpoint whose tensors hold NaN/inf (one-line UserError naming the tensor and the
+    file), unless --allow-nonfinite is in effect (then a loud warning)."""
+    bad = nonfinite_tensors(info.tensors)
+    if not bad:
+        return
+    where = weights_file or info.path
+    k, n = bad[0]
+    more = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
+    if not _ALLOW_NONFINITE.get():
+        raise UserError(f"tensor {k} holds {n} NaN/inf value(s){more}; the checkpoint is corrupt or diverged. "
+                        f"Pass --allow-nonfinite to load it anyway (not recommended)", where)
+    log.warning("NON-FINITE WEIGHTS ALLOWED (--allow-nonfinite): %s: tensor %s holds %d NaN/inf value(s)%s; "
+                "outputs are likely garbage", where, k, n, more)
+    info.metadata["nonfinite_tensors"] = [key for key, _ in bad[:20]]
 
 # MultiModal-GPT configs/lora_config.py (the released v0 adapter's settings)
 MMGPT_DEFAULT_LORA = {"lora_r": 16, "lora_alpha": 16, "lora_dropout": 0.0,
@@ -167,15 +214,67 @@ def _settings_from_peft_config(cfg: dict[str, Any], source: str) -> LoraSettings
     peft_type = str(cfg.get("peft_type", "LORA")).upper()
     if peft_type != "LORA":
         raise UserError(f"adapter type {peft_type} is not supported (only LoRA)", source)
+    if "r" not in cfg:
+        raise UserError("adapter_config.json has no 'r' (the LoRA rank)", source)
+
+    def number(key: str, default: Any, kind: type) -> Any:
+        v = cfg.get(key, default)
+        if v is None and key == "lora_dropout":
+            return 0.0
+        if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+            raise UserError(f"adapter_config.json: {key!r} must be a number, got {v!r}", source)
+        try:
+            out = kind(v)
+        except (TypeError, ValueError):
+            raise UserError(f"adapter_config.json: {key!r} must be a number, got {v!r}", source) from None
+        if kind is int and isinstance(v, float) and v != out:
+            raise UserError(f"adapter_config.json: {key!r} must be an integer, got {v!r}", source)
+        return out
+
+    r = number("r", None, int)
+    if r < 1:
+        raise UserError(f"adapter_config.json: 'r' (the LoRA rank) must be >= 1, got {r}", source)
+    alpha = number("lora_alpha", r, float)
+    if not math.isfinite(alpha):
+        raise UserError(f"adapter_config.json: 'lora_alpha' must be a finite number, got {alpha!r}", source)
+    dropout = number("lora_dropout", 0.0, float)
+    if not 0.0 <= dropout < 1.0:
+        raise UserError(f"adapter_config.json: 'lora_dropout' must be in [0, 1), got {dropout!r}", source)
+    for key in ("rank_pattern", "alpha_pattern"):
+        if not isinstance(cfg.get(key) or {}, dict):
+            raise UserError(f"adapter_config.json: {key!r} must be an object", source)
     try:
-        return LoraSettings(r=int(cfg["r"]), alpha=float(cfg.get("lora_alpha", cfg["r"])),
-                            dropout=float(cfg.get("lora_dropout", 0.0) or 0.0),
-                            target_modules=cfg.get("target_modules"),
-                            use_rslora=bool(cfg.get("use_rslora", False)), use_dora=bool(cfg.get("use_dora", False)),
-                            rank_pattern=dict(cfg.get("rank_pattern") or {}),
-                            alpha_pattern=dict(cfg.get("alpha_pattern") or {}), source=source)
-    except (KeyError, TypeError, ValueError) as e:
-        raise UserError(f"adapter_config.json lacks a valid {e}", source) from None
+        rank_pattern = {str(k): int(v) for k, v in (cfg.get("rank_pattern") or {}).items()}
+        alpha_pattern = {str(k): float(v) for k, v in (cfg.get("alpha_pattern") or {}).items()}
+    except (TypeError, ValueError):
+        raise UserError("adapter_config.json: 'rank_pattern' / 'alpha_pattern' values must be numbers",
+                        source) from None
+    if any(v < 1 for v in rank_pattern.values()):
+        raise UserError("adapter_config.json: 'rank_pattern' ranks must be >= 1", source)
+    return LoraSettings(r=r, alpha=alpha, dropout=dropout, target_modules=cfg.get("target_modules"),
+                        use_rslora=bool(cfg.get("use_rslora", False)), use_dora=bool(cfg.get("use_dora", False)),
+                        rank_pattern=rank_pattern, alpha_pattern=alpha_pattern, source=source)
+
+
+def check_lora_rank(info: "CheckpointInfo") -> None:
+    """A stored LoRA rank must agree with the tensors' rank (lora_A rows), per module where the
+    settings carry a rank_pattern; a disagreement is a one-line error naming both."""
+    if info.lora is None or not info.lora.r or info.lora.source.startswith(("assumed:", "unknown:")):
+        return  # settings inferred from the tensors themselves
+    pattern = info.lora.rank_pattern
+    for k, t in info.tensors.items():
+        if not (".lora_A" in k and t.ndim == 2):
+            continue
+        r_t = int(t.shape[0])
+        mod = re.sub(r"\.lora_A(\.[^.]+)?\.weight$", "", k)
+        want = info.lora.r
+        for pat, val in pattern.items():
+            if re.match(rf"(.*\.)?({pat})$", mod):
+                want = int(val)
+                break
+        if r_t != want:
+            raise UserError(f"LoRA rank mismatch: the settings ({info.lora.source or 'stored config'}) say r={want} "
+                            f"but tensor {k} has rank {r_t}", info.path)
 
 
 # --------------------------------------------------------------------------- detection
@@ -205,8 +304,22 @@ def resolve_checkpoint_path(path: str | Path) -> Path:
     return p
 
 
-def read_checkpoint(path: str | Path, trust: bool = False, hash_file: bool = True) -> CheckpointInfo:
-    """Read and classify a checkpoint (file or PEFT folder). Never needs a base model."""
+def read_checkpoint(path: str | Path, trust: bool = False, hash_file: bool = True,
+                    check_values: bool = True) -> CheckpointInfo:
+    """Read and classify a checkpoint (file or PEFT folder). Never needs a base model.
+
+    Every format's tensors are checked here (``check_values``): NaN/inf values are refused (unless
+    --allow-nonfinite, see :func:`allow_nonfinite_tensors`) and a stored LoRA rank must match the
+    tensors'. ``inspect`` passes ``check_values=False`` to describe a broken file instead."""
+    info = _read_checkpoint(path, trust, hash_file)
+    if check_values:
+        weights = Path(info.path) / info.metadata["weights_file"] if info.format == "peft" else None
+        check_finite(info, weights)
+        check_lora_rank(info)
+    return info
+
+
+def _read_checkpoint(path: str | Path, trust: bool = False, hash_file: bool = True) -> CheckpointInfo:
     path = resolve_checkpoint_path(path)
     if path.is_dir():
         return _read_peft_folder(path, trust, hash_file)

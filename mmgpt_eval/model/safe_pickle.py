@@ -103,6 +103,28 @@ def pickle_globals(path: Path) -> list[str]:
     return [g for g in dict.fromkeys(found) if g not in inert and not g.startswith(_SAFE_PREFIXES)]
 
 
+def is_old_protocol_pickle(path: Path, limit: int = 1 << 16) -> bool:
+    """Whether the file starts like a protocol 0 or 1 pickle (no PROTO opcode): its opcodes parse
+    (up to ``limit`` bytes, nothing executed) into a STOP or run past the sample without an error."""
+    import pickletools
+
+    with path.open("rb") as f:
+        data = f.read(limit)
+    if not data or data[:1] not in b"(]}NIFLSVcdlp.)KJMTGUXq":
+        return False
+    n = 0
+    try:
+        for op, _, _ in pickletools.genops(data):
+            n += 1
+            if op.proto >= 2:
+                return False
+            if op.name == "STOP":
+                return n > 1
+    except ValueError:  # garbage, or only the first ``limit`` bytes of a longer pickle were read
+        return len(data) == limit and n >= 3
+    return len(data) == limit and n >= 3
+
+
 def load_checkpoint_file(path: str | Path, trust: bool = False) -> Any:
     """Load a checkpoint file safely. ``.safetensors`` never unpickles; pickles use weights_only."""
     path = Path(path)
@@ -121,6 +143,10 @@ def load_checkpoint_file(path: str | Path, trust: bool = False) -> Any:
     with path.open("rb") as f:
         head = f.read(2)
     if not zipfile.is_zipfile(path) and (len(head) < 2 or head[0] != 0x80):
+        if is_old_protocol_pickle(path):
+            raise UserError("a pickle of protocol 0/1 (the old text/binary pickle formats, not written by "
+                            "torch.save): cannot be loaded safely; re-save it with torch.save "
+                            "(protocol 2 or later)", path)
         raise UserError("not a readable checkpoint (neither a torch zip archive nor a pickle)", path)
     try:
         with torch.serialization.safe_globals(_INERT):

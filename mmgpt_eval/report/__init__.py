@@ -38,7 +38,7 @@ is rendered again with smaller galleries until it fits.
 
 from __future__ import annotations
 
-from .build import _env, build_report, write_report  # noqa: F401 - _env: the tests check its autoescape
+from .build import build_report, write_report
 from .gate_view import load_gate
 from .limits import MAX_BYTES
 from .text import fmt_delta, fmt_p, fmt_value

@@ -63,7 +63,7 @@ def build_report(runs: list[RunResults], *, baseline: RunResults | None = None, 
     # each task's report hooks, with the options of the last run that has it
     hooks = {t: hooks_for(t, next(c.res.tasks[t].options for c in reversed(cols) if t in c.res.tasks))
              for t in tasks}
-    thumbs = Thumbs()
+    thumbs = Thumbs.for_runs([c.res for c in cols])
 
     headline, summ = summary(cols, base, tasks, intersect, n_resamples)
     bds = breakdowns(cols, tasks, hooks)

@@ -5,9 +5,10 @@ from ..data.counting_images import DEFAULT_N, SPLIT_SEEDS, generate_counting_set
 from ..data.dialog_spec import Conversation, blank_image, load_dialog_probes, resolve_image
 from ..data.easyvqa import answer_type as easyvqa_answer_type
 from ..data.easyvqa import load_split as load_easyvqa_split
+from ..data.paths import inside as path_inside
 from ..data.vqa_files import index_images, load_vqa_files
 from ..io import iter_jsonl, read_json
 
 __all__ = ["DEFAULT_N", "SPLIT_SEEDS", "generate_counting_set", "Conversation", "blank_image", "load_dialog_probes",
            "resolve_image", "easyvqa_answer_type", "load_easyvqa_split", "index_images", "load_vqa_files",
-           "iter_jsonl", "read_json"]
+           "iter_jsonl", "read_json", "path_inside"]

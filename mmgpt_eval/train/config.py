@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
         cfg = TrainConfig(**kw, base_dir=base, source=str(path))
     except TypeError as e:
         raise UserError(f"bad recipe: {e}", path) from None
+    _check_types(cfg, path)
     if cfg.mode not in ("lora", "pretrain"):
         raise UserError(f"mode must be lora or pretrain, got {cfg.mode!r}", path)
     if cfg.steps < 1 or cfg.grad_accum < 1 or cfg.batch_size < 1:
@@ -131,3 +132,20 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
     if cfg.deterministic not in ("cpu", "always", "never"):
         raise UserError(f"deterministic must be cpu, always or never, got {cfg.deterministic!r}", path)
     return cfg
+
+
+def _check_types(cfg: TrainConfig, path: Path) -> None:
+    """Every scalar key has its default's type (an integer is a fine float), so a value such as
+    ``steps = "many"`` is one line naming the key instead of a failure deep inside training."""
+    for f in fields(cfg):
+        default = f.default
+        if default is MISSING or default is None or not isinstance(default, (bool, int, float, str)):
+            continue
+        v = getattr(cfg, f.name)
+        want = type(default)
+        ok = (isinstance(v, bool) if want is bool else
+              isinstance(v, (int, float)) and not isinstance(v, bool) if want is float else
+              isinstance(v, int) and not isinstance(v, bool) if want is int else isinstance(v, str))
+        if not ok:
+            raise UserError(f"{f.name} = {v!r}: expected {want.__name__}", path)
+

@@ -1,0 +1,288 @@
+"""Results as pandas DataFrames, in one tidy long format (for notebooks and ``mmgpt-eval export``).
+
+    from mmgpt_eval.frames import metrics_frame, samples_frame
+    m = metrics_frame("out")                 # one row per (run, task, metric)
+    s = samples_frame("out", "easyvqa")      # one row per (run, sample)
+
+``runs``: a :class:`~mmgpt_eval.results.RunResults`, a :class:`~mmgpt_eval.api.SeriesResults` (each
+checkpoint a run, role ``"checkpoint"``), a run folder or results.json path (a folder holding
+``series.json`` is a series), or a list of these. With ``include_baseline`` (the default) the baseline a
+run stores (``results.baseline["results"]``, written by ``--baseline``) is added as its own rows, role
+``"baseline"``, once however many runs share it.
+
+``metrics_frame`` columns: run (:func:`~mmgpt_eval.compare.run_label`), run_dir, role
+(candidate / baseline / checkpoint), checkpoint (its path), step
+(:func:`~mmgpt_eval.compare.checkpoint_step`), task, metric, value, unit, higher_is_better, kind,
+n_samples, template (its name), num_fewshot, primary; and, when a run stores a baseline comparison,
+baseline_value, delta, ci_low, ci_high, p_value (empty on rows without one).
+
+``samples_frame`` columns: run, run_dir, role, task, id, prompt, raw, prediction, references (JSON
+text unless a string), images (joined with ``", "``), generated_tokens, stopped_on_eos, and one
+``metric_<key>`` column per per-sample metric: numbers as numbers; a column holding anything else
+(dialogue turns, lists) holds JSON text. Only the records a run's results count are read (the log's
+first ``n_samples``; older extras the runner keeps after them are not part of the run).
+
+pandas is imported inside the functions, so importing :mod:`mmgpt_eval` stays light.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from .errors import UserError
+from .results import RunResults
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+METRIC_COLUMNS = ["run", "run_dir", "role", "checkpoint", "step", "task", "metric", "value", "unit",
+                  "higher_is_better", "kind", "n_samples", "template", "num_fewshot", "primary"]
+COMPARISON_COLUMNS = ["baseline_value", "delta", "ci_low", "ci_high", "p_value"]
+SAMPLE_COLUMNS = ["run", "run_dir", "role", "task", "id", "prompt", "raw", "prediction", "references", "images",
+                  "generated_tokens", "stopped_on_eos"]
+SAMPLE_METRIC_PREFIX = "metric_"
+
+
+@dataclass
+class FrameRun:
+    """One run as the frames see it: the results, its role and step."""
+
+    results: RunResults
+    role: str
+    step: float | None
+
+
+# ------------------------------------------------------------------------------------------ runs
+def load_runs(path: str | os.PathLike) -> list[FrameRun]:
+    """A run folder / results.json, or a series folder (``series.json``: each checkpoint a run)."""
+    p = Path(path)
+    if p.is_dir() and (p / "series.json").is_file():
+        return _series_runs(p)
+    if p.is_dir() and not (p / "results.json").is_file():
+        raise UserError("no results.json (nor series.json) in this folder; not a run folder", p)
+    if not p.exists():
+        raise UserError("no such run folder or results file", p)
+    return [_run(RunResults.load(p), "candidate")]
+
+
+def _series_runs(folder: Path) -> list[FrameRun]:
+    from .io import read_json
+
+    data = read_json(folder / "series.json")
+    entries = data.get("checkpoints") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise UserError("malformed series.json (no checkpoints list)", folder / "series.json")
+    out = []
+    for e in entries:
+        if not isinstance(e, dict) or not isinstance(e.get("results"), str):
+            raise UserError("malformed series.json (a checkpoint without results)", folder / "series.json")
+        p = folder / e["results"]
+        if not p.is_file():
+            raise UserError("a checkpoint of this series has no results.json", p)
+        out.append(_run(RunResults.load(p), "checkpoint", e.get("step")))
+    return out
+
+
+def _finite(x: Any) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    return None if math.isnan(x) or math.isinf(x) else float(x)
+
+
+def _run(results: RunResults, role: str, fallback_step: Any = None) -> FrameRun:
+    from .compare import checkpoint_step
+
+    step = checkpoint_step(results)
+    return FrameRun(results, role, _finite(fallback_step) if step is None else step)
+
+
+def collect_runs(runs: Any, include_baseline: bool = True) -> list[FrameRun]:
+    """Every run ``runs`` names (see the module docstring), then the stored baselines not given already."""
+    from .api import SeriesResults, baseline_of
+
+    items = runs if isinstance(runs, (list, tuple)) else [runs]
+    out: list[FrameRun] = []
+    for item in items:
+        if isinstance(item, FrameRun):
+            out.append(item)
+        elif isinstance(item, RunResults):
+            out.append(_run(item, "candidate"))
+        elif isinstance(item, SeriesResults):
+            steps = [e.get("step") if isinstance(e, dict) else None for e in item.entries]
+            steps += [None] * (len(item.runs) - len(steps))
+            out.extend(_run(r, "checkpoint", s) for r, s in zip(item.runs, steps))
+        elif isinstance(item, (str, os.PathLike)):
+            out.extend(load_runs(item))
+        else:
+            raise UserError(f"cannot make a frame of {type(item).__name__}: give RunResults, SeriesResults, "
+                            "a run folder or a list of these")
+    if include_baseline:
+        seen = {_key(fr.results) for fr in out}
+        for fr in list(out):
+            base = baseline_of(fr.results)
+            if base is not None and _key(base) not in seen:
+                seen.add(_key(base))
+                out.append(FrameRun(base, "baseline", None))
+    return out
+
+
+def _key(r: RunResults) -> Any:
+    return str(r.path.resolve()) if r.path is not None else id(r)
+
+
+def _run_dir(r: RunResults) -> str | None:
+    if r.run_dir is not None:
+        return str(r.run_dir)
+    out = r.run.get("output_dir") if isinstance(r.run, dict) else None
+    return str(out) if out else None
+
+
+def _checkpoint(r: RunResults) -> str | None:
+    ck = r.model.get("checkpoint") if isinstance(r.model, dict) else None
+    return str(ck["path"]) if isinstance(ck, dict) and ck.get("path") else None
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return float(v)
+    return float(v) if isinstance(v, (int, float)) else None
+
+
+# ------------------------------------------------------------------------------------------ metrics
+def metrics_frame(runs: Any, include_baseline: bool = True) -> "pd.DataFrame":
+    """One row per (run, task, metric); see the module docstring for the columns."""
+    import pandas as pd
+
+    from .compare import run_label
+
+    rows: list[dict[str, Any]] = []
+    any_comparisons = False
+    for fr in collect_runs(runs, include_baseline):
+        r = fr.results
+        comps: dict[tuple[str, str], dict[str, Any]] = {}
+        if isinstance(r.baseline, dict) and isinstance(r.baseline.get("comparisons"), list):
+            any_comparisons = True
+            comps = {(c.get("task"), c.get("metric")): c for c in r.baseline["comparisons"] if isinstance(c, dict)}
+        label, run_dir, ckpt = run_label(r), _run_dir(r), _checkpoint(r)
+        for task, tr in r.tasks.items():
+            for metric, value in tr.metrics.items():
+                info = tr.metric_info.get(metric) or {}
+                hib = info.get("higher_is_better")
+                row = {"run": label, "run_dir": run_dir, "role": fr.role, "checkpoint": ckpt, "step": fr.step,
+                       "task": task, "metric": metric, "value": _number(value), "unit": info.get("unit"),
+                       "higher_is_better": None if hib is None else bool(hib), "kind": info.get("kind"),
+                       "n_samples": tr.n_samples, "template": (tr.template or {}).get("name"),
+                       "num_fewshot": tr.num_fewshot or 0, "primary": metric == tr.primary_metric}
+                c = comps.get((task, metric), {})
+                row.update({"baseline_value": _number(c.get("baseline")), "delta": _number(c.get("delta")),
+                            "ci_low": _number(c.get("ci_low")), "ci_high": _number(c.get("ci_high")),
+                            "p_value": _number(c.get("p_value"))})
+                rows.append(row)
+    cols = METRIC_COLUMNS + (COMPARISON_COLUMNS if any_comparisons else [])
+    df = pd.DataFrame([{k: row[k] for k in cols} for row in rows], columns=cols)
+    for c in ("step", "value", *COMPARISON_COLUMNS):
+        if c in df:
+            df[c] = df[c].astype("float64")
+    df["n_samples"] = df["n_samples"].astype("int64")
+    df["num_fewshot"] = df["num_fewshot"].astype("int64")
+    df["primary"] = df["primary"].astype(bool)
+    return df
+
+
+# ------------------------------------------------------------------------------------------ samples
+def _json_text(v: Any) -> str | None:
+    if v is None or isinstance(v, str):
+        return v
+    return json.dumps(v, ensure_ascii=False, sort_keys=True)
+
+
+def _records(r: RunResults, task: str) -> list[dict[str, Any]]:
+    recs = r.samples(task)
+    n = r.tasks[task].n_samples
+    return recs[:n] if isinstance(n, int) and 0 <= n < len(recs) else recs
+
+
+def samples_frame(runs: Any, task: str, include_baseline: bool = True) -> "pd.DataFrame":
+    """One row per (run, sample) of ``task``; see the module docstring for the columns. Runs without the
+    task are skipped; a task no run has is a UserError."""
+    return _samples(collect_runs(runs, include_baseline), task)
+
+
+def _samples(frs: list[FrameRun], task: str) -> "pd.DataFrame":
+    import pandas as pd
+
+    from .compare import run_label
+
+    frs = [fr for fr in frs if task in fr.results.tasks]
+    if not frs:
+        raise UserError(f"task {task!r} is not in any of the runs")
+    rows: list[dict[str, Any]] = []
+    metric_keys: list[str] = []
+    for fr in frs:
+        r = fr.results
+        label, run_dir = run_label(r), _run_dir(r)
+        for rec in _records(r, task):
+            ms = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
+            for k in ms:
+                if k not in metric_keys:
+                    metric_keys.append(k)
+            images = rec.get("images")
+            tokens = rec.get("generated_tokens")
+            eos = rec.get("stopped_on_eos")
+            row = {"run": label, "run_dir": run_dir, "role": fr.role, "task": task, "id": str(rec["id"]),
+                   "prompt": rec.get("prompt"), "raw": rec.get("raw"), "prediction": rec.get("prediction"),
+                   "references": _json_text(rec.get("references")),
+                   "images": ", ".join(map(str, images)) if isinstance(images, list) else _json_text(images),
+                   "generated_tokens": tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None,
+                   "stopped_on_eos": eos if isinstance(eos, bool) else None}
+            row.update({SAMPLE_METRIC_PREFIX + k: v for k, v in ms.items()})
+            rows.append(row)
+    cols = SAMPLE_COLUMNS + [SAMPLE_METRIC_PREFIX + k for k in metric_keys]
+    return tidy_samples(pd.DataFrame([{c: row.get(c) for c in cols} for row in rows], columns=cols))
+
+
+def tidy_samples(df: "pd.DataFrame") -> "pd.DataFrame":
+    """Column types a file keeps: per-sample metric columns all numbers (float) or all JSON text,
+    generated_tokens an integer column (nullable when some are missing), text columns text."""
+    import pandas as pd
+
+    for c in df.columns:
+        if c.startswith(SAMPLE_METRIC_PREFIX):
+            vals = [v for v in df[c] if v is not None and not (isinstance(v, float) and math.isnan(v))]
+            if all(isinstance(v, (int, float)) for v in vals):  # bools too (as 0/1)
+                df[c] = pd.array([None if _missing(v) else float(v) for v in df[c]], dtype="float64")
+            else:
+                df[c] = pd.array([None if _missing(v) else _json_text(v) for v in df[c]], dtype=object)
+    if len(df):
+        tok = df["generated_tokens"]
+        df["generated_tokens"] = tok.astype("Int64") if tok.isna().any() else tok.astype("int64")
+        eos = df["stopped_on_eos"]
+        df["stopped_on_eos"] = eos.astype("boolean") if eos.isna().any() else eos.astype(bool)
+    return df
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def samples_frames(runs: Any, tasks: Iterable[str] | None = None, include_baseline: bool = True) -> "pd.DataFrame":
+    """The samples of several tasks (default: every task of every run) in one long table (task column)."""
+    import pandas as pd
+
+    frs = collect_runs(runs, include_baseline)
+    names: list[str] = []
+    for fr in frs:
+        names += [t for t in fr.results.tasks if t not in names]
+    wanted = list(tasks) if tasks is not None else names
+    unknown = [t for t in wanted if t not in names]
+    if unknown:
+        raise UserError(f"task(s) {', '.join(unknown)} are not in any of the runs (they have: {', '.join(names)})")
+    frames = [_samples(frs, t) for t in wanted]
+    if not frames:
+        return pd.DataFrame(columns=SAMPLE_COLUMNS)
+    return tidy_samples(pd.concat(frames, ignore_index=True, sort=False))

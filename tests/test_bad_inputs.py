@@ -1,0 +1,403 @@
+"""Bad-input corpus: every case is exit code 2, exactly one stderr line ``mmgpt-eval: error: ...``, no
+traceback, nothing written -- and (for the cases that must fail before loading) no model loaded.
+
+Runs in-process through ``mmgpt_eval.cli.main``; no case builds a model (``api.load`` and
+``model.build.build_base`` fail the test when called), so the whole file takes a few seconds."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import mmgpt_eval.api
+import mmgpt_eval.model.build
+from mmgpt_eval.cli import main
+from mmgpt_eval.errors import UserError
+from mmgpt_eval.model.checkpoint import SHIPPED_WEIGHTS, allow_nonfinite_tensors, read_checkpoint
+
+from datasets import make_vqa_dataset
+from fakeruns import make_run
+
+TINY = SHIPPED_WEIGHTS / "tiny-mmgpt"
+
+
+def _peft_copy(dst: Path, cfg_edit=None, tensor_edit=None) -> Path:
+    shutil.copytree(TINY, dst)
+    if cfg_edit:
+        cfg = json.loads((dst / "adapter_config.json").read_text())
+        cfg_edit(cfg)
+        (dst / "adapter_config.json").write_text(json.dumps(cfg))
+    if tensor_edit:
+        t = load_file(str(dst / "adapter_model.safetensors"))
+        tensor_edit(t)
+        save_file(t, str(dst / "adapter_model.safetensors"))
+    return dst
+
+
+def _first_lora_a(t):
+    return sorted(k for k in t if "lora_A" in k)[0]
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> Path:
+    w = tmp_path_factory.mktemp("bad")
+    nan_key = {}
+
+    def set_nan(t):
+        k = _first_lora_a(t)
+        nan_key["k"] = k
+        t[k] = torch.full_like(t[k], float("nan"))
+
+    def set_inf(t):
+        k = sorted(k for k in t if "lora_B" in k)[0]
+        t[k] = t[k].clone()
+        t[k].view(-1)[0] = float("inf")
+
+    _peft_copy(w / "nan-adapter", tensor_edit=set_nan)
+    (w / "nan_key.txt").write_text(nan_key["k"])
+    _peft_copy(w / "inf-adapter", tensor_edit=set_inf)
+    _peft_copy(w / "r0-adapter", cfg_edit=lambda c: c.update(r=0))
+    _peft_copy(w / "r8-adapter", cfg_edit=lambda c: c.update(r=8))
+    _peft_copy(w / "alpha-str-adapter", cfg_edit=lambda c: c.update(lora_alpha="sixteen"))
+    _peft_copy(w / "no-r-adapter", cfg_edit=lambda c: c.pop("r"))
+    (w / "proto0.pt").write_bytes(pickle.dumps({"a": [1.0, 2.0], "b": "x" * 20}, protocol=0))
+    (w / "proto1.pt").write_bytes(pickle.dumps({"a": [1.0, 2.0], "b": "x" * 20}, protocol=1))
+    (w / "text.pt").write_text("hello, I am not a checkpoint\n")
+    (w / "empty-folder").mkdir()
+    (w / "a-dir").mkdir()
+    (w / "a-file").write_text("x\n")
+    (w / "latin1.json").write_bytes('{"questions": ["caf\xe9"]}'.encode("latin-1"))
+    (w / "latin1.jsonl").write_bytes('{"id": 1, "prompt": "caf\xe9"}\n'.encode("latin-1"))
+    (w / "latin1.toml").write_bytes('tasks = "caf\xe9"\n'.encode("latin-1"))
+    (w / "bad.toml").write_text("tasks = [\n")
+    (w / "bad.json").write_text("{not json")
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), "white").save(w / "img.png")
+    (w / "cases.jsonl").write_text(json.dumps({"id": 1, "prompt": "<image>What?", "images": ["img.png"]}) + "\n")
+    (w / "dir-image.jsonl").write_text(json.dumps({"id": 1, "prompt": "<image>What?", "images": ["a-dir"]}) + "\n")
+    (w / "dup.jsonl").write_text('{"id": 1, "prompt": "a"}\n{"id": 1, "prompt": "b"}\n')
+    (w / "empty.jsonl").write_text("\n")
+    vqa = make_vqa_dataset(w / "vqa", n_images=2)
+    q = json.loads(vqa["questions"].read_text())
+    q["questions"].append(dict(q["questions"][0]))
+    (w / "vqa" / "dup_questions.json").write_text(json.dumps(q))
+    a = json.loads(vqa["annotations"].read_text())
+    a["annotations"].append(dict(a["annotations"][0]))
+    (w / "vqa" / "dup_annotations.json").write_text(json.dumps(a))
+    (w / "preds.json").write_text(json.dumps([{"question_id": x["question_id"], "answer": "2"}
+                                               for x in json.loads(vqa["questions"].read_text())["questions"]]))
+    make_run(w / "run-a", {"accuracy": [1.0, 0.0, 1.0, 1.0]})
+    make_run(w / "run-b", {"accuracy": [1.0, 1.0, 1.0, 0.0]})
+    (w / "gate.toml").write_text('[[rule]]\ntask = "easyvqa"\nmetric = "accuracy"\ndirection = "higher"\n'
+                                 'margin = 2.0\n')
+    for name, text in {
+        "r-limit.toml": 'limit = "ten"\n', "r-limit0.toml": "limit = 0\n", "r-topp.toml": "top_p = 5\n",
+        "r-temp.toml": "do_sample = true\ntemperature = 0\n", "r-device.toml": 'device = "foo"\n',
+        "r-unknown.toml": "lmit = 3\n", "r-choice.toml": 'fewshot_selection = "best"\n',
+        "r-beams.toml": "num_beams = 0\n", "r-bool.toml": 'no_report = "yes"\n', "r-list.toml": "limit = [1, 2]\n",
+        "r-batch.toml": "batch_size = 0\n", "r-outfile.toml": 'output_dir = "a-file"\n',
+        "r-precision.toml": 'precision = "fp8"\n', "r-table.toml": "[vqav2]\nquestions = 3\nlimit = 1\n",
+        "r-maxnew.toml": "max_new_tokens = -1\n", "r-label.toml": "label = 3\n",
+    }.items():
+        (w / name).write_text(text)
+    for name, text in {
+        "t-unknown.toml": 'model = "tiny"\nmode = "lora"\nbogus_key = 1\n',
+        "t-mode.toml": 'model = "tiny"\nmode = "sideways"\n',
+        "t-steps.toml": 'model = "tiny"\nmode = "lora"\n[train]\nsteps = "many"\n',
+    }.items():
+        (w / name).write_text(text)
+    return w
+
+
+def _snapshot(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+_REAL_LOAD = mmgpt_eval.api.load
+# with --model and --ckpt the checkpoint is read first thing in api.load, before the base model is built:
+# these cases may enter api.load but must fail before model.build.build_base
+READS_CKPT_IN_LOAD = {"run-nan-adapter", "predict-nan-adapter"}
+
+
+@pytest.fixture
+def no_load(monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("a model was loaded for a bad-input case")
+
+    monkeypatch.setattr(mmgpt_eval.api, "load", refuse)
+    monkeypatch.setattr(mmgpt_eval.model.build, "build_base", refuse)
+
+
+V = "vqa/v2_OpenEnded_mscoco_val2014_questions.json"
+A = "vqa/v2_mscoco_val2014_annotations.json"
+RUN = ["run", "--model", "tiny", "--tasks", "easyvqa", "--no-progress", "--output-dir", "out"]
+PRED = ["predict", "--model", "tiny", "--input", "cases.jsonl", "--output", "o.jsonl"]
+
+# (id, argv, words the error line must contain)
+CASES = [
+    # --- run: generation flags (argparse types from GenerationSettings' declared ranges)
+    ("run-max-new-tokens-0", RUN + ["--max-new-tokens", "0"], ["--max-new-tokens", "max_new_tokens"]),
+    ("run-max-new-tokens-neg", RUN + ["--max-new-tokens", "-3"], ["--max-new-tokens"]),
+    ("run-max-new-tokens-text", RUN + ["--max-new-tokens", "many"], ["--max-new-tokens"]),
+    ("run-num-beams-0", RUN + ["--num-beams", "0"], ["--num-beams"]),
+    ("run-top-p-5", RUN + ["--top-p", "5"], ["--top-p", "top_p"]),
+    ("run-top-p-0", RUN + ["--top-p", "0"], ["--top-p"]),
+    ("run-top-p-nan", RUN + ["--top-p", "nan"], ["--top-p"]),
+    ("run-top-k-neg", RUN + ["--top-k", "-1"], ["--top-k"]),
+    ("run-temperature-neg", RUN + ["--temperature", "-1"], ["--temperature"]),
+    ("run-temperature-inf", RUN + ["--temperature", "inf"], ["--temperature"]),
+    ("run-sample-temp-0", RUN + ["--do-sample", "--temperature", "0"], ["--temperature", "--do-sample"]),
+    ("run-limit-0", RUN + ["--limit", "0"], ["--limit"]),
+    ("run-limit-neg", RUN + ["--limit", "-1"], ["--limit"]),
+    ("run-limit-text", RUN + ["--limit", "ten"], ["--limit"]),
+    ("run-num-fewshot-neg", RUN + ["--num-fewshot", "-1"], ["--num-fewshot"]),
+    ("run-batch-size-0", RUN + ["--batch-size", "0"], ["--batch-size"]),
+    ("run-batch-size-text", RUN + ["--batch-size", "big"], ["--batch-size"]),
+    ("run-device-foo", RUN + ["--device", "foo"], ["--device", "foo"]),
+    ("run-device-cuda-x", RUN + ["--device", "cuda:x"], ["--device"]),
+    ("run-precision", RUN + ["--precision", "fp8"], ["--precision"]),
+    ("run-output-dir-file", ["run", "--model", "tiny", "--tasks", "easyvqa", "--output-dir", "a-file"],
+     ["--output-dir", "a-file"]),
+    ("run-unknown-flag", RUN + ["--frobnicate"], ["--frobnicate"]),
+    ("run-seed-text", RUN + ["--seed", "x"], ["--seed"]),
+    # --- run: checkpoints (found before the base model is built)
+    ("run-nan-adapter", ["run", "--model", "tiny", "--ckpt", "nan-adapter", "--tasks", "easyvqa", "--output-dir",
+                         "out", "--no-progress"], ["NaN", "adapter_model.safetensors", "--allow-nonfinite"]),
+    ("run-nan-adapter-nomodel", ["run", "--ckpt", "nan-adapter", "--tasks", "easyvqa", "--output-dir", "out"],
+     ["NaN", "nan-adapter"]),
+    ("run-inf-adapter", ["run", "--ckpt", "inf-adapter", "--tasks", "easyvqa", "--output-dir", "out"],
+     ["NaN/inf", "lora_B"]),
+    ("run-rank-mismatch", ["run", "--ckpt", "r8-adapter", "--tasks", "easyvqa", "--output-dir", "out"],
+     ["r=8", "rank 16"]),
+    ("run-r0", ["run", "--ckpt", "r0-adapter", "--tasks", "easyvqa", "--output-dir", "out"], ["'r'", ">= 1"]),
+    ("run-proto0", ["run", "--ckpt", "proto0.pt", "--tasks", "easyvqa", "--output-dir", "out"], ["protocol 0/1"]),
+    ("run-text-ckpt", ["run", "--ckpt", "text.pt", "--tasks", "easyvqa", "--output-dir", "out"], ["text.pt"]),
+    ("run-missing-ckpt", ["run", "--ckpt", "nope.pt", "--tasks", "easyvqa", "--output-dir", "out"], ["nope.pt"]),
+    ("run-empty-folder-ckpt", ["run", "--ckpt", "empty-folder", "--tasks", "easyvqa", "--output-dir", "out"],
+     ["empty-folder", "no checkpoints"]),
+    # --- run config files: every value through the flag's own argparse type
+    ("cfg-limit-ten", ["run", "--config", "r-limit.toml"], ["r-limit.toml", "limit", "ten"]),
+    ("cfg-limit-0", ["run", "--config", "r-limit0.toml"], ["r-limit0.toml", "limit"]),
+    ("cfg-top-p", ["run", "--config", "r-topp.toml"], ["r-topp.toml", "top_p"]),
+    ("cfg-temperature", ["run", "--config", "r-temp.toml"], ["r-temp.toml", "temperature"]),
+    ("cfg-device", ["run", "--config", "r-device.toml"], ["r-device.toml", "device"]),
+    ("cfg-unknown-key", ["run", "--config", "r-unknown.toml"], ["r-unknown.toml", "lmit"]),
+    ("cfg-choice", ["run", "--config", "r-choice.toml"], ["r-choice.toml", "fewshot_selection"]),
+    ("cfg-beams", ["run", "--config", "r-beams.toml"], ["r-beams.toml", "num_beams"]),
+    ("cfg-bool", ["run", "--config", "r-bool.toml"], ["r-bool.toml", "no_report"]),
+    ("cfg-list", ["run", "--config", "r-list.toml"], ["r-list.toml", "limit"]),
+    ("cfg-batch", ["run", "--config", "r-batch.toml"], ["r-batch.toml", "batch_size"]),
+    ("cfg-output-file", ["run", "--config", "r-outfile.toml"], ["r-outfile.toml", "output_dir"]),
+    ("cfg-precision", ["run", "--config", "r-precision.toml"], ["r-precision.toml", "precision"]),
+    ("cfg-max-new", ["run", "--config", "r-maxnew.toml"], ["r-maxnew.toml", "max_new_tokens"]),
+    ("cfg-label-int", ["run", "--config", "r-label.toml"], ["r-label.toml", "label"]),
+    ("cfg-malformed", ["run", "--config", "bad.toml"], ["bad.toml", "TOML"]),
+    ("cfg-latin1", ["run", "--config", "latin1.toml"], ["latin1.toml", "UTF-8"]),
+    ("cfg-missing", ["run", "--config", "missing.toml"], ["missing.toml", "not found"]),
+    ("cfg-directory", ["run", "--config", "a-dir"], ["a-dir", "directory"]),
+    ("task-config-latin1", RUN + ["--task-config", "latin1.toml"], ["latin1.toml", "UTF-8"]),
+    # --- run: VQA data files
+    ("vqa-dup-questions", ["run", "--model", "tiny", "--tasks", "vqav2", "--output-dir", "out",
+                           "--vqav2-questions", "vqa/dup_questions.json", "--vqav2-annotations", A,
+                           "--vqav2-images", "vqa/val2014"], ["dup_questions.json", "duplicate question_id 1000"]),
+    ("vqa-dup-annotations", ["run", "--model", "tiny", "--tasks", "vqav2", "--output-dir", "out",
+                             "--vqav2-questions", V, "--vqav2-annotations", "vqa/dup_annotations.json",
+                             "--vqav2-images", "vqa/val2014"], ["dup_annotations.json", "duplicate question_id 1000"]),
+    ("vqa-latin1-questions", ["run", "--model", "tiny", "--tasks", "vqav2", "--output-dir", "out",
+                              "--vqav2-questions", "latin1.json", "--vqav2-annotations", A,
+                              "--vqav2-images", "vqa/val2014"], ["latin1.json", "UTF-8"]),
+    # --- predict
+    ("predict-output-dir", PRED[:-1] + ["a-dir"], ["a-dir", "directory"]),
+    ("predict-output-under-file", PRED[:-1] + ["a-file/o.jsonl"], ["a-file", "not a directory"]),
+    ("predict-latin1-input", ["predict", "--model", "tiny", "--input", "latin1.jsonl", "--output", "o.jsonl"],
+     ["latin1.jsonl", "UTF-8"]),
+    ("predict-input-dir", ["predict", "--model", "tiny", "--input", "a-dir", "--output", "o.jsonl"], ["a-dir"]),
+    ("predict-input-missing", ["predict", "--model", "tiny", "--input", "nope.jsonl", "--output", "o.jsonl"],
+     ["nope.jsonl", "not found"]),
+    ("predict-image-dir", ["predict", "--model", "tiny", "--input", "dir-image.jsonl", "--output", "o.jsonl"],
+     ["dir-image.jsonl", "is a directory"]),
+    ("predict-dup-id", ["predict", "--model", "tiny", "--input", "dup.jsonl", "--output", "o.jsonl"],
+     ["dup.jsonl", "duplicate id"]),
+    ("predict-empty", ["predict", "--model", "tiny", "--input", "empty.jsonl", "--output", "o.jsonl"],
+     ["empty.jsonl"]),
+    ("predict-sample-temp-0", PRED + ["--do-sample", "--temperature", "0"], ["temperature"]),
+    ("predict-top-p", PRED + ["--top-p", "1.5"], ["--top-p"]),
+    ("predict-max-new-0", PRED + ["--max-new-tokens", "0"], ["--max-new-tokens"]),
+    ("predict-device", PRED + ["--device", "gpu"], ["--device"]),
+    ("predict-nan-adapter", PRED + ["--ckpt", "nan-adapter"], ["NaN", "adapter_model.safetensors"]),
+    ("predict-no-input", ["predict", "--model", "tiny", "--output", "o.jsonl"], ["--input"]),
+    # --- score
+    ("score-output-dir", ["score", "vqav2", "--questions", V, "--annotations", A, "--predictions", "preds.json",
+                          "--output", "a-dir"], ["a-dir", "directory"]),
+    ("score-latin1-predictions", ["score", "vqav2", "--questions", V, "--annotations", A, "--predictions",
+                                  "latin1.json", "--output", "s.json"], ["latin1.json", "UTF-8"]),
+    ("score-malformed-json", ["score", "vqav2", "--questions", V, "--annotations", A, "--predictions",
+                              "bad.json", "--output", "s.json"], ["bad.json", "malformed JSON"]),
+    ("score-questions-dir", ["score", "vqav2", "--questions", "a-dir", "--annotations", A, "--predictions",
+                             "preds.json", "--output", "s.json"], ["a-dir", "directory"]),
+    ("score-no-benchmark", ["score"], ["score"]),
+    ("score-bad-normalization", ["score", "vqav2", "--questions", V, "--annotations", A, "--predictions",
+                                 "preds.json", "--vqa-normalization", "loose"], ["--vqa-normalization"]),
+    ("score-coco-output-dir", ["score", "coco", "--annotations", A, "--predictions", "preds.json",
+                               "--output", "a-dir"], ["a-dir", "directory"]),
+    # --- inspect
+    ("inspect-r0", ["inspect", "r0-adapter"], ["adapter_config.json", "'r'", ">= 1"]),
+    ("inspect-no-r", ["inspect", "no-r-adapter"], ["adapter_config.json", "'r'"]),
+    ("inspect-alpha-text", ["inspect", "alpha-str-adapter"], ["adapter_config.json", "lora_alpha", "sixteen"]),
+    ("inspect-proto0", ["inspect", "proto0.pt"], ["proto0.pt", "protocol 0/1"]),
+    ("inspect-proto1", ["inspect", "proto1.pt"], ["proto1.pt", "protocol 0/1"]),
+    ("inspect-text", ["inspect", "text.pt"], ["text.pt"]),
+    ("inspect-missing", ["inspect", "nope.pt"], ["nope.pt"]),
+    ("inspect-empty-folder", ["inspect", "empty-folder"], ["adapter_config.json"]),
+    # --- compare / report / gate / train
+    ("compare-missing-run", ["compare", "run-a", "nope"], ["nope"]),
+    ("compare-bad-resamples", ["compare", "run-a", "run-b", "--resamples", "many"], ["--resamples"]),
+    ("report-missing-run", ["report", "nope", "-o", "r.html"], ["nope"]),
+    ("report-no-output", ["report", "run-a"], ["--output"]),
+    ("gate-missing-policy", ["gate", "--baseline", "run-a", "--candidate", "run-b", "--policy", "nope.toml"],
+     ["nope.toml"]),
+    ("gate-malformed-policy", ["gate", "--baseline", "run-a", "--candidate", "run-b", "--policy", "bad.toml"],
+     ["bad.toml"]),
+    ("gate-latin1-policy", ["gate", "--baseline", "run-a", "--candidate", "run-b", "--policy", "latin1.toml"],
+     ["latin1.toml", "UTF-8"]),
+    ("train-missing-recipe", ["train", "--config", "nope.toml"], ["nope.toml"]),
+    ("train-malformed-recipe", ["train", "--config", "bad.toml"], ["bad.toml"]),
+    ("train-unknown-key", ["train", "--config", "t-unknown.toml", "--output-dir", "tout"], ["bogus_key"]),
+    ("train-bad-mode", ["train", "--config", "t-mode.toml", "--output-dir", "tout"], ["mode"]),
+    ("train-bad-steps", ["train", "--config", "t-steps.toml", "--output-dir", "tout"], ["steps"]),
+    ("train-steps-flag-0", ["train", "--config", "t-mode.toml", "--steps", "0"], ["--steps"]),
+    ("train-output-dir-file", ["train", "--config", "t-mode.toml", "--output-dir", "a-file"], ["a-file"]),
+    ("top-unknown-command", ["frobnicate"], ["frobnicate"]),
+]
+
+# gate's output paths: checked by cli/gate.py before it reads the runs
+GATE_OUTPUT_CASES = {
+    "gate-junit-dir": ["gate", "--baseline", "run-a", "--candidate", "run-b", "--policy", "gate.toml",
+                       "--junit", "a-dir"],
+    "gate-markdown-dir": ["gate", "--baseline", "run-a", "--candidate", "run-b", "--policy", "gate.toml",
+                          "--markdown", "a-dir"],
+    "gate-json-dir": ["gate", "--baseline", "run-a", "--candidate", "run-b", "--policy", "gate.toml",
+                      "--json", "a-dir"],
+}
+
+
+def _check(ws: Path, argv: list[str], capsys, monkeypatch, words: list[str]) -> None:
+    monkeypatch.chdir(ws)
+    before = _snapshot(ws)
+    capsys.readouterr()
+    rc = main(["-q"] + argv)
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert rc == 2, (rc, err)
+    assert "Traceback" not in err + out
+    assert len(lines) == 1, err
+    assert lines[0].startswith("mmgpt-eval: error: "), err
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    assert _snapshot(ws) == before, f"written: {sorted(_snapshot(ws) - before)}"
+
+
+def test_corpus_size():
+    assert len(CASES) + len(GATE_OUTPUT_CASES) >= 60
+    assert len({_id(c) for c in CASES}) == len(CASES)
+
+
+def _id(c):
+    return c.values[0] if hasattr(c, "values") else c[0]
+
+
+@pytest.mark.parametrize("name,argv,words", CASES, ids=[_id(c) for c in CASES])
+def test_bad_input(name, argv, words, ws, capsys, monkeypatch, no_load):
+    if name in READS_CKPT_IN_LOAD:
+        monkeypatch.setattr(mmgpt_eval.api, "load", _REAL_LOAD)
+    _check(ws, argv, capsys, monkeypatch, words)
+
+
+@pytest.mark.parametrize("name", sorted(GATE_OUTPUT_CASES))
+def test_bad_output_path_gate(name, ws, capsys, monkeypatch, no_load):
+    """gate's --markdown/--junit/--json paths are checked before any work."""
+    _check(ws, GATE_OUTPUT_CASES[name], capsys, monkeypatch, ["a-dir", "directory"])
+
+
+# ------------------------------------------------------------------------------- unit checks
+def test_nonfinite_names_tensor_and_file(ws):
+    key = (ws / "nan_key.txt").read_text()
+    with pytest.raises(UserError) as e:
+        read_checkpoint(ws / "nan-adapter")
+    msg = str(e.value)
+    assert key in msg and "adapter_model.safetensors" in msg and "\n" not in msg
+
+
+def test_allow_nonfinite_warns(ws, caplog):
+    with allow_nonfinite_tensors(True), caplog.at_level("WARNING", logger="mmgpt_eval"):
+        info = read_checkpoint(ws / "nan-adapter")
+    assert info.metadata["nonfinite_tensors"] and "NON-FINITE" in caplog.text
+
+
+def test_allow_nonfinite_flag_and_load_options(ws, capsys, monkeypatch):
+    from mmgpt_eval.api import LoadOptions
+    from mmgpt_eval.cli import build_parser
+
+    assert LoadOptions().allow_nonfinite is False
+    args = build_parser(["run"]).parse_args(["run", "--allow-nonfinite"])
+    assert args.allow_nonfinite is True
+    seen = {}
+
+    def fake_load_model(spec, ckpt, **kw):
+        seen["info"] = read_checkpoint(ckpt)  # inside api.load's allow_nonfinite_tensors block
+        raise UserError("stop here")
+
+    monkeypatch.setattr(mmgpt_eval.model.build, "load_model", fake_load_model)
+    with pytest.raises(UserError, match="stop here"):
+        mmgpt_eval.api.load("tiny", ws / "nan-adapter", LoadOptions(allow_nonfinite=True))
+    assert seen["info"].metadata["nonfinite_tensors"]
+
+
+def test_inspect_reports_nonfinite_instead_of_failing(ws, capsys):
+    assert main(["inspect", str(ws / "nan-adapter"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["nonfinite_tensors"]
+
+
+def test_shipped_adapter_still_reads():
+    info = read_checkpoint(TINY)
+    assert info.lora.r == 16
+
+
+def test_generation_settings_validate():
+    from mmgpt_eval.generation_settings import GenerationSettings as G
+
+    G().validate()
+    for bad in (dict(max_new_tokens=0), dict(num_beams=0), dict(top_p=5.0), dict(top_p=0.0), dict(top_k=-1),
+                dict(do_sample=True, temperature=0.0), dict(length_penalty=float("inf")), dict(num_beams=1.5),
+                dict(min_new_tokens=40)):
+        with pytest.raises(UserError):
+            G(**bad).validate("here")
+
+
+def test_bug_prints_traceback_and_exit_1(monkeypatch, capsys):
+    import mmgpt_eval.cli.inspect_cmd as ic
+
+    def boom(*a, **k):
+        raise ZeroDivisionError("oops")
+
+    monkeypatch.setattr(ic, "read_checkpoint", boom)
+    assert main(["inspect", "whatever"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "bug" in err.strip().splitlines()[-1]
+
+
+def test_logging_goes_to_stderr(capsys):
+    import logging
+
+    main(["-q", "tasks"])  # sets up the handler
+    capsys.readouterr()
+    logging.getLogger("mmgpt_eval").warning("a log line")
+    out, err = capsys.readouterr()
+    assert "a log line" in err and "a log line" not in out
