@@ -38,9 +38,12 @@ def test_base_without_adapter_fails(tmp_path):
 
 def test_run_gate_script_is_the_documented_entry_point():
     text = (CI / "run_gate.sh").read_text()
-    assert "gate --baseline" in text and "ci.toml" in text and "--junit" in text
+    assert "gate --baseline" in text and "ci/mmgpt-eval.toml" in text and "--junit" in text
+    assert "ci/mmgpt-baseline" in text and "ci/gate.toml" in text
     wf = (CI / "github-actions.yml").read_text()
-    assert "examples/ci/run_gate.sh" in wf
+    # the workflow lives in the user's training repository: nothing of this source tree
+    assert "ci/run_gate.sh" in wf and "examples/" not in wf.split("steps:", 1)[1]
+    assert "git+https://github.com/<org>/mmgpt-eval" in wf and "-e ." not in wf and "constraints.txt" not in wf
     r = json.loads((CI / "baseline" / "results.json").read_text())
     assert set(r["tasks"]) == {"easyvqa", "counting", "dialog"}
     assert r["run"]["limit"] == 300

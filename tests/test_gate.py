@@ -423,6 +423,112 @@ def test_to_dict_is_json_serialisable():
     res = _mixed_result()
     d = json.loads(json.dumps(res.to_dict()))
     assert d["verdict"] == "error" and d["exit_code"] == 2
-    assert d["counts"] == {"pass": 1, "regression": 1, "error": 1, "skipped": 1}
+    assert d["counts"] == {"pass": 1, "warn": 0, "regression": 1, "error": 1, "skipped": 1}
     assert [r["status"] for r in d["rules"]] == ["pass", "regression", "error", "skipped"]
     assert d["rules"][1]["task"] == "easyvqa" and d["policy"]["n_resamples"] == 2000
+
+
+# ------------------------------------------------------------------------------ inconclusive policy
+
+
+def test_policy_inconclusive_key_defaults_and_overrides():
+    pol = parse_policy({"defaults": {"inconclusive": "warn"},
+                        "rule": [_rule(), _rule("t", "x", inconclusive="fail")]})
+    assert [r.inconclusive for r in pol.rules] == ["warn", "fail"]
+    assert parse_policy({"rule": [_rule()]}).rules[0].inconclusive == "pass"  # today's behaviour
+
+
+@pytest.mark.parametrize("where", ["defaults", "rule"])
+@pytest.mark.parametrize("bad", ["error", "FAIL", True, 1])
+def test_policy_inconclusive_bad_value_is_one_line_error(tmp_path, where, bad):
+    val = json.dumps(bad) if not isinstance(bad, bool) else str(bad).lower()
+    body = (f"[defaults]\ninconclusive = {val}\n\n[[rule]]\ntask = \"t\"\nmetric = \"m\"\ndirection = \"higher\"\n"
+            if where == "defaults" else
+            f"[[rule]]\ntask = \"t\"\nmetric = \"m\"\ndirection = \"higher\"\ninconclusive = {val}\n")
+    with pytest.raises(UserError) as e:
+        load_policy(_write(tmp_path, body))
+    msg = str(e.value)
+    assert "\n" not in msg and "inconclusive must be" in msg and '"warn"' in msg and "gate.toml" in msg
+
+
+def _inconclusive_runs(tmp_path: Path) -> tuple[Path, Path]:
+    """Counting-like binary runs: -6 points on 150 samples, CI roughly [-11, -1], margin 5 -> crosses it."""
+    from fakeruns import make_run
+
+    n = 150
+    base = [1.0] * 90 + [0.0] * 60
+    cand = list(base)
+    for i in range(12):  # 12 newly wrong ...
+        cand[i] = 0.0
+    for i in range(3):  # ... 3 newly right: net -9 of 150 = -6 points
+        cand[90 + i] = 1.0
+    return (make_run(tmp_path / "base", {"accuracy": base}, task="counting"),
+            make_run(tmp_path / "cand", {"accuracy": cand}, task="counting"))
+
+
+@pytest.mark.parametrize("action,status,exit_code", [("pass", "pass", 0), ("warn", "warn", 0), ("fail", "regression", 1)])
+def test_inconclusive_drop_three_behaviours(tmp_path, action, status, exit_code):
+    from mmgpt_eval.cli import main
+
+    b, c = _inconclusive_runs(tmp_path)
+    pol = tmp_path / "gate.toml"
+    pol.write_text(f'[defaults]\nmin_samples = 50\nn_resamples = 2000\ninconclusive = "{action}"\n\n'
+                   '[[rule]]\ntask = "counting"\nmetric = "accuracy"\ndirection = "higher"\nmargin = 5.0\n')
+    out = tmp_path / "out"
+    out.mkdir()
+    rc = main(["gate", "--baseline", str(b), "--candidate", str(c), "--policy", str(pol), "--markdown",
+               str(out / "g.md"), "--junit", str(out / "g.xml"), "--json", str(out / "g.json")])
+    assert rc == exit_code
+    d = json.loads((out / "g.json").read_text())
+    (r,) = d["rules"]
+    assert r["ci_low"] < -5.0 <= r["ci_high"] and r["delta"] == pytest.approx(-6.0)  # crosses the margin
+    assert r["inconclusive"] is True and r["inconclusive_action"] == action and r["status"] == status
+    assert d["inconclusive"] == 1 and d["exit_code"] == exit_code
+    md = (out / "g.md").read_text()
+    root = ET.fromstring((out / "g.xml").read_bytes())
+    case = root.find("testcase")
+    if action == "pass":
+        assert "✅ pass (inconclusive)" in md and "passes by policy" in md and md.startswith("### ✅ **Gate: PASS**")
+        assert case.find("failure") is None and d["counts"]["warn"] == 0
+    elif action == "warn":
+        assert "⚠️ warn (inconclusive (warning by policy))" in md and "PASS with warnings" in md
+        assert "1 warn" in md and "exit code 0" in md
+        assert case.find("failure") is None and case.find("system-out").text.startswith("WARNING: ")
+        assert {p.get("name"): p.get("value") for p in root.find("properties")}["warnings"] == "1"
+    else:
+        assert "❌ regression (inconclusive (fails by policy))" in md and "fails by policy (exit code 1)" in md
+        assert md.startswith("### ❌ **Gate: REGRESSION**")
+        assert case.find("failure").get("type") == "inconclusive" and root.get("failures") == "1"
+
+
+# ------------------------------------------------------------------------------ gate init (no model needed)
+
+
+def test_gate_init_refuses_existing_baseline_and_mixed_flags(tmp_path, capsys):
+    from mmgpt_eval.cli import main
+
+    out = tmp_path / "ci" / "mmgpt-baseline"
+    out.mkdir(parents=True)
+    (out / "results.json").write_text("{}")
+    assert main(["gate", "init", "--model", "m", "--tasks", "t", "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--force" in err and len(err.strip().splitlines()) == 1
+    assert main(["gate", "init", "--tasks", "t", "--output", str(tmp_path / "x"), "--baseline", "b"]) == 2
+    assert "not of `gate init`" in capsys.readouterr().err
+    assert main(["gate", "--model", "m", "--baseline", "b", "--candidate", "c", "--policy", "p"]) == 2
+    assert "belongs to `mmgpt-eval gate init`" in capsys.readouterr().err
+    assert main(["gate", "--baseline", "b"]) == 2
+    assert "--candidate, --policy" in capsys.readouterr().err
+
+
+def test_starter_policy_parses(tmp_path):
+    from fakeruns import make_run
+    from mmgpt_eval.cli.gate import starter_policy
+    from mmgpt_eval.results import RunResults
+
+    run = make_run(tmp_path / "r", {"accuracy": [1.0, 0.0] * 40}, task="t1")
+    text = starter_policy(RunResults.load(run), limit=80)
+    pol = parse_policy(__import__("tomllib").loads(text))
+    (r,) = pol.rules
+    assert (r.task, r.metric, r.direction, r.margin, r.inconclusive, r.min_samples) == ("t1", "accuracy", "higher", 5.0,
+                                                                                       "warn", 50)

@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
-# Evaluate a checkpoint on the fixed CI subset and gate it against the stored baseline.
-#   examples/ci/run_gate.sh CHECKPOINT [OUTDIR]
-# Exit code: 0 pass, 1 regression, 2 error. Writes OUTDIR/gate.md (PR comment) and OUTDIR/gate.xml (JUnit).
+# Evaluate a checkpoint on your fixed CI subset and gate it against your stored baseline.
+# Copy to ci/run_gate.sh in your training repository; run from the repository root:
+#   ci/run_gate.sh CHECKPOINT [OUTDIR]
+# It uses only files `mmgpt-eval gate init` wrote into your repository (override with env vars):
+#   MMGPT_CONFIG   ci/mmgpt-eval.toml   the fixed subset (a run config)
+#   MMGPT_BASELINE ci/mmgpt-baseline    the stored baseline run
+#   MMGPT_POLICY   ci/gate.toml         the gate policy
+# Exit code: 0 pass, 1 regression, 2 error. Writes OUTDIR/gate.md (PR comment), OUTDIR/gate.xml
+# (JUnit), OUTDIR/gate.json and OUTDIR/report.html.
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
 ckpt="${1:?usage: run_gate.sh CHECKPOINT [OUTDIR]}"
 out="${2:-ci-out}"
+config="${MMGPT_CONFIG:-ci/mmgpt-eval.toml}"
+baseline="${MMGPT_BASELINE:-ci/mmgpt-baseline}"
+policy="${MMGPT_POLICY:-ci/gate.toml}"
 MMGPT_EVAL=${MMGPT_EVAL:-mmgpt-eval}
-"$MMGPT_EVAL" run --config "$here/ci.toml" --ckpt "$ckpt" --output-dir "$out"
+"$MMGPT_EVAL" run --config "$config" --ckpt "$ckpt" --output-dir "$out" --no-report
 set +e
-"$MMGPT_EVAL" gate --baseline "$here/baseline" --candidate "$out" --policy "$here/gate.toml" \
+"$MMGPT_EVAL" gate --baseline "$baseline" --candidate "$out" --policy "$policy" \
     --markdown "$out/gate.md" --junit "$out/gate.xml" --json "$out/gate.json"
 rc=$?
 set -e
-"$MMGPT_EVAL" report "$out" --baseline "$here/baseline" --gate "$out/gate.json" -o "$out/report.html" || true
+"$MMGPT_EVAL" report "$out" --baseline "$baseline" --gate "$out/gate.json" -o "$out/report.html" || true
 exit $rc

@@ -22,9 +22,15 @@ confidence*. The burden of proof is on "regression", not on "no regression":
 * a clearly worse candidate (whole interval below ``-margin``) fails;
 * an identical candidate (improvement exactly 0 in every resample) passes;
 * a slightly worse candidate whose interval lies inside ``(-margin, ...)`` passes;
-* a noisy, slightly worse candidate whose interval straddles ``-margin`` passes: it is *not
-  proven* worse than the margin. The result notes this as "inconclusive" so a reviewer can
-  still see it. Growing the evaluation set (more samples) tightens the interval.
+* a noisy, slightly worse candidate whose interval straddles ``-margin`` is *inconclusive*: it
+  is not proven worse than the margin, and not proven within it either. What happens then is
+  the rule's ``inconclusive`` policy: ``"pass"`` (default; status ``pass`` with the note
+  "inconclusive"), ``"warn"`` (status ``warn``: exit code 0, shown as a warning) or ``"fail"``
+  (status ``regression``: exit code 1, noted "inconclusive (fails by policy)"). Growing the
+  evaluation set (more samples) tightens the interval and makes the case rarer.
+
+Inconclusive, precisely: with ``[L, U]`` the two-sided ``2*confidence - 1`` interval of the
+improvement, ``L < -margin <= U`` -- the interval crosses (or, at ``U``, touches) ``-margin``.
 
 Equivalently, with the two-sided ``2*confidence - 1`` interval ``[L, U]`` of the improvement
 (the 90 % interval for ``confidence = 0.95``; that is why confidence must lie in (0.5, 1)),
@@ -56,7 +62,8 @@ EXIT_PASS = 0
 EXIT_REGRESSION = 1
 EXIT_ERROR = 2
 
-Status = Literal["pass", "regression", "error", "skipped"]
+Status = Literal["pass", "warn", "regression", "error", "skipped"]
+STATUSES: tuple[str, ...] = ("pass", "warn", "regression", "error", "skipped")
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,8 @@ class RuleResult:
     ``2*confidence - 1`` paired-bootstrap interval; ``bound`` is the one-sided
     ``confidence`` upper bound of the *improvement* (``ci_high`` for higher-is-better,
     ``-ci_low`` for lower-is-better) and the rule is a regression iff ``bound < -margin``.
+    ``inconclusive`` is True when the interval crosses the margin (then the status follows the
+    rule's ``inconclusive`` policy: ``pass``, ``warn`` or ``regression``).
     Fields stay ``None`` when an error stopped the rule before they were computed.
     """
 
@@ -93,11 +102,13 @@ class RuleResult:
     secondary: dict[str, float] = field(default_factory=dict)
     baseline_corpus_value: float | None = None
     candidate_corpus_value: float | None = None
+    inconclusive: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["rule"] = self.rule.to_dict()
         d["task"], d["metric"] = self.rule.task, self.rule.metric
+        d["inconclusive_action"] = self.rule.inconclusive if self.inconclusive else None
         return d
 
 
@@ -129,7 +140,9 @@ class GateResult:
         return {
             "verdict": self.verdict,
             "exit_code": self.exit_code,
-            "counts": {s: self.count(s) for s in ("pass", "regression", "error", "skipped")},
+            "counts": {s: self.count(s) for s in STATUSES},
+            "warnings": self.count("warn"),
+            "inconclusive": sum(1 for r in self.results if r.inconclusive),
             "intersect": self.intersect,
             "policy": self.policy.to_dict(),
             "rules": [r.to_dict() for r in self.results],
@@ -207,17 +220,21 @@ def _evaluate_rule(rule: Rule, fetch: Fetch, policy: GatePolicy, intersect: bool
     # Improvement = delta oriented so that positive is better; [lo, hi] its two-sided
     # (2c - 1) interval, so hi is the one-sided c upper bound and lo the one-sided c lower bound.
     lo, hi = (ci_low, ci_high) if rule.higher_is_better else (-ci_high, -ci_low)
+    inconclusive = False
     if hi < -margin:
         status: Status = "regression"
         note = f"worse than the margin with {100 * rule.confidence:.4g}% confidence"
-    else:
-        status = "pass"
-        if lo > 0:
-            note = "improved"
-        elif lo >= -margin:
-            note = "within margin"
-        else:
-            note = "inconclusive"
+    elif lo > 0:
+        status, note = "pass", "improved"
+    elif lo >= -margin:
+        status, note = "pass", "within margin"
+    else:  # lo < -margin <= hi: the interval crosses the margin
+        inconclusive = True
+        status, note = {
+            "pass": ("pass", "inconclusive"),
+            "warn": ("warn", "inconclusive (warning by policy)"),
+            "fail": ("regression", "inconclusive (fails by policy)"),
+        }[rule.inconclusive]
     return RuleResult(
         rule=rule,
         status=status,
@@ -242,6 +259,7 @@ def _evaluate_rule(rule: Rule, fetch: Fetch, policy: GatePolicy, intersect: bool
         secondary=dict(comp.secondary),
         baseline_corpus_value=None if base.corpus_value is None else float(base.corpus_value),
         candidate_corpus_value=None if cand.corpus_value is None else float(cand.corpus_value),
+        inconclusive=inconclusive,
     )
 
 

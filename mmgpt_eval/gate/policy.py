@@ -9,6 +9,7 @@ Policy file (TOML)::
     required = true            # [true]
     n_resamples = 10000        # bootstrap resamples [10000], >= 100
     seed = 0                   # bootstrap seed [0]
+    inconclusive = "pass"      # what an inconclusive rule does: "pass" | "warn" | "fail" ["pass"]
 
     [[rule]]
     task = "my_task"
@@ -19,6 +20,12 @@ Policy file (TOML)::
     confidence = 0.95
     min_samples = 100
     required = true
+    inconclusive = "warn"       # overrides [defaults]
+
+A rule is *inconclusive* when the interval of its improvement crosses the margin: not proven worse
+than the margin, not proven within it either (see :mod:`.decision`). ``inconclusive`` says what such a
+rule does: ``"pass"`` (the default, the behaviour before the key existed), ``"warn"`` (exit code still
+0, the rule shows a warning) or ``"fail"`` (the rule counts as a regression, exit code 1).
 
 A rule without either margin takes the defaults' margin; exactly one kind of margin applies.
 Every problem in the file is a :class:`UserError` naming the file, the table and, where it can
@@ -37,9 +44,11 @@ from typing import Any, Literal, Mapping, Sequence
 from ..errors import UserError
 from ..io import read_toml
 
-__all__ = ["Rule", "GatePolicy", "load_policy", "parse_policy", "BUILTIN_DEFAULTS"]
+__all__ = ["Rule", "GatePolicy", "load_policy", "parse_policy", "BUILTIN_DEFAULTS", "INCONCLUSIVE_ACTIONS"]
 
 Direction = Literal["higher", "lower"]
+InconclusiveAction = Literal["pass", "warn", "fail"]
+INCONCLUSIVE_ACTIONS: tuple[str, ...] = ("pass", "warn", "fail")
 
 BUILTIN_DEFAULTS: dict[str, Any] = {
     "confidence": 0.95,
@@ -48,10 +57,13 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "required": True,
     "n_resamples": 10000,
     "seed": 0,
+    "inconclusive": "pass",
 }
 _TOP_KEYS = ("defaults", "rule")
-_DEFAULT_KEYS = ("confidence", "min_samples", "margin", "margin_relative", "required", "n_resamples", "seed")
-_RULE_KEYS = ("task", "metric", "direction", "margin", "margin_relative", "confidence", "min_samples", "required")
+_DEFAULT_KEYS = ("confidence", "min_samples", "margin", "margin_relative", "required", "n_resamples", "seed",
+                 "inconclusive")
+_RULE_KEYS = ("task", "metric", "direction", "margin", "margin_relative", "confidence", "min_samples", "required",
+              "inconclusive")
 _MIN_RESAMPLES = 100
 
 
@@ -72,6 +84,7 @@ class Rule:
     required: bool
     margin: float | None = None
     margin_relative: float | None = None
+    inconclusive: InconclusiveAction = "pass"
 
     @property
     def label(self) -> str:
@@ -173,6 +186,11 @@ class _Section:
             raise self.error(f"{key} must be true or false, got {v!r}")
         return v
 
+    def inconclusive(self, v: Any) -> str:
+        if v not in INCONCLUSIVE_ACTIONS:
+            raise self.error(f"inconclusive must be \"pass\", \"warn\" or \"fail\", got {v!r}")
+        return str(v)
+
     def margins(self, table: Mapping[str, Any]) -> tuple[float | None, float | None] | None:
         """``(margin, margin_relative)`` if the table sets one of them, else None."""
         has_abs, has_rel = "margin" in table, "margin_relative" in table
@@ -209,6 +227,7 @@ def parse_policy(data: Mapping[str, Any], source: str | None = None, *, text: st
         "n_resamples", raw_defaults.get("n_resamples", BUILTIN_DEFAULTS["n_resamples"]), _MIN_RESAMPLES
     )
     seed = dsec.positive_int("seed", raw_defaults.get("seed", BUILTIN_DEFAULTS["seed"]), 0)
+    d_inc = dsec.inconclusive(raw_defaults.get("inconclusive", BUILTIN_DEFAULTS["inconclusive"]))
     d_margins = dsec.margins(raw_defaults) or (float(BUILTIN_DEFAULTS["margin"]), None)
 
     raw_rules = data.get("rule")
@@ -255,6 +274,7 @@ def parse_policy(data: Mapping[str, Any], source: str | None = None, *, text: st
                 required=sec.boolean("required", raw["required"]) if "required" in raw else d_req,
                 margin=margin,
                 margin_relative=margin_rel,
+                inconclusive=sec.inconclusive(raw["inconclusive"]) if "inconclusive" in raw else d_inc,  # type: ignore[arg-type]
             )
         )
     return GatePolicy(rules=tuple(rules), n_resamples=n_resamples, seed=seed, source=source)

@@ -17,9 +17,11 @@ __all__ = ["to_markdown", "to_junit_xml"]
 
 def _summary_line(result: GateResult) -> str:
     n = len(result.results)
-    counts = ", ".join(f"{result.count(s)} {s}" for s in ("pass", "regression", "error", "skipped") if result.count(s))
+    counts = ", ".join(f"{result.count(s)} {s}" for s in ("pass", "warn", "regression", "error", "skipped")
+                       if result.count(s))
     head = {
-        "pass": "✅ **Gate: PASS** — no regression",
+        "pass": ("⚠️ **Gate: PASS with warnings** — no proven regression, but inconclusive rule(s)"
+                 if result.count("warn") else "✅ **Gate: PASS** — no regression"),
         "regression": "❌ **Gate: REGRESSION** — the candidate is worse than the margin",
         "error": "⚠️ **Gate: ERROR** — the gate could not check every rule",
     }[result.verdict]
@@ -31,7 +33,8 @@ def to_markdown(result: GateResult) -> str:
     lines = [f"### {_summary_line(result)}", ""]
     lines.append("| Task | Metric | Baseline | Candidate | Δ (cand − base) | CI of Δ | Regression if | Verdict |")
     lines.append("|---|---|---:|---:|---:|---|---|---|")
-    icons = {"pass": "✅ pass", "regression": "❌ regression", "error": "⚠️ error", "skipped": "⏭️ skipped"}
+    icons = {"pass": "✅ pass", "warn": "⚠️ warn", "regression": "❌ regression", "error": "⚠️ error",
+             "skipped": "⏭️ skipped"}
     for r in result.results:
         rule = r.rule
         if r.delta is not None and r.margin is not None:
@@ -57,10 +60,18 @@ def to_markdown(result: GateResult) -> str:
             "with the rule's one-sided confidence, i.e. the whole CI of Δ lies beyond the margin on the "
             "worse side (paired bootstrap over the same samples, "
             f"{result.policy.n_resamples} resamples, seed {result.policy.seed}; the CI shown is the two-sided "
-            "2·confidence − 1 interval). \"inconclusive\" = not proven worse, but not proven within the "
-            "margin either; more samples would settle it."
+            "2·confidence − 1 interval). \"inconclusive\" = the CI crosses the margin: not proven worse, "
+            "but not proven within the margin either; more samples would settle it. Each rule's policy "
+            "decides what an inconclusive rule does: pass, warn (exit code 0) or fail (exit code 1)."
         )
     )
+    inc = [r for r in result.results if r.inconclusive]
+    if inc:
+        lines.append("")
+        for r in inc:
+            effect = {"pass": "passes by policy", "warn": "warning by policy (exit code 0)",
+                      "fail": "fails by policy (exit code 1)"}[r.rule.inconclusive]
+            lines.append(f"- **{_md(r.rule.label)}**: inconclusive ({effect}) — the CI of Δ crosses the margin")
     return "\n".join(lines) + "\n"
 
 
@@ -88,6 +99,7 @@ def to_junit_xml(result: GateResult) -> str:
         ("exit_code", str(result.exit_code)),
         ("n_resamples", str(result.policy.n_resamples)),
         ("seed", str(result.policy.seed)),
+        ("warnings", str(result.count("warn"))),
         ("policy", result.policy.source or ""),
     ):
         ET.SubElement(props, "property", {"name": k, "value": _xml(v)})
@@ -97,14 +109,18 @@ def to_junit_xml(result: GateResult) -> str:
         )
         summary = _xml(_plain_summary(r))
         if r.status == "regression":
-            el = ET.SubElement(case, "failure", {"type": "regression", "message": summary})
+            kind = "inconclusive" if r.inconclusive else "regression"
+            el = ET.SubElement(case, "failure", {"type": kind, "message": summary})
             el.text = summary
         elif r.status == "error":
             el = ET.SubElement(case, "error", {"type": "error", "message": _xml(r.message)})
             el.text = _xml(r.message)
         elif r.status == "skipped":
             ET.SubElement(case, "skipped", {"message": _xml(r.message)})
-        ET.SubElement(case, "system-out").text = summary
+        out = summary
+        if r.status == "warn":
+            out = "WARNING: " + summary
+        ET.SubElement(case, "system-out").text = out
     ET.indent(suite)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
 

@@ -29,7 +29,7 @@ def gate_view(gate: dict[str, Any]) -> dict[str, Any]:
         rules.append({"task": cell(r.get("task", rule.get("task"))),
                       "metric": cell(r.get("metric", rule.get("metric"))),
                       "status": clip(status, 40),
-                      "cls": {"pass": "good", "regression": "bad", "error": "warn"}.get(status, "ns"),
+                      "cls": {"pass": "good", "regression": "bad", "error": "warn", "warn": "warn"}.get(status, "ns"),
                       "baseline": fmt_value(r.get("baseline")), "candidate": fmt_value(r.get("candidate")),
                       "delta": fmt_delta(r.get("delta")), "ci": ci,
                       "margin": fmt_value(r.get("margin")), "direction": cell(rule.get("direction")),
