@@ -455,8 +455,7 @@ def _inconclusive_runs(tmp_path: Path) -> tuple[Path, Path]:
     """Counting-like binary runs: -6 points on 150 samples, CI roughly [-11, -1], margin 5 -> crosses it."""
     from fakeruns import make_run
 
-    n = 150
-    base = [1.0] * 90 + [0.0] * 60
+    base = [1.0] * 90 + [0.0] * 60  # 150 samples
     cand = list(base)
     for i in range(12):  # 12 newly wrong ...
         cand[i] = 0.0
