@@ -126,61 +126,71 @@ def evaluate(model: Any = None, ckpt: str | os.PathLike | None = None, tasks: st
     Returns the results (a :class:`SeriesResults` for several checkpoints); None on torchrun ranks
     other than 0, which write nothing.
     """
+    from .lock import output_lock
+    from .model.checkpoint import allow_nonfinite_tensors
     from .runner import RunConfig
 
     lo = load_options or LoadOptions()
-    embedded = model is None and tasks is None and ckpt is None
-    base_choice = None
-    if model is None and ckpt:
-        base_choice = choose_base_model(str(ckpt), lo.trust_checkpoint)
-        model = base_choice.spec
-    if model is None:
-        model, ckpt = EMBEDDED_DEFAULT["model"], ckpt or EMBEDDED_DEFAULT["ckpt"]
-    if tasks is None:
-        tasks = EMBEDDED_DEFAULT["tasks"]
-    if limit is None and embedded:
-        limit = EMBEDDED_DEFAULT["limit"]
-        log.info("no model/tasks given: running the embedded default (%s + %s on %s, %d samples)",
-                 model, ckpt, tasks, limit)
-    if num_fewshot < 0:
-        raise UserError("--num-fewshot must be >= 0")
-    cfg = RunConfig(output_dir=Path(output_dir or DEFAULT_OUTPUT_DIR), limit=limit, batch_size=batch_size,
-                    num_fewshot=num_fewshot, fewshot_zero_mode=fewshot_zero_mode, template=template, seed=seed,
-                    history_mode=history_mode, fewshot_selection=fewshot_selection,
-                    generation_overrides=dict(generation or {}), argv=list(argv or []), progress=progress,
-                    share_prefix=share_prefix)
-    from .lock import output_lock
-
-    with output_lock(cfg.output_dir, cfg.argv or None):  # one run per folder; orphan temporaries removed
+    # --allow-nonfinite for every checkpoint read below (choosing the base, loading, series swaps)
+    with allow_nonfinite_tensors(lo.allow_nonfinite):
+        embedded = model is None and tasks is None and ckpt is None
+        base_choice = None
+        if model is None and ckpt:
+            base_choice = choose_base_model(str(ckpt), lo.trust_checkpoint)
+            model = base_choice.spec
+        if model is None:
+            model, ckpt = EMBEDDED_DEFAULT["model"], ckpt or EMBEDDED_DEFAULT["ckpt"]
+        if tasks is None:
+            tasks = EMBEDDED_DEFAULT["tasks"]
+        if limit is None and embedded:
+            limit = EMBEDDED_DEFAULT["limit"]
+            log.info("no model/tasks given: running the embedded default (%s + %s on %s, %d samples)",
+                     model, ckpt, tasks, limit)
+        if num_fewshot < 0:
+            raise UserError("--num-fewshot must be >= 0")
+        cfg = RunConfig(output_dir=Path(output_dir or DEFAULT_OUTPUT_DIR), limit=limit, batch_size=batch_size,
+                        num_fewshot=num_fewshot, fewshot_zero_mode=fewshot_zero_mode, template=template, seed=seed,
+                        history_mode=history_mode, fewshot_selection=fewshot_selection,
+                        generation_overrides=dict(generation or {}), argv=list(argv or []), progress=progress,
+                        share_prefix=share_prefix)
         if label:
             cfg.extra_run_info["label"] = label
         if base_choice is not None:
             cfg.extra_run_info["base_model_choice"] = base_choice.to_dict()
-        prepared = prepare_tasks(tasks, cfg, task_options, data_root, include_paths)
-        baseline_run = earlier_run(baseline) if baseline else None
-        if baseline_run is not None:
-            check_baseline_settings(baseline_run, prepared, cfg)
-        device = distributed.init_for_eval(lo.device)
-        if device:
-            lo = dataclasses.replace(lo, device=device)
-        ckpts = _expand(ckpt)
-        if len(ckpts) > 1:
-            if baseline:
-                raise UserError("--baseline is not supported with a checkpoint series; compare the series folders instead")
-            return evaluate_series(model, ckpts, prepared, cfg, lo, report)
-        from .runner import run_evaluation
+        with output_lock(cfg.output_dir, cfg.argv or None):  # one run per folder; orphan temporaries removed
+            return _evaluate_in_folder(cfg, model, ckpt, tasks, lo, baseline, intersect, task_options, data_root,
+                                       include_paths, report)
 
-        loaded = load(model, ckpts[0] if ckpts else None, lo)
-        results = run_evaluation(prepared, loaded, cfg)
-        if results is None:  # a torchrun rank other than 0: rank 0 writes everything
-            return None
-        results.path = cfg.output_dir / "results.json"
+
+def _evaluate_in_folder(cfg, model: Any, ckpt: Any, tasks: str | Sequence[str], lo: LoadOptions,
+                        baseline: Any, intersect: bool, task_options: dict[str, Any] | None,
+                        data_root: Any, include_paths: Sequence[str], report: bool) -> RunResults | SeriesResults | None:
+    """:func:`evaluate` once its output folder is locked: data first, then the model(s)."""
+    from .runner import run_evaluation
+
+    prepared = prepare_tasks(tasks, cfg, task_options, data_root, include_paths)
+    baseline_run = earlier_run(baseline) if baseline else None
+    if baseline_run is not None:
+        check_baseline_settings(baseline_run, prepared, cfg)
+    device = distributed.init_for_eval(lo.device)
+    if device:
+        lo = dataclasses.replace(lo, device=device)
+    ckpts = _expand(ckpt)
+    if len(ckpts) > 1:
         if baseline:
-            del loaded
-            results = attach_baseline(results, prepared, cfg, str(baseline), baseline_run, lo, intersect)
-        if report:
-            write_run_report(results, cfg.output_dir)
-        return results
+            raise UserError("--baseline is not supported with a checkpoint series; compare the series folders instead")
+        return evaluate_series(model, ckpts, prepared, cfg, lo, report)
+    loaded = load(model, ckpts[0] if ckpts else None, lo)
+    results = run_evaluation(prepared, loaded, cfg)
+    if results is None:  # a torchrun rank other than 0: rank 0 writes everything
+        return None
+    results.path = cfg.output_dir / "results.json"
+    if baseline:
+        del loaded
+        results = attach_baseline(results, prepared, cfg, str(baseline), baseline_run, lo, intersect)
+    if report:
+        write_run_report(results, cfg.output_dir)
+    return results
 
 
 def _expand(ckpt: Any) -> list[Any]:

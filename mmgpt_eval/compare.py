@@ -9,7 +9,6 @@ where a task documents otherwise (counting MAE), so the dropped counts are repor
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,6 +18,7 @@ import numpy as np
 from .errors import UserError
 from .records import SampleRecord
 from .results import RunResults
+from .taskapi.reporting import number
 from .stats import compare_metric
 
 STAT_KINDS = ("binary", "continuous", "corpus")
@@ -134,17 +134,6 @@ class MetricComparison:
         return asdict(self)
 
 
-def as_number(x: Any) -> float | None:
-    """A finite float, or None (missing, non-numeric, NaN or infinite)."""
-    if x is None:
-        return None
-    try:
-        f = float(x)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) or math.isinf(f) else f
-
-
 # ------------------------------------------------------------------------------------------ runs
 def run_label(run: RunResults) -> str:
     """What was evaluated: ``--label``, else the checkpoint's name, else the model spec's name, else the
@@ -216,7 +205,7 @@ def compare_runs(baseline: RunResults, candidate: RunResults, *, intersect: bool
         for metric, info in tb.metric_info.items():
             if metric not in tb.metrics or metric not in baseline.tasks[task].metrics:
                 continue
-            va, vb = as_number(baseline.tasks[task].metrics[metric]), as_number(tb.metrics[metric])
+            va, vb = number(baseline.tasks[task].metrics[metric]), number(tb.metrics[metric])
             mc = MetricComparison(task, metric, info["kind"], bool(info.get("higher_is_better", True)),
                                   info.get("unit", ""), va, vb,
                                   None if va is None or vb is None else vb - va, note=note)

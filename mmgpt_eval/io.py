@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -16,6 +17,16 @@ try:  # Python 3.11+
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore
+
+
+# atomic_writer's temporary files: ".<target name>.<8 random characters>.tmp" beside the target
+# (tempfile.mkstemp with this prefix and suffix); a process killed mid-write leaves one behind.
+ATOMIC_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def is_atomic_temp(name: str) -> bool:
+    """Is ``name`` (a file name) a temporary file of :func:`atomic_writer`?"""
+    return ATOMIC_TEMP.match(name) is not None
 
 
 @contextlib.contextmanager
@@ -61,18 +72,23 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
     atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=True) + "\n")
 
 
+def _no_file_above(p: Path, path: Any, what: str, verb: str) -> Path:
+    """The nearest existing ancestor of ``p`` must be a directory (else nothing can be made below it)."""
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"cannot {verb} the {what}: {parent} is a file, not a directory", path)
+            break
+    return p
+
+
 def check_output_file(path: str | os.PathLike, what: str = "output file") -> Path:
     """Check, before any work is done, that ``path`` can be written as a file: it must not be an
     existing directory, and no existing parent component may be a file. One-line UserError otherwise."""
     p = Path(path).expanduser()
     if str(path) == "" or p.is_dir():
         raise UserError(f"{what} is a directory, expected a file path", path)
-    for parent in p.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UserError(f"cannot write the {what}: {parent} is a file, not a directory", path)
-            break
-    return p
+    return _no_file_above(p, path, what, "write")
 
 
 def check_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
@@ -80,12 +96,7 @@ def check_output_dir(path: str | os.PathLike, what: str = "output folder") -> Pa
     p = Path(path).expanduser()
     if p.exists() and not p.is_dir():
         raise UserError(f"{what} exists and is not a directory", path)
-    for parent in p.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UserError(f"cannot create the {what}: {parent} is a file, not a directory", path)
-            break
-    return p
+    return _no_file_above(p, path, what, "create")
 
 
 def _read_text(path: Path, what: str) -> str:

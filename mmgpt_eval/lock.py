@@ -28,7 +28,6 @@ import fcntl
 import json
 import logging
 import os
-import re
 import shlex
 import socket
 import sys
@@ -36,12 +35,11 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .errors import UserError
+from .io import is_atomic_temp
 
 log = logging.getLogger("mmgpt_eval")
 
 LOCK_NAME = ".mmgpt-eval.lock"
-# io.atomic_writer: tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp") -> ".<name>.<8 random chars>.tmp"
-ORPHAN_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 CLEANUP_DEPTH = 3  # OUTDIR, OUTDIR/samples + OUTDIR/<series or baseline>, OUTDIR/<...>/samples
 
 
@@ -176,7 +174,7 @@ def remove_orphan_temps(folder: str | os.PathLike, depth: int = CLEANUP_DEPTH) -
                 if e.is_dir(follow_symlinks=False):
                     if level < depth and not e.name.startswith("."):
                         todo.append((Path(e.path), level + 1))
-                elif e.is_file(follow_symlinks=False) and ORPHAN_TEMP.match(e.name):
+                elif e.is_file(follow_symlinks=False) and is_atomic_temp(e.name):
                     os.unlink(e.path)
                     removed.append(Path(e.path))
             except OSError:

@@ -120,13 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 2
         _setup_logging(-1 if args.quiet else args.verbose)
-        if getattr(args, "allow_nonfinite", False):
-            from ..model.checkpoint import allow_nonfinite_tensors
-
-            with allow_nonfinite_tensors(True):
-                rc = args.func(args)
-        else:
-            rc = args.func(args)
+        rc = args.func(args)  # --allow-nonfinite travels in LoadOptions (api.load / api.evaluate)
     except KeyboardInterrupt:
         print("mmgpt-eval: interrupted", file=sys.stderr)
         return 130

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import re
-from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UserError
 from ..generation_settings import GenerationSettings, check_value
+from ..io import check_output_dir, check_output_file
 
 _DEVICE_RE = re.compile(r"^(cpu|auto|mps|cuda(:\d+)?)$")
 
@@ -45,23 +45,21 @@ def generation_arg(field: str) -> Callable[[str], Any]:
     return parse
 
 
-def output_dir_arg(value: str) -> str:
-    """A results folder: must not be an existing file (checked before anything loads)."""
-    p = Path(value).expanduser()
-    if p.exists() and not p.is_dir():
-        raise argparse.ArgumentTypeError(f"{value} exists and is not a directory")
-    return value
+def _checked_by(check: Callable[[str], Any]) -> Callable[[str], str]:
+    """An argparse type from an io check (its UserError becomes the flag's error)."""
+    def parse(value: str) -> str:
+        try:
+            check(value)
+        except UserError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return value
+    parse.__name__ = check.__name__
+    return parse
 
 
-def output_file_arg(value: str) -> str:
-    """An output file: not a directory, and not inside a path component that is a file."""
-    from ..io import check_output_file
-
-    try:
-        check_output_file(value)
-    except UserError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return value
+# a results folder (not an existing file, nor below one) / an output file (not a directory): before anything loads
+output_dir_arg = _checked_by(check_output_dir)
+output_file_arg = _checked_by(check_output_file)
 
 def add_model_args(p: argparse.ArgumentParser, model_required: bool = False, default_model: str | None = None) -> None:
     g = p.add_argument_group("model")

@@ -151,7 +151,6 @@ def apply_run_config(args: argparse.Namespace, parser_actions: dict[str, argpars
     task options. Flags given on the command line win. Every value is checked with the flag's own
     argparse type and choices, so a bad value is one line naming the file and the key. Returns the tables."""
     if not args.config:
-        check_sampling_flags(args)
         return {}
     cfg = read_toml(args.config)
     base = Path(args.config).resolve().parent
@@ -174,10 +173,6 @@ def apply_run_config(args: argparse.Namespace, parser_actions: dict[str, argpars
                 value = str(base / p)
         value = _config_value(parser_actions[dest], key, value, args.config)
         setattr(args, dest, value)
-    try:
-        check_sampling_flags(args)
-    except UserError as e:
-        raise UserError(f"{e} (flags and config combined)", args.config) from None
     return {k: v for k, v in cfg.items() if isinstance(v, dict)}
 
 
@@ -192,6 +187,12 @@ def generation_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     argv = sys.argv[1:] if args._argv is None else args._argv
     tables = apply_run_config(args, getattr(args, "_actions", {}), argv)
+    try:  # combinations of flags (and config values) that no single flag's type can see
+        check_sampling_flags(args)
+    except UserError as e:
+        if not args.config:
+            raise
+        raise UserError(f"{e} (flags and config combined)", args.config) from None
     results = evaluate(
         args.model, args.ckpt, args.tasks, output_dir=args.output_dir, limit=args.limit, label=args.label,
         baseline=args.baseline, intersect=args.intersect, template=args.template, num_fewshot=args.num_fewshot or 0,
