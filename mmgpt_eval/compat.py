@@ -26,6 +26,11 @@ open-flamingo 2.0.1 (installed with --no-deps).
    forced at build time (open_clip 3.x builds it with plain GELU) via ``force_quick_gelu``.
 6. ``output_cache``: the KV cache a forward returns is ``output.cache`` in transformers >= 5 and
    ``output.past_key_values`` before (the same rename as shim 2, on the output side).
+7. ``cache_select``: a new KV cache holding some batch rows of another (ranking runs many candidate
+   rows against one context's cache). transformers >= 4.56 caches are objects whose layers hold
+   ``keys``/``values`` tensors and whose own ``batch_select_indices`` works in place (a forward also
+   extends a cache in place, so a shared context cache must never be passed on directly); older
+   ones are tuples of (key, value) per layer.
 """
 
 from __future__ import annotations
@@ -68,6 +73,23 @@ def output_cache(output) -> Any:
     """The KV cache returned by a causal-LM forward with ``use_cache=True`` (shim 6)."""
     cache = getattr(output, "cache", None)
     return cache if cache is not None else getattr(output, "past_key_values", None)
+
+
+def cache_select(cache, index) -> Any:
+    """A new cache with rows ``index`` (a LongTensor) of ``cache``; ``cache`` is left unchanged (shim 7)."""
+    import copy
+
+    if isinstance(cache, tuple):
+        return tuple(tuple(t.index_select(0, index) for t in layer) for layer in cache)
+    new = copy.copy(cache)
+    new.layers = []
+    for layer in cache.layers:
+        sel = copy.copy(layer)
+        if getattr(layer, "keys", None) is not None and layer.keys.numel():
+            sel.keys = layer.keys.index_select(0, index)
+            sel.values = layer.values.index_select(0, index)
+        new.layers.append(sel)
+    return new
 
 
 def configure_llama_tokenizer(tokenizer, add_bos: bool = True, add_eos: bool = False):

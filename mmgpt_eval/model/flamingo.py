@@ -213,11 +213,13 @@ class MMFlamingo(Flamingo):
 
     # ---------------------------------------------------------------- forward
     def forward(self, vision_x, lang_x, attention_mask=None, labels=None, clear_conditioned_layers=True,
-                past_key_values=None, use_cache=False, vision_features=None, position_ids=None):
+                past_key_values=None, use_cache=False, vision_features=None, position_ids=None, logits_to_keep=0):
         lm = self.lang_encoder
         if not lm.initialized_flamingo:
             raise ValueError("Flamingo layers are not initialized. Please call `init_flamingo` first.")
         extra = {"position_ids": position_ids}
+        if logits_to_keep:
+            extra["logits_to_keep"] = logits_to_keep  # only the last positions' logits (ranking contexts)
         if past_key_values is not None:
             extra[lm_cache_kwarg(lm)] = past_key_values
         if vision_x is None and vision_features is None and not lm._use_cached_vision_x:
