@@ -28,7 +28,7 @@ from .results import RunResults
 log = logging.getLogger("mmgpt_eval")
 
 # the tiny MultiModal-GPT made by `make reproduce` (shipped in the package) on 200 easy-VQA questions
-EMBEDDED_DEFAULT = {"model": "tiny-openflamingo", "ckpt": "tiny-mmgpt", "tasks": "easyvqa", "limit": 200}
+EMBEDDED_DEFAULT = {"model": "tiny-openflamingo", "ckpt": "tiny-mmgpt", "tasks": "easyvqa,easyvqa-mc", "limit": 200}
 DEFAULT_OUTPUT_DIR = "mmgpt-eval-out"
 
 

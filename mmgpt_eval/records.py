@@ -31,15 +31,18 @@ class SampleRecord:
     references: Any
     metrics: dict[str, Any]  # per-sample metric values (keys: MetricInfo.per_sample)
     generated_tokens: int
-    stopped_on_eos: bool
+    stopped_on_eos: bool | None  # None: a ranking (nothing generated)
     meta: dict[str, Any] = field(default_factory=dict)
     # every request of a multi-request sample (dialogue turns, grounding probes) by key
     outputs: dict[str, dict[str, Any]] | None = None
+    # a ranking sample: the best candidates, best first, each {"candidate", "score", "sum_logprob", "n_tokens"}
+    ranking: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
-        if d["outputs"] is None:
-            del d["outputs"]
+        for optional in ("outputs", "ranking"):
+            if d[optional] is None:
+                del d[optional]
         return d
 
     @classmethod

@@ -2,8 +2,8 @@
 
 ``prepare_task`` (data, subset, template, settings, few-shot pool: no model needed) ->
 ``run_task``: resume from the sample store -> this rank's pending samples -> requests (round 0 built
-once) -> sorted into batches -> generations -> post-processing -> per-sample scores, streamed to the
-store as :class:`~mmgpt_eval.records.SampleRecord` lines -> gathered on rank 0 -> ``finish_task``:
+once) -> sorted into batches -> generations (or log-likelihood rankings of candidates) ->
+post-processing -> per-sample scores, streamed to the store as :class:`~mmgpt_eval.records.SampleRecord` lines -> gathered on rank 0 -> ``finish_task``:
 aggregate, final log in task order, :class:`~mmgpt_eval.results.TaskResult`.
 """
 
@@ -23,11 +23,13 @@ from .errors import UserError
 from .generation_settings import GenerationSettings
 from .model.build import LoadedModel
 from .model.generate import Generator, PromptInput
+from .model.rank import Ranker, RankInput
 from .progress import progress_bars
 from .records import SampleRecord
 from .results import RunResults, TaskResult, provenance
 from .sample_store import SampleStore
-from .taskapi import Output, RandomDemos, Request, RunContext, Sample, Task, demos_needed, fixed_subset
+from .taskapi import (Output, RandomDemos, Ranking, RankRequest, Request, RunContext, Sample, Task, demos_needed,
+                      fixed_subset)
 from .taskapi.demos import DemoSelector
 from .templates import Template, get_template, prompt_sha256
 
@@ -126,23 +128,29 @@ def demo_selector(pt: PreparedTask, cfg: RunConfig, loaded: LoadedModel) -> Demo
     return RandomDemos(cfg.seed)
 
 
-# ------------------------------------------------------------------------------------ generation
+# ------------------------------------------------------------------------------------ generation / ranking
 def _settings_key(s: GenerationSettings) -> str:
     return json.dumps(s.to_dict(), sort_keys=True)
 
 
-def generate_outputs(pt: PreparedTask, chunk: list[Sample], first: dict[str, list[Request]], gen: Generator,
-                     ctx: RunContext, batch_size: int) -> dict[str, dict[str, Output]]:
+def answer_requests(pt: PreparedTask, chunk: list[Sample], first: dict[str, list[Request | RankRequest]],
+                    gen: Generator, ranker: Ranker, ctx: RunContext,
+                    batch_size: int) -> dict[str, dict[str, Output | Ranking]]:
     """Every round of every request of ``chunk`` (round 0 given); outputs by sample id and request key.
-    Requests with the same stop rule and settings are generated together."""
+    Generation requests with the same stop rule and settings are generated together; ranking
+    requests are scored together."""
     task = pt.task
-    outputs: dict[str, dict[str, Output]] = {s.id: {} for s in chunk}
+    outputs: dict[str, dict[str, Output | Ranking]] = {s.id: {} for s in chunk}
     for r in range(max(task.rounds(s) for s in chunk)):
         groups: dict[tuple[str, str], list[tuple[Sample, Request]]] = defaultdict(list)
+        ranked: list[tuple[Sample, RankRequest]] = []
         for s in chunk:
             if r < task.rounds(s):
                 for q in (first[s.id] if r == 0 else task.requests(s, r, outputs[s.id], ctx)):
-                    groups[(q.template.stop, _settings_key(q.settings or pt.settings))].append((s, q))
+                    if isinstance(q, RankRequest):
+                        ranked.append((s, q))
+                    else:
+                        groups[(q.template.stop, _settings_key(q.settings or pt.settings))].append((s, q))
         for (stop, _), items in groups.items():
             st = items[0][1].settings or pt.settings
             prompts = [PromptInput(q.prompt, list(q.images), q.image_keys) for _, q in items]
@@ -152,10 +160,19 @@ def generate_outputs(pt: PreparedTask, chunk: list[Sample], first: dict[str, lis
                     prompt=q.prompt, prompt_sha256=prompt_sha256(q.prompt, q.image_keys), raw=g.text,
                     prediction=task.postprocess(q, g), token_ids=g.token_ids, stopped_on_eos=g.stopped_on_eos,
                     num_new_tokens=g.num_new_tokens, max_new_tokens=st.max_new_tokens, image_keys=q.image_keys)
+        if ranked:
+            inputs = [RankInput(q.prompt, list(q.images), q.candidates, q.image_keys, q.joint_tokens) for _, q in ranked]
+            for (s, q), scores in zip(ranked, ranker.score(inputs, batch_size=batch_size)):
+                outputs[s.id][q.key] = Ranking(
+                    prompt=q.prompt, prompt_sha256=prompt_sha256(q.prompt, q.image_keys), image_keys=q.image_keys,
+                    candidates=q.candidates,
+                    scores=[c.mean_logprob if q.normalize else c.sum_logprob for c in scores],
+                    sum_logprobs=[c.sum_logprob for c in scores], n_tokens=[c.n_tokens for c in scores],
+                    normalize=q.normalize, top_k=q.top_k)
     return outputs
 
 
-def make_record(pt: PreparedTask, sample: Sample, outs: dict[str, Output]) -> SampleRecord:
+def make_record(pt: PreparedTask, sample: Sample, outs: dict[str, Output | Ranking]) -> SampleRecord:
     """Score one sample and describe it for the log."""
     metrics = pt.task.score_sample(sample, outs)
     main = outs.get("main") or next(iter(outs.values()))
@@ -165,7 +182,8 @@ def make_record(pt: PreparedTask, sample: Sample, outs: dict[str, Output]) -> Sa
         template_sha256=pt.template.sha256, prompt=main.prompt, images=main.image_keys, raw=main.raw,
         prediction=main.prediction, references=pt.task.references_for_log(sample), metrics=metrics,
         generated_tokens=sum(o.num_new_tokens for o in outs.values()), stopped_on_eos=main.stopped_on_eos,
-        meta=sample.meta, outputs={k: o.to_dict() for k, o in outs.items()} if several else None)
+        meta=sample.meta, outputs={k: o.to_dict() for k, o in outs.items()} if several else None,
+        ranking=main.top() if isinstance(main, Ranking) and not several else None)
 
 
 def _batch_order(pending: list[Sample], first: dict[str, list[Request]]) -> list[Sample]:
@@ -214,6 +232,7 @@ def run_task(pt: PreparedTask, loaded: LoadedModel, gen: Generator, cfg: RunConf
                      demos=demo_selector(pt, cfg, loaded) if pending else None)
     first = {s.id: task.requests(s, 0, {}, ctx) for s in pending}
     pending = _batch_order(pending, first)
+    ranker = Ranker(gen)
     bar = progress.add_task(task.name if world == 1 else f"{task.name} (rank {rank}/{world})",
                             total=len(pending) + (resumed if world == 1 else 0),
                             completed=resumed if world == 1 else 0, rate="")
@@ -224,14 +243,15 @@ def run_task(pt: PreparedTask, loaded: LoadedModel, gen: Generator, cfg: RunConf
     while start < len(pending):
         size = gen.batch_cap(cfg.batch_size)
         chunk = pending[start:start + size]
-        outs = generate_outputs(pt, chunk, first, gen, ctx, size)
+        outs = answer_requests(pt, chunk, first, gen, ranker, ctx, size)
         records = [make_record(pt, s, outs[s.id]).to_dict() for s in chunk]
         out_store.append(records)
         new.extend(records)
         n_tokens += sum(r["generated_tokens"] for r in records)
         start += len(chunk)
         el = time.perf_counter() - t0
-        progress.update(bar, advance=len(chunk), rate=f"{len(new) / el:.1f} samples/s, {n_tokens / el:.0f} tok/s")
+        progress.update(bar, advance=len(chunk), rate=f"{len(new) / el:.1f} samples/s"
+                        + (f", {n_tokens / el:.0f} tok/s" if n_tokens else ""))
     wall = time.perf_counter() - t0
     gathered = distributed.gather_lists(new)
     if gathered is None:
@@ -272,7 +292,7 @@ def finish_task(pt: PreparedTask, cfg: RunConfig, store: SampleStore, done: dict
         breakdown=agg.breakdown, notes=notes,
         timing={"wall_s": round(wall, 3), "samples_generated": n_gen, "samples_resumed": resumed,
                 "samples_per_s": round(n_gen / wall, 3) if wall > 0 and n_gen else None,
-                "generated_tokens": n_tokens, "tokens_per_s": round(n_tokens / wall, 1) if wall > 0 and n_gen else None,
+                "generated_tokens": n_tokens, "tokens_per_s": round(n_tokens / wall, 1) if wall > 0 and n_tokens else None,
                 "world_size": distributed.rank_world()[1], "batch_size": batch_size},
         samples_file=str(Path("samples") / f"{task.name}.jsonl"), fingerprint=fp)
 

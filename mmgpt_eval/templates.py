@@ -19,6 +19,10 @@ OpenFlamingo few-shot (open_flamingo/eval, 2.x):
   on the generated text: cut at the first "Question", "Answer" or "Short", then at the first ", ".
 * ``of-caption``: ``<image>Output:{caption}<|endofchunk|>`` demos, query ``<image>Output:``.
   Extraction: cut at the first "Output", remove double quotes.
+* ``of-imagenet``: ranking (class names follow the prompt): ``<image>Output:{answer}<|endofchunk|>``
+  demos joined with no separator, query ``<image>Output:``.
+* ``of-hatefulmemes``: ranking: ``<image>is an image with: '{ocr}' written on it. Is it hateful?
+  Answer:{answer}<|endofchunk|>`` demos joined with no separator, then the query without the answer.
 
 Zero-shot OpenFlamingo ("0-shot" in its papers) means two *text-only* demos (images removed); see
 :func:`render_fewshot`.
@@ -51,14 +55,22 @@ class Template:
     extraction: str  # answer-extraction rule id
     stop: str  # "lm_eos" (the LM's </s>) or "endofchunk"
     n_images: int  # <image> tokens in the query
+    demo_separator: str = "\n"  # after each demo (OpenFlamingo: newline for VQA/captions, none for classification)
+    # ranking: how candidates are tokenized after the prompt: "separate" (alone, OpenFlamingo's
+    # classification) or "joint" (as they read in prompt + candidate). Fixed per template name, like
+    # its strings; not hashed (it was added after the first hashes were pinned)
+    rank_tokens: str = "joint"
     # default decoding for this template (tasks may override per template); not part of the hash,
     # results record the settings used
     settings: GenerationSettings = field(default_factory=GenerationSettings, compare=False)
 
     @property
     def sha256(self) -> str:
-        payload = json.dumps({"name": self.name, "prompt": self.prompt, "demo": self.demo,
-                              "extraction": self.extraction, "stop": self.stop}, sort_keys=True)
+        content = {"name": self.name, "prompt": self.prompt, "demo": self.demo, "extraction": self.extraction,
+                   "stop": self.stop}
+        if self.demo_separator != "\n":  # hashed only when not the default: older hashes stay valid
+            content["demo_separator"] = self.demo_separator
+        payload = json.dumps(content, sort_keys=True)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
     def render(self, **fields: str) -> str:
@@ -119,13 +131,26 @@ _T = [
         description="OpenFlamingo few-shot VQA (open_flamingo/eval)",
         prompt=IMAGE + "Question:{question} Short answer:",
         demo=IMAGE + "Question:{question} Short answer:{answer}" + EOC,
-        extraction="of_vqa", stop="endofchunk", n_images=1, settings=OPENFLAMINGO_VQA),
+        extraction="of_vqa", stop="endofchunk", n_images=1, settings=OPENFLAMINGO_VQA, rank_tokens="separate"),
     Template(
         name="of-caption",
         description="OpenFlamingo few-shot captioning (open_flamingo/eval)",
         prompt=IMAGE + "Output:",
         demo=IMAGE + "Output:{caption}" + EOC,
-        extraction="of_caption", stop="endofchunk", n_images=1, settings=OPENFLAMINGO_CAPTION),
+        extraction="of_caption", stop="endofchunk", n_images=1, settings=OPENFLAMINGO_CAPTION,
+        rank_tokens="separate"),
+    Template(
+        name="of-imagenet",
+        description="OpenFlamingo classification (ImageNet): class names ranked after the prompt",
+        prompt=IMAGE + "Output:",
+        demo=IMAGE + "Output:{answer}" + EOC,
+        extraction="raw", stop="endofchunk", n_images=1, demo_separator="", rank_tokens="separate"),
+    Template(
+        name="of-hatefulmemes",
+        description="OpenFlamingo Hateful Memes: yes/no ranked after the prompt with the meme's text",
+        prompt=IMAGE + "is an image with: '{ocr}' written on it. Is it hateful? Answer:",
+        demo=IMAGE + "is an image with: '{ocr}' written on it. Is it hateful? Answer:{answer}" + EOC,
+        extraction="raw", stop="endofchunk", n_images=1, demo_separator="", rank_tokens="separate"),
     Template(
         name="raw",
         description="the prompt exactly as given; answer = the generated text, stripped",
@@ -162,13 +187,13 @@ def render_mmgpt_dialog(turns: list[tuple[str, str | None]], has_image: bool) ->
 
 def render_fewshot(template: Template, query: dict[str, str], demos: list[dict[str, str]],
                    zero_shot_text_demos: bool) -> tuple[str, int]:
-    """OpenFlamingo few-shot prompt: each demo followed by a newline, then the query.
+    """OpenFlamingo few-shot prompt: each demo followed by the template's separator, then the query.
 
     Returns ``(prompt, n_demo_images)``. With ``zero_shot_text_demos`` (OpenFlamingo's 0-shot
     protocol: 2 demos whose ``<image>`` tokens are removed and whose images are not passed) the demo
     images are dropped from the text and the count is 0.
     """
-    context = "".join(template.render_demo(**d) + "\n" for d in demos)
+    context = "".join(template.render_demo(**d) + template.demo_separator for d in demos)
     n_demo_images = len(demos)
     if zero_shot_text_demos:
         context = context.replace(IMAGE, "")

@@ -41,3 +41,23 @@ def probe_inputs(m, n: int = 3):
 def logits(m, enc, px):
     with torch.no_grad():
         return m.model(vision_x=px, lang_x=enc.input_ids, attention_mask=enc.attention_mask).logits
+
+
+def plain_candidate_logprob(m, text: str, images: list, candidate: str, joint: bool = False) -> tuple[float, int]:
+    """(summed log-probability, token count) of ``candidate`` after ``text``: one unbatched, uncached,
+    unpadded forward over context + candidate, images as pixels -- the independent path ranking is
+    checked against. ``joint``: the candidate's tokens as they come out of tokenizing text + candidate."""
+    if joint:  # trailing spaces belong to the candidate (lm-evaluation-harness)
+        stripped = text.rstrip(" ")
+        text, candidate = stripped, text[len(stripped):] + candidate
+    ctx = m.tokenizer(text)["input_ids"]
+    if joint:
+        cand = m.tokenizer(text + candidate)["input_ids"][len(ctx):]
+    else:
+        cand = m.tokenizer(candidate, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([ctx + cand])
+    px = torch.stack([m.image_processor(im) for im in images])[None, :, None] if images else None
+    with torch.no_grad():
+        out = m.model(vision_x=px, lang_x=ids, attention_mask=torch.ones_like(ids)).logits[0]
+    lp = torch.log_softmax(out.float(), dim=-1)
+    return sum(float(lp[len(ctx) - 1 + j, t]) for j, t in enumerate(cand)), len(cand)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import tiny_with_random_lora
+from helpers import plain_candidate_logprob, tiny_with_random_lora
 from mmgpt_eval.model.generate import Generator
 from mmgpt_eval.model.rank import Ranker, RankInput, softmax_of, top_k
 
@@ -49,14 +49,7 @@ def _inputs() -> list[RankInput]:
 
 
 def _plain(m, x: RankInput, cand: str) -> float:
-    ctx = m.tokenizer(x.text)["input_ids"]
-    c = m.tokenizer(cand, add_special_tokens=False)["input_ids"]
-    ids = torch.tensor([ctx + c])
-    px = torch.stack([m.image_processor(im) for im in x.images])[None, :, None] if x.images else None
-    with torch.no_grad():
-        logits = m.model(vision_x=px, lang_x=ids, attention_mask=torch.ones_like(ids)).logits[0]
-    lp = torch.log_softmax(logits.float(), dim=-1)
-    return sum(float(lp[len(ctx) - 1 + j, t]) for j, t in enumerate(c))
+    return plain_candidate_logprob(m, x.text, x.images, cand, joint=x.joint)[0]
 
 
 def test_batched_cached_equals_plain(model):
@@ -80,6 +73,15 @@ def test_batch_size_and_chunking_invariance(model):
         for sa, sb in zip(ra, rb):
             assert abs(sa.sum_logprob - sb.sum_logprob) < 1e-4
             assert sa.is_greedy == sb.is_greedy
+
+
+def test_joint_tokenization(model):
+    """Candidates tokenized as they read after the context (lm-evaluation-harness's rule)."""
+    inputs = [RankInput(x.text + " ", x.images, x.candidates, x.image_keys, joint=True) for x in _inputs()[:3]]
+    got = Ranker(Generator(model), candidate_batch=4).score(inputs, batch_size=3)
+    for x, scores in zip(inputs, got):
+        for cand, s in zip(x.candidates, scores):
+            assert abs(s.sum_logprob - _plain(model, x, cand)) < 1e-4
 
 
 def test_text_only_context():

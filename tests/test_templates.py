@@ -37,10 +37,23 @@ def test_openflamingo_strings():
     assert n0 == 0 and text0.count("<image>") == 1 and text0.startswith("Question:q1 Short answer:a1")
 
 
+def test_openflamingo_classification_strings():
+    """open_flamingo/eval: get_imagenet_prompt / get_hateful_memes_prompt, demos joined without a separator
+    (evaluate_classification), 0-shot demos keep their text and lose their <image>."""
+    t = TEMPLATES["of-imagenet"]
+    text, n = render_fewshot(t, {}, [{"answer": "goldfish"}, {"answer": "tench"}], zero_shot_text_demos=False)
+    assert (text, n) == ("<image>Output:goldfish<|endofchunk|><image>Output:tench<|endofchunk|><image>Output:", 2)
+    h = TEMPLATES["of-hatefulmemes"]
+    text0, n0 = render_fewshot(h, {"ocr": "q"}, [{"ocr": "a", "answer": "no"}], zero_shot_text_demos=True)
+    assert (text0, n0) == ("is an image with: 'a' written on it. Is it hateful? Answer:no<|endofchunk|>"
+                           "<image>is an image with: 'q' written on it. Is it hateful? Answer:", 0)
+
+
 def test_template_hashes_are_pinned():
     # Changing a template's text must be a deliberate, visible change (a new name, or this snapshot).
     got = {name: t.sha256[:16] for name, t in TEMPLATES.items()}
-    assert got == {"mmgpt": "ab5cd243e73ee053", "mmgpt-text": "fca937b3ebb2cb4a", "mmgpt-turn": "cea4496a2ebc5a46", "of-vqa": "a0c736f6389c5345", "of-caption": "d6c934e76f39c66c", "raw": "095d60a8ad4d55ec"}
+    assert got == {"mmgpt": "ab5cd243e73ee053", "mmgpt-text": "fca937b3ebb2cb4a", "mmgpt-turn": "cea4496a2ebc5a46", "of-vqa": "a0c736f6389c5345", "of-caption": "d6c934e76f39c66c", "of-imagenet": "acd219a6d883f279",
+                   "of-hatefulmemes": "59e135fa751c05aa", "raw": "095d60a8ad4d55ec"}
 
 
 def test_mmgpt_hash_literal():

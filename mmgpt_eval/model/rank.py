@@ -1,9 +1,13 @@
 """Log-likelihood ranking: score candidate continuations of a context (with its images).
 
 A ranking input is a context -- a prompt with its ``<image>`` tokens and images -- and candidate
-continuations. Each candidate is tokenized on its own (``add_special_tokens=False``) and appended
-to the context's tokens, as OpenFlamingo's ``get_rank_classifications`` does; its score is the sum
-of the log-probabilities of its tokens (``CandidateScore.sum_logprob``), and OpenFlamingo's length
+continuations. A candidate's tokens are either its own tokenization (``add_special_tokens=False``)
+appended to the context's tokens, as OpenFlamingo's ``get_rank_classifications`` does
+(``joint=False``), or the tokens that context + candidate tokenized together have after the
+context's (``joint=True``, lm-evaluation-harness's rule: the candidate is tokenized as it reads in
+the full text, e.g. without the word-start marker a lone word gets; trailing spaces of the context
+move to the front of every candidate, since tokenizers attach a space to the word after it). Its score is the sum of the
+log-probabilities of its tokens (``CandidateScore.sum_logprob``); OpenFlamingo's length
 normalisation divides by the number of candidate tokens (``mean_logprob``).
 
 How one batch is computed (equal, within float rounding, to scoring every candidate alone with a
@@ -46,6 +50,7 @@ class RankInput:
     images: list[Any] = field(default_factory=list)
     candidates: list[str] = field(default_factory=list)
     image_keys: list[str] | None = None
+    joint: bool = False  # candidate tokens as in tokenize(text + candidate) (else: tokenized alone)
 
     def prompt(self) -> PromptInput:
         return PromptInput(self.text, list(self.images), self.image_keys)
@@ -88,6 +93,13 @@ class Ranker:
             self._cand_tokens[text] = ids
         return ids
 
+    def joint_tokens(self, context: str, context_ids: list[int], text: str) -> list[int]:
+        """The tokens of ``context + text`` after the context's own tokens."""
+        ids = self.tokenizer(context + text)["input_ids"][len(context_ids):]
+        if not ids:
+            raise ValueError(f"candidate {text!r} has no tokens after its context")
+        return ids
+
     # ------------------------------------------------------------------ public
     def score(self, inputs: Sequence[RankInput], batch_size: int = 8) -> list[list[CandidateScore]]:
         """Scores of every candidate of every input, in input order. Contexts are grouped by image
@@ -128,7 +140,8 @@ class Ranker:
         device = self.lm.device
         prompts = [x.prompt() for x in inputs]
         feats = self.gen.vision_features(prompts)  # (B, T, n, d) or None
-        rows: list[list[int]] = self.tokenizer([x.text for x in inputs])["input_ids"]
+        texts = [x.text.rstrip(" ") if x.joint else x.text for x in inputs]
+        rows: list[list[int]] = self.tokenizer(texts)["input_ids"]
         width = max(len(r) for r in rows)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         ids = torch.full((len(rows), width), pad, dtype=torch.long)
@@ -145,7 +158,8 @@ class Ranker:
         ctx_len = mask.sum(-1)  # real context tokens per row
 
         # every candidate's tokens; the rows to run: per context, the trie leaves of tokens[:-1]
-        cand = [[self.candidate_tokens(c) for c in x.candidates] for x in inputs]
+        cand = [[self.joint_tokens(texts[b], rows[b], x.text[len(texts[b]):] + c) if x.joint else self.candidate_tokens(c)
+                 for c in x.candidates] for b, x in enumerate(inputs)]
         leaves: list[tuple[int, tuple[int, ...]]] = []  # (context row, input tokens)
         where: dict[tuple[int, tuple[int, ...]], tuple[int, int]] = {}  # (row, prefix) -> (leaf, length)
         for b, toks in enumerate(cand):

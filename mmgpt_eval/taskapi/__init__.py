@@ -7,7 +7,7 @@ its options and data files once (``OPTIONS``; flags, run-config keys, the data-r
 check`` and the fingerprint follow from them), loads samples, turns each into requests through a
 named template, and scores. See README "Writing a task".
 
-Submodules: ``types`` (Sample, Request, Output...), ``options`` (Option, DataFile), ``task`` (Task,
+Submodules: ``types`` (Sample, Request, RankRequest, Output, Ranking...), ``options`` (Option, DataFile), ``task`` (Task,
 RunContext), ``demos`` (few-shot selection), ``reporting`` (report hooks), ``datasets`` (readers and
 embedded data), ``metrics`` (metric functions). Importing a task does not import torch.
 """
@@ -18,8 +18,9 @@ from ..templates import TEMPLATES, Template, get_template, render_mmgpt_dialog
 from .demos import DemoSelector, RandomDemos, item_rng
 from .options import DataFile, Option
 from .task import RunContext, Task, demos_needed, fixed_subset
-from .types import Aggregate, ImageRef, MetricInfo, Output, Request, Sample
+from .types import Aggregate, ImageRef, MetricInfo, Output, RankRequest, Ranking, Request, Sample
 
 __all__ = ["UserError", "GenerationSettings", "TEMPLATES", "Template", "get_template", "render_mmgpt_dialog",
            "DemoSelector", "RandomDemos", "item_rng", "DataFile", "Option", "RunContext", "Task", "demos_needed",
-           "fixed_subset", "Aggregate", "ImageRef", "MetricInfo", "Output", "Request", "Sample"]
+           "fixed_subset", "Aggregate", "ImageRef", "MetricInfo", "Output", "RankRequest", "Ranking", "Request",
+           "Sample"]

@@ -1,6 +1,8 @@
 """Readers and embedded data sets task plugins build on (import them from here, not from
 ``mmgpt_eval.data``: this module is the stable surface)."""
 
+from ..data.classification import (HATEFUL_MEMES_CLASSES, image_folder, imagenet_classnames, load_hateful_memes,
+                                   load_imagenet_folder)
 from ..data.counting_images import DEFAULT_N, SPLIT_SEEDS, generate_counting_set
 from ..data.dialog_spec import Conversation, blank_image, load_dialog_probes, resolve_image
 from ..data.easyvqa import answer_type as easyvqa_answer_type
@@ -11,4 +13,5 @@ from ..io import iter_jsonl, read_json
 
 __all__ = ["DEFAULT_N", "SPLIT_SEEDS", "generate_counting_set", "Conversation", "blank_image", "load_dialog_probes",
            "resolve_image", "easyvqa_answer_type", "load_easyvqa_split", "index_images", "load_vqa_files",
-           "iter_jsonl", "read_json", "path_inside"]
+           "iter_jsonl", "read_json", "path_inside", "HATEFUL_MEMES_CLASSES", "image_folder", "imagenet_classnames",
+           "load_hateful_memes", "load_imagenet_folder"]

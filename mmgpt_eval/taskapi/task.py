@@ -3,7 +3,9 @@
 One sample's path through a task: :meth:`Task.load` -> (``--limit``: :func:`fixed_subset`) ->
 :meth:`Task.requests` (one round, or several for dialogues where later rounds see earlier outputs)
 -> generation (the runner) -> :meth:`Task.postprocess` -> :meth:`Task.score_sample` ->
-:meth:`Task.aggregate`. The report asks :meth:`Task.report_tables` and :meth:`Task.transcript`
+:meth:`Task.aggregate`. A ranking task (classification, multiple choice) returns
+:meth:`Task.candidates` for a sample; its request is then a :class:`RankRequest` and its output a
+:class:`Ranking` (no post-processing: the prediction is the best candidate). The report asks :meth:`Task.report_tables` and :meth:`Task.transcript`
 for task-specific views of the results.
 """
 
@@ -20,7 +22,7 @@ from ..templates import Template, get_template, render_fewshot
 from .demos import DemoSelector, RandomDemos
 from .options import DataFile, Option
 from .reporting import ReportHooks
-from .types import Aggregate, MetricInfo, Output, Request, Sample
+from .types import Aggregate, MetricInfo, Output, RankRequest, Request, Sample
 
 
 @dataclass
@@ -71,6 +73,10 @@ class Task(ReportHooks):
     GENERATION: ClassVar[dict[str, GenerationSettings]] = {}
     # old metric name -> new name, so runs written before a rename are read under the new names
     RENAMED_METRICS: ClassVar[dict[str, str]] = {}
+    # ranking tasks (see candidates()): rank by mean log-probability per candidate token (OpenFlamingo)
+    # or by the sum; how many of the best candidates the per-sample log keeps
+    normalize_length: ClassVar[bool] = True
+    rank_top_k: ClassVar[int] = 5
 
     def __init__(self, options: dict[str, Any] | None = None):
         self.options: dict[str, Any] = dict(options or {})
@@ -167,10 +173,15 @@ class Task(ReportHooks):
     def rounds(self, sample: Sample) -> int:
         return 1
 
+    def candidates(self, sample: Sample) -> list[str] | None:
+        """A ranking task's candidate continuations for ``sample`` (class names, choices); None (the
+        default): a generation task."""
+        return None
+
     def requests(self, sample: Sample, round_index: int, history: dict[str, Output],
                  ctx: RunContext) -> list[Request]:
         """Default: one request, the sample rendered through the run's template, with few-shot demos
-        for templates that have a demo format."""
+        for templates that have a demo format; a ranking request when the task has candidates."""
         template = ctx.template or get_template(self.default_template)
         images = list(sample.images)
         k = demos_needed(template, ctx.num_fewshot, ctx.fewshot_zero_mode)
@@ -183,6 +194,9 @@ class Task(ReportHooks):
             images = demo_images + images
         else:
             prompt = template.render(**self.query_fields(sample))
+        cands = self.candidates(sample)
+        if cands is not None:
+            return [RankRequest("main", prompt, images, template, list(cands), self.normalize_length, self.rank_top_k)]
         return [Request("main", prompt, images, template)]
 
     def postprocess(self, request: Request, generation: Any) -> str:

@@ -1,5 +1,7 @@
-"""What a task hands the runner and gets back: samples with their images, generation requests, the
-finished outputs, metric declarations and the aggregate. Plain dataclasses; no torch."""
+"""What a task hands the runner and gets back: samples with their images, requests (generation:
+:class:`Request`; log-likelihood ranking of candidate continuations: :class:`RankRequest`), the
+finished outputs (:class:`Output`, :class:`Ranking`), metric declarations and the aggregate. Plain
+dataclasses; no torch."""
 
 from __future__ import annotations
 
@@ -60,6 +62,76 @@ class Request:
     @property
     def image_keys(self) -> list[str]:
         return [i.key for i in self.images]
+
+
+@dataclass
+class RankRequest:
+    """One ranking to make: every candidate continuation of ``prompt`` (with its images) scored by its
+    log-likelihood. Candidates are tokenized on their own and appended to the prompt's tokens, as
+    OpenFlamingo's classification does. ``normalize``: rank by the mean log-probability per candidate
+    token (OpenFlamingo), else by the sum. Multiple choice is a ranking over the sample's choices."""
+
+    key: str
+    prompt: str
+    images: list[ImageRef]
+    template: Template
+    candidates: list[str]
+    normalize: bool = True
+    top_k: int = 5  # how many of the best candidates the per-sample log keeps
+
+    @property
+    def joint_tokens(self) -> bool:
+        """Candidates tokenized as they read after the prompt (else alone: the template says)."""
+        return self.template.rank_tokens == "joint"
+
+    @property
+    def image_keys(self) -> list[str]:
+        return [i.key for i in self.images]
+
+
+@dataclass
+class Ranking:
+    """A finished ranking request. ``scores`` rank the candidates (mean or summed log-probability, as
+    the request asked); the per-sample log keeps the ``top_k`` best with their scores."""
+
+    prompt: str
+    prompt_sha256: str
+    image_keys: list[str]
+    candidates: list[str]
+    scores: list[float]
+    sum_logprobs: list[float]
+    n_tokens: list[int]
+    normalize: bool
+    top_k: int
+
+    @property
+    def order(self) -> list[int]:
+        """Candidate indices, best first (ties: candidate order)."""
+        return sorted(range(len(self.scores)), key=lambda i: (-self.scores[i], i))
+
+    @property
+    def prediction(self) -> str:
+        return self.candidates[self.order[0]]
+
+    raw = prediction
+    num_new_tokens = 0
+    stopped_on_eos = None
+
+    def rank_of(self, candidate: str) -> int:
+        """1-based rank of ``candidate``."""
+        return self.order.index(self.candidates.index(candidate)) + 1
+
+    def score_of(self, candidate: str) -> float:
+        return self.scores[self.candidates.index(candidate)]
+
+    def top(self, k: int | None = None) -> list[dict[str, Any]]:
+        return [{"candidate": self.candidates[i], "score": self.scores[i], "sum_logprob": self.sum_logprobs[i],
+                 "n_tokens": self.n_tokens[i]} for i in self.order[: self.top_k if k is None else k]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"prompt": self.prompt, "prompt_sha256": self.prompt_sha256, "image_keys": self.image_keys,
+                "prediction": self.prediction, "n_candidates": len(self.candidates), "normalize": self.normalize,
+                "ranking": self.top()}
 
 
 @dataclass

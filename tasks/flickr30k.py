@@ -1,0 +1,135 @@
+"""Flickr30k captioning: the Karpathy split file ``dataset_flickr30k.json`` (test split, 1,000 images) and
+the image folder ``flickr30k-images/``; few-shot demos from the train split of the same file. Metrics:
+the COCO caption metrics exactly as ``coco`` computes them -- BLEU-1..4, METEOR, ROUGE-L and CIDEr
+(CIDEr-D) from pycocoevalcap 1.2's PTB tokenizer and scorers (raw pycocoevalcap scale; SPICE is not
+available offline). CIDEr's IDF comes from the evaluated images, so scores on different subsets are not
+comparable; the per-image CIDEr values (same fixed IDF) are kept for paired statistics.
+
+Sample ids are the Flickr photo ids (the file name without ``.jpg``), as OpenFlamingo's evaluation
+names them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mmgpt_eval.taskapi import (Aggregate, DataFile, GenerationSettings, ImageRef, MetricInfo, Option, Output, Sample,
+                                Task, UserError)
+from mmgpt_eval.taskapi.datasets import path_inside, read_json
+from mmgpt_eval.taskapi.metrics import require_java, score_captions
+
+DEFAULT_INSTRUCTION = "Provide a one-sentence caption for the provided image."
+KARPATHY_SOURCE = ("https://cs.stanford.edu/people/karpathy/deepimagesent/ caption_datasets.zip "
+                   "(dataset_flickr30k.json)")
+IMAGES_SOURCE = ("https://shannon.cs.illinois.edu/DenotationGraph/ (Flickr30k images: fill in the request form; "
+                 "unzip flickr30k-images.tar.gz so that flickr30k/flickr30k-images/<id>.jpg exist)")
+HINT = "`mmgpt-eval data check --tasks flickr30k` lists what is missing and where to get it"
+
+
+def _karpathy(path: Path, images: Path, split: str, limit: int | None = None) -> list[Sample]:
+    """The samples of one split of a Karpathy ``dataset_flickr30k.json`` (the first ``limit`` of them)."""
+    doc = read_json(path)
+    if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
+        raise UserError("expected Karpathy dataset_flickr30k.json: {\"images\": [...]}", path)
+    out: list[Sample] = []
+    seen: dict[str, int] = {}
+    for i, im in enumerate(doc["images"]):
+        if not isinstance(im, dict):
+            raise UserError(f"image entry {i} is not an object", path)
+        for k in ("split", "filename", "sentences"):
+            if k not in im:
+                raise UserError(f"image entry {i} lacks {k!r}", path)
+        if im["split"] != split:
+            continue
+        if limit is not None and len(out) >= limit:
+            break
+        if not isinstance(im["filename"], str) or not im["filename"]:
+            raise UserError(f"image entry {i}: 'filename' must be a non-empty string", path)
+        sid = Path(im["filename"]).stem
+        if sid in seen:
+            raise UserError(f"image entries {seen[sid]} and {i} share the file name {im['filename']!r}", path)
+        seen[sid] = i
+        sentences = im["sentences"]
+        if not isinstance(sentences, list) or not sentences:
+            raise UserError(f"image entry {i} ({im['filename']}): 'sentences' must be a non-empty list", path)
+        refs = []
+        for j, s in enumerate(sentences):
+            raw = s.get("raw") if isinstance(s, dict) else s
+            if not isinstance(raw, str):
+                raise UserError(f"image entry {i} ({im['filename']}): sentence {j} has no 'raw' string", path)
+            refs.append(raw)
+        img = path_inside(images, im["filename"], path)  # data files cannot point elsewhere on disk
+        if not img.is_file():
+            raise UserError(f"image file {im['filename']} not found under the image folder ({HINT})", images)
+        out.append(Sample(id=sid, images=[ImageRef(key=f"flickr30k:{sid}", path=str(img))], fields={},
+                          references=refs, meta={"image_id": sid, "imgid": im.get("imgid"),
+                                                 "filename": im["filename"]}))
+    return out
+
+
+class Flickr30k(Task):
+    name = "flickr30k"
+    aliases = ("flickr", "flickr30k-captions")
+    description = "Flickr30k captioning (Karpathy test split, 1,000 images): CIDEr, BLEU, METEOR, ROUGE-L"
+    templates = ("mmgpt", "of-caption")
+    default_template = "mmgpt"
+    primary_metric = "CIDEr"
+
+    OPTIONS = (
+        DataFile("karpathy_json", "Karpathy dataset_flickr30k.json", layout="flickr30k/dataset_flickr30k.json",
+                 source=KARPATHY_SOURCE),
+        DataFile("images", "image folder (flickr30k-images)", layout="flickr30k/flickr30k-images",
+                 source=IMAGES_SOURCE),
+        Option("split", "Karpathy split to evaluate (default test; demos always come from train)", default="test"),
+        Option("instruction", f"instruction for the MultiModal-GPT template (default: {DEFAULT_INSTRUCTION!r})",
+               default=DEFAULT_INSTRUCTION),
+    )
+    GENERATION = {"mmgpt": GenerationSettings(max_new_tokens=30)}  # of-caption: the template's (OpenFlamingo's)
+
+    def load(self) -> list[Sample]:
+        require_java()
+        kj, images = self.path("karpathy_json"), self.path("images")
+        if not kj.is_file():
+            raise UserError("expected the Karpathy JSON file, found a folder", kj)
+        if not images.is_dir():
+            raise UserError(f"flickr30k image folder is not a folder ({HINT})", images)
+        samples = _karpathy(kj, images, self.option("split"))
+        if not samples:
+            raise UserError(f"no images in split {self.option('split')!r}", kj)
+        return samples
+
+    def fewshot_pool(self) -> list[Sample]:
+        return _karpathy(self.path("karpathy_json"), self.path("images"), "train", limit=2048)
+
+    def query_fields(self, sample: Sample) -> dict[str, str]:
+        return {"question": self.option("instruction")}
+
+    def demo_fields(self, sample: Sample) -> dict[str, str]:
+        return {"caption": sample.references[0].strip()}
+
+    def metric_info(self) -> dict[str, MetricInfo]:
+        info = {m: MetricInfo(kind="corpus", per_sample=m, description=f"{m} (pycocoevalcap, raw scale)")
+                for m in ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L")}
+        info["CIDEr"] = MetricInfo(kind="corpus", per_sample="CIDEr",
+                                   description="CIDEr-D (pycocoevalcap, raw scale; IDF from the evaluated images)")
+        for m in ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR"):
+            info[m].kind = "corpus-only"  # corpus BLEU / METEOR are not means of per-image values
+            info[m].per_sample = None
+        return info
+
+    def score_sample(self, sample: Sample, outputs: dict[str, Output]) -> dict[str, Any]:
+        return {}  # per-image scores need the whole evaluated set (IDF): filled in by aggregate()
+
+    def aggregate(self, samples: list[Sample], records: list[dict[str, Any]]) -> Aggregate:
+        gts = {s.id: list(s.references) for s in samples}
+        res = {s.id: r["prediction"] for s, r in zip(samples, records)}
+        sc = score_captions(gts, res)
+        per_sample = {sid: {k: v for k, v in vals.items() if k in ("CIDEr", "ROUGE_L")}
+                      for sid, vals in sc.per_image.items()}
+        return Aggregate(metrics={k: round(v, 6) for k, v in sc.corpus.items()},
+                         breakdown={"spice": sc.spice, "n_images": sc.n_images},
+                         notes=list(sc.notes) + [sc.spice], per_sample=per_sample)
+
+
+TASK = Flickr30k
