@@ -17,7 +17,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "mmgpt_eval"
 TASK_FILES = sorted((ROOT / "tasks").glob("[!_]*.py")) + [ROOT / "tests" / "example_task" / "shapeqa.py"]
-TASK_NAMES = ("easyvqa", "vqav2", "okvqa", "coco", "counting", "dialog")
+TASK_NAMES = ("easyvqa", "vqav2", "okvqa", "coco", "counting", "dialog", "flickr30k", "textvqa", "vizwiz",
+              "hatefulmemes", "imagenet")
 
 
 def _modules() -> dict[str, Path]:
@@ -119,7 +120,9 @@ def test_a_task_file_imports_only_the_task_api(path):
 
 def test_importing_a_task_does_not_import_torch():
     code = ("import sys, importlib.util, mmgpt_eval_tasks.easyvqa, mmgpt_eval_tasks.vqav2, mmgpt_eval_tasks.coco, "
-            "mmgpt_eval_tasks.counting, mmgpt_eval_tasks.dialog\n"
+            "mmgpt_eval_tasks.counting, mmgpt_eval_tasks.dialog, mmgpt_eval_tasks.flickr30k, mmgpt_eval_tasks.textvqa, "
+            "mmgpt_eval_tasks.vizwiz, mmgpt_eval_tasks.hatefulmemes, mmgpt_eval_tasks.imagenet, "
+            "mmgpt_eval_tasks.easyvqa_mc\n"
             f"spec = importlib.util.spec_from_file_location('shapeqa', {str(TASK_FILES[-1])!r})\n"
             "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
             "heavy = sorted(m for m in ('torch', 'open_flamingo', 'transformers', 'matplotlib') if m in sys.modules)\n"
