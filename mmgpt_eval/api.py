@@ -110,11 +110,14 @@ def evaluate(model: Any = None, ckpt: str | os.PathLike | None = None, tasks: st
              output_dir: str | os.PathLike | None = None, limit: int | None = None, label: str | None = None,
              baseline: str | os.PathLike | None = None, intersect: bool = False,
              template: str | None = None, num_fewshot: int = 0, fewshot_zero_mode: str = "text-demos",
-             fewshot_selection: str = "random", history_mode: str = "self", seed: int = 0,
+             fewshot_selection: str = "random", history_mode: str = "self", seed: int | None = None,
              generation: dict[str, Any] | None = None, batch_size: int = 8, share_prefix: bool = True,
              task_options: dict[str, Any] | None = None, data_root: str | os.PathLike | None = None,
              include_paths: Sequence[str] = (), load_options: LoadOptions | None = None, report: bool = True,
-             progress: bool = True, argv: Sequence[str] | None = None) -> RunResults | SeriesResults | None:
+             progress: bool = True, argv: Sequence[str] | None = None,
+             log_to: str | Sequence[str] | None = None, protocol: str = "mmgpt-eval",
+             of_num_samples: int | None = None, of_query_set_size: int | None = None,
+             ) -> RunResults | SeriesResults | None:
     """Evaluate ``model`` (+ ``ckpt``: one checkpoint, or a glob / folder of several) on ``tasks``.
 
     ``model``: preset name, model-spec TOML or ModelSpec; None with a checkpoint: the checkpoint's base;
@@ -123,13 +126,22 @@ def evaluate(model: Any = None, ckpt: str | os.PathLike | None = None, tasks: st
     earlier run folder; both are stored side by side and compared. ``generation``: overrides of the
     tasks' decoding settings (``max_new_tokens``, ``num_beams``...). ``task_options``: ``{"vqav2":
     {"questions": ...}}`` or flat keys (``vqav2_questions``). ``batch_size`` 0 means auto.
+    ``protocol``: ``"mmgpt-eval"`` or ``"openflamingo"`` (OpenFlamingo's evaluate.py exactly; ``seed``
+    defaults to its 42, ``of_num_samples`` / ``of_query_set_size`` are its --num_samples / --query_set_size;
+    :mod:`mmgpt_eval.openflamingo_protocol`). ``seed`` otherwise defaults to 0.
+    ``log_to``: experiment trackers (``"mlflow[:URI]"``, ``"wandb[:PROJECT]"``; a list or comma-separated)
+    that get the metrics, per-task tables, report and settings once everything is written
+    (:mod:`mmgpt_eval.trackers`; a missing optional package fails before anything runs).
     Returns the results (a :class:`SeriesResults` for several checkpoints); None on torchrun ranks
     other than 0, which write nothing.
     """
     from .lock import output_lock
     from .model.checkpoint import allow_nonfinite_tensors
     from .runner import RunConfig
+    from .trackers import check_targets, parse_targets
 
+    trackers = parse_targets(log_to)
+    check_targets(trackers)  # a missing tracker package fails here, before data or model
     lo = load_options or LoadOptions()
     # --allow-nonfinite for every checkpoint read below (choosing the base, loading, series swaps)
     with allow_nonfinite_tensors(lo.allow_nonfinite):
@@ -148,9 +160,19 @@ def evaluate(model: Any = None, ckpt: str | os.PathLike | None = None, tasks: st
                      model, ckpt, tasks, limit)
         if num_fewshot < 0:
             raise UserError("--num-fewshot must be >= 0")
+        from .openflamingo_protocol import DEFAULT_QUERY_SET_SIZE, DEFAULT_TRIAL_SEEDS, PROTOCOLS
+
+        if protocol not in PROTOCOLS:
+            raise UserError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+        if protocol != "openflamingo" and (of_num_samples is not None or of_query_set_size is not None):
+            raise UserError("--of-num-samples / --of-query-set-size need --protocol openflamingo")
+        if seed is None:
+            seed = DEFAULT_TRIAL_SEEDS[0] if protocol == "openflamingo" else 0
         cfg = RunConfig(output_dir=Path(output_dir or DEFAULT_OUTPUT_DIR), limit=limit, batch_size=batch_size,
                         num_fewshot=num_fewshot, fewshot_zero_mode=fewshot_zero_mode, template=template, seed=seed,
                         history_mode=history_mode, fewshot_selection=fewshot_selection,
+                        protocol=protocol, of_num_samples=of_num_samples,
+                        of_query_set_size=of_query_set_size or DEFAULT_QUERY_SET_SIZE,
                         generation_overrides=dict(generation or {}), argv=list(argv or []), progress=progress,
                         share_prefix=share_prefix)
         if label:
@@ -158,8 +180,13 @@ def evaluate(model: Any = None, ckpt: str | os.PathLike | None = None, tasks: st
         if base_choice is not None:
             cfg.extra_run_info["base_model_choice"] = base_choice.to_dict()
         with output_lock(cfg.output_dir, cfg.argv or None):  # one run per folder; orphan temporaries removed
-            return _evaluate_in_folder(cfg, model, ckpt, tasks, lo, baseline, intersect, task_options, data_root,
-                                       include_paths, report)
+            out = _evaluate_in_folder(cfg, model, ckpt, tasks, lo, baseline, intersect, task_options, data_root,
+                                      include_paths, report)
+            if out is not None and trackers:  # rank 0 only (other ranks get None), after results and report
+                from .trackers import log_to_trackers
+
+                log_to_trackers(trackers, out, cfg.output_dir)
+            return out
 
 
 def _evaluate_in_folder(cfg, model: Any, ckpt: Any, tasks: str | Sequence[str], lo: LoadOptions,
@@ -264,6 +291,8 @@ def check_baseline_settings(base: RunResults, prepared: list, cfg) -> None:
             diffs.append(f"num_fewshot {tr.num_fewshot} vs {cfg.num_fewshot}")
         if tr.options != pt.task.public_options():
             diffs.append("task options")
+        if (base.run.get("protocol") or "mmgpt-eval") != cfg.protocol:
+            diffs.append(f"protocol {base.run.get('protocol') or 'mmgpt-eval'} vs {cfg.protocol}")
         if diffs:
             raise UserError(f"the baseline run used different settings for task {pt.task.name}: {', '.join(diffs)}",
                             base.path)

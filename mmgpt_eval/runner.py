@@ -52,21 +52,54 @@ class RunConfig:
     progress: bool = True
     share_prefix: bool = True  # compute a batch's shared prompt prefix once (model/generate.py)
     extra_run_info: dict[str, Any] = field(default_factory=dict)
+    # "mmgpt-eval" or "openflamingo" (OpenFlamingo's templates, options, subset and demo draws:
+    # mmgpt_eval/openflamingo_protocol.py); the subset size and query-set size of the latter
+    protocol: str = "mmgpt-eval"
+    of_num_samples: int | None = None
+    of_query_set_size: int = 2048
 
 
 @dataclass
 class PreparedTask:
     task: Task
-    samples: list[Sample]
+    samples: list[Sample]  # the evaluated ones, in task order
     n_available: int
     template: Template
     settings: GenerationSettings
+    population: list[Sample] = field(default_factory=list)  # every sample the task has (subset draws index it)
+
+
+def _apply_openflamingo_protocol(task: Task, cfg: RunConfig) -> str:
+    """OpenFlamingo's template and task options for ``task``; the template name."""
+    if task.openflamingo_template is None:
+        raise UserError(f"task {task.name} is not part of OpenFlamingo's evaluation (--protocol openflamingo)")
+    if cfg.template and cfg.template != task.openflamingo_template:
+        raise UserError(f"--protocol openflamingo evaluates {task.name} with template {task.openflamingo_template}, "
+                        f"not {cfg.template}")
+    if cfg.limit is not None:
+        raise UserError("--limit takes mmgpt-eval's fixed subset; with --protocol openflamingo use --of-num-samples "
+                        "(OpenFlamingo's seeded subset)")
+    if cfg.fewshot_zero_mode != "text-demos":
+        raise UserError("--protocol openflamingo evaluates 0-shot with 2 text-only demos (--fewshot-zero-mode "
+                        "text-demos)")
+    for name, value in task.openflamingo_options.items():
+        key = task.declared(name).key(task.name)
+        if task.options.get(key) not in (None, value):
+            raise UserError(f"--protocol openflamingo sets {task.name}'s {name} to {value}, not "
+                            f"{task.options[key]}")
+        task.options[key] = value
+    task.protocol = "openflamingo"
+    task.pool_limit = None  # OpenFlamingo draws from the whole train split
+    return task.openflamingo_template
 
 
 # ------------------------------------------------------------------------------------ before the model
 def prepare_task(task: Task, cfg: RunConfig) -> PreparedTask:
     """Load and subset a task's data, resolve its template and settings, check its few-shot pool."""
-    template = get_template(cfg.template) if cfg.template else get_template(task.default_template)
+    if cfg.protocol == "openflamingo":
+        template = get_template(_apply_openflamingo_protocol(task, cfg))
+    else:
+        template = get_template(cfg.template) if cfg.template else get_template(task.default_template)
     task.check_template(template)
     if cfg.num_fewshot and template.demo is None:
         raise UserError(f"--num-fewshot needs a few-shot template (of-vqa, of-caption); task {task.name} uses "
@@ -78,10 +111,16 @@ def prepare_task(task: Task, cfg: RunConfig) -> PreparedTask:
     if len(set(ids)) != len(ids):
         raise UserError(f"task {task.name} has duplicate sample ids")
     task.check_fewshot(template, cfg.num_fewshot, cfg.fewshot_zero_mode)
-    subset = fixed_subset(task.name, samples, cfg.limit)
+    if cfg.protocol == "openflamingo":
+        from .openflamingo_protocol import eval_subset
+
+        chosen = set(eval_subset(len(samples), cfg.of_num_samples, cfg.seed)[0])
+        subset = [s for i, s in enumerate(samples) if i in chosen]
+    else:
+        subset = fixed_subset(task.name, samples, cfg.limit)
     settings = task.generation_settings(template)
     settings = GenerationSettings(**{**settings.to_dict(), **cfg.generation_overrides, "seed": cfg.seed})
-    return PreparedTask(task, subset, len(samples), template, settings)
+    return PreparedTask(task, subset, len(samples), template, settings, population=samples)
 
 
 def model_identity(loaded: LoadedModel) -> dict[str, Any]:
@@ -114,13 +153,27 @@ def fingerprint(pt: PreparedTask, cfg: RunConfig, identity: dict[str, Any]) -> s
         "fewshot_selection": cfg.fewshot_selection if pt.template.demo and cfg.num_fewshot else None,
         "history_mode": cfg.history_mode if t.multi_round else None, "model": identity,
     }
+    if cfg.protocol != "mmgpt-eval":  # (absent for mmgpt-eval's own: older logs keep their fingerprint)
+        payload["protocol"] = {"name": cfg.protocol, "seed": cfg.seed, "of_num_samples": cfg.of_num_samples,
+                               "of_query_set_size": cfg.of_query_set_size}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def demo_selector(pt: PreparedTask, cfg: RunConfig, loaded: LoadedModel) -> DemoSelector | None:
     """Random demos (seeded per item), or RICES over the task's pool with the model's vision encoder."""
-    if not demos_needed(pt.template, cfg.num_fewshot, cfg.fewshot_zero_mode):
+    k = demos_needed(pt.template, cfg.num_fewshot, cfg.fewshot_zero_mode)
+    if not k:
         return None
+    if cfg.protocol == "openflamingo":
+        from . import openflamingo_protocol as ofp
+
+        train = pt.task.train_samples()
+        if cfg.fewshot_selection == "rices":  # also at 0-shot: OpenFlamingo picks the 2 text demos by RICES
+            from .rices import OpenFlamingoRICES
+
+            return OpenFlamingoRICES(loaded, train, cfg.output_dir / "cache")
+        d = ofp.draws(len(pt.population), len(train), k, cfg.seed, cfg.of_num_samples, cfg.of_query_set_size)
+        return ofp.fixed_demos(pt.population, train, d)
     if cfg.fewshot_selection == "rices" and cfg.num_fewshot > 0:
         from .rices import RICES
 
@@ -281,6 +334,12 @@ def finish_task(pt: PreparedTask, cfg: RunConfig, store: SampleStore, done: dict
     n_tokens = sum(r["generated_tokens"] for r in new)
     subset = ("all samples" if cfg.limit is None or cfg.limit >= pt.n_available else
               f"first {cfg.limit} of {pt.n_available} samples ordered by sha256('{task.name}:<id>')")
+    if cfg.protocol == "openflamingo":
+        subset = ("all samples" if len(pt.samples) == pt.n_available else
+                  f"{len(pt.samples)} of {pt.n_available} samples drawn as OpenFlamingo draws them "
+                  f"(np.random.seed({cfg.seed}) + np.random.choice)")
+        notes.append(f"protocol: openflamingo (seed {cfg.seed}; demos drawn as open_flamingo/eval/evaluate.py "
+                     f"draws them for a single-process run, query set {cfg.of_query_set_size})")
     return TaskResult(
         task=task.name, version=task.version, metrics=agg.metrics,
         metric_info={k: v.to_dict() for k, v in task.metric_info().items()},
@@ -308,7 +367,9 @@ def run_evaluation(prepared: list[PreparedTask], loaded: LoadedModel, cfg: RunCo
                 "fewshot_selection": cfg.fewshot_selection,
                 "template": cfg.template, "history_mode": cfg.history_mode,
                 "generation_overrides": cfg.generation_overrides, "share_prefix": cfg.share_prefix,
-                "model_load_s": round(loaded.load_seconds, 3),
+                "model_load_s": round(loaded.load_seconds, 3), "protocol": cfg.protocol,
+                **({"of_num_samples": cfg.of_num_samples, "of_query_set_size": cfg.of_query_set_size}
+                   if cfg.protocol == "openflamingo" else {}),
                 **cfg.extra_run_info}
     results = RunResults(run=run_info, model=loaded.provenance(), tasks={}, provenance={})
     rank, world = distributed.rank_world()

@@ -63,6 +63,7 @@ def _captions_json(path: Path, images: Path) -> list[Sample]:
 
 
 class COCOCaptions(Task):
+    openflamingo_template = "of-caption"
     name = "coco"
     aliases = ("coco-captions", "captioning")
     description = "COCO captioning (Karpathy test split or COCO captions JSON): CIDEr, BLEU, METEOR, ROUGE-L"
@@ -114,7 +115,7 @@ class COCOCaptions(Task):
         kj, images = getattr(self, "_pool_source", (None, None))
         if not kj:
             raise UserError("few-shot on coco needs --coco-karpathy-json (its train split gives the demos)")
-        return _karpathy(Path(kj), images, "train")[:2048]
+        return _karpathy(Path(kj), images, "train")
 
     def query_fields(self, sample: Sample) -> dict[str, str]:
         return {"question": self.option("instruction")}

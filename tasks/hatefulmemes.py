@@ -30,6 +30,7 @@ def p_yes(scores: dict[str, float]) -> float:
 
 
 class HatefulMemes(Task):
+    openflamingo_template = "of-hatefulmemes"
     name = "hatefulmemes"
     aliases = ("hateful-memes", "hateful_memes")
     description = "Hateful Memes: no/yes ranked by log-likelihood (OpenFlamingo's protocol), ROC-AUC and accuracy"

@@ -21,6 +21,7 @@ SOURCE = ("https://image-net.org/download.php (ILSVRC2012 validation images; sor
 
 
 class ImageNet(Task):
+    openflamingo_template = "of-imagenet"
     name = "imagenet"
     aliases = ("imagenet-1k", "imagenet1k")
     description = "ImageNet-1k val (synset folders): 1,000 class names ranked by log-likelihood, top-1/top-5"

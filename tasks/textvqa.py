@@ -130,6 +130,8 @@ def load_vqa_format(questions: Path, annotations: Path, images: Path) -> list[Sa
 
 
 class TextVQA(Task):
+    openflamingo_template = "of-vqa"
+    openflamingo_options = {"normalization": "openflamingo"}
     name = "textvqa"
     aliases = ("text-vqa",)
     description = "TextVQA 0.5.1 val (official JSON or OpenFlamingo's VQAv2-format files + images), VQA accuracy"
@@ -193,7 +195,7 @@ class TextVQA(Task):
         if train is None:
             raise UserError("few-shot on textvqa needs --textvqa-train-json (TextVQA_0.5.1_train.json; its "
                             "images are in the same --textvqa-images folder)")
-        return load_official(train, self._images(), limit=2048)
+        return load_official(train, self._images())
 
     def demo_fields(self, sample: Sample) -> dict[str, str]:
         return {"question": sample.fields["question"], "answer": sample.references[0]}

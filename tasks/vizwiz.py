@@ -93,6 +93,8 @@ def _pct(values: list[float]) -> float:
 
 
 class VizWiz(Task):
+    openflamingo_template = "of-vqa"
+    openflamingo_options = {"normalization": "openflamingo"}
     name = "vizwiz"
     aliases = ("vizwiz-vqa",)
     description = "VizWiz VQA val (official annotations + images), VQA accuracy by answer type and answerability"
@@ -129,7 +131,7 @@ class VizWiz(Task):
         ann = self.path("train_annotations", required=False)
         if ann is None:
             raise UserError("few-shot on vizwiz needs --vizwiz-train-annotations and --vizwiz-train-images")
-        return load_annotations(ann, self.path("train_images"), limit=2048)
+        return load_annotations(ann, self.path("train_images"))
 
     def demo_fields(self, sample: Sample) -> dict[str, str]:
         return {"question": sample.fields["question"], "answer": sample.references[0]}

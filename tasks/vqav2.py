@@ -13,7 +13,7 @@ from typing import Any
 from mmgpt_eval.taskapi import (Aggregate, DataFile, GenerationSettings, MetricInfo, Option, Output, Sample, Task,
                                 UserError)
 from mmgpt_eval.taskapi.datasets import load_vqa_files
-from mmgpt_eval.taskapi.metrics import score_vqa, vqa_accuracy
+from mmgpt_eval.taskapi.metrics import openflamingo_okvqa_postprocess, score_vqa, vqa_accuracy
 from mmgpt_eval.taskapi.reporting import Column, ReportTables, dict_table
 
 COCO_VAL = "https://cocodataset.org/#download (2014 Val images, unzip to val2014/)"
@@ -38,6 +38,8 @@ class VQAv2(Task):
     templates = ("mmgpt", "of-vqa")
     default_template = "mmgpt"
     primary_metric = "accuracy"
+    openflamingo_template = "of-vqa"
+    openflamingo_options = {"normalization": "openflamingo"}
     OPTIONS = vqa_options("vqav2", {
         "questions": "v2_OpenEnded_mscoco_val2014_questions.json", "annotations": "v2_mscoco_val2014_annotations.json",
         "images": "val2014", "train_questions": "v2_OpenEnded_mscoco_train2014_questions.json",
@@ -63,7 +65,7 @@ class VQAv2(Task):
         q = self.path("train_questions", required=False)
         if q is None:
             raise UserError(f"few-shot on {self.name} needs --{self.name}-train-questions/-annotations/-images")
-        return load_vqa_files(q, self.path("train_annotations"), self.path("train_images"))[0][:2048]
+        return load_vqa_files(q, self.path("train_annotations"), self.path("train_images"))[0]
 
     def demo_fields(self, sample: Sample) -> dict[str, str]:
         return {"question": sample.fields["question"], "answer": sample.references[0]}
@@ -109,6 +111,17 @@ class OKVQA(VQAv2):
         "train_questions": "https://okvqa.allenai.org/download.html (training questions)",
         "train_annotations": "https://okvqa.allenai.org/download.html (training annotations)",
         "train_images": COCO_TRAIN})
+
+    def load(self) -> list[Sample]:
+        if self.protocol == "openflamingo":
+            openflamingo_okvqa_postprocess("checking")  # NLTK data missing: fail before the model loads
+        return super().load()
+
+    def postprocess(self, request, generation) -> str:
+        """OpenFlamingo's protocol stems OK-VQA answers (``ok_vqa_utils.postprocess_ok_vqa_generation``)."""
+        if self.protocol == "openflamingo":
+            return openflamingo_okvqa_postprocess(generation.text)
+        return super().postprocess(request, generation)
 
 
 TASKS = [VQAv2, OKVQA]

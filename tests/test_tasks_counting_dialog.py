@@ -49,7 +49,12 @@ def test_counting_and_dialog_end_to_end(run_dir):
         assert len(x["metrics"]["turns"]) == n
         if x["meta"]["grounding"]:
             assert "blank" in x["outputs"] and x["metrics"]["grounding"] is not None
-    assert any(n.startswith("semantic similarity") for n in d.notes)
+    from mmgpt_eval.metrics.semantic import available
+
+    if available():  # make test installs the semantic extra: the metric is computed
+        assert 0 <= d.metrics["semantic_similarity"] <= 1
+    else:
+        assert any(n.startswith("semantic similarity") for n in d.notes)
 
 
 def test_dialog_prompt_follows_the_demo_and_history_modes():

@@ -124,7 +124,7 @@ def generation_settings(args: argparse.Namespace, base: GenerationSettings | Non
             setattr(s, attr, v)
     if getattr(args, "no_cache", False):
         s.use_cache = False
-    s.seed = getattr(args, "seed", 0)
+    s.seed = getattr(args, "seed", None) or 0
     return s.validate("generation flags")
 
 

@@ -66,6 +66,16 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
                    help="few-shot demos: random per item (seeded by seed + item id; default) or RICES (the most "
                         "similar train images by the model's vision encoder, most similar last)")
     p.add_argument("--template", default=None, help="prompt template (default: each task's)")
+    p.add_argument("--protocol", choices=["mmgpt-eval", "openflamingo"], default=None,
+                   help="mmgpt-eval (default): this harness's protocol; openflamingo: OpenFlamingo's evaluate.py "
+                        "exactly -- its templates, decoding, answer cleanup, VQA normalisation, OK-VQA stemming, "
+                        "seeded subset and demo draws (seed 42 unless --seed), RICES over the whole train split "
+                        "(README: Comparing with OpenFlamingo)")
+    p.add_argument("--of-num-samples", type=int_arg(1), default=None,
+                   help="--protocol openflamingo: evaluate N samples drawn as OpenFlamingo's --num_samples draws them")
+    p.add_argument("--of-query-set-size", type=int_arg(1), default=None,
+                   help="--protocol openflamingo: size of the random demo query set (OpenFlamingo's "
+                        "--query_set_size, default 2048)")
     p.add_argument("--history-mode", choices=["self", "teacher"], default=None,
                    help="dialogue history: the model's own answers (self, default) or the references (teacher)")
     p.add_argument("--include-path", action="append", default=[], metavar="DIR", help="extra task plugin folder")
@@ -82,8 +92,14 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
     p.add_argument("--config", default=None, metavar="TOML",
                    help="a run config: top-level keys are these flags, [task] tables task options; flags win")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--log-to", action="append", default=[], metavar="TRACKER",
+                   help="also send metrics, per-task tables, the report and the run's settings to an experiment "
+                        "tracker once the run is written: mlflow[:URI] (e.g. mlflow:file:./mlruns, "
+                        "mlflow:http://host:5000) or wandb[:PROJECT]; repeatable or comma-separated; needs "
+                        "pip install 'mmgpt-eval[mlflow]' / '[wandb]'")
     add_generation_args(p)
     add_task_option_args(p, include_paths_from_argv(argv or sys.argv[1:]))
+    p.set_defaults(seed=None)  # 0, or OpenFlamingo's 42 with --protocol openflamingo
     p.set_defaults(func=run, _actions={a.dest: a for a in p._actions}, _argv=argv)
 
 
@@ -203,7 +219,9 @@ def run(args: argparse.Namespace) -> int:
         load_options=LoadOptions(device=args.device, precision=args.precision, allow_partial=args.allow_partial,
                                  trust_checkpoint=args.trust_checkpoint, lora_alpha=args.lora_alpha,
                                  allow_nonfinite=args.allow_nonfinite),
-        report=not args.no_report, progress=not args.no_progress, argv=sys.argv[1:])
+        report=not args.no_report, progress=not args.no_progress, argv=sys.argv[1:], log_to=args.log_to,
+        protocol=args.protocol or "mmgpt-eval", of_num_samples=args.of_num_samples,
+        of_query_set_size=args.of_query_set_size)
     if results is None:  # a torchrun rank other than 0: rank 0 writes everything
         return 0
     if isinstance(results, SeriesResults):

@@ -53,6 +53,8 @@ written back); here inputs are never modified.
 
 from __future__ import annotations
 
+NLTK_FOR_OKVQA = ("punkt_tab", "averaged_perceptron_tagger_eng", "wordnet")
+
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -453,3 +455,20 @@ def _distinct_matching_ids(answers: Sequence[dict], gts: Sequence[str], res: str
         return len(set(ids)) == len(ids)
     except (KeyError, TypeError):
         return False
+
+
+def openflamingo_okvqa_postprocess(generated: str) -> str:
+    """OpenFlamingo's OK-VQA answer cleanup (``open_flamingo.eval.ok_vqa_utils``, imported from the installed
+    package): cut at "Question"/"Answer"/"Short" and at ", ", then OK-VQA v1.1 stemming (NLTK word
+    tokenizer, POS tagger, WordNet lemmatizer, ``inflection``). NLTK's data is not bundled with NLTK; a
+    clear error names what is missing."""
+    from ..errors import UserError
+
+    try:
+        from open_flamingo.eval.ok_vqa_utils import postprocess_ok_vqa_generation
+
+        return postprocess_ok_vqa_generation(generated)
+    except LookupError as e:
+        first = next((n for n in NLTK_FOR_OKVQA if n in str(e)), "NLTK data")
+        raise UserError(f"OpenFlamingo's OK-VQA post-processing needs NLTK data that is not installed ({first}); "
+                        f"install it with: python -m nltk.downloader {' '.join(NLTK_FOR_OKVQA)}") from None

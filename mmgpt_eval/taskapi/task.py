@@ -49,6 +49,9 @@ def fixed_subset(task_name: str, samples: list[Sample], limit: int | None) -> li
     return [s for s in samples if s.id in keep]
 
 
+DEFAULT_POOL_LIMIT = 2048
+
+
 def demos_needed(template: Template, num_fewshot: int, zero_mode: str) -> int:
     """How many demos a prompt takes: ``num_fewshot``, or OpenFlamingo's 2 text-only ones at 0-shot."""
     if template.demo is None or (num_fewshot == 0 and zero_mode != "text-demos"):
@@ -73,6 +76,10 @@ class Task(ReportHooks):
     GENERATION: ClassVar[dict[str, GenerationSettings]] = {}
     # old metric name -> new name, so runs written before a rename are read under the new names
     RENAMED_METRICS: ClassVar[dict[str, str]] = {}
+    # the template and task options of OpenFlamingo's protocol for this task (--protocol openflamingo);
+    # None: the task is not part of OpenFlamingo's evaluation
+    openflamingo_template: ClassVar[str | None] = None
+    openflamingo_options: ClassVar[dict[str, Any]] = {}
     # ranking tasks (see candidates()): rank by mean log-probability per candidate token (OpenFlamingo)
     # or by the sum; how many of the best candidates the per-sample log keeps
     normalize_length: ClassVar[bool] = True
@@ -80,6 +87,10 @@ class Task(ReportHooks):
 
     def __init__(self, options: dict[str, Any] | None = None):
         self.options: dict[str, Any] = dict(options or {})
+        self.protocol = "mmgpt-eval"  # or "openflamingo" (set by the runner before loading)
+        # demos come from the first pool_limit train samples (mmgpt-eval's protocol: 2,048 in file order;
+        # OpenFlamingo's draws its query set from the whole split: None)
+        self.pool_limit: int | None = DEFAULT_POOL_LIMIT
 
     # ----------------------------------------------------------------- options
     @classmethod
@@ -138,14 +149,20 @@ class Task(ReportHooks):
         raise NotImplementedError
 
     def fewshot_pool(self) -> list[Sample]:
-        """Samples demos are drawn from (a train split). Default: none (few-shot unsupported)."""
+        """The whole train split demos are drawn from, in file order (OpenFlamingo's dataset order).
+        Default: none (few-shot unsupported)."""
         return []
 
-    def demo_pool(self) -> list[Sample]:
+    def train_samples(self) -> list[Sample]:
         """:meth:`fewshot_pool`, loaded once."""
-        if not hasattr(self, "_demo_pool"):
-            self._demo_pool = self.fewshot_pool()
-        return self._demo_pool
+        if not hasattr(self, "_train_samples"):
+            self._train_samples = self.fewshot_pool()
+        return self._train_samples
+
+    def demo_pool(self) -> list[Sample]:
+        """The samples demos are chosen from: the first ``pool_limit`` train samples (all when None)."""
+        train = self.train_samples()
+        return train if self.pool_limit is None else train[: self.pool_limit]
 
     def check_fewshot(self, template: Template, num_fewshot: int, zero_mode: str) -> None:
         """Fail before any model is loaded when the prompts need more demos than the pool has."""
