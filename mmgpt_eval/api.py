@@ -116,7 +116,7 @@ def evaluate(model: Any = None, ckpt: str | os.PathLike | None = None, tasks: st
              include_paths: Sequence[str] = (), load_options: LoadOptions | None = None, report: bool = True,
              progress: bool = True, argv: Sequence[str] | None = None,
              log_to: str | Sequence[str] | None = None, protocol: str = "mmgpt-eval",
-             of_num_samples: int | None = None, of_query_set_size: int | None = None,
+             of_num_samples: int | None = None, of_query_set_size: int | None = None, trials: int = 1,
              ) -> RunResults | SeriesResults | None:
     """Evaluate ``model`` (+ ``ckpt``: one checkpoint, or a glob / folder of several) on ``tasks``.
 
@@ -128,7 +128,9 @@ def evaluate(model: Any = None, ckpt: str | os.PathLike | None = None, tasks: st
     {"questions": ...}}`` or flat keys (``vqav2_questions``). ``batch_size`` 0 means auto.
     ``protocol``: ``"mmgpt-eval"`` or ``"openflamingo"`` (OpenFlamingo's evaluate.py exactly; ``seed``
     defaults to its 42, ``of_num_samples`` / ``of_query_set_size`` are its --num_samples / --query_set_size;
-    :mod:`mmgpt_eval.openflamingo_protocol`). ``seed`` otherwise defaults to 0.
+    :mod:`mmgpt_eval.openflamingo_protocol`). ``seed`` otherwise defaults to 0. ``trials``: evaluate
+    with seeds ``seed``, ``seed+1``, ... into ``OUTDIR/trials/seed-<s>/`` and report each metric's mean
+    and (population) standard deviation over them, as OpenFlamingo's ``--num_trials`` does.
     ``log_to``: experiment trackers (``"mlflow[:URI]"``, ``"wandb[:PROJECT]"``; a list or comma-separated)
     that get the metrics, per-task tables, report and settings once everything is written
     (:mod:`mmgpt_eval.trackers`; a missing optional package fails before anything runs).
@@ -168,6 +170,11 @@ def evaluate(model: Any = None, ckpt: str | os.PathLike | None = None, tasks: st
             raise UserError("--of-num-samples / --of-query-set-size need --protocol openflamingo")
         if seed is None:
             seed = DEFAULT_TRIAL_SEEDS[0] if protocol == "openflamingo" else 0
+        if trials < 1:
+            raise UserError("--trials must be at least 1")
+        if trials > 1 and baseline:
+            raise UserError("--trials with --baseline is not supported; evaluate the baseline with the same --trials "
+                            "into its own folder and compare the two")
         cfg = RunConfig(output_dir=Path(output_dir or DEFAULT_OUTPUT_DIR), limit=limit, batch_size=batch_size,
                         num_fewshot=num_fewshot, fewshot_zero_mode=fewshot_zero_mode, template=template, seed=seed,
                         history_mode=history_mode, fewshot_selection=fewshot_selection,
@@ -180,8 +187,12 @@ def evaluate(model: Any = None, ckpt: str | os.PathLike | None = None, tasks: st
         if base_choice is not None:
             cfg.extra_run_info["base_model_choice"] = base_choice.to_dict()
         with output_lock(cfg.output_dir, cfg.argv or None):  # one run per folder; orphan temporaries removed
-            out = _evaluate_in_folder(cfg, model, ckpt, tasks, lo, baseline, intersect, task_options, data_root,
-                                      include_paths, report)
+            if trials > 1:
+                out = _evaluate_trials(cfg, trials, model, ckpt, tasks, lo, task_options, data_root, include_paths,
+                                       report)
+            else:
+                out = _evaluate_in_folder(cfg, model, ckpt, tasks, lo, baseline, intersect, task_options, data_root,
+                                          include_paths, report)
             if out is not None and trackers:  # rank 0 only (other ranks get None), after results and report
                 from .trackers import log_to_trackers
 
@@ -218,6 +229,70 @@ def _evaluate_in_folder(cfg, model: Any, ckpt: Any, tasks: str | Sequence[str], 
     if report:
         write_run_report(results, cfg.output_dir)
     return results
+
+
+def _evaluate_trials(cfg, trials: int, model: Any, ckpt: Any, tasks: str | Sequence[str], lo: LoadOptions,
+                     task_options: dict[str, Any] | None, data_root: Any, include_paths: Sequence[str],
+                     report: bool) -> RunResults | None:
+    """OpenFlamingo's trials: the model loaded once, one complete run per seed in OUTDIR/trials/seed-<s>/
+    (each resumable), then OUTDIR/results.json with every metric's mean over the trials."""
+    from .runner import run_evaluation
+
+    seeds = [cfg.seed + i for i in range(trials)]
+    folders = [cfg.output_dir / "trials" / f"seed-{s}" for s in seeds]
+    prepared = [prepare_tasks(tasks, dataclasses.replace(cfg, seed=s, output_dir=f), task_options, data_root,
+                              include_paths) for s, f in zip(seeds, folders)]  # all data checked before the model
+    device = distributed.init_for_eval(lo.device)
+    if device:
+        lo = dataclasses.replace(lo, device=device)
+    ckpts = _expand(ckpt)
+    if len(ckpts) > 1:
+        raise UserError("--trials is not supported with a checkpoint series")
+    loaded = load(model, ckpts[0] if ckpts else None, lo)
+    runs = []
+    for s, f, pts in zip(seeds, folders, prepared):
+        log.info("trial seed %d -> %s", s, f)
+        r = run_evaluation(pts, loaded, dataclasses.replace(cfg, seed=s, output_dir=f))
+        if r is not None:
+            r.path = f / "results.json"
+            runs.append(r)
+    if not runs:  # a torchrun rank other than 0
+        return None
+    results = combine_trials(runs, seeds, cfg.output_dir)
+    results.save(cfg.output_dir / "results.json")
+    results.path = cfg.output_dir / "results.json"
+    if report:
+        write_run_report(results, cfg.output_dir)
+    return results
+
+
+def combine_trials(runs: list[RunResults], seeds: list[int], folder: Path) -> RunResults:
+    """One RunResults for several trials: each metric is the mean over the trials (NaN-aware, as
+    OpenFlamingo's np.nanmean), ``breakdown["trials"]`` has every trial's value and the standard
+    deviation (np.nanstd); per-sample records are the first trial's (named in the notes)."""
+    import math
+    import statistics
+
+    first = runs[0]
+    combined = RunResults.from_dict(first.to_dict())
+    combined.run["trials"] = {"seeds": seeds, "folders": [f"trials/seed-{s}" for s in seeds]}
+    combined.run["output_dir"] = str(folder)
+    for name, tr in combined.tasks.items():
+        values: dict[str, list[float]] = {m: [r.tasks[name].metrics.get(m, float("nan")) for r in runs]
+                                          for m in tr.metrics}
+        mean, std = {}, {}
+        for m, vs in values.items():
+            finite = [v for v in vs if isinstance(v, (int, float)) and not math.isnan(v)]
+            mean[m] = round(statistics.fmean(finite), 4) if finite else float("nan")
+            std[m] = round(statistics.pstdev(finite), 4) if finite else float("nan")
+        tr.metrics = mean
+        tr.breakdown = {**tr.breakdown, "trials": {"seeds": seeds, "values": values, "mean": mean, "std": std}}
+        tr.samples_file = f"trials/seed-{seeds[0]}/{tr.samples_file}"
+        tr.notes = list(tr.notes) + [
+            f"{len(seeds)} trials (seeds {', '.join(map(str, seeds))}): metrics are the mean over trials, std in "
+            f"breakdown.trials; per-sample records (compare, gate, report) are trial seed {seeds[0]}'s"]
+        tr.timing = {**tr.timing, "wall_s": round(sum(r.tasks[name].timing.get("wall_s") or 0 for r in runs), 3)}
+    return combined
 
 
 def _expand(ckpt: Any) -> list[Any]:

@@ -281,7 +281,7 @@ def run_task(pt: PreparedTask, loaded: LoadedModel, gen: Generator, cfg: RunConf
     resumed = len(wanted & set(done))
     pending = [s for s in pt.samples if s.id not in done][rank::world]
     ctx = RunContext(seed=cfg.seed, num_fewshot=cfg.num_fewshot, fewshot_zero_mode=cfg.fewshot_zero_mode,
-                     template=pt.template, history_mode=cfg.history_mode,
+                     template=pt.template, history_mode=cfg.history_mode, protocol=cfg.protocol,
                      demos=demo_selector(pt, cfg, loaded) if pending else None)
     first = {s.id: task.requests(s, 0, {}, ctx) for s in pending}
     pending = _batch_order(pending, first)

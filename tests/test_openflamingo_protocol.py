@@ -110,3 +110,30 @@ def test_protocol_run_records_draws_and_uses_openflamingo_settings(tmp_path):
         for j in d.demos[i]:
             assert f"Question:{train[j].fields['question']} Short answer:{train[j].references[0]}<|endofchunk|>\n" in \
                 recs[test[i].id]["prompt"]
+
+
+def test_trials_report_mean_and_std_of_per_trial_runs(tmp_path):
+    """--trials N: one complete run per seed (OUTDIR/trials/seed-<s>/), metrics = mean, std as np.nanstd."""
+    import numpy as np
+
+    from mmgpt_eval.results import RunResults
+
+    out = tmp_path / "o"
+    args = ["-q", "run", "--model", "tiny-openflamingo", "--ckpt", "tiny-mmgpt", "--tasks", "easyvqa-mc",
+            "--protocol", "openflamingo", "--of-num-samples", "8", "--of-query-set-size", "100", "--trials", "3",
+            "--output-dir", str(out), "--no-progress", "--no-report"]
+    assert main(args) == 0
+    run = RunResults.load(out)
+    t = run.tasks["easyvqa-mc"]
+    per = [RunResults.load(out / "trials" / f"seed-{s}").tasks["easyvqa-mc"] for s in (42, 43, 44)]
+    values = [p.metrics["accuracy"] for p in per]
+    assert t.breakdown["trials"]["values"]["accuracy"] == values
+    assert t.metrics["accuracy"] == pytest.approx(np.nanmean(values), abs=1e-4)
+    assert t.breakdown["trials"]["std"]["accuracy"] == pytest.approx(np.nanstd(values), abs=1e-4)
+    # each trial drew its own subset (OpenFlamingo seeds the subset with the trial seed)
+    ids = [{r["id"] for r in RunResults.load(out / "trials" / f"seed-{s}").samples("easyvqa-mc")} for s in (42, 43, 44)]
+    assert ids[0] != ids[1] and {r["id"] for r in run.samples("easyvqa-mc")} == ids[0]
+    # resumable: the second call takes every sample from the trial logs
+    assert main(args) == 0
+    assert all(RunResults.load(out / "trials" / f"seed-{s}").tasks["easyvqa-mc"].timing["samples_resumed"] == 8
+               for s in (42, 43, 44))

@@ -71,6 +71,9 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
                         "exactly -- its templates, decoding, answer cleanup, VQA normalisation, OK-VQA stemming, "
                         "seeded subset and demo draws (seed 42 unless --seed), RICES over the whole train split "
                         "(README: Comparing with OpenFlamingo)")
+    p.add_argument("--trials", type=int_arg(1), default=None,
+                   help="evaluate N times with seeds SEED, SEED+1, ... (OUTDIR/trials/seed-<s>/) and report each "
+                        "metric's mean and standard deviation (OpenFlamingo's --num_trials)")
     p.add_argument("--of-num-samples", type=int_arg(1), default=None,
                    help="--protocol openflamingo: evaluate N samples drawn as OpenFlamingo's --num_samples draws them")
     p.add_argument("--of-query-set-size", type=int_arg(1), default=None,
@@ -221,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
                                  allow_nonfinite=args.allow_nonfinite),
         report=not args.no_report, progress=not args.no_progress, argv=sys.argv[1:], log_to=args.log_to,
         protocol=args.protocol or "mmgpt-eval", of_num_samples=args.of_num_samples,
-        of_query_set_size=args.of_query_set_size)
+        of_query_set_size=args.of_query_set_size, trials=args.trials or 1)
     if results is None:  # a torchrun rank other than 0: rank 0 writes everything
         return 0
     if isinstance(results, SeriesResults):

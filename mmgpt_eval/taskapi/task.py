@@ -35,6 +35,7 @@ class RunContext:
     template: Template | None = None
     history_mode: str = "self"
     demos: DemoSelector | None = None  # None: random demos seeded by ``seed``
+    protocol: str = "mmgpt-eval"  # or "openflamingo" (its quirks are reproduced)
 
 
 def fixed_subset(task_name: str, samples: list[Sample], limit: int | None) -> list[Sample]:
@@ -201,17 +202,21 @@ class Task(ReportHooks):
         for templates that have a demo format; a ranking request when the task has candidates."""
         template = ctx.template or get_template(self.default_template)
         images = list(sample.images)
+        cands = self.candidates(sample)
         k = demos_needed(template, ctx.num_fewshot, ctx.fewshot_zero_mode)
         if k:
             demos = (ctx.demos or RandomDemos(ctx.seed)).select(self.name, sample, self.demo_pool(), k)
             zero = ctx.num_fewshot == 0
             prompt, _ = render_fewshot(template, self.query_fields(sample), [self.demo_fields(d) for d in demos],
                                        zero_shot_text_demos=zero)
-            demo_images = [] if zero else [img for d in demos for img in d.images[:1]]
+            # OpenFlamingo's evaluate_classification passes the 0-shot demos' images although their
+            # <image> tokens are gone, so the query's <image> sees the first demo's image (v2): its protocol
+            # reproduces that; mmgpt-eval's own drops them
+            keep = not zero or (cands is not None and ctx.protocol == "openflamingo")
+            demo_images = [img for d in demos for img in d.images[:1]] if keep else []
             images = demo_images + images
         else:
             prompt = template.render(**self.query_fields(sample))
-        cands = self.candidates(sample)
         if cands is not None:
             return [RankRequest("main", prompt, images, template, list(cands), self.normalize_length, self.rank_top_k)]
         return [Request("main", prompt, images, template)]
