@@ -114,3 +114,30 @@ def test_shim5_open_clip_tokens_without_ln_post():
         old_tokens = visual(x)[1]
     assert not torch.allclose(new_tokens, raw)
     torch.testing.assert_close(old_tokens, raw)
+
+
+def test_cache_select_copies_rows_and_leaves_the_shared_cache_alone(tiny_model):
+    """Shim 7: ranking runs candidate rows against one context's cache. A forward extends a
+    transformers-5 cache in place, so the shared cache must be copied, row by row, not passed on."""
+    import torch
+
+    from mmgpt_eval.compat import cache_select, output_cache
+
+    ids = torch.tensor([[1, 5, 6, 7], [1, 8, 9, 10]])
+    with torch.no_grad():
+        cache = output_cache(tiny_model.model(None, ids, attention_mask=torch.ones_like(ids), use_cache=True))
+    before = [(layer.keys.clone(), layer.values.clone()) for layer in cache.layers]
+    sel = cache_select(cache, torch.tensor([1, 1, 0]))
+    for (k, v), layer in zip(before, sel.layers):
+        assert torch.equal(layer.keys, k[[1, 1, 0]]) and torch.equal(layer.values, v[[1, 1, 0]])
+    nxt = torch.tensor([[11], [12], [13]])
+    with torch.no_grad():
+        tiny_model.model(None, nxt, attention_mask=torch.ones((3, 5), dtype=torch.long), past_key_values=sel,
+                         use_cache=True)
+    assert sel.layers[0].keys.shape[-2] == 5  # the selected copy grew ...
+    assert all(torch.equal(layer.keys, k) for (k, _), layer in zip(before, cache.layers))  # ... the shared one did not
+    # and passing the shared cache itself would have changed it (why the shim exists)
+    with torch.no_grad():
+        tiny_model.model(None, nxt[:2], attention_mask=torch.ones((2, 5), dtype=torch.long), past_key_values=cache,
+                         use_cache=True)
+    assert cache.layers[0].keys.shape[-2] == 5

@@ -215,3 +215,30 @@ def test_ranking_world_size_2_equals_1(tmp_path, data_root):
             assert all(abs(c["score"] - d["score"]) < 1e-4 for c, d in zip(x["ranking"], y["ranking"]))
         for m, v in a.tasks[task].metrics.items():
             assert b.tasks[task].metrics[m] == pytest.approx(v, abs=0.01)
+
+
+def test_ranking_auto_batch_size_backs_off_on_oom(tmp_path, monkeypatch):
+    """--batch-size auto for ranking requests: all contexts at once, halved on out-of-memory, remembered;
+    the same rankings as a small fixed batch."""
+    import torch
+
+    from mmgpt_eval.model.rank import Ranker
+
+    orig = Ranker.score_batch
+    calls = []
+
+    def fake_oom(self, inputs):
+        calls.append(len(inputs))
+        if len(inputs) > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+        return orig(self, inputs)
+
+    args = ["--tasks", "easyvqa-mc", "--limit", "10"]
+    assert _run(*args, "--batch-size", "3", "--output-dir", str(tmp_path / "b3")) == 0
+    monkeypatch.setattr(Ranker, "score_batch", fake_oom)
+    assert _run(*args, "--batch-size", "auto", "--output-dir", str(tmp_path / "auto")) == 0
+    assert calls[0] == 10 and max(calls[calls.index(next(c for c in calls if c <= 3)):]) <= 5
+    a = RunResults.load(tmp_path / "b3").samples("easyvqa-mc")
+    b = RunResults.load(tmp_path / "auto").samples("easyvqa-mc")
+    assert [x["prediction"] for x in a] == [x["prediction"] for x in b]
+    assert all(abs(c["score"] - d["score"]) < 1e-4 for x, y in zip(a, b) for c, d in zip(x["ranking"], y["ranking"]))
