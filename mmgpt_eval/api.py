@@ -117,7 +117,7 @@ def evaluate(model: Any = None, ckpt: str | os.PathLike | None = None, tasks: st
              progress: bool = True, argv: Sequence[str] | None = None,
              log_to: str | Sequence[str] | None = None, protocol: str = "mmgpt-eval",
              of_num_samples: int | None = None, of_query_set_size: int | None = None, trials: int = 1,
-             ) -> RunResults | SeriesResults | None:
+             rices_encoder: str = "model") -> RunResults | SeriesResults | None:
     """Evaluate ``model`` (+ ``ckpt``: one checkpoint, or a glob / folder of several) on ``tasks``.
 
     ``model``: preset name, model-spec TOML or ModelSpec; None with a checkpoint: the checkpoint's base;
@@ -131,6 +131,7 @@ def evaluate(model: Any = None, ckpt: str | os.PathLike | None = None, tasks: st
     :mod:`mmgpt_eval.openflamingo_protocol`). ``seed`` otherwise defaults to 0. ``trials``: evaluate
     with seeds ``seed``, ``seed+1``, ... into ``OUTDIR/trials/seed-<s>/`` and report each metric's mean
     and (population) standard deviation over them, as OpenFlamingo's ``--num_trials`` does.
+    ``rices_encoder``: ``"model"`` (the model's own vision encoder) or ``"openclip:ARCH:PRETRAINED"``.
     ``log_to``: experiment trackers (``"mlflow[:URI]"``, ``"wandb[:PROJECT]"``; a list or comma-separated)
     that get the metrics, per-task tables, report and settings once everything is written
     (:mod:`mmgpt_eval.trackers`; a missing optional package fails before anything runs).
@@ -172,6 +173,10 @@ def evaluate(model: Any = None, ckpt: str | os.PathLike | None = None, tasks: st
             seed = DEFAULT_TRIAL_SEEDS[0] if protocol == "openflamingo" else 0
         if trials < 1:
             raise UserError("--trials must be at least 1")
+        if rices_encoder != "model":
+            from .rices import parse_openclip_spec
+
+            parse_openclip_spec(rices_encoder)  # a malformed spec fails before anything loads
         if trials > 1 and baseline:
             raise UserError("--trials with --baseline is not supported; evaluate the baseline with the same --trials "
                             "into its own folder and compare the two")
@@ -179,7 +184,7 @@ def evaluate(model: Any = None, ckpt: str | os.PathLike | None = None, tasks: st
                         num_fewshot=num_fewshot, fewshot_zero_mode=fewshot_zero_mode, template=template, seed=seed,
                         history_mode=history_mode, fewshot_selection=fewshot_selection,
                         protocol=protocol, of_num_samples=of_num_samples,
-                        of_query_set_size=of_query_set_size or DEFAULT_QUERY_SET_SIZE,
+                        of_query_set_size=of_query_set_size or DEFAULT_QUERY_SET_SIZE, rices_encoder=rices_encoder,
                         generation_overrides=dict(generation or {}), argv=list(argv or []), progress=progress,
                         share_prefix=share_prefix)
         if label:

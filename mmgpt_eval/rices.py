@@ -4,6 +4,11 @@ features from the model's own vision encoder, ordered with the MOST similar LAST
 
 Train-pool features are computed once per run and cached on disk under ``OUTDIR/cache/`` (keyed by
 the vision encoder's weights and the pool's image keys), so re-runs and resumes reuse them.
+
+``--rices-encoder openclip:ARCH:PRETRAINED`` uses a separate open_clip model instead (OpenFlamingo's
+choice: ``openclip:ViT-L-14:openai``); PRETRAINED is an open_clip tag (needs its weights downloadable
+or in open_clip's cache) or a local weights file; ``openclip:local-dir:FOLDER`` reads an open_clip
+folder (``open_clip_config.json`` + weights).
 """
 
 from __future__ import annotations
@@ -29,13 +34,53 @@ def _vision_fingerprint(model) -> str:
     return h.hexdigest()[:16]
 
 
+def parse_openclip_spec(spec: str) -> tuple[str, str | None]:
+    """``openclip:ARCH:PRETRAINED`` or ``openclip:local-dir:FOLDER`` -> (open_clip model name, pretrained)."""
+    from .errors import UserError
+
+    rest = spec[len("openclip:"):] if spec.startswith("openclip:") else ""
+    if rest.startswith("local-dir:") and len(rest) > len("local-dir:"):
+        return rest, None
+    arch, _, pretrained = rest.partition(":")
+    if not arch or not pretrained:
+        raise UserError(f"--rices-encoder must be 'model', 'openclip:ARCH:PRETRAINED' or 'openclip:local-dir:FOLDER', "
+                        f"got {spec!r}")
+    return arch, pretrained
+
+
+class OpenClipEncoder:
+    """A separate open_clip image encoder for RICES (``openclip:ARCH:PRETRAINED``)."""
+
+    def __init__(self, spec: str, device: Any = "cpu"):
+        from .errors import UserError
+
+        arch, pretrained = parse_openclip_spec(spec)
+        import open_clip
+
+        try:
+            self.model, _, self.preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained)
+        except Exception as e:  # unknown arch, no weights offline, a bad file
+            raise UserError(f"cannot build the RICES encoder {spec!r}: {str(e).splitlines()[0] if str(e) else e} "
+                            "(offline, give a local weights file: openclip:ARCH:/path/to/weights)") from None
+        self.model.eval().to(device)
+        self.device = device
+        self.vision_encoder = self.model.visual
+
+    @property
+    def dtype(self):
+        return next(self.model.parameters()).dtype
+
+
 class RICES:
-    def __init__(self, loaded: Any, pool: list[Sample], cache_dir: Path | None = None, batch_size: int = 64):
+    def __init__(self, loaded: Any, pool: list[Sample], cache_dir: Path | None = None, batch_size: int = 64,
+                 encoder: str = "model"):
         self.loaded = loaded
         self.pool = pool
         self.batch_size = batch_size
+        self.encoder = None if encoder == "model" else OpenClipEncoder(encoder, loaded.device)
         keys = [s.images[0].key for s in pool]
-        tag = hashlib.sha256(("\n".join(keys) + _vision_fingerprint(loaded.model)).encode()).hexdigest()[:16]
+        vision = self.encoder if self.encoder is not None else loaded.model
+        tag = hashlib.sha256(("\n".join(keys) + _vision_fingerprint(vision) + encoder).encode()).hexdigest()[:16]
         self.cache_file = (cache_dir / f"rices-{tag}.pt") if cache_dir else None
         self.features = self._pool_features()
 
@@ -43,9 +88,14 @@ class RICES:
     def embed(self, samples: list[Sample]) -> torch.Tensor:
         """L2-normalised pooled image features of each sample's first image."""
         out = []
-        proc = self.loaded.image_processor
+        enc = self.encoder
+        proc = enc.preprocess if enc is not None else self.loaded.image_processor
         for i in range(0, len(samples), self.batch_size):
             px = torch.stack([proc(s.images[0].open()) for s in samples[i:i + self.batch_size]])
+            if enc is not None:  # open_clip's encode_image: the pooled, projected embedding
+                pooled = enc.model.encode_image(px.to(enc.device, dtype=enc.dtype)).float()
+                out.append(torch.nn.functional.normalize(pooled, dim=-1).cpu())
+                continue
             px = px.to(self.loaded.device, dtype=self.loaded.dtype)
             pooled = self.loaded.model.vision_encoder(px)[0].float()
             out.append(torch.nn.functional.normalize(pooled, dim=-1).cpu())
@@ -54,13 +104,21 @@ class RICES:
     def _pool_features(self) -> torch.Tensor:
         if self.cache_file is not None and self.cache_file.is_file():
             return torch.load(self.cache_file, weights_only=True)
-        feats = self.embed(self.pool)
+        # one embedding per distinct image (a VQA train split asks several questions about each image)
+        first: dict[str, int] = {}
+        for i, smp in enumerate(self.pool):
+            first.setdefault(smp.images[0].key, i)
+        unique = self.embed([self.pool[i] for i in first.values()])
+        row = {k: j for j, k in enumerate(first)}
+        feats = unique[torch.tensor([row[smp.images[0].key] for smp in self.pool], dtype=torch.long)] if len(
+            self.pool) else unique
         if self.cache_file is not None:
             self.cache_file.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.cache_file.with_suffix(".tmp")
             torch.save(feats, tmp)
             tmp.replace(self.cache_file)
-            log.info("cached RICES features of %d demo images in %s", len(self.pool), self.cache_file)
+            log.info("cached RICES features of %d demo images (%d distinct) in %s", len(self.pool), len(first),
+                     self.cache_file)
         return feats
 
     def select(self, task: str, sample: Sample, pool: list[Sample], k: int) -> list[Sample]:

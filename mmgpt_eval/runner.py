@@ -57,6 +57,7 @@ class RunConfig:
     protocol: str = "mmgpt-eval"
     of_num_samples: int | None = None
     of_query_set_size: int = 2048
+    rices_encoder: str = "model"  # or "openclip:ARCH:PRETRAINED" (OpenFlamingo: openclip:ViT-L-14:openai)
 
 
 @dataclass
@@ -150,7 +151,9 @@ def fingerprint(pt: PreparedTask, cfg: RunConfig, identity: dict[str, Any]) -> s
         "template": {"name": pt.template.name, "sha256": pt.template.sha256},
         "generation": pt.settings.to_dict(), "num_fewshot": cfg.num_fewshot,
         "fewshot_zero_mode": cfg.fewshot_zero_mode if pt.template.demo else None,
-        "fewshot_selection": cfg.fewshot_selection if pt.template.demo and cfg.num_fewshot else None,
+        "fewshot_selection": (cfg.fewshot_selection if pt.template.demo and (cfg.num_fewshot or cfg.protocol == "openflamingo")
+                              else None),
+        **({"rices_encoder": cfg.rices_encoder} if cfg.rices_encoder != "model" else {}),
         "history_mode": cfg.history_mode if t.multi_round else None, "model": identity,
     }
     if cfg.protocol != "mmgpt-eval":  # (absent for mmgpt-eval's own: older logs keep their fingerprint)
@@ -171,13 +174,13 @@ def demo_selector(pt: PreparedTask, cfg: RunConfig, loaded: LoadedModel) -> Demo
         if cfg.fewshot_selection == "rices":  # also at 0-shot: OpenFlamingo picks the 2 text demos by RICES
             from .rices import OpenFlamingoRICES
 
-            return OpenFlamingoRICES(loaded, train, cfg.output_dir / "cache")
+            return OpenFlamingoRICES(loaded, train, cfg.output_dir / "cache", encoder=cfg.rices_encoder)
         d = ofp.draws(len(pt.population), len(train), k, cfg.seed, cfg.of_num_samples, cfg.of_query_set_size)
         return ofp.fixed_demos(pt.population, train, d)
     if cfg.fewshot_selection == "rices" and cfg.num_fewshot > 0:
         from .rices import RICES
 
-        return RICES(loaded, pt.task.demo_pool(), cfg.output_dir / "cache")
+        return RICES(loaded, pt.task.demo_pool(), cfg.output_dir / "cache", encoder=cfg.rices_encoder)
     return RandomDemos(cfg.seed)
 
 
@@ -364,7 +367,7 @@ def run_evaluation(prepared: list[PreparedTask], loaded: LoadedModel, cfg: RunCo
     gen = Generator(loaded, share_prefix=cfg.share_prefix)
     run_info = {"argv": cfg.argv, "output_dir": str(cfg.output_dir), "seed": cfg.seed, "batch_size": cfg.batch_size,
                 "limit": cfg.limit, "num_fewshot": cfg.num_fewshot, "fewshot_zero_mode": cfg.fewshot_zero_mode,
-                "fewshot_selection": cfg.fewshot_selection,
+                "fewshot_selection": cfg.fewshot_selection, "rices_encoder": cfg.rices_encoder,
                 "template": cfg.template, "history_mode": cfg.history_mode,
                 "generation_overrides": cfg.generation_overrides, "share_prefix": cfg.share_prefix,
                 "model_load_s": round(loaded.load_seconds, 3), "protocol": cfg.protocol,

@@ -137,3 +137,56 @@ def test_trials_report_mean_and_std_of_per_trial_runs(tmp_path):
     assert main(args) == 0
     assert all(RunResults.load(out / "trials" / f"seed-{s}").tasks["easyvqa-mc"].timing["samples_resumed"] == 8
                for s in (42, 43, 44))
+
+
+def test_rices_with_a_separate_open_clip_encoder(tmp_path):
+    """--rices-encoder openclip:...: demos ranked by a separate open_clip model's image embeddings
+    (OpenFlamingo's choice is openclip:ViT-L-14:openai; here a small local open_clip folder)."""
+    import shutil
+
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    from mmgpt_eval.results import RunResults
+    from mmgpt_eval.model.spec import _presets_dir
+    from mmgpt_eval_tasks.easyvqa import EasyVQA
+
+    enc_dir = tmp_path / "enc"
+    enc_dir.mkdir()
+    shutil.copy(_presets_dir() / "tiny" / "vision" / "open_clip_config.json", enc_dir)
+    torch.manual_seed(3)
+    model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{enc_dir}")
+    save_file(model.state_dict(), str(enc_dir / "open_clip_model.safetensors"))
+    out = tmp_path / "o"
+    assert main(["-q", "run", "--model", "tiny", "--tasks", "easyvqa", "--protocol", "openflamingo", "--of-num-samples",
+                 "3", "--num-fewshot", "2", "--fewshot-selection", "rices", "--rices-encoder",
+                 f"openclip:local-dir:{enc_dir}", "--output-dir", str(out), "--no-progress", "--no-report",
+                 "--max-new-tokens", "1"]) == 0
+    train = EasyVQA().fewshot_pool()
+    test = {s.id: s for s in EasyVQA().load()}
+    model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{enc_dir}")
+    model.eval()
+
+    def emb(samples):
+        with torch.no_grad():
+            f = model.encode_image(torch.stack([preprocess(s.images[0].open()) for s in samples])).float()
+        return torch.nn.functional.normalize(f, dim=-1)
+
+    first = {}
+    for i, smp in enumerate(train):
+        first.setdefault(smp.images[0].key, i)
+    uniq = [train[i] for i in first.values()]
+    ufeats = torch.cat([emb(uniq[i:i + 256]) for i in range(0, len(uniq), 256)])
+    pos = {k: j for j, k in enumerate(first)}
+    feats = ufeats[[pos[smp.images[0].key] for smp in train]]
+    for r in RunResults.load(out).samples("easyvqa"):
+        sims = (emb([test[r["id"]]]) @ feats.T)[0]
+        want = [train[i].images[0].key for i in reversed(sims.argsort(descending=True)[:2].tolist())]
+        assert r["images"][:2] == want
+
+
+def test_rices_encoder_spec_is_checked_first(tmp_path, capsys):
+    assert main(["run", "--model", "tiny", "--tasks", "easyvqa", "--rices-encoder", "clip-please", "--output-dir",
+                 str(tmp_path / "o")]) == 2
+    assert "--rices-encoder must be" in capsys.readouterr().err

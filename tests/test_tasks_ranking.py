@@ -182,6 +182,9 @@ def test_imagenet_data_root_check_and_plain_ranks(tmp_path, data_root, mmgpt, ca
     top1 = sum(r["metrics"]["top1"] for r in recs)
     top5 = sum(r["metrics"]["top5"] for r in recs)
     assert t.metrics["top1"] == round(100 * top1 / 6, 4) and t.metrics["top5"] == round(100 * top5 / 6, 4)
+    # resume
+    assert _run("--tasks", "imagenet", "--data-root", str(data_root), "--output-dir", str(out)) == 0
+    assert RunResults.load(out).tasks["imagenet"].timing["samples_resumed"] == 6
 
 
 def test_zero_shot_without_train_data_says_what_to_do(tmp_path, data_root, capsys):
@@ -194,11 +197,9 @@ def test_zero_shot_without_train_data_says_what_to_do(tmp_path, data_root, capsy
 
 @pytest.mark.slow
 def test_ranking_world_size_2_equals_1(tmp_path, data_root):
-    hm = data_root / "hatefulmemes"
     common = ["-q", "run", "--model", "tiny-openflamingo", "--ckpt", "tiny-mmgpt", "--no-progress", "--no-report",
-              "--tasks", "hatefulmemes,easyvqa-mc", "--limit", "7", "--batch-size", "3",
-              "--hatefulmemes-annotations", str(hm / "dev_seen.jsonl"), "--hatefulmemes-images", str(hm / "img"),
-              "--hatefulmemes-train-annotations", str(hm / "train.jsonl")]
+              "--tasks", "hatefulmemes,imagenet,easyvqa-mc", "--limit", "5", "--batch-size", "3",
+              "--data-root", str(data_root)]
     assert main(common + ["--output-dir", str(tmp_path / "ws1")]) == 0
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "mmgpt_eval",
@@ -206,9 +207,9 @@ def test_ranking_world_size_2_equals_1(tmp_path, data_root):
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = RunResults.load(tmp_path / "ws1"), RunResults.load(tmp_path / "ws2")
-    for task in ("hatefulmemes", "easyvqa-mc"):
+    for task in ("hatefulmemes", "imagenet", "easyvqa-mc"):
         ra, rb = a.samples(task), b.samples(task)
-        assert [x["id"] for x in ra] == [x["id"] for x in rb] and len(ra) == 7
+        assert [x["id"] for x in ra] == [x["id"] for x in rb] and len(ra) == 5
         for x, y in zip(ra, rb):  # other batches: scores equal up to float rounding, rankings identical
             assert x["prediction"] == y["prediction"]
             assert [c["candidate"] for c in x["ranking"]] == [c["candidate"] for c in y["ranking"]]

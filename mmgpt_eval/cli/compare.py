@@ -81,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
                 vals.append("-" if v is None else f"{v:.4g}")
             t.add_row(f"{_step(r, pos):g}", run_label(r), *vals)
         con.print(t)
+    from ..published import print_published
+
+    print_published([base] + [c for c in candidates if c is not base], tasks=tasks)
     if args.json_out:
         atomic_write_json(args.json_out, all_out if len(all_out) > 1 else all_out[0])
     return 0

@@ -65,6 +65,10 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
     p.add_argument("--fewshot-selection", choices=["random", "rices"], default=None,
                    help="few-shot demos: random per item (seeded by seed + item id; default) or RICES (the most "
                         "similar train images by the model's vision encoder, most similar last)")
+    p.add_argument("--rices-encoder", default=None, metavar="ENCODER",
+                   help="RICES image features: model (default: the model's own vision encoder) or "
+                        "openclip:ARCH:PRETRAINED, e.g. OpenFlamingo's openclip:ViT-L-14:openai (a tag needs its "
+                        "weights downloadable or cached; offline, give a local weights file)")
     p.add_argument("--template", default=None, help="prompt template (default: each task's)")
     p.add_argument("--protocol", choices=["mmgpt-eval", "openflamingo"], default=None,
                    help="mmgpt-eval (default): this harness's protocol; openflamingo: OpenFlamingo's evaluate.py "
@@ -224,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
                                  allow_nonfinite=args.allow_nonfinite),
         report=not args.no_report, progress=not args.no_progress, argv=sys.argv[1:], log_to=args.log_to,
         protocol=args.protocol or "mmgpt-eval", of_num_samples=args.of_num_samples,
-        of_query_set_size=args.of_query_set_size, trials=args.trials or 1)
+        of_query_set_size=args.of_query_set_size, trials=args.trials or 1, rices_encoder=args.rices_encoder or "model")
     if results is None:  # a torchrun rank other than 0: rank 0 writes everything
         return 0
     if isinstance(results, SeriesResults):
@@ -235,6 +239,7 @@ def run(args: argparse.Namespace) -> int:
         if results.baseline:
             print_comparison(results.baseline["comparisons"])
         print_summary(results)
+        print_published_numbers(results)
         print(f"results: {results.path}")
         out_dir = results.run_dir
     if not args.no_report:
@@ -272,6 +277,13 @@ def print_comparison(comps: list[dict[str, Any]]) -> None:
                   "-" if c.get("ci_low") is None else f"[{c['ci_low']:.3g}, {c['ci_high']:.3g}]",
                   "-" if c.get("p_value") is None else f"{c['p_value']:.3g}")
     Console().print(t)
+
+
+def print_published_numbers(results) -> None:
+    """Published OpenFlamingo rows beside the run's numbers where task, preset, shots and protocol match."""
+    from ..published import print_published
+
+    print_published([results])
 
 
 def print_summary(results) -> None:

@@ -22,6 +22,7 @@ from .hooks import hooks_for
 from .images import Thumbs
 from .limits import MAX_BYTES, MAX_TRANSCRIPTS
 from .provenance import provenance
+from .published_view import published_view
 from .summary import summary
 from .text import clean
 from .transcripts import transcripts
@@ -41,11 +42,14 @@ def _env():
 
 def build_report(runs: list[RunResults], *, baseline: RunResults | None = None, gate: dict | None = None,
                  labels: list[str] | None = None, max_gallery: int = 12, intersect: bool = False,
-                 n_resamples: int = 10000, title: str | None = None, max_bytes: int = MAX_BYTES) -> str:
+                 n_resamples: int = 10000, title: str | None = None, max_bytes: int = MAX_BYTES,
+                 published: Any = None) -> str:
     """Render the HTML report of ``runs`` (compared with ``baseline`` when given) and return it.
 
     Runs are labelled by what they evaluated (:func:`mmgpt_eval.compare.run_label`) unless ``labels``
-    names them; duplicates get ``#2``, ``#3``..."""
+    names them; duplicates get ``#2``, ``#3``... ``published``: the published OpenFlamingo numbers
+    (:mod:`mmgpt_eval.published`; a ``Published`` or a file path; default: the checkout's
+    ``baselines/openflamingo.toml``, no section when it is absent)."""
     runs = list(runs)
     if not runs:
         raise UserError("no runs to report")
@@ -69,6 +73,7 @@ def build_report(runs: list[RunResults], *, baseline: RunResults | None = None, 
     bds = breakdowns(cols, tasks, hooks)
     trd = trend(rcols, base, tasks)
     prov = provenance(cols, tasks)
+    pubv = published_view(cols, published)
     gview = gate_view(gate) if gate is not None else None
     tpl = _env().get_template(TEMPLATE)
 
@@ -85,7 +90,7 @@ def build_report(runs: list[RunResults], *, baseline: RunResults | None = None, 
             has_baseline=base is not None, base_label=base_label,
             cand_labels=[c.label for c in rcols] if base is not None else [],
             headline=headline, summary=summ, breakdowns=bds, trend=trd, galleries=gals,
-            transcripts=trans, provenance=prov, gate=gview, max_gallery=gallery_n,
+            transcripts=trans, provenance=prov, gate=gview, max_gallery=gallery_n, published=pubv,
             shrunk=shrunk, intersect=intersect,
             dagger=any(c and c["dagger"] for t in summ for r in t["rows"] for c in r["comps"]),
         )
