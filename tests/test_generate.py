@@ -246,3 +246,18 @@ def test_v1_prefix_attends_the_image():
     a, b = logits(v2, enc, px), logits(v2, enc, px.flip(0))
     img = (enc.input_ids[0] == v2.media_token_id).nonzero().item()
     assert torch.equal(a[0, :img], b[0, :img])  # v2: exactly image-independent before <image>
+
+
+def test_beam_search_encodes_each_distinct_image_once(tiny_model):
+    """OpenFlamingo's generate repeats vision_x for every beam before encoding (num_beams encodings
+    per image); the Generator encodes each distinct image once and repeats the features."""
+    rows = []
+    hook = tiny_model.model.vision_encoder.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
+    try:
+        gen = Generator(tiny_model)
+        prompts = _prompts(6)  # 6 rows over keys img0..img5
+        keys = {k for p in prompts for k in p.keys()}
+        gen.generate(prompts, GenerationSettings(max_new_tokens=3, num_beams=3))
+    finally:
+        hook.remove()
+    assert sum(rows) == len(keys) == gen.images_encoded
