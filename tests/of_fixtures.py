@@ -5,8 +5,8 @@ background, so that RICES has something to find) and returns a :class:`Fixture` 
 
 * ``data``: the paths as :func:`mmgpt_eval.peers.openflamingo.run_openflamingo_eval` takes them
   (evaluate.py's argument names without the dataset prefix);
-* ``mmgpt``: the same files as mmgpt-eval's task options (``--<task>-<key>`` flags), where
-  mmgpt-eval has the task.
+* ``mmgpt``: the same files as mmgpt-eval's task options (``--<task>-<key>`` flags;
+  :meth:`Fixture.mmgpt_flags` writes them, :data:`MMGPT_TASKS` names the task).
 
 Formats (what evaluate.py / eval_datasets.py / vqa_metric.py / pycocotools read):
 
@@ -61,6 +61,12 @@ class Fixture:
     n_test: int = 0
     n_train: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def mmgpt_flags(self, task: str | None = None) -> list[str]:
+        """``mmgpt`` as command-line flags of mmgpt-eval task ``task`` (default: this dataset's task;
+        e.g. ``--vqav2-*`` with the OK-VQA files)."""
+        task = task or MMGPT_TASKS[self.name]
+        return [x for k, v in self.mmgpt.items() for x in (f"--{task}-{k.replace('_', '-')}", v)]
 
 
 def draw(color: str, shape: str, background: tuple[int, int, int], size: int = 48, jitter: int = 0) -> Image.Image:
@@ -233,7 +239,8 @@ def write_flickr30k(root: Path, *, n_test: int = 12, n_train: int = 24, seed: in
     ann = root / "dataset_flickr30k_coco_style.json"
     ann.write_text(json.dumps(_coco_style(coco_entries, "Flickr30k captions, COCO style (fixture)")))
     data = {"image_dir_path": str(img_dir), "karpathy_json_path": str(kj), "annotations_json_path": str(ann)}
-    return Fixture("flickr30k", root, data, {}, n_test, n_train)
+    mmgpt = {"karpathy_json": str(kj), "images": str(img_dir)}
+    return Fixture("flickr30k", root, data, mmgpt, n_test, n_train)
 
 
 # ------------------------------------------------------------------------------------------ classification
@@ -257,7 +264,9 @@ def write_hateful_memes(root: Path, *, n_test: int = 12, n_train: int = 24, seed
     split(root / "test_seen.jsonl", n_test, 60_000)
     data = {"image_dir_path": str(root / "img"), "train_annotations_json_path": str(root / "train.jsonl"),
             "test_annotations_json_path": str(root / "test_seen.jsonl")}
-    return Fixture("hateful_memes", root, data, {}, n_test, n_train)
+    mmgpt = {"annotations": str(root / "test_seen.jsonl"), "images": str(root / "img"),
+             "train_annotations": str(root / "train.jsonl")}
+    return Fixture("hateful_memes", root, data, mmgpt, n_test, n_train)
 
 
 def write_imagenet(root: Path, *, n_classes: int = 4, test_per_class: int = 3, train_per_class: int = 6,
@@ -278,9 +287,14 @@ def write_imagenet(root: Path, *, n_classes: int = 4, test_per_class: int = 3, t
                 stem = f"{wnid}_{k + 1}" if split == "train" else f"ILSVRC2012_val_{c * 1000 + k + 1:08d}"
                 img.save(d / f"{stem}.JPEG", quality=95)
     classes = [name for _, name in IMAGENET_FIRST_SYNSETS[:n_classes]]
-    return Fixture("imagenet", root, {"root": str(root)}, {}, n_classes * test_per_class,
+    mmgpt = {"val": str(root / "val"), "train": str(root / "train")}
+    return Fixture("imagenet", root, {"root": str(root)}, mmgpt, n_classes * test_per_class,
                    n_classes * train_per_class, meta={"class_names": classes})
 
+
+# the mmgpt-eval task of each dataset
+MMGPT_TASKS = {"vqav2": "vqav2", "ok_vqa": "okvqa", "coco": "coco", "flickr30k": "flickr30k",
+               "hateful_memes": "hatefulmemes", "imagenet": "imagenet"}
 
 WRITERS = {"vqav2": write_vqav2, "ok_vqa": write_ok_vqa, "coco": write_coco, "flickr30k": write_flickr30k,
            "hateful_memes": write_hateful_memes, "imagenet": write_imagenet}

@@ -127,6 +127,7 @@ __all__ = [
     "OpenFlamingoResult",
     "OpenFlamingoTrial",
     "cider_without_spice",
+    "image_digest",
     "imagenet_dataset_with_ocr",
     "load_evaluate",
     "ok_vqa_stemmer_ready",
@@ -162,6 +163,15 @@ def load_evaluate():
 
 
 # ------------------------------------------------------------------------------------------ eval model
+def image_digest(image: Image.Image) -> str:
+    """sha256 of an image's decoded RGB pixels and size: which image a prompt was given, comparable with
+    the same file opened elsewhere (the trial's ``images``)."""
+    import hashlib
+
+    rgb = image.convert("RGB")
+    return hashlib.sha256(repr(rgb.size).encode() + rgb.tobytes()).hexdigest()
+
+
 def _unwrap(model):
     return model.module if isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)) \
         else model
@@ -237,7 +247,8 @@ class OpenFlamingoEvalModel(BaseEvalModel):
     def _record(self, kind: str, batch_text, batch_images, outputs) -> None:
         if self.calls is not None:
             self.calls.append({"kind": kind, "batch_text": list(batch_text),
-                               "n_images": [len(x) for x in batch_images], "outputs": outputs})
+                               "n_images": [len(x) for x in batch_images], "outputs": outputs,
+                               "images": [[image_digest(im) for im in row] for row in batch_images]})
 
     # ------------------------------------------------------------------ generation
     def get_outputs(self, batch_text: list[str], batch_images: list[list[Image.Image]], min_generation_length: int,
@@ -462,6 +473,7 @@ class OpenFlamingoTrial:
     raw_outputs: list[Any] | None  # generation: decoded text before post-processing; classification: logprobs
     predictions_file: Path | None
     seconds: float
+    images: list[list[str]] | None = None  # image_digest of each image passed with each prompt, in order
 
 
 @dataclass
@@ -596,8 +608,8 @@ def run_openflamingo_eval(loaded, task: str, *, data: dict[str, str], num_shots:
     tests and benchmarks.
 
     Each trial's predictions are written to ``output_dir/<task>_<N>shot_<random|rices>_seed<S>.json``.
-    ``prompts``/``n_images``/``raw_outputs`` are aligned with the predictions in one process and
-    without prompt ensembling; otherwise ``None``.
+    ``prompts``/``n_images``/``images`` (:func:`image_digest` of each image)/``raw_outputs`` are aligned
+    with the predictions in one process and without prompt ensembling; otherwise ``None``.
     """
     name, info = _resolve_task(task)
     ev = load_evaluate()
@@ -683,15 +695,15 @@ def run_openflamingo_eval(loaded, task: str, *, data: dict[str, str], num_shots:
                 result.trials.append(OpenFlamingoTrial(trial_seed, None, [], None, None, None, None, seconds))
                 continue
             predictions = _flatten(info.kind, gathered[-1]) if gathered else []
-            prompts, n_images, raw = _aligned(model.calls, info.kind, len(predictions),
-                                              world == 1 and not (prompt_ensembling and name == "imagenet"))
+            prompts, n_images, raw, images = _aligned(model.calls, info.kind, len(predictions),
+                                                      world == 1 and not (prompt_ensembling and name == "imagenet"))
             path = out_dir / f"{name}_{num_shots}shot_{'rices' if rices else 'random'}_seed{trial_seed}.json"
             path.write_text(json.dumps({"task": name, "num_shots": num_shots, "seed": trial_seed, "rices": rices,
                                         "metric": info.metric, "score": _jsonable_score(score),
                                         "predictions": predictions, "prompts": prompts}, indent=1, default=str))
             result.trials.append(OpenFlamingoTrial(seed=trial_seed, score=_jsonable_score(score), predictions=predictions,
                                                    prompts=prompts, n_images=n_images, raw_outputs=raw,
-                                                   predictions_file=path, seconds=seconds))
+                                                   predictions_file=path, seconds=seconds, images=images))
     return result
 
 
@@ -701,13 +713,14 @@ def _jsonable_score(score: Any) -> float | None:
 
 def _aligned(calls: list[dict[str, Any]], kind: str, n: int, possible: bool):
     if not possible:
-        return None, None, None
+        return None, None, None, None
     prompts = [p for c in calls for p in c["batch_text"]]
     n_images = [k for c in calls for k in c["n_images"]]
+    images = [row for c in calls for row in c["images"]]
     if kind == "classification":
         raw = [row.tolist() for c in calls for row in c["outputs"]]
     else:
         raw = [o for c in calls for o in c["outputs"]]
     if len(prompts) != n:
-        return None, None, None
-    return prompts, n_images, raw
+        return None, None, None, None
+    return prompts, n_images, raw, images
