@@ -1,6 +1,11 @@
 """``mmgpt-eval bench``: mmgpt-eval's runner vs an OpenFlamingo-eval-style loop vs a per-sample loop on
 the same model, data and greedy settings; checks identical outputs; prints samples/s, tokens/s, peak
-memory and the ratios (medians of --repeats passes)."""
+memory and the ratios (medians of --repeats passes).
+
+``--ranking``: OpenFlamingo's ImageNet classification workload instead (its 0-shot prompt, 1,000 class
+names ranked after each easy-VQA test image): OpenFlamingo's ``get_rank_classifications(use_cache=True)``
+loop at batch 8 vs mmgpt-eval's Ranker at batch 8 and at ``--batch-size`` (default auto); checks identical
+top-5 ranks and log-probs within 1e-4 (see mmgpt_eval/bench_ranking.py)."""
 
 from __future__ import annotations
 
@@ -13,22 +18,48 @@ from .common import add_model_args, batch_size_arg
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="throughput: mmgpt-eval vs OpenFlamingo-style and per-sample loops",
                        description=__doc__)
-    add_model_args(p, default_model="tiny")
+    add_model_args(p)  # default: the tiny preset; --ranking: the embedded tiny-openflamingo + tiny-mmgpt
     p.add_argument("--task", default="easyvqa", help="a task with one image + question per sample (default easyvqa)")
-    p.add_argument("--limit", type=int, default=256, help="samples (the task's fixed subset; 0: all)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="samples (the task's fixed subset; 0: all; default 256); --ranking: images (default 32)")
     p.add_argument("--template", default="mmgpt")
     p.add_argument("--max-new-tokens", type=int, default=8)
-    p.add_argument("--batch-size", type=batch_size_arg, default=64, help="mmgpt-eval's batch size")
+    p.add_argument("--batch-size", type=batch_size_arg, default=None,
+                   help="mmgpt-eval's batch size (default 64; --ranking: auto)")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=64, help="items in the untimed warm-up pass of each loop")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="items in the untimed warm-up pass of each loop (default 64; --ranking: 8 images "
+                        "against 16 class names)")
     p.add_argument("--no-share-prefix", action="store_true",
                    help="mmgpt-eval recomputes the prompt prefix a batch shares in every row")
     p.add_argument("--skip-per-sample", action="store_true", help="skip the slow per-sample loop")
     p.add_argument("--output", default=None, help="write the figures as JSON")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's own choice); recorded in the figures")
+    r = p.add_argument_group("ranking (--ranking)")
+    r.add_argument("--ranking", action="store_true",
+                   help="benchmark ranking on OpenFlamingo's ImageNet workload instead of generation")
+    r.add_argument("--classes", type=int, default=None,
+                   help="rank only the first N ImageNet class names (default: all 1000, OpenFlamingo's workload)")
+    r.add_argument("--seed", type=int, default=0, help="seed of the demo draws (default 0)")
+    r.add_argument("--skip-upstream-mask", action="store_true",
+                   help="skip the untimed pass with OpenFlamingo's attention_mask=None quirk")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.threads is not None:
+        import torch
+
+        if args.threads < 1:
+            from ..errors import UserError
+
+            raise UserError("bench: --threads must be at least 1")
+        torch.set_num_threads(args.threads)
+    if args.ranking:
+        return run_ranking(args)
+    if args.model is None:
+        args.model = "tiny"
     from rich.console import Console
     from rich.table import Table
 
@@ -40,16 +71,18 @@ def run(args: argparse.Namespace) -> int:
 
     tasks = discover()
     name = resolve([args.task], tasks)[0]
-    cfg = RunConfig(output_dir=None, limit=args.limit or None, template=args.template)  # type: ignore[arg-type]
+    limit = 256 if args.limit is None else args.limit
+    cfg = RunConfig(output_dir=None, limit=limit or None, template=args.template)  # type: ignore[arg-type]
     pt = prepare_task(tasks[name](), cfg)
     loaded = load_from_args(args)
     loops = ("mmgpt-eval", "openflamingo-loop") if args.skip_per_sample else \
         ("mmgpt-eval", "openflamingo-loop", "per-sample-loop")
     from ..model.generate import Generator
 
-    bs = Generator(loaded).batch_cap(args.batch_size)
+    bs = Generator(loaded).batch_cap(64 if args.batch_size is None else args.batch_size)
     summary = run_bench(loaded, pt.samples, pt.template, GenerationSettings(max_new_tokens=args.max_new_tokens),
-                        batch_size=bs, repeats=args.repeats, loops=loops, warmup=args.warmup,
+                        batch_size=bs, repeats=args.repeats, loops=loops,
+                        warmup=64 if args.warmup is None else args.warmup,
                         share_prefix=not args.no_share_prefix)
     summary["task"] = name
     summary["model"] = args.model
@@ -66,6 +99,69 @@ def run(args: argparse.Namespace) -> int:
         if k in summary:
             con.print(f"{k}: {summary[k]}x")
     con.print(f"outputs identical: {summary['outputs_identical']}")
+    if args.output:
+        atomic_write_json(args.output, summary)
+    return 0 if summary["outputs_identical"] else 1
+
+
+def run_ranking(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..bench_ranking import OF_LOOP, run_ranking_bench
+    from ..errors import UserError
+    from .common import load_from_args
+
+    n_images = 32 if args.limit is None else args.limit
+    if n_images < 1:
+        raise UserError("bench --ranking: --limit must be at least 1 image")
+    if args.classes is not None and not 1 <= args.classes <= 1000:
+        raise UserError("bench --ranking: --classes must be between 1 and 1000")
+    if args.model is None:  # the embedded tiny MultiModal-GPT: trained weights, so the ranks mean something
+        from ..api import EMBEDDED_DEFAULT
+
+        args.model = EMBEDDED_DEFAULT["model"]
+        if args.ckpt is None:
+            args.ckpt = EMBEDDED_DEFAULT.get("ckpt")
+    loaded = load_from_args(args)
+    warmup = 8 if args.warmup is None else args.warmup
+    summary = run_ranking_bench(loaded, n_images=n_images, n_classes=args.classes,
+                                batch_size=0 if args.batch_size is None else args.batch_size,
+                                repeats=args.repeats, seed=args.seed, warmup_images=warmup,
+                                upstream_mask=not args.skip_upstream_mask)
+    summary["model"] = args.model
+    summary["ckpt"] = args.ckpt
+    t = Table(title=f"bench --ranking: OpenFlamingo ImageNet 0-shot, {summary['images']} images x "
+                    f"{summary['classes']} class names, {summary['device']} {summary['dtype']}, "
+                    f"{summary['torch_threads']} torch thread{'' if summary['torch_threads'] == 1 else 's'}",
+              title_justify="left")
+    for col in ("loop", "batch", "median s", "min-max s", "images/s", "scores/s", "peak RSS MB", "peak GPU MB"):
+        t.add_column(col, justify="left" if col == "loop" else "right")
+    for loop, r in summary["loops"].items():
+        t.add_row(loop, str(r["batch_size"]), f"{r['median_s']:.3f}", f"{r['min_s']:.3f}-{r['max_s']:.3f}",
+                  f"{r['images_per_s']:.2f}", f"{r['scores_per_s']:.0f}", str(r["peak_memory"]["cpu_rss_mb"]),
+                  str(r["peak_memory"]["gpu_allocated_mb"] or "-"))
+    con = Console()
+    if not con.is_terminal:
+        con.width = max(con.width, 120)  # a file or pipe: one table row per line
+    con.print(t)
+    pr = summary["paired_ratios"]
+    con.print(f"ratio_vs_openflamingo_rank (batch {summary['loops']['mmgpt-eval-rank-auto']['batch_size']}): "
+              f"{summary['ratio_vs_openflamingo_rank']}x (per round {min(pr['auto'])}-{max(pr['auto'])}x)")
+    con.print(f"ratio_vs_openflamingo_rank_matched_batch (batch 8): "
+              f"{summary['ratio_vs_openflamingo_rank_matched_batch']}x (per round "
+              f"{min(pr['matched_batch'])}-{max(pr['matched_batch'])}x)")
+    con.print(f"top-5 ranks identical: {summary['ranks_identical']}; max |log-prob diff| vs {OF_LOOP}: "
+              f"{summary['max_abs_logprob_diff']:.2e} (tolerance {summary['tolerance']:.0e})")
+    con.print(f"outputs identical: {summary['outputs_identical']}")
+    if "upstream_mask" in summary:
+        u = summary["upstream_mask"]
+        con.print(f"upstream mask (attention_mask=None, not timed): {u['images_with_different_top5']} of "
+                  f"{summary['images']} images with a different top-5 ({summary['padded_contexts_at_batch_8']} "
+                  f"padded contexts), max |log-prob diff| {u['max_abs_logprob_diff']:.2e}")
+    verdict = "met" if summary["target_met"] else "NOT met"
+    con.print(f"target >= {summary['target_ratio']:g}x at batch auto: {verdict} "
+              f"(measured {summary['ratio_vs_openflamingo_rank']}x)")
     if args.output:
         atomic_write_json(args.output, summary)
     return 0 if summary["outputs_identical"] else 1
