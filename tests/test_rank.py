@@ -45,6 +45,8 @@ def _inputs() -> list[RankInput]:
     out.append(RankInput(few, [_image(10), _image(11), _image(12)], CANDIDATES, ["d0", "d1", "q"]))
     out.append(RankInput("<image>Output:red<|endofchunk|><image>Output:blue square<|endofchunk|>x y z <image>Output:",
                          [_image(10), _image(13), _image(14)], CANDIDATES[::-1], ["d0", "d3", "q2"]))
+    # OpenFlamingo's 0-shot classification: the two demos' images are passed without their <image> tokens
+    out.append(RankInput(zero + "<image>Output:", [_image(10), _image(11), _image(15)], CANDIDATES, ["d0", "d1", "q3"]))
     return out
 
 

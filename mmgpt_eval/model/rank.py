@@ -21,13 +21,18 @@ plain forward over context + candidate; tests/test_rank.py checks 1e-4 for v1 an
 2. Candidates: the tokens after the first are scored by running the candidate's tokens but its last
    against the cached context. Candidates of one context that share a token prefix share the work:
    a sequence that is a prefix of another context-mate's is read off the longer one's logits (causal
-   attention), so each context runs only its trie's leaves. Rows from all contexts of the batch are
-   packed into one right-padded forward per ``candidate_batch`` rows, each with its context's KV
-   cache rows, vision features and media positions selected.
+   attention), so each context runs only its trie's leaves. Rows from all contexts of the batch,
+   sorted by length, are packed into one right-padded forward per ``candidate_batch`` rows, each with
+   its context's KV cache rows, vision features and media positions selected; each forward's logits
+   are reduced at once to the scores the candidates need.
 3. Cross-attention: candidate tokens see the images exactly as they would following the context in
-   one sequence. v2 (open-flamingo 2.x): they attend to the context's last image -- the cached-media
+   one sequence. v2 (open-flamingo 2.x): they attend to the image the context's last ``<image>``
+   token refers to (image number = the context's ``<image>`` count: the last image, unless images
+   without a token were passed, as OpenFlamingo's 0-shot classification does) -- the cached-media
    rule open-flamingo uses during generation, fed the context's media locations. v1: positions after
-   ``<image>`` get no cross-attention in either form (media locations are recomputed per call).
+   ``<image>`` get no cross-attention in either form (media locations are recomputed per call). With
+   attention to the immediate image only (both versions' default) the candidate rows get just that
+   one image's features: the others would get exactly zero weight.
 """
 
 from __future__ import annotations
@@ -161,43 +166,78 @@ class Ranker:
         cand = [[self.joint_tokens(texts[b], rows[b], x.text[len(texts[b]):] + c) if x.joint else self.candidate_tokens(c)
                  for c in x.candidates] for b, x in enumerate(inputs)]
         leaves: list[tuple[int, tuple[int, ...]]] = []  # (context row, input tokens)
-        where: dict[tuple[int, tuple[int, ...]], tuple[int, int]] = {}  # (row, prefix) -> (leaf, length)
+        where: dict[tuple[int, tuple[int, ...]], int] = {}  # (row, prefix) -> leaf
         for b, toks in enumerate(cand):
-            seqs = sorted({tuple(t[:-1]) for t in toks if len(t) > 1}, key=len, reverse=True)
-            for s in seqs:
-                if (b, s) in where:
+            for seq in sorted({tuple(t[:-1]) for t in toks if len(t) > 1}, key=len, reverse=True):
+                if (b, seq) in where:
                     continue  # a prefix of a longer sequence already kept
-                leaf = len(leaves)
-                leaves.append((b, s))
-                for k in range(1, len(s) + 1):
-                    where.setdefault((b, s[:k]), (leaf, k))
-        leaf_logprobs: list[torch.Tensor] = [None] * len(leaves)  # type: ignore[list-item]  # (len, V)
-        media = ids == self.lm.media_token_id
-        for start in range(0, len(leaves), self.candidate_batch):
-            chunk = leaves[start:start + self.candidate_batch]
-            for i, lp in enumerate(self._run_leaves(chunk, cache, mask, media, feats, ctx_len)):
-                leaf_logprobs[start + i] = lp
+                for k in range(1, len(seq) + 1):
+                    where.setdefault((b, seq[:k]), len(leaves))
+                leaves.append((b, seq))
+        # the scores to read: (leaf, position, target token) for every candidate token after the first
+        entries: list[tuple[int, int, int]] = []
+        owner: list[int] = []  # flat candidate index of each entry
+        flat = 0
+        for b, toks in enumerate(cand):
+            for t in toks:
+                if len(t) > 1:
+                    leaf = where[(b, tuple(t[:-1]))]
+                    entries.extend((leaf, j, t[j + 1]) for j in range(len(t) - 1))
+                    owner.extend([flat] * (len(t) - 1))
+                flat += 1
+        n_cand = flat
+        rest_sum = torch.zeros(n_cand, dtype=torch.float64)
+        rest_greedy = torch.ones(n_cand, dtype=torch.bool)
+        if entries:
+            order = sorted(range(len(leaves)), key=lambda i: len(leaves[i][1]))  # chunks of similar lengths pad little
+            slot = {leaf: i for i, leaf in enumerate(order)}
+            e = torch.tensor(entries, dtype=torch.long)
+            e_slot = torch.tensor([slot[int(x)] for x in e[:, 0]], dtype=torch.long)
+            e_owner = torch.tensor(owner, dtype=torch.long)
+            media = ids == self.lm.media_token_id
+            for start in range(0, len(order), self.candidate_batch):
+                chunk = [leaves[i] for i in order[start:start + self.candidate_batch]]
+                sel = ((e_slot >= start) & (e_slot < start + len(chunk))).nonzero().squeeze(1)
+                lp, greedy = self._run_leaves(chunk, cache, mask, media, feats, ctx_len,
+                                              e_slot[sel] - start, e[sel, 1], e[sel, 2])
+                rest_sum.index_add_(0, e_owner[sel], lp.double().cpu())
+                rest_greedy[e_owner[sel][~greedy.cpu()]] = False
 
         results: list[list[CandidateScore]] = []
+        best = first.argmax(-1).tolist()
+        flat = 0
         for b, toks in enumerate(cand):
+            row_first = first[b, [t[0] for t in toks]].double().cpu().tolist()
             row_scores = []
-            for t in toks:
-                lp0 = first[b]
-                total = float(lp0[t[0]])
-                greedy = int(lp0.argmax()) == t[0]
-                if len(t) > 1:
-                    leaf, _ = where[(b, tuple(t[:-1]))]
-                    lp = leaf_logprobs[leaf][: len(t) - 1]  # positions predicting t[1:]
-                    tgt = torch.tensor(t[1:], device=lp.device)
-                    total += float(lp.gather(1, tgt[:, None]).sum())
-                    greedy = greedy and bool((lp.argmax(-1) == tgt).all())
-                row_scores.append(CandidateScore(sum_logprob=total, n_tokens=len(t), is_greedy=greedy))
+            for t, lp0 in zip(toks, row_first):
+                row_scores.append(CandidateScore(sum_logprob=lp0 + float(rest_sum[flat]), n_tokens=len(t),
+                                                 is_greedy=best[b] == t[0] and bool(rest_greedy[flat])))
+                flat += 1
             results.append(row_scores)
         return results
 
+    def _visible_image(self, feats: torch.Tensor, media: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Each context's one image a candidate token can see, as (B, 1, n, d) features and a (B, 1) media
+        mask -- or None when the full set must be passed. With attention to the immediate image only, a
+        token after the context attends to image number = the context's ``<image>`` count (v2) or to none
+        (v1); every other image gets exactly zero weight, so the K/V projections of the others are skipped."""
+        blocks = [blk for blk in self.model.lang_encoder.gated_cross_attn_layers if blk is not None]
+        if not blocks or not all(blk.attn.only_attend_immediate_media for blk in blocks):
+            return None
+        count = media.sum(-1)
+        if getattr(self.model, "flamingo_version", "v1") == "v2":
+            if bool((count < 1).any()) or bool((count > feats.shape[1]).any()):
+                return None
+            picked = feats[torch.arange(feats.shape[0], device=feats.device), count - 1][:, None]
+        else:  # v1: no image is attended after the context; any one keeps the block's shapes
+            picked = feats[:, :1]
+        return picked, torch.ones((feats.shape[0], 1), dtype=torch.bool, device=feats.device)
+
     def _run_leaves(self, chunk: list[tuple[int, tuple[int, ...]]], cache: Any, ctx_mask: torch.Tensor,
-                    media: torch.Tensor, feats: torch.Tensor | None, ctx_len: torch.Tensor) -> list[torch.Tensor]:
-        """Log-probabilities (len, V) at every position of each leaf sequence, run after its context."""
+                    media: torch.Tensor, feats: torch.Tensor | None, ctx_len: torch.Tensor, rows: torch.Tensor,
+                    pos: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run each leaf sequence after its context; the log-probability of ``target`` at (``rows``,
+        ``pos``) and whether it is the argmax there."""
         device = ctx_mask.device
         m = max(len(s) for _, s in chunk)
         idx = torch.tensor([b for b, _ in chunk], device=device)
@@ -207,28 +247,33 @@ class Ranker:
             x[i, : len(s)] = torch.tensor(s, dtype=torch.long)
             own[i, : len(s)] = 1  # right padding: causal attention keeps it out of the real positions
         att = torch.cat([ctx_mask[idx], own], dim=1)
-        pos = ctx_len[idx][:, None] + torch.arange(m, device=device)[None, :]
+        position = ctx_len[idx][:, None] + torch.arange(m, device=device)[None, :]
         sub_cache = cache_select(cache, idx)
         lm = self.model.lang_encoder
         self.candidate_forwards += 1
         self.candidate_rows += len(chunk)
         if feats is None:
             out = self.model(None, x, attention_mask=att, past_key_values=sub_cache, use_cache=True,
-                             position_ids=pos)
+                             position_ids=position)
         else:
             # the context's images and media positions, with open-flamingo's cached-media rule
+            visible = self._visible_image(feats, media)
+            f, loc = visible if visible is not None else (feats, media)
             try:
                 lm._use_cached_vision_x = True
-                self.model._condition_vis_x(feats[idx])
+                self.model._condition_vis_x(f[idx])
                 for layer in lm._get_decoder_layers():
-                    layer.condition_media_locations(media[idx])
+                    layer.condition_media_locations(loc[idx])
                 out = self.model(None, x, attention_mask=att, past_key_values=sub_cache, use_cache=True,
-                                 position_ids=pos)
+                                 position_ids=position)
             finally:
                 lm.clear_conditioned_layers()
                 lm._use_cached_vision_x = False
-        logprobs = torch.log_softmax(out.logits.float(), dim=-1)
-        return [logprobs[i, : len(s)] for i, (_, s) in enumerate(chunk)]
+        logits = out.logits.float()
+        rows, pos, target = rows.to(device), pos.to(device), target.to(device)
+        at = logits[rows, pos]  # (entries, V)
+        lp = at.gather(1, target[:, None]).squeeze(1) - torch.logsumexp(at, dim=-1)
+        return lp, at.argmax(-1) == target
 
 
 def top_k(scores: Sequence[float], candidates: Sequence[str], k: int) -> list[tuple[str, float]]:
