@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmgpt_eval.taskapi import (Aggregate, DataFile, GenerationSettings, ImageRef, MetricInfo, Option, Output, Sample,
-                                Task, UserError)
+from mmgpt_eval.taskapi import DataFile, GenerationSettings, ImageRef, Option, Sample, UserError
+from mmgpt_eval.taskapi.captioning import CaptionTask
 from mmgpt_eval.taskapi.datasets import index_images, path_inside, read_json
-from mmgpt_eval.taskapi.metrics import require_java, score_captions
+from mmgpt_eval.taskapi.metrics import require_java
 
 DEFAULT_INSTRUCTION = "Provide a one-sentence caption for the provided image."
 
@@ -62,14 +62,13 @@ def _captions_json(path: Path, images: Path) -> list[Sample]:
     return out
 
 
-class COCOCaptions(Task):
+class COCOCaptions(CaptionTask):
     openflamingo_template = "of-caption"
     name = "coco"
     aliases = ("coco-captions", "captioning")
     description = "COCO captioning (Karpathy test split or COCO captions JSON): CIDEr, BLEU, METEOR, ROUGE-L"
     templates = ("mmgpt", "of-caption")
     default_template = "mmgpt"
-    primary_metric = "CIDEr"
 
     OPTIONS = (
         # the Karpathy split file, unless the user chose the COCO captions format (--coco-annotations)
@@ -116,35 +115,6 @@ class COCOCaptions(Task):
         if not kj:
             raise UserError("few-shot on coco needs --coco-karpathy-json (its train split gives the demos)")
         return _karpathy(Path(kj), images, "train")
-
-    def query_fields(self, sample: Sample) -> dict[str, str]:
-        return {"question": self.option("instruction")}
-
-    def demo_fields(self, sample: Sample) -> dict[str, str]:
-        return {"caption": sample.references[0].strip()}
-
-    def metric_info(self) -> dict[str, MetricInfo]:
-        info = {m: MetricInfo(kind="corpus", per_sample=m, description=f"{m} (pycocoevalcap, raw scale)")
-                for m in ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L")}
-        info["CIDEr"] = MetricInfo(kind="corpus", per_sample="CIDEr",
-                                   description="CIDEr-D (pycocoevalcap, raw scale; IDF from the evaluated images)")
-        for m in ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR"):
-            info[m].kind = "corpus-only"  # corpus BLEU / METEOR are not means of per-image values
-            info[m].per_sample = None
-        return info
-
-    def score_sample(self, sample: Sample, outputs: dict[str, Output]) -> dict[str, Any]:
-        return {}  # per-image scores need the whole evaluated set (IDF): filled in by aggregate()
-
-    def aggregate(self, samples: list[Sample], records: list[dict[str, Any]]) -> Aggregate:
-        gts = {s.id: list(s.references) for s in samples}
-        res = {s.id: r["prediction"] for s, r in zip(samples, records)}
-        sc = score_captions(gts, res)
-        per_sample = {sid: {k: v for k, v in vals.items() if k in ("CIDEr", "ROUGE_L")}
-                      for sid, vals in sc.per_image.items()}
-        return Aggregate(metrics={k: round(v, 6) for k, v in sc.corpus.items()},
-                         breakdown={"spice": sc.spice, "n_images": sc.n_images},
-                         notes=list(sc.notes) + [sc.spice], per_sample=per_sample)
 
 
 TASK = COCOCaptions

@@ -10,7 +10,8 @@ from typing import Any
 from mmgpt_eval.taskapi import Aggregate, GenerationSettings, MetricInfo, Option, Output, Sample, Task
 from mmgpt_eval.taskapi.datasets import load_easyvqa_split
 from mmgpt_eval.taskapi.metrics import normalize_openflamingo
-from mmgpt_eval.taskapi.reporting import Column, ReportTables, dict_table
+from mmgpt_eval.taskapi.breakdowns import accuracy_by, accuracy_by_table
+from mmgpt_eval.taskapi.reporting import Column, ReportTables
 
 
 def exact_match(prediction: str, answer: str) -> int:
@@ -46,23 +47,10 @@ class EasyVQA(Task):
         return {"exact": exact_match(outputs["main"].prediction, sample.references[0])}
 
     def aggregate(self, samples: list[Sample], records: list[dict[str, Any]]) -> Aggregate:
-        by_type: dict[str, list[int]] = {}
-        for s, r in zip(samples, records):
-            by_type.setdefault(s.meta["answer_type"], []).append(r["metrics"]["exact"])
-        all_ = [r["metrics"]["exact"] for r in records]
-        return Aggregate(
-            metrics={"accuracy": round(100 * sum(all_) / len(all_), 2)},
-            breakdown={"accuracy_by_answer_type": {k: round(100 * sum(v) / len(v), 2) for k, v in sorted(by_type.items())},
-                       "n_by_answer_type": {k: len(v) for k, v in sorted(by_type.items())}})
+        return accuracy_by(samples, records, "exact", "answer_type")
 
     def report_tables(self, columns: list[Column]) -> ReportTables:
-        if not any("accuracy_by_answer_type" in c.breakdown for c in columns):
-            return ReportTables()
-        return ReportTables(
-            tables=[dict_table("accuracy by answer type", columns,
-                               [c.breakdown.get("accuracy_by_answer_type") for c in columns],
-                               counts=[c.breakdown.get("n_by_answer_type") for c in columns], unit="%")],
-            consumed={"accuracy_by_answer_type", "n_by_answer_type"})
+        return accuracy_by_table(columns)
 
 
 TASK = EasyVQA

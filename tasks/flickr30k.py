@@ -12,12 +12,11 @@ names them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from mmgpt_eval.taskapi import (Aggregate, DataFile, GenerationSettings, ImageRef, MetricInfo, Option, Output, Sample,
-                                Task, UserError)
+from mmgpt_eval.taskapi import DataFile, GenerationSettings, ImageRef, Option, Sample, UserError
+from mmgpt_eval.taskapi.captioning import CaptionTask
 from mmgpt_eval.taskapi.datasets import path_inside, read_json
-from mmgpt_eval.taskapi.metrics import require_java, score_captions
+from mmgpt_eval.taskapi.metrics import require_java
 
 DEFAULT_INSTRUCTION = "Provide a one-sentence caption for the provided image."
 KARPATHY_SOURCE = ("https://cs.stanford.edu/people/karpathy/deepimagesent/ caption_datasets.zip "
@@ -68,14 +67,13 @@ def _karpathy(path: Path, images: Path, split: str, limit: int | None = None) ->
     return out
 
 
-class Flickr30k(Task):
+class Flickr30k(CaptionTask):
     openflamingo_template = "of-caption"
     name = "flickr30k"
     aliases = ("flickr", "flickr30k-captions")
     description = "Flickr30k captioning (Karpathy test split, 1,000 images): CIDEr, BLEU, METEOR, ROUGE-L"
     templates = ("mmgpt", "of-caption")
     default_template = "mmgpt"
-    primary_metric = "CIDEr"
 
     OPTIONS = (
         DataFile("karpathy_json", "Karpathy dataset_flickr30k.json", layout="flickr30k/dataset_flickr30k.json",
@@ -102,35 +100,6 @@ class Flickr30k(Task):
 
     def fewshot_pool(self) -> list[Sample]:
         return _karpathy(self.path("karpathy_json"), self.path("images"), "train")
-
-    def query_fields(self, sample: Sample) -> dict[str, str]:
-        return {"question": self.option("instruction")}
-
-    def demo_fields(self, sample: Sample) -> dict[str, str]:
-        return {"caption": sample.references[0].strip()}
-
-    def metric_info(self) -> dict[str, MetricInfo]:
-        info = {m: MetricInfo(kind="corpus", per_sample=m, description=f"{m} (pycocoevalcap, raw scale)")
-                for m in ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L")}
-        info["CIDEr"] = MetricInfo(kind="corpus", per_sample="CIDEr",
-                                   description="CIDEr-D (pycocoevalcap, raw scale; IDF from the evaluated images)")
-        for m in ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR"):
-            info[m].kind = "corpus-only"  # corpus BLEU / METEOR are not means of per-image values
-            info[m].per_sample = None
-        return info
-
-    def score_sample(self, sample: Sample, outputs: dict[str, Output]) -> dict[str, Any]:
-        return {}  # per-image scores need the whole evaluated set (IDF): filled in by aggregate()
-
-    def aggregate(self, samples: list[Sample], records: list[dict[str, Any]]) -> Aggregate:
-        gts = {s.id: list(s.references) for s in samples}
-        res = {s.id: r["prediction"] for s, r in zip(samples, records)}
-        sc = score_captions(gts, res)
-        per_sample = {sid: {k: v for k, v in vals.items() if k in ("CIDEr", "ROUGE_L")}
-                      for sid, vals in sc.per_image.items()}
-        return Aggregate(metrics={k: round(v, 6) for k, v in sc.corpus.items()},
-                         breakdown={"spice": sc.spice, "n_images": sc.n_images},
-                         notes=list(sc.notes) + [sc.spice], per_sample=per_sample)
 
 
 TASK = Flickr30k

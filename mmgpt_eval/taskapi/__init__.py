@@ -9,7 +9,8 @@ named template, and scores. See README "Writing a task".
 
 Submodules: ``types`` (Sample, Request, RankRequest, Output, Ranking...), ``options`` (Option, DataFile), ``task`` (Task,
 RunContext), ``demos`` (few-shot selection), ``reporting`` (report hooks), ``datasets`` (readers and
-embedded data), ``metrics`` (metric functions). Importing a task does not import torch.
+embedded data), ``metrics`` (metric functions), ``captioning`` (the caption tasks' shared
+scoring), ``breakdowns`` (accuracy per group). Importing a task does not import torch.
 """
 
 from ..errors import UserError
