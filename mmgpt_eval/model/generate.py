@@ -263,19 +263,23 @@ class Generator:
     def _generate_backoff(self, prompts: Sequence[PromptInput], settings: GenerationSettings,
                           stop: str) -> list[Generation]:
         """Generate; on out-of-memory halve the batch (remembered for later batches) and retry."""
-        try:
-            return self.generate(prompts, settings, stop)
-        except (torch.OutOfMemoryError, RuntimeError) as e:
-            if not is_oom(e) or len(prompts) == 1:
-                raise
-        self.oom_events += 1
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        half = max(1, len(prompts) // 2)
-        self._cap = min(self._cap or half, half)
-        log.warning("out of memory with a batch of %d: retrying with batches of %d", len(prompts), half)
-        return (self._generate_backoff(prompts[:half], settings, stop)
-                + self._generate_backoff(prompts[half:], settings, stop))
+        return halving_on_oom(self, lambda part: self.generate(part, settings, stop), prompts)
+
+def halving_on_oom(gen: Generator, fn: Any, items: Sequence[Any]) -> list[Any]:
+    """``fn(items)``; on out-of-memory, ``fn`` on each half (recursively), and ``gen`` remembers the
+    smaller batch as its cap for later batches. Generation and ranking both back off this way."""
+    try:
+        return fn(items)
+    except (torch.OutOfMemoryError, RuntimeError) as e:
+        if not is_oom(e) or len(items) == 1:
+            raise
+    gen.oom_events += 1
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    half = max(1, len(items) // 2)
+    gen._cap = min(gen._cap or half, half)
+    log.warning("out of memory with a batch of %d: retrying with batches of %d", len(items), half)
+    return halving_on_oom(gen, fn, items[:half]) + halving_on_oom(gen, fn, items[half:])
 
 
 def is_oom(e: BaseException) -> bool:

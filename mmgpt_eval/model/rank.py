@@ -44,7 +44,7 @@ from typing import Any, Sequence
 import torch
 
 from ..compat import cache_select, output_cache
-from .generate import Generator, PromptInput, is_oom
+from .generate import Generator, PromptInput, halving_on_oom
 
 
 @dataclass
@@ -124,17 +124,7 @@ class Ranker:
         return out  # type: ignore[return-value]
 
     def _score_backoff(self, inputs: Sequence[RankInput]) -> list[list[CandidateScore]]:
-        try:
-            return self.score_batch(inputs)
-        except (torch.OutOfMemoryError, RuntimeError) as e:
-            if not is_oom(e) or len(inputs) == 1:
-                raise
-        self.gen.oom_events += 1
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        half = max(1, len(inputs) // 2)
-        self.gen._cap = min(self.gen._cap or half, half)
-        return self._score_backoff(inputs[:half]) + self._score_backoff(inputs[half:])
+        return halving_on_oom(self.gen, self.score_batch, inputs)
 
     # ------------------------------------------------------------------ one batch
     @torch.inference_mode()
