@@ -1,10 +1,16 @@
 """`make bench`: run every benchmark once on this machine and write the measured medians into
 RESULTS.md (between markers; nothing typed by hand). Each benchmark also prints its own figures.
 
-    python benchmarks/run_all.py [--quick] [--only ranking]
+    python benchmarks/run_all.py [--quick] [--only ranking|openflamingo]
 
 ``--only ranking`` runs the ranking benchmark alone (``mmgpt-eval bench --ranking``: OpenFlamingo's
 ImageNet classification loop vs mmgpt-eval's Ranker) and rewrites only its section.
+``--only openflamingo`` runs ``mmgpt-eval bench --openflamingo`` alone (OpenFlamingo's own
+``evaluate_vqa`` / ``evaluate_captioning`` vs the runner vs a per-sample loop, v1 and v2) and rewrites only
+its section.
+
+Every target is printed with "met" / "NOT met"; the exit code is non-zero when any benchmark's outputs
+differ between its paths (the sections are written all the same, saying so).
 """
 
 from __future__ import annotations
@@ -28,6 +34,20 @@ RANK_BEGIN, RANK_END = "<!-- bench-ranking:begin -->", "<!-- bench-ranking:end -
 # machine their thread hand-offs made the same pass take 1 s or 15 s from one run to the next.
 RANKING = {"limit": "32", "repeats": "3", "threads": "1"}
 RANKING_QUICK = {"limit": "8", "repeats": "1", "threads": "1", "classes": "100"}
+OF_BEGIN, OF_END = "<!-- bench-openflamingo:begin -->", "<!-- bench-openflamingo:end -->"
+# OpenFlamingo's own eval loop: easy-VQA as VQAv2 / COCO-Karpathy files, v2 and v1 tiny models, 3 rounds.
+# One torch thread, for the reason above.
+OPENFLAMINGO = {"vqa-images": "25", "caption-images": "40", "train-images": "30", "repeats": "3", "threads": "1"}
+OPENFLAMINGO_QUICK = {"vqa-images": "4", "caption-images": "8", "train-images": "8", "repeats": "1", "threads": "1",
+                      "no-memory": None}
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
+def _spread(seconds: list[float]) -> str:
+    return f"{min(seconds):.3f}-{max(seconds):.3f}"
 
 
 def _run(cmd: list[str], check: bool = True) -> int:
@@ -118,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run; RESULTS.md untouched)")
     ap.add_argument("--model", default=None, help="model for `bench` (default: the embedded tiny MultiModal-GPT)")
-    ap.add_argument("--only", choices=["ranking"], default=None,
+    ap.add_argument("--only", choices=["ranking", "openflamingo"], default=None,
                     help="run only this benchmark and rewrite only its RESULTS.md section")
     args = ap.parse_args(argv)
     py = sys.executable
@@ -127,9 +147,12 @@ def main(argv: list[str] | None = None) -> int:
 
     model = args.model or EMBEDDED_DEFAULT["model"]
     ckpt = [] if args.model else (["--ckpt", EMBEDDED_DEFAULT["ckpt"]] if EMBEDDED_DEFAULT.get("ckpt") else [])
+    if args.only == "openflamingo":
+        return run_openflamingo(exe, args.quick)
     rc = run_ranking(exe, model, ckpt, args.quick)
     if args.only == "ranking":
         return rc
+    rc = max(rc, run_openflamingo(exe, args.quick))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         # the full easy-VQA test split (9,673 questions about 1,000 images: what `make reproduce` and users
@@ -142,10 +165,10 @@ def main(argv: list[str] | None = None) -> int:
             bench_cmds[key] = [exe, "-q", "bench", "--model", model, *ckpt, "--task", "easyvqa", "--limit", n,
                                "--repeats", "1" if args.quick else repeats[key], "--output",
                                str(tmp / f"bench-{key}.json")]
-            _run(bench_cmds[key])
+            rc = max(rc, _run(bench_cmds[key], check=False))
         series_cmd = [py, "benchmarks/series_speed.py", "--repeats", "1" if args.quick else "3", "--output",
                       str(tmp / "series.json")]
-        _run(series_cmd)
+        rc = max(rc, _run(series_cmd, check=False))
         vqa_cmd = [py, "benchmarks/vqa_scoring_speed.py", "--questions", "20000" if args.quick else "200000",
                    "--repeats", "1" if args.quick else "3", "--output", str(tmp / "vqa.json")]
         _run(vqa_cmd)
@@ -167,23 +190,30 @@ def main(argv: list[str] | None = None) -> int:
                   f"({b['samples']} questions, {b['distinct_images']} distinct images, greedy, max "
                   f"{b['settings']['max_new_tokens']} new tokens, {b['device']} {b['dtype']}, mmgpt-eval batch size "
                   f"{b['batch_size']}):", "",
-                  "| loop | median s | samples/s | tokens/s | peak RSS MB |", "|---|---|---|---|---|"]
+                  "| loop | median s | min-max s | samples/s | tokens/s |", "|---|---|---|---|---|"]
         for name, r in loops.items():
-            lines.append(f"| {name} | {r['median_s']:.3f} | {r['samples_per_s']:.1f} | {r['tokens_per_s']:.0f} | "
-                         f"{r['peak_memory']['cpu_rss_mb']} |")
-        lines += ["", f"- mmgpt-eval vs OpenFlamingo-eval-style loop (batch 8, no feature reuse, no bucketing): "
-                      f"**{b['ratio_vs_openflamingo_loop']}x** (target >= 3x)",
-                  f"- mmgpt-eval vs per-sample loop (MultiModal-GPT demo style): **{b['ratio_vs_per_sample_loop']}x** "
-                  f"(target >= 10x)", f"- identical greedy outputs across the three loops: {b['outputs_identical']}",
-                  ""]
+            lines.append(f"| {name} | {r['median_s']:.3f} | {_spread(r['seconds'])} | {r['samples_per_s']:.1f} | "
+                         f"{r['tokens_per_s']:.0f} |")
+        of_r, ps_r = b["ratio_vs_openflamingo_loop"], b["ratio_vs_per_sample_loop"]
+        lines += ["", f"- mmgpt-eval vs OpenFlamingo-eval-style loop (a look-alike written here: batch 8, no "
+                      f"feature reuse, no bucketing; OpenFlamingo's own loop is measured in the section below): "
+                      f"**{of_r}x** (target >= 3x: {_verdict(of_r >= 3)})",
+                  f"- mmgpt-eval vs per-sample loop (MultiModal-GPT demo style): **{ps_r}x** "
+                  f"(target >= 10x: {_verdict(ps_r >= 10)})",
+                  f"- identical greedy outputs across the three loops: {b['outputs_identical']}",
+                  f"- memory: the three loops run in one process, so no per-loop peak is given here (the process "
+                  f"peak RSS was {next(iter(loops.values()))['peak_memory']['cpu_rss_mb']} MB); per-path peaks are "
+                  f"measured in fresh processes in the OpenFlamingo section below", ""]
     lines += [f"Checkpoint series, `python benchmarks/series_speed.py` ({s['checkpoints']} tiny LoRA checkpoints, "
               f"{s['tasks']}, limit {s['limit']}): one `run --ckpt 'DIR/checkpoint_*.pt'` {s['series_median_s']} s vs "
-              f"{s['checkpoints']} separate runs {s['separate_median_s']} s: **{s['ratio']}x** (target >= 3x); "
+              f"{s['checkpoints']} separate runs {s['separate_median_s']} s (series min-max {_spread(s['series_s'])} s, "
+              f"separate {_spread(s['separate_s'])} s): **{s['ratio']}x** (target >= 3x: {_verdict(s['ratio'] >= 3)}); "
               f"identical metrics: {s['metrics_identical']}.", "",
               f"VQA scoring, `python benchmarks/vqa_scoring_speed.py` ({v['questions']:,} synthetic questions):"]
     for mode, r in v["modes"].items():
         lines.append(f"- {mode} normalisation: fast {r['fast_median_s']} s vs the official algorithm "
-                     f"{r['reference_median_s']} s: **{r['ratio']}x** (target >= 5x); identical numbers: {r['identical']}")
+                     f"{r['reference_median_s']} s: **{r['ratio']}x** (target >= 5x: {_verdict(r['ratio'] >= 5)}); "
+                     f"identical numbers: {r['identical']}")
     lines.append(END)
     section = "\n".join(lines) + "\n"
     print(section)
@@ -208,6 +238,90 @@ def run_ranking(exe: str, model: str, ckpt: list[str], quick: bool) -> int:
     print(section)
     if not quick:
         _write_results(RANK_BEGIN, RANK_END, section, after=END)
+    return rc
+
+
+OF_WHAT = {
+    "openflamingo-eval": "OpenFlamingo's own `evaluate_vqa` / `evaluate_captioning` (open-flamingo wheel), batch 8",
+    "mmgpt-eval-b8": "`mmgpt-eval run --protocol openflamingo` work (prepare_tasks + run_evaluation), batch 8",
+    "mmgpt-eval-auto": "the same, `--batch-size auto`",
+    "per-sample-loop": "per-sample (demo style): OpenFlamingo's loop at batch 1",
+}
+
+
+def openflamingo_section(s: dict, cmd: list[str], machine: str, load: str) -> str:
+    """The RESULTS.md section of one ``mmgpt-eval bench --openflamingo`` run (its JSON figures ``s``)."""
+    lines = [OF_BEGIN, "## Speed against OpenFlamingo's own evaluation loop (`make bench`; "
+                       "`python benchmarks/run_all.py --only openflamingo`)", "",
+             f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {machine}, {s['torch_threads']} torch thread(s), "
+             f"load average before the run {load}: `{' '.join(['mmgpt-eval'] + cmd[2:-2])}`. "
+             f"OpenFlamingo's protocol ({s['num_shots']}-shot: two text-only demos; its seeded subset and demo draws; "
+             f"3 beams, length penalty 0, 5 new tokens for VQA, 20 for captions; its post-processing and scoring). "
+             f"Data: easy-VQA written as VQAv2 files (every question about the first N test images) and as a "
+             f"COCO-Karpathy captions set (captions generated from each image's colour/shape answers); train "
+             f"images as the demo pool. Every path timed end to end on an already loaded model (data files, "
+             f"prompts, images, generation, post-processing, scoring), every pass cold, the paths interleaved "
+             f"in each of {s['repeats']} rounds after an untimed warm-up; medians, min-max over the rounds. "
+             f"Peak RSS: the peak of one pass of that path alone, in a fresh process that loaded the model and "
+             f"then reset its peak counter (Linux VmHWM; the RSS after loading in brackets). Device {s['device']} {s['dtype']}.", ""]
+    for name, c in s["configs"].items():
+        mem = c.get("memory") or {}
+        lines += [f"**{name}** ({c['samples']} samples, demo pool {c['demo_pool']} train items, model "
+                  f"{c['flamingo_version']}: `{Path(c['model']['model']).name}` + `{Path(c['model']['ckpt']).name}`):", "",
+                  "| path | batch | median s | min-max s | samples/s | score | peak RSS MB (after load) |",
+                  "|---|---|---|---|---|---|---|"]
+        for loop, r in c["loops"].items():
+            m = mem.get(loop) or {}
+            rss = f"{m['peak_rss_mb']} ({m['rss_after_load_mb']})" if "peak_rss_mb" in m else "-"
+            lines.append(f"| {loop} ({OF_WHAT.get(loop, loop)}) | {r['batch_size']} | {r['median_s']:.2f} | "
+                         f"{r['min_s']:.2f}-{r['max_s']:.2f} | {r['samples_per_s']:.1f} | {r['score']:.2f} | {rss} |")
+        lines.append("")
+        rat = c["ratios"]
+        for key, label in (("vs_openflamingo_eval_matched_batch", "vs OpenFlamingo's loop, same batch size 8"),
+                           ("vs_openflamingo_eval", f"vs OpenFlamingo's loop, mmgpt-eval at auto "
+                                                    f"(batch {c['auto_batch_size']})"),
+                           ("vs_per_sample_loop", "vs the per-sample loop")):
+            r = rat.get(key)
+            if r:
+                v = c["verdicts"]["ratio_" + key]
+                lines.append(f"- {label}: **{r['median']}x** (per round {r['per_round_min']}-{r['per_round_max']}x); "
+                             f"target >= {v['target']:g}x: {_verdict(v['met'])}")
+        if "overhead_vs_bare_generate" in c:
+            o, p = c["overhead_vs_bare_generate"], c["profile_auto"]
+            v = c["verdicts"]["overhead_vs_bare_generate"]
+            lines.append(f"- harness overhead (auto): runner wall time / bare `encode_vision` + `generate` time of "
+                         f"its own batches: **{o['median']}x** ({o['min']}-{o['max']}); target <= {v['target']:g}x: "
+                         f"{_verdict(v['met'])}. Median pass: {p['wall_s']:.2f} s = encode_vision {p['encode_vision_s']:.2f} s "
+                         f"({p['encode_vision_calls']} calls) + generate {p['generate_s']:.2f} s ({p['generate_calls']} "
+                         f"calls) + task preparation {p['prepare_tasks_s']:.2f} s + image read/preprocess "
+                         f"{p['image_read_preprocess_s']:.2f} s + scoring (VQA accuracy / CIDEr) {p['scoring_s']:.2f} s + "
+                         f"other {p['other_s']:.2f} s (tokenising, padding, decoding, post-processing, writing "
+                         f"records); without the scoring: {p['overhead_excluding_scoring']:.3f}x")
+        lines += [f"- identical predictions across the paths: {'yes' if c['outputs_identical'] else 'NO'}"
+                  + ("" if c["outputs_identical"] else f" (mismatched samples: {c['mismatched_samples']})"), ""]
+    lines.append(f"All targets met: {'yes' if s['targets_met'] else 'NO (see NOT met above)'}; all outputs identical: "
+                 f"{'yes' if s['outputs_identical'] else 'NO'}.")
+    lines.append(OF_END)
+    return "\n".join(lines) + "\n"
+
+
+def run_openflamingo(exe: str, quick: bool) -> int:
+    """``mmgpt-eval bench --openflamingo``; its section of RESULTS.md (unless ``quick``)."""
+    sizes = OPENFLAMINGO_QUICK if quick else OPENFLAMINGO
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "bench-openflamingo.json"
+        cmd = [exe, "-q", "bench", "--openflamingo",
+               *[x for k, v in sizes.items() for x in ((f"--{k}",) if v is None else (f"--{k}", v))],
+               "--output", str(out)]
+        rc = _run(cmd, check=False)
+        if not out.exists():
+            raise SystemExit(f"bench --openflamingo failed (exit code {rc}) without writing its figures")
+        s = json.loads(out.read_text())
+    section = openflamingo_section(s, cmd, _machine(), load)
+    print(section)
+    if not quick:
+        _write_results(OF_BEGIN, OF_END, section, after=RANK_END)
     return rc
 
 

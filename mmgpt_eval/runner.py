@@ -297,7 +297,7 @@ def run_task(pt: PreparedTask, loaded: LoadedModel, gen: Generator, cfg: RunConf
     n_tokens = 0
     start = 0
     while start < len(pending):
-        size = gen.batch_cap(cfg.batch_size)
+        size = gen.batch_cap(cfg.batch_size, pt.settings.num_beams)
         chunk = pending[start:start + size]
         outs = answer_requests(pt, chunk, first, gen, ranker, ctx, size)
         records = [make_record(pt, s, outs[s.id]).to_dict() for s in chunk]
@@ -312,7 +312,8 @@ def run_task(pt: PreparedTask, loaded: LoadedModel, gen: Generator, cfg: RunConf
     gathered = distributed.gather_lists(new)
     if gathered is None:
         return None
-    return finish_task(pt, cfg, store, done, gathered, resumed, wall, fp, gen.batch_cap(cfg.batch_size))
+    return finish_task(pt, cfg, store, done, gathered, resumed, wall, fp,
+                       gen.batch_cap(cfg.batch_size, pt.settings.num_beams))
 
 
 def finish_task(pt: PreparedTask, cfg: RunConfig, store: SampleStore, done: dict[str, dict[str, Any]],

@@ -5,7 +5,15 @@ memory and the ratios (medians of --repeats passes).
 ``--ranking``: OpenFlamingo's ImageNet classification workload instead (its 0-shot prompt, 1,000 class
 names ranked after each easy-VQA test image): OpenFlamingo's ``get_rank_classifications(use_cache=True)``
 loop at batch 8 vs mmgpt-eval's Ranker at batch 8 and at ``--batch-size`` (default auto); checks identical
-top-5 ranks and log-probs within 1e-4 (see mmgpt_eval/bench_ranking.py)."""
+top-5 ranks and log-probs within 1e-4 (see mmgpt_eval/bench_ranking.py).
+
+``--openflamingo``: OpenFlamingo's OWN evaluation loop (the open-flamingo wheel's ``evaluate_vqa`` /
+``evaluate_captioning``) vs what ``mmgpt-eval run --protocol openflamingo`` does (the runner, at batch 8 and
+auto) vs a per-sample loop, end to end on the same model, files and protocol (3 beams; 5 / 20 tokens), for
+VQA and captions and the v2 (tiny-openflamingo + tiny-mmgpt) and v1 (tests/fixtures/mmgpt_v1) models;
+plus the runner's overhead over the bare ``encode_vision`` + ``generate`` calls of its own batches and each
+path's peak RSS in a fresh process (see mmgpt_eval/bench_openflamingo.py). Exit code 1 when any path's
+predictions differ."""
 
 from __future__ import annotations
 
@@ -44,6 +52,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--seed", type=int, default=0, help="seed of the demo draws (default 0)")
     r.add_argument("--skip-upstream-mask", action="store_true",
                    help="skip the untimed pass with OpenFlamingo's attention_mask=None quirk")
+    o = p.add_argument_group("OpenFlamingo's own eval loop (--openflamingo)")
+    o.add_argument("--openflamingo", action="store_true",
+                   help="benchmark against OpenFlamingo's evaluate_vqa / evaluate_captioning on its own protocol")
+    o.add_argument("--of-models", default="v2,v1", help="v2 and/or v1 (default v2,v1)")
+    o.add_argument("--of-protocols", default="vqa,caption", help="vqa and/or caption (default vqa,caption)")
+    o.add_argument("--vqa-images", type=int, default=50,
+                   help="easy-VQA test images whose questions (about 10 each) are evaluated (default 50)")
+    o.add_argument("--caption-images", type=int, default=50, help="easy-VQA test images captioned (default 50)")
+    o.add_argument("--train-images", type=int, default=30, help="easy-VQA train images: the demo pool (default 30)")
+    o.add_argument("--num-shots", type=int, default=0, help="OpenFlamingo's --shots (default 0)")
+    o.add_argument("--no-memory", action="store_true", help="skip the per-path peak-RSS subprocesses")
     p.set_defaults(func=run)
 
 
@@ -56,8 +75,14 @@ def run(args: argparse.Namespace) -> int:
 
             raise UserError("bench: --threads must be at least 1")
         torch.set_num_threads(args.threads)
+    if args.ranking and args.openflamingo:
+        from ..errors import UserError
+
+        raise UserError("bench: --ranking and --openflamingo are separate benchmarks; choose one")
     if args.ranking:
         return run_ranking(args)
+    if args.openflamingo:
+        return run_openflamingo(args)
     if args.model is None:
         args.model = "tiny"
     from rich.console import Console
@@ -165,3 +190,71 @@ def run_ranking(args: argparse.Namespace) -> int:
     if args.output:
         atomic_write_json(args.output, summary)
     return 0 if summary["outputs_identical"] else 1
+
+
+def openflamingo_lines(s: dict) -> list[str]:
+    """The verdict lines of a ``--openflamingo`` summary (also used by benchmarks/run_all.py)."""
+    lines = []
+    for name, c in s["configs"].items():
+        for key, v in c["verdicts"].items():
+            cmp = "<=" if key == "overhead_vs_bare_generate" else ">="
+            lines.append(f"{name}: {key} {v['measured']}x (target {cmp} {v['target']:g}x): "
+                         f"{'met' if v['met'] else 'NOT met'}")
+        lines.append(f"{name}: outputs identical: {c['outputs_identical']}"
+                     + ("" if c["outputs_identical"] else f" (mismatched samples {c['mismatched_samples']})"))
+    return lines
+
+
+def run_openflamingo(args: argparse.Namespace) -> int:
+    import logging
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..bench_openflamingo import run_openflamingo_bench
+    from ..errors import UserError
+
+    models = tuple(x for x in args.of_models.split(",") if x)
+    kinds = tuple(x for x in args.of_protocols.split(",") if x)
+    if not models or set(models) - {"v1", "v2"}:
+        raise UserError("bench --openflamingo: --of-models takes v2 and/or v1")
+    if not kinds or set(kinds) - {"vqa", "caption"}:
+        raise UserError("bench --openflamingo: --of-protocols takes vqa and/or caption")
+    if args.model or args.ckpt:
+        raise UserError("bench --openflamingo: the models are fixed (--of-models v2,v1)")
+    n = args.limit if args.limit else -1  # OpenFlamingo's --num_samples
+    con = Console(stderr=True)
+    for name in ("mmgpt_eval", "open_flamingo"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    import contextlib
+    import sys
+
+    with contextlib.redirect_stdout(sys.stderr):  # OpenFlamingo's loop and pycocotools print progress
+        s = run_openflamingo_bench(models=models, kinds=kinds, vqa_images=args.vqa_images,
+                                   caption_images=args.caption_images, train_images=args.train_images,
+                                   num_samples={"vqa": n, "caption": n}, num_shots=args.num_shots,
+                                   repeats=args.repeats,
+                                   auto_batch=0 if args.batch_size is None else args.batch_size,
+                                   memory=not args.no_memory, threads=args.threads,
+                                   log=lambda m: con.print(m, highlight=False))
+    out = Console()
+    if not out.is_terminal:
+        out.width = max(out.width, 140)
+    for name, c in s["configs"].items():
+        t = Table(title=f"bench --openflamingo {name}: {c['samples']} samples, {s['device']} {s['dtype']}, "
+                        f"{s['torch_threads']} torch thread(s)", title_justify="left")
+        for col in ("path", "batch", "median s", "min-max s", "samples/s", "score", "peak RSS MB"):
+            t.add_column(col, justify="left" if col == "path" else "right")
+        for loop, r in c["loops"].items():
+            mem = (c.get("memory") or {}).get(loop, {})
+            t.add_row(loop, str(r["batch_size"]), f"{r['median_s']:.3f}", f"{r['min_s']:.3f}-{r['max_s']:.3f}",
+                      f"{r['samples_per_s']:.1f}", f"{r['score']:.2f}", str(mem.get("peak_rss_mb", "-")))
+        out.print(t)
+    for line in openflamingo_lines(s):
+        out.print(line, highlight=False)
+    for k in ("ratio_vs_openflamingo_eval", "ratio_vs_openflamingo_eval_matched_batch", "ratio_vs_per_sample_loop",
+              "overhead_vs_bare_generate", "outputs_identical"):
+        out.print(f"{k} ({s['headline_config']}): {s[k]}", highlight=False)
+    if args.output:
+        atomic_write_json(args.output, s)
+    return 0 if s["outputs_identical"] else 1

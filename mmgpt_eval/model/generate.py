@@ -90,10 +90,11 @@ class Generator:
         self._features.clear()
         self._feature_bytes = 0
 
-    def batch_cap(self, requested: int) -> int:
-        """The batch size to use: ``requested`` (0 = auto: start large), never above a size that has
-        run out of memory before."""
-        start = requested if requested and requested > 0 else self.AUTO_START.get(self.lm.device.type, 64)
+    def batch_cap(self, requested: int, num_beams: int = 1) -> int:
+        """The batch size to use: ``requested`` (0 = auto: start large -- over the beams, since beam search
+        runs prompts x beams rows), never above a size that has run out of memory before."""
+        auto = max(8, self.AUTO_START.get(self.lm.device.type, 64) // max(1, num_beams))
+        start = requested if requested and requested > 0 else auto
         return min(start, self._cap) if self._cap else start
 
     # ------------------------------------------------------------------ helpers

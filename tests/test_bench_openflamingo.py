@@ -1,0 +1,139 @@
+"""``mmgpt-eval bench --openflamingo`` (mmgpt_eval/bench_openflamingo.py): the paths it times give identical
+predictions, its JSON carries the headline keys, and the series benchmark fails when metrics differ.
+Correctness only, tiny sizes (no timings are asserted)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import mmgpt_eval
+from mmgpt_eval import bench_openflamingo as B
+from mmgpt_eval.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+HAS_JAVA = shutil.which("java") is not None
+KEYS = ("ratio_vs_openflamingo_eval", "ratio_vs_openflamingo_eval_matched_batch", "ratio_vs_per_sample_loop",
+        "overhead_vs_bare_generate", "outputs_identical")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench_of_data")
+    return {"vqa": B.write_easyvqa_vqav2(root, test_images=2, train_images=3),
+            "caption": B.write_easyvqa_captions(root, test_images=5, train_images=4)}
+
+
+def test_vqav2_files_are_official_format(data):
+    bd = data["vqa"]
+    q = json.loads(Path(bd.data["test_questions_json_path"]).read_text())
+    a = json.loads(Path(bd.data["test_annotations_json_path"]).read_text())
+    for key in ("info", "license", "data_type", "data_subtype"):
+        assert key in q and key in a
+    assert len(q["questions"]) == len(a["annotations"]) == bd.n_test > 2
+    assert [x["question_id"] for x in q["questions"]] == [x["question_id"] for x in a["annotations"]]
+    img = Path(bd.data["test_image_dir_path"])
+    assert img.name == "val2014"
+    assert (img / f"COCO_val2014_{q['questions'][0]['image_id']:012d}.jpg").exists()
+
+
+@pytest.mark.parametrize("version", ["v2", "v1"])
+@pytest.mark.parametrize("kind", ["vqa", pytest.param("caption", marks=pytest.mark.skipif(
+    not HAS_JAVA, reason="CIDEr needs a Java runtime (pycocoevalcap)"))])
+def test_paths_give_identical_predictions(data, tmp_path, version, kind):
+    """OpenFlamingo's own loop (batch 8), the runner (batch 8 and auto) and the per-sample loop agree on
+    every prediction and on the score, under OpenFlamingo's protocol (3 beams)."""
+    loaded = mmgpt_eval.load(**B.MODELS[version])
+    assert loaded.model.flamingo_version == version
+    w = B.Workload(data[kind], num_samples=6 if kind == "vqa" else -1)
+    res = B.bench_config(loaded, w, repeats=1, warmup=False, tmp=tmp_path)
+    assert res["samples"] == 6 if kind == "vqa" else 5
+    assert res["outputs_identical"], res["mismatched_samples"]
+    scores = {r["score"] for r in res["loops"].values()}
+    assert max(scores) - min(scores) < 1e-3, res["loops"]
+    prof = res["profile_auto"]
+    assert prof["generate_calls"] >= 1 and prof["bare_generate_s"] <= prof["wall_s"]
+    assert res["overhead_vs_bare_generate"]["median"] >= 1.0
+
+
+def test_profiled_runner_restores_the_model(data, tmp_path):
+    loaded = mmgpt_eval.load(**B.MODELS["v2"])
+    before = loaded.model.generate
+    B.run_mmgpt_profiled(loaded, B.Workload(data["vqa"], num_samples=2), tmp_path / "x", 8)
+    assert "generate" not in vars(loaded.model) and "encode_vision" not in vars(loaded.model)
+    assert loaded.model.generate == before
+
+
+def test_bench_json_has_the_headline_keys(tmp_path):
+    out = tmp_path / "b.json"
+    rc = main(["-q", "bench", "--openflamingo", "--of-models", "v2", "--of-protocols", "vqa", "--vqa-images", "1",
+               "--train-images", "3", "--limit", "4", "--repeats", "1", "--no-memory", "--output", str(out)])
+    assert rc == 0
+    s = json.loads(out.read_text())
+    for k in KEYS:
+        assert k in s, k
+    assert s["outputs_identical"] is True
+    for k in KEYS[:4]:
+        assert isinstance(s[k], float) and s[k] > 0
+    c = s["configs"]["v2-vqa"]
+    assert set(c["loops"]) == set(B.LOOPS) and c["samples"] == 4
+    assert set(c["verdicts"]) == {"ratio_vs_openflamingo_eval", "ratio_vs_openflamingo_eval_matched_batch",
+                                  "ratio_vs_per_sample_loop", "overhead_vs_bare_generate"}
+
+
+def test_bench_exits_nonzero_when_outputs_differ(monkeypatch, tmp_path):
+    real = B.bench_config
+
+    def broken(*a, **kw):
+        res = real(*a, **kw)
+        res["outputs_identical"] = False
+        res["mismatched_samples"] = {"per-sample-loop": 1}
+        return res
+
+    monkeypatch.setattr(B, "bench_config", broken)
+    rc = main(["-q", "bench", "--openflamingo", "--of-models", "v2", "--of-protocols", "vqa", "--vqa-images", "1",
+               "--train-images", "3", "--limit", "2", "--repeats", "1", "--no-memory",
+               "--output", str(tmp_path / "b.json")])
+    assert rc == 1
+    assert json.loads((tmp_path / "b.json").read_text())["outputs_identical"] is False
+
+
+def _series_module():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import series_speed
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return series_speed
+
+
+def test_series_benchmark_fails_when_metrics_differ(monkeypatch, tmp_path):
+    S = _series_module()
+    for folder, acc in (("series0", 50.0), ("sep0", 50.0)):
+        for ck in ("checkpoint_100", "checkpoint_200"):
+            d = tmp_path / folder / ck
+            d.mkdir(parents=True)
+            a = acc + (1.0 if (folder, ck) == ("sep0", "checkpoint_200") else 0.0)
+            (d / "results.json").write_text(json.dumps({"tasks": {"easyvqa": {"metrics": {"accuracy": a}}}}))
+    same, diff = S.metrics_identical(tmp_path / "series0", tmp_path / "sep0", ["checkpoint_100", "checkpoint_200"])
+    assert not same and diff == ["checkpoint_200/easyvqa"]
+    same, diff = S.metrics_identical(tmp_path / "series0", tmp_path / "sep0", ["checkpoint_100"])
+    assert same and diff == []
+    base = {"metrics_identical": True, "differing": []}
+    monkeypatch.setattr(S, "measure", lambda argv=None: dict(base))
+    assert S.main([]) == 0
+    monkeypatch.setattr(S, "measure", lambda argv=None: {"metrics_identical": False, "differing": diff or ["x/y"]})
+    assert S.main([]) == 1
