@@ -3,8 +3,9 @@
 ``prepare_task`` (data, subset, template, settings, few-shot pool: no model needed) ->
 ``run_task``: resume from the sample store -> this rank's pending samples -> requests (round 0 built
 once) -> sorted into batches -> generations (or log-likelihood rankings of candidates) ->
-post-processing -> per-sample scores, streamed to the store as :class:`~mmgpt_eval.records.SampleRecord` lines -> gathered on rank 0 -> ``finish_task``:
-aggregate, final log in task order, :class:`~mmgpt_eval.results.TaskResult`.
+post-processing -> per-sample scores, streamed to the store as :class:`~mmgpt_eval.records.SampleRecord`
+lines -> gathered on rank 0 -> ``finish_task``: aggregate, final log in task order,
+:class:`~mmgpt_eval.results.TaskResult`.
 """
 
 from __future__ import annotations
@@ -151,8 +152,8 @@ def fingerprint(pt: PreparedTask, cfg: RunConfig, identity: dict[str, Any]) -> s
         "template": {"name": pt.template.name, "sha256": pt.template.sha256},
         "generation": pt.settings.to_dict(), "num_fewshot": cfg.num_fewshot,
         "fewshot_zero_mode": cfg.fewshot_zero_mode if pt.template.demo else None,
-        "fewshot_selection": (cfg.fewshot_selection if pt.template.demo and (cfg.num_fewshot or cfg.protocol == "openflamingo")
-                              else None),
+        "fewshot_selection": (cfg.fewshot_selection
+                              if pt.template.demo and (cfg.num_fewshot or cfg.protocol == "openflamingo") else None),
         **({"rices_encoder": cfg.rices_encoder} if cfg.rices_encoder != "model" else {}),
         "history_mode": cfg.history_mode if t.multi_round else None, "model": identity,
     }

@@ -21,8 +21,8 @@ and must agree, sample by sample (matched by question id / image id / meme id / 
 Matrix: VQAv2, COCO, Flickr30k (generation) and Hateful Memes (ranking) at 0 and 4 shots, random
 demos and RICES (``--fewshot-selection rices``; OpenFlamingo's RICES also picks the two text-only
 demos of "0-shot"). ImageNet ranks all 1,000 class names on both sides (mmgpt-eval's task always
-does; the driver's class-name subset is not used): 4 evaluation images, 0-shot random (text-only
-demos, demo images still passed) and 4-shot RICES only.
+does; the driver's class-name subset is not used): 4 evaluation images, the same four configurations
+(at 0 shots the demo images are still passed, as OpenFlamingo does).
 
 Class-name ranking: OpenFlamingo's default run (KV cache on) lets multi-token class names attend to the
 context's LEFT-PADDING positions (``attention_mask=None`` for the cached class-name tokens);
@@ -79,7 +79,7 @@ JAVA = [pytest.mark.java, needs_java]
 
 N_TEST, N_TRAIN, NUM_SAMPLES = 8, 16, 6  # evaluate 6 of 8 test items (OpenFlamingo's seeded subset)
 CONFIGS = [(0, False), (4, False), (0, True), (4, True)]  # (shots, RICES)
-IMAGENET_CONFIGS = [(0, False), (4, True)]
+IMAGENET_CONFIGS = [(0, False), (4, False), (0, True), (4, True)]
 KIND = {"vqav2": "vqa", "ok_vqa": "vqa", "coco": "caption", "flickr30k": "caption", "hateful_memes": "rank",
         "imagenet": "rank"}
 SCORE_TOL = 1e-4  # class log-likelihoods: same numbers computed with different batching / caching

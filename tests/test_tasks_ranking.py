@@ -243,3 +243,15 @@ def test_ranking_auto_batch_size_backs_off_on_oom(tmp_path, monkeypatch):
     b = RunResults.load(tmp_path / "auto").samples("easyvqa-mc")
     assert [x["prediction"] for x in a] == [x["prediction"] for x in b]
     assert all(abs(c["score"] - d["score"]) < 1e-4 for x, y in zip(a, b) for c, d in zip(x["ranking"], y["ranking"]))
+
+
+def test_easyvqa_mc_resume_and_listing(tmp_path, capsys):
+    out = tmp_path / "o"
+    args = ["--tasks", "easyvqa-mc", "--limit", "6", "--output-dir", str(out)]
+    assert _run(*args) == 0 and _run(*args) == 0
+    t = RunResults.load(out).tasks["easyvqa-mc"]
+    assert t.timing["samples_resumed"] == 6 and t.timing["samples_generated"] == 0
+    capsys.readouterr()
+    assert main(["tasks"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in ("easyvqa-mc", "hatefulmemes", "imagenet"))
