@@ -42,7 +42,6 @@ benchmark process's lifetime peak. ``rss_after_load_mb`` is that process's RSS b
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
@@ -301,6 +300,7 @@ def run_mmgpt_profiled(loaded, w: Workload, out_dir: Path, batch_size: int) -> t
     """:func:`run_mmgpt_path` with the model calls and the harness's stages timed (the bare-generate bound)."""
     from . import api
     from .model.generate import Generator
+    from .peers.openflamingo import swapped_attr
 
     prof: dict[str, float] = {}
     real_prepare = api.prepare_tasks
@@ -333,7 +333,7 @@ def run_mmgpt_profiled(loaded, w: Workload, out_dir: Path, batch_size: int) -> t
 
     timer = ModelCallTimer(loaded.model)
     t0 = time.perf_counter()
-    with timer, _patched(api, "prepare_tasks", prepare), _patched(Generator, "pixels", pixels):
+    with timer, swapped_attr(api, "prepare_tasks", prepare), swapped_attr(Generator, "pixels", pixels):
         preds, score = run_mmgpt_path(loaded, w, out_dir, batch_size)
     wall = time.perf_counter() - t0
     bare = timer.seconds["encode_vision"] + timer.seconds["generate"]
@@ -347,16 +347,6 @@ def run_mmgpt_profiled(loaded, w: Workload, out_dir: Path, batch_size: int) -> t
     # the bound without the task's scoring (CIDEr's Java tokenizer is a fixed cost of ~0.5 s per pass)
     prof["overhead_excluding_scoring"] = (wall - prof["scoring_s"]) / bare if bare else None
     return preds, score, {k: round(v, 4) if isinstance(v, float) else v for k, v in prof.items()}
-
-
-@contextlib.contextmanager
-def _patched(obj, name, value):
-    old = getattr(obj, name)
-    setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        setattr(obj, name, old)
 
 
 def path_fn(name: str, loaded, w: Workload, auto_batch: int) -> Callable[[Path], tuple[dict[str, str], float, dict]]:

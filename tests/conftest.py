@@ -41,3 +41,14 @@ def tiny_model():
     from mmgpt_eval.model.spec import load_spec
 
     return load_model(load_spec("tiny", {"device": "cpu"}))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module (timing-sensitive or long CPU loops on a shared 2-core machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 import mmgpt_eval
 from mmgpt_eval import bench_openflamingo as B
@@ -22,12 +21,7 @@ KEYS = ("ratio_vs_openflamingo_eval", "ratio_vs_openflamingo_eval_matched_batch"
         "overhead_vs_bare_generate", "outputs_identical")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # (conftest.py)
 
 
 @pytest.fixture(scope="module")

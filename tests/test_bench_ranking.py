@@ -18,14 +18,8 @@ from mmgpt_eval.peers.openflamingo import OpenFlamingoEvalModel
 N_IMAGES = 9  # two OpenFlamingo batches of 8: one with left-padded rows, one of a single row
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Thousands of tiny forwards: with two threads on a busy 2-core machine, thread hand-offs alone can
-    make them several times slower (no timing is checked; this keeps the file fast)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# thousands of tiny forwards: two threads on a busy 2-core machine make them several times slower
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # (conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -62,7 +62,6 @@ from pathlib import Path
 
 import of_fixtures
 import pytest
-import torch
 from PIL import Image
 
 import mmgpt_eval
@@ -70,7 +69,7 @@ from mmgpt_eval.cli import main
 from mmgpt_eval.peers import openflamingo as P
 from mmgpt_eval.results import RunResults
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]  # (conftest.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_JAVA = shutil.which("java") is not None
@@ -86,12 +85,6 @@ SCORE_TOL = 1e-4  # class log-likelihoods: same numbers computed with different 
 
 
 # ------------------------------------------------------------------------------------------ shared state
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

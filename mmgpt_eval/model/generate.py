@@ -247,16 +247,8 @@ class Generator:
     def generate_grouped(self, prompts: Sequence[PromptInput], settings: GenerationSettings, stop: str = "lm_eos",
                          batch_size: int = 8) -> list[Generation]:
         """Rows grouped by image count and length, batched, returned in input order."""
-        order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i].images), len(prompts[i].text)))
         out: list[Generation | None] = [None] * len(prompts)
-        i = 0
-        while i < len(order):
-            n_img = len(prompts[order[i]].images)
-            batch = [order[i]]
-            i += 1
-            while i < len(order) and len(batch) < batch_size and len(prompts[order[i]].images) == n_img:
-                batch.append(order[i])
-                i += 1
+        for batch in batches_by_image_count(prompts, batch_size):
             for j, g in zip(batch, self._generate_backoff([prompts[j] for j in batch], settings, stop)):
                 out[j] = g
         return out  # type: ignore[return-value]
@@ -265,6 +257,20 @@ class Generator:
                           stop: str) -> list[Generation]:
         """Generate; on out-of-memory halve the batch (remembered for later batches) and retry."""
         return halving_on_oom(self, lambda part: self.generate(part, settings, stop), prompts)
+
+def batches_by_image_count(items: Sequence[Any], batch_size: int) -> list[list[int]]:
+    """Indices of ``items`` (each with ``.images`` and ``.text``) in batches of at most ``batch_size``
+    with one image count per batch, sorted by image count and text length (little padding)."""
+    order = sorted(range(len(items)), key=lambda i: (len(items[i].images), len(items[i].text)))
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < batch_size and \
+                len(items[batches[-1][0]].images) == len(items[i].images):
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
 
 def halving_on_oom(gen: Generator, fn: Any, items: Sequence[Any]) -> list[Any]:
     """``fn(items)``; on out-of-memory, ``fn`` on each half (recursively), and ``gen`` remembers the

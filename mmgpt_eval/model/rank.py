@@ -44,7 +44,7 @@ from typing import Any, Sequence
 import torch
 
 from ..compat import cache_select, output_cache
-from .generate import Generator, PromptInput, halving_on_oom
+from .generate import Generator, PromptInput, batches_by_image_count, halving_on_oom
 
 
 @dataclass
@@ -109,16 +109,8 @@ class Ranker:
     def score(self, inputs: Sequence[RankInput], batch_size: int = 8) -> list[list[CandidateScore]]:
         """Scores of every candidate of every input, in input order. Contexts are grouped by image
         count and length into batches of ``batch_size``; on out-of-memory the batch is halved."""
-        order = sorted(range(len(inputs)), key=lambda i: (len(inputs[i].images), len(inputs[i].text)))
         out: list[list[CandidateScore] | None] = [None] * len(inputs)
-        i = 0
-        while i < len(order):
-            n_img = len(inputs[order[i]].images)
-            batch = [order[i]]
-            i += 1
-            while i < len(order) and len(batch) < batch_size and len(inputs[order[i]].images) == n_img:
-                batch.append(order[i])
-                i += 1
+        for batch in batches_by_image_count(inputs, batch_size):
             for j, s in zip(batch, self._score_backoff([inputs[j] for j in batch])):
                 out[j] = s
         return out  # type: ignore[return-value]

@@ -546,7 +546,8 @@ def _process_group() -> Iterator[tuple[int, int]]:
 
 
 @contextlib.contextmanager
-def _attr(obj: Any, name: str, value: Any) -> Iterator[None]:
+def swapped_attr(obj: Any, name: str, value: Any) -> Iterator[None]:
+    """``obj.name = value`` for the duration of the block, restored after (also on errors)."""
     old = getattr(obj, name)
     setattr(obj, name, value)
     try:
@@ -661,12 +662,12 @@ def run_openflamingo_eval(loaded, task: str, *, data: dict[str, str], num_shots:
         rank, world = stack.enter_context(_process_group())
         args.rank, args.world_size, args.local_rank = rank, world, rank
         stack.enter_context(_chdir(out_dir))
-        stack.enter_context(_attr(torch.distributed, "all_gather_object", recording_gather))
-        stack.enter_context(_attr(ev, "RICES", ModelEncoderRICES(loaded)))
-        stack.enter_context(_attr(ev, "compute_cider", cider_without_spice))
-        stack.enter_context(_attr(ev, "ImageNetDataset", imagenet_dataset_with_ocr()))
+        stack.enter_context(swapped_attr(torch.distributed, "all_gather_object", recording_gather))
+        stack.enter_context(swapped_attr(ev, "RICES", ModelEncoderRICES(loaded)))
+        stack.enter_context(swapped_attr(ev, "compute_cider", cider_without_spice))
+        stack.enter_context(swapped_attr(ev, "ImageNetDataset", imagenet_dataset_with_ocr()))
         if class_names is not None:
-            stack.enter_context(_attr(ev, "IMAGENET_CLASSNAMES", class_names))
+            stack.enter_context(swapped_attr(ev, "IMAGENET_CLASSNAMES", class_names))
             notes.append(f"ImageNet restricted to the first {len(class_names)} class names (not upstream's task)")
         for trial_seed in args.trial_seeds:
             gathered.clear()
