@@ -37,8 +37,10 @@ RANKING_QUICK = {"limit": "8", "repeats": "1", "threads": "1", "classes": "100"}
 OF_BEGIN, OF_END = "<!-- bench-openflamingo:begin -->", "<!-- bench-openflamingo:end -->"
 # OpenFlamingo's own eval loop: easy-VQA as VQAv2 / COCO-Karpathy files, v2 and v1 tiny models, 3 rounds.
 # One torch thread, for the reason above.
-OPENFLAMINGO = {"vqa-images": "25", "caption-images": "40", "train-images": "30", "repeats": "3", "threads": "1"}
-OPENFLAMINGO_QUICK = {"vqa-images": "4", "caption-images": "8", "train-images": "8", "repeats": "1", "threads": "1",
+OPENFLAMINGO = {"vqa-images": "25", "caption-images": "40", "train-images": "30", "num-shots": "0,4", "of-beams": "3,1",
+                "repeats": "3", "threads": "1"}
+OPENFLAMINGO_QUICK = {"vqa-images": "4", "caption-images": "8", "train-images": "8", "num-shots": "0,2", "of-beams": "3,1",
+                      "repeats": "1", "threads": "1",
                       "no-memory": None}
 
 
@@ -255,18 +257,43 @@ def openflamingo_section(s: dict, cmd: list[str], machine: str, load: str) -> st
                        "`python benchmarks/run_all.py --only openflamingo`)", "",
              f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {machine}, {s['torch_threads']} torch thread(s), "
              f"load average before the run {load}: `{' '.join(['mmgpt-eval'] + cmd[2:-2])}`. "
-             f"OpenFlamingo's protocol ({s['num_shots']}-shot: two text-only demos; its seeded subset and demo draws; "
-             f"3 beams, length penalty 0, 5 new tokens for VQA, 20 for captions; its post-processing and scoring). "
+             f"OpenFlamingo's protocol (its prompts, seeded subset and demo draws -- 0-shot: two text-only demos; "
+             f"3 beams, length penalty 0, 5 new tokens for VQA, 20 for captions; its post-processing and scoring), "
+             f"at {', '.join(map(str, s['num_shots']))} shots; `-greedy` configurations: the same with 1 beam on "
+             f"every path (OpenFlamingo's `evaluate_vqa(num_beams=1)`, mmgpt-eval's `num_beams` override), "
+             f"greedy being mmgpt-eval's own default. "
              f"Data: easy-VQA written as VQAv2 files (every question about the first N test images) and as a "
              f"COCO-Karpathy captions set (captions generated from each image's colour/shape answers); train "
              f"images as the demo pool. Every path timed end to end on an already loaded model (data files, "
              f"prompts, images, generation, post-processing, scoring), every pass cold, the paths interleaved "
              f"in each of {s['repeats']} rounds after an untimed warm-up; medians, min-max over the rounds. "
              f"Peak RSS: the peak of one pass of that path alone, in a fresh process that loaded the model and "
-             f"then reset its peak counter (Linux VmHWM; the RSS after loading in brackets). Device {s['device']} {s['dtype']}.", ""]
+             f"then reset its peak counter (Linux VmHWM; the RSS after loading in brackets), measured for the "
+             f"{s['num_shots'][0]}-shot {s['beams'][0]}-beam configurations. Device {s['device']} {s['dtype']}.", "",
+             "Summary (median seconds per pass; in brackets OpenFlamingo's loop over that path, or for the "
+             "per-sample loop, that loop over mmgpt-eval at auto):", "",
+             "| configuration | OpenFlamingo's loop, batch 8 | mmgpt-eval, batch 8 | mmgpt-eval, auto (batch) | "
+             "per-sample loop | runner / bare model calls | identical predictions |",
+             "|---|---|---|---|---|---|---|"]
+    for name, c in s["configs"].items():
+        lp, rat = c["loops"], c["ratios"]
+
+        def cell(loop, key):
+            r = rat.get(key) or {}
+            return f"{lp[loop]['median_s']:.2f} ({r.get('median', '-')}x)" if loop in lp else "-"
+        ov = (c.get("overhead_vs_bare_generate") or {}).get("median", "-")
+        of = f"{lp['openflamingo-eval']['median_s']:.2f}" if "openflamingo-eval" in lp else "-"
+        lines.append(f"| {name} | {of} | {cell('mmgpt-eval-b8', 'vs_openflamingo_eval_matched_batch')} | "
+                     f"{cell('mmgpt-eval-auto', 'vs_openflamingo_eval')} ({c['auto_batch_size']}) | "
+                     f"{cell('per-sample-loop', 'vs_per_sample_loop')} | {ov}x | "
+                     f"{'yes' if c['outputs_identical'] else 'NO'} |")
+    lines.append("")
     for name, c in s["configs"].items():
         mem = c.get("memory") or {}
-        lines += [f"**{name}** ({c['samples']} samples, demo pool {c['demo_pool']} train items, model "
+        st = c["settings"]
+        how = f"{st['num_shots']}-shot, " + ("greedy" if st["num_beams"] == 1 else f"{st['num_beams']} beams")
+        lines += [f"**{name}** ({how}, {st['max_new_tokens']} new tokens; {c['samples']} samples, demo pool "
+                  f"{c['demo_pool']} train items, model "
                   f"{c['flamingo_version']}: `{Path(c['model']['model']).name}` + `{Path(c['model']['ckpt']).name}`):", "",
                   "| path | batch | median s | min-max s | samples/s | score | peak RSS MB (after load) |",
                   "|---|---|---|---|---|---|---|"]
@@ -289,8 +316,8 @@ def openflamingo_section(s: dict, cmd: list[str], machine: str, load: str) -> st
         if "overhead_vs_bare_generate" in c:
             o, p = c["overhead_vs_bare_generate"], c["profile_auto"]
             v = c["verdicts"]["overhead_vs_bare_generate"]
-            lines.append(f"- harness overhead (auto): runner wall time / bare `encode_vision` + `generate` time of "
-                         f"its own batches: **{o['median']}x** ({o['min']}-{o['max']}); target <= {v['target']:g}x: "
+            lines.append(f"- harness overhead (auto): runner wall time / time of the bare model calls of its own "
+                         f"batches: **{o['median']}x** ({o['min']}-{o['max']}); target <= {v['target']:g}x: "
                          f"{_verdict(v['met'])}. Median pass: {p['wall_s']:.2f} s = encode_vision {p['encode_vision_s']:.2f} s "
                          f"({p['encode_vision_calls']} calls) + generate {p['generate_s']:.2f} s ({p['generate_calls']} "
                          f"calls) + task preparation {p['prepare_tasks_s']:.2f} s + image read/preprocess "

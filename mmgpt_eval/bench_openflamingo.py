@@ -22,9 +22,10 @@ Paths (every pass starts cold: a fresh output folder, a fresh feature cache, ima
 Bare-generate bound (``overhead_vs_bare_generate``): during each ``mmgpt-eval-auto`` pass the two model
 calls that do the work -- ``MMFlamingo.encode_vision`` (once per distinct image, as the runner calls it)
 and ``MMFlamingo.generate`` (the runner's own batches, its padded ids, its precomputed features and
-generation kwargs) -- are timed (perf_counter around each call). Their sum is the time bare
-``model.generate`` calls need for exactly the runner's batches; the runner's wall time over that sum is
-the harness overhead (1.00 = none). The rest is profiled: task preparation (files, subset, prompts),
+generation kwargs, with the runner's model-side speed-ups on: each prompt's first forward run once for
+all its beams, image keys/values computed once per call) -- are timed (perf_counter around each call).
+Their sum is the time bare model calls need for exactly the runner's batches; the runner's wall time
+over that sum is the harness overhead (1.00 = none). The rest is profiled: task preparation (files, subset, prompts),
 image read + preprocessing (``Generator.pixels``), and everything else (tokenisation, padding, decoding,
 post-processing, scoring, writing records).
 
@@ -210,6 +211,7 @@ class Workload:
     num_shots: int = 0
     seed: int = 42
     query_set_size: int | None = None  # default: the whole train split
+    num_beams: int = 3  # OpenFlamingo's protocol; 1: greedy (evaluate_vqa / evaluate_captioning's own parameter)
 
     @property
     def qss(self) -> int:
@@ -228,7 +230,7 @@ def run_openflamingo_path(loaded, w: Workload, out_dir: Path, batch_size: int = 
     task = PROTOCOLS[w.bd.kind][0]
     res = run_openflamingo_eval(loaded, task, data=w.bd.data, num_shots=w.num_shots, seed=w.seed,
                                 batch_size=batch_size, num_samples=w.num_samples, query_set_size=w.qss,
-                                output_dir=out_dir)
+                                output_dir=out_dir, num_beams=None if w.num_beams == 3 else w.num_beams)
     return _of_predictions(res, w.bd.kind), res.score
 
 
@@ -241,7 +243,8 @@ def run_mmgpt_path(loaded, w: Workload, out_dir: Path, batch_size: int) -> tuple
     task = PROTOCOLS[w.bd.kind][1]
     cfg = RunConfig(output_dir=out_dir, batch_size=batch_size, num_fewshot=w.num_shots, seed=w.seed,
                     protocol="openflamingo", of_num_samples=None if w.num_samples < 0 else w.num_samples,
-                    of_query_set_size=w.qss, progress=False)
+                    of_query_set_size=w.qss, progress=False,
+                    generation_overrides={} if w.num_beams == 3 else {"num_beams": w.num_beams})
     prepared = prepare_tasks([task], cfg, task_options={task: dict(w.bd.options)})
     results = run_evaluation(prepared, loaded, cfg)
     preds = {r["id"]: r["prediction"] for r in results.samples(task)}
@@ -251,7 +254,8 @@ def run_mmgpt_path(loaded, w: Workload, out_dir: Path, batch_size: int) -> tuple
 
 
 class ModelCallTimer:
-    """Times ``encode_vision`` and ``generate`` of a model (instance attributes wrap the bound methods)."""
+    """Times ``encode_vision`` and ``generate`` of a model (instance attributes wrap the bound methods),
+    and the ``extra`` (object or class, method name) pairs, labelled ``Class.method``."""
 
     def __init__(self, model, extra: dict[str, tuple[Any, str]] | None = None):
         self.model = model
@@ -262,7 +266,8 @@ class ModelCallTimer:
 
     def _wrap(self, obj, name):
         real = getattr(obj, name)
-        label = name if obj is self.model else f"{type(obj).__name__}.{name}"
+        owner = obj if isinstance(obj, type) else type(obj)
+        label = name if obj is self.model else f"{owner.__name__}.{name}"
         self.seconds.setdefault(label, 0.0)
         self.calls.setdefault(label, 0)
 
@@ -377,11 +382,11 @@ def bench_config(loaded, w: Workload, *, loops: tuple[str, ...] = LOOPS, repeats
     (rotated start), every pass cold; one untimed warm-up pass of each path first (a 16-sample workload)."""
     from .model.generate import Generator
 
-    auto = Generator(loaded).batch_cap(auto_batch)
+    auto = Generator(loaded).batch_cap(auto_batch, w.num_beams)
     fns = {n: path_fn(n, loaded, w, auto) for n in loops}
     if warmup:
         n = w.num_samples if w.num_samples > 0 else w.bd.n_test
-        small = Workload(w.bd, min(16, n, w.bd.n_test), w.num_shots, w.seed, w.query_set_size)
+        small = Workload(w.bd, min(16, n, w.bd.n_test), w.num_shots, w.seed, w.query_set_size, w.num_beams)
         for n in loops:
             path_fn(n, loaded, small, auto)(Path(tempfile.mkdtemp(dir=tmp)))
     times: dict[str, list[float]] = {n: [] for n in loops}
@@ -429,13 +434,19 @@ def bench_config(loaded, w: Workload, *, loops: tuple[str, ...] = LOOPS, repeats
     return out
 
 
+def config_name(model_key: str, kind: str, shots: int, num_beams: int) -> str:
+    """``v2-vqa`` (0-shot, 3 beams: OpenFlamingo's protocol), ``v2-vqa-4shot``, ``v1-caption-greedy``, ..."""
+    return (f"{model_key}-{kind}" + (f"-{shots}shot" if shots else "")
+            + ("" if num_beams == 3 else "-greedy" if num_beams == 1 else f"-{num_beams}beams"))
+
+
 # ------------------------------------------------------------------------------------------ memory
 def peak_rss_in_subprocess(model_key: str, kind: str, data_root: Path, loop: str, num_samples: int,
-                           num_shots: int, threads: int | None, auto_batch: int) -> dict[str, Any]:
+                           num_shots: int, threads: int | None, auto_batch: int, num_beams: int = 3) -> dict[str, Any]:
     """One pass of ``loop`` in a fresh Python process; its peak RSS (MB) and RSS after loading the model."""
     cmd = [sys.executable, "-m", "mmgpt_eval.bench_openflamingo", "--one-pass", loop, "--model-key", model_key,
            "--kind", kind, "--data-root", str(data_root), "--num-samples", str(num_samples),
-           "--num-shots", str(num_shots), "--auto-batch", str(auto_batch)]
+           "--num-shots", str(num_shots), "--auto-batch", str(auto_batch), "--num-beams", str(num_beams)]
     if threads:
         cmd += ["--threads", str(threads)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -454,6 +465,7 @@ def _one_pass(argv: list[str]) -> int:
     ap.add_argument("--num-samples", type=int, required=True)
     ap.add_argument("--num-shots", type=int, default=0)
     ap.add_argument("--auto-batch", type=int, default=0)
+    ap.add_argument("--num-beams", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
     a = ap.parse_args(argv)
     if a.threads:
@@ -470,11 +482,11 @@ def _one_pass(argv: list[str]) -> int:
     gc.collect()
     reset = _reset_peak_rss()  # the pass's own peak, not the transient peak of loading the model
     after_load = _rss_now_mb()
-    w = Workload(bd, a.num_samples, a.num_shots)
+    w = Workload(bd, a.num_samples, a.num_shots, num_beams=a.num_beams)
     from .model.generate import Generator
 
     with tempfile.TemporaryDirectory() as tmp:
-        path_fn(a.one_pass, loaded, w, Generator(loaded).batch_cap(a.auto_batch))(Path(tmp))
+        path_fn(a.one_pass, loaded, w, Generator(loaded).batch_cap(a.auto_batch, a.num_beams))(Path(tmp))
     peak = _vm_hwm_mb() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu = round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None
     print(json.dumps({"peak_rss_mb": round(peak, 1), "rss_after_load_mb": after_load, "peak_gpu_mb": gpu,
@@ -520,16 +532,23 @@ def save_data(root: Path, bd: BenchData) -> None:
 # ------------------------------------------------------------------------------------------ the benchmark
 def run_openflamingo_bench(*, models: tuple[str, ...] = ("v2", "v1"), kinds: tuple[str, ...] = ("vqa", "caption"),
                            vqa_images: int = 100, caption_images: int = 100, train_images: int = 30,
-                           num_samples: dict[str, int] | None = None, num_shots: int = 0, repeats: int = 3,
-                           auto_batch: int = 0, loops: tuple[str, ...] = LOOPS, memory: bool = True,
-                           threads: int | None = None, data_root: str | os.PathLike | None = None,
+                           num_samples: dict[str, int] | None = None, num_shots: tuple[int, ...] = (0,),
+                           beams: tuple[int, ...] = (3,), greedy_kinds: tuple[str, ...] = ("vqa",),
+                           repeats: int = 3, auto_batch: int = 0, loops: tuple[str, ...] = LOOPS,
+                           memory: bool = True, threads: int | None = None,
+                           data_root: str | os.PathLike | None = None,
                            log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """The whole benchmark: every (model, protocol) configuration; summary keys at the top level are
-    those of the headline configuration (v2, VQA)."""
+    """The whole benchmark: every (model, protocol, shots, beams) configuration -- greedy (``beams`` 1)
+    only for ``greedy_kinds`` -- named ``v2-vqa``, ``v2-vqa-4shot``, ``v2-vqa-greedy``, ...; peak RSS
+    (``memory``) for the configurations at the first of ``num_shots`` and ``beams``. The summary keys at
+    the top level are those of the headline configuration (v2, VQA, OpenFlamingo's protocol: 3 beams,
+    first of ``num_shots``)."""
+    if isinstance(num_shots, int):
+        num_shots = (num_shots,)
     from .api import load
 
     num_samples = num_samples or {"vqa": -1, "caption": -1}
-    summary: dict[str, Any] = {"configs": {}, "repeats": repeats, "num_shots": num_shots,
+    summary: dict[str, Any] = {"configs": {}, "repeats": repeats, "num_shots": list(num_shots), "beams": list(beams),
                                "torch_threads": torch.get_num_threads(), "targets": dict(TARGETS),
                                "overhead_target": OVERHEAD_TARGET}
     with tempfile.TemporaryDirectory() as tmp:
@@ -544,19 +563,20 @@ def run_openflamingo_bench(*, models: tuple[str, ...] = ("v2", "v1"), kinds: tup
             loaded = load(**MODELS[mk])
             summary.setdefault("device", str(loaded.device))
             summary.setdefault("dtype", str(loaded.dtype).replace("torch.", ""))
-            for kind in kinds:
-                name = f"{mk}-{kind}"
+            for kind, shots, nb in [(k, s, b) for k in kinds for b in beams for s in num_shots
+                                    if b != 1 or k in greedy_kinds]:
+                name = config_name(mk, kind, shots, nb)
                 log(f"config {name}")
-                w = Workload(data[kind], num_samples.get(kind, -1), num_shots)
+                w = Workload(data[kind], num_samples.get(kind, -1), shots, num_beams=nb)
                 res = bench_config(loaded, w, loops=loops, repeats=repeats, auto_batch=auto_batch, tmp=tmp)
                 res.update({"model": MODELS[mk], "flamingo_version": mk, "protocol": kind,
-                            "settings": {"num_beams": 3, "max_new_tokens": 5 if kind == "vqa" else 20,
-                                         "length_penalty": 0.0, "num_shots": num_shots},
+                            "settings": {"num_beams": nb, "max_new_tokens": 5 if kind == "vqa" else 20,
+                                         "length_penalty": 0.0, "num_shots": shots},
                             "test_images": data[kind].n_test if kind == "caption" else vqa_images,
                             "demo_pool": data[kind].n_train})
-                if memory:
-                    res["memory"] = {n: peak_rss_in_subprocess(mk, kind, root, n, w.num_samples, num_shots, threads,
-                                                               auto_batch) for n in loops}
+                if memory and shots == num_shots[0] and nb == beams[0]:
+                    res["memory"] = {n: peak_rss_in_subprocess(mk, kind, root, n, w.num_samples, shots, threads,
+                                                               auto_batch, nb) for n in loops}
                 summary["configs"][name] = res
                 log(json.dumps({k: res[k] for k in ("ratios", "outputs_identical")}))
             del loaded
@@ -572,10 +592,13 @@ def run_openflamingo_bench(*, models: tuple[str, ...] = ("v2", "v1"), kinds: tup
             v["overhead_vs_bare_generate"] = {"measured": o, "target": OVERHEAD_TARGET, "met": o <= OVERHEAD_TARGET}
         res["verdicts"] = v
         verdicts[name] = v
-    head = summary["configs"].get("v2-vqa") or next(iter(summary["configs"].values()))
+    headline = config_name("v2", "vqa", num_shots[0], 3)
+    if headline not in summary["configs"]:
+        headline = next(iter(summary["configs"]))
+    head = summary["configs"][headline]
     r = head["ratios"]
     summary.update({
-        "headline_config": "v2-vqa" if "v2-vqa" in summary["configs"] else next(iter(summary["configs"])),
+        "headline_config": headline,
         "ratio_vs_openflamingo_eval": (r.get("vs_openflamingo_eval") or {}).get("median"),
         "ratio_vs_openflamingo_eval_matched_batch": (r.get("vs_openflamingo_eval_matched_batch") or {}).get("median"),
         "ratio_vs_per_sample_loop": (r.get("vs_per_sample_loop") or {}).get("median"),

@@ -45,14 +45,16 @@ def test_vqav2_files_are_official_format(data):
 
 
 @pytest.mark.parametrize("version", ["v2", "v1"])
-@pytest.mark.parametrize("kind", ["vqa", pytest.param("caption", marks=pytest.mark.skipif(
-    not HAS_JAVA, reason="CIDEr needs a Java runtime (pycocoevalcap)"))])
-def test_paths_give_identical_predictions(data, tmp_path, version, kind):
+@pytest.mark.parametrize("kind,shots,beams", [
+    ("vqa", 0, 3), ("vqa", 0, 1), ("vqa", 2, 3),
+    pytest.param("caption", 0, 3, marks=pytest.mark.skipif(not HAS_JAVA, reason="CIDEr needs Java (pycocoevalcap)"))])
+def test_paths_give_identical_predictions(data, tmp_path, version, kind, shots, beams):
     """OpenFlamingo's own loop (batch 8), the runner (batch 8 and auto) and the per-sample loop agree on
-    every prediction and on the score, under OpenFlamingo's protocol (3 beams)."""
+    every prediction and on the score, under OpenFlamingo's protocol (3 beams; 0 shots and 2 shots, whose
+    prompts hold three images) and greedy (its prompts, 1 beam on both sides)."""
     loaded = mmgpt_eval.load(**B.MODELS[version])
     assert loaded.model.flamingo_version == version
-    w = B.Workload(data[kind], num_samples=6 if kind == "vqa" else -1)
+    w = B.Workload(data[kind], num_samples=6 if kind == "vqa" else -1, num_shots=shots, num_beams=beams)
     res = B.bench_config(loaded, w, repeats=1, warmup=False, tmp=tmp_path)
     assert res["samples"] == 6 if kind == "vqa" else 5
     assert res["outputs_identical"], res["mismatched_samples"]
@@ -61,6 +63,7 @@ def test_paths_give_identical_predictions(data, tmp_path, version, kind):
     prof = res["profile_auto"]
     assert prof["generate_calls"] >= 1 and prof["bare_generate_s"] <= prof["wall_s"]
     assert res["overhead_vs_bare_generate"]["median"] >= 1.0
+    assert res["auto_batch_size"] == max(8, 64 // beams)
 
 
 def test_profiled_runner_restores_the_model(data, tmp_path):
@@ -84,6 +87,7 @@ def test_bench_json_has_the_headline_keys(tmp_path):
         assert isinstance(s[k], float) and s[k] > 0
     c = s["configs"]["v2-vqa"]
     assert set(c["loops"]) == set(B.LOOPS) and c["samples"] == 4
+    assert s["headline_config"] == "v2-vqa" and c["settings"]["num_beams"] == 3
     assert set(c["verdicts"]) == {"ratio_vs_openflamingo_eval", "ratio_vs_openflamingo_eval_matched_batch",
                                   "ratio_vs_per_sample_loop", "overhead_vs_bare_generate"}
 
@@ -131,3 +135,31 @@ def test_series_benchmark_fails_when_metrics_differ(monkeypatch, tmp_path):
     assert S.main([]) == 0
     monkeypatch.setattr(S, "measure", lambda argv=None: {"metrics_identical": False, "differing": diff or ["x/y"]})
     assert S.main([]) == 1
+
+
+def test_bench_configs_by_shots_and_beams(tmp_path):
+    """--num-shots and --of-beams make one configuration each (greedy for VQA only), named after them;
+    the headline stays OpenFlamingo's VQA protocol (3 beams, the first shot count)."""
+    out = tmp_path / "b.json"
+    rc = main(["-q", "bench", "--openflamingo", "--of-models", "v2", "--of-protocols", "vqa,caption",
+               "--vqa-images", "1", "--caption-images", "2", "--train-images", "3", "--limit", "2", "--repeats", "1",
+               "--no-memory", "--num-shots", "0,2", "--of-beams", "3,1", "--output", str(out)]
+              + ([] if HAS_JAVA else ["--of-protocols", "vqa"]))
+    assert rc == 0
+    s = json.loads(out.read_text())
+    expected = {"v2-vqa", "v2-vqa-2shot", "v2-vqa-greedy", "v2-vqa-2shot-greedy"}
+    if HAS_JAVA:
+        expected |= {"v2-caption", "v2-caption-2shot"}
+    assert set(s["configs"]) == expected
+    assert s["headline_config"] == "v2-vqa"
+    for name, c in s["configs"].items():
+        assert c["settings"]["num_beams"] == (1 if name.endswith("greedy") else 3)
+        assert c["settings"]["num_shots"] == (2 if "2shot" in name else 0)
+        assert c["outputs_identical"], (name, c["mismatched_samples"])
+
+
+def test_bench_rejects_bad_shot_lists(capsys):
+    assert main(["-q", "bench", "--openflamingo", "--num-shots", "0,x"]) == 2
+    assert main(["-q", "bench", "--openflamingo", "--of-beams", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--num-shots" in err and "Traceback" not in err

@@ -261,3 +261,65 @@ def test_beam_search_encodes_each_distinct_image_once(tiny_model):
     finally:
         hook.remove()
     assert sum(rows) == len(keys) == gen.images_encoded
+
+
+def _few_shot_prompts(m, n=6, shots=2):
+    """OpenFlamingo-style prompts: ``shots`` demos with their own images, then the query image."""
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(3)
+    imgs = [Image.fromarray((torch.rand(64, 64, 3, generator=g) * 255).to(torch.uint8).numpy()) for _ in range(5)]
+    qs = ["what color is the shape?", "is there a circle?", "how many shapes are there?", "what shape is it?"]
+    out = []
+    for i in range(n):
+        demo = "".join(f"<image>Question:{qs[(i + d) % 4]} Short answer:{['red', 'yes', '2'][d % 3]}<|endofchunk|>"
+                       for d in range(shots))
+        text = demo + f"<image>Question:{qs[i % 4]}" + " more" * (i % 3) + " Short answer:"
+        keys = [f"d{(i + d) % 5}" for d in range(shots)] + [f"q{i % 5}"]
+        out.append(PromptInput(text, [imgs[(i + d) % 5] for d in range(shots)] + [imgs[i % 5]], keys))
+    return out
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_beam_search_prompt_computed_once_per_row(version):
+    """Beam search: the first forward runs each prompt once (not once per beam) and repeats its logits and
+    cache to the beams; the tokens equal those of every beam computing the prompt, for one-image, few-shot
+    (several images: decoding must attend the query image, not another) and text-only prompts,
+    left-padded in one batch."""
+    m = _open_gates(tiny_with_random_lora(flamingo_version=version), 2.0)
+    texts = [PromptInput(TEMPLATES["mmgpt-text"].render(question=q)) for q in
+             ["List four fruits.", "Write a story about a cat  ", "Why is the sky blue?"]]
+    rows_seen = []
+    lm = m.model.lang_encoder
+    h = next(iter(lm._get_decoder_layers())).register_forward_pre_hook(
+        lambda mod, a, kw: rows_seen.append(tuple((a[0] if a else kw["lang_x"]).shape[:2])), with_kwargs=True)
+    try:
+        for prompts in (_prompts(8), _few_shot_prompts(m), texts):
+            for s in (GenerationSettings(max_new_tokens=6, num_beams=3),
+                      GenerationSettings(max_new_tokens=6, num_beams=2, length_penalty=0.0)):
+                shared, plain = Generator(m), Generator(m, share_prefix=False)
+                rows_seen.clear()
+                a = shared.generate_grouped(prompts, s, batch_size=8)
+                first = rows_seen[:2]
+                rows_seen.clear()
+                b = plain.generate_grouped(prompts, s, batch_size=8)
+                assert [g.token_ids for g in a] == [g.token_ids for g in b]
+                assert [(g.full_text, g.prompt_tokens, g.stopped_on_eos) for g in a] == \
+                    [(g.full_text, g.prompt_tokens, g.stopped_on_eos) for g in b]
+                n = len(prompts)
+                assert first[0][0] == n and first[0][1] > 1  # the prompts, once, at the batch's own size
+                assert first[1] == (n * s.num_beams, 1)  # then one token per beam
+                assert rows_seen[0][0] == n * s.num_beams  # without sharing: the prompts once per beam
+                assert shared.beam_prompt_tokens > 0 and plain.beam_prompt_tokens == 0
+    finally:
+        h.remove()
+    assert lm._beams_of_next_prompt == 0
+
+
+def test_beam_prompt_rules():
+    gen = Generator(tiny(flamingo_version="v2"))
+    assert gen.shares_beam_prompt(GenerationSettings(num_beams=3))
+    assert not gen.shares_beam_prompt(GenerationSettings())  # greedy: one row per prompt anyway
+    assert not gen.shares_beam_prompt(GenerationSettings(num_beams=3, use_cache=False))
+    assert not gen.shares_beam_prompt(GenerationSettings(num_beams=3, do_sample=True))
+    assert not Generator(gen.lm, share_prefix=False).shares_beam_prompt(GenerationSettings(num_beams=3))

@@ -61,7 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="easy-VQA test images whose questions (about 10 each) are evaluated (default 50)")
     o.add_argument("--caption-images", type=int, default=50, help="easy-VQA test images captioned (default 50)")
     o.add_argument("--train-images", type=int, default=30, help="easy-VQA train images: the demo pool (default 30)")
-    o.add_argument("--num-shots", type=int, default=0, help="OpenFlamingo's --shots (default 0)")
+    o.add_argument("--num-shots", default="0",
+                   help="OpenFlamingo's --shots, one or more, comma-separated (default 0)")
+    o.add_argument("--of-beams", default="3",
+                   help="beams, comma-separated: 3 is OpenFlamingo's protocol, 1 greedy (the same prompts, "
+                        "greedy on both sides; VQA only) (default 3)")
     o.add_argument("--no-memory", action="store_true", help="skip the per-path peak-RSS subprocesses")
     p.set_defaults(func=run)
 
@@ -222,6 +226,13 @@ def run_openflamingo(args: argparse.Namespace) -> int:
         raise UserError("bench --openflamingo: --of-protocols takes vqa and/or caption")
     if args.model or args.ckpt:
         raise UserError("bench --openflamingo: the models are fixed (--of-models v2,v1)")
+    try:
+        shots = tuple(int(x) for x in str(args.num_shots).split(",") if x.strip())
+        beams = tuple(int(x) for x in str(args.of_beams).split(",") if x.strip())
+    except ValueError:
+        raise UserError("bench --openflamingo: --num-shots and --of-beams take comma-separated integers") from None
+    if not shots or min(shots) < 0 or not beams or min(beams) < 1:
+        raise UserError("bench --openflamingo: --num-shots needs integers >= 0 and --of-beams integers >= 1")
     n = args.limit if args.limit else -1  # OpenFlamingo's --num_samples
     con = Console(stderr=True)
     for name in ("mmgpt_eval", "open_flamingo"):
@@ -232,7 +243,7 @@ def run_openflamingo(args: argparse.Namespace) -> int:
     with contextlib.redirect_stdout(sys.stderr):  # OpenFlamingo's loop and pycocotools print progress
         s = run_openflamingo_bench(models=models, kinds=kinds, vqa_images=args.vqa_images,
                                    caption_images=args.caption_images, train_images=args.train_images,
-                                   num_samples={"vqa": n, "caption": n}, num_shots=args.num_shots,
+                                   num_samples={"vqa": n, "caption": n}, num_shots=shots, beams=beams,
                                    repeats=args.repeats,
                                    auto_batch=0 if args.batch_size is None else args.batch_size,
                                    memory=not args.no_memory, threads=args.threads,

@@ -16,6 +16,15 @@ Built on the real open-flamingo 2.0.1 classes (subclassed, never patched):
 Both versions: prompts with no image take MultiModal-GPT's language-only path, which skips the gated
 cross-attention blocks entirely (FF included). ``generate`` always cleans up conditioning state, even
 when it raises, and never emits ``<image>``.
+
+Media attention fast path (:meth:`MMFlamingo.media_attention_fast_path`, entered by mmgpt-eval's
+Generator around each batch; off otherwise, so OpenFlamingo's own loop run on this model computes as
+upstream does): the image latents' keys and values are computed once per conditioned media tensor --
+upstream recomputes ``to_kv`` over every image latent in every forward, i.e. at every decoding step --
+and a call in which no text position may attend any image (v1's tokens after the image, which is every
+decoding step) returns ``to_out`` of zeros without computing the attention, which is exactly what the
+attention gives there. Both are exact: the same operations on the same inputs (tested bitwise against
+upstream's forward).
 """
 
 from __future__ import annotations
@@ -31,12 +40,79 @@ from open_flamingo.src.flamingo_lm import FlamingoLayer
 from open_flamingo.src.helpers import FeedForward, GatedCrossAttentionBlock, MaskedCrossAttention, PerceiverResampler
 from torch import nn
 
-from ..compat import CompatFlamingoLMMixin, lm_cache_kwarg, lm_forward
+from ..compat import CompatFlamingoLMMixin, lm_cache_kwarg, lm_forward, output_cache
 
 FLAMINGO_VERSIONS = ("v1", "v2")
 
 
-class V1MaskedCrossAttention(MaskedCrossAttention):
+class _MediaAttention(MaskedCrossAttention):
+    """Upstream's masked cross-attention computation for a given ``text_time`` (None: no masking), with
+    the optional fast path (see the module docstring)."""
+
+    fast_path = False  # set per instance by MMFlamingo.media_attention_fast_path
+    _kv_memo: tuple | None = None  # (media tensor, k, v) while the fast path is on (one generate call)
+
+    def _media_kv(self, media):
+        memo = self._kv_memo
+        # the same tensor object: the conditioned features, never modified in place while the fast path is
+        # on (inference tensors keep no version counter); the memo holds it, so its id is not reused
+        if self.fast_path and memo is not None and memo[0] is media:
+            return memo[1], memo[2]
+        k, v = self.to_kv(rearrange(media, "b t n d -> b (t n) d")).chunk(2, dim=-1)
+        if self.fast_path:
+            self._kv_memo = (media, k, v)
+        return k, v
+
+    def _attend(self, x, media, text_time):
+        # Same projections, scaling and masking rule as upstream's forward.
+        n_img, n_lat = media.shape[1], media.shape[2]
+        h = self.heads
+        if self.fast_path and self.only_attend_immediate_media and text_time is not None and not text_time.any():
+            # no position may attend an image: the attention weights are all zeroed, the output is to_out(0)
+            inner = self._media_kv(media)[1].shape[-1]
+            return self.to_out(x.new_zeros(*x.shape[:2], inner))
+        x = self.norm(x)
+        q = self.to_q(x)
+        k, v = self._media_kv(media)
+        q, k, v = rearrange_many((q, k, v), "b n (h d) -> b h n d", h=h)
+        sim = torch.einsum("... i d, ... j d -> ... i j", q * self.scale, k)
+        if text_time is not None:
+            media_time = torch.arange(n_img, device=x.device) + 1
+            media_time = media_time.repeat_interleave(n_lat)  # one entry per latent
+            tt = text_time[:, None, :, None]  # b 1 i 1
+            if self.only_attend_immediate_media:
+                allowed = tt == media_time[None, None, None, :]
+            else:
+                allowed = tt >= media_time[None, None, None, :]
+            sim = sim.masked_fill(~allowed, -torch.finfo(sim.dtype).max)
+        sim = sim - sim.amax(dim=-1, keepdim=True).detach()
+        attn = sim.softmax(dim=-1)
+        if text_time is not None and self.only_attend_immediate_media:
+            attn = attn.masked_fill(tt == 0, 0.0)
+        out = torch.einsum("... i j, ... j d -> ... i d", attn, v)
+        return self.to_out(rearrange(out, "b h n d -> b n (h d)"))
+
+
+class V2MaskedCrossAttention(_MediaAttention):
+    """Upstream's masked cross-attention (open-flamingo 2.x semantics): its own forward unless the fast
+    path is on, then the same computation through :meth:`_attend`."""
+
+    def forward(self, x, media, media_locations=None, use_cached_media=False):
+        if not self.fast_path:
+            return super().forward(x, media, media_locations=media_locations, use_cached_media=use_cached_media)
+        if media_locations is None:
+            text_time = None
+        elif use_cached_media:  # every position after the last cached image
+            text_time = torch.count_nonzero(media_locations, dim=1)[:, None].expand(-1, x.shape[1])
+        else:
+            if media_locations.shape[1] != x.shape[1]:
+                raise ValueError(f"media_locations.shape is {tuple(media_locations.shape)} but x.shape is "
+                                 f"{tuple(x.shape)}")
+            text_time = media_locations.cumsum(dim=-1)
+        return self._attend(x, media, text_time)
+
+
+class V1MaskedCrossAttention(_MediaAttention):
     """Masked cross-attention with OpenFlamingo v1 text-time semantics (``attend_previous=False``)."""
 
     def forward(self, x, media, media_locations=None, use_cached_media=False):
@@ -48,30 +124,6 @@ class V1MaskedCrossAttention(MaskedCrossAttention):
         text_time = text_time.masked_fill(text_time > n_media, 0)
         return self._attend(x, media, text_time)
 
-    def _attend(self, x, media, text_time):
-        # Same projections, scaling and masking rule as upstream; only text_time differs.
-        n_img, n_lat = media.shape[1], media.shape[2]
-        h = self.heads
-        x = self.norm(x)
-        q = self.to_q(x)
-        k, v = self.to_kv(rearrange(media, "b t n d -> b (t n) d")).chunk(2, dim=-1)
-        q, k, v = rearrange_many((q, k, v), "b n (h d) -> b h n d", h=h)
-        sim = torch.einsum("... i d, ... j d -> ... i j", q * self.scale, k)
-        media_time = torch.arange(n_img, device=x.device) + 1
-        media_time = media_time.repeat_interleave(n_lat)  # one entry per latent
-        tt = text_time[:, None, :, None]  # b 1 i 1
-        if self.only_attend_immediate_media:
-            allowed = tt == media_time[None, None, None, :]
-        else:
-            allowed = tt >= media_time[None, None, None, :]
-        sim = sim.masked_fill(~allowed, -torch.finfo(sim.dtype).max)
-        sim = sim - sim.amax(dim=-1, keepdim=True).detach()
-        attn = sim.softmax(dim=-1)
-        if self.only_attend_immediate_media:
-            attn = attn.masked_fill(tt == 0, 0.0)
-        out = torch.einsum("... i j, ... j d -> ... i d", attn, v)
-        return self.to_out(rearrange(out, "b h n d -> b n (h d)"))
-
 
 class MMGatedCrossAttentionBlock(GatedCrossAttentionBlock):
     """Upstream gated block; for v1 its attention uses :class:`V1MaskedCrossAttention`.
@@ -82,7 +134,7 @@ class MMGatedCrossAttentionBlock(GatedCrossAttentionBlock):
     def __init__(self, *, dim, dim_visual, version: str = "v2", dim_head=64, heads=8, ff_mult=4,
                  only_attend_immediate_media=True):
         nn.Module.__init__(self)
-        attn_cls = V1MaskedCrossAttention if version == "v1" else MaskedCrossAttention
+        attn_cls = V1MaskedCrossAttention if version == "v1" else V2MaskedCrossAttention
         self.attn = attn_cls(dim=dim, dim_visual=dim_visual, dim_head=dim_head, heads=heads,
                              only_attend_immediate_media=only_attend_immediate_media)
         self.attn_gate = nn.Parameter(torch.tensor([0.0]))
@@ -145,9 +197,53 @@ class MMFlamingoLMMixin(CompatFlamingoLMMixin):
         for layer in self._get_decoder_layers():
             layer.only_lang_x = flag
 
+    _beams_of_next_prompt = 0  # set by prompt_once_per_beam for the first forward of one generate call
+    _beam_prompt_ran = False
+
+    @contextlib.contextmanager
+    def prompt_once_per_beam(self, beams: int):
+        """Within this context, the first forward over an empty KV cache whose rows are ``beams`` copies of
+        each prompt (HF beam search's first step) runs each prompt once and repeats its logits and cache
+        to the copies. Yields a function telling whether that happened. ``beams`` < 2: off."""
+        self._beams_of_next_prompt, self._beam_prompt_ran = (beams if beams > 1 else 0), False
+        try:
+            yield lambda: self._beam_prompt_ran
+        finally:
+            self._beams_of_next_prompt = 0
+
+    def _prompt_once(self, beams, input_ids, attention_mask, position_ids, logits_to_keep, kwargs):
+        """The forward of rows that are ``beams`` consecutive copies of each prompt, computed on one copy."""
+        one = slice(None, None, beams)
+        layers = self._get_decoder_layers()
+        vis = [layer.vis_x for layer in layers]
+        for layer, v in zip(layers, vis):
+            if v is not None:
+                layer.condition_vis_x(v[one])
+        try:
+            out = self.forward(input_ids[one], None if attention_mask is None else attention_mask[one],
+                               None if position_ids is None else position_ids[one], logits_to_keep, **kwargs)
+        finally:
+            for layer, v in zip(layers, vis):
+                layer.condition_vis_x(v)
+                if layer.media_locations is not None and layer.media_locations.shape[0] * beams == input_ids.shape[0]:
+                    # the prompt's media locations, per copy: cached-media decoding steps read them
+                    layer.condition_media_locations(layer.media_locations.repeat_interleave(beams, dim=0))
+        cache = output_cache(out)
+        if cache is not None:
+            cache.batch_repeat_interleave(beams)
+        out.logits = out.logits.repeat_interleave(beams, dim=0)
+        self._beam_prompt_ran = True
+        return out
+
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, logits_to_keep=0, **kwargs):
         if not self.initialized_flamingo:
             raise ValueError("Flamingo layers are not initialized. Please call `init_flamingo` first.")
+        beams = self._beams_of_next_prompt
+        if beams and input_ids is not None and input_ids.shape[0] % beams == 0:
+            cache = kwargs.get(lm_cache_kwarg(self))
+            if cache is None or cache.get_seq_length() == 0:
+                self._beams_of_next_prompt = 0  # one prompt forward per generate call
+                return self._prompt_once(beams, input_ids, attention_mask, position_ids, logits_to_keep, kwargs)
         kwargs["position_ids"] = position_ids
         kwargs["logits_to_keep"] = logits_to_keep
         layers = self._get_decoder_layers()
@@ -202,6 +298,19 @@ class MMFlamingo(Flamingo):
     def _condition_vis_x(self, features: torch.Tensor) -> None:
         for layer in self.lang_encoder._get_decoder_layers():
             layer.condition_vis_x(features)
+
+    @contextlib.contextmanager
+    def media_attention_fast_path(self) -> Iterator[None]:
+        """Image keys/values computed once per conditioned media tensor, and attention skipped where no
+        position may attend an image (exact; see the module docstring). Memos are dropped on exit."""
+        attns = [b.attn for b in self.lang_encoder.gated_cross_attn_layers if b is not None]
+        for a in attns:
+            a.fast_path, a._kv_memo = True, None
+        try:
+            yield
+        finally:
+            for a in attns:
+                a.fast_path, a._kv_memo = False, None
 
     @contextlib.contextmanager
     def text_only(self) -> Iterator[None]:

@@ -13,8 +13,14 @@ before the first ``<image>`` under v2 semantics, where they get exactly zero cro
 them attend the image, so v1 rows with images never share) -- that prefix is run once at batch size
 1, its KV cache is repeated to the batch, and each row's remaining tokens are left-padded after it:
 ``[prefix][pad][rest]``. Positions come from the attention mask, so every token keeps the position it
-has without sharing. Greedy and sampled generation only (not beam search); ``share_prefix=False``
-turns it off.
+has without sharing. Greedy and sampled generation only; ``share_prefix=False`` turns it off.
+
+Beam search: HF ``generate`` copies every prompt ``num_beams`` times before its first forward, so each
+prompt would be run once per beam although the copies are identical. Here that first forward runs each
+prompt once (the batch's own rows, as a batch without beams would) and its logits and KV cache are
+repeated to the beams (:attr:`MMFlamingoLMMixin.prompt_once_per_beams`); decoding then goes on per
+beam. The whole prompt is computed in one forward as without sharing, so the tokens equal those of
+``share_prefix=False`` (tested, v1 and v2). Off with ``share_prefix=False``.
 """
 
 from __future__ import annotations
@@ -81,7 +87,8 @@ class Generator:
         self._feature_bytes = 0
         self._cap: int | None = None  # largest batch known to fit (set by out-of-memory back-off)
         self.oom_events = 0
-        self.shared_prefix_tokens = 0  # prompt tokens not recomputed thanks to prefix sharing
+        self.shared_prefix_tokens = 0  # prompt tokens not recomputed thanks to prefix sharing (across rows)
+        self.beam_prompt_tokens = 0  # prompt tokens not recomputed per beam under beam search
         self.images_encoded = 0
         self.feature_cache_hits = 0
 
@@ -190,6 +197,10 @@ class Generator:
         cache.batch_repeat_interleave(batch)
         return cache
 
+    def shares_beam_prompt(self, settings: GenerationSettings) -> bool:
+        """Whether beam search runs each prompt once (not once per beam) in its first forward."""
+        return self.share_prefix and settings.num_beams > 1 and settings.use_cache and not settings.do_sample
+
     @torch.inference_mode()
     def generate(self, prompts: Sequence[PromptInput], settings: GenerationSettings, stop: str = "lm_eos",
                  eos_token_id: int | list[int] | None = None) -> list[Generation]:
@@ -218,14 +229,19 @@ class Generator:
         rng = contextlib.nullcontext()
         if settings.do_sample:
             rng = torch.random.fork_rng(devices=[self.lm.device] if self.lm.device.type == "cuda" else [])
-        with rng:
+        with rng, self.model.media_attention_fast_path():
             if n_shared:
                 kwargs[lm_cache_kwarg(self.model.lang_encoder)] = self._prefix_cache(rows[0][:n_shared], len(rows),
                                                                                     feats)
                 self.shared_prefix_tokens += n_shared * (len(rows) - 1)
             if settings.do_sample:
                 torch.manual_seed(settings.seed)
-            out = self.model.generate(None, input_ids, attention_mask=attention_mask, vision_features=feats, **kwargs)
+            beams = settings.num_beams if self.shares_beam_prompt(settings) else 0
+            with self.model.lang_encoder.prompt_once_per_beam(beams) as used:
+                out = self.model.generate(None, input_ids, attention_mask=attention_mask, vision_features=feats,
+                                          **kwargs)
+            if used():
+                self.beam_prompt_tokens += int(attention_mask.sum()) * (beams - 1)
         results = []
         for row, prompt_ids in enumerate(rows):
             new = out[row, width:].tolist()

@@ -583,7 +583,8 @@ def run_openflamingo_eval(loaded, task: str, *, data: dict[str, str], num_shots:
                           num_samples: int = -1, query_set_size: int = 2048, trials: int = 1, output_dir,
                           use_kv_cache: bool = True, prompt_ensembling: bool = False,
                           cached_mask: str = "extended", eval_model: OpenFlamingoEvalModel | None = None,
-                          class_names: Sequence[str] | None = None) -> OpenFlamingoResult:
+                          class_names: Sequence[str] | None = None,
+                          num_beams: int | None = None) -> OpenFlamingoResult:
     """Run OpenFlamingo's ``evaluate_vqa`` / ``evaluate_captioning`` / ``evaluate_classification`` on ``loaded``.
 
     ``task``: one of :data:`TASKS` (vqav2, ok_vqa, vizwiz, textvqa, coco, flickr30k, hateful_memes,
@@ -601,6 +602,8 @@ def run_openflamingo_eval(loaded, task: str, *, data: dict[str, str], num_shots:
     ``--classification_prompt_ensembling`` (ImageNet only, as in evaluate.main). TextVQA generates up to
     10 tokens, the rest use evaluate.py's defaults (3 beams, length penalty 0; 5 tokens for VQA, 20 for
     captions). ``cached_mask`` is passed to :class:`OpenFlamingoEvalModel` (ignored with ``eval_model``).
+    ``num_beams`` (VQA and captions; NOT evaluate.py's command line, which always uses 3) is passed to
+    ``evaluate_vqa`` / ``evaluate_captioning``'s own ``num_beams`` parameter (1: greedy).
 
     ``class_names`` (ImageNet only; NOT upstream's protocol): rank these names instead of all 1000
     ``IMAGENET_CLASSNAMES`` -- they must be the first ``len(class_names)`` of that list, since the dataset
@@ -675,12 +678,13 @@ def run_openflamingo_eval(loaded, task: str, *, data: dict[str, str], num_shots:
             t0 = time.perf_counter()
             common = {"eval_model": model, "num_shots": num_shots, "seed": trial_seed,
                       "dataset_name": info.dataset_name, "cached_features": rices_features}
+            beams = {} if num_beams is None else {"num_beams": num_beams}
             try:
                 if info.kind == "vqa":
                     extra = {"max_generation_length": 10} if name == "textvqa" else {}
-                    score = ev.evaluate_vqa(args=args, **common, **extra)
+                    score = ev.evaluate_vqa(args=args, **common, **extra, **beams)
                 elif info.kind == "caption":
-                    score = ev.evaluate_captioning(args, **common)
+                    score = ev.evaluate_captioning(args, **common, **beams)
                 else:
                     score = ev.evaluate_classification(
                         args, no_kv_caching=args.no_caching_for_classification,
