@@ -419,6 +419,15 @@ def notes_for(run: RunResults, published: Published | None = None, tasks: list[s
     return out
 
 
+def published_json(run: RunResults, tasks: list[str] | None = None) -> list[dict[str, Any]]:
+    """The published rows for ``run`` (or only ``tasks``) as JSON records, compared or not (with the
+    reasons); empty when there is no published file or it cannot be read (the CLI warns about that)."""
+    try:
+        return [m.to_dict() for m in published_rows_for(run) if tasks is None or m.task in tasks]
+    except UserError:
+        return []
+
+
 # ------------------------------------------------------------------------------------------ the CLI
 def _fmt(v: float | None, std: float | None = None) -> str:
     if v is None:

@@ -134,6 +134,9 @@ class Dialog(Task):
                 for name, (key, hib, scale, unit, desc) in _METRICS.items()}
         info["open_median_words"] = MetricInfo("corpus-only", True, 1.0, " words", None,
                                                "median response length over all open-ended turns (pooled)")
+        info["semantic_similarity"] = MetricInfo(
+            "corpus-only", True, 1.0, "", None,
+            "mean cosine similarity of responses to the reference answers (all-MiniLM-L6-v2, offline; pooled)")
         return info
 
     def score_sample(self, sample: Sample, outputs: dict[str, Output]) -> dict[str, Any]:

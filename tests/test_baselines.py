@@ -244,9 +244,14 @@ def test_compare_and_run_summary_print_the_published_rows(tmp_path, capsys, monk
     pub = _synthetic(tmp_path)
     monkeypatch.setattr(pubmod, "load_default", lambda: pub)
     a, b = _report_run(tmp_path, "a"), _report_run(tmp_path, "b", shots=3)
-    assert main(["compare", str(a), str(b), "--resamples", "200"]) == 0
+    assert main(["compare", str(a), str(b), "--resamples", "200", "--json", str(tmp_path / "cmp.json")]) == 0
     out = capsys.readouterr().out
     assert "published OpenFlamingo numbers that compare" in out and "test-coco" in out
+    pj = json.loads((tmp_path / "cmp.json").read_text())["published"]  # the same matches, for scripts
+    base_row = next(m for m in pj["baseline"] if m["row"] == "test-coco")
+    cand_row = next(m for m in pj["candidate"] if m["row"] == "test-coco")
+    assert base_row["compares"] and base_row["published"] == 90.0
+    assert not cand_row["compares"] and any("this run used 3" in r for r in cand_row["reasons"])
     assert re.search(r"not compared: test-coco .* vs openflamingo-9b-mpt7b \(b\): .*published at 4 shots; this run used 3", out)
     print_published_numbers(RunResults.load(b))
     out = capsys.readouterr().out

@@ -221,3 +221,12 @@ def test_task_config_file(tmp_path):
     args.easyvqa_split = None
     with pytest.raises(UserError, match="unknown option 'questionz' in \\[vqav2\\]"):
         normalize_options(task_options(args, {}), discover())
+
+
+def test_in_process_run_records_its_own_command(tmp_path):
+    """``main([...])`` called from Python records the command it was given, not the host process's argv."""
+    argv = ["run", "--model", "tiny", "--tasks", "easyvqa", "--limit", "2", "--no-progress", "--no-report",
+            "--output-dir", str(tmp_path / "o")]
+    assert main(list(argv)) == 0
+    run = json.loads((tmp_path / "o" / "results.json").read_text())["run"]
+    assert run["argv"] == argv

@@ -115,6 +115,10 @@ def test_dialog_task_scores_responses_against_references():
     other = semantic.semantic_similarity(["The stock market fell sharply today."], ["You asked about diamonds."])[0]
     assert _semantic_similarity([rec]) == pytest.approx(round((1.0 + other) / 2, 4), abs=1e-4)
     assert _semantic_similarity([{"references": refs[1:2], "outputs": {"t0": {"prediction": "x"}}}]) is None
+    from mmgpt_eval_tasks.dialog import Dialog
+
+    info = Dialog().metric_info()["semantic_similarity"]  # declared, so compare and the report show it
+    assert info.kind == "corpus-only" and info.higher_is_better
 
 
 def test_missing_package_is_one_line_naming_the_extra(monkeypatch):

@@ -8,6 +8,7 @@ import argparse
 
 from ..errors import UserError
 from ..io import atomic_write_json
+from ..published import print_published, published_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         for c in comps:
             if c.note and "corpus-only" not in c.note:
                 con.print(f"note: {c.note}")
-        all_out.append({"baseline": str(base.path), "candidate": str(cand.path), "comparisons": [c.to_dict() for c in comps]})
+        all_out.append({"baseline": str(base.path), "candidate": str(cand.path), "comparisons": [c.to_dict() for c in comps],
+                        "published": {"baseline": published_json(base, tasks), "candidate": published_json(cand, tasks)}})
     if len(runs) >= 3 or (args.baseline and len(runs) >= 2):
         series = [base] + candidates if not args.baseline else candidates
         t = Table(title="trend (primary metrics vs step)", title_justify="left")
@@ -81,7 +83,6 @@ def run(args: argparse.Namespace) -> int:
                 vals.append("-" if v is None else f"{v:.4g}")
             t.add_row(f"{_step(r, pos):g}", run_label(r), *vals)
         con.print(t)
-    from ..published import print_published
 
     print_published([base] + [c for c in candidates if c is not base], tasks=tasks)
     if args.json_out:

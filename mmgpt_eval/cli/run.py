@@ -226,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
         load_options=LoadOptions(device=args.device, precision=args.precision, allow_partial=args.allow_partial,
                                  trust_checkpoint=args.trust_checkpoint, lora_alpha=args.lora_alpha,
                                  allow_nonfinite=args.allow_nonfinite),
-        report=not args.no_report, progress=not args.no_progress, argv=sys.argv[1:], log_to=args.log_to,
+        report=not args.no_report, progress=not args.no_progress, argv=argv, log_to=args.log_to,
         protocol=args.protocol or "mmgpt-eval", of_num_samples=args.of_num_samples,
         of_query_set_size=args.of_query_set_size, trials=args.trials or 1, rices_encoder=args.rices_encoder or "model")
     if results is None:  # a torchrun rank other than 0: rank 0 writes everything
