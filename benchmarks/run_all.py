@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         bench_cmds = {}
         for key, n in sizes.items():
             bench_cmds[key] = [exe, "-q", "bench", "--model", model, *ckpt, "--task", "easyvqa", "--limit", n,
-                               "--repeats", "1" if args.quick else repeats[key], "--output",
+                               "--repeats", "1" if args.quick else repeats[key], "--skip-openflamingo", "--output",
                                str(tmp / f"bench-{key}.json")]
             rc = max(rc, _run(bench_cmds[key], check=False))
         series_cmd = [py, "benchmarks/series_speed.py", "--repeats", "1" if args.quick else "3", "--output",

@@ -163,3 +163,19 @@ def test_bench_rejects_bad_shot_lists(capsys):
     assert main(["-q", "bench", "--openflamingo", "--of-beams", "0"]) == 2
     err = capsys.readouterr().err
     assert "--num-shots" in err and "Traceback" not in err
+
+
+def test_plain_bench_json_has_the_headline_keys_too(tmp_path):
+    """`mmgpt-eval bench --output b.json` (no mode flag): the look-alike loops' rows, then the headline
+    comparison with OpenFlamingo's own loop, whose keys go to the top level."""
+    out = tmp_path / "b.json"
+    rc = main(["-q", "bench", "--limit", "3", "--repeats", "1", "--warmup", "0", "--skip-per-sample",
+               "--vqa-images", "1", "--train-images", "3", "--output", str(out)])
+    assert rc == 0
+    s = json.loads(out.read_text())
+    assert set(s["loops"]) == {"mmgpt-eval", "openflamingo-loop"}  # its own rows
+    for k in KEYS:
+        assert k in s, k
+    assert s["outputs_identical"] is True and s["lookalike_outputs_identical"] is True
+    assert s["headline_config"] == "v2-vqa" and set(s["openflamingo"]["configs"]) == {"v2-vqa"}
+    assert s["ratio_vs_openflamingo_eval"] == s["openflamingo"]["configs"]["v2-vqa"]["ratios"]["vs_openflamingo_eval"]["median"]
