@@ -95,6 +95,15 @@ def _distinct_images(split: str) -> tuple[Any, ...]:
     return tuple(seen.values())
 
 
+def check_image_count(n_images: int) -> None:
+    """A one-line error when easy-VQA's test split has fewer distinct images than ``n_images`` (checked
+    before any model is loaded)."""
+    n = len(_distinct_images("test"))
+    if not 1 <= n_images <= n:
+        raise UserError(f"bench --ranking: --limit must be between 1 and {n} (easy-VQA's distinct test images), "
+                        f"got {n_images}")
+
+
 def build_workload(n_images: int = 32, seed: int = 0, names: Sequence[str] | None = None) -> list[Context]:
     """``n_images`` distinct easy-VQA test images, each with OpenFlamingo's ImageNet 0-shot prompt: two
     text-only demos (a class name drawn from ``names`` and an easy-VQA train image each, drawn per row

@@ -112,3 +112,13 @@ def test_cli_exit_code_follows_identity(tmp_path, monkeypatch, capsys):
     rc, s = _cli(tmp_path, "differ")
     assert rc == 1 and s["outputs_identical"] is False and s["max_abs_logprob_diff"] > 1e-4
     assert "outputs identical: False" in capsys.readouterr().out
+
+
+def test_cli_rejects_an_impossible_image_count_before_loading(monkeypatch, capsys):
+    import mmgpt_eval.cli.common as common
+
+    monkeypatch.setattr(common, "load_from_args", lambda *a, **k: pytest.fail("model loaded before the check"))
+    for n in ("0", "100000"):
+        assert main(["-q", "bench", "--ranking", "--limit", n]) == 2
+        err = capsys.readouterr().err
+        assert "--limit must be between 1 and" in err and "Traceback" not in err

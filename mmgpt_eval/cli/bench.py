@@ -180,13 +180,12 @@ def run_ranking(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from ..bench_ranking import OF_LOOP, run_ranking_bench
+    from ..bench_ranking import OF_LOOP, check_image_count, run_ranking_bench
     from ..errors import UserError
     from .common import load_from_args
 
     n_images = 32 if args.limit is None else args.limit
-    if n_images < 1:
-        raise UserError("bench --ranking: --limit must be at least 1 image")
+    check_image_count(n_images)
     if args.classes is not None and not 1 <= args.classes <= 1000:
         raise UserError("bench --ranking: --classes must be between 1 and 1000")
     if args.model is None:  # the embedded tiny MultiModal-GPT: trained weights, so the ranks mean something

@@ -24,7 +24,8 @@ upstream recomputes ``to_kv`` over every image latent in every forward, i.e. at 
 and a call in which no text position may attend any image (v1's tokens after the image, which is every
 decoding step) returns ``to_out`` of zeros without computing the attention, which is exactly what the
 attention gives there. Both are exact: the same operations on the same inputs (tested bitwise against
-upstream's forward).
+upstream's forward). Also entered by the Generator: :meth:`MMFlamingoLMMixin.prompt_once_per_beam`, beam
+search's first forward run on one copy of each prompt (HF copies every prompt once per beam).
 """
 
 from __future__ import annotations

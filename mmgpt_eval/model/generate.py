@@ -18,7 +18,7 @@ has without sharing. Greedy and sampled generation only; ``share_prefix=False`` 
 Beam search: HF ``generate`` copies every prompt ``num_beams`` times before its first forward, so each
 prompt would be run once per beam although the copies are identical. Here that first forward runs each
 prompt once (the batch's own rows, as a batch without beams would) and its logits and KV cache are
-repeated to the beams (:attr:`MMFlamingoLMMixin.prompt_once_per_beams`); decoding then goes on per
+repeated to the beams (:meth:`MMFlamingoLMMixin.prompt_once_per_beam`); decoding then goes on per
 beam. The whole prompt is computed in one forward as without sharing, so the tokens equal those of
 ``share_prefix=False`` (tested, v1 and v2). Off with ``share_prefix=False``.
 """
