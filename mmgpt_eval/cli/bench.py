@@ -167,6 +167,8 @@ def openflamingo_headline(args: argparse.Namespace, con) -> dict:
 
     for name in ("mmgpt_eval", "open_flamingo"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    con.print("against OpenFlamingo's own evaluate_vqa on its protocol, on the fixed v2 model of `bench "
+              "--openflamingo` (tiny-openflamingo + tiny-mmgpt; --skip-openflamingo skips this):", highlight=False)
     with contextlib.redirect_stdout(sys.stderr):  # OpenFlamingo's loop and its scorer print progress
         s = run_openflamingo_bench(models=("v2",), kinds=("vqa",), vqa_images=args.vqa_images,
                                    train_images=args.train_images, repeats=args.repeats, memory=False,
