@@ -83,19 +83,29 @@ def loop_per_sample(gen: Generator, items: list[Item], settings: GenerationSetti
     return loop_openflamingo(gen, items, settings, stop, batch_size=1)
 
 
+def sync_device() -> None:
+    """Wait for the GPU's queued work, so that a clock reading covers it (nothing to do without CUDA)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def timed_call(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    """``(fn(*args), seconds)``, the device synchronised before and after (shared by every benchmark)."""
+    sync_device()
+    t0 = time.perf_counter()
+    out = fn(*args)
+    sync_device()
+    return out, time.perf_counter() - t0
+
+
 def _time(fn: Callable[[list[Item]], list[list[int]]], items: list[Item], repeats: int,
           warmup: int) -> tuple[list[list[int]], list[float]]:
     if warmup:
         fn(items[:warmup])  # warm-up (allocator, first-call costs)
     times, out = [], []
     for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        out = fn(items)
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
+        out, sec = timed_call(fn, items)
+        times.append(sec)
     return out, times
 
 

@@ -58,6 +58,8 @@ from typing import Any
 
 import torch
 
+from .bench import sync_device, timed_call
+
 TARGETS = {"ratio_vs_openflamingo_eval_matched_batch": 1.5, "ratio_vs_openflamingo_eval": 3.0,
            "ratio_vs_per_sample_loop": 10.0}
 OVERHEAD_TARGET = 1.15  # runner wall time <= 1.15 x the bare-generate bound
@@ -254,35 +256,29 @@ def run_mmgpt_path(loaded, w: Workload, out_dir: Path, batch_size: int) -> tuple
 
 
 class ModelCallTimer:
-    """Times ``encode_vision`` and ``generate`` of a model (instance attributes wrap the bound methods),
-    and the ``extra`` (object or class, method name) pairs, labelled ``Class.method``."""
+    """Times ``encode_vision`` and ``generate`` of a model (instance attributes wrap the bound methods)."""
 
-    def __init__(self, model, extra: dict[str, tuple[Any, str]] | None = None):
+    def __init__(self, model):
         self.model = model
         self.seconds: dict[str, float] = {}
         self.calls: dict[str, int] = {}
-        self._targets = [(model, "encode_vision"), (model, "generate")] + list((extra or {}).values())
+        self._targets = [(model, "encode_vision"), (model, "generate")]
         self._saved: list[tuple[Any, str, Any, bool]] = []
 
     def _wrap(self, obj, name):
         real = getattr(obj, name)
-        owner = obj if isinstance(obj, type) else type(obj)
-        label = name if obj is self.model else f"{owner.__name__}.{name}"
-        self.seconds.setdefault(label, 0.0)
-        self.calls.setdefault(label, 0)
+        self.seconds.setdefault(name, 0.0)
+        self.calls.setdefault(name, 0)
 
         def timed(*a, **kw):
-            sync = torch.cuda.is_available()
-            if sync:
-                torch.cuda.synchronize()
+            sync_device()
             t0 = time.perf_counter()
             try:
                 return real(*a, **kw)
             finally:
-                if sync:
-                    torch.cuda.synchronize()
-                self.seconds[label] += time.perf_counter() - t0
-                self.calls[label] += 1
+                sync_device()
+                self.seconds[name] += time.perf_counter() - t0
+                self.calls[name] += 1
         return timed
 
     def __enter__(self):
@@ -366,16 +362,6 @@ def path_fn(name: str, loaded, w: Workload, auto_batch: int) -> Callable[[Path],
     raise ValueError(f"unknown path {name!r}")
 
 
-def _timed(fn, d: Path):
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    out = fn(d)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return out, time.perf_counter() - t0
-
-
 def bench_config(loaded, w: Workload, *, loops: tuple[str, ...] = LOOPS, repeats: int = 3, auto_batch: int = 0,
                  warmup: bool = True, tmp: Path) -> dict[str, Any]:
     """Every path of ``loops`` on workload ``w``: ``repeats`` rounds, the paths interleaved in each round
@@ -396,7 +382,7 @@ def bench_config(loaded, w: Workload, *, loops: tuple[str, ...] = LOOPS, repeats
     for r in range(repeats):
         for k in range(len(loops)):
             n = loops[(r + k) % len(loops)]
-            (p, score, prof), sec = _timed(fns[n], Path(tempfile.mkdtemp(dir=tmp)))
+            (p, score, prof), sec = timed_call(fns[n], Path(tempfile.mkdtemp(dir=tmp)))
             times[n].append(sec)
             if prof:
                 profiles.append(prof)

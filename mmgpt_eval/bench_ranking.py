@@ -44,12 +44,12 @@ from __future__ import annotations
 import functools
 import random
 import statistics
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
 
+from .bench import timed_call
 from .errors import UserError
 from .model.build import LoadedModel
 from .model.generate import Generator
@@ -175,19 +175,6 @@ def padded_rows(tokenizer, contexts: Sequence[Context], batch_size: int = OPENFL
     return n
 
 
-def _sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def _timed(fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, float]:
-    _sync()
-    t0 = time.perf_counter()
-    out = fn()
-    _sync()
-    return out, time.perf_counter() - t0
-
-
 # ------------------------------------------------------------------------------------------ benchmark
 def run_ranking_bench(loaded: LoadedModel, n_images: int = 32, n_classes: int | None = None,
                       batch_size: int = 0, repeats: int = 3, seed: int = 0, warmup_images: int = 8,
@@ -220,7 +207,7 @@ def run_ranking_bench(loaded: LoadedModel, n_images: int = 32, n_classes: int | 
         for name, fn in fns.items():
             if torch.cuda.is_available():
                 torch.cuda.reset_peak_memory_stats()
-            out, sec = _timed(lambda fn=fn: fn(contexts, names))
+            out, sec = timed_call(fn, contexts, names)
             times[name].append(sec)
             outputs[name] = out
             peaks[name] = peak_memory()

@@ -263,7 +263,7 @@ def test_beam_search_encodes_each_distinct_image_once(tiny_model):
     assert sum(rows) == len(keys) == gen.images_encoded
 
 
-def _few_shot_prompts(m, n=6, shots=2):
+def _few_shot_prompts(n=6, shots=2):
     """OpenFlamingo-style prompts: ``shots`` demos with their own images, then the query image."""
     from PIL import Image
 
@@ -294,7 +294,7 @@ def test_beam_search_prompt_computed_once_per_row(version):
     h = next(iter(lm._get_decoder_layers())).register_forward_pre_hook(
         lambda mod, a, kw: rows_seen.append(tuple((a[0] if a else kw["lang_x"]).shape[:2])), with_kwargs=True)
     try:
-        for prompts in (_prompts(8), _few_shot_prompts(m), texts):
+        for prompts in (_prompts(8), _few_shot_prompts(), texts):
             for s in (GenerationSettings(max_new_tokens=6, num_beams=3),
                       GenerationSettings(max_new_tokens=6, num_beams=2, length_penalty=0.0)):
                 shared, plain = Generator(m), Generator(m, share_prefix=False)

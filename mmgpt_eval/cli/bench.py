@@ -154,11 +154,9 @@ HEADLINE_KEYS = ("ratio_vs_openflamingo_eval", "ratio_vs_openflamingo_eval_match
                  "overhead_vs_bare_generate")
 
 
-def openflamingo_headline(args: argparse.Namespace, con) -> dict:
-    """Plain ``bench``'s comparison with OpenFlamingo's own loop: the headline configuration of
-    ``bench --openflamingo`` (v2, VQA, OpenFlamingo's protocol, 0 shots); its keys for the JSON (the
-    caller keeps the look-alike loops' own ``ratio_vs_per_sample_loop`` / ``outputs_identical`` under
-    ``lookalike_*``)."""
+def quiet_openflamingo_bench(**kwargs) -> dict:
+    """:func:`mmgpt_eval.bench_openflamingo.run_openflamingo_bench` with info logs off and the progress
+    that OpenFlamingo's loop and pycocotools print sent to stderr (stdout keeps the tables)."""
     import contextlib
     import logging
     import sys
@@ -167,12 +165,20 @@ def openflamingo_headline(args: argparse.Namespace, con) -> dict:
 
     for name in ("mmgpt_eval", "open_flamingo"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    with contextlib.redirect_stdout(sys.stderr):
+        return run_openflamingo_bench(**kwargs)
+
+
+def openflamingo_headline(args: argparse.Namespace, con) -> dict:
+    """Plain ``bench``'s comparison with OpenFlamingo's own loop: the headline configuration of
+    ``bench --openflamingo`` (v2, VQA, OpenFlamingo's protocol, 0 shots); its keys for the JSON (the
+    caller keeps the look-alike loops' own ``ratio_vs_per_sample_loop`` / ``outputs_identical`` under
+    ``lookalike_*``)."""
     con.print("against OpenFlamingo's own evaluate_vqa on its protocol, on the fixed v2 model of `bench "
               "--openflamingo` (tiny-openflamingo + tiny-mmgpt; --skip-openflamingo skips this):", highlight=False)
-    with contextlib.redirect_stdout(sys.stderr):  # OpenFlamingo's loop and its scorer print progress
-        s = run_openflamingo_bench(models=("v2",), kinds=("vqa",), vqa_images=args.vqa_images,
-                                   train_images=args.train_images, repeats=args.repeats, memory=False,
-                                   threads=args.threads)
+    s = quiet_openflamingo_bench(models=("v2",), kinds=("vqa",), vqa_images=args.vqa_images,
+                                 train_images=args.train_images, repeats=args.repeats, memory=False,
+                                 threads=args.threads)
     for line in openflamingo_lines(s):
         con.print(line, highlight=False)
     return {"openflamingo": s, **{k: s[k] for k in HEADLINE_KEYS}, "headline_config": s["headline_config"]}
@@ -254,12 +260,9 @@ def openflamingo_lines(s: dict) -> list[str]:
 
 
 def run_openflamingo(args: argparse.Namespace) -> int:
-    import logging
-
     from rich.console import Console
     from rich.table import Table
 
-    from ..bench_openflamingo import run_openflamingo_bench
     from ..errors import UserError
 
     models = tuple(x for x in args.of_models.split(",") if x)
@@ -279,19 +282,12 @@ def run_openflamingo(args: argparse.Namespace) -> int:
         raise UserError("bench --openflamingo: --num-shots needs integers >= 0 and --of-beams integers >= 1")
     n = args.limit if args.limit else -1  # OpenFlamingo's --num_samples
     con = Console(stderr=True)
-    for name in ("mmgpt_eval", "open_flamingo"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    import contextlib
-    import sys
-
-    with contextlib.redirect_stdout(sys.stderr):  # OpenFlamingo's loop and pycocotools print progress
-        s = run_openflamingo_bench(models=models, kinds=kinds, vqa_images=args.vqa_images,
-                                   caption_images=args.caption_images, train_images=args.train_images,
-                                   num_samples={"vqa": n, "caption": n}, num_shots=shots, beams=beams,
-                                   repeats=args.repeats,
-                                   auto_batch=0 if args.batch_size is None else args.batch_size,
-                                   memory=not args.no_memory, threads=args.threads,
-                                   log=lambda m: con.print(m, highlight=False))
+    s = quiet_openflamingo_bench(models=models, kinds=kinds, vqa_images=args.vqa_images,
+                                 caption_images=args.caption_images, train_images=args.train_images,
+                                 num_samples={"vqa": n, "caption": n}, num_shots=shots, beams=beams,
+                                 repeats=args.repeats, auto_batch=0 if args.batch_size is None else args.batch_size,
+                                 memory=not args.no_memory, threads=args.threads,
+                                 log=lambda m: con.print(m, highlight=False))
     out = Console()
     if not out.is_terminal:
         out.width = max(out.width, 140)

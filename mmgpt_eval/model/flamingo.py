@@ -70,8 +70,7 @@ class _MediaAttention(MaskedCrossAttention):
         h = self.heads
         if self.fast_path and self.only_attend_immediate_media and text_time is not None and not text_time.any():
             # no position may attend an image: the attention weights are all zeroed, the output is to_out(0)
-            inner = self._media_kv(media)[1].shape[-1]
-            return self.to_out(x.new_zeros(*x.shape[:2], inner))
+            return self.to_out(x.new_zeros(*x.shape[:2], self.to_out.in_features))
         x = self.norm(x)
         q = self.to_q(x)
         k, v = self._media_kv(media)
