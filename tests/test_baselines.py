@@ -1,4 +1,4 @@
-"""baselines/openflamingo.toml: every published row has its numbers, its protocol as the cited code ran
+"""mmgpt_eval/baselines/openflamingo.toml: every published row has its numbers, its protocol as the cited code ran
 it and its comparability; mmgpt_eval.published shows a row beside a measured number only when task,
 model preset, shots and protocol match (run summary, compare, report), and says why otherwise."""
 
@@ -21,7 +21,7 @@ from mmgpt_eval.results import RunResults, TaskResult
 from fakeruns import make_run
 
 ROOT = Path(__file__).resolve().parents[1]
-FILE = ROOT / "baselines" / "openflamingo.toml"
+FILE = ROOT / "mmgpt_eval" / "baselines" / "openflamingo.toml"
 SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
