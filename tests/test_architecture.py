@@ -320,6 +320,22 @@ def test_bench_is_a_command_from_the_development_package():
     assert "bench" in sub.choices and {"run", "report", "gate"} <= set(sub.choices)
 
 
+def test_a_broken_or_clashing_command_plugin_is_left_out(monkeypatch, capsys):
+    import importlib.metadata as md
+
+    from mmgpt_eval.cli import COMMAND_GROUP, main, plugin_commands
+
+    eps = [md.EntryPoint("bench", "mmgpt_eval_dev.bench_command:register", COMMAND_GROUP),
+           md.EntryPoint("broken", "no_such_module_xyz:register", COMMAND_GROUP),
+           md.EntryPoint("run", "mmgpt_eval_dev.bench_command:register", COMMAND_GROUP)]
+    monkeypatch.setattr(md, "entry_points", lambda group=None: [e for e in eps if e.group == group])
+    assert list(plugin_commands()) == ["bench"]
+    err = capsys.readouterr().err
+    assert "'broken' (no_such_module_xyz:register) could not be loaded: ModuleNotFoundError" in err
+    assert "command 'run' from mmgpt_eval_dev.bench_command:register is already defined; ignored" in err
+    assert main(["tasks"]) == 0  # the other commands still work
+
+
 # ------------------------------------------------------------------------------------------ examples
 def _readme_block(title: str) -> str:
     text = (ROOT / "README.md").read_text()
