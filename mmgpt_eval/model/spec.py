@@ -15,7 +15,8 @@ from typing import Any
 
 from ..errors import UserError
 from ..io import read_toml
-from ..presets import PATH_KEYS, is_local_ref, list_presets, preset_table
+from ..presets import PATH_KEYS, is_local_ref, preset_table
+from ..presets import list_presets as list_presets  # part of this module's API
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 INITS = ("pretrained", "random")
