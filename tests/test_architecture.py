@@ -177,9 +177,9 @@ def test_report_and_gate_name_no_task(tmp_path):
 LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # no package imports beyond each other: errors, files, JSON values, text matching, statistics, images
     "base": (("errors", "version", "io", "jsonable", "textmatch", "stats", "progress", "images"), ()),
-    # what a run is asked to do: settings, prompt templates, model presets (data), the model seam's
-    # interface (what a loaded model is asked; no model code)
-    "settings": (("generation_settings", "templates", "presets", "config", "model.seam"), ("base",)),
+    # what a run is asked to do: generation settings, prompt templates, model presets (data), the model
+    # seam's interface (what a loaded model is asked; no model code)
+    "settings": (("generation_settings", "templates", "presets", "model.seam"), ("base",)),
     # what a run wrote, and the one way to read it back
     "results": (("records", "sample_store", "runfolder", "agreement", "results"), ("base", "settings")),
     "data": (("data",), ("base",)),
@@ -187,29 +187,32 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # the task plugin API, and finding plugins
     "taskapi": (("taskapi",), ("base", "settings", "results", "data", "metrics")),
     "plugins": (("taskregistry", "datapaths"), ("base", "settings", "results", "data", "metrics", "taskapi")),
+    # one run's settings (EvalConfig), task options included
+    "config": (("config",), ("base", "settings", "results", "data", "metrics", "taskapi", "plugins")),
     # torch from here up
     "process": (("distributed", "lock"), ("base",)),
     "model": (("model", "compat"), ("base", "settings")),
     "engine": (("engine",), ("base", "settings", "model")),
     "protocols": (("protocols", "openflamingo_protocol", "rices"),
-                  ("base", "settings", "results", "data", "metrics", "taskapi", "model", "engine")),
+                  ("base", "settings", "results", "data", "metrics", "taskapi", "config", "model", "engine")),
     "runner": (("runner", "series"),
-               ("base", "settings", "results", "data", "metrics", "taskapi", "plugins", "process", "model",
-                "engine", "protocols")),
+               ("base", "settings", "results", "data", "metrics", "taskapi", "plugins", "config", "process",
+                "model", "engine", "protocols")),
     # readers of results: never the model, the engine or a task
     "readers": (("compare", "gate", "frames", "trackers", "published"), ("base", "settings", "results")),
-    # the report also shows the views tasks declare (taskapi.reporting, found through the registry)
-    "report": (("report",), ("base", "settings", "results", "taskapi", "plugins", "readers")),
+    # the report also shows the views tasks declare (taskapi.reporting, found through the registry) and
+    # the images samples name (key schemes that data modules register)
+    "report": (("report",), ("base", "settings", "results", "data", "taskapi", "plugins", "readers")),
     "train": (("train",), ("base", "settings", "results", "data", "metrics", "taskapi", "process", "model")),
     "api": (("api",),
-            ("base", "settings", "results", "data", "metrics", "taskapi", "plugins", "process", "model", "engine",
-             "protocols", "runner", "readers", "report")),
+            ("base", "settings", "results", "data", "metrics", "taskapi", "plugins", "config", "process", "model",
+             "engine", "protocols", "runner", "readers", "report")),
     "integrations": (("integrations",),
-                     ("base", "settings", "results", "taskapi", "plugins", "model", "engine", "api")),
+                     ("base", "settings", "results", "taskapi", "plugins", "config", "model", "engine", "api")),
     # the command line and the package's lazy top-level names: anything in the runtime package
     "cli": (("cli", "__main__", ""),
-            ("base", "settings", "results", "data", "metrics", "taskapi", "plugins", "process", "model", "engine",
-             "protocols", "runner", "readers", "report", "train", "api", "integrations")),
+            ("base", "settings", "results", "data", "metrics", "taskapi", "plugins", "config", "process", "model",
+             "engine", "protocols", "runner", "readers", "report", "train", "api", "integrations")),
 }
 
 # Imports that break the map today and are being removed in other branches (module -> imported
