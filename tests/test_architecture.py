@@ -239,8 +239,7 @@ def layer_of(module: str) -> str | None:
     best, best_len = None, -1
     for layer, (names, _) in LAYERS.items():
         for n in names:
-            hit = rel == n or (n != "" and rel.startswith(n + ".")) or (n == "" and rel == "")
-            if hit and len(n) > best_len:
+            if (rel == n or (n and rel.startswith(n + "."))) and len(n) > best_len:
                 best, best_len = layer, len(n)
     return best
 
