@@ -48,11 +48,11 @@ chromium:
 # The embedded tiny reproduction from scratch: train base, tiny MultiModal-GPT and the ablation, evaluate,
 # write the table into RESULTS.md (about 35-45 minutes on 2 CPU cores; not part of `make test`).
 reproduce: $(STAMP)
-	$(PY) -m mmgpt_eval.reproduce
+	$(PY) -m mmgpt_eval_dev.reproduce
 
 # reports/tiny-reproduction.html again from the shipped models, without retraining (about 3 minutes).
 reports: $(STAMP)
-	$(PY) -m mmgpt_eval.reproduce --shipped
+	$(PY) -m mmgpt_eval_dev.reproduce --shipped
 
 # Throughput and scoring-speed benchmarks; each prints ratios measured in one run and updates RESULTS.md.
 bench: $(STAMP)

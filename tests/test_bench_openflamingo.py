@@ -1,4 +1,4 @@
-"""``mmgpt-eval bench --openflamingo`` (mmgpt_eval/bench_openflamingo.py): the paths it times give identical
+"""``mmgpt-eval bench --openflamingo`` (mmgpt_eval_dev/bench_openflamingo.py): the paths it times give identical
 predictions, its JSON carries the headline keys, and the series benchmark fails when metrics differ.
 Correctness only, tiny sizes (no timings are asserted)."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import mmgpt_eval
-from mmgpt_eval import bench_openflamingo as B
+from mmgpt_eval_dev import bench_openflamingo as B
 from mmgpt_eval.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]

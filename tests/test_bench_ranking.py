@@ -1,4 +1,4 @@
-"""``mmgpt-eval bench --ranking`` (mmgpt_eval/bench_ranking.py): OpenFlamingo's
+"""``mmgpt-eval bench --ranking`` (mmgpt_eval_dev/bench_ranking.py): OpenFlamingo's
 ``get_rank_classifications(use_cache=True)`` loop and mmgpt-eval's Ranker agree on OpenFlamingo's ImageNet
 0-shot workload (padded contexts included); the summary says so; the command fails when they do not.
 Small sizes only: no timings are checked here."""
@@ -10,10 +10,10 @@ import json
 import pytest
 import torch
 
-from mmgpt_eval import bench_ranking as BR
+from mmgpt_eval_dev import bench_ranking as BR
 from mmgpt_eval.cli import main
 from mmgpt_eval.model.generate import Generator
-from mmgpt_eval.peers.openflamingo import OpenFlamingoEvalModel
+from mmgpt_eval_dev.peers.openflamingo import OpenFlamingoEvalModel
 
 N_IMAGES = 9  # two OpenFlamingo batches of 8: one with left-padded rows, one of a single row
 

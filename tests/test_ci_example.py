@@ -53,7 +53,7 @@ def test_run_gate_script_is_the_documented_entry_point():
 def test_reproduce_pipeline_smoke(tmp_path):
     """The whole `make reproduce` pipeline (three trainings, three evaluations, the table) in a few steps."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    r = subprocess.run([sys.executable, "-m", "mmgpt_eval.reproduce", "--smoke", "--output-dir", str(tmp_path)],
+    r = subprocess.run([sys.executable, "-m", "mmgpt_eval_dev.reproduce", "--smoke", "--output-dir", str(tmp_path)],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -65,7 +65,7 @@ def test_reproduce_pipeline_smoke(tmp_path):
 
 def test_reproduce_repeatability_section():
     """Two reproductions compared column by column; the RESULTS.md section says whether +-1 point holds."""
-    from mmgpt_eval.reproduce import NUMERIC, render_markdown, repeatability
+    from mmgpt_eval_dev.reproduce import NUMERIC, render_markdown, repeatability
 
     def table(shift):
         row = {k: 50.0 + shift for k in NUMERIC}
@@ -79,7 +79,7 @@ def test_reproduce_repeatability_section():
     first = table(0.0)
     second = table(0.4)
     second["table"]["mmgpt"]["easyvqa_accuracy"] = 51.5
-    second["meta"] = dict(meta, command="python -m mmgpt_eval.reproduce --repeat-of x")
+    second["meta"] = dict(meta, command="python -m mmgpt_eval_dev.reproduce --repeat-of x")
     rep = repeatability(first, second)
     assert rep["max_abs_diff"]["easyvqa_accuracy"] == pytest.approx(1.5)
     assert rep["max_percentage_point_diff"] == pytest.approx(1.5)
@@ -95,15 +95,15 @@ def test_reproduce_command_line_quotes_what_was_run():
     """RESULTS.md quotes a command that runs the same thing again, output folder included when not the default."""
     import argparse
 
-    from mmgpt_eval.reproduce import DEFAULT_OUTPUT_DIR, command_line
+    from mmgpt_eval_dev.reproduce import DEFAULT_OUTPUT_DIR, command_line
 
     def ns(**kw):
         base = dict(output_dir=str(DEFAULT_OUTPUT_DIR), repeat_of=None, skip_training=False)
         return argparse.Namespace(**{**base, **kw})
 
     assert command_line(ns()) == "make reproduce"
-    assert command_line(ns(repeat_of="runs/a")) == "python -m mmgpt_eval.reproduce --repeat-of runs/a"
+    assert command_line(ns(repeat_of="runs/a")) == "python -m mmgpt_eval_dev.reproduce --repeat-of runs/a"
     assert command_line(ns(output_dir="runs/b", repeat_of="runs/a")) == (
-        "python -m mmgpt_eval.reproduce --output-dir runs/b --repeat-of runs/a")
+        "python -m mmgpt_eval_dev.reproduce --output-dir runs/b --repeat-of runs/a")
     assert command_line(ns(output_dir="runs/b", skip_training=True)).startswith(
-        "python -m mmgpt_eval.reproduce --output-dir runs/b --skip-training")
+        "python -m mmgpt_eval_dev.reproduce --output-dir runs/b --skip-training")

@@ -21,7 +21,7 @@ from mmgpt_eval.metrics.vqa import (
     score_vqa,
     vqa_accuracy,
 )
-from mmgpt_eval.metrics.vqa_reference import score_vqa_reference, vqa_accuracy_reference
+from mmgpt_eval_dev.vqa_reference import score_vqa_reference, vqa_accuracy_reference
 
 BOTH = ("official", "openflamingo")
 

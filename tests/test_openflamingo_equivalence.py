@@ -1,6 +1,6 @@
 """``mmgpt-eval run --protocol openflamingo`` reproduces OpenFlamingo 2.0.1's own ``evaluate.py``.
 
-The reference is OpenFlamingo's code itself: :func:`mmgpt_eval.peers.openflamingo.run_openflamingo_eval`
+The reference is OpenFlamingo's code itself: :func:`mmgpt_eval_dev.peers.openflamingo.run_openflamingo_eval`
 runs the installed wheel's ``evaluate_vqa`` / ``evaluate_captioning`` / ``evaluate_classification``
 (substitutions listed in that module: RICES on the loaded model's vision encoder, CIDEr without SPICE,
 the ImageNet ``ocr`` KeyError workaround). Both sides evaluate the same tiny model (tiny-openflamingo +
@@ -66,7 +66,7 @@ from PIL import Image
 
 import mmgpt_eval
 from mmgpt_eval.cli import main
-from mmgpt_eval.peers import openflamingo as P
+from mmgpt_eval_dev.peers import openflamingo as P
 from mmgpt_eval.results import RunResults
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]  # (conftest.py)

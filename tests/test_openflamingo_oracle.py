@@ -1,5 +1,5 @@
 """OpenFlamingo's own evaluation code (open_flamingo/eval/evaluate.py of the installed wheel) driven by
-mmgpt_eval.peers.openflamingo on tiny models and tiny official-format datasets (tests/of_fixtures.py).
+mmgpt_eval_dev.peers.openflamingo on tiny models and tiny official-format datasets (tests/of_fixtures.py).
 
 What is checked: every dataset runs at 0 and 4 shots (random demos; RICES on VQAv2 and ImageNet)
 and returns one sane per-sample prediction per test item, aligned with its prompt and raw output;
@@ -22,7 +22,7 @@ from sklearn.metrics import roc_auc_score
 
 from mmgpt_eval.model.build import load_model
 from mmgpt_eval.model.spec import load_spec
-from mmgpt_eval.peers import openflamingo as P
+from mmgpt_eval_dev.peers import openflamingo as P
 
 pytestmark = pytest.mark.slow
 

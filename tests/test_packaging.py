@@ -3,6 +3,7 @@ cannot shadow anything of ours; the console script exists."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import tomllib
@@ -40,3 +41,43 @@ def test_no_shadowing_by_easy_vqa_test_package():
 def test_console_script():
     exe = Path(sys.executable).parent / "mmgpt-eval"
     assert exe.exists() or shutil.which("mmgpt-eval")
+
+
+def test_a_wheel_shows_the_published_rows(tmp_path):
+    """A wheel built from the tree, installed in an isolated venv (no repository beside it), finds the
+    published OpenFlamingo numbers and the `bench` command's entry point and package."""
+    import subprocess
+
+    src = tmp_path / "src"
+    src.mkdir()
+    junk = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    for folder in cfg["package-dir"].values():
+        shutil.copytree(ROOT / folder, src / folder, ignore=junk)
+
+    def run(*cmd: str, cwd: Path = tmp_path) -> str:
+        r = subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, (cmd, r.stdout[-2000:], r.stderr[-3000:])
+        return r.stdout
+
+    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+        "-w", str(tmp_path / "dist"), str(src))
+    (wheel,) = (tmp_path / "dist").glob("mmgpt_eval-*.whl")
+    venv = tmp_path / "venv"
+    run(sys.executable, "-m", "venv", str(venv))
+    py = str(venv / "bin" / "python")
+    run(py, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel))
+    check = (
+        "import json, importlib.metadata as md, importlib.util, mmgpt_eval\n"
+        "from mmgpt_eval.published import default_path, load_default\n"
+        "pub = load_default()\n"
+        "eps = {e.name: e.value for e in md.entry_points(group='mmgpt_eval.commands')}\n"
+        "print(json.dumps({'package': mmgpt_eval.__file__, 'path': str(default_path()),\n"
+        "                  'rows': None if pub is None else [r.id for r in pub.rows], 'commands': eps,\n"
+        "                  'dev': importlib.util.find_spec('mmgpt_eval_dev.bench_command') is not None}))\n")
+    out = json.loads(run(py, "-I", "-c", check).strip().splitlines()[-1])
+    assert Path(out["package"]).is_relative_to(venv) and Path(out["path"]).is_relative_to(venv), out
+    assert out["rows"] is not None and len(out["rows"]) >= 7 and "v2-card-coco" in out["rows"], out
+    assert out["commands"] == {"bench": "mmgpt_eval_dev.bench_command:register"} and out["dev"], out

@@ -33,7 +33,7 @@ def _comparable(run_dir: Path) -> dict:
 
 
 def test_bench_loops_identical(tiny_model):
-    from mmgpt_eval.bench import run_bench
+    from mmgpt_eval_dev.bench import run_bench
     from mmgpt_eval.model.generate import GenerationSettings
     from mmgpt_eval.templates import get_template
     from mmgpt_eval_tasks.easyvqa import EasyVQA

@@ -1,5 +1,7 @@
 """The ``mmgpt-eval`` command line. Each sub-command lives in its own module of this package and
-exposes ``register(subparsers)``.
+exposes ``register(subparsers)``. Further sub-commands come from installed distributions through the
+entry-point group ``mmgpt_eval.commands`` (name = the command, value = its ``register`` function):
+``bench`` is one, from the development package ``mmgpt_eval_dev``, which this package never imports.
 
 Error boundary (:func:`main`): every known failure -- a :class:`UserError`, a bad flag, a file the user
 named that cannot be read or written (OSError), undecodable text, malformed TOML/JSON -- is ONE line on
@@ -23,7 +25,9 @@ from ..errors import UserError
 
 # Sub-command modules, in the order ``--help`` lists them (inspect_cmd: the `inspect` command;
 # a module named inspect would shadow the standard library inside this package).
-COMMANDS = ["run", "predict", "score", "tasks", "inspect_cmd", "compare", "report", "gate", "train", "bench", "data", "export"]
+COMMANDS = ["run", "predict", "score", "tasks", "inspect_cmd", "compare", "report", "gate", "train", "data", "export"]
+# entry-point group of sub-commands that live outside this package (listed after the built-in ones)
+COMMAND_GROUP = "mmgpt_eval.commands"
 
 
 BUG_REPORT = "the mmgpt-eval issue tracker (include the command line and the traceback above)"
@@ -74,12 +78,38 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        mod = importlib.import_module(f"{__name__}.{name}")
-        if "argv" in inspect.signature(mod.register).parameters:
-            mod.register(sub, argv=argv)  # commands whose flags depend on --include-path
-        else:
-            mod.register(sub)
+        _register(importlib.import_module(f"{__name__}.{name}").register, sub, argv)
+    for register in plugin_commands().values():
+        _register(register, sub, argv)
     return parser
+
+
+def _register(register, sub: argparse._SubParsersAction, argv: list[str] | None) -> None:
+    if "argv" in inspect.signature(register).parameters:
+        register(sub, argv=argv)  # commands whose flags depend on --include-path
+    else:
+        register(sub)
+
+
+def plugin_commands() -> dict[str, object]:
+    """Command name -> ``register`` function of each installed ``mmgpt_eval.commands`` entry point, in
+    name order. A name that a built-in command already uses, or one whose code fails to import, is left
+    out with a warning on stderr: a broken plug-in must not take the other commands down."""
+    from importlib.metadata import entry_points
+
+    builtin = {"inspect" if n == "inspect_cmd" else n for n in COMMANDS}
+    out: dict[str, object] = {}
+    for ep in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
+        if ep.name in builtin or ep.name in out:
+            print(f"mmgpt-eval: warning: command {ep.name!r} from {ep.value} is already defined; ignored",
+                  file=sys.stderr)
+            continue
+        try:
+            out[ep.name] = ep.load()
+        except Exception as e:  # noqa: BLE001 - see the docstring
+            print(f"mmgpt-eval: warning: command {ep.name!r} ({ep.value}) could not be loaded: "
+                  f"{type(e).__name__}: {_one_line(str(e))}", file=sys.stderr)
+    return out
 
 
 def _one_line(text: str) -> str:

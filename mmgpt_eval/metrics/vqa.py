@@ -44,7 +44,7 @@ Quirks reproduced on purpose (both modes share the normalisation):
 Speed: each distinct answer string is cleaned and normalised once (per call), and the leave-one-out
 average is computed from the number of GT answers equal to the prediction (0 matches -> 0, 4 or more
 -> 1, otherwise the ten per-answer values are summed in order, as the official code does, so the
-floating-point result is bit-identical). :mod:`mmgpt_eval.metrics.vqa_reference` holds the
+floating-point result is bit-identical). :mod:`mmgpt_eval_dev.vqa_reference` holds the
 straightforward algorithm; tests and ``benchmarks/vqa_scoring_speed.py`` check both agree exactly.
 
 Not reproduced: the official code mutates the caller's annotation dicts (normalised answers are

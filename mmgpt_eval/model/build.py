@@ -14,6 +14,7 @@ import torch
 
 from ..compat import configure_llama_tokenizer, configure_open_clip_visual
 from ..errors import UserError
+from ..jsonable import jsonable
 from .checkpoint import CheckpointInfo, read_checkpoint
 from .flamingo import MMFlamingo, MMFlamingoLMMixin
 from .spec import ModelSpec
@@ -56,7 +57,7 @@ class LoadedModel:
             "model_spec": self.spec.to_dict(),
             "checkpoint": None if ck is None else {
                 "path": ck.path, "format": ck.format, "layout": ck.layout, "sha256": ck.sha256,
-                "lora": None if ck.lora is None else ck.lora.to_dict(), "metadata": _jsonable(ck.metadata)},
+                "lora": None if ck.lora is None else ck.lora.to_dict(), "metadata": jsonable(ck.metadata)},
             "openflamingo_checkpoint_sha256": self.base_checkpoint_sha256,
             "load_reports": [r.to_dict() for r in self.reports],
             "notes": self.notes,
@@ -64,16 +65,6 @@ class LoadedModel:
             "dtype": str(self.dtype).replace("torch.", ""),
             "parameters": sum(p.numel() for p in self.model.parameters()),
         }
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return repr(obj)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -10,18 +10,16 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
 from ..io import read_toml
+from ..presets import PATH_KEYS, is_local_ref, preset_table
+from ..presets import list_presets as list_presets  # part of this module's API
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 INITS = ("pretrained", "random")
-
-# Keys whose values may be local paths (resolved against the TOML file's folder).
-_PATH_KEYS = ("vision_encoder", "vision_pretrained", "lm", "tokenizer", "openflamingo_checkpoint")
 
 
 @dataclass
@@ -77,33 +75,6 @@ class ModelSpec:
                 raise UserError(f"{k} must be a positive integer", where)
 
 
-def _presets_dir() -> Path:
-    return Path(str(resources.files("mmgpt_eval.model") / "presets"))
-
-
-def list_presets() -> dict[str, str]:
-    """Preset name -> one-line description."""
-    out = {}
-    for p in sorted(_presets_dir().glob("*.toml")):
-        data = read_toml(p)
-        out[p.stem] = str(data.get("description", ""))
-    return out
-
-
-def _is_local_ref(value: str, base: Path) -> Path | None:
-    """A value is a local path if it looks like one or exists relative to ``base``."""
-    if value.startswith(("hf://", "hf-hub:")):
-        return None
-    if value.startswith("local-dir:"):
-        value = value[len("local-dir:"):]
-    p = Path(os.path.expanduser(value))
-    if p.is_absolute():
-        return p
-    if value.startswith(("./", "../")) or (base / p).exists():
-        return (base / p).resolve()
-    return None
-
-
 def _from_dict(data: dict[str, Any], base: Path, where: str, name: str) -> ModelSpec:
     data = dict(data)
     parent = data.pop("preset", None)
@@ -111,16 +82,16 @@ def _from_dict(data: dict[str, Any], base: Path, where: str, name: str) -> Model
     if parent is not None:
         if not isinstance(parent, str):
             raise UserError("preset must be a preset name", where)
-        merged.update(_preset_raw(parent))
+        merged.update(preset_table(parent))
     allowed = set(ModelSpec.user_keys())
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise UserError(f"unknown model spec key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(allowed))}",
                         where)
-    for k in _PATH_KEYS:
+    for k in PATH_KEYS:
         v = data.get(k)
         if isinstance(v, str):
-            local = _is_local_ref(v, base)
+            local = is_local_ref(v, base)
             if local is not None:
                 data[k] = str(local)
     merged.update(data)
@@ -135,26 +106,6 @@ def _from_dict(data: dict[str, Any], base: Path, where: str, name: str) -> Model
     spec.source = where
     spec.validate(where)
     return spec
-
-
-def _preset_raw(name: str) -> dict[str, Any]:
-    path = _presets_dir() / f"{name}.toml"
-    if not path.is_file():
-        known = ", ".join(list_presets())
-        raise UserError(f"unknown model preset {name!r}; known presets: {known}")
-    data = read_toml(path)
-    # resolve the preset's own relative paths against the presets folder
-    for k in _PATH_KEYS:
-        v = data.get(k)
-        if isinstance(v, str):
-            local = _is_local_ref(v, path.parent)
-            if local is not None:
-                data[k] = str(local)
-    if "preset" in data:
-        inner = _preset_raw(data.pop("preset"))
-        inner.update(data)
-        data = inner
-    return data
 
 
 def load_spec(ref: str | os.PathLike, overrides: dict[str, Any] | None = None) -> ModelSpec:

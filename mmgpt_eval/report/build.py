@@ -48,8 +48,8 @@ def build_report(runs: list[RunResults], *, baseline: RunResults | None = None, 
 
     Runs are labelled by what they evaluated (:func:`mmgpt_eval.compare.run_label`) unless ``labels``
     names them; duplicates get ``#2``, ``#3``... ``published``: the published OpenFlamingo numbers
-    (:mod:`mmgpt_eval.published`; a ``Published`` or a file path; default: the checkout's
-    ``baselines/openflamingo.toml``, no section when it is absent)."""
+    (:mod:`mmgpt_eval.published`; a ``Published`` or a file path; default: the shipped
+    ``mmgpt_eval/baselines/openflamingo.toml``, no section when it is absent)."""
     runs = list(runs)
     if not runs:
         raise UserError("no runs to report")

@@ -15,6 +15,7 @@ scoring), ``breakdowns`` (accuracy per group). Importing a task does not import 
 
 from ..errors import UserError
 from ..generation_settings import GenerationSettings
+from ..jsonable import jsonable
 from ..templates import TEMPLATES, Template, get_template, render_mmgpt_dialog
 from .demos import DemoSelector, RandomDemos, item_rng
 from .options import DataFile, Option
@@ -24,4 +25,4 @@ from .types import Aggregate, ImageRef, MetricInfo, Output, RankRequest, Ranking
 __all__ = ["UserError", "GenerationSettings", "TEMPLATES", "Template", "get_template", "render_mmgpt_dialog",
            "DemoSelector", "RandomDemos", "item_rng", "DataFile", "Option", "RunContext", "Task", "demos_needed",
            "fixed_subset", "Aggregate", "ImageRef", "MetricInfo", "Output", "RankRequest", "Ranking", "Request",
-           "Sample"]
+           "Sample", "jsonable"]

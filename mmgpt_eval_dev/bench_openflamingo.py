@@ -2,7 +2,7 @@
 
 The peer is not a look-alike: it is the installed open-flamingo wheel's ``evaluate_vqa`` /
 ``evaluate_captioning`` (``open_flamingo/eval/evaluate.py``), run on the same loaded model by
-:func:`mmgpt_eval.peers.openflamingo.run_openflamingo_eval`, on the same official-format files that
+:func:`mmgpt_eval_dev.peers.openflamingo.run_openflamingo_eval`, on the same official-format files that
 ``mmgpt-eval run --protocol openflamingo`` reads, with OpenFlamingo's protocol (its prompts, its seeded
 evaluation subset and demo draws, 3 beams, 5 new tokens for VQA / 20 for captions, its post-processing).
 Both sides are timed END TO END on a model that is already loaded: reading the data files, drawing the
@@ -36,7 +36,7 @@ captions set: easy-VQA images with captions generated from their colour/shape an
 ``dataset_coco.json`` + ``captions_val2014.json``.
 
 Memory: each path's peak RSS is measured in a FRESH PROCESS that loads the model and runs that path once
-(``python -m mmgpt_eval.bench_openflamingo --one-pass ...``), so the figure is the path's own, not the
+(``python -m mmgpt_eval_dev.bench_openflamingo --one-pass ...``), so the figure is the path's own, not the
 benchmark process's lifetime peak. ``rss_after_load_mb`` is that process's RSS before the pass.
 """
 
@@ -96,7 +96,7 @@ def _jpeg(src: str, dst: Path) -> None:
 
 def _by_image(split: str, n_images: int) -> list[tuple[int, str, list]]:
     """The first ``n_images`` images of an easy-VQA split (by image id) and their samples."""
-    from .taskapi.datasets import load_easyvqa_split
+    from mmgpt_eval.taskapi.datasets import load_easyvqa_split
 
     groups: dict[int, list] = {}
     path: dict[int, str] = {}
@@ -109,7 +109,7 @@ def _by_image(split: str, n_images: int) -> list[tuple[int, str, list]]:
 
 
 def _vqa_split(root: Path, folder: str, images: list[tuple[int, str, list]], qid_base: int) -> tuple[Path, Path, Path]:
-    from .taskapi.datasets import easyvqa_answer_type
+    from mmgpt_eval.taskapi.datasets import easyvqa_answer_type
 
     img_dir = root / folder
     img_dir.mkdir(parents=True, exist_ok=True)
@@ -239,8 +239,8 @@ def run_openflamingo_path(loaded, w: Workload, out_dir: Path, batch_size: int = 
 def run_mmgpt_path(loaded, w: Workload, out_dir: Path, batch_size: int) -> tuple[dict[str, str], float]:
     """What ``mmgpt-eval run --protocol openflamingo`` does once the model is loaded; (predictions, score
     on OpenFlamingo's scale: VQA accuracy x100, CIDEr x100)."""
-    from .api import prepare_tasks
-    from .runner import RunConfig, run_evaluation
+    from mmgpt_eval.api import prepare_tasks
+    from mmgpt_eval.runner import RunConfig, run_evaluation
 
     task = PROTOCOLS[w.bd.kind][1]
     cfg = RunConfig(output_dir=out_dir, batch_size=batch_size, num_fewshot=w.num_shots, seed=w.seed,
@@ -299,8 +299,9 @@ class ModelCallTimer:
 
 def run_mmgpt_profiled(loaded, w: Workload, out_dir: Path, batch_size: int) -> tuple[dict[str, str], float, dict]:
     """:func:`run_mmgpt_path` with the model calls and the harness's stages timed (the bare-generate bound)."""
-    from . import api
-    from .model.generate import Generator
+    from mmgpt_eval import api
+    from mmgpt_eval.model.generate import Generator
+
     from .peers.openflamingo import swapped_attr
 
     prof: dict[str, float] = {}
@@ -366,7 +367,7 @@ def bench_config(loaded, w: Workload, *, loops: tuple[str, ...] = LOOPS, repeats
                  warmup: bool = True, tmp: Path) -> dict[str, Any]:
     """Every path of ``loops`` on workload ``w``: ``repeats`` rounds, the paths interleaved in each round
     (rotated start), every pass cold; one untimed warm-up pass of each path first (a 16-sample workload)."""
-    from .model.generate import Generator
+    from mmgpt_eval.model.generate import Generator
 
     auto = Generator(loaded).batch_cap(auto_batch, w.num_beams)
     fns = {n: path_fn(n, loaded, w, auto) for n in loops}
@@ -430,7 +431,7 @@ def config_name(model_key: str, kind: str, shots: int, num_beams: int) -> str:
 def peak_rss_in_subprocess(model_key: str, kind: str, data_root: Path, loop: str, num_samples: int,
                            num_shots: int, threads: int | None, auto_batch: int, num_beams: int = 3) -> dict[str, Any]:
     """One pass of ``loop`` in a fresh Python process; its peak RSS (MB) and RSS after loading the model."""
-    cmd = [sys.executable, "-m", "mmgpt_eval.bench_openflamingo", "--one-pass", loop, "--model-key", model_key,
+    cmd = [sys.executable, "-m", "mmgpt_eval_dev.bench_openflamingo", "--one-pass", loop, "--model-key", model_key,
            "--kind", kind, "--data-root", str(data_root), "--num-samples", str(num_samples),
            "--num-shots", str(num_shots), "--auto-batch", str(auto_batch), "--num-beams", str(num_beams)]
     if threads:
@@ -459,7 +460,7 @@ def _one_pass(argv: list[str]) -> int:
     import logging
 
     logging.disable(logging.WARNING)
-    from .api import load
+    from mmgpt_eval.api import load
 
     bd = load_data(Path(a.data_root), a.kind)
     loaded = load(**MODELS[a.model_key])
@@ -469,7 +470,7 @@ def _one_pass(argv: list[str]) -> int:
     reset = _reset_peak_rss()  # the pass's own peak, not the transient peak of loading the model
     after_load = _rss_now_mb()
     w = Workload(bd, a.num_samples, a.num_shots, num_beams=a.num_beams)
-    from .model.generate import Generator
+    from mmgpt_eval.model.generate import Generator
 
     with tempfile.TemporaryDirectory() as tmp:
         path_fn(a.one_pass, loaded, w, Generator(loaded).batch_cap(a.auto_batch, a.num_beams))(Path(tmp))
@@ -531,7 +532,7 @@ def run_openflamingo_bench(*, models: tuple[str, ...] = ("v2", "v1"), kinds: tup
     first of ``num_shots``)."""
     if isinstance(num_shots, int):
         num_shots = (num_shots,)
-    from .api import load
+    from mmgpt_eval.api import load
 
     num_samples = num_samples or {"vqa": -1, "caption": -1}
     summary: dict[str, Any] = {"configs": {}, "repeats": repeats, "num_shots": list(num_shots), "beams": list(beams),

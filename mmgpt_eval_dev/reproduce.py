@@ -25,14 +25,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-PRESETS = Path(__file__).resolve().parent / "model" / "presets"
-WEIGHTS = Path(__file__).resolve().parent / "weights"
+import mmgpt_eval
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: recipes/, reports/, RESULTS.md, runs/
+PACKAGE = Path(mmgpt_eval.__file__).resolve().parent  # the runtime package the shipped models go into
+PRESETS = PACKAGE / "model" / "presets"
+WEIGHTS = PACKAGE / "weights"
 BEGIN, END = "<!-- reproduce:begin -->", "<!-- reproduce:end -->"
 
 
 def _main(argv: list[str]) -> None:
-    from .cli import main
+    from mmgpt_eval.cli import main
 
     rc = main(argv)
     if rc != 0:
@@ -79,8 +82,8 @@ def write_reports(out: Path, reports_dir: Path = REPORTS) -> Path:
     """The reproduction's HTML report -- tiny MultiModal-GPT and the ablation against their base on
     easy-VQA, counting and the dialogue probes -- into ``reports/`` (committed, so a visitor can open
     it without installing anything)."""
-    from .report import write_report
-    from .results import RunResults
+    from mmgpt_eval.report import write_report
+    from mmgpt_eval.results import RunResults
 
     runs = [RunResults.load(out / f"eval-{k}") for k in ("mmgpt", "ablation")]
     path = write_report(reports_dir / REPORT_NAME, runs, baseline=RunResults.load(out / "eval-base"),
@@ -99,8 +102,8 @@ def _metrics(run_dir: Path) -> dict[str, Any]:
 
 
 def summarize(out: Path) -> dict[str, Any]:
-    from .compare import compare_runs
-    from .results import RunResults
+    from mmgpt_eval.compare import compare_runs
+    from mmgpt_eval.results import RunResults
 
     runs = {k: RunResults.load(out / f"eval-{k}") for k in ("base", "mmgpt", "ablation")}
     table: dict[str, dict[str, Any]] = {}
@@ -156,7 +159,7 @@ def render_markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                 f"{', '.join(meta['train_min'])}, evaluation "
                 f"{meta['eval_min']:.1f} min)" if meta.get("train_min") else " (training + evaluation)") + ". "
              f"Date: {meta['date']}. Commit: {meta['git']}.", "",
-             f"Commands: `{meta['command']}` (= `python -m mmgpt_eval.reproduce`; stages: "
+             f"Commands: `{meta['command']}` (= `python -m mmgpt_eval_dev.reproduce`; stages: "
              "`mmgpt-eval train --config recipes/tiny-base.toml`, `recipes/tiny-mmgpt.toml`, "
              "`recipes/tiny-ablation.toml`, then `mmgpt-eval run --tasks easyvqa,counting,dialog --template mmgpt` "
              "on each). All prompts use the MultiModal-GPT template; easy-VQA is the full test split.", "",
@@ -210,7 +213,7 @@ def write_results_md(section: str, path: Path = ROOT / "RESULTS.md") -> None:
         text = pre + section.rstrip("\n") + post
     else:
         text = text.rstrip("\n") + "\n\n" + section
-    from .io import atomic_write_text
+    from mmgpt_eval.io import atomic_write_text
 
     atomic_write_text(path, text)
 
@@ -251,7 +254,7 @@ def command_line(args: argparse.Namespace) -> str:
     """The command as RESULTS.md should quote it: enough to run the same thing again."""
     if not args.repeat_of and not args.skip_training:
         return "make reproduce"
-    cmd = "python -m mmgpt_eval.reproduce"
+    cmd = "python -m mmgpt_eval_dev.reproduce"
     if args.output_dir and Path(args.output_dir).resolve() != DEFAULT_OUTPUT_DIR.resolve():
         cmd += f" --output-dir {args.output_dir}"
     if args.repeat_of:
@@ -263,7 +266,7 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mmgpt_eval.reproduce", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m mmgpt_eval_dev.reproduce", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output-dir", default=None, help="default runs/reproduce (runs/reproduce-shipped with --shipped)")
     p.add_argument("--smoke", action="store_true", help="a few steps and small subsets (CI); RESULTS.md untouched")
@@ -308,9 +311,9 @@ def main(argv: list[str] | None = None) -> int:
         if stage not in train_min and ts.exists():
             train_min[stage] = json.loads(ts.read_text())["last"]["elapsed_s"] / 60
     wall = sum(train_min.values()) + eval_min if len(train_min) == 3 else (time.time() - t0) / 60
-    from .results import git_info
-
     import torch
+
+    from mmgpt_eval.results import git_info
 
     g = git_info()
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"

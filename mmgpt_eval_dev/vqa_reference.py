@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from .vqa import (
+from mmgpt_eval.metrics.vqa import (
     ARTICLES,
     COMMA_STRIP,
     CONTRACTIONS,

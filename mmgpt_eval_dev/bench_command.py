@@ -10,14 +10,14 @@ go to the top level of ``--output``; the look-alike loops' own ratio and check s
 ``--ranking``: OpenFlamingo's ImageNet classification workload instead (its 0-shot prompt, 1,000 class
 names ranked after each easy-VQA test image): OpenFlamingo's ``get_rank_classifications(use_cache=True)``
 loop at batch 8 vs mmgpt-eval's Ranker at batch 8 and at ``--batch-size`` (default auto); checks identical
-top-5 ranks and log-probs within 1e-4 (see mmgpt_eval/bench_ranking.py).
+top-5 ranks and log-probs within 1e-4 (see mmgpt_eval_dev/bench_ranking.py).
 
 ``--openflamingo``: OpenFlamingo's OWN evaluation loop (the open-flamingo wheel's ``evaluate_vqa`` /
 ``evaluate_captioning``) vs what ``mmgpt-eval run --protocol openflamingo`` does (the runner, at batch 8 and
 auto) vs a per-sample loop, end to end on the same model, files and protocol (3 beams; 5 / 20 tokens), for
 VQA and captions and the v2 (tiny-openflamingo + tiny-mmgpt) and v1 (tests/fixtures/mmgpt_v1) models;
 plus the runner's overhead over the bare ``encode_vision`` + ``generate`` calls of its own batches and each
-path's peak RSS in a fresh process (see mmgpt_eval/bench_openflamingo.py); ``--num-shots`` and
+path's peak RSS in a fresh process (see mmgpt_eval_dev/bench_openflamingo.py); ``--num-shots`` and
 ``--of-beams`` add configurations (e.g. ``0,4`` and ``3,1``: greedy is the same prompts with 1 beam on
 every path). Exit code 1 when any path's predictions differ."""
 
@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..io import atomic_write_json
-from .common import add_model_args, batch_size_arg
+from mmgpt_eval.cli.common import add_model_args, batch_size_arg
+from mmgpt_eval.io import atomic_write_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -84,12 +84,12 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         if args.threads < 1:
-            from ..errors import UserError
+            from mmgpt_eval.errors import UserError
 
             raise UserError("bench: --threads must be at least 1")
         torch.set_num_threads(args.threads)
     if args.ranking and args.openflamingo:
-        from ..errors import UserError
+        from mmgpt_eval.errors import UserError
 
         raise UserError("bench: --ranking and --openflamingo are separate benchmarks; choose one")
     if args.ranking:
@@ -101,11 +101,12 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from ..bench import run_bench
-    from ..model.generate import GenerationSettings
-    from ..runner import RunConfig, prepare_task
-    from ..taskregistry import discover, resolve
-    from .common import load_from_args
+    from mmgpt_eval.cli.common import load_from_args
+    from mmgpt_eval.model.generate import GenerationSettings
+    from mmgpt_eval.runner import RunConfig, prepare_task
+    from mmgpt_eval.taskregistry import discover, resolve
+
+    from .bench import run_bench
 
     tasks = discover()
     name = resolve([args.task], tasks)[0]
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_from_args(args)
     loops = ("mmgpt-eval", "openflamingo-loop") if args.skip_per_sample else \
         ("mmgpt-eval", "openflamingo-loop", "per-sample-loop")
-    from ..model.generate import Generator
+    from mmgpt_eval.model.generate import Generator
 
     bs = Generator(loaded).batch_cap(64 if args.batch_size is None else args.batch_size)
     summary = run_bench(loaded, pt.samples, pt.template, GenerationSettings(max_new_tokens=args.max_new_tokens),
@@ -155,13 +156,13 @@ HEADLINE_KEYS = ("ratio_vs_openflamingo_eval", "ratio_vs_openflamingo_eval_match
 
 
 def quiet_openflamingo_bench(**kwargs) -> dict:
-    """:func:`mmgpt_eval.bench_openflamingo.run_openflamingo_bench` with info logs off and the progress
+    """:func:`mmgpt_eval_dev.bench_openflamingo.run_openflamingo_bench` with info logs off and the progress
     that OpenFlamingo's loop and pycocotools print sent to stderr (stdout keeps the tables)."""
     import contextlib
     import logging
     import sys
 
-    from ..bench_openflamingo import run_openflamingo_bench
+    from .bench_openflamingo import run_openflamingo_bench
 
     for name in ("mmgpt_eval", "open_flamingo"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -188,16 +189,17 @@ def run_ranking(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from ..bench_ranking import OF_LOOP, check_image_count, run_ranking_bench
-    from ..errors import UserError
-    from .common import load_from_args
+    from mmgpt_eval.cli.common import load_from_args
+    from mmgpt_eval.errors import UserError
+
+    from .bench_ranking import OF_LOOP, check_image_count, run_ranking_bench
 
     n_images = 32 if args.limit is None else args.limit
     check_image_count(n_images)
     if args.classes is not None and not 1 <= args.classes <= 1000:
         raise UserError("bench --ranking: --classes must be between 1 and 1000")
     if args.model is None:  # the embedded tiny MultiModal-GPT: trained weights, so the ranks mean something
-        from ..api import EMBEDDED_DEFAULT
+        from mmgpt_eval.api import EMBEDDED_DEFAULT
 
         args.model = EMBEDDED_DEFAULT["model"]
         if args.ckpt is None:
@@ -263,7 +265,7 @@ def run_openflamingo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from ..errors import UserError
+    from mmgpt_eval.errors import UserError
 
     models = tuple(x for x in args.of_models.split(",") if x)
     kinds = tuple(x for x in args.of_protocols.split(",") if x)

@@ -118,7 +118,7 @@ import torch
 from open_flamingo.eval.eval_model import BaseEvalModel
 from PIL import Image
 
-from ..compat import output_cache
+from mmgpt_eval.compat import output_cache
 
 __all__ = [
     "TASKS",

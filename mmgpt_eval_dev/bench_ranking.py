@@ -20,7 +20,7 @@ candidate-token caches are empty):
    ``use_cache=True, normalize_length=True`` on batches of 8 in dataset order -- OpenFlamingo's loop:
    the context cached once per batch, then every class name's tokens fed one at a time against it
    (``cached_mask="extended"``: the correct mask on padded rows; see
-   :mod:`mmgpt_eval.peers.openflamingo`).
+   :mod:`mmgpt_eval_dev.peers.openflamingo`).
 2. ``mmgpt-eval-rank-b8``: ``Ranker.score(inputs, batch_size=8)`` -- the same batch size.
 3. ``mmgpt-eval-rank-auto``: ``Ranker.score(inputs, batch_size=Generator.batch_cap(0))``
    (``--batch-size auto``; or the batch size given).
@@ -49,13 +49,14 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from mmgpt_eval.errors import UserError
+from mmgpt_eval.model.build import LoadedModel
+from mmgpt_eval.model.generate import Generator
+from mmgpt_eval.model.rank import Ranker, RankInput
+from mmgpt_eval.results import peak_memory
+from mmgpt_eval.templates import get_template, render_fewshot
+
 from .bench import timed_call
-from .errors import UserError
-from .model.build import LoadedModel
-from .model.generate import Generator
-from .model.rank import Ranker, RankInput
-from .results import peak_memory
-from .templates import get_template, render_fewshot
 
 TOLERANCE = 1e-4  # max |log-prob difference| accepted as "identical"
 TOP_K = 5
@@ -79,7 +80,7 @@ class Context:
 
 def class_names(n: int | None = None) -> list[str]:
     """The ImageNet class names of the installed open-flamingo (the first ``n``; all 1000 by default)."""
-    from .taskapi.datasets import imagenet_classnames
+    from mmgpt_eval.taskapi.datasets import imagenet_classnames
 
     names = list(imagenet_classnames())
     return names if not n else names[:n]
@@ -87,7 +88,7 @@ def class_names(n: int | None = None) -> list[str]:
 
 @functools.lru_cache(maxsize=2)
 def _distinct_images(split: str) -> tuple[Any, ...]:
-    from .taskapi.datasets import load_easyvqa_split
+    from mmgpt_eval.taskapi.datasets import load_easyvqa_split
 
     seen: dict[str, Any] = {}
     for s in load_easyvqa_split(split):

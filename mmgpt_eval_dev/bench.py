@@ -22,10 +22,10 @@ from typing import Any, Callable
 
 import torch
 
-from .model.build import LoadedModel
-from .model.generate import GenerationSettings, Generator, PromptInput
-from .results import peak_memory
-from .taskapi import Sample
+from mmgpt_eval.model.build import LoadedModel
+from mmgpt_eval.model.generate import GenerationSettings, Generator, PromptInput
+from mmgpt_eval.results import peak_memory
+from mmgpt_eval.taskapi import Sample
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""How the ``tiny`` preset's configuration files were made (run: ``python -m mmgpt_eval.model.tiny_assets``).
+"""How the ``tiny`` preset's configuration files were made (run: ``python -m mmgpt_eval_dev.tiny_assets``).
 
 The preset ships only configs (no weights): a LLaMA-style BPE tokenizer (Metaspace, byte fallback,
 BOS added, EOS not; ``<|endofchunk|>``, ``<image>``, ``<PAD>`` appended after the base vocabulary as
@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-PRESET_DIR = Path(__file__).parent / "presets" / "tiny"
+import mmgpt_eval
+
+PRESET_DIR = Path(mmgpt_eval.__file__).resolve().parent / "model" / "presets" / "tiny"
 BASE_VOCAB = 2048
 
 _WORDS = """
@@ -46,7 +48,7 @@ def corpus() -> list[str]:
     general words. ``<image>`` / ``<|endofchunk|>`` are removed: they are appended as special tokens."""
     import easy_vqa
 
-    from ..templates import TEMPLATES
+    from mmgpt_eval.templates import TEMPLATES
 
     lines: list[str] = []
     qa: set[tuple[str, str]] = set()
@@ -66,7 +68,11 @@ def corpus() -> list[str]:
         lines.append(TEMPLATES["mmgpt"].render(question="How many shapes are there?") + str(n))
     import random
 
-    from ..train.synthetic import easyvqa_attributes, language_example, shape_description
+    from mmgpt_eval.train.synthetic import (
+        easyvqa_attributes,
+        language_example,
+        shape_description,
+    )
 
     rng = random.Random(0)
     for _ in range(3000):
@@ -85,7 +91,15 @@ def corpus() -> list[str]:
 def build_tokenizer(out_dir: Path = PRESET_DIR / "tokenizer", vocab_size: int = BASE_VOCAB) -> None:
     """LLaMA layout: <unk>=0, <s>=1, </s>=2, byte tokens <0x00>..<0xFF>=3..258 (ordinary, not
     special, so decoding keeps them), then BPE pieces; Flamingo tokens appended after the base."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
 
     def pre():
         # newlines and punctuation are pieces of their own, so no merge ever crosses a prompt/answer
