@@ -1,10 +1,10 @@
 """Opening images: a path, a PIL image or an ImageRef; and re-opening the image a sample record names
-by its key (reports, galleries). No torch."""
+by its key (reports, galleries), through the key schemes data modules register. No torch."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from PIL import Image
 
@@ -28,24 +28,25 @@ def open_image(img: Any) -> Image.Image:
         raise UserError(f"cannot read image ({e})", img) from None
 
 
+# image-key scheme -> opener of the whole key; registered by the data modules that make such keys
+_SCHEMES: dict[str, Callable[[str], Image.Image]] = {}
+
+
+def register_image_key(scheme: str, opener: Callable[[str], Image.Image]) -> None:
+    """Let keys ``<scheme>:<args>`` re-open through ``opener(key)`` (an RGB PIL image). Data modules
+    register their generated images' schemes on import (importing ``mmgpt_eval.data`` registers the
+    built-in ``easyvqa``, ``counting`` and ``blank``)."""
+    _SCHEMES[scheme] = opener
+
+
 def open_image_key(key: str) -> Image.Image | None:
-    """Re-open an image from the key a sample record stores: a file path, or ``easyvqa:<split>:<id>``,
-    ``counting:<seed>:<index>``, ``blank:<size>:white``. ``None`` if it is gone or unreadable."""
+    """Re-open an image from the key a sample record stores: a registered scheme's key, else a file path
+    (``path:<p>`` or ``<p>``). ``None`` if it is gone or unreadable."""
     try:
-        if key.startswith("easyvqa:"):
-            from .data.dialog_spec import ImageRef as ProbeRef, resolve_image
-
-            _, split, iid = key.split(":")
-            return resolve_image(ProbeRef(source="easyvqa", split=split, image_id=int(iid)))
-        if key.startswith("counting:"):
-            from .data.counting_images import make_counting_item
-
-            _, seed, index = key.split(":")
-            return make_counting_item(int(seed), int(index)).image()
-        if key.startswith("blank:"):
-            from .data.dialog_spec import blank_image
-
-            return blank_image(int(key.split(":")[1]))
+        scheme, sep, _ = key.partition(":")
+        opener = _SCHEMES.get(scheme) if sep else None
+        if opener is not None:
+            return opener(key)
         p = Path(key[len("path:"):] if key.startswith("path:") else key)
         if p.is_file():
             with Image.open(p) as im:

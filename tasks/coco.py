@@ -8,58 +8,13 @@ CIDEr values (same fixed IDF) are kept for paired statistics.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from mmgpt_eval.taskapi import DataFile, GenerationSettings, ImageRef, Option, Sample, UserError
+from mmgpt_eval.taskapi import DataFile, GenerationSettings, Option, Sample, UserError
 from mmgpt_eval.taskapi.captioning import CaptionTask
-from mmgpt_eval.taskapi.datasets import index_images, path_inside, read_json
+from mmgpt_eval.taskapi.datasets import load_coco_captions, load_coco_karpathy
 from mmgpt_eval.taskapi.metrics import require_java
 
 DEFAULT_INSTRUCTION = "Provide a one-sentence caption for the provided image."
-
-
-def _karpathy(path: Path, images: Path, split: str) -> list[Sample]:
-    doc = read_json(path)
-    if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
-        raise UserError("expected Karpathy dataset_coco.json: {\"images\": [...]}", path)
-    out = []
-    for i, im in enumerate(doc["images"]):
-        for k in ("split", "filename", "sentences"):
-            if k not in im:
-                raise UserError(f"image entry {i} lacks {k!r}", path)
-        if im["split"] != split:
-            continue
-        iid = im.get("cocoid", im.get("imgid", i))
-        candidates = [path_inside(images, str(Path(im.get("filepath", "")) / im["filename"]), path),
-                      path_inside(images, im["filename"], path)]  # data files cannot point elsewhere on disk
-        img = next((c for c in candidates if c.is_file()), None)
-        if img is None:
-            raise UserError(f"image file {im['filename']} not found under the image folder", images)
-        refs = [s["raw"] if isinstance(s, dict) else str(s) for s in im["sentences"]]
-        out.append(Sample(id=str(iid), images=[ImageRef(key=f"coco:{iid}", path=str(img))], fields={},
-                          references=refs, meta={"image_id": iid, "filename": im["filename"]}))
-    return out
-
-
-def _captions_json(path: Path, images: Path) -> list[Sample]:
-    doc = read_json(path)
-    if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list):
-        raise UserError("expected a COCO captions file: {\"images\": [...], \"annotations\": [...]}", path)
-    files = {im["id"]: im.get("file_name") for im in doc.get("images", []) if isinstance(im, dict) and "id" in im}
-    refs: dict[Any, list[str]] = {}
-    for i, a in enumerate(doc["annotations"]):
-        if not isinstance(a, dict) or "image_id" not in a or "caption" not in a:
-            raise UserError(f"annotation {i} lacks image_id/caption", path)
-        refs.setdefault(a["image_id"], []).append(a["caption"])
-    by_number = index_images(images)
-    out = []
-    for iid in sorted(refs):
-        img = images / files[iid] if files.get(iid) and (images / files[iid]).is_file() else by_number.get(int(iid))
-        if img is None:
-            raise UserError(f"no image file for image_id {iid}", images)
-        out.append(Sample(id=str(iid), images=[ImageRef.from_path(img)], fields={},
-                          references=refs[iid], meta={"image_id": iid}))
-    return out
 
 
 class COCOCaptions(CaptionTask):
@@ -100,11 +55,11 @@ class COCOCaptions(CaptionTask):
             if not Path(kj).is_file():
                 raise UserError("Karpathy JSON not found (`mmgpt-eval data check --tasks coco` lists what is missing "
                                 "and where to get it)", kj)
-            samples = _karpathy(Path(kj), images, self.option("split"))
+            samples = load_coco_karpathy(Path(kj), images, self.option("split"))
         elif ann:
             if not Path(ann).is_file():
                 raise UserError("COCO captions JSON not found", ann)
-            samples = _captions_json(Path(ann), images)
+            samples = load_coco_captions(Path(ann), images)
         else:
             raise UserError("task coco needs --coco-karpathy-json or --coco-annotations")
         self._pool_source = (kj, images)
@@ -114,7 +69,7 @@ class COCOCaptions(CaptionTask):
         kj, images = getattr(self, "_pool_source", (None, None))
         if not kj:
             raise UserError("few-shot on coco needs --coco-karpathy-json (its train split gives the demos)")
-        return _karpathy(Path(kj), images, "train")
+        return load_coco_karpathy(Path(kj), images, "train")
 
 
 TASK = COCOCaptions

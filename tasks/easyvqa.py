@@ -8,15 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from mmgpt_eval.taskapi import Aggregate, GenerationSettings, MetricInfo, Option, Output, Sample, Task
+from mmgpt_eval.taskapi.breakdowns import accuracy_by, accuracy_by_view
 from mmgpt_eval.taskapi.datasets import load_easyvqa_split
-from mmgpt_eval.taskapi.metrics import normalize_openflamingo
-from mmgpt_eval.taskapi.breakdowns import accuracy_by, accuracy_by_table
-from mmgpt_eval.taskapi.reporting import Column, ReportTables
-
-
-def exact_match(prediction: str, answer: str) -> int:
-    return int(normalize_openflamingo(prediction) == normalize_openflamingo(answer))
-
+from mmgpt_eval.taskapi.metrics import exact_match
 
 class EasyVQA(Task):
     openflamingo_template = "of-vqa"
@@ -29,6 +23,7 @@ class EasyVQA(Task):
 
     OPTIONS = (Option("split", "easy-VQA split to evaluate (default test)", choices=("test", "train"), default="test"),)
     GENERATION = {"mmgpt": GenerationSettings(max_new_tokens=10)}  # of-vqa: the template's (OpenFlamingo's)
+    view = accuracy_by_view()
 
     def load(self) -> list[Sample]:
         return load_easyvqa_split(self.option("split"))
@@ -48,9 +43,6 @@ class EasyVQA(Task):
 
     def aggregate(self, samples: list[Sample], records: list[dict[str, Any]]) -> Aggregate:
         return accuracy_by(samples, records, "exact", "answer_type")
-
-    def report_tables(self, columns: list[Column]) -> ReportTables:
-        return accuracy_by_table(columns)
 
 
 TASK = EasyVQA

@@ -13,9 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from mmgpt_eval.taskapi import Aggregate, MetricInfo, Option, Output, Sample, Task
+from mmgpt_eval.taskapi.breakdowns import accuracy_by, accuracy_by_view
 from mmgpt_eval.taskapi.datasets import load_easyvqa_split
-from mmgpt_eval.taskapi.breakdowns import accuracy_by, accuracy_by_table
-from mmgpt_eval.taskapi.reporting import Column, ReportTables
 
 ANSWERS = ("yes", "no", "circle", "rectangle", "triangle", "black", "blue", "brown", "gray", "green", "red",
            "teal", "yellow")  # easy_vqa.get_answers(), in a fixed order (tests check they are the same set)
@@ -30,6 +29,7 @@ class EasyVQAMC(Task):
     default_template = "mmgpt"
     primary_metric = "accuracy"
     rank_top_k = 3
+    view = accuracy_by_view()
 
     OPTIONS = (Option("split", "easy-VQA split to evaluate (default test)", choices=("test", "train"), default="test"),)
 
@@ -58,9 +58,6 @@ class EasyVQAMC(Task):
         agg = accuracy_by(samples, records, "correct", "answer_type")
         agg.breakdown["mean_rank"] = round(sum(r["metrics"]["rank"] for r in records) / len(records), 3)
         return agg
-
-    def report_tables(self, columns: list[Column]) -> ReportTables:
-        return accuracy_by_table(columns)
 
 
 TASK = EasyVQAMC

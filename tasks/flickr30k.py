@@ -11,11 +11,9 @@ names them.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from mmgpt_eval.taskapi import DataFile, GenerationSettings, ImageRef, Option, Sample, UserError
+from mmgpt_eval.taskapi import DataFile, GenerationSettings, Option, Sample, UserError
 from mmgpt_eval.taskapi.captioning import CaptionTask
-from mmgpt_eval.taskapi.datasets import path_inside, read_json
+from mmgpt_eval.taskapi.datasets import load_flickr30k_karpathy
 from mmgpt_eval.taskapi.metrics import require_java
 
 DEFAULT_INSTRUCTION = "Provide a one-sentence caption for the provided image."
@@ -24,47 +22,6 @@ KARPATHY_SOURCE = ("https://cs.stanford.edu/people/karpathy/deepimagesent/ capti
 IMAGES_SOURCE = ("https://shannon.cs.illinois.edu/DenotationGraph/ (Flickr30k images: fill in the request form; "
                  "unzip flickr30k-images.tar.gz so that flickr30k/flickr30k-images/<id>.jpg exist)")
 HINT = "`mmgpt-eval data check --tasks flickr30k` lists what is missing and where to get it"
-
-
-def _karpathy(path: Path, images: Path, split: str, limit: int | None = None) -> list[Sample]:
-    """The samples of one split of a Karpathy ``dataset_flickr30k.json`` (the first ``limit`` of them)."""
-    doc = read_json(path)
-    if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
-        raise UserError("expected Karpathy dataset_flickr30k.json: {\"images\": [...]}", path)
-    out: list[Sample] = []
-    seen: dict[str, int] = {}
-    for i, im in enumerate(doc["images"]):
-        if not isinstance(im, dict):
-            raise UserError(f"image entry {i} is not an object", path)
-        for k in ("split", "filename", "sentences"):
-            if k not in im:
-                raise UserError(f"image entry {i} lacks {k!r}", path)
-        if im["split"] != split:
-            continue
-        if limit is not None and len(out) >= limit:
-            break
-        if not isinstance(im["filename"], str) or not im["filename"]:
-            raise UserError(f"image entry {i}: 'filename' must be a non-empty string", path)
-        sid = Path(im["filename"]).stem
-        if sid in seen:
-            raise UserError(f"image entries {seen[sid]} and {i} share the file name {im['filename']!r}", path)
-        seen[sid] = i
-        sentences = im["sentences"]
-        if not isinstance(sentences, list) or not sentences:
-            raise UserError(f"image entry {i} ({im['filename']}): 'sentences' must be a non-empty list", path)
-        refs = []
-        for j, s in enumerate(sentences):
-            raw = s.get("raw") if isinstance(s, dict) else s
-            if not isinstance(raw, str):
-                raise UserError(f"image entry {i} ({im['filename']}): sentence {j} has no 'raw' string", path)
-            refs.append(raw)
-        img = path_inside(images, im["filename"], path)  # data files cannot point elsewhere on disk
-        if not img.is_file():
-            raise UserError(f"image file {im['filename']} not found under the image folder ({HINT})", images)
-        out.append(Sample(id=sid, images=[ImageRef(key=f"flickr30k:{sid}", path=str(img))], fields={},
-                          references=refs, meta={"image_id": sid, "imgid": im.get("imgid"),
-                                                 "filename": im["filename"]}))
-    return out
 
 
 class Flickr30k(CaptionTask):
@@ -93,13 +50,13 @@ class Flickr30k(CaptionTask):
             raise UserError("expected the Karpathy JSON file, found a folder", kj)
         if not images.is_dir():
             raise UserError(f"flickr30k image folder is not a folder ({HINT})", images)
-        samples = _karpathy(kj, images, self.option("split"))
+        samples = load_flickr30k_karpathy(kj, images, self.option("split"))
         if not samples:
             raise UserError(f"no images in split {self.option('split')!r}", kj)
         return samples
 
     def fewshot_pool(self) -> list[Sample]:
-        return _karpathy(self.path("karpathy_json"), self.path("images"), "train")
+        return load_flickr30k_karpathy(self.path("karpathy_json"), self.path("images"), "train")
 
 
 TASK = Flickr30k

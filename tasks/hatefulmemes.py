@@ -16,17 +16,10 @@ from typing import Any
 
 from mmgpt_eval.taskapi import Aggregate, DataFile, MetricInfo, Output, Sample, Task, UserError
 from mmgpt_eval.taskapi.datasets import HATEFUL_MEMES_CLASSES, load_hateful_memes
-from mmgpt_eval.taskapi.metrics import roc_auc
+from mmgpt_eval.taskapi.metrics import roc_auc, softmax_p
 
 SOURCE = ("https://hatefulmemeschallenge.com/ (or the Hateful Memes dataset card on Hugging Face: "
           "facebook/hateful_memes; unzip so that img/ sits beside the jsonl files)")
-
-
-def p_yes(scores: dict[str, float]) -> float:
-    """Softmax probability of ``yes`` over the two class scores."""
-    m = max(scores.values())
-    z = sum(math.exp(v - m) for v in scores.values())
-    return math.exp(scores["yes"] - m) / z
 
 
 class HatefulMemes(Task):
@@ -80,7 +73,7 @@ class HatefulMemes(Task):
     def score_sample(self, sample: Sample, outputs: dict[str, Output]) -> dict[str, Any]:
         ranking = outputs["main"]
         scores = {c: ranking.score_of(c) for c in HATEFUL_MEMES_CLASSES}
-        return {"correct": int(ranking.prediction == sample.references), "p_yes": p_yes(scores)}
+        return {"correct": int(ranking.prediction == sample.references), "p_yes": softmax_p(scores, "yes")}
 
     def aggregate(self, samples: list[Sample], records: list[dict[str, Any]]) -> Aggregate:
         labels = [s.meta["label"] for s in samples]
@@ -90,9 +83,5 @@ class HatefulMemes(Task):
         return Aggregate(metrics={"roc_auc": round(100 * auc, 2) if not math.isnan(auc) else auc,
                                   "accuracy": round(100 * sum(acc) / len(acc), 2)},
                          breakdown={"n_by_label": {"no": labels.count(0), "yes": labels.count(1)}}, notes=notes)
-
-    def references_for_log(self, sample: Sample) -> Any:
-        return sample.references
-
 
 TASK = HatefulMemes

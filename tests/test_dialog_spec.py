@@ -12,7 +12,7 @@ from mmgpt_eval.data.counting_images import PROBE_SEED, SPLIT_SEEDS, make_counti
 from mmgpt_eval.data.dialog_spec import (
     DEFAULT_PROBES_PATH,
     Conversation,
-    ImageRef,
+    ImageSpec,
     blank_image,
     load_dialog_probes,
     resolve_image,
@@ -191,23 +191,23 @@ def test_references_satisfy_their_own_checks(convs):
 
 
 def test_resolve_images(convs, tmp_path):
-    img = resolve_image(ImageRef("easyvqa", split="test", image_id=4))
+    img = resolve_image(ImageSpec("easyvqa", split="test", image_id=4))
     assert img.mode == "RGB" and img.size == (64, 64)
-    cnt = resolve_image(ImageRef("counting", seed=PROBE_SEED, index=5))
+    cnt = resolve_image(ImageSpec("counting", seed=PROBE_SEED, index=5))
     assert cnt.tobytes() == make_counting_item(PROBE_SEED, 5).pixels()
     p = tmp_path / "x.png"
     blank_image(32, (0, 0, 0)).save(p)
-    got = resolve_image(ImageRef("path", path=str(p)))
+    got = resolve_image(ImageSpec("path", path=str(p)))
     assert got.size == (32, 32) and got.getpixel((0, 0)) == (0, 0, 0)
     b = blank_image()
     assert b.size == (64, 64) and b.mode == "RGB" and b.getcolors() == [(64 * 64, (255, 255, 255))]
     with pytest.raises(UserError, match="not found"):
-        resolve_image(ImageRef("path", path=str(tmp_path / "missing.png")))
+        resolve_image(ImageSpec("path", path=str(tmp_path / "missing.png")))
     (tmp_path / "bad.png").write_text("not an image")
     with pytest.raises(UserError, match="cannot read image"):
-        resolve_image(ImageRef("path", path=str(tmp_path / "bad.png")))
+        resolve_image(ImageSpec("path", path=str(tmp_path / "bad.png")))
     with pytest.raises(UserError, match="no image 99999"):
-        resolve_image(ImageRef("easyvqa", split="test", image_id=99999))
+        resolve_image(ImageSpec("easyvqa", split="test", image_id=99999))
     # every image of the embedded set resolves (easy-VQA and counting: cheap)
     for c in convs:
         for ref in (c.image, c.grounding_other):

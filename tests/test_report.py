@@ -621,26 +621,30 @@ def test_report_hook_errors_fall_back(tmp_path, monkeypatch):
 
     import mmgpt_eval.report.hooks as hooks
     from mmgpt_eval.taskapi import Task
-    from mmgpt_eval.taskapi.reporting import ReportTables, Table, Transcript, Turn
+    from mmgpt_eval.taskapi.reporting import ReportHooks, ReportTables, Table, Transcript, Turn
 
-    class Boom(Task):
-        name = "boom"
-
+    class BoomView(ReportHooks):
         def report_tables(self, columns):
             raise RuntimeError("hook broke")
 
         def transcript(self, record):
             raise RuntimeError("no")
 
-    class Junk(Task):
-        name = "junk"
-
+    class JunkView(ReportHooks):
         def report_tables(self, columns):
             return ReportTables(tables=["x", Table("ok table", ["a", 1], [["v", None, 3], "row?"])], plots=[5],
                                 consumed="nope")
 
         def transcript(self, record):
             return Transcript([Turn(5), Turn("t0", instruction={"x": 1}, flags=["f"])], extras=[None])
+
+    class Boom(Task):
+        name = "boom"
+        view = BoomView()
+
+    class Junk(Task):
+        name = "junk"
+        view = JunkView()
 
     monkeypatch.setattr(hooks, "task_classes", lambda: {"boom": Boom, "junk": Junk})
     bd = {"accuracy_by_answer_type": {"a": 1.0}}
@@ -689,20 +693,20 @@ def test_task_hooks_tolerate_hostile_data():
     assert {"easyvqa", "vqav2", "okvqa", "counting", "dialog"} <= set(classes)
     bds = _hostile_breakdowns()
     for name, cls in classes.items():
-        task = cls()
+        view = cls.view
         for bd in bds:
             cols = [Column("a", bd, True), Column("b", {}), Column("c", bds[-1])]
-            view = task.report_tables(cols)
-            assert isinstance(view, ReportTables), name
-            for t in view.tables:
+            got = view.report_tables(cols)
+            assert isinstance(got, ReportTables), name
+            for t in got.tables:
                 assert all(isinstance(c, str) for row in t.rows for c in row), (name, t.title)
-        assert isinstance(task.report_tables([]), ReportTables)
+        assert isinstance(view.report_tables([]), ReportTables)
         for rec in _hostile_records():
-            tr = task.transcript(rec)
+            tr = view.transcript(rec)
             assert tr is None or isinstance(tr, Transcript), name
     # and the real views appear for well-formed data
-    assert classes["vqav2"]().report_tables([Column("a", {"perAnswerType": {"yes/no": 50.0}})]).tables
-    assert classes["okvqa"]().report_tables([Column("a", {"perQuestionType": {"what": 50.0}})]).consumed == \
+    assert classes["vqav2"].view.report_tables([Column("a", {"perAnswerType": {"yes/no": 50.0}})]).tables
+    assert classes["okvqa"].view.report_tables([Column("a", {"perQuestionType": {"what": 50.0}})]).consumed == \
         {"perQuestionType"}
 
 

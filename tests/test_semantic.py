@@ -106,7 +106,7 @@ def test_matches_sentence_transformers(extracted, tmp_path):
 
 @needs_weights
 def test_dialog_task_scores_responses_against_references():
-    from mmgpt_eval_tasks.dialog import _semantic_similarity
+    from mmgpt_eval.metrics.dialog import reference_similarity as _semantic_similarity
 
     refs = [{"reference": "There are 2 diamonds."}, {"reference": ""}, {"reference": "You asked about diamonds."}]
     rec = {"references": refs, "outputs": {"t0": {"prediction": "There are 2 diamonds."},

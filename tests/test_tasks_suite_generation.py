@@ -409,8 +409,7 @@ def test_bad_case_list_is_complete(bad):
 def test_vizwiz_official_scoring_is_the_vizwiz_evaluator():
     """The VizWiz evaluator normalises the prediction always and the answers never; OpenFlamingo's
     normalises both; GT-Vision-Lab's vqaEval.py (vqav2's official mode) neither when all answers agree."""
-    from mmgpt_eval.metrics.vqa import vqa_accuracy
-    from mmgpt_eval_tasks.vizwiz import vizwiz_accuracy
+    from mmgpt_eval.metrics.vqa import vizwiz_accuracy, vqa_accuracy
 
     same = ["unanswerable"] * 10
     assert vizwiz_accuracy("Unanswerable.", same) == 1.0

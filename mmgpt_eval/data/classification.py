@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..io import iter_jsonl
-from ..taskapi.types import ImageRef, Sample
+from .sample import ImageRef, Sample
 
 # torchvision.datasets.folder.IMG_EXTENSIONS (compared lower-case, as torchvision does)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..images import register_image_key
 from ..io import atomic_write_bytes, atomic_write_text
 
 __all__ = [
@@ -261,6 +262,14 @@ def generate_counting_set(n: int = DEFAULT_N, seed: int = DEFAULT_SEED, start: i
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"n must be a non-negative int, got {n!r}")
     return [make_counting_item(seed, i) for i in range(start, start + n)]
+
+
+def _open_key(key: str):
+    _, seed, index = key.split(":")
+    return make_counting_item(int(seed), int(index)).image()
+
+
+register_image_key("counting", _open_key)  # counting:<seed>:<index>, the image of make_counting_item
 
 
 def write_counting_set(

@@ -1,4 +1,5 @@
-"""The dialogue probe set: typed records, a validating JSONL loader and image resolution.
+"""The dialogue probe set: typed records, a validating JSONL loader and image resolution (the ``blank``
+image-key scheme is registered here).
 
 File format: ``mmgpt_eval/data/dialog_spec.md``. The embedded set is
 ``mmgpt_eval/data/dialog_probes.jsonl``; every problem in a file is a :class:`UserError` naming
@@ -7,20 +8,24 @@ the file and line.
 
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..images import register_image_key
 from ..io import iter_jsonl
+from ..textmatch import find_term, normalise_answer
+from .easyvqa import image_paths as easyvqa_image_paths
 from .paths import inside
+from .sample import ImageRef
 
 __all__ = [
     "DEFAULT_PROBES_PATH",
     "TURN_KINDS",
-    "ImageRef",
+    "ImageSpec",
+    "BLANK_IMAGE",
     "TurnChecks",
     "Turn",
     "Conversation",
@@ -41,8 +46,8 @@ _CHECK_KEYS = {"must_include", "must_not_include", "expect_short_answer", "expec
 
 
 @dataclass(frozen=True)
-class ImageRef:
-    """Where a conversation's image comes from.
+class ImageSpec:
+    """Where a conversation's image comes from, as its probe file says.
 
     ``source`` is ``"easyvqa"`` (``split``, ``image_id``), ``"counting"`` (``seed``, ``index``:
     :func:`mmgpt_eval.data.counting_images.make_counting_item`) or ``"path"`` (``path``; a
@@ -70,6 +75,10 @@ class ImageRef:
         if self.source == "counting":
             return f"counting:{self.seed}:{self.index}"
         return f"path:{self.path}"
+
+    def image_ref(self) -> ImageRef:
+        """The sample image this names, read on demand with :func:`resolve_image`."""
+        return ImageRef(key=self.key(), loader=lambda: resolve_image(self))
 
 
 @dataclass(frozen=True)
@@ -104,11 +113,11 @@ class Turn:
 @dataclass(frozen=True)
 class Conversation:
     id: str
-    image: ImageRef | None
+    image: ImageSpec | None
     turns: tuple[Turn, ...]
     grounding: bool = False
     # The "other image" for the grounding probe; filled in by the loader when the file omits it.
-    grounding_other: ImageRef | None = None
+    grounding_other: ImageSpec | None = None
     note: str | None = None
     file: str | None = None  # the probe file and line this conversation came from
     line: int | None = None
@@ -141,7 +150,7 @@ def _str(ctx: _Ctx, v: Any, what: str) -> str:
     return v
 
 
-def _parse_image(ctx: _Ctx, obj: Any, what: str, base_dir: Path | None) -> ImageRef | None:
+def _parse_image(ctx: _Ctx, obj: Any, what: str, base_dir: Path | None) -> ImageSpec | None:
     if obj is None:
         return None
     if not isinstance(obj, dict):
@@ -156,7 +165,7 @@ def _parse_image(ctx: _Ctx, obj: Any, what: str, base_dir: Path | None) -> Image
             raise ctx.err(f"{what}.split must be one of {list(EASYVQA_SPLITS)}, got {split!r}")
         if "image_id" not in obj:
             raise ctx.err(f"{what}: source 'easyvqa' needs image_id")
-        return ImageRef("easyvqa", split=split, image_id=_nonneg_int(ctx, obj["image_id"], f"{what}.image_id"))
+        return ImageSpec("easyvqa", split=split, image_id=_nonneg_int(ctx, obj["image_id"], f"{what}.image_id"))
     if source == "counting":
         extra = set(obj) - {"source", "seed", "index"}
         if extra:
@@ -166,14 +175,14 @@ def _parse_image(ctx: _Ctx, obj: Any, what: str, base_dir: Path | None) -> Image
         seed = obj["seed"]
         if not _is_int(seed):
             raise ctx.err(f"{what}.seed must be an integer, got {seed!r}")
-        return ImageRef("counting", seed=seed, index=_nonneg_int(ctx, obj["index"], f"{what}.index"))
+        return ImageSpec("counting", seed=seed, index=_nonneg_int(ctx, obj["index"], f"{what}.index"))
     if source == "path":
         extra = set(obj) - {"source", "path"}
         if extra:
             raise ctx.err(f"{what}: unknown key(s) {sorted(extra)} for an image path")
         rel = _str(ctx, obj.get("path"), f"{what}.path")
         p = inside(base_dir, rel, ctx.path, ctx.line) if base_dir is not None else Path(rel)
-        return ImageRef("path", path=os.fspath(p))
+        return ImageSpec("path", path=os.fspath(p))
     raise ctx.err(f"{what}.source must be 'easyvqa', 'counting' or 'path', got {source!r}")
 
 
@@ -190,8 +199,6 @@ def _parse_str_list(ctx: _Ctx, v: Any, what: str) -> tuple[str, ...]:
 
 
 def _parse_checks(ctx: _Ctx, obj: Any, what: str, turn_index: int) -> TurnChecks:
-    from ..metrics.dialog import normalise_answer
-
     if obj is None:
         return TurnChecks()
     if not isinstance(obj, dict):
@@ -231,8 +238,6 @@ def _parse_checks(ctx: _Ctx, obj: Any, what: str, turn_index: int) -> TurnChecks
 def parse_conversation(obj: Any, path: str | os.PathLike | None = None, line: int | None = None,
                        base_dir: Path | None = None) -> Conversation:
     """Validate one JSON object; errors are ``UserError(msg, path, line)``."""
-    from ..metrics.dialog import find_term
-
     ctx = _Ctx(path, line)
     if not isinstance(obj, dict):
         raise ctx.err(f"expected a JSON object, got {type(obj).__name__}")
@@ -344,16 +349,18 @@ def blank_image(size: int = 64, colour: tuple[int, int, int] = (255, 255, 255)):
     return Image.new("RGB", (size, size), colour)
 
 
-@functools.lru_cache(maxsize=2)
-def _easyvqa_paths(split: str) -> dict[int, str]:
-    try:
-        import easy_vqa
-    except ImportError:  # pragma: no cover - easy-vqa is a dependency
-        raise UserError("the easy-vqa package is needed for easyvqa images: pip install easy-vqa==1.0") from None
-    return easy_vqa.get_test_image_paths() if split == "test" else easy_vqa.get_train_image_paths()
+# the white image of the grounding probe ("same question, blank image")
+BLANK_IMAGE = ImageRef(key="blank:64:white", loader=lambda: blank_image(64))
 
 
-def resolve_image(ref: ImageRef):
+def _open_blank_key(key: str):
+    return blank_image(int(key.split(":")[1]))
+
+
+register_image_key("blank", _open_blank_key)  # blank:<size>:white
+
+
+def resolve_image(ref: ImageSpec):
     """Load the picture ``ref`` points at as an RGB ``PIL.Image`` (fully read, file closed)."""
     from PIL import Image, UnidentifiedImageError
 
@@ -362,7 +369,7 @@ def resolve_image(ref: ImageRef):
 
         return make_counting_item(ref.seed, ref.index).image()
     if ref.source == "easyvqa":
-        paths = _easyvqa_paths(ref.split or "test")
+        paths = easyvqa_image_paths(ref.split or "test")
         if ref.image_id not in paths:
             raise UserError(f"easy-vqa {ref.split} split has no image {ref.image_id} (ids 0..{len(paths) - 1})")
         file = paths[ref.image_id]

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..io import read_json
-from ..taskapi.types import ImageRef, Sample
+from .sample import ImageRef, Sample
 
 _IMG_RE = re.compile(r"(\d+)\.(?:jpe?g|png)$", re.IGNORECASE)
 

@@ -8,7 +8,8 @@ scikit-learn's ``roc_auc_score`` (OpenFlamingo's Hateful Memes metric) reports; 
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Mapping, Sequence
 
 
 def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float:
@@ -36,3 +37,11 @@ def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float:
 def top_k_correct(ranked: Sequence[str], reference: str, k: int) -> int:
     """1 when ``reference`` is among the first ``k`` of ``ranked`` (best first)."""
     return int(reference in list(ranked)[:k])
+
+
+def softmax_p(scores: Mapping[str, float], label: str) -> float:
+    """Softmax probability of ``label`` over the class scores (Hateful Memes: P(yes) from the two
+    classes' log-likelihood scores)."""
+    m = max(scores.values())
+    z = sum(math.exp(v - m) for v in scores.values())
+    return math.exp(scores[label] - m) / z

@@ -47,10 +47,12 @@ from __future__ import annotations
 import math
 import re
 import statistics
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+# keyword search and answer normalisation are shared with the probe-file validation (mmgpt_eval.data.dialog_spec)
+from ..textmatch import CJK, check_str, find_term, fold, normalise_answer
 
 __all__ = [
     "COLLAPSE_MIN_WORDS",
@@ -80,6 +82,10 @@ __all__ = [
     "grounding_rate",
     "turn_probes",
     "aggregate_probes",
+    "CONVERSATION_METRICS",
+    "conversation_metrics",
+    "aggregate_conversations",
+    "reference_similarity",
 ]
 
 COLLAPSE_MIN_WORDS = 10
@@ -104,26 +110,8 @@ _LEAK_RE: dict[str, re.Pattern[str]] = {
     "preamble": re.compile(r"below\s+is\s+an\s+instruction\s+that\s+describes\s+a\s+task", re.IGNORECASE),
 }
 
-_CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_TOKEN_RE = re.compile(rf"[{_CJK}]|(?:(?![{_CJK}])[^\W_])+(?:'(?:(?![{_CJK}])[^\W_])+)*")
-_CJK_RE = re.compile(f"[{_CJK}]")
+_TOKEN_RE = re.compile(rf"[{CJK}]|(?:(?![{CJK}])[^\W_])+(?:'(?:(?![{CJK}])[^\W_])+)*")
 _SENT_SPLIT_RE = re.compile(r"[.!?\u3002\uff01\uff1f]+")
-_PUNCT_RE = re.compile(r"[^\w\s]|_")
-_NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-                 "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen",
-                 "seventeen", "eighteen", "nineteen", "twenty"]
-_NUM_MAP = {w: str(i) for i, w in enumerate(_NUMBER_WORDS)}
-_ARTICLES = {"a", "an", "the"}
-
-
-def _norm(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).casefold().replace("\u2019", "'")
-
-
-def _check_str(text: Any, name: str = "text") -> str:
-    if not isinstance(text, str):
-        raise TypeError(f"{name} must be str, got {type(text).__name__}")
-    return text
 
 
 # --------------------------------------------------------------------------- length
@@ -131,7 +119,7 @@ def _check_str(text: Any, name: str = "text") -> str:
 
 def word_count(text: str) -> int:
     """Whitespace-separated words after strip (``""`` and ``"  "`` have 0)."""
-    return len(_check_str(text).split())
+    return len(check_str(text).split())
 
 
 def response_length(text: str, num_tokens: int | None = None) -> dict[str, int | None]:
@@ -189,7 +177,7 @@ def collapsed(text: str, kind: str, min_words: int = COLLAPSE_MIN_WORDS) -> bool
 
 def is_empty(text: str) -> bool:
     """Empty or whitespace-only."""
-    return not _check_str(text).strip()
+    return not check_str(text).strip()
 
 
 def truncated(stopped_on_eos: bool, num_new_tokens: int, max_new_tokens: int) -> bool:
@@ -205,7 +193,7 @@ def truncated(stopped_on_eos: bool, num_new_tokens: int, max_new_tokens: int) ->
 
 def content_tokens(text: str) -> list[str]:
     """Lower-cased word tokens for n-gram statistics (see the module docstring)."""
-    return _TOKEN_RE.findall(_norm(_check_str(text)))
+    return _TOKEN_RE.findall(fold(check_str(text)))
 
 
 def _ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
@@ -239,7 +227,7 @@ def repeated_sentences(text: str, min_words: int = 3) -> list[str]:
     """
     seen: Counter[str] = Counter()
     order: list[str] = []
-    for raw in _SENT_SPLIT_RE.split(_norm(_check_str(text))):
+    for raw in _SENT_SPLIT_RE.split(fold(check_str(text))):
         s = " ".join(raw.split())
         if len(s.split()) < min_words:
             continue
@@ -254,26 +242,11 @@ def repeated_sentences(text: str, min_words: int = 3) -> list[str]:
 
 def leaked_markers(text: str) -> list[str]:
     """Names (keys of ``LEAK_MARKERS``) of prompt-template markers found in ``text``."""
-    _check_str(text)
+    check_str(text)
     return [name for name, rx in _LEAK_RE.items() if rx.search(text)]
 
 
 # --------------------------------------------------------------------------- keywords
-
-
-def _term_regex(term: str) -> re.Pattern[str]:
-    t = _norm(term).strip()
-    if not t:
-        raise ValueError("empty keyword")
-    if any(ch.isspace() for ch in t) or _CJK_RE.search(t):
-        return re.compile(re.escape(" ".join(t.split())))
-    return re.compile(rf"(?<!\w){re.escape(t)}(?!\w)")
-
-
-def find_term(text: str, term: str) -> bool:
-    """Whether ``term`` (or one of its ``|``-separated alternatives) occurs in ``text``."""
-    hay = " ".join(_norm(_check_str(text)).split())
-    return any(_term_regex(alt).search(hay) for alt in term.split("|") if alt.strip())
 
 
 def must_include_missing(text: str, terms: Iterable[str]) -> list[str]:
@@ -284,13 +257,6 @@ def must_include_missing(text: str, terms: Iterable[str]) -> list[str]:
 def must_not_include_present(text: str, terms: Iterable[str]) -> list[str]:
     """Terms of ``terms`` that occur in ``text`` (empty list = pass)."""
     return [t for t in terms if find_term(text, t)]
-
-
-def normalise_answer(text: str) -> str:
-    """Normalised form for answer comparison (see the module docstring)."""
-    t = _PUNCT_RE.sub(" ", _norm(_check_str(text)).replace("'", ""))
-    words = [_NUM_MAP.get(w, w) for w in t.split()]
-    return " ".join(w for w in words if w not in _ARTICLES)
 
 
 def short_answer_match(text: str, expected: str, max_words: int = SHORT_ANSWER_MAX_WORDS) -> bool:
@@ -370,7 +336,7 @@ def turn_probes(
     """
     from .counting import parse_count
 
-    _check_str(response, "response")
+    check_str(response, "response")
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     words = word_count(response)
@@ -481,3 +447,105 @@ def aggregate_probes(
         "grounding_rate": _rate(blank + other),
     }
     return {"overall": _summarise(records), "by_kind": by_kind, "by_turn": by_turn, "grounding": grounding}
+
+
+# --------------------------------------------------------------------------- per conversation
+# The dialogue task's headline metrics, one value per conversation (the sample of paired statistics):
+# metric name -> (key in conversation_metrics(), higher is better, scale, unit, description)
+CONVERSATION_METRICS: dict[str, tuple[str, bool, float, str, str]] = {
+    "open_words_mean": ("open_words", True, 1.0, " words", "mean response length on open-ended instructions"),
+    "conv_collapse_rate": ("collapsed", False, 100.0, "%",
+                           "per conversation, the share of its open-ended turns answered in < 10 words; mean over "
+                           "conversations"),
+    "checks_pass_rate": ("checks_pass", True, 100.0, "%", "turns passing all their checks"),
+    "short_answer_rate": ("short_answer", True, 100.0, "%", "short-answer / counting turns answered correctly"),
+    "carry_over_rate": ("carry_over", True, 100.0, "%", "turns that must refer back to an earlier turn and do"),
+    "language_pass_rate": ("language_pass", True, 100.0, "%", "language-only instructions passing their checks"),
+    "conv_leak_rate": ("leak", False, 100.0, "%",
+                       "conversations with a response containing ### markers, <image> or <|endofchunk|>"),
+    "conv_empty_rate": ("empty", False, 100.0, "%", "conversations with an empty response"),
+    "conv_truncation_rate": ("truncated", False, 100.0, "%",
+                             "per conversation, the share of its responses cut off at max_new_tokens; mean over "
+                             "conversations"),
+    "conv_eos_rate": ("eos", True, 100.0, "%",
+                      "per conversation, the share of its responses that stopped on EOS; mean over conversations"),
+    "distinct_2": ("distinct_2", True, 1.0, "", "distinct bigrams / bigrams"),
+    "repeated_3gram_rate": ("repeated_3gram", False, 100.0, "%", "3-grams occurring more than once"),
+    "grounding_rate": ("grounding_changed", True, 100.0, "%",
+                       "turn-0 answers that change with a blank / other image (image-blind model: 0)"),
+}
+
+
+def _frac(flags: list[Any]) -> float | None:
+    xs = [bool(f) for f in flags if f is not None]
+    return None if not xs else sum(xs) / len(xs)
+
+
+def conversation_metrics(turns: list[dict[str, Any]], grounding: dict[str, Any] | None) -> dict[str, Any]:
+    """One conversation's values of :data:`CONVERSATION_METRICS` (fractions in [0, 1], ``None`` where no
+    turn applies) from its :func:`turn_probes` records and :func:`grounding_probes` record, with both
+    kept under ``turns`` and ``grounding``."""
+    short = [t["short_answer_match"] if t["short_answer_match"] is not None else t["count_exact"]
+             for t in turns if t["kind"] == "short"]
+    return {
+        "open_words": _mean([t["words"] for t in turns if t["kind"] == "open"]),
+        "collapsed": _frac([t["collapsed"] for t in turns]),
+        "checks_pass": _frac([t["checks_pass"] for t in turns]),
+        "short_answer": _frac(short),
+        "carry_over": _frac([t["carry_over_pass"] for t in turns]),
+        "language_pass": _frac([t["checks_pass"] for t in turns if t["kind"] == "language"]),
+        "leak": int(any(t["template_leak"] for t in turns)),
+        "empty": int(any(t["empty"] for t in turns)),
+        "truncated": _frac([t["truncated"] for t in turns]),
+        "eos": _frac([t["stopped_on_eos"] for t in turns]),
+        "distinct_2": _mean([t["distinct_2"] for t in turns]),
+        "repeated_3gram": _mean([t["repeated_3gram_rate"] for t in turns]),
+        "grounding_changed": None if grounding is None else _frac(
+            [grounding.get("grounding_changed_blank"), grounding.get("grounding_changed_other")]),
+        "turns": turns,
+        "grounding": grounding,
+    }
+
+
+def _str_keys(obj: Any) -> Any:
+    """Dict keys as strings, all the way down (JSON object keys)."""
+    if isinstance(obj, dict):
+        return {str(k): _str_keys(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_str_keys(v) for v in obj]
+    return obj
+
+
+def aggregate_conversations(per_conversation: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The corpus values of :data:`CONVERSATION_METRICS` (scaled means over the conversations where a value
+    applies, 4 decimals) plus ``open_median_words`` (pooled over open-ended turns), and the pooled-turn
+    summary of :func:`aggregate_probes` with string keys. ``per_conversation``: the
+    :func:`conversation_metrics` dicts."""
+    metrics: dict[str, Any] = {}
+    for name, (key, _, scale, _, _) in CONVERSATION_METRICS.items():
+        vals = [m[key] for m in per_conversation if m.get(key) is not None]
+        metrics[name] = round(scale * sum(vals) / len(vals), 4) if vals else None
+    turn_records = [t for m in per_conversation for t in m["turns"]]
+    open_words = [t["words"] for t in turn_records if t["kind"] == "open"]
+    metrics["open_median_words"] = float(statistics.median(open_words)) if open_words else None
+    grounding = [m["grounding"] for m in per_conversation if m.get("grounding")]
+    return metrics, _str_keys(aggregate_probes(turn_records, grounding))
+
+
+def reference_similarity(records: list[dict[str, Any]]) -> float | None:
+    """Mean cosine similarity between responses and reference answers (all-MiniLM-L6-v2 from the packaged
+    weights, offline; :mod:`mmgpt_eval.metrics.semantic`), over every turn that has a reference.
+    ``records``: per-sample records with ``references`` (one dict per turn) and ``outputs`` (``t<k>``)."""
+    from .semantic import semantic_similarity
+
+    pairs = []
+    for r in records:
+        refs = r["references"]
+        outs = r.get("outputs") or {}
+        for k, ref in enumerate(refs):
+            if ref.get("reference") and f"t{k}" in outs:
+                pairs.append((outs[f"t{k}"]["prediction"], ref["reference"]))
+    if not pairs:
+        return None
+    sims = semantic_similarity([p for p, _ in pairs], [r for _, r in pairs])
+    return round(sum(sims) / len(sims), 4)

@@ -161,6 +161,22 @@ def normalize_openflamingo(text: str) -> str:
 # Per-question accuracy
 # --------------------------------------------------------------------------------------------
 
+def exact_match(prediction: str, answer: str) -> int:
+    """1 when the prediction equals the single reference answer after :func:`normalize_openflamingo`."""
+    return int(normalize_openflamingo(prediction) == normalize_openflamingo(answer))
+
+
+def vizwiz_accuracy(prediction: str, answers: list[str]) -> float:
+    """The VizWiz evaluator's accuracy of one prediction (0..1): the prediction normalised, the answers as
+    given, leave-one-out by position, summed in answer order as the official loop does."""
+    res = normalize_openflamingo(prediction)
+    accs = []
+    for i in range(len(answers)):
+        matching = [a for j, a in enumerate(answers) if i != j and a == res]
+        accs.append(min(1, float(len(matching)) / 3))
+    return float(sum(accs)) / len(accs)
+
+
 def _check_mode(mode: str) -> None:
     if mode not in MODES:
         raise UserError(f"unknown VQA normalization {mode!r}; choose one of: {', '.join(MODES)}")

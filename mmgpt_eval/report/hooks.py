@@ -1,6 +1,6 @@
 """The task side of the report: each task's class, found by name (or alias) with
-``taskregistry.discover()`` (looked up once per process), and safe calls of its report hooks
-(``mmgpt_eval.taskapi.reporting``). A task whose plugin is not installed, or whose hook raises or
+``taskregistry.discover()`` (looked up once per process), and safe calls of the report view it declares
+(``Task.view``, ``mmgpt_eval.taskapi.reporting``). A task whose plugin is not installed, or whose hook raises or
 returns something else than promised, gets the generic view: no exception from a plugin reaches the
 page build."""
 
@@ -33,17 +33,10 @@ def task_classes() -> dict[str, type]:
 
 
 def hooks_for(task: str, options: Any = None) -> ReportHooks | None:
-    """The report hooks of ``task`` (an instance of its class with the run's options), None when unknown."""
-    cls = task_classes().get(task)
-    if cls is None:
-        return None
-    for opts in ((dict(options) if isinstance(options, dict) else {}), {}):
-        try:
-            obj = cls(opts)
-        except Exception:  # noqa: BLE001 - odd recorded options: try without them
-            continue
-        return obj if isinstance(obj, ReportHooks) else None
-    return None
+    """The report view ``task`` declares (``Task.view``), None when the task is unknown or declares
+    something else. ``options`` (the run's task options) are not needed: views see results only."""
+    view = getattr(task_classes().get(task), "view", None)
+    return view if isinstance(view, ReportHooks) else None
 
 
 def report_tables(hooks: ReportHooks | None, columns: list[Column]) -> tuple[ReportTables, str]:

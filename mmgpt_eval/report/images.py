@@ -111,6 +111,7 @@ class Thumbs:
     @staticmethod
     def _make(key: str) -> str | None:
         try:
+            from .. import data  # noqa: F401 - registers the generated images' key schemes
             from ..images import open_image_key
 
             im = open_image_key(key)

@@ -1,11 +1,11 @@
-"""Accuracy broken down by a sample's group (answer type, question type...), and its report table:
+"""Accuracy broken down by a sample's group (answer type, question type...), and its report view:
 shared by the tasks that report it (``easyvqa``, ``easyvqa-mc``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .reporting import Column, ReportTables, dict_table
+from .reporting import BreakdownTable, BreakdownTables
 from .types import Aggregate, Sample
 
 
@@ -23,12 +23,7 @@ def accuracy_by(samples: list[Sample], records: list[dict[str, Any]], correct_ke
                    f"n_by_{name}": {k: len(v) for k, v in sorted(groups.items())}})
 
 
-def accuracy_by_table(columns: list[Column], name: str = "answer_type") -> ReportTables:
-    """The report table of :func:`accuracy_by`'s breakdown (nothing when no column has it)."""
-    key, counts = f"accuracy_by_{name}", f"n_by_{name}"
-    if not any(key in c.breakdown for c in columns):
-        return ReportTables()
-    return ReportTables(
-        tables=[dict_table(f"accuracy by {name.replace('_', ' ')}", columns, [c.breakdown.get(key) for c in columns],
-                           counts=[c.breakdown.get(counts) for c in columns], unit="%")],
-        consumed={key, counts})
+def accuracy_by_view(name: str = "answer_type") -> BreakdownTables:
+    """The report view of :func:`accuracy_by`'s breakdown: one table, with the sample counts."""
+    return BreakdownTables(BreakdownTable(f"accuracy_by_{name}", f"accuracy by {name.replace('_', ' ')}",
+                                          counts=f"n_by_{name}", unit="%"))

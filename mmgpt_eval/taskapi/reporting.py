@@ -1,9 +1,11 @@
 """Task-specific views in the HTML report: what a task hands the report, and helpers to build it.
 
 The report (``mmgpt_eval.report``) renders every task the same way -- summary, generic breakdown
-tables, galleries -- and asks the task's class (found by name with ``taskregistry.discover()``) for
-the views only the task understands. :class:`ReportHooks` (a base of :class:`~mmgpt_eval.taskapi.Task`)
-has two hooks, both no-ops by default:
+tables, galleries -- and asks the task's view for what only the task understands. A task declares its
+view as a class attribute, ``view = ...``: an instance of :class:`ReportHooks` (the default: no
+task-specific view), of :class:`BreakdownTables` (tables of breakdown dicts, declared), or of a
+subclass kept in a companion module beside the task (``tasks/dialog_view.py``). The report finds the
+task's class by name with ``taskregistry.discover()`` and calls the view's two hooks:
 
 ``report_tables(columns) -> ReportTables``
     ``columns``: the runs shown, in page order (baseline first), each a :class:`Column` with the
@@ -19,6 +21,8 @@ has two hooks, both no-ops by default:
     ``record.outputs``, and flags -- plus any extra outputs to show below them, or None when the
     record has no transcript (the default: the task has none). The report calls it once per run and
     conversation and shows the runs side by side; galleries show the turns' answers too.
+
+Views see results only, never the task's options or data.
 
 Contract: hooks get data read from files written by any version of any run, possibly hand-edited
 or hostile. They must not raise on a missing key, a wrong type, a NaN or a huge dict (the helpers
@@ -37,8 +41,8 @@ from typing import Any, Iterable, Optional
 from ..records import SampleRecord
 
 __all__ = ["SampleRecord", "Column", "Table", "BarPlot", "ReportTables", "Flag", "Turn", "ExtraOutput", "Transcript",
-           "ReportHooks", "FLAG_LEVELS", "CELL_LIMIT", "number", "to_text", "clip", "fmt_num", "fmt_value", "fmt_cell",
-           "keys_of", "numeric_order", "dict_table"]
+           "ReportHooks", "BreakdownTable", "BreakdownTables", "FLAG_LEVELS", "CELL_LIMIT", "number", "to_text", "clip",
+           "fmt_num", "fmt_value", "fmt_cell", "keys_of", "numeric_order", "dict_table"]
 
 CELL_LIMIT = 200    # characters of one table cell (the report clips every cell to this too)
 SHORT_LIMIT = 160   # characters of a non-numeric value printed where a number was expected
@@ -123,7 +127,8 @@ class Transcript:
 
 
 class ReportHooks:
-    """Hooks the report calls on a task (see the module docstring); the defaults add nothing."""
+    """A task's report view: the hooks the report calls (see the module docstring); the defaults add
+    nothing."""
 
     def report_tables(self, columns: list[Column]) -> ReportTables:
         """Task-specific tables and plots of the runs' breakdowns, and the breakdown keys they consumed."""
@@ -239,3 +244,33 @@ def dict_table(title: str, columns: list[Column], dicts: list[Any], *, counts: O
         row += [fmt_value(d.get(k), unit) if isinstance(d, dict) and k in d else "—" for d in dicts]
         rows.append(row)
     return Table(title, header, rows, collapsed)
+
+
+# ------------------------------------------------------------------------------------------ declared views
+@dataclass(frozen=True)
+class BreakdownTable:
+    """One breakdown dict shown as a table: ``key`` (group -> value per run), its ``title``, and
+    optionally ``counts``, the key of the group -> sample count dict shown as an ``n`` column."""
+
+    key: str
+    title: str
+    counts: Optional[str] = None
+    unit: str = ""
+
+
+class BreakdownTables(ReportHooks):
+    """A view of declared breakdown tables: each one whose key some run has, in declaration order;
+    its key and counts key are consumed."""
+
+    def __init__(self, *tables: BreakdownTable):
+        self.tables = tables
+
+    def report_tables(self, columns: list[Column]) -> ReportTables:
+        out = ReportTables()
+        for t in self.tables:
+            if any(t.key in c.breakdown for c in columns):
+                counts = None if t.counts is None else [c.breakdown.get(t.counts) for c in columns]
+                out.tables.append(dict_table(t.title, columns, [c.breakdown.get(t.key) for c in columns],
+                                             counts=counts, unit=t.unit))
+                out.consumed |= {t.key} if t.counts is None else {t.key, t.counts}
+        return out

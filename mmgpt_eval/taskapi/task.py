@@ -5,8 +5,8 @@ One sample's path through a task: :meth:`Task.load` -> (``--limit``: :func:`fixe
 -> generation (the runner) -> :meth:`Task.postprocess` -> :meth:`Task.score_sample` ->
 :meth:`Task.aggregate`. A ranking task (classification, multiple choice) returns
 :meth:`Task.candidates` for a sample; its request is then a :class:`RankRequest` and its output a
-:class:`Ranking` (no post-processing: the prediction is the best candidate). The report asks :meth:`Task.report_tables` and :meth:`Task.transcript`
-for task-specific views of the results.
+:class:`Ranking` (no post-processing: the prediction is the best candidate). The report shows the
+task's :attr:`Task.view` (``mmgpt_eval.taskapi.reporting``) for task-specific views of the results.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def demos_needed(template: Template, num_fewshot: int, zero_mode: str) -> int:
     return num_fewshot if num_fewshot > 0 else 2
 
 
-class Task(ReportHooks):
+class Task:
     """Base class. Subclasses set the class attributes and implement ``load``, ``metric_info`` and
     ``score_sample`` (and ``aggregate`` when the corpus metric is not a mean of per-sample values)."""
 
@@ -85,6 +85,8 @@ class Task(ReportHooks):
     # or by the sum; how many of the best candidates the per-sample log keeps
     normalize_length: ClassVar[bool] = True
     rank_top_k: ClassVar[int] = 5
+    # what the HTML report shows of this task beyond the generic views (taskapi.reporting)
+    view: ClassVar[ReportHooks] = ReportHooks()
 
     def __init__(self, options: dict[str, Any] | None = None):
         self.options: dict[str, Any] = dict(options or {})

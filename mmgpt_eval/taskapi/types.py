@@ -1,4 +1,5 @@
-"""What a task hands the runner and gets back: samples with their images, requests (generation:
+"""What a task hands the runner and gets back: samples with their images (defined with the readers in
+:mod:`mmgpt_eval.data.sample`, re-exported here), requests (generation:
 :class:`Request`; log-likelihood ranking of candidate continuations: :class:`RankRequest`), the
 finished outputs (:class:`Output`, :class:`Ranking`), metric declarations and the aggregate. Plain
 dataclasses; no torch."""
@@ -6,47 +7,13 @@ dataclasses; no torch."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from PIL import Image
-
+from ..data.sample import ImageRef, Sample
 from ..generation_settings import GenerationSettings
 from ..templates import Template
 
-
-@dataclass
-class ImageRef:
-    """An image by path or by a loader (procedural data), with a stable key used for caching,
-    deduplication (one feature computation per key) and prompt hashes."""
-
-    key: str
-    path: str | None = None
-    loader: Callable[[], Image.Image] | None = field(default=None, repr=False, compare=False)
-
-    def open(self) -> Image.Image:
-        if self.loader is not None:
-            return self.loader().convert("RGB")
-        from ..images import open_image
-
-        return open_image(self.path)
-
-    @classmethod
-    def from_path(cls, path: str | Path) -> "ImageRef":
-        p = str(Path(path).resolve())
-        return cls(key=p, path=p)
-
-
-@dataclass
-class Sample:
-    """One evaluation item: its id (unique within the task), images, the fields its prompt is
-    rendered from, the references it is scored against, and free-form metadata (breakdowns)."""
-
-    id: str
-    images: list[ImageRef]
-    fields: dict[str, Any]
-    references: Any
-    meta: dict[str, Any] = field(default_factory=dict)
+__all__ = ["ImageRef", "Sample", "Request", "RankRequest", "Ranking", "Output", "MetricInfo", "Aggregate"]
 
 
 @dataclass
