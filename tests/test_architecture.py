@@ -218,14 +218,6 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 # Imports that break the map today and are being removed in other branches (module -> imported
 # module: who removes it). Each entry must still occur; remove it with the import.
 ALLOWED_VIOLATIONS: dict[str, str] = {
-    "mmgpt_eval.data.classification -> mmgpt_eval.taskapi.types": "helper tasks (data below the task API)",
-    "mmgpt_eval.data.easyvqa -> mmgpt_eval.taskapi.types": "helper tasks (data below the task API)",
-    "mmgpt_eval.data.vqa_files -> mmgpt_eval.taskapi.types": "helper tasks (data below the task API)",
-    "mmgpt_eval.data.dialog_spec -> mmgpt_eval.metrics.dialog": "helper tasks (text matching in textmatch)",
-    "mmgpt_eval.images -> mmgpt_eval.data.counting_images": "helper tasks (image-key schemes registered by "
-                                                             "their data modules)",
-    "mmgpt_eval.images -> mmgpt_eval.data.dialog_spec": "helper tasks (image-key schemes registered by their "
-                                                        "data modules)",
     "mmgpt_eval.frames -> mmgpt_eval.api": "helper reader (one way to read a run folder)",
     "mmgpt_eval.compare -> mmgpt_eval.taskapi.reporting": "helper reader (one number helper)",
     "mmgpt_eval.results -> mmgpt_eval.taskregistry": "helper reader (metric renames stored when results are "
