@@ -478,7 +478,7 @@ def print_published(runs: list[RunResults], labels: list[str] | None = None, pub
                           _fmt(m.measured), _fmt(m.published, m.published_std), _fmt(m.delta))
     if n:
         con.print(t)
-        for lbl, ms, _ in per_run:
+        for _, ms, _ in per_run:
             for m in ms:
                 if m.compares:
                     con.print(f"  {escape(m.row.id)}: {escape(m.row.source)} @ {m.row.source_commit[:12]}; "

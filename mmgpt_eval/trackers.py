@@ -145,7 +145,7 @@ def log_to_trackers(targets: Sequence[Target], results: Any, out_dir: str | os.P
             log.info("logged to %s: %s", t.kind, where)
         except UserError as e:
             failed.append(f"{t}: {e}")
-        except Exception as e:  # noqa: BLE001 - a tracker's own error, reported in one line
+        except Exception as e:  # a tracker's own error (logged with its traceback), reported in one line
             log.debug("tracker %s failed", t, exc_info=True)
             failed.append(f"{t}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
     if failed:

@@ -271,7 +271,9 @@ def print_comparison(comps: list[dict[str, Any]]) -> None:
     t = Table(title="vs baseline (paired, 95% CI)", title_justify="left")
     for col in ("task", "metric", "baseline", "candidate", "delta", "95% CI", "p"):
         t.add_column(col, justify="left" if col in ("task", "metric") else "right")
-    f = (lambda v: "-" if v is None else f"{v:.4g}")
+    def f(v: float | None) -> str:
+        return "-" if v is None else f"{v:.4g}"
+
     for c in comps:
         t.add_row(c["task"], c["metric"], f(c.get("baseline")), f(c.get("candidate")), f(c.get("delta")),
                   "-" if c.get("ci_low") is None else f"[{c['ci_low']:.3g}, {c['ci_high']:.3g}]",

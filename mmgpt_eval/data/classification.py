@@ -30,7 +30,7 @@ def imagenet_classnames() -> list[str]:
     try:
         from open_flamingo.eval.classification_utils import IMAGENET_CLASSNAMES
     except ImportError as e:  # pragma: no cover - open-flamingo is part of every install
-        raise UserError(f"ImageNet class names come from open-flamingo's eval package, which failed to import: {e}")
+        raise UserError(f"ImageNet class names come from open-flamingo's eval package, which failed to import: {e}") from e
     return list(IMAGENET_CLASSNAMES)
 
 

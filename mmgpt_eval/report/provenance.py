@@ -62,7 +62,7 @@ def provenance(cols: list[RunColumn], tasks: list[str]) -> dict[str, Any]:
     add("checkpoint sha256", lambda r: get(r.model, "checkpoint", "sha256"))
     add("checkpoint step / epoch", lambda r: " / ".join(cell(x) for x in step_epoch(r)) if any(
         x is not None for x in step_epoch(r)) else None)
-    add("LoRA", lambda r: (lambda l: f"r={l.get('r')} alpha={l.get('alpha')}" if isinstance(l, dict) else None)(
+    add("LoRA", lambda r: (lambda lo: f"r={lo.get('r')} alpha={lo.get('alpha')}" if isinstance(lo, dict) else None)(
         get(r.model, "checkpoint", "lora")))
     add("OpenFlamingo base sha256", lambda r: get(r.model, "openflamingo_checkpoint_sha256"))
     add("seed", lambda r: get(r.run, "seed"))
