@@ -81,7 +81,8 @@ def provenance(cols: list[RunColumn], tasks: list[str]) -> dict[str, Any]:
         add(f"{task}: fingerprint",
             lambda r, tg=tget: (lambda t: str(t.fingerprint)[:16] or None if t else None)(tg(r)))
         add(f"{task}: throughput", lambda r, tg=tget: (lambda t: (
-            f"{cell(t.timing.get('samples_per_s'))} samples/s, {cell(t.timing.get('tokens_per_s'))} tokens/s, "
+            f"{cell(t.timing.get('samples_per_s'))} samples/s, "
+            f"{cell(t.timing.get('tokens_per_s'))} tokens/s, "
             f"{cell(t.timing.get('wall_s'))} s") if t and t.timing else None)(tg(r)))
     add("wall time (s)", lambda r: get(r.provenance, "wall_time_s"))
     add("peak CPU RSS (MB)", lambda r: get(r.provenance, "peak_memory", "cpu_rss_mb"))

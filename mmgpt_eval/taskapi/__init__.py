@@ -7,8 +7,8 @@ its options and data files once (``OPTIONS``; flags, run-config keys, the data-r
 check`` and the fingerprint follow from them), loads samples, turns each into requests through a
 named template, and scores. See README "Writing a task".
 
-Submodules: ``types`` (Sample, Request, RankRequest, Output, Ranking...), ``options`` (Option, DataFile), ``task`` (Task,
-RunContext), ``demos`` (few-shot selection), ``reporting`` (report hooks), ``datasets`` (readers and
+Submodules: ``types`` (Sample, Request, RankRequest, Output, Ranking...), ``options`` (Option, DataFile),
+``task`` (Task, RunContext), ``demos`` (few-shot selection), ``reporting`` (report hooks), ``datasets`` (readers and
 embedded data), ``metrics`` (metric functions), ``captioning`` (the caption tasks' shared
 scoring), ``breakdowns`` (accuracy per group). Importing a task does not import torch.
 """

@@ -5,8 +5,8 @@ One sample's path through a task: :meth:`Task.load` -> (``--limit``: :func:`fixe
 -> generation (the runner) -> :meth:`Task.postprocess` -> :meth:`Task.score_sample` ->
 :meth:`Task.aggregate`. A ranking task (classification, multiple choice) returns
 :meth:`Task.candidates` for a sample; its request is then a :class:`RankRequest` and its output a
-:class:`Ranking` (no post-processing: the prediction is the best candidate). The report asks :meth:`Task.report_tables` and :meth:`Task.transcript`
-for task-specific views of the results.
+:class:`Ranking` (no post-processing: the prediction is the best candidate). The report asks
+:meth:`Task.report_tables` and :meth:`Task.transcript` for task-specific views of the results.
 """
 
 from __future__ import annotations
