@@ -28,7 +28,7 @@ from .results import RunResults
 log = logging.getLogger("mmgpt_eval")
 
 # the tiny MultiModal-GPT made by `make reproduce` (shipped in the package) on 200 easy-VQA questions
-EMBEDDED_DEFAULT = {"model": "tiny-openflamingo", "ckpt": "tiny-mmgpt", "tasks": "easyvqa,easyvqa-mc", "limit": 200}
+EMBEDDED_DEFAULT: dict[str, Any] = {"model": "tiny-openflamingo", "ckpt": "tiny-mmgpt", "tasks": "easyvqa,easyvqa-mc", "limit": 200}
 DEFAULT_OUTPUT_DIR = "mmgpt-eval-out"
 
 
@@ -283,9 +283,10 @@ def combine_trials(runs: list[RunResults], seeds: list[int], folder: Path) -> Ru
     combined.run["trials"] = {"seeds": seeds, "folders": [f"trials/seed-{s}" for s in seeds]}
     combined.run["output_dir"] = str(folder)
     for name, tr in combined.tasks.items():
-        values: dict[str, list[float]] = {m: [r.tasks[name].metrics.get(m, float("nan")) for r in runs]
+        values: dict[str, list[float | None]] = {m: [r.tasks[name].metrics.get(m, float("nan")) for r in runs]
                                           for m in tr.metrics}
-        mean, std = {}, {}
+        mean: dict[str, float | None] = {}
+        std: dict[str, float] = {}
         for m, vs in values.items():
             finite = [v for v in vs if isinstance(v, (int, float)) and not math.isnan(v)]
             mean[m] = round(statistics.fmean(finite), 4) if finite else float("nan")

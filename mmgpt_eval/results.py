@@ -51,7 +51,7 @@ READABLE_VERSIONS = (1, 2)
 class TaskResult:
     task: str
     version: str
-    metrics: dict[str, float]
+    metrics: dict[str, float | None]
     metric_info: dict[str, dict[str, Any]]
     primary_metric: str
     n_samples: int

@@ -190,7 +190,7 @@ def _settings_key(s: GenerationSettings) -> str:
     return json.dumps(s.to_dict(), sort_keys=True)
 
 
-def answer_requests(pt: PreparedTask, chunk: list[Sample], first: dict[str, list[Request | RankRequest]],
+def answer_requests(pt: PreparedTask, chunk: list[Sample], first: dict[str, Sequence[Request | RankRequest]],
                     gen: Generator, ranker: Ranker, ctx: RunContext,
                     batch_size: int) -> dict[str, dict[str, Output | Ranking]]:
     """Every round of every request of ``chunk`` (round 0 given); outputs by sample id and request key.

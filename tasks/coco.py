@@ -45,7 +45,7 @@ def _captions_json(path: Path, images: Path) -> list[Sample]:
     doc = read_json(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list):
         raise UserError("expected a COCO captions file: {\"images\": [...], \"annotations\": [...]}", path)
-    files = {im["id"]: im.get("file_name") for im in doc.get("images", []) if isinstance(im, dict) and "id" in im}
+    files: dict[Any, Any] = {im["id"]: im.get("file_name") for im in doc.get("images", []) if isinstance(im, dict) and "id" in im}
     refs: dict[Any, list[str]] = {}
     for i, a in enumerate(doc["annotations"]):
         if not isinstance(a, dict) or "image_id" not in a or "caption" not in a:
@@ -114,7 +114,7 @@ class COCOCaptions(CaptionTask):
         kj, images = getattr(self, "_pool_source", (None, None))
         if not kj:
             raise UserError("few-shot on coco needs --coco-karpathy-json (its train split gives the demos)")
-        return _karpathy(Path(kj), images, "train")
+        return _karpathy(Path(kj), images, "train")  # type: ignore[arg-type]  # set together with kj
 
 
 TASK = COCOCaptions

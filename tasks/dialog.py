@@ -28,7 +28,7 @@ from mmgpt_eval.taskapi.reporting import (Column, ExtraOutput, Flag, ReportTable
 
 
 def _image(ref) -> ImageRef:
-    return ImageRef(key=ref.key(), loader=lambda r=ref: resolve_image(r))
+    return ImageRef(key=ref.key(), loader=lambda: resolve_image(ref))
 
 
 BLANK = ImageRef(key="blank:64:white", loader=lambda: blank_image(64))
@@ -117,7 +117,7 @@ class Dialog(Task):
     def requests(self, sample: Sample, round_index: int, history: dict[str, Output], ctx: RunContext) -> list[Request]:
         conv = self.conversation(sample)
         answers = self._history(conv, round_index, history, ctx.history_mode)
-        turns = [(conv.turns[k].instruction, answers[k]) for k in range(round_index)]
+        turns: list[tuple[str, str | None]] = [(conv.turns[k].instruction, answers[k]) for k in range(round_index)]
         turns.append((conv.turns[round_index].instruction, None))
         has_image = conv.image is not None
         text = render_mmgpt_dialog(turns, has_image=has_image)
@@ -224,7 +224,7 @@ class Dialog(Task):
     def report_tables(self, columns: list[Column]) -> ReportTables:
         if not any("pooled_turns" in c.breakdown for c in columns):
             return ReportTables()
-        pooled = [c.breakdown.get("pooled_turns") for c in columns]
+        pooled: list[Any] = [c.breakdown.get("pooled_turns") for c in columns]
         pooled = [p if isinstance(p, dict) else {} for p in pooled]
         tables = []
 

@@ -52,7 +52,7 @@ class EasyVQAMC(Task):
     def score_sample(self, sample: Sample, outputs: dict[str, Output]) -> dict[str, Any]:
         ranking = outputs["main"]
         return {"correct": int(ranking.prediction == sample.references[0]),
-                "rank": ranking.rank_of(sample.references[0])}
+                "rank": ranking.rank_of(sample.references[0])}  # type: ignore[attr-defined]  # a Ranking
 
     def aggregate(self, samples: list[Sample], records: list[dict[str, Any]]) -> Aggregate:
         agg = accuracy_by(samples, records, "correct", "answer_type")

@@ -33,7 +33,8 @@ class _Images:
     """``<folder>/<image_id>.jpg``, checked once per image id (several questions share an image)."""
 
     def __init__(self, folder: Path, source: Path):
-        self.folder, self.source, self.found = folder, source, {}
+        self.folder, self.source = folder, source
+        self.found: dict[str, ImageRef] = {}
 
     def __call__(self, image_id: Any, where: str) -> ImageRef:
         if not isinstance(image_id, str) or not image_id:
@@ -104,7 +105,7 @@ def load_vqa_format(questions: Path, annotations: Path, images: Path) -> list[Sa
     for i, a in enumerate(adoc["annotations"]):
         if not isinstance(a, dict) or "question_id" not in a or not isinstance(a.get("answers"), list):
             raise UserError(f"annotation {i} needs 'question_id' and an 'answers' list", annotations)
-        answers = [d.get("answer") if isinstance(d, dict) else None for d in a["answers"]]
+        answers: Any = [d.get("answer") if isinstance(d, dict) else None for d in a["answers"]]
         if not answers or not all(isinstance(x, str) for x in answers):
             raise UserError(f"annotation {i} (question_id {a['question_id']}): 'answers' must be a non-empty list "
                             "of {\"answer\": string} objects", annotations)
