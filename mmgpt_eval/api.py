@@ -192,6 +192,7 @@ def evaluate(model: Any = None, ckpt: str | os.PathLike | None = None, tasks: st
         if base_choice is not None:
             cfg.extra_run_info["base_model_choice"] = base_choice.to_dict()
         with output_lock(cfg.output_dir, cfg.argv or None):  # one run per folder; orphan temporaries removed
+            out: RunResults | SeriesResults | None
             if trials > 1:
                 out = _evaluate_trials(cfg, trials, model, ckpt, tasks, lo, task_options, data_root, include_paths,
                                        report)
@@ -398,6 +399,7 @@ def attach_baseline(results: RunResults, prepared: list, cfg, source: str, basel
         kind = "run"
     comps = compare_runs(baseline_run, results, intersect=intersect)
     # relative to this run's folder (so the pair can move together), whatever the working directory
+    assert baseline_run.path is not None  # read from (or written to) a results file
     rel = Path(os.path.relpath(Path(baseline_run.path).resolve(), cfg.output_dir.resolve()))
     results.baseline = {"source": source, "kind": kind, "results": str(rel),
                         "comparisons": [c.to_dict() for c in comps]}

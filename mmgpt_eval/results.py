@@ -227,7 +227,7 @@ _PACKAGES = ["mmgpt-eval", "torch", "torchvision", "transformers", "tokenizers",
 
 
 def package_versions() -> dict[str, str | None]:
-    out = {}
+    out: dict[str, str | None] = {}
     for p in _PACKAGES:
         try:
             out[p] = metadata.version(p)

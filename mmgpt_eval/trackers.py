@@ -337,8 +337,8 @@ def _mlflow_log(t: Target, p: _Payload) -> str:
             metrics = []
             for step, (s, ck_step) in enumerate(zip(p.steps, p.step_values)):
                 metrics += [Metric(_mlflow_key(k), v, now, step) for k, v in s.metrics.items()]
-                if _number(ck_step) is not None:
-                    metrics.append(Metric("checkpoint_step", float(ck_step), now, step))
+                if (ck := _number(ck_step)) is not None:
+                    metrics.append(Metric("checkpoint_step", ck, now, step))
             for i in range(0, len(metrics), 1000):
                 client.log_batch(rid, metrics=metrics[i:i + 1000])
             series = len(p.steps) > 1 or p.step_values != [None]
@@ -369,8 +369,8 @@ def _wandb_log(t: Target, p: _Payload) -> str:
         series = len(p.steps) > 1 or p.step_values != [None]
         for step, (s, ck_step) in enumerate(zip(p.steps, p.step_values)):
             data: dict[str, Any] = dict(s.metrics)
-            if _number(ck_step) is not None and math.isfinite(float(ck_step)):
-                data["checkpoint_step"] = float(ck_step)
+            if (ck := _number(ck_step)) is not None and math.isfinite(ck):
+                data["checkpoint_step"] = ck
             for task, (cols, rows) in s.tables.items():
                 data[f"{task}/samples"] = wandb.Table(columns=cols, data=rows)
             run.log(data, step=step)

@@ -20,7 +20,7 @@ def provenance(cols: list[RunColumn], tasks: list[str]) -> dict[str, Any]:
             d = d.get(p) if isinstance(d, dict) else None
         return d
 
-    def add(name: str, fn: Callable[[RunResults], Any]) -> None:
+    def add(name: str, fn: Callable[..., Any]) -> None:  # fn(run); some bind a loop value as a default argument
         vals = []
         for c in cols:
             try:

@@ -373,14 +373,14 @@ def tokenize_example(ex: Example, tok, max_length: int = 512) -> Tokenized:
             text = TEMPLATES["of-vqa"].render_demo(question=q, answer=a)
         else:
             text = TEMPLATES["of-caption"].render_demo(caption=a)
-        ids = tok(text)["input_ids"]
+        ids: list[int] = tok(text)["input_ids"]
         if ex.image is None:
             ids = ids + [eos]
         ids = ids[:max_length]
         labels = [IGNORE if (i == 0 or t == image_id) else t for i, t in enumerate(ids)]
         return Tokenized(ids, labels, ex.image)
-    ids: list[int] = []
-    labels: list[int] = []
+    ids = []
+    labels = []
     has_image = ex.image is not None
     for k, (q, a) in enumerate(ex.turns):
         if k == 0:
