@@ -78,8 +78,8 @@ class HatefulMemes(Task):
         }
 
     def score_sample(self, sample: Sample, outputs: dict[str, Output]) -> dict[str, Any]:
-        ranking = outputs["main"]
-        scores = {c: ranking.score_of(c) for c in HATEFUL_MEMES_CLASSES}  # type: ignore[attr-defined]  # a Ranking
+        ranking: Any = outputs["main"]  # a Ranking (the Task API types outputs as Output)
+        scores = {c: ranking.score_of(c) for c in HATEFUL_MEMES_CLASSES}
         return {"correct": int(ranking.prediction == sample.references), "p_yes": p_yes(scores)}
 
     def aggregate(self, samples: list[Sample], records: list[dict[str, Any]]) -> Aggregate:
