@@ -41,8 +41,8 @@ test: $(STAMP) chromium lint
 # Static checks, run by `make test` before the tests (about 20 s cold, a few seconds warm; configured in
 # pyproject.toml): ruff's bug-finding rules, the code style (`ruff format .` applies it), and mypy over the package.
 lint: $(STAMP)
-	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
 	$(PY) -m mypy
 
 # The report test renders in real headless Chromium (Debian's package). Installed when missing and
