@@ -281,7 +281,7 @@ def openflamingo_section(s: dict, cmd: list[str], machine: str, load: str) -> st
     for name, c in s["configs"].items():
         lp, rat = c["loops"], c["ratios"]
 
-        def cell(loop, key):
+        def cell(loop, key, lp=lp, rat=rat):
             r = rat.get(key) or {}
             return f"{lp[loop]['median_s']:.2f} ({r.get('median', '-')}x)" if loop in lp else "-"
         ov = (c.get("overhead_vs_bare_generate") or {}).get("median", "-")

@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mmgpt_eval.metrics.vqa import score_vqa  # noqa: E402
-from mmgpt_eval_dev.vqa_reference import score_vqa_reference  # noqa: E402
+from mmgpt_eval.metrics.vqa import score_vqa
+from mmgpt_eval_dev.vqa_reference import score_vqa_reference
 
 QUESTION_TYPES = {
     "yes/no": ["is the", "is there a", "are the", "does the", "is this a", "can you", "is it", "are there",
@@ -182,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{n_distinct} distinct answer strings")
     ok = True
     for mode in args.modes.split(","):
-        fast_med, fast_all, fast = _time(lambda: score_vqa(q, a, p, mode=mode), args.repeats)
-        ref_med, ref_all, ref = _time(lambda: score_vqa_reference(q, a, p, mode=mode), args.repeats)
+        fast_med, fast_all, fast = _time(lambda mode=mode: score_vqa(q, a, p, mode=mode), args.repeats)
+        ref_med, ref_all, ref = _time(lambda mode=mode: score_vqa_reference(q, a, p, mode=mode), args.repeats)
         same = (fast.overall == ref.overall and fast.perQuestionType == ref.perQuestionType
                 and fast.perAnswerType == ref.perAnswerType and fast.perQuestion == ref.perQuestion
                 and list(fast.perQuestion) == list(ref.perQuestion))

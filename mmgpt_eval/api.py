@@ -28,7 +28,7 @@ from .results import RunResults
 log = logging.getLogger("mmgpt_eval")
 
 # the tiny MultiModal-GPT made by `make reproduce` (shipped in the package) on 200 easy-VQA questions
-EMBEDDED_DEFAULT = {"model": "tiny-openflamingo", "ckpt": "tiny-mmgpt", "tasks": "easyvqa,easyvqa-mc", "limit": 200}
+EMBEDDED_DEFAULT: dict[str, Any] = {"model": "tiny-openflamingo", "ckpt": "tiny-mmgpt", "tasks": "easyvqa,easyvqa-mc", "limit": 200}
 DEFAULT_OUTPUT_DIR = "mmgpt-eval-out"
 
 
@@ -192,6 +192,7 @@ def evaluate(model: Any = None, ckpt: str | os.PathLike | None = None, tasks: st
         if base_choice is not None:
             cfg.extra_run_info["base_model_choice"] = base_choice.to_dict()
         with output_lock(cfg.output_dir, cfg.argv or None):  # one run per folder; orphan temporaries removed
+            out: RunResults | SeriesResults | None
             if trials > 1:
                 out = _evaluate_trials(cfg, trials, model, ckpt, tasks, lo, task_options, data_root, include_paths,
                                        report)
@@ -283,9 +284,10 @@ def combine_trials(runs: list[RunResults], seeds: list[int], folder: Path) -> Ru
     combined.run["trials"] = {"seeds": seeds, "folders": [f"trials/seed-{s}" for s in seeds]}
     combined.run["output_dir"] = str(folder)
     for name, tr in combined.tasks.items():
-        values: dict[str, list[float]] = {m: [r.tasks[name].metrics.get(m, float("nan")) for r in runs]
+        values: dict[str, list[float | None]] = {m: [r.tasks[name].metrics.get(m, float("nan")) for r in runs]
                                           for m in tr.metrics}
-        mean, std = {}, {}
+        mean: dict[str, float | None] = {}
+        std: dict[str, float] = {}
         for m, vs in values.items():
             finite = [v for v in vs if isinstance(v, (int, float)) and not math.isnan(v)]
             mean[m] = round(statistics.fmean(finite), 4) if finite else float("nan")
@@ -397,6 +399,7 @@ def attach_baseline(results: RunResults, prepared: list, cfg, source: str, basel
         kind = "run"
     comps = compare_runs(baseline_run, results, intersect=intersect)
     # relative to this run's folder (so the pair can move together), whatever the working directory
+    assert baseline_run.path is not None  # read from (or written to) a results file
     rel = Path(os.path.relpath(Path(baseline_run.path).resolve(), cfg.output_dir.resolve()))
     results.baseline = {"source": source, "kind": kind, "results": str(rel),
                         "comparisons": [c.to_dict() for c in comps]}

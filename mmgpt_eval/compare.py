@@ -142,10 +142,10 @@ def run_label(run: RunResults) -> str:
     if r.get("label"):
         return str(r["label"])
     model = run.model if isinstance(run.model, dict) else {}
-    ck = model.get("checkpoint") if isinstance(model.get("checkpoint"), dict) else {}
+    ck: Any = model.get("checkpoint") if isinstance(model.get("checkpoint"), dict) else {}
     if ck.get("path"):
         return Path(str(ck["path"])).name
-    spec = model.get("model_spec") if isinstance(model.get("model_spec"), dict) else {}
+    spec: Any = model.get("model_spec") if isinstance(model.get("model_spec"), dict) else {}
     if spec.get("name"):
         return str(spec["name"])
     return run.run_dir.name if run.run_dir is not None else "run"
@@ -167,7 +167,7 @@ def step_from_metadata(meta: Any) -> float | None:
 def checkpoint_step(run: RunResults) -> float | None:
     """The step of the checkpoint a run evaluated (from its recorded metadata), None without one."""
     model = run.model if isinstance(run.model, dict) else {}
-    ck = model.get("checkpoint") if isinstance(model.get("checkpoint"), dict) else {}
+    ck: Any = model.get("checkpoint") if isinstance(model.get("checkpoint"), dict) else {}
     return step_from_metadata(ck.get("metadata"))
 
 

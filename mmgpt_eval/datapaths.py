@@ -1,10 +1,10 @@
 """The data root: where tasks find their files when no per-task flags are given.
 
 ``--data-root DIR``, else ``$MMGPT_EVAL_DATA``, else ``$XDG_CACHE_HOME/mmgpt-eval/data`` (default
-``~/.cache/mmgpt-eval/data``). Each task declares its fixed layout under it (``DataFile(layout=...)`` in ``Task.OPTIONS``), e.g.
-``coco/dataset_coco.json`` + ``coco/val2014/``; ``vqav2/v2_OpenEnded_mscoco_val2014_questions.json``,
-``vqav2/v2_mscoco_val2014_annotations.json`` + ``vqav2/val2014/``. mmgpt-eval never downloads them:
-``mmgpt-eval data check`` says what is missing and where each file comes from.
+``~/.cache/mmgpt-eval/data``). Each task declares its fixed layout under it (``DataFile(layout=...)`` in
+``Task.OPTIONS``), e.g. ``coco/dataset_coco.json`` + ``coco/val2014/``;
+``vqav2/v2_OpenEnded_mscoco_val2014_questions.json``, ``vqav2/v2_mscoco_val2014_annotations.json`` + ``vqav2/val2014/``.
+mmgpt-eval never downloads them: ``mmgpt-eval data check`` says what is missing and where each file comes from.
 """
 
 from __future__ import annotations

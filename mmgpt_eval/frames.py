@@ -164,7 +164,7 @@ def metrics_frame(runs: Any, include_baseline: bool = True) -> "pd.DataFrame":
     any_comparisons = False
     for fr in collect_runs(runs, include_baseline):
         r = fr.results
-        comps: dict[tuple[str, str], dict[str, Any]] = {}
+        comps: dict[tuple[Any, Any], dict[str, Any]] = {}
         if isinstance(r.baseline, dict) and isinstance(r.baseline.get("comparisons"), list):
             any_comparisons = True
             comps = {(c.get("task"), c.get("metric")): c for c in r.baseline["comparisons"] if isinstance(c, dict)}
@@ -185,9 +185,9 @@ def metrics_frame(runs: Any, include_baseline: bool = True) -> "pd.DataFrame":
                 rows.append(row)
     cols = METRIC_COLUMNS + (COMPARISON_COLUMNS if any_comparisons else [])
     df = pd.DataFrame([{k: row[k] for k in cols} for row in rows], columns=cols)
-    for c in ("step", "value", *COMPARISON_COLUMNS):
-        if c in df:
-            df[c] = df[c].astype("float64")
+    for col in ("step", "value", *COMPARISON_COLUMNS):
+        if col in df:
+            df[col] = df[col].astype("float64")
     df["n_samples"] = df["n_samples"].astype("int64")
     df["num_fewshot"] = df["num_fewshot"].astype("int64")
     df["primary"] = df["primary"].astype(bool)
@@ -227,7 +227,7 @@ def _samples(frs: list[FrameRun], task: str) -> "pd.DataFrame":
         r = fr.results
         label, run_dir = run_label(r), _run_dir(r)
         for rec in _records(r, task):
-            ms = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
+            ms: Any = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
             for k in ms:
                 if k not in metric_keys:
                     metric_keys.append(k)

@@ -30,7 +30,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from .errors import UserError
 from .presets import ARCHITECTURE_KEYS, architecture, list_presets, preset_table
@@ -137,7 +137,7 @@ def _text(d: dict[str, Any], key: str, path: Path, where: str) -> str:
     return v
 
 
-def _number(v: Any) -> bool:
+def _number(v: Any) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -476,7 +476,7 @@ def print_published(runs: list[RunResults], labels: list[str] | None = None, pub
                           _fmt(m.measured), _fmt(m.published, m.published_std), _fmt(m.delta))
     if n:
         con.print(t)
-        for lbl, ms, _ in per_run:
+        for _, ms, _ in per_run:
             for m in ms:
                 if m.compares:
                     con.print(f"  {escape(m.row.id)}: {escape(m.row.source)} @ {m.row.source_commit[:12]}; "

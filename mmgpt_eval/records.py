@@ -49,7 +49,7 @@ class SampleRecord:
     def from_dict(cls, d: dict[str, Any], where: Any = "samples") -> "SampleRecord":
         if not isinstance(d, dict) or "id" not in d:
             raise UserError("a per-sample record must be a JSON object with an id", where)
-        defaults = {"prompt_sha256": "", "template": "", "template_sha256": "", "prompt": "", "images": [],
+        defaults: dict[str, Any] = {"prompt_sha256": "", "template": "", "template_sha256": "", "prompt": "", "images": [],
                     "raw": "", "prediction": "", "references": None, "metrics": {}, "generated_tokens": 0,
                     "stopped_on_eos": False}
         known = {f.name for f in fields(cls)}

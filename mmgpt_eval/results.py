@@ -51,7 +51,7 @@ READABLE_VERSIONS = (1, 2)
 class TaskResult:
     task: str
     version: str
-    metrics: dict[str, float]
+    metrics: dict[str, float | None]
     metric_info: dict[str, dict[str, Any]]
     primary_metric: str
     n_samples: int
@@ -227,7 +227,7 @@ _PACKAGES = ["mmgpt-eval", "torch", "torchvision", "transformers", "tokenizers",
 
 
 def package_versions() -> dict[str, str | None]:
-    out = {}
+    out: dict[str, str | None] = {}
     for p in _PACKAGES:
         try:
             out[p] = metadata.version(p)

@@ -59,7 +59,7 @@ class OpenClipEncoder:
 
         try:
             self.model, _, self.preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained)
-        except Exception as e:  # unknown arch, no weights offline, a bad file
+        except Exception as e:  # noqa: BLE001 - unknown arch, no weights offline, a bad file
             raise UserError(f"cannot build the RICES encoder {spec!r}: {str(e).splitlines()[0] if str(e) else e} "
                             "(offline, give a local weights file: openclip:ARCH:/path/to/weights)") from None
         self.model.eval().to(device)

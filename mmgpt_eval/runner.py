@@ -17,7 +17,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from . import distributed
 from .errors import UserError
@@ -190,7 +190,7 @@ def _settings_key(s: GenerationSettings) -> str:
     return json.dumps(s.to_dict(), sort_keys=True)
 
 
-def answer_requests(pt: PreparedTask, chunk: list[Sample], first: dict[str, list[Request | RankRequest]],
+def answer_requests(pt: PreparedTask, chunk: list[Sample], first: dict[str, Sequence[Request | RankRequest]],
                     gen: Generator, ranker: Ranker, ctx: RunContext,
                     batch_size: int) -> dict[str, dict[str, Output | Ranking]]:
     """Every round of every request of ``chunk`` (round 0 given); outputs by sample id and request key.
@@ -203,7 +203,8 @@ def answer_requests(pt: PreparedTask, chunk: list[Sample], first: dict[str, list
         ranked: list[tuple[Sample, RankRequest]] = []
         for s in chunk:
             if r < task.rounds(s):
-                for q in (first[s.id] if r == 0 else task.requests(s, r, outputs[s.id], ctx)):
+                # the Task API types earlier outputs as Output; a ranking request's is a Ranking (same reading API)
+                for q in (first[s.id] if r == 0 else task.requests(s, r, outputs[s.id], ctx)):  # type: ignore[arg-type]
                     if isinstance(q, RankRequest):
                         ranked.append((s, q))
                     else:
@@ -231,7 +232,7 @@ def answer_requests(pt: PreparedTask, chunk: list[Sample], first: dict[str, list
 
 def make_record(pt: PreparedTask, sample: Sample, outs: dict[str, Output | Ranking]) -> SampleRecord:
     """Score one sample and describe it for the log."""
-    metrics = pt.task.score_sample(sample, outs)
+    metrics = pt.task.score_sample(sample, outs)  # type: ignore[arg-type]  # a ranking task's outputs are Rankings
     main = outs.get("main") or next(iter(outs.values()))
     several = len(outs) > 1 or "main" not in outs
     return SampleRecord(
@@ -243,7 +244,7 @@ def make_record(pt: PreparedTask, sample: Sample, outs: dict[str, Output | Ranki
         ranking=main.top() if isinstance(main, Ranking) and not several else None)
 
 
-def _batch_order(pending: list[Sample], first: dict[str, list[Request]]) -> list[Sample]:
+def _batch_order(pending: list[Sample], first: dict[str, Sequence[Request | RankRequest]]) -> list[Sample]:
     """Image count, first-round prompt length, first image: batches pad little and share images."""
     return sorted(pending, key=lambda s: (len(s.images), len(first[s.id][0].prompt),
                                           s.images[0].key if s.images else ""))
@@ -383,6 +384,7 @@ def run_evaluation(prepared: list[PreparedTask], loaded: LoadedModel, cfg: RunCo
             tr = run_task(pt, loaded, gen, cfg, progress)
             if rank != 0:
                 continue
+            assert tr is not None  # rank 0 gets the gathered result
             results.tasks[pt.task.name] = tr
             results.provenance = provenance(time.perf_counter() - t0)
             results.provenance["world_size"] = world

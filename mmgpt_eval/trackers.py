@@ -145,7 +145,7 @@ def log_to_trackers(targets: Sequence[Target], results: Any, out_dir: str | os.P
             log.info("logged to %s: %s", t.kind, where)
         except UserError as e:
             failed.append(f"{t}: {e}")
-        except Exception as e:  # noqa: BLE001 - a tracker's own error, reported in one line
+        except Exception as e:  # a tracker's own error (logged with its traceback), reported in one line
             log.debug("tracker %s failed", t, exc_info=True)
             failed.append(f"{t}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
     if failed:
@@ -337,8 +337,8 @@ def _mlflow_log(t: Target, p: _Payload) -> str:
             metrics = []
             for step, (s, ck_step) in enumerate(zip(p.steps, p.step_values)):
                 metrics += [Metric(_mlflow_key(k), v, now, step) for k, v in s.metrics.items()]
-                if _number(ck_step) is not None:
-                    metrics.append(Metric("checkpoint_step", float(ck_step), now, step))
+                if (ck := _number(ck_step)) is not None:
+                    metrics.append(Metric("checkpoint_step", ck, now, step))
             for i in range(0, len(metrics), 1000):
                 client.log_batch(rid, metrics=metrics[i:i + 1000])
             series = len(p.steps) > 1 or p.step_values != [None]
@@ -369,8 +369,8 @@ def _wandb_log(t: Target, p: _Payload) -> str:
         series = len(p.steps) > 1 or p.step_values != [None]
         for step, (s, ck_step) in enumerate(zip(p.steps, p.step_values)):
             data: dict[str, Any] = dict(s.metrics)
-            if _number(ck_step) is not None and math.isfinite(float(ck_step)):
-                data["checkpoint_step"] = float(ck_step)
+            if (ck := _number(ck_step)) is not None and math.isfinite(ck):
+                data["checkpoint_step"] = ck
             for task, (cols, rows) in s.tables.items():
                 data[f"{task}/samples"] = wandb.Table(columns=cols, data=rows)
             run.log(data, step=step)

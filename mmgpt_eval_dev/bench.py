@@ -45,7 +45,7 @@ def loop_mmgpt_eval(gen: Generator, items: list[Item], settings: GenerationSetti
     image, then chunks of ``batch_size`` through ``Generator.generate_grouped``."""
     gen.clear_caches()  # every pass starts cold
     prompts = [PromptInput(it.prompt, [it.image], [it.key]) for it in items]
-    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i].text), prompts[i].image_keys[0]))
+    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i].text), items[i].key))
     out: list[list[int] | None] = [None] * len(prompts)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
@@ -64,7 +64,7 @@ def loop_openflamingo(gen: Generator, items: list[Item], settings: GenerationSet
     """open_flamingo/eval style: dataset order, batches of 8, pixels for every row, no feature reuse."""
     lm = gen.lm
     eos = gen.eos_token_id(stop)
-    out = []
+    out: list[list[int]] = []
     for start in range(0, len(items), batch_size):
         batch = items[start:start + batch_size]
         enc = lm.tokenizer([b.prompt for b in batch], return_tensors="pt", padding=True)
@@ -102,7 +102,8 @@ def _time(fn: Callable[[list[Item]], list[list[int]]], items: list[Item], repeat
           warmup: int) -> tuple[list[list[int]], list[float]]:
     if warmup:
         fn(items[:warmup])  # warm-up (allocator, first-call costs)
-    times, out = [], []
+    times: list[float] = []
+    out: list[list[int]] = []
     for _ in range(repeats):
         out, sec = timed_call(fn, items)
         times.append(sec)

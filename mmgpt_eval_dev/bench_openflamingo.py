@@ -64,7 +64,7 @@ TARGETS = {"ratio_vs_openflamingo_eval_matched_batch": 1.5, "ratio_vs_openflamin
            "ratio_vs_per_sample_loop": 10.0}
 OVERHEAD_TARGET = 1.15  # runner wall time <= 1.15 x the bare-generate bound
 LOOPS = ("openflamingo-eval", "mmgpt-eval-b8", "mmgpt-eval-auto", "per-sample-loop")
-MODELS = {
+MODELS: dict[str, dict[str, Any]] = {
     "v2": {"model": "tiny-openflamingo", "ckpt": "tiny-mmgpt"},
     "v1": {"model": str(Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "mmgpt_v1.toml"),
            "ckpt": str(Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "mmgpt_v1"
@@ -99,7 +99,7 @@ def _by_image(split: str, n_images: int) -> list[tuple[int, str, list]]:
     from mmgpt_eval.taskapi.datasets import load_easyvqa_split
 
     groups: dict[int, list] = {}
-    path: dict[int, str] = {}
+    path: dict[int, Any] = {}  # easy-VQA images are files
     for s in load_easyvqa_split(split):
         img = s.meta["image_id"]
         groups.setdefault(img, []).append(s)
@@ -172,7 +172,8 @@ def write_easyvqa_captions(root: str | os.PathLike, *, test_images: int = 100, t
     root = Path(root) / "coco"
     for d in ("train2014", "val2014", "annotations"):
         (root / d).mkdir(parents=True, exist_ok=True)
-    entries, val_images, val_anns = [], [], []
+    entries, val_images = [], []
+    val_anns: list[dict[str, Any]] = []
     plan = [("test", "val2014", x) for x in _by_image("test", test_images)] + \
            [("train", "train2014", x) for x in _by_image("train", train_images)]
     for imgid, (split, folder, (image_id, src, samples)) in enumerate(plan):
@@ -233,6 +234,7 @@ def run_openflamingo_path(loaded, w: Workload, out_dir: Path, batch_size: int = 
     res = run_openflamingo_eval(loaded, task, data=w.bd.data, num_shots=w.num_shots, seed=w.seed,
                                 batch_size=batch_size, num_samples=w.num_samples, query_set_size=w.qss,
                                 output_dir=out_dir, num_beams=None if w.num_beams == 3 else w.num_beams)
+    assert res.score is not None  # every task of the bench has a score
     return _of_predictions(res, w.bd.kind), res.score
 
 
@@ -249,8 +251,9 @@ def run_mmgpt_path(loaded, w: Workload, out_dir: Path, batch_size: int) -> tuple
                     generation_overrides={} if w.num_beams == 3 else {"num_beams": w.num_beams})
     prepared = prepare_tasks([task], cfg, task_options={task: dict(w.bd.options)})
     results = run_evaluation(prepared, loaded, cfg)
+    assert results is not None  # one process
     preds = {r["id"]: r["prediction"] for r in results.samples(task)}
-    m = results.tasks[task].metrics
+    m: dict[str, Any] = results.tasks[task].metrics
     score = m["accuracy"] if w.bd.kind == "vqa" else 100 * m["CIDEr"]
     return preds, score
 
@@ -304,7 +307,7 @@ def run_mmgpt_profiled(loaded, w: Workload, out_dir: Path, batch_size: int) -> t
 
     from .peers.openflamingo import swapped_attr
 
-    prof: dict[str, float] = {}
+    prof: dict[str, Any] = {}
     real_prepare = api.prepare_tasks
     real_pixels = Generator.pixels
 
@@ -372,8 +375,8 @@ def bench_config(loaded, w: Workload, *, loops: tuple[str, ...] = LOOPS, repeats
     auto = Generator(loaded).batch_cap(auto_batch, w.num_beams)
     fns = {n: path_fn(n, loaded, w, auto) for n in loops}
     if warmup:
-        n = w.num_samples if w.num_samples > 0 else w.bd.n_test
-        small = Workload(w.bd, min(16, n, w.bd.n_test), w.num_shots, w.seed, w.query_set_size, w.num_beams)
+        n_avail = w.num_samples if w.num_samples > 0 else w.bd.n_test
+        small = Workload(w.bd, min(16, n_avail, w.bd.n_test), w.num_shots, w.seed, w.query_set_size, w.num_beams)
         for n in loops:
             path_fn(n, loaded, small, auto)(Path(tempfile.mkdtemp(dir=tmp)))
     times: dict[str, list[float]] = {n: [] for n in loops}
@@ -538,8 +541,8 @@ def run_openflamingo_bench(*, models: tuple[str, ...] = ("v2", "v1"), kinds: tup
     summary: dict[str, Any] = {"configs": {}, "repeats": repeats, "num_shots": list(num_shots), "beams": list(beams),
                                "torch_threads": torch.get_num_threads(), "targets": dict(TARGETS),
                                "overhead_target": OVERHEAD_TARGET}
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
         root = Path(data_root) if data_root else tmp / "data"
         data = {}
         for kind in kinds:

@@ -190,8 +190,10 @@ def render_markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
               f"- baseline clearly lower (>= 10 points): {'met' if tg['baseline_clearly_lower'] else 'NOT met'}",
               f"- open-ended median length >= 2x the ablation's: ratio {tg['open_median_length_ratio_vs_ablation']} "
               f"({'met' if tg['open_median_length_at_least_2x_ablation'] else 'NOT met'})",
-              f"- lower short-answer-collapse rate than the ablation: {'met' if tg['collapse_rate_lower_than_ablation'] else 'NOT met'}",
-              f"- easy-VQA accuracy within 2 points of the ablation: {'met' if tg['easyvqa_within_2_points_of_ablation'] else 'NOT met'}"]
+              "- lower short-answer-collapse rate than the ablation: "
+              f"{'met' if tg['collapse_rate_lower_than_ablation'] else 'NOT met'}",
+              "- easy-VQA accuracy within 2 points of the ablation: "
+              f"{'met' if tg['easyvqa_within_2_points_of_ablation'] else 'NOT met'}"]
     rep = summary.get("repeatability")
     if rep:
         d = rep["max_abs_diff"]

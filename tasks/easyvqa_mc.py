@@ -50,7 +50,7 @@ class EasyVQAMC(Task):
                                        description="top-1 of the 13 answers ranked by mean log-probability per token")}
 
     def score_sample(self, sample: Sample, outputs: dict[str, Output]) -> dict[str, Any]:
-        ranking = outputs["main"]
+        ranking: Any = outputs["main"]  # a Ranking (the Task API types outputs as Output)
         return {"correct": int(ranking.prediction == sample.references[0]),
                 "rank": ranking.rank_of(sample.references[0])}
 

@@ -71,7 +71,7 @@ class HatefulMemes(Task):
         }
 
     def score_sample(self, sample: Sample, outputs: dict[str, Output]) -> dict[str, Any]:
-        ranking = outputs["main"]
+        ranking: Any = outputs["main"]  # a Ranking (the Task API types outputs as Output)
         scores = {c: ranking.score_of(c) for c in HATEFUL_MEMES_CLASSES}
         return {"correct": int(ranking.prediction == sample.references), "p_yes": softmax_p(scores, "yes")}
 

@@ -68,7 +68,8 @@ class ImageNet(Task):
                                    description="the label is among the 5 best-ranked class names")}
 
     def score_sample(self, sample: Sample, outputs: dict[str, Output]) -> dict[str, Any]:
-        ranked = [c["candidate"] for c in outputs["main"].top(5)]
+        ranking: Any = outputs["main"]  # a Ranking (the Task API types outputs as Output)
+        ranked = [c["candidate"] for c in ranking.top(5)]
         return {"top1": top_k_correct(ranked, sample.references, 1), "top5": top_k_correct(ranked, sample.references, 5)}
 
     def aggregate(self, samples: list[Sample], records: list[dict[str, Any]]) -> Aggregate:

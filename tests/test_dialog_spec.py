@@ -137,7 +137,7 @@ def test_counting_references_are_correct(convs):
             continue
         assert c.image.seed == PROBE_SEED and PROBE_SEED not in SPLIT_SEEDS.values()
         item = make_counting_item(c.image.seed, c.image.index)
-        for i, t in enumerate(c.turns):
+        for t in c.turns:
             exp = t.checks.expect_count
             if exp is not None:
                 m_kind = re.fullmatch(r"How many (\w+)s (?:are there|can you see)\?", t.instruction)

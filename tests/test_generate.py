@@ -150,7 +150,7 @@ def test_text_only_path_skips_gated_blocks():
 def test_generate_cleans_up_after_an_error(tiny_model):
     m = tiny_model.model
     enc, px = probe_inputs(tiny_model, 1)
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):
         m.generate(px, enc.input_ids, attention_mask=enc.attention_mask, max_new_tokens=2, num_beams=2,
                    num_return_sequences=3)  # invalid: more sequences than beams
     assert m.lang_encoder._use_cached_vision_x is False

@@ -39,9 +39,9 @@ NLTK data; (2) with the stemmer's ``stem`` replaced by a visible stand-in (``str
 (one object: mmgpt-eval calls ``open_flamingo.eval.ok_vqa_utils.postprocess_ok_vqa_generation``, the
 very function evaluate.py calls), ``okvqa`` gives exactly OpenFlamingo's ``evaluate_vqa(ok_vqa)``
 predictions and accuracy -- everything but NLTK's stemming itself is compared, and the stand-in shows
-that mmgpt-eval's answers do pass through OpenFlamingo's stemming step; (3) without patching anything of mmgpt-eval, the OK-VQA files run as VQAv2-format data
-(``--tasks vqav2``) give exactly OpenFlamingo's ok_vqa predictions before stemming. Where the NLTK data
-is installed, (2) runs with the real stemmer.
+that mmgpt-eval's answers do pass through OpenFlamingo's stemming step; (3) without patching anything of
+mmgpt-eval, the OK-VQA files run as VQAv2-format data (``--tasks vqav2``) give exactly OpenFlamingo's ok_vqa
+predictions before stemming. Where the NLTK data is installed, (2) runs with the real stemmer.
 
 Distributed: a world-size-2 torchrun (gloo, CPU) of the 4-shot protocol run gives the single process's
 per-sample records (prompts, images, predictions; class scores within 1e-4) for VQAv2 and Hateful Memes.

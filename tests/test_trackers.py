@@ -198,7 +198,7 @@ def test_a_checkpoint_series_is_one_mlflow_run_with_steps(tmp_path, monkeypatch)
     from mlflow.tracking import MlflowClient
 
     runs, entries = [], []
-    for i, (step, vals) in enumerate(((800, [1, 0, 0, 0]), (200, [1, 1, 1, 0]))):
+    for step, vals in ((800, [1, 0, 0, 0]), (200, [1, 1, 1, 0])):
         name = f"checkpoint_{step}"
         r = RunResults.load(make_run(tmp_path / "series" / name, {"exact": vals}, step=step))
         runs.append(r)

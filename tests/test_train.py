@@ -283,8 +283,10 @@ def test_training_is_bitwise_repeatable(tmp_path, monkeypatch):
     fa, fb = (torch.load(tmp_path / n / "final" / "openflamingo_checkpoint.pt", weights_only=True) for n in ("a", "b"))
     assert fa.keys() == fb.keys() and all(torch.equal(fa[k], fb[k]) for k in fa)  # Perceiver, cross-attention
     la, lb = ((tmp_path / n / "metrics.jsonl").read_text() for n in ("a", "b"))
-    strip = lambda t: [{k: v for k, v in json.loads(x).items() if k not in ("step_s", "elapsed_s")}  # noqa: E731
-                       for x in t.splitlines()]
+
+    def strip(t: str) -> list[dict]:
+        return [{k: v for k, v in json.loads(x).items() if k not in ("step_s", "elapsed_s")} for x in t.splitlines()]
+
     assert strip(la) == strip(lb)
     with pytest.raises(UserError, match="deterministic must be cpu, always or never"):
         load_config(_pretrain_recipe(tmp_path, "c", "sometimes"))

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from conftest import FIXTURES, V1, V1_SPEC
+from conftest import V1, V1_SPEC
 from mmgpt_eval.cli import main
 from mmgpt_eval.model.build import load_model
 from mmgpt_eval.model.spec import load_spec

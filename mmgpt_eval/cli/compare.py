@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else None
     con = Console()
     all_out = []
-    for i, cand in enumerate(candidates):
+    for cand in candidates:
         comps = compare_runs(base, cand, intersect=args.intersect, tasks=tasks, confidence=args.confidence,
                              n_resamples=args.resamples)
         t = Table(title=f"{run_label(cand)} vs baseline {run_label(base)}", title_justify="left")
@@ -57,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
             t.add_column(col, justify="left" if col in ("task", "metric", "test") else "right")
         for c in comps:
             arrow = {True: "[green]better[/]", False: "[red]worse[/]", None: ""}[c.improved]
-            fmt = (lambda v: "-" if v is None else f"{v:.4g}")
+            def fmt(v: float | None) -> str:
+                return "-" if v is None else f"{v:.4g}"
+
             t.add_row(c.task, c.metric, fmt(c.baseline), fmt(c.candidate), f"{fmt(c.delta)} {arrow}",
                       "-" if c.ci_low is None else f"[{c.ci_low:.3g}, {c.ci_high:.3g}]",
                       "-" if c.p_value is None else f"{c.p_value:.3g}", c.test or "", str(c.n or ""))

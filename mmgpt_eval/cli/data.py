@@ -5,6 +5,7 @@ Exit code 0 when every required file is present, 1 otherwise."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,14 +30,13 @@ def run(args: argparse.Namespace) -> int:
     tasks = discover(args.include_path)
     root = data_root(args.data_root)
     names = resolve(args.tasks.split(","), tasks) if args.tasks else sorted(tasks)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for n in names:
-        t = tasks[n]()
-        r = check(t, root)
-        if not r and args.tasks:
+        found = check(tasks[n](), root)
+        if not found and args.tasks:
             rows.append({"task": n, "option": "-", "path": "(ships with mmgpt-eval)", "present": True,
                          "required": True, "source": "", "from": ""})
-        rows.extend(r)
+        rows.extend(found)
     con = Console(width=160)
     con.print(f"data root: {root}")
     t = Table(title_justify="left")

@@ -157,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
                 progress.update(task, advance=len(chunk))
     with atomic_writer(out) as f:
         for r in results:
+            assert r is not None  # every sample was predicted above
             f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
     log.info("wrote %d predictions to %s", len(results), out)
     return 0

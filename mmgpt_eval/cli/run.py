@@ -150,7 +150,9 @@ def _config_value(action: argparse.Action, key: str, value: Any, path: str) -> A
         return (not value) if isinstance(action, argparse._StoreFalseAction) else value
     if isinstance(action, argparse._AppendAction):
         values = value if isinstance(value, list) else [value]
-        return [_config_value(argparse.Action([], key, type=action.type, choices=action.choices), key, v, path)
+        # action.type is never a registry name here (the parser is built with callables)
+        return [_config_value(argparse.Action([], key, type=action.type, choices=action.choices),  # type: ignore[arg-type]
+                              key, v, path)
                 for v in values]
     if isinstance(value, (dict, list, bool)) or (action.type is None and not isinstance(value, str)):
         raise UserError(f"{key} = {value!r}: expected {'a string' if action.type is None else 'a single value'} "
@@ -234,6 +236,7 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(results, SeriesResults):
         print_series(results.entries)
         print(f"series: {results.path}")
+        assert results.path is not None  # results come back saved
         out_dir = results.path.parent
     else:
         if results.baseline:
@@ -241,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
         print_summary(results)
         print_published_numbers(results)
         print(f"results: {results.path}")
+        assert results.run_dir is not None  # results come back saved
         out_dir = results.run_dir
     if not args.no_report:
         print(f"report: {(out_dir / 'report.html').resolve()}")
@@ -271,7 +275,9 @@ def print_comparison(comps: list[dict[str, Any]]) -> None:
     t = Table(title="vs baseline (paired, 95% CI)", title_justify="left")
     for col in ("task", "metric", "baseline", "candidate", "delta", "95% CI", "p"):
         t.add_column(col, justify="left" if col in ("task", "metric") else "right")
-    f = (lambda v: "-" if v is None else f"{v:.4g}")
+    def f(v: float | None) -> str:
+        return "-" if v is None else f"{v:.4g}"
+
     for c in comps:
         t.add_row(c["task"], c["metric"], f(c.get("baseline")), f(c.get("candidate")), f(c.get("delta")),
                   "-" if c.get("ci_low") is None else f"[{c['ci_low']:.3g}, {c['ci_high']:.3g}]",

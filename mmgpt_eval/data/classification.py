@@ -30,7 +30,7 @@ def imagenet_classnames() -> list[str]:
     try:
         from open_flamingo.eval.classification_utils import IMAGENET_CLASSNAMES
     except ImportError as e:  # pragma: no cover - open-flamingo is part of every install
-        raise UserError(f"ImageNet class names come from open-flamingo's eval package, which failed to import: {e}")
+        raise UserError(f"ImageNet class names come from open-flamingo's eval package, which failed to import: {e}") from e
     return list(IMAGENET_CLASSNAMES)
 
 
@@ -76,14 +76,13 @@ def load_hateful_memes(annotations: str | Path, images: str | Path) -> list[Samp
         raise UserError("image folder not found", images)
     out = []
     for line, obj in iter_jsonl(annotations):
-        where = (annotations, line)
         if not isinstance(obj, dict) or not {"id", "img", "label", "text"} <= set(obj):
-            raise UserError("expected a Hateful Memes line with id, img, label and text", where)
+            raise UserError("expected a Hateful Memes line with id, img, label and text", annotations, line)
         if obj["label"] not in (0, 1):
-            raise UserError(f"label must be 0 or 1, got {obj['label']!r}", where)
+            raise UserError(f"label must be 0 or 1, got {obj['label']!r}", annotations, line)
         name = str(obj["img"]).replace("\\", "/").split("/")[-1]
         if not (images / name).is_file():
-            raise UserError(f"image {name} not found in {images}", where)
+            raise UserError(f"image {name} not found in {images}", annotations, line)
         out.append(Sample(id=str(obj["id"]), images=[ImageRef.from_path(images / name)], fields={"ocr": str(obj["text"])},
                           references=HATEFUL_MEMES_CLASSES[obj["label"]], meta={"label": obj["label"]}))
     return out

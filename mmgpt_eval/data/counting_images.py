@@ -449,7 +449,7 @@ def encode_png(width: int, height: int, rgb: bytes) -> bytes:
         raw.append(1)  # filter type Sub
         raw += row[:3]
         raw += bytes([(a - b) & 0xFF for a, b in zip(row[3:], row)])
-    raw = bytes(raw)
-    stream = b"\x78\x01" + _deflate_fixed(raw) + struct.pack(">I", zlib.adler32(raw) & 0xFFFFFFFF)
+    data = bytes(raw)
+    stream = b"\x78\x01" + _deflate_fixed(data) + struct.pack(">I", zlib.adler32(data) & 0xFFFFFFFF)
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", stream) + _chunk(b"IEND", b"")

@@ -367,6 +367,7 @@ def resolve_image(ref: ImageSpec):
     if ref.source == "counting":
         from .counting_images import make_counting_item
 
+        assert ref.seed is not None and ref.index is not None  # a counting reference carries both
         return make_counting_item(ref.seed, ref.index).image()
     if ref.source == "easyvqa":
         paths = easyvqa_image_paths(ref.split or "test")
@@ -374,6 +375,7 @@ def resolve_image(ref: ImageSpec):
             raise UserError(f"easy-vqa {ref.split} split has no image {ref.image_id} (ids 0..{len(paths) - 1})")
         file = paths[ref.image_id]
     elif ref.source == "path":
+        assert ref.path is not None  # a path reference carries its path
         file = ref.path
     else:
         raise UserError(f"unknown image source {ref.source!r}")

@@ -63,7 +63,7 @@ EXIT_REGRESSION = 1
 EXIT_ERROR = 2
 
 Status = Literal["pass", "warn", "regression", "error", "skipped"]
-STATUSES: tuple[str, ...] = ("pass", "warn", "regression", "error", "skipped")
+STATUSES: tuple[Status, ...] = ("pass", "warn", "regression", "error", "skipped")
 
 
 @dataclass(frozen=True)
@@ -230,11 +230,12 @@ def _evaluate_rule(rule: Rule, fetch: Fetch, policy: GatePolicy, intersect: bool
         status, note = "pass", "within margin"
     else:  # lo < -margin <= hi: the interval crosses the margin
         inconclusive = True
-        status, note = {
+        by_policy: dict[str, tuple[Status, str]] = {
             "pass": ("pass", "inconclusive"),
             "warn": ("warn", "inconclusive (warning by policy)"),
             "fail": ("regression", "inconclusive (fails by policy)"),
-        }[rule.inconclusive]
+        }
+        status, note = by_policy[rule.inconclusive]
     return RuleResult(
         rule=rule,
         status=status,

@@ -259,10 +259,10 @@ def parse_policy(data: Mapping[str, Any], source: str | None = None, *, text: st
         if direction not in ("higher", "lower"):
             raise sec.error(f"direction must be \"higher\" or \"lower\", got {direction!r}")
         margin, margin_rel = sec.margins(raw) or d_margins
-        key = (task, metric)
-        if key in seen:
-            raise sec.error(f"duplicate rule for {task}/{metric} (already rule #{seen[key]})")
-        seen[key] = i
+        pair = (task, metric)
+        if pair in seen:
+            raise sec.error(f"duplicate rule for {task}/{metric} (already rule #{seen[pair]})")
+        seen[pair] = i
         rules.append(
             Rule(
                 index=i,

@@ -259,8 +259,8 @@ class MMGPT(lmms):
             gens = self.generator.generate_grouped([prepared[i][0] for i in idx], settings,
                                                    batch_size=self.generator.batch_cap(self.batch_size))
             for i, g in zip(idx, gens):
-                prompt, _, until = prepared[i]
-                answer = cut_at_stop(extract_answer(prompt.text, g.text, self.template), until)
+                query, _, until = prepared[i]
+                answer = cut_at_stop(extract_answer(query.text, g.text, self.template), until)
                 out[i] = answer
                 self.cache_hook.add_partial("generate_until", requests[i].args, answer)
         return out  # type: ignore[return-value]

@@ -53,8 +53,6 @@ written back); here inputs are never modified.
 
 from __future__ import annotations
 
-NLTK_FOR_OKVQA = ("punkt_tab", "averaged_perceptron_tagger_eng", "wordnet")
-
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -62,6 +60,7 @@ from typing import Any, Callable, Sequence
 from ..errors import UserError
 from ..io import is_id, prediction_records
 
+NLTK_FOR_OKVQA = ("punkt_tab", "averaged_perceptron_tagger_eng", "wordnet")
 MODES = ("official", "openflamingo")
 
 # Punctuation marks processed by processPunctuation, in the official order.

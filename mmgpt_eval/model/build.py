@@ -299,7 +299,7 @@ def load_model(spec: ModelSpec, ckpt: str | os.PathLike | CheckpointInfo | None 
     t0 = time.perf_counter()
     info = None
     if ckpt is not None:
-        info = ckpt if isinstance(ckpt, CheckpointInfo) else read_checkpoint(ckpt, trust=trust_checkpoint)
+        info = ckpt if isinstance(ckpt, CheckpointInfo) else read_checkpoint(os.fspath(ckpt), trust=trust_checkpoint)
     model, tokenizer, preprocess, notes = build_base(spec)
     reports: list[LoadReport] = []
     base_sha = None

@@ -78,7 +78,7 @@ def check_finite(info: "CheckpointInfo", weights_file: str | Path | None = None)
     info.metadata["nonfinite_tensors"] = [key for key, _ in bad[:20]]
 
 # MultiModal-GPT configs/lora_config.py (the released v0 adapter's settings)
-MMGPT_DEFAULT_LORA = {"lora_r": 16, "lora_alpha": 16, "lora_dropout": 0.0,
+MMGPT_DEFAULT_LORA: dict[str, Any] = {"lora_r": 16, "lora_alpha": 16, "lora_dropout": 0.0,
                       "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "to_q", "to_kv", "to_out",
                                               "ff.1", "ff.3"]}
 
@@ -341,6 +341,7 @@ def _read_checkpoint(path: str | Path, trust: bool = False, hash_file: bool = Tr
         layout = "ddp-prefixed" if prefixed else "unprefixed"
         if "epoch" in obj:
             meta["epoch"] = obj["epoch"]
+        tc_summary: dict[str, Any]
         lora, tc_summary = (None, {})
         if "tuning_config" in obj and obj["tuning_config"] is not None:
             lora, tc_summary = _settings_from_tuning_config(obj["tuning_config"], f"{path.name}: tuning_config")
@@ -435,7 +436,7 @@ def describe(info: CheckpointInfo) -> dict[str, Any]:
     canon = [c for c in mapping.values() if c is not None]
     alias_dupes = len(canon) - len(set(canon))
     lora_keys = [k for k in info.tensors if is_lora_key(k)]
-    lora_modules = sorted({module_of(mapping[k]) for k in lora_keys if mapping[k]})
+    lora_modules = sorted({module_of(c) for k in lora_keys if (c := mapping[k])})
     n_lora = sum(info.tensors[k].numel() for k in lora_keys)
     distinct = {c: info.tensors[k] for k, c in mapping.items() if c is not None}
     n_all = sum(t.numel() for t in distinct.values())

@@ -19,7 +19,8 @@ from .lora import lora_state_dict
 
 
 def _mmgpt_key(canonical: str, ddp: bool) -> str:
-    """``lang_encoder.X.lora_A.weight`` -> MultiModal-GPT's ``[module.]lang_encoder.base_model.model.X.lora_A.default.weight``."""
+    """``lang_encoder.X.lora_A.weight`` -> MultiModal-GPT's
+    ``[module.]lang_encoder.base_model.model.X.lora_A.default.weight``."""
     k = canonical
     if k.startswith("lang_encoder."):
         k = "lang_encoder.base_model.model." + k[len("lang_encoder."):]

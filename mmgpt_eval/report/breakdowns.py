@@ -38,7 +38,9 @@ def breakdowns(cols: list[RunColumn], tasks: list[str], hooks: dict[str, ReportH
                     continue
                 if isinstance(v, dict) and v and all(not isinstance(x, (dict, list)) for x in v.values()):
                     done.add(k)
-                    tables.append(from_hook(dict_table(str(k), columns, [bb.get(k) for bb in bds])))
+                    tab = from_hook(dict_table(str(k), columns, [bb.get(k) for bb in bds]))
+                    if tab is not None:  # always: dict_table gives a Table
+                        tables.append(tab)
                 elif not isinstance(v, (dict, list)) and k not in scalars:
                     scalars.append(k)
         if scalars:

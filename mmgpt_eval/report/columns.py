@@ -103,7 +103,7 @@ def step_epoch(r: RunResults) -> tuple[float | None, float | None]:
     :func:`mmgpt_eval.compare.checkpoint_step` (the metadata's step or global step, the trainer's
     ``mmgpt_eval.json`` included) unless all it found was the epoch."""
     model = r.model if isinstance(r.model, dict) else {}
-    ck = model.get("checkpoint") if isinstance(model.get("checkpoint"), dict) else {}
+    ck: Any = model.get("checkpoint") if isinstance(model.get("checkpoint"), dict) else {}
     meta = ck.get("metadata")
 
     def find(k: str) -> float | None:

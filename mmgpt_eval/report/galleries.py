@@ -63,7 +63,7 @@ def galleries(runs: list[RunColumn], base: RunColumn | None, tasks: list[str], m
                 continue
             tr = c.res.tasks[task]
             metric, key, info = per_sample_key(tr)
-            g = {"task": task, "anchor": f"t{ti}", "label": c.label, "vs": b.label if b else None,
+            g: dict[str, Any] = {"task": task, "anchor": f"t{ti}", "label": c.label, "vs": b.label if b else None,
                  "metric": metric or "", "key": key or "", "sections": [], "msg": "", "stats": ""}
             if key is None:
                 g["msg"] = "this task has no per-sample metric to rank samples by"
@@ -78,7 +78,7 @@ def galleries(runs: list[RunColumn], base: RunColumn | None, tasks: list[str], m
                 out.append(g)
                 continue
             bad = c.skipped(task) + (b.skipped(task) if b is not None else 0)
-            if rb is not None:
+            if b is not None and rb is not None:  # rb is set exactly when b is
                 common = [i for i in rc if i in rb]
                 scored = []
                 for i in common:

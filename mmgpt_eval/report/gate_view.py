@@ -12,14 +12,14 @@ from .text import cell, clip, fmt_delta, fmt_num, fmt_p, fmt_value, number, to_t
 
 def gate_view(gate: dict[str, Any]) -> dict[str, Any]:
     """The verdict (with its CSS class), the status counts and one row per rule (at most 200)."""
-    g = gate.get("gate") if isinstance(gate.get("gate"), dict) and "verdict" not in gate else gate
+    g: Any = gate.get("gate") if isinstance(gate.get("gate"), dict) and "verdict" not in gate else gate
     verdict = to_text(g.get("verdict", "unknown"))
     cls = {"pass": "good", "regression": "bad", "error": "warn"}.get(verdict, "ns")
     rules = []
     for r in (g.get("rules") if isinstance(g.get("rules"), list) else [])[:200]:
         if not isinstance(r, dict):
             continue
-        rule = r.get("rule") if isinstance(r.get("rule"), dict) else {}
+        rule: Any = r.get("rule") if isinstance(r.get("rule"), dict) else {}
         status = to_text(r.get("status", ""))
         ci = ""
         if r.get("ci_low") is not None and r.get("ci_high") is not None:
@@ -36,7 +36,7 @@ def gate_view(gate: dict[str, Any]) -> dict[str, Any]:
                       "n": cell(r.get("n")), "p": fmt_p(r.get("p_value")),
                       "note": clip(to_text(r.get("note") or ""), 200),
                       "message": clip(to_text(r.get("message") or ""), 600)})
-    counts = g.get("counts") if isinstance(g.get("counts"), dict) else {}
+    counts: Any = g.get("counts") if isinstance(g.get("counts"), dict) else {}
     return {"verdict": clip(verdict, 40), "cls": cls, "exit_code": cell(g.get("exit_code")),
             "counts": ", ".join(f"{v} {k}" for k, v in counts.items() if v),
             "rules": rules}

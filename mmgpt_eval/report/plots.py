@@ -55,9 +55,10 @@ def bar_plot(p: BarPlot) -> dict[str, Any] | None:
             vals = list(vals)[:len(cats)] if isinstance(vals, (list, tuple)) else []
             series.append((_s(label), [number(v) for v in vals] + [None] * (len(cats) - len(vals))))
         ylim = None
-        if isinstance(p.ylim, (list, tuple)) and len(p.ylim) == 2 and None not in (number(p.ylim[0]),
-                                                                                    number(p.ylim[1])):
-            ylim = (number(p.ylim[0]), number(p.ylim[1]))
+        if isinstance(p.ylim, (list, tuple)) and len(p.ylim) == 2:
+            lo, hi = number(p.ylim[0]), number(p.ylim[1])
+            if lo is not None and hi is not None:
+                ylim = (lo, hi)
         if not cats:
             return None
         return {"title": title, "b64": _bar_png(cats, series, _s(p.ylabel or ""), _s(p.xlabel or ""), ylim)}

@@ -20,7 +20,7 @@ def provenance(cols: list[RunColumn], tasks: list[str]) -> dict[str, Any]:
             d = d.get(p) if isinstance(d, dict) else None
         return d
 
-    def add(name: str, fn: Callable[[RunResults], Any]) -> None:
+    def add(name: str, fn: Callable[..., Any]) -> None:  # fn(run); some bind a loop value as a default argument
         vals = []
         for c in cols:
             try:
@@ -62,7 +62,7 @@ def provenance(cols: list[RunColumn], tasks: list[str]) -> dict[str, Any]:
     add("checkpoint sha256", lambda r: get(r.model, "checkpoint", "sha256"))
     add("checkpoint step / epoch", lambda r: " / ".join(cell(x) for x in step_epoch(r)) if any(
         x is not None for x in step_epoch(r)) else None)
-    add("LoRA", lambda r: (lambda l: f"r={l.get('r')} alpha={l.get('alpha')}" if isinstance(l, dict) else None)(
+    add("LoRA", lambda r: (lambda lo: f"r={lo.get('r')} alpha={lo.get('alpha')}" if isinstance(lo, dict) else None)(
         get(r.model, "checkpoint", "lora")))
     add("OpenFlamingo base sha256", lambda r: get(r.model, "openflamingo_checkpoint_sha256"))
     add("seed", lambda r: get(r.run, "seed"))
@@ -81,7 +81,8 @@ def provenance(cols: list[RunColumn], tasks: list[str]) -> dict[str, Any]:
         add(f"{task}: fingerprint",
             lambda r, tg=tget: (lambda t: str(t.fingerprint)[:16] or None if t else None)(tg(r)))
         add(f"{task}: throughput", lambda r, tg=tget: (lambda t: (
-            f"{cell(t.timing.get('samples_per_s'))} samples/s, {cell(t.timing.get('tokens_per_s'))} tokens/s, "
+            f"{cell(t.timing.get('samples_per_s'))} samples/s, "
+            f"{cell(t.timing.get('tokens_per_s'))} tokens/s, "
             f"{cell(t.timing.get('wall_s'))} s") if t and t.timing else None)(tg(r)))
     add("wall time (s)", lambda r: get(r.provenance, "wall_time_s"))
     add("peak CPU RSS (MB)", lambda r: get(r.provenance, "peak_memory", "cpu_rss_mb"))

@@ -53,7 +53,7 @@ def transcripts(runs: list[RunColumn], base: RunColumn | None, tasks: list[str],
         _, key, info = per_sample_key(tr)
         if base is not None and key is not None and len(tcols) > 1:
             def diff(i: str) -> float:
-                vb, vc = sample_value(recs[0][i], key), sample_value(recs[-1][i], key)
+                vb, vc = sample_value(recs[0][i], key), sample_value(recs[-1][i], key)  # noqa: B023 - used at once
                 return 0.0 if vb is None or vc is None else abs(vc - vb)
             ids = sorted(ids, key=lambda i: (-diff(i), i))
         convs = []

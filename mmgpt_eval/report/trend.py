@@ -29,7 +29,7 @@ def trend(runs: list[RunColumn], base: RunColumn | None, tasks: list[str]) -> di
     if base is not None and bx is not None:
         pts.append((bx, base))
     pts.sort(key=lambda p: (p[0], 0 if p[1].is_baseline else 1))
-    xs_o = [x for x, _ in pts]
+    xs_o = [x for x, _ in pts if x is not None]  # every x is set (the branches above)
     cols_o = [c for _, c in pts]
     base_line = base is not None and bx is None
     lines, rows = [], []

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, Sequence, overload
 
 from ..errors import UserError
 from ..generation_settings import GenerationSettings
@@ -121,6 +121,12 @@ class Task:
             return v
         return default if default is not None else o.default
 
+    @overload
+    def path(self, name: str, required: Literal[True] = ...) -> Path: ...
+
+    @overload
+    def path(self, name: str, required: bool) -> Path | None: ...
+
     def path(self, name: str, required: bool = True) -> Path | None:
         """A data file option as a Path that exists; a clear error when it is required and unset or
         missing."""
@@ -199,7 +205,7 @@ class Task:
         return None
 
     def requests(self, sample: Sample, round_index: int, history: dict[str, Output],
-                 ctx: RunContext) -> list[Request]:
+                 ctx: RunContext) -> Sequence[Request | RankRequest]:
         """Default: one request, the sample rendered through the run's template, with few-shot demos
         for templates that have a demo format; a ranking request when the task has candidates."""
         template = ctx.template or get_template(self.default_template)

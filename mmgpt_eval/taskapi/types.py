@@ -134,7 +134,7 @@ class MetricInfo:
 
 @dataclass
 class Aggregate:
-    metrics: dict[str, float]
+    metrics: dict[str, float | None]
     breakdown: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     # per-sample metric values only known once the whole set is scored (e.g. fixed-IDF CIDEr):

@@ -168,7 +168,7 @@ def ocr_vqa(path, images, sample=None, seed=42, name="ocr_vqa") -> list[Example]
 def dolly(path, sample=None, seed=42, name="dolly") -> list[Example]:
     p = _need(path, name)
     out = []
-    for line, r in iter_jsonl(p):
+    for _, r in iter_jsonl(p):
         instr = r["instruction"] + (f"\n\n### Input:\n{r['context']}" if r.get("context") else "")
         out.append(Example([(instr, r["response"])], None, kind="lang", source=name))
     return _sample(out, sample, seed)
@@ -187,7 +187,7 @@ def baize(path, sample=None, seed=42, name="baize") -> list[Example]:
 
     p = _need(path, name)
     out = []
-    for i, r in enumerate(read_json(p)):
+    for r in read_json(p):
         parts = re.split(r"\[\|(Human|AI)\|\]", r["input"])
         turns, pending = [], None
         for who, text in zip(parts[1::2], parts[2::2]):
@@ -373,14 +373,14 @@ def tokenize_example(ex: Example, tok, max_length: int = 512) -> Tokenized:
             text = TEMPLATES["of-vqa"].render_demo(question=q, answer=a)
         else:
             text = TEMPLATES["of-caption"].render_demo(caption=a)
-        ids = tok(text)["input_ids"]
+        ids: list[int] = tok(text)["input_ids"]
         if ex.image is None:
             ids = ids + [eos]
         ids = ids[:max_length]
         labels = [IGNORE if (i == 0 or t == image_id) else t for i, t in enumerate(ids)]
         return Tokenized(ids, labels, ex.image)
-    ids: list[int] = []
-    labels: list[int] = []
+    ids = []
+    labels = []
     has_image = ex.image is not None
     for k, (q, a) in enumerate(ex.turns):
         if k == 0:

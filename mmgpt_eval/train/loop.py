@@ -61,7 +61,7 @@ class GroupedSampler:
 
     def _epoch_order(self) -> list[int]:
         rng = random.Random(f"{self.seed}:{self.epoch}")
-        chunks = []
+        chunks: list[list[int]] = []
         for key in sorted(self.groups):
             members = list(self.groups[key])
             rng.shuffle(members)
@@ -70,7 +70,7 @@ class GroupedSampler:
         return [i for c in chunks for i in c]
 
     def take(self, n: int) -> list[int]:
-        out = []
+        out: list[int] = []
         while len(out) < n:
             if self.pos >= len(self._order):
                 self.epoch += 1
@@ -175,6 +175,7 @@ class Trainer:
         if cfg.mode == "lora":
             self.lora = LoraSettings(r=cfg.lora_r, alpha=float(cfg.lora_alpha), dropout=cfg.lora_dropout,
                                      target_modules=list(cfg.lora_targets))
+            assert self.lora.target_modules is not None  # set just above
             names = target_module_names(m, self.lora.target_modules)
             if not names:
                 raise UserError("no LoRA target modules matched in the language model")
@@ -194,7 +195,8 @@ class Trainer:
 
     def _optimizer(self) -> torch.optim.Optimizer:
         cfg = self.cfg
-        decay, no_decay = [], []
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
         for n, p in self.trainable():
             if cfg.weight_decay_on == "xattn_lora":
                 # MultiModal-GPT: weight decay only on gated cross-attention parameters that are not
@@ -230,6 +232,7 @@ class Trainer:
         return t
 
     def _pixels(self, ex: Example) -> torch.Tensor:
+        assert ex.image is not None  # called for image examples only
         key = ex.image.key
         px = self._px.get(key)
         if px is None:
@@ -242,12 +245,13 @@ class Trainer:
         inputs: dict[str, Any] = {"ids": ids.to(self.device), "mask": mask.to(self.device)}
         exs = [data[i] for i in idx]
         if exs[0].image is not None:
+            # a batch holds image examples only (examples are grouped by image)
             order: dict[str, int] = {}
             for e in exs:
-                order.setdefault(e.image.key, len(order))
-            index = torch.tensor([order[e.image.key] for e in exs], device=self.device)
+                order.setdefault(e.image.key, len(order))  # type: ignore[union-attr]
+            index = torch.tensor([order[e.image.key] for e in exs], device=self.device)  # type: ignore[union-attr]
             keys = list(order)
-            first = {e.image.key: e for e in exs}
+            first = {e.image.key: e for e in exs}  # type: ignore[union-attr]
             if self.cfg.mode == "lora":
                 # frozen vision path: features computed once per image and reused
                 missing = [k for k in keys if k not in self._feats]
@@ -415,6 +419,7 @@ class Trainer:
         spec = self.loaded.spec.to_dict()
         name = "final" if final else f"checkpoint_{self.step}"
         if cfg.mode == "lora":
+            assert self.lora is not None  # set up for lora mode
             meta = {"step": self.step, "recipe": str(cfg.source) if cfg.source else None}
             peft_dir = save_peft_adapter(self.model, self.lora, self.out / name, model_spec=spec,
                                          base_name=self.loaded.spec.name, extra=meta)

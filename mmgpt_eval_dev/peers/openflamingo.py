@@ -376,7 +376,7 @@ def ModelEncoderRICES(loaded) -> type:
     """A subclass of evaluate.py's ``RICES`` whose encoder is ``loaded``'s vision encoder (see module
     docstring); constructed by evaluate.py with upstream's arguments (encoder name/pretrained ignored)."""
     load_evaluate()
-    base = sys.modules["open_flamingo.eval.rices"].RICES  # upstream's class (evaluate.RICES may be patched)
+    base: Any = sys.modules["open_flamingo.eval.rices"].RICES  # upstream's class (evaluate.RICES may be patched)
 
     class _ModelEncoderRICES(base):
         def __init__(self, dataset, device, batch_size, vision_encoder_path=None, vision_encoder_pretrained=None,
@@ -398,7 +398,7 @@ def ModelEncoderRICES(loaded) -> type:
 # ------------------------------------------------------------------------------------------ ImageNet
 def imagenet_dataset_with_ocr() -> type:
     """evaluate.py's ``ImageNetDataset`` with an ``"ocr": None`` entry in every item (see module docstring)."""
-    base = importlib.import_module("open_flamingo.eval.eval_datasets").ImageNetDataset
+    base: Any = importlib.import_module("open_flamingo.eval.eval_datasets").ImageNetDataset
 
     class ImageNetDatasetWithOCR(base):
         def __getitem__(self, idx):
