@@ -13,7 +13,7 @@ from typing import Any
 from mmgpt_eval.taskapi import (Aggregate, DataFile, GenerationSettings, MetricInfo, Option, Output, Sample, Task,
                                 UserError)
 from mmgpt_eval.taskapi.datasets import load_vqa_files
-from mmgpt_eval.taskapi.metrics import openflamingo_okvqa_postprocess, score_vqa, vqa_accuracy
+from mmgpt_eval.taskapi.metrics import score_vqa, vqa_accuracy
 from mmgpt_eval.taskapi.reporting import Column, ReportTables, dict_table
 
 COCO_VAL = "https://cocodataset.org/#download (2014 Val images, unzip to val2014/)"
@@ -101,6 +101,7 @@ class OKVQA(VQAv2):
     name = "okvqa"
     aliases = ("ok-vqa",)
     description = "OK-VQA (VQAv2 format), official VQA accuracy"
+    openflamingo_postprocess = "okvqa-stemming"  # ok_vqa_utils.postprocess_ok_vqa_generation
     OPTIONS = vqa_options("okvqa", {
         "questions": "OpenEnded_mscoco_val2014_questions.json", "annotations": "mscoco_val2014_annotations.json",
         "images": "val2014", "train_questions": "OpenEnded_mscoco_train2014_questions.json",
@@ -111,17 +112,6 @@ class OKVQA(VQAv2):
         "train_questions": "https://okvqa.allenai.org/download.html (training questions)",
         "train_annotations": "https://okvqa.allenai.org/download.html (training annotations)",
         "train_images": COCO_TRAIN})
-
-    def load(self) -> list[Sample]:
-        if self.protocol == "openflamingo":
-            openflamingo_okvqa_postprocess("checking")  # NLTK data missing: fail before the model loads
-        return super().load()
-
-    def postprocess(self, request, generation) -> str:
-        """OpenFlamingo's protocol stems OK-VQA answers (``ok_vqa_utils.postprocess_ok_vqa_generation``)."""
-        if self.protocol == "openflamingo":
-            return openflamingo_okvqa_postprocess(generation.text)
-        return super().postprocess(request, generation)
 
 
 TASKS = [VQAv2, OKVQA]

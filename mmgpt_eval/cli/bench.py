@@ -103,14 +103,15 @@ def run(args: argparse.Namespace) -> int:
 
     from ..bench import run_bench
     from ..model.generate import GenerationSettings
-    from ..runner import RunConfig, prepare_task
+    from ..config import EvalConfig
+    from ..runner import prepare_task
     from ..taskregistry import discover, resolve
     from .common import load_from_args
 
     tasks = discover()
     name = resolve([args.task], tasks)[0]
     limit = 256 if args.limit is None else args.limit
-    cfg = RunConfig(output_dir=None, limit=limit or None, template=args.template)  # type: ignore[arg-type]
+    cfg = EvalConfig(limit=limit or None, template=args.template, seed=0)
     pt = prepare_task(tasks[name](), cfg)
     loaded = load_from_args(args)
     loops = ("mmgpt-eval", "openflamingo-loop") if args.skip_per_sample else \
