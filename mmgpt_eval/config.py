@@ -171,10 +171,10 @@ class Flag:
 class Setting:
     """What one :class:`EvalConfig` field is. ``fingerprint``: a rule of :data:`FINGERPRINT_RULES`
     (None: not part of the fingerprint, or only through what it resolves to, e.g. the template and
-    generation settings); ``run``: its key in results' ``run`` info (``generation_overrides`` groups
-    the decoding fields, ``protocol`` leaves it to the protocol); ``record``: where else results keep
-    it (``model``, ``tasks.options``, ``baseline``, ``run.argv`` for what only shapes how a run is
-    carried out); ``baseline``: where a baseline run's value is read to check it is the same
+    generation settings); ``run``: its key in results' ``run`` info, which :meth:`EvalConfig.run_info`
+    writes (``generation_overrides`` groups the decoding fields); ``record``: where else results keep it
+    (``run.<key>`` written by the runner or the protocol, ``model``, ``tasks.options``, ``baseline``,
+    ``run.argv`` for what only shapes how a run is carried out); ``baseline``: where a baseline run's value is read to check it is the same
     (``task.<attr>`` or ``run.<key>``), with ``baseline_default`` for runs that lack it; ``owner``: the
     protocol whose option this is (refused with any other)."""
 
@@ -262,13 +262,13 @@ class EvalConfig:
         "--protocol", "mmgpt-eval (default): this harness's protocol; openflamingo: OpenFlamingo's evaluate.py "
         "exactly -- its templates, decoding, answer cleanup, VQA normalisation, OK-VQA stemming, seeded subset and "
         "demo draws (seed 42 unless --seed), RICES over the whole train split (README: Comparing with OpenFlamingo)",
-        choices=_protocol_names), run="protocol", baseline="run.protocol", baseline_default="mmgpt-eval")
+        choices=_protocol_names), record="run.protocol", baseline="run.protocol", baseline_default="mmgpt-eval")
     of_num_samples: int | None = setting(None, Flag(
         "--of-num-samples", "--protocol openflamingo: evaluate N samples drawn as OpenFlamingo's --num_samples draws "
-        "them", int_arg(1)), run="protocol", owner="openflamingo")
+        "them", int_arg(1)), record="run.of_num_samples", owner="openflamingo")
     of_query_set_size: int | None = setting(None, Flag(
         "--of-query-set-size", "--protocol openflamingo: size of the random demo query set (OpenFlamingo's "
-        "--query_set_size, default 2048)", int_arg(1)), run="protocol", owner="openflamingo")
+        "--query_set_size, default 2048)", int_arg(1)), record="run.of_query_set_size", owner="openflamingo")
     label: str | None = setting(None, Flag(
         "--label", "what to call this run in reports and comparisons (default: the checkpoint's or the model's "
         "name)"), record="run.label")
@@ -348,7 +348,7 @@ class EvalConfig:
         out: dict[str, Any] = {}
         for f in settings():
             key = f.metadata["setting"].run
-            if key is None or key == "protocol":
+            if key is None:
                 continue
             if key == "generation_overrides":
                 out.setdefault(key, self.generation_overrides)
