@@ -8,17 +8,35 @@ from __future__ import annotations
 
 import dataclasses
 from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Protocol as Structural
 
 from ..errors import UserError
 from ..taskapi import Sample, Task
 from ..taskapi.task import DEFAULT_POOL_LIMIT
+from ..templates import Template
 
 if TYPE_CHECKING:
-    from ..config import EvalConfig
     from ..model.build import LoadedModel
-    from ..runner import PreparedTask
     from ..taskapi.demos import DemoSelector
-    from ..templates import Template
+
+# an mmgpt_eval.config.EvalConfig; not imported here: config lists the protocols (--protocol's choices)
+# and the runner calls them, so the protocols depend on neither
+EvalConfig = Any
+
+
+class PreparedTask(Structural):
+    """What a protocol reads of the runner's prepared task."""
+
+    task: Task
+    samples: list[Sample]  # the evaluated ones
+    n_available: int
+    template: Template
+    population: list[Sample]  # every sample of the task
+
+
+def _settings(cfg: EvalConfig) -> list[tuple[str, Any]]:
+    """(field name, Setting metadata) of an EvalConfig."""
+    return [(f.name, f.metadata["setting"]) for f in dataclasses.fields(cfg)]
 
 
 class Protocol:
@@ -37,24 +55,17 @@ class Protocol:
     # ------------------------------------------------------------------ settings
     def owned_settings(self, cfg: EvalConfig) -> dict[str, Any]:
         """This protocol's own settings (EvalConfig fields whose ``owner`` is this protocol)."""
-        from ..config import settings
-
-        return {f.name: getattr(cfg, f.name) for f in settings() if f.metadata["setting"].owner == self.name}
+        return {name: getattr(cfg, name) for name, s in _settings(cfg) if s.owner == self.name}
 
     def check(self, cfg: EvalConfig) -> None:
         """Refuse combinations of settings this protocol cannot honour (before any data or model)."""
-        from ..config import settings
-
-        foreign: dict[str, list[str]] = {}
-        for f in settings():
-            s = f.metadata["setting"]
+        foreign: dict[str, list[tuple[str, Any]]] = {}
+        for name, s in _settings(cfg):
             if s.owner and s.owner != self.name and s.flag is not None:
-                foreign.setdefault(s.owner, []).append(f.name)
+                foreign.setdefault(s.owner, []).append((name, s))
         for owner, fields in foreign.items():
-            if any(getattr(cfg, n) is not None for n in fields):
-                from ..config import meta
-
-                raise UserError(f"{' / '.join(meta(n).flag.name for n in fields)} need --protocol {owner}")
+            if any(getattr(cfg, name) is not None for name, _ in fields):
+                raise UserError(f"{' / '.join(s.flag.name for _, s in fields)} need --protocol {owner}")
 
     def resolve(self, cfg: EvalConfig) -> EvalConfig:
         """``cfg`` with this protocol's defaults filled in (the seed)."""

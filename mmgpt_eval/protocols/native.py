@@ -8,12 +8,10 @@ from typing import TYPE_CHECKING
 
 from ..taskapi import RandomDemos, Sample, Task, demos_needed, fixed_subset
 from ..templates import Template, get_template
-from .base import Protocol
+from .base import EvalConfig, PreparedTask, Protocol
 
 if TYPE_CHECKING:
-    from ..config import EvalConfig
     from ..model.build import LoadedModel
-    from ..runner import PreparedTask
     from ..taskapi.demos import DemoSelector
 
 

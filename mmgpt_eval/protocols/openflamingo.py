@@ -35,12 +35,10 @@ from ..errors import UserError
 from ..rices import RICES
 from ..taskapi import Sample, Task, demos_needed
 from ..templates import Template, get_template
-from .base import Protocol
+from .base import EvalConfig, PreparedTask, Protocol
 
 if TYPE_CHECKING:
-    from ..config import EvalConfig
     from ..model.build import LoadedModel
-    from ..runner import PreparedTask
     from ..taskapi.demos import DemoSelector
 
 DEFAULT_QUERY_SET_SIZE = 2048  # evaluate.py --query_set_size
