@@ -68,8 +68,12 @@ class Protocol:
                 raise UserError(f"{' / '.join(s.flag.name for _, s in fields)} need --protocol {owner}")
 
     def resolve(self, cfg: EvalConfig) -> EvalConfig:
-        """``cfg`` with this protocol's defaults filled in (the seed)."""
-        return cfg if cfg.seed is not None else dataclasses.replace(cfg, seed=self.default_seed)
+        """``cfg`` with this protocol's defaults filled in (the seed; ``limit="all"``: no limit)."""
+        if cfg.seed is None:
+            cfg = dataclasses.replace(cfg, seed=self.default_seed)
+        if cfg.limit == "all":
+            cfg = dataclasses.replace(cfg, limit=None)
+        return cfg
 
     # ------------------------------------------------------------------ tasks
     def make_task(self, cls: type[Task], options: dict[str, Any]) -> Task:
