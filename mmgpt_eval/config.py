@@ -570,6 +570,18 @@ def _action_flag(action: argparse.Action, key: str) -> Flag:
                 tuple(action.choices) if action.choices is not None else None, kind=kind, key=key)
 
 
+def _task_option_actions() -> dict[str, argparse.Action]:
+    """The built-in and installed tasks' option flags (a run config read without ``run``'s parser)."""
+    from .taskregistry import discover
+
+    parser = argparse.ArgumentParser(add_help=False)
+    for name, cls in sorted(discover().items()):
+        for o in cls.OPTIONS:
+            if o.key(name) not in {a.dest for a in parser._actions}:
+                o.add_to(parser, name)
+    return {a.dest: a for a in parser._actions}
+
+
 def read_run_config(path: str, task_actions: Mapping[str, argparse.Action] | None = None
                     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """``--config run.toml``: top-level keys are ``run``'s flags (``tasks = ["coco", "vqa"]``,
@@ -581,7 +593,7 @@ def read_run_config(path: str, task_actions: Mapping[str, argparse.Action] | Non
     raw = read_toml(path)
     base = Path(path).resolve().parent
     by_key = {fl.dest: fl for fl in [*flags(), TASK_CONFIG_FLAG]}
-    actions = dict(task_actions or {})
+    actions = dict(task_actions or {}) or _task_option_actions()
     values: dict[str, Any] = {}
     task_keys: dict[str, Any] = {}
     for key, value in raw.items():

@@ -224,6 +224,8 @@ def test_config_file_semantics(tmp_path):
     # flags win over the file
     c2 = EvalConfig.from_cli(["--config", str(cfg), "--limit", "all", "--easyvqa-split", "test"])
     assert c2.limit == "all" and c2.task_options["easyvqa_split"] == "test"
+    cfg.write_text('vqav2_questions = "q.json"\neasyvqa_split = "train"\n')  # task options as top-level keys
+    assert EvalConfig.from_toml(cfg).task_options == {"vqav2_questions": "q.json", "easyvqa_split": "train"}
     cfg.write_text('limit = "all"\n')
     assert EvalConfig.from_toml(cfg).limit == "all"
     for bad, words in (('limit = 0\n', ["limit", "all"]), ('lmit = 3\n', ["unknown run option 'lmit'"]),
