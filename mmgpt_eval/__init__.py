@@ -4,7 +4,8 @@
     res = mmgpt_eval.evaluate(model="tiny-openflamingo", ckpt="tiny-mmgpt", tasks="easyvqa,counting", limit=50)
 
 One sample's path, top-down (the folder layout follows it):
-  api.evaluate            the engine the CLI (cli/) and Python users call
+  api.evaluate            the engine the CLI (cli/) and Python users call; config.EvalConfig its settings
+  protocols/              how a protocol picks templates, subsets, demos (mmgpt-eval's own, OpenFlamingo's)
   model spec -> model     model/spec.py, model/build.py, model/checkpoint.py, model/lora.py
   task -> requests        taskapi/ (the plugin API), tasks/ (the plugins, installed as mmgpt_eval_tasks)
   batches -> generations  runner.py, model/generate.py (generation_settings.py, templates.py)
@@ -17,7 +18,7 @@ Library quirks are shimmed in exactly one place: mmgpt_eval.compat.
 
 from .version import __version__
 
-__all__ = ["evaluate", "load", "RunResults", "SeriesResults", "SampleRecord", "compare_runs", "metrics_frame",
+__all__ = ["evaluate", "EvalConfig", "load", "RunResults", "SeriesResults", "SampleRecord", "compare_runs", "metrics_frame",
            "samples_frame", "__version__"]
 
 
@@ -26,6 +27,10 @@ def __getattr__(name: str):  # lazy: importing mmgpt_eval (e.g. from a task plug
         from . import api
 
         return getattr(api, name)
+    if name == "EvalConfig":
+        from .config import EvalConfig
+
+        return EvalConfig
     if name == "RunResults":
         from .results import RunResults
 

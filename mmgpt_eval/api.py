@@ -6,6 +6,9 @@ for the CLI alike (the CLI only parses arguments and prints).
                               limit=50, output_dir="out", baseline="tiny-openflamingo")
     res.tasks["easyvqa"].metrics["accuracy"]
 
+    cfg = mmgpt_eval.EvalConfig(tasks="easyvqa", limit=50)   # the same settings as one object
+    res = mmgpt_eval.evaluate(cfg)
+
 Steps, in order: choose the base model (from the checkpoint when no model is given) -> find the tasks,
 fill their data from the data root, load and subset their samples (every data problem fails here,
 before a model is loaded) -> join torchrun's process group -> load the model (once; a checkpoint
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import distributed
+from .config import ALL, DEFAULT_OUTPUT_DIR, EvalConfig, LoadOptions, settings
 from .errors import UserError
 from .results import RunResults
 
@@ -29,22 +33,7 @@ log = logging.getLogger("mmgpt_eval")
 
 # the tiny MultiModal-GPT made by `make reproduce` (shipped in the package) on 200 easy-VQA questions
 EMBEDDED_DEFAULT: dict[str, Any] = {"model": "tiny-openflamingo", "ckpt": "tiny-mmgpt", "tasks": "easyvqa,easyvqa-mc", "limit": 200}
-DEFAULT_OUTPUT_DIR = "mmgpt-eval-out"
-
-
-@dataclass
-class LoadOptions:
-    """How to load: device/precision overrides and the checkpoint safety switches."""
-
-    device: str | None = None
-    precision: str | None = None
-    allow_partial: bool = False
-    trust_checkpoint: bool = False
-    lora_alpha: float | None = None
-    allow_nonfinite: bool = False  # load checkpoints holding NaN/inf values (loud warning) instead of refusing
-
-    def spec_overrides(self) -> dict[str, Any]:
-        return {k: v for k, v in (("precision", self.precision), ("device", self.device)) if v}
+__all__ = ["DEFAULT_OUTPUT_DIR", "EMBEDDED_DEFAULT", "EvalConfig", "LoadOptions", "SeriesResults", "evaluate", "load"]
 
 
 @dataclass
@@ -89,6 +78,7 @@ def prepare_tasks(names: str | Sequence[str], cfg, task_options: dict[str, Any] 
                   data_root: str | os.PathLike | None = None, include_paths: Sequence[str] = ()) -> list:
     """Find, configure and load the tasks; every data problem is raised here, before any model loads."""
     from .datapaths import apply_layout, data_root as default_root
+    from .protocols import get as get_protocol
     from .runner import prepare_task
     from .taskregistry import discover, normalize_options, resolve
 
@@ -96,9 +86,10 @@ def prepare_tasks(names: str | Sequence[str], cfg, task_options: dict[str, Any] 
     wanted = resolve(names.split(",") if isinstance(names, str) else list(names), classes)
     options = normalize_options(task_options or {}, classes)
     root = default_root(data_root)
+    protocol = get_protocol(cfg.protocol)
     prepared = []
     for n in wanted:
-        task = classes[n](dict(options))
+        task = protocol.make_task(classes[n], dict(options))
         filled = apply_layout(task, root)
         if filled:
             log.info("%s: data from the data root %s (%s)", n, root, ", ".join(filled))
@@ -106,29 +97,23 @@ def prepare_tasks(names: str | Sequence[str], cfg, task_options: dict[str, Any] 
     return prepared
 
 
-def evaluate(model: Any = None, ckpt: str | os.PathLike | None = None, tasks: str | Sequence[str] | None = None, *,
-             output_dir: str | os.PathLike | None = None, limit: int | None = None, label: str | None = None,
-             baseline: str | os.PathLike | None = None, intersect: bool = False,
-             template: str | None = None, num_fewshot: int = 0, fewshot_zero_mode: str = "text-demos",
-             fewshot_selection: str = "random", history_mode: str = "self", seed: int | None = None,
-             generation: dict[str, Any] | None = None, batch_size: int = 8, share_prefix: bool = True,
-             task_options: dict[str, Any] | None = None, data_root: str | os.PathLike | None = None,
-             include_paths: Sequence[str] = (), load_options: LoadOptions | None = None, report: bool = True,
-             progress: bool = True, argv: Sequence[str] | None = None,
-             log_to: str | Sequence[str] | None = None, protocol: str = "mmgpt-eval",
-             of_num_samples: int | None = None, of_query_set_size: int | None = None, trials: int = 1,
-             rices_encoder: str = "model") -> RunResults | SeriesResults | None:
-    """Evaluate ``model`` (+ ``ckpt``: one checkpoint, or a glob / folder of several) on ``tasks``.
+def evaluate(config: EvalConfig | Any = None, ckpt: str | os.PathLike | None = None,
+             tasks: str | Sequence[str] | None = None, /, **kwargs: Any) -> RunResults | SeriesResults | None:
+    """Evaluate with the settings of an :class:`~mmgpt_eval.config.EvalConfig`, or build one from keyword
+    arguments (``evaluate(model=..., ckpt=..., tasks=..., limit=...)``; the first three may be positional):
+    every field of EvalConfig, plus ``generation`` (a dict of decoding overrides) and ``load_options``
+    (:class:`LoadOptions`).
 
     ``model``: preset name, model-spec TOML or ModelSpec; None with a checkpoint: the checkpoint's base;
-    None with neither: the embedded default (tiny MultiModal-GPT on 200 easy-VQA questions).
-    ``baseline``: a model spec evaluated on the same samples and settings without a checkpoint, or an
-    earlier run folder; both are stored side by side and compared. ``generation``: overrides of the
-    tasks' decoding settings (``max_new_tokens``, ``num_beams``...). ``task_options``: ``{"vqav2":
-    {"questions": ...}}`` or flat keys (``vqav2_questions``). ``batch_size`` 0 means auto.
+    None with neither: the embedded default (tiny MultiModal-GPT on 200 easy-VQA questions). ``ckpt``:
+    one checkpoint, or a glob / folder of several (a series). ``baseline``: a model spec evaluated on the
+    same samples and settings without a checkpoint, or an earlier run folder; both are stored side by
+    side and compared. ``generation``: overrides of the tasks' decoding settings (``max_new_tokens``,
+    ``num_beams``...). ``task_options``: ``{"vqav2": {"questions": ...}}`` or flat keys
+    (``vqav2_questions``). ``limit``: N samples per task, or ``"all"``. ``batch_size`` 0 means auto.
     ``protocol``: ``"mmgpt-eval"`` or ``"openflamingo"`` (OpenFlamingo's evaluate.py exactly; ``seed``
     defaults to its 42, ``of_num_samples`` / ``of_query_set_size`` are its --num_samples / --query_set_size;
-    :mod:`mmgpt_eval.openflamingo_protocol`). ``seed`` otherwise defaults to 0. ``trials``: evaluate
+    :mod:`mmgpt_eval.protocols.openflamingo`). ``seed`` otherwise defaults to 0. ``trials``: evaluate
     with seeds ``seed``, ``seed+1``, ... into ``OUTDIR/trials/seed-<s>/`` and report each metric's mean
     and (population) standard deviation over them, as OpenFlamingo's ``--num_trials`` does.
     ``rices_encoder``: ``"model"`` (the model's own vision encoder) or ``"openclip:ARCH:PRETRAINED"``.
@@ -138,21 +123,33 @@ def evaluate(model: Any = None, ckpt: str | os.PathLike | None = None, tasks: st
     Returns the results (a :class:`SeriesResults` for several checkpoints); None on torchrun ranks
     other than 0, which write nothing.
     """
+    if isinstance(config, EvalConfig):
+        if ckpt is not None or tasks is not None or kwargs:
+            raise TypeError("evaluate(config) takes no other arguments; use config.replace(...)")
+        return evaluate_config(config)
+    given = {k: v for k, v in (("model", config), ("ckpt", ckpt), ("tasks", tasks)) if v is not None}
+    return evaluate_config(EvalConfig.from_kwargs(**given, **kwargs))
+
+
+def evaluate_config(cfg: EvalConfig) -> RunResults | SeriesResults | None:
+    """:func:`evaluate` for one EvalConfig."""
     from .lock import output_lock
     from .model.checkpoint import allow_nonfinite_tensors
-    from .runner import RunConfig
+    from .protocols import get as get_protocol
     from .trackers import check_targets, parse_targets
 
-    trackers = parse_targets(log_to)
+    trackers = parse_targets(list(cfg.log_to))
     check_targets(trackers)  # a missing tracker package fails here, before data or model
-    lo = load_options or LoadOptions()
+    lo = cfg.load_options
     # --allow-nonfinite for every checkpoint read below (choosing the base, loading, series swaps)
     with allow_nonfinite_tensors(lo.allow_nonfinite):
+        model, ckpt, tasks, limit = cfg.model, cfg.ckpt, cfg.tasks, cfg.limit
         embedded = model is None and tasks is None and ckpt is None
-        base_choice = None
+        extra: dict[str, Any] = {}
         if model is None and ckpt:
             base_choice = choose_base_model(str(ckpt), lo.trust_checkpoint)
             model = base_choice.spec
+            extra["base_model_choice"] = base_choice.to_dict()
         if model is None:
             model, ckpt = EMBEDDED_DEFAULT["model"], ckpt or EMBEDDED_DEFAULT["ckpt"]
         if tasks is None:
@@ -161,114 +158,97 @@ def evaluate(model: Any = None, ckpt: str | os.PathLike | None = None, tasks: st
             limit = EMBEDDED_DEFAULT["limit"]
             log.info("no model/tasks given: running the embedded default (%s + %s on %s, %d samples)",
                      model, ckpt, tasks, limit)
-        if num_fewshot < 0:
+        if limit == ALL:
+            limit = None
+        if cfg.num_fewshot < 0:
             raise UserError("--num-fewshot must be >= 0")
-        from .openflamingo_protocol import DEFAULT_QUERY_SET_SIZE, DEFAULT_TRIAL_SEEDS, PROTOCOLS
-
-        if protocol not in PROTOCOLS:
-            raise UserError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
-        if protocol != "openflamingo" and (of_num_samples is not None or of_query_set_size is not None):
-            raise UserError("--of-num-samples / --of-query-set-size need --protocol openflamingo")
-        if seed is None:
-            seed = DEFAULT_TRIAL_SEEDS[0] if protocol == "openflamingo" else 0
-        if trials < 1:
+        protocol = get_protocol(cfg.protocol)
+        protocol.check(cfg)
+        cfg = protocol.resolve(cfg)
+        if cfg.trials < 1:
             raise UserError("--trials must be at least 1")
-        if rices_encoder != "model":
+        if cfg.rices_encoder != "model":
             from .rices import parse_openclip_spec
 
-            parse_openclip_spec(rices_encoder)  # a malformed spec fails before anything loads
-        if trials > 1 and baseline:
+            parse_openclip_spec(cfg.rices_encoder)  # a malformed spec fails before anything loads
+        if cfg.trials > 1 and cfg.baseline:
             raise UserError("--trials with --baseline is not supported; evaluate the baseline with the same --trials "
                             "into its own folder and compare the two")
-        cfg = RunConfig(output_dir=Path(output_dir or DEFAULT_OUTPUT_DIR), limit=limit, batch_size=batch_size,
-                        num_fewshot=num_fewshot, fewshot_zero_mode=fewshot_zero_mode, template=template, seed=seed,
-                        history_mode=history_mode, fewshot_selection=fewshot_selection,
-                        protocol=protocol, of_num_samples=of_num_samples,
-                        of_query_set_size=of_query_set_size or DEFAULT_QUERY_SET_SIZE, rices_encoder=rices_encoder,
-                        generation_overrides=dict(generation or {}), argv=list(argv or []), progress=progress,
-                        share_prefix=share_prefix)
-        if label:
-            cfg.extra_run_info["label"] = label
-        if base_choice is not None:
-            cfg.extra_run_info["base_model_choice"] = base_choice.to_dict()
-        with output_lock(cfg.output_dir, cfg.argv or None):  # one run per folder; orphan temporaries removed
+        cfg = cfg.replace(model=model, ckpt=ckpt, tasks=tasks, limit=limit, output_dir=cfg.out_dir)
+        with output_lock(cfg.out_dir, list(cfg.argv) or None):  # one run per folder; orphan temporaries removed
             out: RunResults | SeriesResults | None
-            if trials > 1:
-                out = _evaluate_trials(cfg, trials, model, ckpt, tasks, lo, task_options, data_root, include_paths,
-                                       report)
+            if cfg.trials > 1:
+                out = _evaluate_trials(cfg, extra)
             else:
-                out = _evaluate_in_folder(cfg, model, ckpt, tasks, lo, baseline, intersect, task_options, data_root,
-                                          include_paths, report)
+                out = _evaluate_in_folder(cfg, extra)
             if out is not None and trackers:  # rank 0 only (other ranks get None), after results and report
                 from .trackers import log_to_trackers
 
-                log_to_trackers(trackers, out, cfg.output_dir)
+                log_to_trackers(trackers, out, cfg.out_dir)
             return out
 
 
-def _evaluate_in_folder(cfg, model: Any, ckpt: Any, tasks: str | Sequence[str], lo: LoadOptions,
-                        baseline: Any, intersect: bool, task_options: dict[str, Any] | None,
-                        data_root: Any, include_paths: Sequence[str], report: bool) -> RunResults | SeriesResults | None:
+def _evaluate_in_folder(cfg: EvalConfig, extra: dict[str, Any]) -> RunResults | SeriesResults | None:
     """:func:`evaluate` once its output folder is locked: data first, then the model(s)."""
     from .runner import run_evaluation
 
-    prepared = prepare_tasks(tasks, cfg, task_options, data_root, include_paths)
-    baseline_run = earlier_run(baseline) if baseline else None
+    prepared = prepare_tasks(cfg.tasks, cfg, cfg.task_options, cfg.data_root, cfg.include_paths)
+    baseline_run = earlier_run(cfg.baseline) if cfg.baseline else None
     if baseline_run is not None:
         check_baseline_settings(baseline_run, prepared, cfg)
-    device = distributed.init_for_eval(lo.device)
-    if device:
-        lo = dataclasses.replace(lo, device=device)
-    ckpts = _expand(ckpt)
+    lo = _device_options(cfg.load_options)
+    ckpts = _expand(cfg.ckpt)
     if len(ckpts) > 1:
-        if baseline:
+        if cfg.baseline:
             raise UserError("--baseline is not supported with a checkpoint series; compare the series folders instead")
-        return evaluate_series(model, ckpts, prepared, cfg, lo, report)
-    loaded = load(model, ckpts[0] if ckpts else None, lo)
-    results = run_evaluation(prepared, loaded, cfg)
+        return evaluate_series(cfg.model, ckpts, prepared, cfg, lo, cfg.report, extra)
+    loaded = load(cfg.model, ckpts[0] if ckpts else None, lo)
+    results = run_evaluation(prepared, loaded, cfg, extra)
     if results is None:  # a torchrun rank other than 0: rank 0 writes everything
         return None
-    results.path = cfg.output_dir / "results.json"
-    if baseline:
+    results.path = cfg.out_dir / "results.json"
+    if cfg.baseline:
         del loaded
-        results = attach_baseline(results, prepared, cfg, str(baseline), baseline_run, lo, intersect)
-    if report:
-        write_run_report(results, cfg.output_dir)
+        results = attach_baseline(results, prepared, cfg, str(cfg.baseline), baseline_run, lo, cfg.intersect)
+    if cfg.report:
+        write_run_report(results, cfg.out_dir)
     return results
 
 
-def _evaluate_trials(cfg, trials: int, model: Any, ckpt: Any, tasks: str | Sequence[str], lo: LoadOptions,
-                     task_options: dict[str, Any] | None, data_root: Any, include_paths: Sequence[str],
-                     report: bool) -> RunResults | None:
+def _device_options(lo: LoadOptions) -> LoadOptions:
+    """Under torchrun: this rank's device."""
+    device = distributed.init_for_eval(lo.device)
+    return dataclasses.replace(lo, device=device) if device else lo
+
+
+def _evaluate_trials(cfg: EvalConfig, extra: dict[str, Any]) -> RunResults | None:
     """OpenFlamingo's trials: the model loaded once, one complete run per seed in OUTDIR/trials/seed-<s>/
     (each resumable), then OUTDIR/results.json with every metric's mean over the trials."""
     from .runner import run_evaluation
 
-    seeds = [cfg.seed + i for i in range(trials)]
-    folders = [cfg.output_dir / "trials" / f"seed-{s}" for s in seeds]
-    prepared = [prepare_tasks(tasks, dataclasses.replace(cfg, seed=s, output_dir=f), task_options, data_root,
-                              include_paths) for s, f in zip(seeds, folders)]  # all data checked before the model
-    device = distributed.init_for_eval(lo.device)
-    if device:
-        lo = dataclasses.replace(lo, device=device)
-    ckpts = _expand(ckpt)
+    seeds = [cfg.seed + i for i in range(cfg.trials)]
+    trial_cfgs = [cfg.replace(seed=s, output_dir=cfg.out_dir / "trials" / f"seed-{s}") for s in seeds]
+    prepared = [prepare_tasks(cfg.tasks, c, cfg.task_options, cfg.data_root, cfg.include_paths)
+                for c in trial_cfgs]  # all data checked before the model
+    lo = _device_options(cfg.load_options)
+    ckpts = _expand(cfg.ckpt)
     if len(ckpts) > 1:
         raise UserError("--trials is not supported with a checkpoint series")
-    loaded = load(model, ckpts[0] if ckpts else None, lo)
+    loaded = load(cfg.model, ckpts[0] if ckpts else None, lo)
     runs = []
-    for s, f, pts in zip(seeds, folders, prepared):
-        log.info("trial seed %d -> %s", s, f)
-        r = run_evaluation(pts, loaded, dataclasses.replace(cfg, seed=s, output_dir=f))
+    for c, pts in zip(trial_cfgs, prepared):
+        log.info("trial seed %d -> %s", c.seed, c.out_dir)
+        r = run_evaluation(pts, loaded, c, extra)
         if r is not None:
-            r.path = f / "results.json"
+            r.path = c.out_dir / "results.json"
             runs.append(r)
     if not runs:  # a torchrun rank other than 0
         return None
-    results = combine_trials(runs, seeds, cfg.output_dir)
-    results.save(cfg.output_dir / "results.json")
-    results.path = cfg.output_dir / "results.json"
-    if report:
-        write_run_report(results, cfg.output_dir)
+    results = combine_trials(runs, seeds, cfg.out_dir)
+    results.save(cfg.out_dir / "results.json")
+    results.path = cfg.out_dir / "results.json"
+    if cfg.report:
+        write_run_report(results, cfg.out_dir)
     return results
 
 
@@ -310,8 +290,8 @@ def _expand(ckpt: Any) -> list[Any]:
     return expand_checkpoints(str(ckpt))
 
 
-def evaluate_series(model: Any, ckpts: list[Path], prepared: list, cfg, lo: LoadOptions,
-                    report: bool = True) -> SeriesResults | None:
+def evaluate_series(model: Any, ckpts: list[Path], prepared: list, cfg: EvalConfig, lo: LoadOptions,
+                    report: bool = True, extra: dict[str, Any] | None = None) -> SeriesResults | None:
     """Load the base once, swap checkpoints, evaluate each into OUTDIR/<name>/, write series.json."""
     from .compare import step_from_metadata
     from .model.checkpoint import read_checkpoint
@@ -328,22 +308,22 @@ def evaluate_series(model: Any, ckpts: list[Path], prepared: list, cfg, lo: Load
         step = step_from_metadata(info.metadata)
         step = step_of_path(Path(info.path)) if step is None else step
         log.info("checkpoint %s (step %g)", ck, step)
-        results = run_evaluation(prepared, loaded, dataclasses.replace(cfg, output_dir=cfg.output_dir / name))
+        results = run_evaluation(prepared, loaded, cfg.replace(output_dir=cfg.out_dir / name), extra)
         if results is None:
             continue
-        results.path = cfg.output_dir / name / "results.json"
+        results.path = cfg.out_dir / name / "results.json"
         out.runs.append(results)
         out.entries.append({"checkpoint": str(ck), "name": name, "step": step, "sha256": info.sha256,
                             "results": f"{name}/results.json",
                             "metrics": {t: tr.metrics for t, tr in results.tasks.items()}})
     if not out.entries:
         return None
-    out.path = write_series(cfg.output_dir, out.entries)
+    out.path = write_series(cfg.out_dir, out.entries)
     if report:
         from .report import write_report
 
-        write_report(cfg.output_dir / "report.html", out.runs)
-        log.info("report: %s", (cfg.output_dir / "report.html").resolve())
+        write_report(cfg.out_dir / "report.html", out.runs)
+        log.info("report: %s", (cfg.out_dir / "report.html").resolve())
     return out
 
 
@@ -358,8 +338,21 @@ def earlier_run(ref: str | os.PathLike) -> RunResults | None:
     return None
 
 
-def check_baseline_settings(base: RunResults, prepared: list, cfg) -> None:
-    """A baseline run must have used the same prompts and settings for every task."""
+def check_baseline_settings(base: RunResults, prepared: list, cfg: EvalConfig) -> None:
+    """A baseline run must have used the same prompts and settings for every task: its template,
+    decoding and task options, and every setting whose metadata names where the baseline recorded it."""
+    def differs(where: str) -> list[str]:
+        out = []
+        for f in settings():
+            s = f.metadata["setting"]
+            if s.baseline and s.baseline.split(".", 1)[0] == where:
+                attr = s.baseline.split(".", 1)[1]
+                recorded = getattr(tr, attr, None) if where == "task" else base.run.get(attr)
+                recorded = s.baseline_default if recorded in (None, "") else recorded
+                if recorded != getattr(cfg, f.name):
+                    out.append(f"{f.name} {recorded} vs {getattr(cfg, f.name)}")
+        return out
+
     for pt in prepared:
         tr = base.tasks.get(pt.task.name)
         if tr is None:
@@ -369,18 +362,16 @@ def check_baseline_settings(base: RunResults, prepared: list, cfg) -> None:
             diffs.append(f"template {tr.template.get('name')} vs {pt.template.name}")
         if tr.generation != pt.settings.to_dict():
             diffs.append("generation settings")
-        if (tr.num_fewshot or 0) != cfg.num_fewshot:
-            diffs.append(f"num_fewshot {tr.num_fewshot} vs {cfg.num_fewshot}")
+        diffs += differs("task")
         if tr.options != pt.task.public_options():
             diffs.append("task options")
-        if (base.run.get("protocol") or "mmgpt-eval") != cfg.protocol:
-            diffs.append(f"protocol {base.run.get('protocol') or 'mmgpt-eval'} vs {cfg.protocol}")
+        diffs += differs("run")
         if diffs:
             raise UserError(f"the baseline run used different settings for task {pt.task.name}: {', '.join(diffs)}",
                             base.path)
 
 
-def attach_baseline(results: RunResults, prepared: list, cfg, source: str, baseline_run: RunResults | None,
+def attach_baseline(results: RunResults, prepared: list, cfg: EvalConfig, source: str, baseline_run: RunResults | None,
                     lo: LoadOptions, intersect: bool) -> RunResults:
     """Evaluate (or reuse) the baseline, compare, and store both side by side in results.json."""
     from .compare import compare_runs
@@ -389,22 +380,20 @@ def attach_baseline(results: RunResults, prepared: list, cfg, source: str, basel
 
     if baseline_run is None:
         log.info("evaluating the baseline %s (no checkpoint) on the same samples", source)
-        base_cfg = dataclasses.replace(cfg, output_dir=cfg.output_dir / "baseline",
-                                       extra_run_info={k: v for k, v in cfg.extra_run_info.items()
-                                                       if k not in ("label", "base_model_choice")})
+        base_cfg = cfg.replace(output_dir=cfg.out_dir / "baseline", label=None)  # not this run's label
         run_evaluation(prepared, load(load_spec(source, lo.spec_overrides()), None, lo), base_cfg)
-        baseline_run = RunResults.load(base_cfg.output_dir)
+        baseline_run = RunResults.load(base_cfg.out_dir)
         kind = "model"
     else:
         kind = "run"
     comps = compare_runs(baseline_run, results, intersect=intersect)
     # relative to this run's folder (so the pair can move together), whatever the working directory
     assert baseline_run.path is not None  # read from (or written to) a results file
-    rel = Path(os.path.relpath(Path(baseline_run.path).resolve(), cfg.output_dir.resolve()))
+    rel = Path(os.path.relpath(Path(baseline_run.path).resolve(), cfg.out_dir.resolve()))
     results.baseline = {"source": source, "kind": kind, "results": str(rel),
                         "comparisons": [c.to_dict() for c in comps]}
-    results.save(cfg.output_dir / "results.json")
-    return RunResults.load(cfg.output_dir)
+    results.save(cfg.out_dir / "results.json")
+    return RunResults.load(cfg.out_dir)
 
 
 def baseline_of(results: RunResults) -> RunResults | None:

@@ -130,18 +130,3 @@ class RICES:
         sims = self.features @ q
         top = torch.topk(sims, k=min(k, len(self.pool))).indices.tolist()  # most similar first
         return [self.pool[i] for i in reversed(top)]  # most similar last
-
-
-class OpenFlamingoRICES(RICES):
-    """RICES as OpenFlamingo's ``rices.py`` ranks: over the whole train split, similarities sorted with
-    ``argsort(descending=True)``, the first k, most similar last. The features come from the model's own
-    vision encoder (OpenFlamingo uses a separate open_clip ViT-L-14 ``openai``, which this offline
-    harness cannot download; the tests give OpenFlamingo's code the same encoder)."""
-
-    def find(self, sample: Sample, k: int) -> list[Sample]:
-        q = self.embed([sample])
-        sims = (q @ self.features.T).squeeze()
-        if sims.ndim == 0:
-            sims = sims.unsqueeze(0)
-        idx = sims.argsort(dim=-1, descending=True)[:k].tolist()
-        return [self.pool[i] for i in reversed(idx)]

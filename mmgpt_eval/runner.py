@@ -29,36 +29,12 @@ from .progress import progress_bars
 from .records import SampleRecord
 from .results import RunResults, TaskResult, provenance
 from .sample_store import SampleStore
-from .taskapi import (Output, RandomDemos, Ranking, RankRequest, Request, RunContext, Sample, Task, demos_needed,
-                      fixed_subset)
-from .taskapi.demos import DemoSelector
-from .templates import Template, get_template, prompt_sha256
+from .config import EvalConfig, fingerprint_settings
+from .protocols import get as get_protocol
+from .taskapi import Output, Ranking, RankRequest, Request, RunContext, Sample, Task
+from .templates import Template, prompt_sha256
 
 log = logging.getLogger("mmgpt_eval")
-
-
-@dataclass
-class RunConfig:
-    output_dir: Path
-    limit: int | None = None
-    batch_size: int = 8
-    num_fewshot: int = 0
-    fewshot_zero_mode: str = "text-demos"
-    fewshot_selection: str = "random"
-    template: str | None = None
-    seed: int = 0
-    history_mode: str = "self"
-    generation_overrides: dict[str, Any] = field(default_factory=dict)
-    argv: list[str] = field(default_factory=list)
-    progress: bool = True
-    share_prefix: bool = True  # compute a batch's shared prompt prefix once (model/generate.py)
-    extra_run_info: dict[str, Any] = field(default_factory=dict)
-    # "mmgpt-eval" or "openflamingo" (OpenFlamingo's templates, options, subset and demo draws:
-    # mmgpt_eval/openflamingo_protocol.py); the subset size and query-set size of the latter
-    protocol: str = "mmgpt-eval"
-    of_num_samples: int | None = None
-    of_query_set_size: int = 2048
-    rices_encoder: str = "model"  # or "openclip:ARCH:PRETRAINED" (OpenFlamingo: openclip:ViT-L-14:openai)
 
 
 @dataclass
@@ -71,37 +47,12 @@ class PreparedTask:
     population: list[Sample] = field(default_factory=list)  # every sample the task has (subset draws index it)
 
 
-def _apply_openflamingo_protocol(task: Task, cfg: RunConfig) -> str:
-    """OpenFlamingo's template and task options for ``task``; the template name."""
-    if task.openflamingo_template is None:
-        raise UserError(f"task {task.name} is not part of OpenFlamingo's evaluation (--protocol openflamingo)")
-    if cfg.template and cfg.template != task.openflamingo_template:
-        raise UserError(f"--protocol openflamingo evaluates {task.name} with template {task.openflamingo_template}, "
-                        f"not {cfg.template}")
-    if cfg.limit is not None:
-        raise UserError("--limit takes mmgpt-eval's fixed subset; with --protocol openflamingo use --of-num-samples "
-                        "(OpenFlamingo's seeded subset)")
-    if cfg.fewshot_zero_mode != "text-demos":
-        raise UserError("--protocol openflamingo evaluates 0-shot with 2 text-only demos (--fewshot-zero-mode "
-                        "text-demos)")
-    for name, value in task.openflamingo_options.items():
-        key = task.declared(name).key(task.name)
-        if task.options.get(key) not in (None, value):
-            raise UserError(f"--protocol openflamingo sets {task.name}'s {name} to {value}, not "
-                            f"{task.options[key]}")
-        task.options[key] = value
-    task.protocol = "openflamingo"
-    task.pool_limit = None  # OpenFlamingo draws from the whole train split
-    return task.openflamingo_template
-
-
 # ------------------------------------------------------------------------------------ before the model
-def prepare_task(task: Task, cfg: RunConfig) -> PreparedTask:
+def prepare_task(task: Task, cfg: EvalConfig) -> PreparedTask:
     """Load and subset a task's data, resolve its template and settings, check its few-shot pool."""
-    if cfg.protocol == "openflamingo":
-        template = get_template(_apply_openflamingo_protocol(task, cfg))
-    else:
-        template = get_template(cfg.template) if cfg.template else get_template(task.default_template)
+    protocol = get_protocol(cfg.protocol)
+    cfg = protocol.resolve(cfg)
+    template = protocol.template(task, cfg)
     task.check_template(template)
     if cfg.num_fewshot and template.demo is None:
         raise UserError(f"--num-fewshot needs a few-shot template (of-vqa, of-caption); task {task.name} uses "
@@ -112,14 +63,8 @@ def prepare_task(task: Task, cfg: RunConfig) -> PreparedTask:
     ids = [s.id for s in samples]
     if len(set(ids)) != len(ids):
         raise UserError(f"task {task.name} has duplicate sample ids")
-    task.check_fewshot(template, cfg.num_fewshot, cfg.fewshot_zero_mode)
-    if cfg.protocol == "openflamingo":
-        from .openflamingo_protocol import eval_subset
-
-        chosen = set(eval_subset(len(samples), cfg.of_num_samples, cfg.seed)[0])
-        subset = [s for i, s in enumerate(samples) if i in chosen]
-    else:
-        subset = fixed_subset(task.name, samples, cfg.limit)
+    task.check_fewshot(template, cfg.num_fewshot, cfg.fewshot_zero_mode, protocol.pool_limit)
+    subset = protocol.subset(task, samples, cfg)
     settings = task.generation_settings(template)
     settings = GenerationSettings(**{**settings.to_dict(), **cfg.generation_overrides, "seed": cfg.seed})
     return PreparedTask(task, subset, len(samples), template, settings, population=samples)
@@ -144,45 +89,22 @@ def _data_signature(task: Task) -> dict[str, Any]:
     return sig
 
 
-def fingerprint(pt: PreparedTask, cfg: RunConfig, identity: dict[str, Any]) -> str:
-    """What the per-sample log's results depend on; a different one starts the task over."""
+def fingerprint(pt: PreparedTask, cfg: EvalConfig, identity: dict[str, Any]) -> str:
+    """What the per-sample log's results depend on; a different one starts the task over: the task, its
+    data, template and decoding, the model, the fingerprinted settings (EvalConfig's metadata) and what
+    the protocol adds (nothing for mmgpt-eval's own: older logs keep their fingerprint)."""
     t = pt.task
+    protocol = get_protocol(cfg.protocol)
+    cfg = protocol.resolve(cfg)
     payload = {
         "task": t.name, "task_version": t.version, "options": t.public_options(), "data": _data_signature(t),
         "template": {"name": pt.template.name, "sha256": pt.template.sha256},
-        "generation": pt.settings.to_dict(), "num_fewshot": cfg.num_fewshot,
-        "fewshot_zero_mode": cfg.fewshot_zero_mode if pt.template.demo else None,
-        "fewshot_selection": (cfg.fewshot_selection
-                              if pt.template.demo and (cfg.num_fewshot or cfg.protocol == "openflamingo") else None),
-        **({"rices_encoder": cfg.rices_encoder} if cfg.rices_encoder != "model" else {}),
-        "history_mode": cfg.history_mode if t.multi_round else None, "model": identity,
+        "generation": pt.settings.to_dict(), **fingerprint_settings(pt, cfg, protocol), "model": identity,
     }
-    if cfg.protocol != "mmgpt-eval":  # (absent for mmgpt-eval's own: older logs keep their fingerprint)
-        payload["protocol"] = {"name": cfg.protocol, "seed": cfg.seed, "of_num_samples": cfg.of_num_samples,
-                               "of_query_set_size": cfg.of_query_set_size}
+    extras = protocol.fingerprint_extras(cfg)
+    if extras:
+        payload["protocol"] = extras
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def demo_selector(pt: PreparedTask, cfg: RunConfig, loaded: LoadedModel) -> DemoSelector | None:
-    """Random demos (seeded per item), or RICES over the task's pool with the model's vision encoder."""
-    k = demos_needed(pt.template, cfg.num_fewshot, cfg.fewshot_zero_mode)
-    if not k:
-        return None
-    if cfg.protocol == "openflamingo":
-        from . import openflamingo_protocol as ofp
-
-        train = pt.task.train_samples()
-        if cfg.fewshot_selection == "rices":  # also at 0-shot: OpenFlamingo picks the 2 text demos by RICES
-            from .rices import OpenFlamingoRICES
-
-            return OpenFlamingoRICES(loaded, train, cfg.output_dir / "cache", encoder=cfg.rices_encoder)
-        d = ofp.draws(len(pt.population), len(train), k, cfg.seed, cfg.of_num_samples, cfg.of_query_set_size)
-        return ofp.fixed_demos(pt.population, train, d)
-    if cfg.fewshot_selection == "rices" and cfg.num_fewshot > 0:
-        from .rices import RICES
-
-        return RICES(loaded, pt.task.demo_pool(), cfg.output_dir / "cache", encoder=cfg.rices_encoder)
-    return RandomDemos(cfg.seed)
 
 
 # ------------------------------------------------------------------------------------ generation / ranking
@@ -251,12 +173,12 @@ def _batch_order(pending: list[Sample], first: dict[str, Sequence[Request | Rank
 
 
 # ------------------------------------------------------------------------------------ one task
-def _open_stores(pt: PreparedTask, cfg: RunConfig, fp: str) -> tuple[SampleStore, SampleStore, dict[str, dict]]:
+def _open_stores(pt: PreparedTask, cfg: EvalConfig, fp: str) -> tuple[SampleStore, SampleStore, dict[str, dict]]:
     """The task's log (rank 0 checks and creates it), this rank's output store (its own shard file
     under torchrun), and every record finished by earlier runs (log and leftover shards)."""
     name = pt.task.name
     rank, world = distributed.rank_world()
-    samples_dir = cfg.output_dir / "samples"
+    samples_dir = cfg.out_dir / "samples"
     store = SampleStore(samples_dir / f"{name}.jsonl", name, fp)
     if rank == 0:
         done = store.load_done()
@@ -274,11 +196,13 @@ def _open_stores(pt: PreparedTask, cfg: RunConfig, fp: str) -> tuple[SampleStore
     return store, out_store, done
 
 
-def run_task(pt: PreparedTask, loaded: LoadedModel, gen: Generator, cfg: RunConfig, progress) -> TaskResult | None:
+def run_task(pt: PreparedTask, loaded: LoadedModel, gen: Generator, cfg: EvalConfig, progress) -> TaskResult | None:
     """Evaluate one task. Under torchrun every rank takes every world-size-th pending sample (no
     padding duplicates) and streams its records to its own shard file; rank 0 gathers them and
     returns the result (other ranks return None)."""
     task = pt.task
+    protocol = get_protocol(cfg.protocol)
+    cfg = protocol.resolve(cfg)
     rank, world = distributed.rank_world()
     fp = fingerprint(pt, cfg, model_identity(loaded))
     store, out_store, done = _open_stores(pt, cfg, fp)
@@ -286,8 +210,10 @@ def run_task(pt: PreparedTask, loaded: LoadedModel, gen: Generator, cfg: RunConf
     resumed = len(wanted & set(done))
     pending = [s for s in pt.samples if s.id not in done][rank::world]
     ctx = RunContext(seed=cfg.seed, num_fewshot=cfg.num_fewshot, fewshot_zero_mode=cfg.fewshot_zero_mode,
-                     template=pt.template, history_mode=cfg.history_mode, protocol=cfg.protocol,
-                     demos=demo_selector(pt, cfg, loaded) if pending else None)
+                     template=pt.template, history_mode=cfg.history_mode,
+                     demos=protocol.demo_selector(pt, cfg, loaded) if pending else None,
+                     pool_limit=protocol.pool_limit,
+                     zero_shot_ranking_demo_images=protocol.zero_shot_ranking_demo_images)
     first = {s.id: task.requests(s, 0, {}, ctx) for s in pending}
     pending = _batch_order(pending, first)
     ranker = Ranker(gen)
@@ -318,7 +244,7 @@ def run_task(pt: PreparedTask, loaded: LoadedModel, gen: Generator, cfg: RunConf
                        gen.batch_cap(cfg.batch_size, pt.settings.num_beams))
 
 
-def finish_task(pt: PreparedTask, cfg: RunConfig, store: SampleStore, done: dict[str, dict[str, Any]],
+def finish_task(pt: PreparedTask, cfg: EvalConfig, store: SampleStore, done: dict[str, dict[str, Any]],
                 new: list[dict[str, Any]], resumed: int, wall: float, fp: str, batch_size: int) -> TaskResult:
     """Aggregate, write the final log (this task's samples in task order, identical for any world size,
     then older extras) and describe the result."""
@@ -338,14 +264,9 @@ def finish_task(pt: PreparedTask, cfg: RunConfig, store: SampleStore, done: dict
         notes.append(f"resumed: {resumed} samples were taken from an earlier run with the same fingerprint")
     n_gen = len(new)
     n_tokens = sum(r["generated_tokens"] for r in new)
-    subset = ("all samples" if cfg.limit is None or cfg.limit >= pt.n_available else
-              f"first {cfg.limit} of {pt.n_available} samples ordered by sha256('{task.name}:<id>')")
-    if cfg.protocol == "openflamingo":
-        subset = ("all samples" if len(pt.samples) == pt.n_available else
-                  f"{len(pt.samples)} of {pt.n_available} samples drawn as OpenFlamingo draws them "
-                  f"(np.random.seed({cfg.seed}) + np.random.choice)")
-        notes.append(f"protocol: openflamingo (seed {cfg.seed}; demos drawn as open_flamingo/eval/evaluate.py "
-                     f"draws them for a single-process run, query set {cfg.of_query_set_size})")
+    protocol = get_protocol(cfg.protocol)
+    subset = protocol.subset_description(pt, cfg)
+    notes += protocol.notes(pt, cfg)
     return TaskResult(
         task=task.name, version=task.version, metrics=agg.metrics,
         metric_info={k: v.to_dict() for k, v in task.metric_info().items()},
@@ -363,21 +284,24 @@ def finish_task(pt: PreparedTask, cfg: RunConfig, store: SampleStore, done: dict
 
 
 # ------------------------------------------------------------------------------------ all tasks
-def run_evaluation(prepared: list[PreparedTask], loaded: LoadedModel, cfg: RunConfig) -> RunResults | None:
+def run_info(cfg: EvalConfig, model_load_s: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Results' ``run`` info: the recorded settings (EvalConfig's metadata), the model's load time, the
+    protocol's own, the label, then ``extra`` (how the base model was chosen)."""
+    protocol = get_protocol(cfg.protocol)
+    cfg = protocol.resolve(cfg)
+    return {**cfg.run_info(), "model_load_s": round(model_load_s, 3), **protocol.run_info(cfg),
+            **({"label": cfg.label} if cfg.label else {}), **(extra or {})}
+
+
+def run_evaluation(prepared: list[PreparedTask], loaded: LoadedModel, cfg: EvalConfig,
+                   extra_run_info: dict[str, Any] | None = None) -> RunResults | None:
     """Every prepared task on one loaded model; results.json after each task. None on ranks other than 0."""
     t0 = time.perf_counter()
-    cfg.output_dir.mkdir(parents=True, exist_ok=True)
+    cfg = get_protocol(cfg.protocol).resolve(cfg)
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
     gen = Generator(loaded, share_prefix=cfg.share_prefix)
-    run_info = {"argv": cfg.argv, "output_dir": str(cfg.output_dir), "seed": cfg.seed, "batch_size": cfg.batch_size,
-                "limit": cfg.limit, "num_fewshot": cfg.num_fewshot, "fewshot_zero_mode": cfg.fewshot_zero_mode,
-                "fewshot_selection": cfg.fewshot_selection, "rices_encoder": cfg.rices_encoder,
-                "template": cfg.template, "history_mode": cfg.history_mode,
-                "generation_overrides": cfg.generation_overrides, "share_prefix": cfg.share_prefix,
-                "model_load_s": round(loaded.load_seconds, 3), "protocol": cfg.protocol,
-                **({"of_num_samples": cfg.of_num_samples, "of_query_set_size": cfg.of_query_set_size}
-                   if cfg.protocol == "openflamingo" else {}),
-                **cfg.extra_run_info}
-    results = RunResults(run=run_info, model=loaded.provenance(), tasks={}, provenance={})
+    info = run_info(cfg, loaded.load_seconds, extra_run_info)
+    results = RunResults(run=info, model=loaded.provenance(), tasks={}, provenance={})
     rank, world = distributed.rank_world()
     with progress_bars(cfg.progress and rank == 0) as progress:
         for pt in prepared:
@@ -388,6 +312,6 @@ def run_evaluation(prepared: list[PreparedTask], loaded: LoadedModel, cfg: RunCo
             results.tasks[pt.task.name] = tr
             results.provenance = provenance(time.perf_counter() - t0)
             results.provenance["world_size"] = world
-            results.save(cfg.output_dir / "results.json")
+            results.save(cfg.out_dir / "results.json")
     distributed.barrier()
     return results if rank == 0 else None

@@ -102,8 +102,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from mmgpt_eval.cli.common import load_from_args
+    from mmgpt_eval.config import EvalConfig
     from mmgpt_eval.model.generate import GenerationSettings
-    from mmgpt_eval.runner import RunConfig, prepare_task
+    from mmgpt_eval.runner import prepare_task
     from mmgpt_eval.taskregistry import discover, resolve
 
     from .bench import run_bench
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     tasks = discover()
     name = resolve([args.task], tasks)[0]
     limit = 256 if args.limit is None else args.limit
-    cfg = RunConfig(output_dir=None, limit=limit or None, template=args.template)  # type: ignore[arg-type]
+    cfg = EvalConfig(limit=limit or None, template=args.template, seed=0)
     pt = prepare_task(tasks[name](), cfg)
     loaded = load_from_args(args)
     loops = ("mmgpt-eval", "openflamingo-loop") if args.skip_per_sample else \

@@ -242,13 +242,13 @@ def run_mmgpt_path(loaded, w: Workload, out_dir: Path, batch_size: int) -> tuple
     """What ``mmgpt-eval run --protocol openflamingo`` does once the model is loaded; (predictions, score
     on OpenFlamingo's scale: VQA accuracy x100, CIDEr x100)."""
     from mmgpt_eval.api import prepare_tasks
-    from mmgpt_eval.runner import RunConfig, run_evaluation
+    from mmgpt_eval.config import EvalConfig
+    from mmgpt_eval.runner import run_evaluation
 
     task = PROTOCOLS[w.bd.kind][1]
-    cfg = RunConfig(output_dir=out_dir, batch_size=batch_size, num_fewshot=w.num_shots, seed=w.seed,
-                    protocol="openflamingo", of_num_samples=None if w.num_samples < 0 else w.num_samples,
-                    of_query_set_size=w.qss, progress=False,
-                    generation_overrides={} if w.num_beams == 3 else {"num_beams": w.num_beams})
+    cfg = EvalConfig(output_dir=out_dir, batch_size=batch_size, num_fewshot=w.num_shots, seed=w.seed,
+                     protocol="openflamingo", of_num_samples=None if w.num_samples < 0 else w.num_samples,
+                     of_query_set_size=w.qss, progress=False, num_beams=None if w.num_beams == 3 else w.num_beams)
     prepared = prepare_tasks([task], cfg, task_options={task: dict(w.bd.options)})
     results = run_evaluation(prepared, loaded, cfg)
     assert results is not None  # one process

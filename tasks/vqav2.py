@@ -12,7 +12,7 @@ from typing import Any
 
 from mmgpt_eval.taskapi import Aggregate, Sample, UserError
 from mmgpt_eval.taskapi.datasets import load_vqa_files
-from mmgpt_eval.taskapi.metrics import openflamingo_okvqa_postprocess, score_vqa
+from mmgpt_eval.taskapi.metrics import score_vqa
 from mmgpt_eval.taskapi.reporting import BreakdownTable, BreakdownTables
 from mmgpt_eval.taskapi.vqa import VQATask, vqav2_format_options
 
@@ -64,6 +64,7 @@ class OKVQA(VQAv2):
     name = "okvqa"
     aliases = ("ok-vqa",)
     description = "OK-VQA (VQAv2 format), official VQA accuracy"
+    openflamingo_postprocess = "okvqa-stemming"  # ok_vqa_utils.postprocess_ok_vqa_generation
     OPTIONS = vqav2_format_options("okvqa", {
         "questions": "OpenEnded_mscoco_val2014_questions.json", "annotations": "mscoco_val2014_annotations.json",
         "images": "val2014", "train_questions": "OpenEnded_mscoco_train2014_questions.json",
@@ -71,17 +72,6 @@ class OKVQA(VQAv2):
         "questions": f"{OKVQA_SITE} (testing questions)", "annotations": f"{OKVQA_SITE} (testing annotations)",
         "images": COCO_VAL, "train_questions": f"{OKVQA_SITE} (training questions)",
         "train_annotations": f"{OKVQA_SITE} (training annotations)", "train_images": COCO_TRAIN})
-
-    def load(self) -> list[Sample]:
-        if self.protocol == "openflamingo":
-            openflamingo_okvqa_postprocess("checking")  # NLTK data missing: fail before the model loads
-        return super().load()
-
-    def postprocess(self, request, generation) -> str:
-        """OpenFlamingo's protocol stems OK-VQA answers (``ok_vqa_utils.postprocess_ok_vqa_generation``)."""
-        if self.protocol == "openflamingo":
-            return openflamingo_okvqa_postprocess(generation.text)
-        return super().postprocess(request, generation)
 
 
 TASKS = [VQAv2, OKVQA]

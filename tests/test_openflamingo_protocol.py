@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mmgpt_eval.cli import main
-from mmgpt_eval.openflamingo_protocol import draws, eval_subset
+from mmgpt_eval.protocols.openflamingo import draws, eval_subset
 
 
 @pytest.fixture(scope="module")

@@ -204,7 +204,7 @@ def test_entry_point_plugins(monkeypatch):
 def test_task_config_file(tmp_path):
     import argparse
 
-    from mmgpt_eval.cli.run import task_options
+    from mmgpt_eval.config import cli_task_options as task_options
     from mmgpt_eval.errors import UserError
     from mmgpt_eval.taskregistry import discover, normalize_options
 

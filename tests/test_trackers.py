@@ -265,8 +265,8 @@ def test_log_to_in_a_run_config_and_flags(tmp_path, monkeypatch):
 
     seen = {}
 
-    def fake_evaluate(*a, **kw):
-        seen.update(kw)
+    def fake_evaluate(config):  # run passes one EvalConfig
+        seen["log_to"] = list(config.log_to)
         return None
 
     monkeypatch.setattr(run_cli, "evaluate", fake_evaluate)

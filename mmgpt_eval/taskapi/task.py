@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Sequence, overload
+from typing import Any, Callable, ClassVar, Literal, Sequence, overload
 
 from ..errors import UserError
 from ..generation_settings import GenerationSettings
@@ -23,6 +23,10 @@ from .demos import DemoSelector, RandomDemos
 from .options import DataFile, Option
 from .reporting import ReportHooks
 from .types import Aggregate, MetricInfo, Output, RankRequest, Request, Sample
+
+
+# mmgpt-eval's own few-shot pool: the first 2,048 train samples in file order
+DEFAULT_POOL_LIMIT = 2048
 
 
 @dataclass
@@ -35,7 +39,9 @@ class RunContext:
     template: Template | None = None
     history_mode: str = "self"
     demos: DemoSelector | None = None  # None: random demos seeded by ``seed``
-    protocol: str = "mmgpt-eval"  # or "openflamingo" (its quirks are reproduced)
+    # the run's protocol (mmgpt_eval.protocols) decides these two:
+    pool_limit: int | None = DEFAULT_POOL_LIMIT  # demos from the first pool_limit train samples (None: all)
+    zero_shot_ranking_demo_images: bool = False  # 0-shot ranking prompts keep their text demos' images
 
 
 def fixed_subset(task_name: str, samples: list[Sample], limit: int | None) -> list[Sample]:
@@ -49,8 +55,6 @@ def fixed_subset(task_name: str, samples: list[Sample], limit: int | None) -> li
     keep = {s.id for s in ranked[:limit]}
     return [s for s in samples if s.id in keep]
 
-
-DEFAULT_POOL_LIMIT = 2048
 
 
 def demos_needed(template: Template, num_fewshot: int, zero_mode: str) -> int:
@@ -81,6 +85,9 @@ class Task:
     # None: the task is not part of OpenFlamingo's evaluation
     openflamingo_template: ClassVar[str | None] = None
     openflamingo_options: ClassVar[dict[str, Any]] = {}
+    # the answer post-processing OpenFlamingo's protocol applies to this task's generations, by name
+    # (mmgpt_eval.protocols.openflamingo.POSTPROCESS); None: the task's own postprocess
+    openflamingo_postprocess: ClassVar[str | None] = None
     # ranking tasks (see candidates()): rank by mean log-probability per candidate token (OpenFlamingo)
     # or by the sum; how many of the best candidates the per-sample log keeps
     normalize_length: ClassVar[bool] = True
@@ -88,12 +95,13 @@ class Task:
     # what the HTML report shows of this task beyond the generic views (taskapi.reporting)
     view: ClassVar[ReportHooks] = ReportHooks()
 
-    def __init__(self, options: dict[str, Any] | None = None):
+    def __init__(self, options: dict[str, Any] | None = None,
+                 answer_postprocess: Callable[[str], str] | None = None):
+        """``answer_postprocess``: the prediction from a generation's text, replacing :meth:`postprocess`
+        (a protocol's post-processing for this task, e.g. OpenFlamingo's OK-VQA stemming)."""
         self.options: dict[str, Any] = dict(options or {})
-        self.protocol = "mmgpt-eval"  # or "openflamingo" (set by the runner before loading)
-        # demos come from the first pool_limit train samples (mmgpt-eval's protocol: 2,048 in file order;
-        # OpenFlamingo's draws its query set from the whole split: None)
-        self.pool_limit: int | None = DEFAULT_POOL_LIMIT
+        if answer_postprocess is not None:
+            self.postprocess = lambda request, generation: answer_postprocess(generation.text)  # type: ignore
 
     # ----------------------------------------------------------------- options
     @classmethod
@@ -168,16 +176,18 @@ class Task:
             self._train_samples = self.fewshot_pool()
         return self._train_samples
 
-    def demo_pool(self) -> list[Sample]:
-        """The samples demos are chosen from: the first ``pool_limit`` train samples (all when None)."""
+    def demo_pool(self, limit: int | None = DEFAULT_POOL_LIMIT) -> list[Sample]:
+        """The samples demos are chosen from: the first ``limit`` train samples in file order (all when
+        None; the run's protocol decides)."""
         train = self.train_samples()
-        return train if self.pool_limit is None else train[: self.pool_limit]
+        return train if limit is None else train[:limit]
 
-    def check_fewshot(self, template: Template, num_fewshot: int, zero_mode: str) -> None:
+    def check_fewshot(self, template: Template, num_fewshot: int, zero_mode: str,
+                      pool_limit: int | None = DEFAULT_POOL_LIMIT) -> None:
         """Fail before any model is loaded when the prompts need more demos than the pool has."""
         k = demos_needed(template, num_fewshot, zero_mode)
         if k:
-            n = len(self.demo_pool())
+            n = len(self.demo_pool(pool_limit))
             if n < k:
                 raise UserError(f"task {self.name}: few-shot needs at least {k} demo samples, the pool has {n}")
 
@@ -213,14 +223,12 @@ class Task:
         cands = self.candidates(sample)
         k = demos_needed(template, ctx.num_fewshot, ctx.fewshot_zero_mode)
         if k:
-            demos = (ctx.demos or RandomDemos(ctx.seed)).select(self.name, sample, self.demo_pool(), k)
+            demos = (ctx.demos or RandomDemos(ctx.seed)).select(self.name, sample, self.demo_pool(ctx.pool_limit), k)
             zero = ctx.num_fewshot == 0
             prompt, _ = render_fewshot(template, self.query_fields(sample), [self.demo_fields(d) for d in demos],
                                        zero_shot_text_demos=zero)
-            # OpenFlamingo's evaluate_classification passes the 0-shot demos' images although their
-            # <image> tokens are gone, so the query's <image> sees the first demo's image (v2): its protocol
-            # reproduces that; mmgpt-eval's own drops them
-            keep = not zero or (cands is not None and ctx.protocol == "openflamingo")
+            # 0-shot text-only demos pass no images, except where the protocol keeps them for ranking
+            keep = not zero or (cands is not None and ctx.zero_shot_ranking_demo_images)
             demo_images = [img for d in demos for img in d.images[:1]] if keep else []
             images = demo_images + images
         else:
