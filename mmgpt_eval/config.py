@@ -393,11 +393,11 @@ class EvalConfig:
         """From ``mmgpt-eval run``'s parsed flags (or its argument list), merged with ``--config``'s file:
         flags win, then the run config, then the defaults."""
         if not isinstance(args, argparse.Namespace):
-            from .cli import build_parser
-
-            argv = ["run", *args]
-            args = build_parser(argv).parse_args(argv)
-            argv = argv[1:]
+            argv = list(args)
+            parser = _RunParser(prog="mmgpt-eval run")
+            add_run_arguments(parser, argv)
+            args = parser.parse_args(argv)
+            args._actions = {a.dest: a for a in parser._actions}
         given = {fl.dest: getattr(args, fl.dest) for fl in flags()
                  if getattr(args, fl.dest, None) is not None and getattr(args, fl.dest) != []}
         tables: dict[str, Any] = {}
@@ -654,3 +654,54 @@ def cli_task_options(args: argparse.Namespace, config_tables: dict[str, Any], in
             if getattr(args, key, None) is not None:
                 given[key] = getattr(args, key)
     return {**opts, **given}
+
+
+# ------------------------------------------------------------------------------------ run's parser
+class _RunParser(argparse.ArgumentParser):
+    """``run``'s flags parsed outside the command line (:meth:`EvalConfig.from_cli` given a list): a bad
+    flag is a :class:`UserError`, as on the command line."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UserError(f"run: {message} (see `mmgpt-eval run --help`)")
+
+
+def include_paths_from_argv(argv: Sequence[str]) -> list[str]:
+    """The ``--include-path`` values in ``argv`` (task plugins whose options become flags)."""
+    out = []
+    for i, a in enumerate(argv):
+        if a == "--include-path" and i + 1 < len(argv):
+            out.append(argv[i + 1])
+        elif a.startswith("--include-path="):
+            out.append(a.split("=", 1)[1])
+    return out
+
+
+def add_task_option_args(p: argparse.ArgumentParser, include_paths: list[str]) -> None:
+    """Every task's declared options as flags (shared keys once)."""
+    from .taskregistry import discover
+
+    try:
+        tasks = discover(include_paths)
+    except UserError:
+        tasks = discover([])  # reported properly when the command runs
+    group = p.add_argument_group("task options (data paths etc.; also settable as [task] tables in --config)")
+    seen: set[str] = set()
+    for name in sorted(tasks):
+        for o in tasks[name].OPTIONS:
+            key = o.key(name)
+            if key not in seen:
+                seen.add(key)
+                o.add_to(group, name)
+
+
+def add_run_arguments(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
+    """Every flag of ``mmgpt-eval run``: the model group, the run group, ``--task-config``, ``--config``,
+    the generation group (no defaults: a run config fills what was not given) and the tasks' options."""
+    add_flags(p.add_argument_group("model"), "model", defaults=False,
+              overrides={"model": {"required": False, "default": None}})
+    add_flags(p, "run")
+    add_flag(p, TASK_CONFIG_FLAG)
+    p.add_argument("--config", default=None, metavar="TOML",
+                   help="a run config: top-level keys are these flags, [task] tables task options; flags win")
+    add_flags(p.add_argument_group("generation"), "generation", defaults=False)
+    add_task_option_args(p, include_paths_from_argv(argv))

@@ -187,14 +187,16 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # the task plugin API, and finding plugins
     "taskapi": (("taskapi",), ("base", "settings", "results", "data", "metrics")),
     "plugins": (("taskregistry", "datapaths"), ("base", "settings", "results", "data", "metrics", "taskapi")),
-    # one run's settings (EvalConfig), task options included
-    "config": (("config",), ("base", "settings", "results", "data", "metrics", "taskapi", "plugins")),
     # torch from here up
     "process": (("distributed", "lock"), ("base",)),
     "model": (("model", "compat"), ("base", "settings")),
     "engine": (("engine",), ("base", "settings", "model")),
-    "protocols": (("protocols", "openflamingo_protocol", "rices"),
-                  ("base", "settings", "results", "data", "metrics", "taskapi", "config", "model", "engine")),
+    # evaluation protocols (strategy objects: template, subset, demos, post-processing); they read a
+    # run's settings through a structural type, never the config module
+    "protocols": (("protocols", "rices"),
+                  ("base", "settings", "results", "data", "metrics", "taskapi", "model", "engine")),
+    # one run's settings (EvalConfig), task options included; the protocol names are its choices
+    "config": (("config",), ("base", "settings", "results", "data", "metrics", "taskapi", "plugins", "protocols")),
     "runner": (("runner", "series"),
                ("base", "settings", "results", "data", "metrics", "taskapi", "plugins", "config", "process",
                 "model", "engine", "protocols")),

@@ -12,53 +12,18 @@ import sys
 from typing import Any
 
 from ..api import SeriesResults, evaluate
-from ..config import TASK_CONFIG_FLAG, EvalConfig, add_flag, add_flags
+from ..config import EvalConfig, add_run_arguments
 from ..errors import UserError
-from .common import add_generation_args, add_model_args
 
 log = logging.getLogger("mmgpt_eval")
 
 
-def include_paths_from_argv(argv: list[str]) -> list[str]:
-    out = []
-    for i, a in enumerate(argv):
-        if a == "--include-path" and i + 1 < len(argv):
-            out.append(argv[i + 1])
-        elif a.startswith("--include-path="):
-            out.append(a.split("=", 1)[1])
-    return out
-
-
-def add_task_option_args(p: argparse.ArgumentParser, include_paths: list[str]) -> None:
-    """Every task's declared options as flags (shared keys once)."""
-    from ..taskregistry import discover
-
-    try:
-        tasks = discover(include_paths)
-    except UserError:
-        tasks = discover([])  # reported properly when the command runs
-    group = p.add_argument_group("task options (data paths etc.; also settable as [task] tables in --config)")
-    seen: set[str] = set()
-    for name in sorted(tasks):
-        for o in tasks[name].OPTIONS:
-            key = o.key(name)
-            if key not in seen:
-                seen.add(key)
-                o.add_to(group, name)
-
-
 def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> None:
     """``run``'s flags: EvalConfig's (generated from its field metadata), ``--config``, ``--task-config``
-    and the tasks' own options."""
+    and the tasks' own options (:func:`mmgpt_eval.config.add_run_arguments`)."""
     p = sub.add_parser("run", help="evaluate a model on tasks (the main command)", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(p, defaults=False)
-    add_flags(p, "run")
-    add_flag(p, TASK_CONFIG_FLAG)
-    p.add_argument("--config", default=None, metavar="TOML",
-                   help="a run config: top-level keys are these flags, [task] tables task options; flags win")
-    add_generation_args(p, defaults=False)  # --seed: 0, or OpenFlamingo's 42 with --protocol openflamingo
-    add_task_option_args(p, include_paths_from_argv(argv or sys.argv[1:]))
+    add_run_arguments(p, argv if argv is not None else sys.argv[1:])
     p.set_defaults(func=run, _actions={a.dest: a for a in p._actions}, _argv=argv)
 
 
