@@ -38,7 +38,7 @@ def _plain_lm_class(lm):
 
 
 def _tiny_dir():
-    from mmgpt_eval.model.spec import _presets_dir
+    from mmgpt_eval.presets import presets_dir as _presets_dir
 
     return _presets_dir() / "tiny"
 

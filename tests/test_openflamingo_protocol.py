@@ -149,7 +149,7 @@ def test_rices_with_a_separate_open_clip_encoder(tmp_path):
     from safetensors.torch import save_file
 
     from mmgpt_eval.results import RunResults
-    from mmgpt_eval.model.spec import _presets_dir
+    from mmgpt_eval.presets import presets_dir as _presets_dir
     from mmgpt_eval_tasks.easyvqa import EasyVQA
 
     enc_dir = tmp_path / "enc"
