@@ -6,7 +6,9 @@ What it does for every family, once:
 * groups generation requests by stop rule and decoding settings (one ``generate`` call decodes
   one way), in first-seen order; ranking requests form one group;
 * batches each group by image count and prompt length (one image count per batch, little padding;
-  :func:`~mmgpt_eval.model.batching.batches_by_image_count`);
+  :func:`~mmgpt_eval.model.batching.batches_by_image_count`); with the automatic batch size, a batch
+  also holds no more rows than the family's capacity at its padded prompt length (on a CPU, a token
+  budget: :func:`~mmgpt_eval.model.batching.auto_rows`);
 * backs off on out-of-memory: the batch is halved and retried, and the smaller size is kept as a
   cap for every later batch (:meth:`Engine.batch_size` reports it);
 * refuses requests a family cannot take (images for a text-only model) before any work.
@@ -109,7 +111,7 @@ class Engine:
             settings = requests[idx[0]].settings  # type: ignore[union-attr]
             size = batch_size or self.batch_size(settings.num_beams)
             inputs = [requests[i].as_input() for i in idx]
-            for batch in batches_by_image_count(inputs, size):
+            for batch in self._batches(inputs, size, settings.num_beams):
                 gens = halving_on_oom(self, lambda part: self.model.generate_batch(part, settings, stop),
                                       [inputs[j] for j in batch])
                 for j, g in zip(batch, gens):
@@ -119,13 +121,22 @@ class Engine:
         if ranked:
             size = batch_size or self.batch_size()
             inputs = [requests[i].as_input() for i in ranked]
-            for batch in batches_by_image_count(inputs, size):
+            for batch in self._batches(inputs, size, 1):
                 scores = halving_on_oom(self, self.model.score_batch, [inputs[j] for j in batch])
                 for j, s in zip(batch, scores):
                     out[ranked[j]] = s
                 if on_batch:
                     on_batch(len(batch))
         return out
+
+    def _batches(self, inputs: Sequence[PromptInput | RankInput], size: int, num_beams: int) -> list[list[int]]:
+        """Batches of at most ``size`` rows; with the automatic batch size also within the family's
+        capacity at each batch's padded prompt length (e.g. a CPU token budget)."""
+        if self.requested and self.requested > 0:
+            return batches_by_image_count(inputs, size)
+        tokens = self.model.prompt_tokens([x.text for x in inputs])
+        return batches_by_image_count(inputs, size, tokens,
+                                      lambda width: self.model.batch_capacity(0, num_beams, width))
 
     def generate(self, requests: Sequence[GenerationRequest], batch_size: int | None = None) -> list[Generation]:
         return self.answer(requests, batch_size)  # type: ignore[return-value]

@@ -111,3 +111,30 @@ def test_unknown_family_in_spec(tmp_path):
     f.write_text('preset = "tiny"\nfamily = "llava"\n')
     with pytest.raises(UserError, match=r"m.toml: family must be one of flamingo, causal-lm"):
         load_spec(f)
+
+
+def test_automatic_batch_size_holds_a_cpu_token_budget():
+    """Rows x beams x padded prompt tokens stay within the CPU budget, never below 8 rows; a GPU keeps
+    its large start (the out-of-memory back-off finds what fits there)."""
+    from mmgpt_eval.model.batching import MIN_AUTO_ROWS, TOKEN_BUDGET, auto_rows, batches_by_image_count
+
+    budget = TOKEN_BUDGET["cpu"]
+    assert auto_rows("cpu", 3) == 21 and auto_rows("cpu", 1) == 64 and auto_rows("cuda", 1) == 256
+    assert auto_rows("cpu", 3, prompt_tokens=150) == max(MIN_AUTO_ROWS, budget // 450)
+    assert auto_rows("cpu", 1, prompt_tokens=20) == min(64, budget // 20)
+    assert auto_rows("cpu", 1, prompt_tokens=10_000) == MIN_AUTO_ROWS
+    assert auto_rows("cuda", 3, prompt_tokens=10_000) == 85
+    items = [PromptInput("x" * n) for n in (10, 20, 30, 40)]
+    assert batches_by_image_count(items, 4) == [[0, 1, 2, 3]]
+    assert batches_by_image_count(items, 4, [10, 20, 30, 40], lambda width: 100 // width) == [[0, 1, 2], [3]]
+
+
+def test_automatic_batches_answer_as_batch_8(tiny_model):
+    reqs = _requests()
+    auto = Engine(FlamingoModel(tiny_model), batch_size=0)
+    assert auto.batch_size() == 64 and auto.batch_size(3) == 21
+    for a, b in zip(auto.answer(reqs), Engine(FlamingoModel(tiny_model), batch_size=8).answer(reqs)):
+        if isinstance(a, list):
+            assert [s.sum_logprob for s in a] == pytest.approx([s.sum_logprob for s in b], abs=1e-4)
+        else:
+            assert a.token_ids == b.token_ids

@@ -148,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
             text = g.full_text.split(MMGPT_SPLIT)[-1].strip() if MMGPT_SPLIT in c.prompt else g.text.strip()
         else:
             text = c.template.extract(g.full_text, g.text)
-        results.append(PredictionRecord(c.id, text, g.token_ids, prompt_sha256(c.prompt, [sha256_file(p) for p in c.images])))
+        sha = prompt_sha256(c.prompt, [sha256_file(p) for p in c.images])
+        results.append(PredictionRecord(c.id, text, g.token_ids, sha))
     with atomic_writer(out) as f:
         for r in results:
             f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")

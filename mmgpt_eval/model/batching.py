@@ -1,10 +1,19 @@
-"""Batching rules every family shares: rows grouped by image count and sorted by length, and the
-out-of-memory back-off that halves a batch and remembers the smaller size."""
+"""Batching rules every family shares: the automatic batch size, rows grouped by image count and
+sorted by length, and the out-of-memory back-off that halves a batch and remembers the smaller size.
+
+Automatic batch size (``--batch-size auto``): on a GPU, start large and let the out-of-memory back-off
+find what fits. On a CPU large batches are not free: past a few thousand tokens per forward the
+activations and the KV cache spill out of the caches, and a 4-shot prompt under 3 beams at 21 rows
+ran slower than at 8. So a CPU batch is also held to a token budget, rows x beams x padded prompt
+tokens <= :data:`TOKEN_BUDGET`, never below :data:`MIN_AUTO_ROWS` rows (batch 8 is the reference the
+automatic size must not lose to). ``benchmarks/batch_policy.py`` measures auto against batch 8 on the
+OpenFlamingo benchmark's configurations.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -12,25 +21,40 @@ log = logging.getLogger("mmgpt_eval")
 
 
 AUTO_START = {"cuda": 256, "cpu": 64}  # rows an automatic batch starts from (before the beams)
+TOKEN_BUDGET = {"cpu": 4096}  # rows x beams x padded prompt tokens of one automatic batch (none: no budget)
+MIN_AUTO_ROWS = 8
 
 
-def auto_rows(device_type: str, num_beams: int = 1) -> int:
+def auto_rows(device_type: str, num_beams: int = 1, prompt_tokens: int | None = None) -> int:
     """The automatic batch size in rows: start large -- over the beams, since beam search runs prompts
-    x beams rows -- and let the out-of-memory back-off find what fits."""
-    return max(8, AUTO_START.get(device_type, 64) // max(1, num_beams))
+    x beams rows -- and let the out-of-memory back-off find what fits; with ``prompt_tokens`` (the
+    batch's padded prompt length) and a token budget for the device, no more rows than the budget holds."""
+    beams = max(1, num_beams)
+    rows = max(MIN_AUTO_ROWS, AUTO_START.get(device_type, 64) // beams)
+    budget = TOKEN_BUDGET.get(device_type)
+    if budget and prompt_tokens:
+        rows = min(rows, max(MIN_AUTO_ROWS, budget // (beams * prompt_tokens)))
+    return rows
 
 
-def batches_by_image_count(items: Sequence[Any], batch_size: int) -> list[list[int]]:
+def batches_by_image_count(items: Sequence[Any], batch_size: int, tokens: Sequence[int] | None = None,
+                           rows_for: Callable[[int], int] | None = None) -> list[list[int]]:
     """Indices of ``items`` (each with ``.images`` and ``.text``) in batches of at most ``batch_size``
-    with one image count per batch, sorted by image count and text length (little padding)."""
+    with one image count per batch, sorted by image count and text length (little padding). With
+    ``tokens`` (each item's prompt length) and ``rows_for`` (rows allowed at a padded length), a batch
+    also stops growing when its padded length would allow fewer rows than it would then hold."""
     order = sorted(range(len(items)), key=lambda i: (len(items[i].images), len(items[i].text)))
     batches: list[list[int]] = []
+    width = 0
     for i in order:
         if batches and len(batches[-1]) < batch_size and \
-                len(items[batches[-1][0]].images) == len(items[i].images):
+                len(items[batches[-1][0]].images) == len(items[i].images) and \
+                (rows_for is None or tokens is None or len(batches[-1]) < rows_for(max(width, tokens[i]))):
             batches[-1].append(i)
+            width = max(width, tokens[i]) if tokens is not None else 0
         else:
             batches.append([i])
+            width = tokens[i] if tokens is not None else 0
     return batches
 
 

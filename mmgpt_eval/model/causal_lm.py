@@ -26,7 +26,8 @@ from ..errors import UserError
 from ..generation_settings import GenerationSettings
 from .batching import auto_rows
 from .build import DTYPES, _hub_call, _local, load_lm, resolve_device
-from .seam import STOP_END_OF_CHUNK, STOP_END_OF_TURN, STOP_EOS, STOP_RULES, CandidateScore, Generation, PromptInput, RankInput
+from .seam import (STOP_END_OF_CHUNK, STOP_END_OF_TURN, STOP_EOS, STOP_RULES, CandidateScore, Generation, PromptInput,
+                   RankInput)
 from .spec import ModelSpec
 
 # tokens chat models end an assistant turn with (checked in this order; the first in the vocabulary wins)
@@ -150,7 +151,10 @@ class CausalLMModel:
         return None
 
     def batch_capacity(self, requested: int, num_beams: int = 1, prompt_tokens: int | None = None) -> int:
-        return requested if requested and requested > 0 else auto_rows(self.device.type, num_beams)
+        return requested if requested and requested > 0 else auto_rows(self.device.type, num_beams, prompt_tokens)
+
+    def prompt_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(ids) for ids in self.tokenizer(list(texts))["input_ids"]]
 
     def provenance(self) -> dict[str, Any]:
         return self.loaded.provenance()

@@ -112,7 +112,11 @@ class EvalModel(Protocol):
 
     def batch_capacity(self, requested: int, num_beams: int = 1, prompt_tokens: int | None = None) -> int:
         """Rows per batch: ``requested`` when > 0, else this family's automatic size on its device
-        (``prompt_tokens``: the longest prompt of the rows at hand, when known)."""
+        (``prompt_tokens``: the padded prompt length of the rows at hand, when known)."""
+        ...
+
+    def prompt_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Each prompt's length in tokens (for the automatic batch size)."""
         ...
 
     def provenance(self) -> dict[str, Any]:

@@ -28,6 +28,7 @@ class FlamingoModel:
         self.generator = generator or Generator(loaded, share_prefix=share_prefix,
                                                 feature_cache_bytes=feature_cache_bytes)
         self.ranker = Ranker(self.generator, candidate_batch=candidate_batch)
+        self.tokenizer = loaded.tokenizer
 
     @property
     def device(self) -> torch.device:
@@ -47,7 +48,10 @@ class FlamingoModel:
         return [self.generator.eos_token_id(stop)]
 
     def batch_capacity(self, requested: int, num_beams: int = 1, prompt_tokens: int | None = None) -> int:
-        return requested if requested and requested > 0 else auto_rows(self.device.type, num_beams)
+        return requested if requested and requested > 0 else auto_rows(self.device.type, num_beams, prompt_tokens)
+
+    def prompt_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(ids) for ids in self.tokenizer(list(texts))["input_ids"]]
 
     def provenance(self) -> dict[str, Any]:
         return self.loaded.provenance()
