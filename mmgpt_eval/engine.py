@@ -134,7 +134,7 @@ class Engine:
         capacity at each batch's padded prompt length (e.g. a CPU token budget)."""
         if self.requested and self.requested > 0:
             return batches_by_image_count(inputs, size)
-        tokens = self.model.prompt_tokens([x.text for x in inputs])
+        tokens = self.model.prompt_tokens(inputs)
         return batches_by_image_count(inputs, size, tokens,
                                       lambda width: self.model.batch_capacity(0, num_beams, width))
 

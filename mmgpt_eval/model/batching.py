@@ -4,9 +4,11 @@ sorted by length, and the out-of-memory back-off that halves a batch and remembe
 Automatic batch size (``--batch-size auto``): on a GPU, start large and let the out-of-memory back-off
 find what fits. On a CPU large batches are not free: past a few thousand tokens per forward the
 activations and the KV cache spill out of the caches, and a 4-shot prompt under 3 beams at 21 rows
-ran slower than at 8. So a CPU batch is also held to a token budget, rows x beams x padded prompt
-tokens <= :data:`TOKEN_BUDGET`, never below :data:`MIN_AUTO_ROWS` rows (batch 8 is the reference the
-automatic size must not lose to). ``benchmarks/batch_policy.py`` measures auto against batch 8 on the
+ran slower than at 8. So a CPU batch is also held to a budget, rows x beams x padded row length <=
+:data:`TOKEN_BUDGET`, never below :data:`MIN_AUTO_ROWS` rows (batch 8 is the reference the automatic
+size must not lose to). A row's length is what its family counts (``EvalModel.prompt_tokens``): text
+tokens, plus for Flamingo the perceiver latents of each image, which cross-attention reads -- a
+4-shot row carries five images. ``benchmarks/batch_policy.py`` measures auto against batch 8 on the
 OpenFlamingo benchmark's configurations.
 """
 
@@ -21,7 +23,7 @@ log = logging.getLogger("mmgpt_eval")
 
 
 AUTO_START = {"cuda": 256, "cpu": 64}  # rows an automatic batch starts from (before the beams)
-TOKEN_BUDGET = {"cpu": 4096}  # rows x beams x padded prompt tokens of one automatic batch (none: no budget)
+TOKEN_BUDGET = {"cpu": 6144}  # rows x beams x padded row length of one automatic batch (none: no budget)
 MIN_AUTO_ROWS = 8
 
 

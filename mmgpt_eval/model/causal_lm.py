@@ -153,8 +153,8 @@ class CausalLMModel:
     def batch_capacity(self, requested: int, num_beams: int = 1, prompt_tokens: int | None = None) -> int:
         return requested if requested and requested > 0 else auto_rows(self.device.type, num_beams, prompt_tokens)
 
-    def prompt_tokens(self, texts: Sequence[str]) -> list[int]:
-        return [len(ids) for ids in self.tokenizer(list(texts))["input_ids"]]
+    def prompt_tokens(self, prompts: Sequence[PromptInput | RankInput]) -> list[int]:
+        return [len(ids) for ids in self.tokenizer([p.text for p in prompts])["input_ids"]]
 
     def provenance(self) -> dict[str, Any]:
         return self.loaded.provenance()

@@ -112,11 +112,12 @@ class EvalModel(Protocol):
 
     def batch_capacity(self, requested: int, num_beams: int = 1, prompt_tokens: int | None = None) -> int:
         """Rows per batch: ``requested`` when > 0, else this family's automatic size on its device
-        (``prompt_tokens``: the padded prompt length of the rows at hand, when known)."""
+        (``prompt_tokens``: the padded length of the rows at hand, as :meth:`prompt_tokens` counts it)."""
         ...
 
-    def prompt_tokens(self, texts: Sequence[str]) -> list[int]:
-        """Each prompt's length in tokens (for the automatic batch size)."""
+    def prompt_tokens(self, prompts: Sequence[PromptInput | RankInput]) -> list[int]:
+        """Each row's length for the automatic batch size: its text tokens plus the positions its images
+        add to the work of a forward (0 for a text-only family)."""
         ...
 
     def provenance(self) -> dict[str, Any]:

@@ -50,8 +50,11 @@ class FlamingoModel:
     def batch_capacity(self, requested: int, num_beams: int = 1, prompt_tokens: int | None = None) -> int:
         return requested if requested and requested > 0 else auto_rows(self.device.type, num_beams, prompt_tokens)
 
-    def prompt_tokens(self, texts: Sequence[str]) -> list[int]:
-        return [len(ids) for ids in self.tokenizer(list(texts))["input_ids"]]
+    def prompt_tokens(self, prompts: Sequence[PromptInput | RankInput]) -> list[int]:
+        """Text tokens plus the perceiver's latents per image (the positions cross-attention reads)."""
+        latents = self.loaded.spec.perceiver_num_latents
+        ids = self.tokenizer([p.text for p in prompts])["input_ids"]
+        return [len(t) + latents * len(p.images) for t, p in zip(ids, prompts)]
 
     def provenance(self) -> dict[str, Any]:
         return self.loaded.provenance()
