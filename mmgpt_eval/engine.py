@@ -83,6 +83,23 @@ class Engine:
         want = self.model.batch_capacity(self.requested if requested is None else requested, num_beams)
         return min(want, self._cap) if self._cap else want
 
+    def rows_that_fit(self, requests: Sequence[Request], num_beams: int = 1) -> int:
+        """How many of ``requests`` (in order, sorted by image count and length as a caller batches
+        them) one automatic batch takes: at most :meth:`batch_size`, and within the family's capacity
+        at their padded length. A caller that slices its work into chunks uses this as the chunk size,
+        so a chunk is one batch rather than, say, 8 + 8 + 5 rows. With a fixed batch size: all of them,
+        up to it."""
+        n = min(len(requests), self.batch_size(num_beams))
+        if n == 0 or (self.requested and self.requested > 0):
+            return n
+        tokens = self.model.prompt_tokens([q.as_input() for q in requests[:n]])
+        width = 0
+        for i, t in enumerate(tokens):
+            width = max(width, t)
+            if i + 1 > self.model.batch_capacity(0, num_beams, width):
+                return max(1, i)
+        return n
+
     def check(self, requests: Sequence[Request]) -> None:
         """Refuse what this model cannot answer, before any work."""
         for i, q in enumerate(requests):

@@ -138,3 +138,17 @@ def test_automatic_batches_answer_as_batch_8(tiny_model):
             assert [s.sum_logprob for s in a] == pytest.approx([s.sum_logprob for s in b], abs=1e-4)
         else:
             assert a.token_ids == b.token_ids
+
+
+def test_rows_that_fit_one_automatic_batch(tiny_model):
+    from mmgpt_eval.model.batching import TOKEN_BUDGET
+
+    model = FlamingoModel(tiny_model)
+    long = GenerationRequest("<image>Output:a red circle<|endofchunk|>" * 4 + "<image>Output:", [_image(0)] * 5,
+                             [f"k{i}" for i in range(5)], GenerationSettings(num_beams=3))
+    width = model.prompt_tokens([long.as_input()])[0]
+    auto, fixed = Engine(model, batch_size=0), Engine(model, batch_size=5)
+    assert fixed.rows_that_fit([long] * 30, 3) == 5 and fixed.rows_that_fit([long] * 2, 3) == 2
+    assert auto.rows_that_fit([long] * 30, 3) == min(21, max(8, TOKEN_BUDGET["cpu"] // (3 * width)))
+    short = GenerationRequest("hi", settings=GenerationSettings())
+    assert auto.rows_that_fit([short] * 100, 1) == 64 and auto.rows_that_fit([], 1) == 0
