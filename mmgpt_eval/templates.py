@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 from .errors import UserError
 from .generation_settings import GenerationSettings
+from .model.seam import STOP_END_OF_CHUNK, STOP_EOS
 
 IMAGE = "<image>"
 EOC = "<|endofchunk|>"
@@ -53,7 +54,7 @@ class Template:
     prompt: str  # str.format template of the query
     demo: str | None  # str.format template of one in-context demonstration (few-shot templates)
     extraction: str  # answer-extraction rule id
-    stop: str  # "lm_eos" (the LM's </s>) or "endofchunk"
+    stop: str  # a symbolic stop rule (mmgpt_eval.model.seam): STOP_EOS (the LM's </s>) or STOP_END_OF_CHUNK
     n_images: int  # <image> tokens in the query
     demo_separator: str = "\n"  # after each demo (OpenFlamingo: newline for VQA/captions, none for classification)
     # ranking: how candidates are tokenized after the prompt: "separate" (alone, OpenFlamingo's
@@ -115,46 +116,46 @@ _T = [
         name="mmgpt",
         description="MultiModal-GPT vision-language instruction (one image)",
         prompt=MMGPT_PREAMBLE + "\n\n### Image:\n" + IMAGE + "\n\n### Instruction:\n{question}\n\n### Response:\n",
-        demo=None, extraction="mmgpt_response", stop="lm_eos", n_images=1),
+        demo=None, extraction="mmgpt_response", stop=STOP_EOS, n_images=1),
     Template(
         name="mmgpt-text",
         description="MultiModal-GPT language-only instruction (no image)",
         prompt=MMGPT_PREAMBLE + "\n\n### Instruction:\n{question}\n\n### Response:\n",
-        demo=None, extraction="mmgpt_response", stop="lm_eos", n_images=0),
+        demo=None, extraction="mmgpt_response", stop=STOP_EOS, n_images=0),
     Template(
         name="mmgpt-turn",
         description="MultiModal-GPT multi-turn continuation, appended after the previous answer",
         prompt="\n\n### Instruction:\n{question}\n\n### Response:\n",
-        demo=None, extraction="mmgpt_response", stop="lm_eos", n_images=0),
+        demo=None, extraction="mmgpt_response", stop=STOP_EOS, n_images=0),
     Template(
         name="of-vqa",
         description="OpenFlamingo few-shot VQA (open_flamingo/eval)",
         prompt=IMAGE + "Question:{question} Short answer:",
         demo=IMAGE + "Question:{question} Short answer:{answer}" + EOC,
-        extraction="of_vqa", stop="endofchunk", n_images=1, settings=OPENFLAMINGO_VQA, rank_tokens="separate"),
+        extraction="of_vqa", stop=STOP_END_OF_CHUNK, n_images=1, settings=OPENFLAMINGO_VQA, rank_tokens="separate"),
     Template(
         name="of-caption",
         description="OpenFlamingo few-shot captioning (open_flamingo/eval)",
         prompt=IMAGE + "Output:",
         demo=IMAGE + "Output:{caption}" + EOC,
-        extraction="of_caption", stop="endofchunk", n_images=1, settings=OPENFLAMINGO_CAPTION,
+        extraction="of_caption", stop=STOP_END_OF_CHUNK, n_images=1, settings=OPENFLAMINGO_CAPTION,
         rank_tokens="separate"),
     Template(
         name="of-imagenet",
         description="OpenFlamingo classification (ImageNet): class names ranked after the prompt",
         prompt=IMAGE + "Output:",
         demo=IMAGE + "Output:{answer}" + EOC,
-        extraction="raw", stop="endofchunk", n_images=1, demo_separator="", rank_tokens="separate"),
+        extraction="raw", stop=STOP_END_OF_CHUNK, n_images=1, demo_separator="", rank_tokens="separate"),
     Template(
         name="of-hatefulmemes",
         description="OpenFlamingo Hateful Memes: yes/no ranked after the prompt with the meme's text",
         prompt=IMAGE + "is an image with: '{ocr}' written on it. Is it hateful? Answer:",
         demo=IMAGE + "is an image with: '{ocr}' written on it. Is it hateful? Answer:{answer}" + EOC,
-        extraction="raw", stop="endofchunk", n_images=1, demo_separator="", rank_tokens="separate"),
+        extraction="raw", stop=STOP_END_OF_CHUNK, n_images=1, demo_separator="", rank_tokens="separate"),
     Template(
         name="raw",
         description="the prompt exactly as given; answer = the generated text, stripped",
-        prompt="{prompt}", demo=None, extraction="raw", stop="lm_eos", n_images=-1),
+        prompt="{prompt}", demo=None, extraction="raw", stop=STOP_EOS, n_images=-1),
 ]
 
 TEMPLATES: dict[str, Template] = {t.name: t for t in _T}

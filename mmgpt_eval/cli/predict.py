@@ -19,6 +19,7 @@ from PIL import Image
 from ..errors import UserError
 from ..records import PredictionRecord
 from ..io import atomic_writer, iter_jsonl, sha256_file
+from ..model.seam import STOP_END_OF_CHUNK, STOP_EOS, Generation
 from ..templates import IMAGE, MMGPT_SPLIT, TEMPLATES, Template, get_template, prompt_sha256
 from ..io import check_output_file
 from .common import add_generation_args, add_model_args, generation_settings, load_from_args, output_file_arg
@@ -116,7 +117,7 @@ def read_cases(path: Path, template_name: str | None) -> list[Case]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..model.generate import Generator, PromptInput
+    from ..engine import GenerationRequest, engine_for
 
     inp = Path(args.input)
     out = check_output_file(args.output, "--output file")  # before any work
@@ -125,36 +126,30 @@ def run(args: argparse.Namespace) -> int:
     cases = read_cases(inp, args.template)
     settings = generation_settings(args)  # validated: a bad combination fails before the model loads
     lm = load_from_args(args)
-    gen = Generator(lm, share_prefix=not args.no_share_prefix)
-    stop_raw = "endofchunk" if args.stop == "endofchunk" else "lm_eos"
-    groups: dict[str, list[int]] = {}
-    for i, c in enumerate(cases):
-        stop = stop_raw if c.template.name == "raw" else c.template.stop
-        groups.setdefault(stop, []).append(i)
-    results: list[PredictionRecord | None] = [None] * len(cases)
+    engine = engine_for(lm, args.batch_size, share_prefix=not args.no_share_prefix)
+    stop_raw = STOP_END_OF_CHUNK if args.stop == "endofchunk" else STOP_EOS
+    requests = [GenerationRequest(c.prompt, c.images, settings=settings,
+                                  stop=stop_raw if c.template.name == "raw" else c.template.stop) for c in cases]
+    if not engine.model.accepts_images:
+        for c in cases:
+            if c.images:
+                raise UserError(f"model family {engine.model.family} takes no images; this case has "
+                                f"{len(c.images)}", inp, c.line)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                   TimeRemainingColumn(), transient=True) as progress:
         task = progress.add_task("predict", total=len(cases), rate="")
-        for stop, idx in groups.items():
-            idx.sort(key=lambda i: (len(cases[i].images), len(cases[i].prompt)))
-            start = 0
-            while start < len(idx):
-                batch_size = gen.batch_cap(args.batch_size)
-                chunk = idx[start:start + batch_size]
-                start += len(chunk)
-                prompts = [PromptInput(cases[i].prompt, cases[i].images) for i in chunk]
-                for i, g in zip(chunk, gen.generate_grouped(prompts, settings, stop, batch_size=batch_size)):
-                    c = cases[i]
-                    if c.template.name == "raw":
-                        text = (g.full_text.split(MMGPT_SPLIT)[-1].strip() if MMGPT_SPLIT in c.prompt
-                                else g.text.strip())
-                    else:
-                        text = c.template.extract(g.full_text, g.text)
-                    results[i] = PredictionRecord(c.id, text, g.token_ids,
-                                                  prompt_sha256(c.prompt, [sha256_file(p) for p in c.images]))
-                progress.update(task, advance=len(chunk))
+        gens = engine.answer(requests, on_batch=lambda n: progress.update(task, advance=n))
+    results = []
+    for c, g in zip(cases, gens):
+        assert isinstance(g, Generation)
+        if c.template.name == "raw":
+            text = g.full_text.split(MMGPT_SPLIT)[-1].strip() if MMGPT_SPLIT in c.prompt else g.text.strip()
+        else:
+            text = c.template.extract(g.full_text, g.text)
+        sha = prompt_sha256(c.prompt, [sha256_file(p) for p in c.images])
+        results.append(PredictionRecord(c.id, text, g.token_ids, sha))
     with atomic_writer(out) as f:
         for r in results:
             assert r is not None  # every sample was predicted above

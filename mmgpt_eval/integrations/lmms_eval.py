@@ -33,7 +33,7 @@ generate_until: decoding follows each request's ``generation_kwargs``: ``max_new
 (generation itself stops at the LM's end of sequence). Requests with equal settings are batched.
 
 loglikelihood (multiple-choice tasks): the same prompt, and the continuation scored after it with
-mmgpt-eval's :class:`~mmgpt_eval.model.rank.Ranker` with ``joint=True``: the continuation's tokens are
+mmgpt-eval's engine (:mod:`mmgpt_eval.engine`) with ``joint=True``: the continuation's tokens are
 those that context + continuation have after the context's own tokens (lm-evaluation-harness's rule,
 which lmms-eval keeps; its continuations start with the task's ``target_delimiter``, a space). The
 value returned is what lmms-eval's own backends return and what its scoring expects: the LM loss of
@@ -49,7 +49,6 @@ Not supported: videos and audio (visuals must be images: PIL images or image fil
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections import OrderedDict
@@ -168,7 +167,7 @@ def settings_from(gen_kwargs: dict[str, Any] | None, default_max_new_tokens: int
 
 
 class MMGPT(lmms):
-    """lmms-eval model class backed by :func:`mmgpt_eval.load` and mmgpt-eval's Generator / Ranker."""
+    """lmms-eval model class backed by :func:`mmgpt_eval.load` and mmgpt-eval's request-answering engine."""
 
     is_simple = True
 
@@ -179,7 +178,7 @@ class MMGPT(lmms):
                  share_prefix: bool = True, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, **kwargs: Any) -> None:
         super().__init__()
         from ..api import EMBEDDED_DEFAULT, LoadOptions, choose_base_model, load
-        from ..model.generate import Generator
+        from ..engine import engine_for
 
         if kwargs:
             raise UserError(f"unknown model_args for --model {MODEL_ID}: {', '.join(sorted(kwargs))} (see "
@@ -199,26 +198,17 @@ class MMGPT(lmms):
         if spec is None:
             spec, ckpt = EMBEDDED_DEFAULT["model"], EMBEDDED_DEFAULT["ckpt"]
         self.loaded = load(str(spec) if isinstance(spec, (str, Path)) else spec, ckpt, opts)
-        self.generator = Generator(self.loaded, share_prefix=_flag(share_prefix))
-        self._ranker = None
         self.template = template
         bs = batch_size if batch_size is not None else 8
         self.batch_size = 0 if str(bs).startswith("auto") else int(bs)
         if max_batch_size:
             self.batch_size = min(self.batch_size or int(max_batch_size), int(max_batch_size))
+        self.engine = engine_for(self.loaded, self.batch_size, share_prefix=_flag(share_prefix))
         self.default_max_new_tokens = int(max_new_tokens)
         log.info("lmms-eval backend %s: %s%s on %s, template %s", MODEL_ID, self.loaded.spec.name,
                  f" + {ckpt}" if ckpt else "", self.loaded.device, template)
 
     # ------------------------------------------------------------------ helpers
-    @property
-    def ranker(self):
-        if self._ranker is None:
-            from ..model.rank import Ranker
-
-            self._ranker = Ranker(self.generator)
-        return self._ranker
-
     def _visuals(self, doc_to_visual: Any, task: str, split: str, doc_id: int) -> list[Any]:
         if doc_to_visual is None:
             return []
@@ -242,33 +232,27 @@ class MMGPT(lmms):
 
     # ------------------------------------------------------------------ lmms API
     def generate_until(self, requests: list[Instance]) -> list[str]:
-        from ..model.generate import PromptInput
+        from ..engine import GenerationRequest
 
-        groups: OrderedDict[str, list[int]] = OrderedDict()
-        prepared = []
-        for i, req in enumerate(requests):
+        asked, untils = [], []
+        for req in requests:
             context, gen_kwargs, doc_to_visual, doc_id, task, split = req.args[:6]
             settings, until = settings_from(gen_kwargs, self.default_max_new_tokens)
             visuals = self._visuals(doc_to_visual, task, split, doc_id)
             prompt = build_prompt(context, len(visuals), self.template)
-            prepared.append((PromptInput(prompt, visuals, self._keys(visuals, task, split, doc_id)), settings, until))
-            groups.setdefault(json.dumps(settings.to_dict(), sort_keys=True), []).append(i)
-        out: list[str | None] = [None] * len(requests)
-        for idx in groups.values():
-            settings = prepared[idx[0]][1]
-            gens = self.generator.generate_grouped([prepared[i][0] for i in idx], settings,
-                                                   batch_size=self.generator.batch_cap(self.batch_size))
-            for i, g in zip(idx, gens):
-                query, _, until = prepared[i]
-                answer = cut_at_stop(extract_answer(query.text, g.text, self.template), until)
-                out[i] = answer
-                self.cache_hook.add_partial("generate_until", requests[i].args, answer)
-        return out  # type: ignore[return-value]
+            asked.append(GenerationRequest(prompt, visuals, self._keys(visuals, task, split, doc_id), settings))
+            untils.append(until)
+        out = []
+        for req, q, until, g in zip(requests, asked, untils, self.engine.answer(asked)):
+            answer = cut_at_stop(extract_answer(q.prompt, g.text, self.template), until)
+            out.append(answer)
+            self.cache_hook.add_partial("generate_until", req.args, answer)
+        return out
 
     def loglikelihood(self, requests: list[Instance]) -> list[LoglikelihoodResult]:
-        from ..model.rank import RankInput
+        from ..engine import RankingRequest
 
-        contexts: OrderedDict[tuple, RankInput] = OrderedDict()
+        contexts: OrderedDict[tuple, RankingRequest] = OrderedDict()
         where: list[tuple[tuple, int]] = []
         for req in requests:
             args = req.args
@@ -284,15 +268,14 @@ class MMGPT(lmms):
                 key = ("", "", None, context)
             continuation = str(continuation)
             if key not in contexts:
-                contexts[key] = RankInput(build_prompt(context, len(visuals), self.template), visuals, [],
-                                          self._keys(visuals, task, split, doc_id), joint=True)
-            ri = contexts[key]
-            if continuation not in ri.candidates:
-                ri.candidates.append(continuation)
-            where.append((key, ri.candidates.index(continuation)))
+                contexts[key] = RankingRequest(build_prompt(context, len(visuals), self.template), [], visuals,
+                                               self._keys(visuals, task, split, doc_id), joint=True)
+            rq = contexts[key]
+            if continuation not in rq.candidates:
+                rq.candidates.append(continuation)
+            where.append((key, rq.candidates.index(continuation)))
         keys = list(contexts)
-        scores = self.ranker.score([contexts[k] for k in keys], batch_size=self.generator.batch_cap(self.batch_size))
-        by_key = dict(zip(keys, scores))
+        by_key = dict(zip(keys, self.engine.answer([contexts[k] for k in keys])))
         out = []
         for req, (key, j) in zip(requests, where):
             s = by_key[key][j]

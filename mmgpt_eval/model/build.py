@@ -1,4 +1,7 @@
-"""Build an MMFlamingo from a ModelSpec, then load the OpenFlamingo weights and any checkpoint."""
+"""Build an MMFlamingo from a ModelSpec, then load the OpenFlamingo weights and any checkpoint.
+
+:func:`load_model` loads a spec of any family (:mod:`mmgpt_eval.model.families`); the Flamingo
+family's loader is :func:`load_flamingo`. The hub and device helpers here serve every family."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from ..compat import configure_llama_tokenizer, configure_open_clip_visual
 from ..errors import UserError
 from ..jsonable import jsonable
 from .checkpoint import CheckpointInfo, read_checkpoint
-from .flamingo import MMFlamingo, MMFlamingoLMMixin
+from .flamingo.network import MMFlamingo, MMFlamingoLMMixin
 from .spec import ModelSpec
 from .weights import LoadReport, attach_adapter, load_openflamingo
 
@@ -294,8 +297,22 @@ def build_base(spec: ModelSpec) -> tuple[MMFlamingo, Any, Callable, list[str]]:
 
 def load_model(spec: ModelSpec, ckpt: str | os.PathLike | CheckpointInfo | None = None, *,
                allow_partial: bool = False, trust_checkpoint: bool = False, lora_alpha: float | None = None,
-               device: str | None = None) -> LoadedModel:
-    """Model spec (+ checkpoint) -> a ready-to-evaluate model, with every load checked and reported."""
+               device: str | None = None) -> Any:
+    """Model spec (+ checkpoint) -> a ready-to-evaluate model of the spec's family (a
+    :class:`LoadedModel` for Flamingo specs), with every load checked and reported."""
+    if spec.family == "flamingo":
+        return load_flamingo(spec, ckpt, allow_partial=allow_partial, trust_checkpoint=trust_checkpoint,
+                             lora_alpha=lora_alpha, device=device)
+    from .families import get_family
+
+    return get_family(spec.family).loader()(spec, ckpt, allow_partial=allow_partial,
+                                            trust_checkpoint=trust_checkpoint, lora_alpha=lora_alpha, device=device)
+
+
+def load_flamingo(spec: ModelSpec, ckpt: str | os.PathLike | CheckpointInfo | None = None, *,
+                  allow_partial: bool = False, trust_checkpoint: bool = False, lora_alpha: float | None = None,
+                  device: str | None = None) -> LoadedModel:
+    """A Flamingo spec (+ checkpoint) -> a ready-to-evaluate model, with every load checked and reported."""
     t0 = time.perf_counter()
     info = None
     if ckpt is not None:

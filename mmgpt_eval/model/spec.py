@@ -1,8 +1,10 @@
-"""Model specs: what base OpenFlamingo to build, from a preset name or a TOML file.
+"""Model specs: what model to build, from a preset name or a TOML file.
 
-A spec names the vision tower, the language model, the tokenizer, the OpenFlamingo weights and the
-semantics they were trained with. Relative paths in a TOML file resolve against the file's folder.
-A TOML file may start from a preset with ``preset = "NAME"`` and override keys.
+``family`` picks the model family (:mod:`mmgpt_eval.model.families`): ``"flamingo"`` (the default)
+names the vision tower, the language model, the tokenizer, the OpenFlamingo weights and the
+semantics they were trained with; ``"causal-lm"`` a text-only Hugging Face causal LM (``lm``, and
+``tokenizer`` when it is not the LM's folder). Relative paths in a TOML file resolve against the
+file's folder. A TOML file may start from a preset with ``preset = "NAME"`` and override keys.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ..presets import PATH_KEYS, is_local_ref, preset_table
 from ..presets import list_presets as list_presets  # part of this module's API
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+DEFAULT_FAMILY = "flamingo"
 INITS = ("pretrained", "random")
 
 
@@ -26,9 +29,9 @@ INITS = ("pretrained", "random")
 class ModelSpec:
     """Typed model spec. Keep key names stable: they appear in users' TOML files and in results."""
 
-    vision_encoder: str
-    lm: str
-    tokenizer: str
+    vision_encoder: str = ""
+    lm: str = ""
+    tokenizer: str = ""
     vision_pretrained: str | None = None
     cross_attn_every_n_layers: int = 1
     openflamingo_checkpoint: str | None = None
@@ -49,18 +52,28 @@ class ModelSpec:
     seed: int = 0
     gate_init: float | None = None
     description: str = ""
+    # the model family; left out of to_dict() when it is the default, so Flamingo specs describe
+    # (and fingerprint) themselves as they always have
+    family: str = DEFAULT_FAMILY
     # provenance, not user keys
     name: str = field(default="", metadata={"internal": True})
     source: str = field(default="", metadata={"internal": True})
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["family"] == DEFAULT_FAMILY:
+            del d["family"]
+        return d
 
     @classmethod
     def user_keys(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
 
     def validate(self, where: str) -> None:
+        from .families import family_names
+
+        if self.family not in family_names():
+            raise UserError(f"family must be one of {', '.join(family_names())}, got {self.family!r}", where)
         if self.flamingo_version not in ("v1", "v2"):
             raise UserError(f"flamingo_version must be \"v1\" or \"v2\", got {self.flamingo_version!r}", where)
         if self.precision not in PRECISIONS:
@@ -95,7 +108,10 @@ def _from_dict(data: dict[str, Any], base: Path, where: str, name: str) -> Model
             if local is not None:
                 data[k] = str(local)
     merged.update(data)
-    for req in ("vision_encoder", "lm", "tokenizer"):
+    family = merged.get("family", DEFAULT_FAMILY)
+    if family != DEFAULT_FAMILY and "lm" in merged and "tokenizer" not in merged:
+        merged["tokenizer"] = merged["lm"]  # a Hugging Face folder holds its own tokenizer
+    for req in ("vision_encoder", "lm", "tokenizer") if family == DEFAULT_FAMILY else ("lm",):
         if req not in merged:
             raise UserError(f"model spec is missing the required key {req!r}", where)
     try:

@@ -41,7 +41,7 @@ from open_flamingo.src.flamingo_lm import FlamingoLayer
 from open_flamingo.src.helpers import FeedForward, GatedCrossAttentionBlock, MaskedCrossAttention, PerceiverResampler
 from torch import nn
 
-from ..compat import CompatFlamingoLMMixin, lm_cache_kwarg, lm_forward, output_cache
+from ...compat import CompatFlamingoLMMixin, lm_cache_kwarg, lm_forward, output_cache
 
 FLAMINGO_VERSIONS = ("v1", "v2")
 
