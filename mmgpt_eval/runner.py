@@ -14,17 +14,16 @@ import hashlib
 import json
 import logging
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from . import distributed
+from .engine import Engine, GenerationRequest, RankingRequest, engine_for
+from .engine import Request as EngineRequest
 from .errors import UserError
 from .generation_settings import GenerationSettings
 from .model.build import LoadedModel
-from .model.generate import Generator, PromptInput
-from .model.rank import Ranker, RankInput
 from .progress import progress_bars
 from .records import SampleRecord
 from .results import RunResults, TaskResult, provenance
@@ -108,47 +107,36 @@ def fingerprint(pt: PreparedTask, cfg: EvalConfig, identity: dict[str, Any]) -> 
 
 
 # ------------------------------------------------------------------------------------ generation / ranking
-def _settings_key(s: GenerationSettings) -> str:
-    return json.dumps(s.to_dict(), sort_keys=True)
+def _engine_request(q: Request | RankRequest, settings: GenerationSettings) -> EngineRequest:
+    if isinstance(q, RankRequest):
+        return RankingRequest(q.prompt, list(q.candidates), list(q.images), q.image_keys, q.joint_tokens)
+    return GenerationRequest(q.prompt, list(q.images), q.image_keys, q.settings or settings, q.template.stop)
 
 
 def answer_requests(pt: PreparedTask, chunk: list[Sample], first: dict[str, Sequence[Request | RankRequest]],
-                    gen: Generator, ranker: Ranker, ctx: RunContext,
-                    batch_size: int) -> dict[str, dict[str, Output | Ranking]]:
+                    engine: Engine, ctx: RunContext, batch_size: int) -> dict[str, dict[str, Output | Ranking]]:
     """Every round of every request of ``chunk`` (round 0 given); outputs by sample id and request key.
-    Generation requests with the same stop rule and settings are generated together; ranking
-    requests are scored together."""
+    Per round: the tasks' requests -> :meth:`Engine.answer` -> an Output or a Ranking each."""
     task = pt.task
     outputs: dict[str, dict[str, Output | Ranking]] = {s.id: {} for s in chunk}
     for r in range(max(task.rounds(s) for s in chunk)):
-        groups: dict[tuple[str, str], list[tuple[Sample, Request]]] = defaultdict(list)
-        ranked: list[tuple[Sample, RankRequest]] = []
-        for s in chunk:
-            if r < task.rounds(s):
-                # the Task API types earlier outputs as Output; a ranking request's is a Ranking (same reading API)
-                for q in (first[s.id] if r == 0 else task.requests(s, r, outputs[s.id], ctx)):  # type: ignore[arg-type]
-                    if isinstance(q, RankRequest):
-                        ranked.append((s, q))
-                    else:
-                        groups[(q.template.stop, _settings_key(q.settings or pt.settings))].append((s, q))
-        for (stop, _), items in groups.items():
-            st = items[0][1].settings or pt.settings
-            prompts = [PromptInput(q.prompt, list(q.images), q.image_keys) for _, q in items]
-            gens = gen.generate_grouped(prompts, st, stop, batch_size=batch_size)
-            for (s, q), g in zip(items, gens):
-                outputs[s.id][q.key] = Output(
-                    prompt=q.prompt, prompt_sha256=prompt_sha256(q.prompt, q.image_keys), raw=g.text,
-                    prediction=task.postprocess(q, g), token_ids=g.token_ids, stopped_on_eos=g.stopped_on_eos,
-                    num_new_tokens=g.num_new_tokens, max_new_tokens=st.max_new_tokens, image_keys=q.image_keys)
-        if ranked:
-            inputs = [RankInput(q.prompt, list(q.images), q.candidates, q.image_keys, q.joint_tokens) for _, q in ranked]
-            for (s, q), scores in zip(ranked, ranker.score(inputs, batch_size=batch_size)):
+        # the Task API types earlier outputs as Output; a ranking request's is a Ranking (same reading API)
+        asked = [(s, q) for s in chunk if r < task.rounds(s)
+                 for q in (first[s.id] if r == 0 else task.requests(s, r, outputs[s.id], ctx))]  # type: ignore[arg-type]
+        answers = engine.answer([_engine_request(q, pt.settings) for _, q in asked], batch_size)
+        for (s, q), a in zip(asked, answers):
+            sha = prompt_sha256(q.prompt, q.image_keys)
+            if isinstance(q, RankRequest):
                 outputs[s.id][q.key] = Ranking(
-                    prompt=q.prompt, prompt_sha256=prompt_sha256(q.prompt, q.image_keys), image_keys=q.image_keys,
-                    candidates=q.candidates,
-                    scores=[c.mean_logprob if q.normalize else c.sum_logprob for c in scores],
-                    sum_logprobs=[c.sum_logprob for c in scores], n_tokens=[c.n_tokens for c in scores],
+                    prompt=q.prompt, prompt_sha256=sha, image_keys=q.image_keys, candidates=q.candidates,
+                    scores=[c.mean_logprob if q.normalize else c.sum_logprob for c in a],
+                    sum_logprobs=[c.sum_logprob for c in a], n_tokens=[c.n_tokens for c in a],
                     normalize=q.normalize, top_k=q.top_k)
+            else:
+                outputs[s.id][q.key] = Output(
+                    prompt=q.prompt, prompt_sha256=sha, raw=a.text, prediction=task.postprocess(q, a),
+                    token_ids=a.token_ids, stopped_on_eos=a.stopped_on_eos, num_new_tokens=a.num_new_tokens,
+                    max_new_tokens=(q.settings or pt.settings).max_new_tokens, image_keys=q.image_keys)
     return outputs
 
 
@@ -196,7 +184,7 @@ def _open_stores(pt: PreparedTask, cfg: EvalConfig, fp: str) -> tuple[SampleStor
     return store, out_store, done
 
 
-def run_task(pt: PreparedTask, loaded: LoadedModel, gen: Generator, cfg: EvalConfig, progress) -> TaskResult | None:
+def run_task(pt: PreparedTask, loaded: LoadedModel, engine: Engine, cfg: EvalConfig, progress) -> TaskResult | None:
     """Evaluate one task. Under torchrun every rank takes every world-size-th pending sample (no
     padding duplicates) and streams its records to its own shard file; rank 0 gathers them and
     returns the result (other ranks return None)."""
@@ -216,7 +204,6 @@ def run_task(pt: PreparedTask, loaded: LoadedModel, gen: Generator, cfg: EvalCon
                      zero_shot_ranking_demo_images=protocol.zero_shot_ranking_demo_images)
     first = {s.id: task.requests(s, 0, {}, ctx) for s in pending}
     pending = _batch_order(pending, first)
-    ranker = Ranker(gen)
     bar = progress.add_task(task.name if world == 1 else f"{task.name} (rank {rank}/{world})",
                             total=len(pending) + (resumed if world == 1 else 0),
                             completed=resumed if world == 1 else 0, rate="")
@@ -225,9 +212,11 @@ def run_task(pt: PreparedTask, loaded: LoadedModel, gen: Generator, cfg: EvalCon
     n_tokens = 0
     start = 0
     while start < len(pending):
-        size = gen.batch_cap(cfg.batch_size, pt.settings.num_beams)
+        ahead = pending[start:start + engine.batch_size(pt.settings.num_beams)]
+        size = engine.rows_that_fit([_engine_request(first[s.id][0], pt.settings) for s in ahead],
+                                    pt.settings.num_beams)
         chunk = pending[start:start + size]
-        outs = answer_requests(pt, chunk, first, gen, ranker, ctx, size)
+        outs = answer_requests(pt, chunk, first, engine, ctx, size)
         records = [make_record(pt, s, outs[s.id]).to_dict() for s in chunk]
         out_store.append(records)
         new.extend(records)
@@ -241,7 +230,7 @@ def run_task(pt: PreparedTask, loaded: LoadedModel, gen: Generator, cfg: EvalCon
     if gathered is None:
         return None
     return finish_task(pt, cfg, store, done, gathered, resumed, wall, fp,
-                       gen.batch_cap(cfg.batch_size, pt.settings.num_beams))
+                       engine.batch_size(pt.settings.num_beams))
 
 
 def finish_task(pt: PreparedTask, cfg: EvalConfig, store: SampleStore, done: dict[str, dict[str, Any]],
@@ -299,13 +288,13 @@ def run_evaluation(prepared: list[PreparedTask], loaded: LoadedModel, cfg: EvalC
     t0 = time.perf_counter()
     cfg = get_protocol(cfg.protocol).resolve(cfg)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    gen = Generator(loaded, share_prefix=cfg.share_prefix)
+    engine = engine_for(loaded, cfg.batch_size, share_prefix=cfg.share_prefix)
     info = run_info(cfg, loaded.load_seconds, extra_run_info)
     results = RunResults(run=info, model=loaded.provenance(), tasks={}, provenance={})
     rank, world = distributed.rank_world()
     with progress_bars(cfg.progress and rank == 0) as progress:
         for pt in prepared:
-            tr = run_task(pt, loaded, gen, cfg, progress)
+            tr = run_task(pt, loaded, engine, cfg, progress)
             if rank != 0:
                 continue
             assert tr is not None  # rank 0 gets the gathered result
