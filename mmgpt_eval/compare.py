@@ -31,8 +31,9 @@ class MetricSamples:
     ``ids``: one id (``str`` or ``int``) per sample, unique; ``values[i]`` belongs to
     ``ids[i]``. ``kind``: ``"binary"``, ``"continuous"`` or ``"corpus"`` (see
     :mod:`mmgpt_eval.stats`). ``corpus_value``: the metric as the run reports it, optional;
-    when given it must agree (within 1 %) with ``scale * mean(values)``, a cheap check
-    against unit mix-ups (accuracy as a fraction vs percent) and wrong files. ``scale``
+    when given it must agree with ``scale * mean(values)`` at the precision it was stored with
+    (binary/continuous, :mod:`mmgpt_eval.agreement`) or within 1 % (corpus), a check against unit
+    mix-ups (accuracy as a fraction vs percent), wrong files and edited values. ``scale``
     converts the per-sample mean into the reported units (100 for an accuracy reported in
     percent from 0/1 per-sample values); margins are in those reported units.
     """
@@ -88,14 +89,16 @@ def metric_samples(run: RunResults, task: str, metric: str, records: list[Any] |
     if info["kind"] not in STAT_KINDS or not info.get("per_sample"):
         raise UserError(f"{task}/{metric} is a corpus-only metric: it has no per-sample values to compare")
     key = info["per_sample"]
-    recs = _typed(records if records is not None else run.samples(task), run.path)
-    ids, values = [], []
-    for r in recs:
-        v = r.metrics.get(key)
-        if v is None:
-            continue
-        ids.append(r.id)
-        values.append(float(v))
+    if records is None:
+        ids, values = run.log(task).metric(key)
+    else:
+        ids, values = [], []
+        for r in _typed(records, run.path):
+            v = r.metrics.get(key)
+            if v is None:
+                continue
+            ids.append(r.id)
+            values.append(float(v))
     return MetricSamples(ids=ids, values=values, kind=info["kind"], corpus_value=tr.metrics.get(metric),
                          scale=float(info.get("scale", 1.0)))
 
@@ -173,7 +176,7 @@ def checkpoint_step(run: RunResults) -> float | None:
 
 # ------------------------------------------------------------------------------------------ samples
 def sample_ids(run: RunResults, task: str) -> list[str]:
-    return [r.id for r in _typed(run.samples(task), run.path)]
+    return run.log(task).ids
 
 
 def check_same_samples(a: RunResults, b: RunResults, task: str, intersect: bool) -> tuple[set[str], str]:
@@ -189,6 +192,12 @@ def check_same_samples(a: RunResults, b: RunResults, task: str, intersect: bool)
     return ia & ib, msg + f"; compared on the {len(ia & ib)} common samples"
 
 
+def _kept(s: MetricSamples, keep: set[str]) -> MetricSamples:
+    """``s`` restricted to the samples in ``keep``."""
+    pairs = [(i, v) for i, v in zip(s.ids, s.values) if i in keep]
+    return MetricSamples([i for i, _ in pairs], [v for _, v in pairs], s.kind, s.corpus_value, s.scale)
+
+
 def compare_runs(baseline: RunResults, candidate: RunResults, *, intersect: bool = False, tasks: list[str] | None = None,
                  confidence: float = 0.95, n_resamples: int = 10000, seed: int = 0) -> list[MetricComparison]:
     out: list[MetricComparison] = []
@@ -199,8 +208,6 @@ def compare_runs(baseline: RunResults, candidate: RunResults, *, intersect: bool
             raise UserError(f"task(s) {', '.join(missing)} are not in both runs")
     for task in common:
         keep, note = check_same_samples(baseline, candidate, task, intersect)
-        ra = [r for r in _typed(baseline.samples(task), baseline.path) if r.id in keep]
-        rb = [r for r in _typed(candidate.samples(task), candidate.path) if r.id in keep]
         tb = candidate.tasks[task]
         for metric, info in tb.metric_info.items():
             if metric not in tb.metrics or metric not in baseline.tasks[task].metrics:
@@ -210,8 +217,8 @@ def compare_runs(baseline: RunResults, candidate: RunResults, *, intersect: bool
                                   info.get("unit", ""), va, vb,
                                   None if va is None or vb is None else vb - va, note=note)
             if info["kind"] in STAT_KINDS and info.get("per_sample"):
-                sa = metric_samples(baseline, task, metric, ra)
-                sb = metric_samples(candidate, task, metric, rb)
+                sa = _kept(metric_samples(baseline, task, metric), keep)
+                sb = _kept(metric_samples(candidate, task, metric), keep)
                 da = dict(zip(sa.ids, sa.values))
                 db = dict(zip(sb.ids, sb.values))
                 ids = pair_ids(sa.ids, sb.ids).common

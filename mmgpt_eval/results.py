@@ -40,11 +40,15 @@ from typing import Any
 
 from .errors import UserError
 from .io import atomic_write_json, iter_jsonl, read_json
+from .agreement import MEAN_KINDS, disagreement
 from .records import SAMPLES_SCHEMA, SampleRecord, is_header, read_records, read_samples
+from .runfolder import TaskLog, read_log
 
 SCHEMA = "mmgpt-eval/results"
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
+#: metric kinds with per-sample values (``corpus-only`` has none)
+PER_SAMPLE_KINDS = ("binary", "continuous", "corpus")
 
 
 @dataclass
@@ -89,6 +93,8 @@ class RunResults:
     schema: str = SCHEMA
     schema_version: int = SCHEMA_VERSION
     path: Path | None = field(default=None, compare=False)
+    # per-sample logs read as columns (:meth:`log`), by task
+    _logs: dict[str, TaskLog] = field(default_factory=dict, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": self.schema, "schema_version": self.schema_version, "created": self.created,
@@ -150,27 +156,35 @@ class RunResults:
                             "logs must be inside it", self.path or folder)
         return p
 
+    def per_sample_keys(self, task: str) -> list[str]:
+        """The per-sample keys of ``task``'s metrics that have per-sample values (binary, continuous,
+        corpus): the columns :meth:`log` reads."""
+        out = []
+        for info in self.tasks[task].metric_info.values():
+            if isinstance(info, dict) and info.get("kind") in PER_SAMPLE_KINDS and isinstance(info.get("per_sample"), str):
+                out.append(info["per_sample"])
+        return list(dict.fromkeys(out))
+
+    def log(self, task: str) -> TaskLog:
+        """``task``'s per-sample log as columns (ids, per-sample metric values), read once and kept."""
+        if task not in self._logs:
+            self._logs[task] = read_log(self.samples_path(task), self.per_sample_keys(task))
+        return self._logs[task]
+
     def check_samples(self, task: str) -> None:
-        """The per-sample log of ``task`` belongs to these results (see the module docstring); a one-line
+        """The per-sample log of ``task`` belongs to these results (see the module docstring) and its
+        per-sample values give the stored mean-type metrics (:mod:`mmgpt_eval.agreement`); a one-line
         UserError naming the log otherwise."""
         tr = self.tasks[task]
         path = self.samples_path(task)
-        header: dict[str, Any] | None = None
-        ids: list[str] = []
-        for line, obj in iter_jsonl(path):
-            if header is None and not ids:
-                if not is_header(obj) or not isinstance(obj.get(SAMPLES_SCHEMA), dict):
-                    raise UserError("the per-sample log has no header line; it does not belong to "
-                                    f"{self.path or 'these results'}", path)
-                header = obj[SAMPLES_SCHEMA]
-                continue
-            if is_header(obj):
-                raise UserError("a second header line in the per-sample log", path, line)
-            if not isinstance(obj, dict) or "id" not in obj:
-                raise UserError("a per-sample record must be a JSON object with an id", path, line)
-            ids.append(str(obj["id"]))
-        if header is None:
+        first = next(iter(iter_jsonl(path)), None)
+        if first is None:
             raise UserError("the per-sample log is empty (no header)", path)
+        if not is_header(first[1]) or not isinstance(first[1].get(SAMPLES_SCHEMA), dict):
+            raise UserError("the per-sample log has no header line; it does not belong to "
+                            f"{self.path or 'these results'}", path)
+        log = self.log(task)
+        header, ids = log.header or {}, log.ids
         if header.get("task") not in (None, task):
             raise UserError(f"the per-sample log is for task {header.get('task')!r}, not {task!r}", path)
         fp, log_fp = tr.fingerprint or "", header.get("fingerprint") or ""
@@ -182,11 +196,26 @@ class RunResults:
         if len(ids) < n:
             raise UserError(f"the per-sample log has {len(ids)} records, the results count {n} samples", path)
         if len(set(ids)) != len(ids):
-            dup = next(i for i in ids if ids.count(i) > 1)
+            seen: set[str] = set()
+            repeated = {i for i in ids if i in seen or seen.add(i)}
+            dup = next(i for i in ids if i in repeated)
             raise UserError(f"the per-sample log repeats sample id {dup!r}", path)
         if len(ids) > n and not (fp and log_fp == fp):
             raise UserError(f"the per-sample log has {len(ids)} records, the results count {n} samples (and "
                             "no fingerprint to tell which belong to them)", path)
+        for metric, info in tr.metric_info.items():
+            if not isinstance(info, dict) or info.get("kind") not in MEAN_KINDS or metric not in tr.metrics:
+                continue
+            key = info.get("per_sample")
+            if not isinstance(key, str) or key not in log.values:
+                continue
+            stored, scale = tr.metrics[metric], info.get("scale", 1.0)
+            implied = disagreement(stored, log.metric(key, n)[1], scale)
+            if implied is not None:
+                raise UserError(f"{task}/{metric}: the results report {stored:g} but the per-sample values of "
+                                f"the {n} samples give {implied:.10g} (scale {scale:g}); the results and the log "
+                                "disagree beyond the stored precision (an edited file, or a log from another run)",
+                                path)
 
     def samples(self, task: str) -> list[dict[str, Any]]:
         """Per-sample records of a task as dicts (from the samples file next to results.json)."""
