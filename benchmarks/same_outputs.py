@@ -31,7 +31,7 @@ def run(exe: str, args: list[str], cwd: Path) -> tuple[int, str]:
 
 
 def clean(text: str, folders: list[Path]) -> str:
-    for f in folders:
+    for f in sorted(folders, key=lambda f: -len(str(f))):
         text = text.replace(str(f), "<DIR>")
     for pat in VOLATILE:
         text = pat.sub("<X>", text)

@@ -16,9 +16,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import UserError
+from .numbers import number
 from .records import SampleRecord
 from .results import RunResults
-from .taskapi.reporting import number
 from .stats import compare_metric
 
 STAT_KINDS = ("binary", "continuous", "corpus")

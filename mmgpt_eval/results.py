@@ -135,6 +135,14 @@ class RunResults:
     def run_dir(self) -> Path | None:
         return self.path.parent if self.path else None
 
+    def stored_baseline(self) -> "RunResults | None":
+        """The baseline run stored beside these results (``baseline.results``, relative to the run folder),
+        if any."""
+        if not self.baseline or self.run_dir is None:
+            return None
+        p = Path(self.baseline["results"])
+        return RunResults.load(p if p.is_absolute() else self.run_dir / p)
+
     def samples_path(self, task: str) -> Path:
         if task not in self.tasks:
             raise UserError(f"task {task!r} is not in this run", self.path)

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
 from ..records import SampleRecord
+from ..numbers import number
 
 __all__ = ["SampleRecord", "Column", "Table", "BarPlot", "ReportTables", "Flag", "Turn", "ExtraOutput", "Transcript",
            "ReportHooks", "FLAG_LEVELS", "CELL_LIMIT", "number", "to_text", "clip", "fmt_num", "fmt_value", "fmt_cell",
@@ -135,17 +136,6 @@ class ReportHooks:
 
 
 # ------------------------------------------------------------------------------------------ formatting
-def number(x: Any) -> Optional[float]:
-    """A finite float, or None (missing, non-numeric, NaN or infinite)."""
-    if x is None:
-        return None
-    try:
-        f = float(x)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return None if math.isnan(f) or math.isinf(f) else f
-
-
 def to_text(v: Any) -> str:
     """A string as is; anything else as compact JSON (or ``str`` when it is not JSON-able)."""
     if isinstance(v, str):
@@ -202,8 +192,14 @@ def fmt_cell(v: Any, limit: int = CELL_LIMIT) -> str:
 
 
 def numeric_order(key: Any) -> tuple[bool, float, str]:
-    """Sort key: numbers ("2", "10") numerically first, then the rest by text."""
+    """Sort key: numbers and numeric keys ("2", "10": dict keys are text) numerically first, then the rest
+    by text."""
     f = number(key)
+    if f is None and isinstance(key, str):
+        try:
+            f = number(float(key))
+        except (ValueError, OverflowError):
+            f = None
     return (f is None, f or 0.0, str(key))
 
 
