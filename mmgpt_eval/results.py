@@ -1,7 +1,7 @@
 """The results file (``OUTDIR/results.json``): typed, versioned, written atomically.
 
-Schema ``mmgpt-eval/results`` version 2 (version 1 files are read too: metrics a task has renamed
-since, ``Task.RENAMED_METRICS``, are read under their new names)::
+Schema ``mmgpt-eval/results`` version 2 (version 1 files are read too: metrics version 2 renamed,
+:data:`RENAMED_IN_VERSION_2`, are read under their new names)::
 
     {
       "schema": "mmgpt-eval/results", "schema_version": 1, "created": ISO-8601,
@@ -241,16 +241,20 @@ def check_run(results: RunResults) -> RunResults:
     return results
 
 
-def _apply_metric_renames(tasks: dict[str, "TaskResult"]) -> None:
-    """Version-1 results: metrics renamed since (``Task.RENAMED_METRICS``) under their new names."""
-    from .taskregistry import discover
+#: Metric names a results schema version changed, by task: files of an older version are read under the
+#: new names. Version 2 gave the dialog task's headline rates their conversation-level names (version 1
+#: used the names of the pooled turn rates). Kept with the schema, so reading a file imports no task.
+RENAMED_IN_VERSION_2: dict[str, dict[str, str]] = {
+    "dialog": {"collapse_rate": "conv_collapse_rate", "template_leak_rate": "conv_leak_rate",
+               "empty_rate": "conv_empty_rate", "truncation_rate": "conv_truncation_rate",
+               "eos_rate": "conv_eos_rate"},
+}
 
-    try:
-        classes = discover()
-    except UserError:
-        return
+
+def _apply_metric_renames(tasks: dict[str, "TaskResult"]) -> None:
+    """Version-1 results: metrics renamed by version 2 (:data:`RENAMED_IN_VERSION_2`) under their new names."""
     for name, tr in tasks.items():
-        renames = getattr(classes.get(name), "RENAMED_METRICS", {})
+        renames = RENAMED_IN_VERSION_2.get(name, {})
         if not renames:
             continue
         tr.metrics = {renames.get(k, k): v for k, v in tr.metrics.items()}

@@ -93,3 +93,21 @@ def test_gate_init_limit_all():
     assert "limit = None" not in text and "limit" in text
     args.limit = 12
     assert "limit = 12" in run_config(args, ["easyvqa"])
+
+
+def test_v1_renames_are_the_dialog_tasks_and_need_no_task_discovery(monkeypatch):
+    """Reading a version-1 file renames metrics from the schema's table; no task plugin is imported."""
+    import mmgpt_eval.taskregistry as registry
+    from mmgpt_eval.results import RENAMED_IN_VERSION_2
+    from mmgpt_eval.taskregistry import discover
+
+    assert RENAMED_IN_VERSION_2["dialog"] == discover()["dialog"].RENAMED_METRICS
+    monkeypatch.setattr(registry, "discover", lambda *a, **k: pytest.fail("discover called"))
+    tr = {"task": "dialog", "version": "1", "metrics": {"collapse_rate": 1.0, "x": 2.0},
+          "metric_info": {"collapse_rate": {}, "x": {}}, "primary_metric": "collapse_rate", "n_samples": 1,
+          "n_available": 1, "limit": None, "subset": "", "template": {}, "generation": {}}
+    d = {"schema": "mmgpt-eval/results", "schema_version": 1, "run": {}, "model": {}, "provenance": {},
+         "tasks": {"dialog": tr}}
+    r = RunResults.from_dict(d)
+    assert r.tasks["dialog"].metrics == {"conv_collapse_rate": 1.0, "x": 2.0}
+    assert r.tasks["dialog"].primary_metric == "conv_collapse_rate"
