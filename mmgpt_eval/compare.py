@@ -70,7 +70,11 @@ class PairedIds:
 def pair_ids(a_ids: Sequence[Any], b_ids: Sequence[Any]) -> PairedIds:
     """Pair two runs' samples by id -- the one place compare, report and gate do it."""
     in_a, in_b = set(a_ids), set(b_ids)
-    common = sorted(in_a & in_b, key=lambda v: (0, v) if isinstance(v, int) else (1, v))
+    both = in_a & in_b
+    if all(type(v) is str for v in both):  # ids read from logs: plain text order, no key needed
+        common = sorted(both)
+    else:
+        common = sorted(both, key=lambda v: (0, v) if isinstance(v, int) else (1, v))
     return PairedIds(common, [v for v in a_ids if v not in in_b], [v for v in b_ids if v not in in_a])
 
 
@@ -180,10 +184,11 @@ def sample_ids(run: RunResults, task: str) -> list[str]:
 
 
 def check_same_samples(a: RunResults, b: RunResults, task: str, intersect: bool) -> tuple[set[str], str]:
-    p = pair_ids(sample_ids(a, task), sample_ids(b, task))
-    ia, ib = set(p.common) | set(p.only_a), set(p.common) | set(p.only_b)
-    if p.same:
+    a_ids, b_ids = sample_ids(a, task), sample_ids(b, task)
+    ia, ib = set(a_ids), set(b_ids)
+    if ia == ib:
         return ia, ""
+    p = pair_ids(a_ids, b_ids)
     only_a, only_b = sorted(p.only_a), sorted(p.only_b)
     msg = (f"task {task}: the runs evaluated different samples ({len(only_a)} only in the first, e.g. "
            f"{', '.join(only_a[:3]) or '-'}; {len(only_b)} only in the second, e.g. {', '.join(only_b[:3]) or '-'})")
@@ -217,8 +222,9 @@ def compare_runs(baseline: RunResults, candidate: RunResults, *, intersect: bool
                                   info.get("unit", ""), va, vb,
                                   None if va is None or vb is None else vb - va, note=note)
             if info["kind"] in STAT_KINDS and info.get("per_sample"):
-                sa = _kept(metric_samples(baseline, task, metric), keep)
-                sb = _kept(metric_samples(candidate, task, metric), keep)
+                sa, sb = metric_samples(baseline, task, metric), metric_samples(candidate, task, metric)
+                if note:  # different sample sets: compared on the common ones
+                    sa, sb = _kept(sa, keep), _kept(sb, keep)
                 da = dict(zip(sa.ids, sa.values))
                 db = dict(zip(sb.ids, sb.values))
                 ids = pair_ids(sa.ids, sb.ids).common
