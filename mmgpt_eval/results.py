@@ -22,7 +22,13 @@ The per-sample log path (``samples_file``) is relative to the run folder and mus
 results (``report`` and ``gate`` call it for every run they read): the log's header fingerprint equals
 the task's, and the log's first ``n_samples`` records are distinct ids; more records (older extras
 the runner keeps after the task's samples) are accepted only when both fingerprints are recorded
-and match. A results file without a fingerprint (hand-made) needs exactly ``n_samples`` records.
+and match. A results file without a fingerprint (hand-made) needs exactly ``n_samples`` records. Every
+mean-type metric (kind ``binary`` / ``continuous``) must equal the mean of its per-sample values over those
+records at the precision it was stored with (:mod:`mmgpt_eval.agreement`).
+
+Reading a run folder: :meth:`RunResults.load` (the results), :meth:`RunResults.log` (a task's log read
+once as id / per-sample value columns: what checks, compare and the gate use),
+:meth:`RunResults.records` / :meth:`RunResults.samples` (whole records, for what shows them).
 """
 
 from __future__ import annotations
