@@ -57,15 +57,15 @@ def measure(cmd: list[str], cwd: Path) -> tuple[float, float, int]:
 
 
 # ------------------------------------------------------------------------------------------ runs
-def make_source(exe: str, work: Path, limit: int) -> tuple[Path, Path]:
+def make_source(exe: str, work: Path, limit: int, only_base: bool = False) -> tuple[Path, Path]:
     runs = []
-    for name, ck in (("base", []), ("mmgpt", ["--ckpt", "tiny-mmgpt"])):
+    for name, ck in (("base", []), ("mmgpt", ["--ckpt", "tiny-mmgpt"]))[: 1 if only_base else 2]:
         out = work / f"source-{name}"
         subprocess.run([exe, "-q", "run", "--model", "tiny-openflamingo", *ck, "--tasks", "easyvqa", "--limit",
                         str(limit), "--output-dir", str(out), "--no-report", "--no-progress", "--batch-size", "16"],
                        check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         runs.append(out)
-    return runs[0], runs[1]
+    return runs[0], runs[-1]
 
 
 def scale_run(src: Path, dst: Path, size: int) -> None:
@@ -131,8 +131,12 @@ def commands(exe: str, base: Path, cand: Path, work: Path, vqa: list[str]) -> di
 def profile_compare(python: str, base: Path, cand: Path, work: Path, top: int = 8) -> list[str]:
     """The ``top`` functions of ``compare`` by own time, from cProfile in a child process."""
     prof = work / "compare.prof"
-    subprocess.run([python, "-m", "cProfile", "-o", str(prof), "-m", "mmgpt_eval", "compare", str(base), str(cand)],
-                   stdout=subprocess.DEVNULL, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    # run from the work folder: `-m mmgpt_eval` must import the interpreter's own install, not a checkout in cwd
+    rc = subprocess.run([python, "-m", "cProfile", "-o", str(prof), "-m", "mmgpt_eval", "compare", str(base), str(cand)],
+                        stdout=subprocess.DEVNULL, check=False, cwd=work,
+                        env={**os.environ, "OMP_NUM_THREADS": "1"}).returncode
+    if rc != 0:
+        return [f"(the profiled compare exited {rc})"]
     s = io.StringIO()
     stats = pstats.Stats(str(prof), stream=s)
     rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]  # type: ignore[attr-defined]
@@ -157,11 +161,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default=None, help="comma-separated sample counts [10000,50000,214354]")
     ap.add_argument("--source", nargs=2, default=None, metavar=("BASE", "CAND"), help="two real easy-VQA runs")
     ap.add_argument("--before", default=None, metavar="EXE", help="another mmgpt-eval to time at the largest size")
+    ap.add_argument("--before-commands", default=None, metavar="a,b",
+                    help="only these commands with --before (default: all)")
+    ap.add_argument("--resume-source", action="store_true",
+                    help="measure resume on --source's baseline run (made by this install) instead of a fresh run")
     ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = ap.parse_args(argv)
     exe = str(Path(sys.executable).parent / "mmgpt-eval")
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([2000, 5000] if args.quick else list(SIZES))
-    rows: list[str] = []
+    load_start = os.getloadavg()[0]
     results: dict[tuple[str, int], tuple[float, float, int]] = {}
     before: dict[str, tuple[float, float, int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -181,31 +189,37 @@ def main(argv: list[str] | None = None) -> int:
                 results[(name, size)] = measure(cmd, d)
                 print(fmt_row(name, size, *results[(name, size)]), flush=True)
             if size == max(sizes) and args.before:
+                only = args.before_commands.split(",") if args.before_commands else None
                 for name, cmd in commands(args.before, base, cand, d, vqa).items():
+                    if only is not None and name not in only:
+                        continue
                     before[name] = measure(cmd, d)
                     print("before", fmt_row(name, size, *before[name]), flush=True)
             shutil.rmtree(d / "export", ignore_errors=True)
-        # resume: the same run command again on a finished folder (its own data size)
-        res = json.loads((src_cand / "results.json").read_text())
-        argv_run = res["run"].get("argv") or []
+        # resume: the run command again on a finished folder, made by this same install (the fingerprint
+        # holds the model preset's paths, so a folder written by another checkout starts over)
+        res_src, _ = (src_base, src_cand) if args.resume_source else make_source(exe, work, 500, only_base=True)
+        res = json.loads((res_src / "results.json").read_text())
+        n_res = res["tasks"]["easyvqa"]["n_samples"]
         resume_dir = work / "resume"
-        shutil.copytree(src_cand, resume_dir)
-        resume_cmd = [exe, *argv_run]
+        shutil.copytree(res_src, resume_dir)
+        resume_cmd = [exe, *(res["run"].get("argv") or [])]
         if "--output-dir" in resume_cmd:
             resume_cmd[resume_cmd.index("--output-dir") + 1] = str(resume_dir)
-        key = ("resume (nothing left to run)", n_src)
+        key = ("resume (nothing left to run)", n_res)
         results[key] = measure(resume_cmd, work)
         stale = sorted(p.name for p in (resume_dir / "samples").iterdir() if ".stale-" in p.name)
         if stale:
             print(f"  ! resume started over ({', '.join(stale)}): the fingerprint differs", flush=True)
-            results[("resume (started over: another fingerprint)", n_src)] = results.pop(key)
-        print(fmt_row("resume", n_src, *measure_last(results)), flush=True)
+            results[("resume (started over: another fingerprint)", n_res)] = results.pop(key)
+        print(fmt_row("resume", n_res, *measure_last(results)), flush=True)
         top = max(sizes)
         prof_after = profile_compare(sys.executable, work / str(top) / "base", work / str(top) / "cand", work)
         prof_before = []
         if args.before:
             py = str(Path(args.before).parent / "python")
             prof_before = profile_compare(py, work / str(top) / "base", work / str(top) / "cand", work)
+    args.load = (load_start, os.getloadavg()[0])
     section = render(results, before, sizes, n_src, prof_before, prof_after, args)
     print(section)
     if not (args.quick or args.no_write):
@@ -223,7 +237,9 @@ def render(results: dict[tuple[str, int], tuple[float, float, int]], before: dic
              f"Two real easy-VQA runs of {n_src:,} samples (tiny-openflamingo and tiny-mmgpt), copied up to each size "
              "with metrics recomputed by the task's own aggregation; every command in its own process as a user runs "
              "it, peak RSS of that process (torch import included). Targets at the largest size: under "
-             f"{TARGET_S:g} s and under {TARGET_MB:.0f} MB.", "",
+             f"{TARGET_S:g} s and under {TARGET_MB:.0f} MB. Machine: {os.cpu_count()} CPU cores, 1-minute load average "
+             f"{args.load[0]:.1f} at the start and {args.load[1]:.1f} at the end (other jobs share it: the times are "
+             "those of this machine at that load).", "",
              "| command | samples | wall s | peak RSS MB | exit |", "|---|---:|---:|---:|---:|"]
     for (name, size), v in sorted(results.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         lines.append(fmt_row(name, size, *v))
