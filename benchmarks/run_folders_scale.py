@@ -131,11 +131,12 @@ def commands(exe: str, base: Path, cand: Path, work: Path, vqa: list[str]) -> di
 def profile_compare(python: str, base: Path, cand: Path, work: Path, top: int = 8) -> list[str]:
     """The ``top`` functions of ``compare`` by own time, from cProfile in a child process."""
     prof = work / "compare.prof"
-    # run from the work folder: `-m mmgpt_eval` must import the interpreter's own install, not a checkout in cwd
-    rc = subprocess.run([python, "-m", "cProfile", "-o", str(prof), "-m", "mmgpt_eval", "compare", str(base), str(cand)],
-                        stdout=subprocess.DEVNULL, check=False, cwd=work,
-                        env={**os.environ, "OMP_NUM_THREADS": "1"}).returncode
-    if rc != 0:
+    # in-process, from the work folder (so the interpreter's own install is imported, not a checkout in cwd)
+    code = ("import cProfile, sys\nprof = cProfile.Profile()\nprof.enable()\nimport mmgpt_eval.cli as c\n"
+            "try:\n    c.main(sys.argv[2:])\nfinally:\n    prof.disable()\n    prof.dump_stats(sys.argv[1])\n")
+    rc = subprocess.run([python, "-c", code, str(prof), "compare", str(base), str(cand)], stdout=subprocess.DEVNULL,
+                        check=False, cwd=work, env={**os.environ, "OMP_NUM_THREADS": "1"}).returncode
+    if rc != 0 or not prof.is_file():
         return [f"(the profiled compare exited {rc})"]
     s = io.StringIO()
     stats = pstats.Stats(str(prof), stream=s)
