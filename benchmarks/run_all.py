@@ -3,6 +3,8 @@ RESULTS.md (between markers; nothing typed by hand). Each benchmark also prints 
 
     python benchmarks/run_all.py [--quick] [--only generation|ranking|openflamingo]
 
+``--only runfolders`` runs benchmarks/run_folders_scale.py alone (compare, report, gate, export, score and
+resume on run folders of 10k to 214k samples: time and peak memory) and rewrites only its section.
 ``--only ranking`` runs the ranking benchmark alone (``mmgpt-eval bench --ranking``: OpenFlamingo's
 ImageNet classification loop vs mmgpt-eval's Ranker) and rewrites only its section.
 ``--only openflamingo`` runs ``mmgpt-eval bench --openflamingo`` alone (OpenFlamingo's own
@@ -137,11 +139,16 @@ def ranking_section(r: dict, cmd: list[str], machine: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_runfolders(py: str, quick: bool) -> int:
+    """Run folders at VQAv2 scale (benchmarks/run_folders_scale.py writes its own RESULTS.md section)."""
+    return _run([py, str(ROOT / "benchmarks" / "run_folders_scale.py"), *(["--quick"] if quick else [])], check=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run; RESULTS.md untouched)")
     ap.add_argument("--model", default=None, help="model for `bench` (default: the embedded tiny MultiModal-GPT)")
-    ap.add_argument("--only", choices=["generation", "ranking", "openflamingo"], default=None,
+    ap.add_argument("--only", choices=["generation", "ranking", "openflamingo", "runfolders"], default=None,
                     help="run only this benchmark and rewrite only its RESULTS.md section")
     args = ap.parse_args(argv)
     py = sys.executable
@@ -152,11 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = [] if args.model else (["--ckpt", EMBEDDED_DEFAULT["ckpt"]] if EMBEDDED_DEFAULT.get("ckpt") else [])
     if args.only == "openflamingo":
         return run_openflamingo(exe, args.quick)
+    if args.only == "runfolders":
+        return run_runfolders(py, args.quick)
     rc = 0
     if args.only != "generation":
         rc = run_ranking(exe, model, ckpt, args.quick)
         if args.only == "ranking":
             return rc
+        rc = max(rc, run_runfolders(py, args.quick))
         rc = max(rc, run_openflamingo(exe, args.quick))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -16,9 +16,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import UserError
+from .numbers import number
 from .records import SampleRecord
 from .results import RunResults
-from .taskapi.reporting import number
 from .stats import compare_metric
 
 STAT_KINDS = ("binary", "continuous", "corpus")
@@ -31,8 +31,9 @@ class MetricSamples:
     ``ids``: one id (``str`` or ``int``) per sample, unique; ``values[i]`` belongs to
     ``ids[i]``. ``kind``: ``"binary"``, ``"continuous"`` or ``"corpus"`` (see
     :mod:`mmgpt_eval.stats`). ``corpus_value``: the metric as the run reports it, optional;
-    when given it must agree (within 1 %) with ``scale * mean(values)``, a cheap check
-    against unit mix-ups (accuracy as a fraction vs percent) and wrong files. ``scale``
+    when given it must agree with ``scale * mean(values)`` at the precision it was stored with
+    (binary/continuous, :mod:`mmgpt_eval.agreement`) or within 1 % (corpus), a check against unit
+    mix-ups (accuracy as a fraction vs percent), wrong files and edited values. ``scale``
     converts the per-sample mean into the reported units (100 for an accuracy reported in
     percent from 0/1 per-sample values); margins are in those reported units.
     """
@@ -69,7 +70,11 @@ class PairedIds:
 def pair_ids(a_ids: Sequence[Any], b_ids: Sequence[Any]) -> PairedIds:
     """Pair two runs' samples by id -- the one place compare, report and gate do it."""
     in_a, in_b = set(a_ids), set(b_ids)
-    common = sorted(in_a & in_b, key=lambda v: (0, v) if isinstance(v, int) else (1, v))
+    both = in_a & in_b
+    if all(type(v) is str for v in both):  # ids read from logs: plain text order, no key needed
+        common = sorted(both)
+    else:
+        common = sorted(both, key=lambda v: (0, v) if isinstance(v, int) else (1, v))
     return PairedIds(common, [v for v in a_ids if v not in in_b], [v for v in b_ids if v not in in_a])
 
 
@@ -88,14 +93,16 @@ def metric_samples(run: RunResults, task: str, metric: str, records: list[Any] |
     if info["kind"] not in STAT_KINDS or not info.get("per_sample"):
         raise UserError(f"{task}/{metric} is a corpus-only metric: it has no per-sample values to compare")
     key = info["per_sample"]
-    recs = _typed(records if records is not None else run.samples(task), run.path)
-    ids, values = [], []
-    for r in recs:
-        v = r.metrics.get(key)
-        if v is None:
-            continue
-        ids.append(r.id)
-        values.append(float(v))
+    if records is None:
+        ids, values = run.log(task).metric(key)
+    else:
+        ids, values = [], []
+        for r in _typed(records, run.path):
+            v = r.metrics.get(key)
+            if v is None:
+                continue
+            ids.append(r.id)
+            values.append(float(v))
     return MetricSamples(ids=ids, values=values, kind=info["kind"], corpus_value=tr.metrics.get(metric),
                          scale=float(info.get("scale", 1.0)))
 
@@ -173,20 +180,27 @@ def checkpoint_step(run: RunResults) -> float | None:
 
 # ------------------------------------------------------------------------------------------ samples
 def sample_ids(run: RunResults, task: str) -> list[str]:
-    return [r.id for r in _typed(run.samples(task), run.path)]
+    return run.log(task).ids
 
 
 def check_same_samples(a: RunResults, b: RunResults, task: str, intersect: bool) -> tuple[set[str], str]:
-    p = pair_ids(sample_ids(a, task), sample_ids(b, task))
-    ia, ib = set(p.common) | set(p.only_a), set(p.common) | set(p.only_b)
-    if p.same:
+    a_ids, b_ids = sample_ids(a, task), sample_ids(b, task)
+    ia, ib = set(a_ids), set(b_ids)
+    if ia == ib:
         return ia, ""
+    p = pair_ids(a_ids, b_ids)
     only_a, only_b = sorted(p.only_a), sorted(p.only_b)
     msg = (f"task {task}: the runs evaluated different samples ({len(only_a)} only in the first, e.g. "
            f"{', '.join(only_a[:3]) or '-'}; {len(only_b)} only in the second, e.g. {', '.join(only_b[:3]) or '-'})")
     if not intersect:
         raise UserError(msg + "; pass --intersect to compare on the common samples")
     return ia & ib, msg + f"; compared on the {len(ia & ib)} common samples"
+
+
+def _kept(s: MetricSamples, keep: set[str]) -> MetricSamples:
+    """``s`` restricted to the samples in ``keep``."""
+    pairs = [(i, v) for i, v in zip(s.ids, s.values) if i in keep]
+    return MetricSamples([i for i, _ in pairs], [v for _, v in pairs], s.kind, s.corpus_value, s.scale)
 
 
 def compare_runs(baseline: RunResults, candidate: RunResults, *, intersect: bool = False, tasks: list[str] | None = None,
@@ -199,8 +213,6 @@ def compare_runs(baseline: RunResults, candidate: RunResults, *, intersect: bool
             raise UserError(f"task(s) {', '.join(missing)} are not in both runs")
     for task in common:
         keep, note = check_same_samples(baseline, candidate, task, intersect)
-        ra = [r for r in _typed(baseline.samples(task), baseline.path) if r.id in keep]
-        rb = [r for r in _typed(candidate.samples(task), candidate.path) if r.id in keep]
         tb = candidate.tasks[task]
         for metric, info in tb.metric_info.items():
             if metric not in tb.metrics or metric not in baseline.tasks[task].metrics:
@@ -210,8 +222,9 @@ def compare_runs(baseline: RunResults, candidate: RunResults, *, intersect: bool
                                   info.get("unit", ""), va, vb,
                                   None if va is None or vb is None else vb - va, note=note)
             if info["kind"] in STAT_KINDS and info.get("per_sample"):
-                sa = metric_samples(baseline, task, metric, ra)
-                sb = metric_samples(candidate, task, metric, rb)
+                sa, sb = metric_samples(baseline, task, metric), metric_samples(candidate, task, metric)
+                if note:  # different sample sets: compared on the common ones
+                    sa, sb = _kept(sa, keep), _kept(sb, keep)
                 da = dict(zip(sa.ids, sa.values))
                 db = dict(zip(sb.ids, sb.values))
                 ids = pair_ids(sa.ids, sb.ids).common

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from .errors import UserError
+from .numbers import number
 from .results import RunResults
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,23 +89,15 @@ def _series_runs(folder: Path) -> list[FrameRun]:
     return out
 
 
-def _finite(x: Any) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    return None if math.isnan(x) or math.isinf(x) else float(x)
-
-
 def _run(results: RunResults, role: str, fallback_step: Any = None) -> FrameRun:
     from .compare import checkpoint_step
 
     step = checkpoint_step(results)
-    return FrameRun(results, role, _finite(fallback_step) if step is None else step)
+    return FrameRun(results, role, number(fallback_step) if step is None else step)
 
 
 def collect_runs(runs: Any, include_baseline: bool = True) -> list[FrameRun]:
     """Every run ``runs`` names (see the module docstring), then the stored baselines not given already."""
-    from .api import SeriesResults, baseline_of
-
     items = runs if isinstance(runs, (list, tuple)) else [runs]
     out: list[FrameRun] = []
     for item in items:
@@ -112,7 +105,7 @@ def collect_runs(runs: Any, include_baseline: bool = True) -> list[FrameRun]:
             out.append(item)
         elif isinstance(item, RunResults):
             out.append(_run(item, "candidate"))
-        elif isinstance(item, SeriesResults):
+        elif _is_series(item):
             steps = [e.get("step") if isinstance(e, dict) else None for e in item.entries]
             steps += [None] * (len(item.runs) - len(steps))
             out.extend(_run(r, "checkpoint", s) for r, s in zip(item.runs, steps))
@@ -124,11 +117,17 @@ def collect_runs(runs: Any, include_baseline: bool = True) -> list[FrameRun]:
     if include_baseline:
         seen = {_key(fr.results) for fr in out}
         for fr in list(out):
-            base = baseline_of(fr.results)
+            base = fr.results.stored_baseline()
             if base is not None and _key(base) not in seen:
                 seen.add(_key(base))
                 out.append(FrameRun(base, "baseline", None))
     return out
+
+
+def _is_series(item: Any) -> bool:
+    """A checkpoint series' results (``api.SeriesResults``: its runs and their entries), recognised by
+    shape so that reading runs does not import the evaluation API."""
+    return isinstance(getattr(item, "runs", None), list) and isinstance(getattr(item, "entries", None), list)
 
 
 def _key(r: RunResults) -> Any:
@@ -145,12 +144,6 @@ def _run_dir(r: RunResults) -> str | None:
 def _checkpoint(r: RunResults) -> str | None:
     ck = r.model.get("checkpoint") if isinstance(r.model, dict) else None
     return str(ck["path"]) if isinstance(ck, dict) and ck.get("path") else None
-
-
-def _number(v: Any) -> float | None:
-    if isinstance(v, bool):
-        return float(v)
-    return float(v) if isinstance(v, (int, float)) else None
 
 
 # ------------------------------------------------------------------------------------------ metrics
@@ -174,14 +167,14 @@ def metrics_frame(runs: Any, include_baseline: bool = True) -> "pd.DataFrame":
                 info = tr.metric_info.get(metric) or {}
                 hib = info.get("higher_is_better")
                 row = {"run": label, "run_dir": run_dir, "role": fr.role, "checkpoint": ckpt, "step": fr.step,
-                       "task": task, "metric": metric, "value": _number(value), "unit": info.get("unit"),
+                       "task": task, "metric": metric, "value": number(value), "unit": info.get("unit"),
                        "higher_is_better": None if hib is None else bool(hib), "kind": info.get("kind"),
                        "n_samples": tr.n_samples, "template": (tr.template or {}).get("name"),
                        "num_fewshot": tr.num_fewshot or 0, "primary": metric == tr.primary_metric}
                 c = comps.get((task, metric), {})
-                row.update({"baseline_value": _number(c.get("baseline")), "delta": _number(c.get("delta")),
-                            "ci_low": _number(c.get("ci_low")), "ci_high": _number(c.get("ci_high")),
-                            "p_value": _number(c.get("p_value"))})
+                row.update({"baseline_value": number(c.get("baseline")), "delta": number(c.get("delta")),
+                            "ci_low": number(c.get("ci_low")), "ci_high": number(c.get("ci_high")),
+                            "p_value": number(c.get("p_value"))})
                 rows.append(row)
     cols = METRIC_COLUMNS + (COMPARISON_COLUMNS if any_comparisons else [])
     df = pd.DataFrame([{k: row[k] for k in cols} for row in rows], columns=cols)

@@ -1,7 +1,7 @@
 """The results file (``OUTDIR/results.json``): typed, versioned, written atomically.
 
-Schema ``mmgpt-eval/results`` version 2 (version 1 files are read too: metrics a task has renamed
-since, ``Task.RENAMED_METRICS``, are read under their new names)::
+Schema ``mmgpt-eval/results`` version 2 (version 1 files are read too: metrics version 2 renamed,
+:data:`RENAMED_IN_VERSION_2`, are read under their new names)::
 
     {
       "schema": "mmgpt-eval/results", "schema_version": 1, "created": ISO-8601,
@@ -22,7 +22,13 @@ The per-sample log path (``samples_file``) is relative to the run folder and mus
 results (``report`` and ``gate`` call it for every run they read): the log's header fingerprint equals
 the task's, and the log's first ``n_samples`` records are distinct ids; more records (older extras
 the runner keeps after the task's samples) are accepted only when both fingerprints are recorded
-and match. A results file without a fingerprint (hand-made) needs exactly ``n_samples`` records.
+and match. A results file without a fingerprint (hand-made) needs exactly ``n_samples`` records. Every
+mean-type metric (kind ``binary`` / ``continuous``) must equal the mean of its per-sample values over those
+records at the precision it was stored with (:mod:`mmgpt_eval.agreement`).
+
+Reading a run folder: :meth:`RunResults.load` (the results), :meth:`RunResults.log` (a task's log read
+once as id / per-sample value columns: what checks, compare and the gate use),
+:meth:`RunResults.records` / :meth:`RunResults.samples` (whole records, for what shows them).
 """
 
 from __future__ import annotations
@@ -40,11 +46,15 @@ from typing import Any
 
 from .errors import UserError
 from .io import atomic_write_json, iter_jsonl, read_json
+from .agreement import MEAN_KINDS, disagreement
 from .records import SAMPLES_SCHEMA, SampleRecord, is_header, read_records, read_samples
+from .runfolder import TaskLog, read_log
 
 SCHEMA = "mmgpt-eval/results"
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
+#: metric kinds with per-sample values (``corpus-only`` has none)
+PER_SAMPLE_KINDS = ("binary", "continuous", "corpus")
 
 
 @dataclass
@@ -89,6 +99,8 @@ class RunResults:
     schema: str = SCHEMA
     schema_version: int = SCHEMA_VERSION
     path: Path | None = field(default=None, compare=False)
+    # per-sample logs read as columns (:meth:`log`), by task
+    _logs: dict[str, TaskLog] = field(default_factory=dict, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": self.schema, "schema_version": self.schema_version, "created": self.created,
@@ -129,6 +141,14 @@ class RunResults:
     def run_dir(self) -> Path | None:
         return self.path.parent if self.path else None
 
+    def stored_baseline(self) -> "RunResults | None":
+        """The baseline run stored beside these results (``baseline.results``, relative to the run folder),
+        if any."""
+        if not self.baseline or self.run_dir is None:
+            return None
+        p = Path(self.baseline["results"])
+        return RunResults.load(p if p.is_absolute() else self.run_dir / p)
+
     def samples_path(self, task: str) -> Path:
         if task not in self.tasks:
             raise UserError(f"task {task!r} is not in this run", self.path)
@@ -150,27 +170,35 @@ class RunResults:
                             "logs must be inside it", self.path or folder)
         return p
 
+    def per_sample_keys(self, task: str) -> list[str]:
+        """The per-sample keys of ``task``'s metrics that have per-sample values (binary, continuous,
+        corpus): the columns :meth:`log` reads."""
+        out = []
+        for info in self.tasks[task].metric_info.values():
+            if isinstance(info, dict) and info.get("kind") in PER_SAMPLE_KINDS and isinstance(info.get("per_sample"), str):
+                out.append(info["per_sample"])
+        return list(dict.fromkeys(out))
+
+    def log(self, task: str) -> TaskLog:
+        """``task``'s per-sample log as columns (ids, per-sample metric values), read once and kept."""
+        if task not in self._logs:
+            self._logs[task] = read_log(self.samples_path(task), self.per_sample_keys(task))
+        return self._logs[task]
+
     def check_samples(self, task: str) -> None:
-        """The per-sample log of ``task`` belongs to these results (see the module docstring); a one-line
+        """The per-sample log of ``task`` belongs to these results (see the module docstring) and its
+        per-sample values give the stored mean-type metrics (:mod:`mmgpt_eval.agreement`); a one-line
         UserError naming the log otherwise."""
         tr = self.tasks[task]
         path = self.samples_path(task)
-        header: dict[str, Any] | None = None
-        ids: list[str] = []
-        for line, obj in iter_jsonl(path):
-            if header is None and not ids:
-                if not is_header(obj) or not isinstance(obj.get(SAMPLES_SCHEMA), dict):
-                    raise UserError("the per-sample log has no header line; it does not belong to "
-                                    f"{self.path or 'these results'}", path)
-                header = obj[SAMPLES_SCHEMA]
-                continue
-            if is_header(obj):
-                raise UserError("a second header line in the per-sample log", path, line)
-            if not isinstance(obj, dict) or "id" not in obj:
-                raise UserError("a per-sample record must be a JSON object with an id", path, line)
-            ids.append(str(obj["id"]))
-        if header is None:
+        first = next(iter(iter_jsonl(path)), None)
+        if first is None:
             raise UserError("the per-sample log is empty (no header)", path)
+        if not is_header(first[1]) or not isinstance(first[1].get(SAMPLES_SCHEMA), dict):
+            raise UserError("the per-sample log has no header line; it does not belong to "
+                            f"{self.path or 'these results'}", path)
+        log = self.log(task)
+        header, ids = log.header or {}, log.ids
         if header.get("task") not in (None, task):
             raise UserError(f"the per-sample log is for task {header.get('task')!r}, not {task!r}", path)
         fp, log_fp = tr.fingerprint or "", header.get("fingerprint") or ""
@@ -182,11 +210,26 @@ class RunResults:
         if len(ids) < n:
             raise UserError(f"the per-sample log has {len(ids)} records, the results count {n} samples", path)
         if len(set(ids)) != len(ids):
-            dup = next(i for i in ids if ids.count(i) > 1)
+            seen: set[str] = set()
+            repeated = {i for i in ids if i in seen or seen.add(i)}
+            dup = next(i for i in ids if i in repeated)
             raise UserError(f"the per-sample log repeats sample id {dup!r}", path)
         if len(ids) > n and not (fp and log_fp == fp):
             raise UserError(f"the per-sample log has {len(ids)} records, the results count {n} samples (and "
                             "no fingerprint to tell which belong to them)", path)
+        for metric, info in tr.metric_info.items():
+            if not isinstance(info, dict) or info.get("kind") not in MEAN_KINDS or metric not in tr.metrics:
+                continue
+            key = info.get("per_sample")
+            if not isinstance(key, str) or key not in log.values:
+                continue
+            stored, scale = tr.metrics[metric], info.get("scale", 1.0)
+            implied = disagreement(stored, log.metric(key, n)[1], scale)
+            if implied is not None:
+                raise UserError(f"{task}/{metric}: the results report {stored:g} but the per-sample values of "
+                                f"the {n} samples give {implied:.10g} (scale {scale:g}); the results and the log "
+                                "disagree beyond the stored precision (an edited file, or a log from another run)",
+                                path)
 
     def samples(self, task: str) -> list[dict[str, Any]]:
         """Per-sample records of a task as dicts (from the samples file next to results.json)."""
@@ -204,16 +247,20 @@ def check_run(results: RunResults) -> RunResults:
     return results
 
 
-def _apply_metric_renames(tasks: dict[str, "TaskResult"]) -> None:
-    """Version-1 results: metrics renamed since (``Task.RENAMED_METRICS``) under their new names."""
-    from .taskregistry import discover
+#: Metric names a results schema version changed, by task: files of an older version are read under the
+#: new names. Version 2 gave the dialog task's headline rates their conversation-level names (version 1
+#: used the names of the pooled turn rates). Kept with the schema, so reading a file imports no task.
+RENAMED_IN_VERSION_2: dict[str, dict[str, str]] = {
+    "dialog": {"collapse_rate": "conv_collapse_rate", "template_leak_rate": "conv_leak_rate",
+               "empty_rate": "conv_empty_rate", "truncation_rate": "conv_truncation_rate",
+               "eos_rate": "conv_eos_rate"},
+}
 
-    try:
-        classes = discover()
-    except UserError:
-        return
+
+def _apply_metric_renames(tasks: dict[str, "TaskResult"]) -> None:
+    """Version-1 results: metrics renamed by version 2 (:data:`RENAMED_IN_VERSION_2`) under their new names."""
     for name, tr in tasks.items():
-        renames = getattr(classes.get(name), "RENAMED_METRICS", {})
+        renames = RENAMED_IN_VERSION_2.get(name, {})
         if not renames:
             continue
         tr.metrics = {renames.get(k, k): v for k, v in tr.metrics.items()}

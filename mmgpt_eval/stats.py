@@ -37,6 +37,16 @@ form, so it costs nothing extra. Indices are drawn as integers from
 small (about 16 MB) however many resamples are asked for; the result is a deterministic
 function of the data, ``n_resamples`` and ``seed`` (for a given numpy version).
 
+Large samples with few distinct values (0/1 answers, VQA accuracies in steps of 1/3 and 0.3,
+their paired differences): above ``COUNTS_MIN_N`` samples with at most ``n / 8`` distinct values,
+a resample is drawn as the *counts* of each distinct value (a multinomial over the observed
+frequencies) instead of ``n`` indices, and a sign-flip permutation as one binomial count of kept
+signs per distinct value. Both have exactly the distribution of the index / per-sample draws, so
+the intervals and p-values are the same bootstrap and permutation test, at a cost that grows with
+the number of distinct values instead of ``n``; the random stream differs from the per-index draws,
+so at those sizes a seed gives other (equally valid) resamples than the index method would.
+Below ``COUNTS_MIN_N`` samples every result is the per-index one.
+
 Input problems the user can fix (unequal lengths, NaN/inf, non-0/1 values for a binary metric,
 an empty array, an unknown kind) raise :class:`~mmgpt_eval.errors.UserError` naming the metric.
 Programming errors (bad ``confidence``, ``n_resamples``) raise ``ValueError``.
@@ -79,6 +89,8 @@ _CHUNK_ELEMENTS = 1 << 20
 # Exact enumeration of all 2**m sign patterns up to this many non-zero differences (2**20
 # sums = 8 MB); Monte-Carlo above it.
 _EXACT_PERMUTATION_MAX = 20
+#: from this many samples on, few distinct values are resampled as counts (see the module docstring)
+COUNTS_MIN_N = 20_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,16 +330,38 @@ def _bootstrap_means(x: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
 
     Each chunk draws a ``(rows, n)`` block of integer indices (about 2**20 of them), gathers
     ``x[idx]`` and averages each row; nothing of size ``n_resamples * n`` is ever held at once.
+    Large samples with few distinct values draw counts instead (:func:`_distinct`).
     """
     n = x.size
     rng = np.random.Generator(np.random.PCG64(seed))
     out = np.empty(n_resamples, dtype=np.float64)
+    few = _distinct(x)
+    if few is not None:
+        values, counts = few
+        pvals = counts / n
+        rows = max(1, _CHUNK_ELEMENTS // values.size)
+        for start in range(0, n_resamples, rows):
+            r = min(rows, n_resamples - start)
+            drawn = rng.multinomial(n, pvals, size=r)
+            out[start : start + r] = (drawn @ values) / n
+        return out
     rows = max(1, _CHUNK_ELEMENTS // n)
     for start in range(0, n_resamples, rows):
         r = min(rows, n_resamples - start)
         idx = rng.integers(0, n, size=(r, n), dtype=np.int64)
         out[start : start + r] = x[idx].mean(axis=1)
     return out
+
+
+def _distinct(x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(distinct values, their counts)`` of a large sample with few distinct values (at least
+    ``COUNTS_MIN_N`` samples, at most ``n / 8`` distinct values); None otherwise."""
+    if x.size < COUNTS_MIN_N:
+        return None
+    values, counts = np.unique(x, return_counts=True)
+    if values.size * 8 > x.size:
+        return None
+    return values, counts.astype(np.float64)
 
 
 def _bca_adjust(q: float, z0: float, acc: float) -> float:
@@ -495,9 +529,26 @@ def paired_permutation_test(
         )
     rng = np.random.Generator(np.random.PCG64(seed))
     total = float(nz.sum())
+    hits = 0
+    few = _distinct(nz)
+    if few is not None:
+        # per distinct value v with count c: the kept signs are Binomial(c, 1/2), so the signed sum
+        # is sum_v v * (2 * kept - c)
+        values, counts = few
+        c = counts.astype(np.int64)
+        rows = max(1, _CHUNK_ELEMENTS // values.size)
+        for start in range(0, n_resamples, rows):
+            r = min(rows, n_resamples - start)
+            kept = rng.binomial(c, 0.5, size=(r, values.size))
+            signed = (2.0 * kept - counts) @ values
+            hits += int(np.count_nonzero(np.abs(signed) >= threshold))
+        p = (1.0 + hits) / (1.0 + n_resamples)
+        return PermutationResult(
+            n=n, n_nonzero=m, statistic=statistic, p_value=float(p), exact=False, n_resamples=int(n_resamples),
+            seed=seed
+        )
     rows = max(1, _CHUNK_ELEMENTS // m)
     nbytes = (m + 7) // 8
-    hits = 0
     for start in range(0, n_resamples, rows):
         r = min(rows, n_resamples - start)
         # One random bit per difference: bit 1 keeps its sign, bit 0 flips it, so the signed

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .errors import UserError
+from .numbers import number
 
 log = logging.getLogger("mmgpt_eval")
 
@@ -209,21 +210,15 @@ def _task_params(tr: Any) -> dict[str, Any]:
             "fingerprint": tr.fingerprint}
 
 
-def _number(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    return float(v)
-
-
 def _run_metrics(r: Any) -> dict[str, float]:
     out: dict[str, float] = {}
     for task, tr in r.tasks.items():
         for m, v in (tr.metrics or {}).items():
-            if _number(v) is not None:
+            if number(v) is not None:
                 out[f"{task}/{m}"] = float(v)
     for c in (r.baseline or {}).get("comparisons", []) if isinstance(r.baseline, dict) else []:
         for key, prefix in (("baseline", "baseline"), ("delta", "delta")):
-            if _number(c.get(key)) is not None:
+            if number(c.get(key)) is not None:
                 out[f"{prefix}/{c.get('task')}/{c.get('metric')}"] = float(c[key])
     return out
 
@@ -337,7 +332,7 @@ def _mlflow_log(t: Target, p: _Payload) -> str:
             metrics = []
             for step, (s, ck_step) in enumerate(zip(p.steps, p.step_values)):
                 metrics += [Metric(_mlflow_key(k), v, now, step) for k, v in s.metrics.items()]
-                if (ck := _number(ck_step)) is not None:
+                if (ck := number(ck_step)) is not None:
                     metrics.append(Metric("checkpoint_step", ck, now, step))
             for i in range(0, len(metrics), 1000):
                 client.log_batch(rid, metrics=metrics[i:i + 1000])
@@ -369,7 +364,7 @@ def _wandb_log(t: Target, p: _Payload) -> str:
         series = len(p.steps) > 1 or p.step_values != [None]
         for step, (s, ck_step) in enumerate(zip(p.steps, p.step_values)):
             data: dict[str, Any] = dict(s.metrics)
-            if (ck := _number(ck_step)) is not None and math.isfinite(ck):
+            if (ck := number(ck_step)) is not None:
                 data["checkpoint_step"] = ck
             for task, (cols, rows) in s.tables.items():
                 data[f"{task}/samples"] = wandb.Table(columns=cols, data=rows)

@@ -292,3 +292,30 @@ def test_compare_metric_validation():
         compare_metric([1.0, np.nan], [1.0, 0.0], "continuous", name="vqa_acc")
     with pytest.raises(UserError, match="'acc'.*0 or 1"):
         compare_metric([1.0, 2.0], [1.0, 0.0], "binary", name="acc")
+
+
+def test_large_samples_with_few_values_resample_counts_with_the_same_distribution(monkeypatch):
+    """Above COUNTS_MIN_N samples with few distinct values, resamples are drawn as counts: the same
+    bootstrap distribution and permutation p-value as per-index draws (up to Monte-Carlo error),
+    deterministic for a seed."""
+    import mmgpt_eval.stats as st
+
+    rng = np.random.default_rng(11)
+    n = 30_000
+    a = (rng.random(n) < 0.40).astype(float)
+    b = (rng.random(n) < 0.41).astype(float)
+    third = np.minimum(1.0, rng.integers(0, 4, 2 * n) / 3)  # VQA-like values; about half the pairs differ
+    c = np.clip(third + rng.choice([-1 / 3, 0.0, 0.0, 1 / 3], 2 * n, p=[0.25, 0.25, 0.25, 0.25]), 0.0, 1.0)
+    counts = st.paired_bootstrap(a, b, 2000, seed=1)
+    again = st.paired_bootstrap(a, b, 2000, seed=1)
+    perm = st.paired_permutation_test(third, c, 2000, seed=2)
+    assert counts.ci_low == again.ci_low and counts.ci_high == again.ci_high
+    monkeypatch.setattr(st, "COUNTS_MIN_N", 10**9)
+    index = st.paired_bootstrap(a, b, 2000, seed=1)
+    perm_index = st.paired_permutation_test(third, c, 2000, seed=2)
+    assert counts.estimate == index.estimate
+    assert counts.distribution.std() == pytest.approx(index.distribution.std(), rel=0.1)
+    assert counts.ci_low == pytest.approx(index.ci_low, abs=0.002)
+    assert counts.ci_high == pytest.approx(index.ci_high, abs=0.002)
+    assert perm.p_value == pytest.approx(perm_index.p_value, abs=0.05)
+    assert perm.n_nonzero == perm_index.n_nonzero and 0.01 < perm_index.p_value < 0.99

@@ -41,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--model", default=None, metavar="SPEC", help="model spec (preset name or model-spec TOML)")
     g.add_argument("--ckpt", default=None, metavar="PATH", help="the checkpoint the baseline is made from")
     g.add_argument("--tasks", default=None, metavar="a,b", help="comma-separated tasks of the fixed subset")
-    g.add_argument("--limit", type=int, default=200, help="samples per task (the fixed subset) [200]")
+    g.add_argument("--limit", type=_limit_arg, default=200,
+                   help="samples per task (the fixed subset), or `all` for every sample [200]")
     g.add_argument("--seed", type=int, default=0, help="random seed [0]")
     g.add_argument("--batch-size", type=int, default=8, help="batch size [8]")
     g.add_argument("--output", default=None, metavar="DIR", help="the baseline run folder to create")
@@ -50,6 +51,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also write the run config that evaluates candidates on the same subset")
     g.add_argument("--force", action="store_true", help="overwrite an existing baseline / policy / config")
     p.set_defaults(func=run)
+
+
+def _limit_arg(value: str) -> int | None:
+    """``--limit``: a positive integer, or ``all`` (None: every sample)."""
+    if value.strip().lower() == "all":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or `all`, got {value!r}") from None
+    return n
 
 
 _INIT_ONLY = ("model", "ckpt", "tasks", "output", "policy_out", "config_out")
@@ -150,7 +162,8 @@ def run_config(args: argparse.Namespace, tasks: list[str]) -> str:
     if args.model:
         lines.append(f"model = {_toml_str(args.model)}")
     lines += ["tasks = [" + ", ".join(_toml_str(t) for t in tasks) + "]",
-             f"limit = {args.limit}", f"seed = {args.seed}", f"batch_size = {args.batch_size}", "no_progress = true", ""]
+             f"limit = {args.limit}" if args.limit is not None else "# limit: none (every sample)",
+             f"seed = {args.seed}", f"batch_size = {args.batch_size}", "no_progress = true", ""]
     return "\n".join(lines)
 
 

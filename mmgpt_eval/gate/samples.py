@@ -16,6 +16,7 @@ from typing import Any, Callable, Literal, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..agreement import MEAN_KINDS, disagreement
 from ..compare import MetricSamples
 from ..errors import UserError
 from ..stats import KINDS
@@ -61,8 +62,15 @@ def validated_arrays(s: MetricSamples, label: str, which: str) -> tuple[list[str
         cv = s.corpus_value
         if not _is_real(cv) or not math.isfinite(cv):
             raise UserError(f"{label}: {which} corpus value must be a finite number, got {cv!r}")
-        implied = s.scale * float(values.mean())
-        if abs(implied - cv) > 1e-2 * max(abs(cv), abs(implied)) + 1e-9:
+        if s.kind in MEAN_KINDS:
+            # a mean-type metric: compared at the precision the run stored it with (see agreement)
+            implied = disagreement(float(cv), values.tolist(), float(s.scale))
+            bad = implied is not None
+        else:
+            # a corpus metric is not the mean of its per-sample values: a 1 % check against unit mix-ups
+            implied = s.scale * float(values.mean())
+            bad = abs(implied - cv) > 1e-2 * max(abs(cv), abs(implied)) + 1e-9
+        if bad:
             raise UserError(
                 f"{label}: {which} reports {cv:g} but its per-sample values average to {implied:g} "
                 f"(scale {s.scale:g}); the gate needs a metric that is the mean of its per-sample values "

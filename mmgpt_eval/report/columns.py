@@ -1,6 +1,7 @@
 """The runs of a report as columns: a label per run (what was evaluated, made unique), the per-sample
-records read once (as dicts for the paired statistics, as :class:`~mmgpt_eval.records.SampleRecord` for
-the page), and the checkpoint step / epoch a run evaluated."""
+records read once as :class:`~mmgpt_eval.records.SampleRecord` for the page (the paired statistics read
+the logs' id/value columns, :meth:`mmgpt_eval.results.RunResults.log`), and the checkpoint step / epoch a
+run evaluated."""
 
 from __future__ import annotations
 
@@ -43,9 +44,17 @@ class RunColumn:
         """Records by sample id, typed; records that are not valid (no id, metrics not an object) are
         left out and counted (:meth:`skipped`). Raises UserError like :meth:`records`."""
         if task not in self._typed:
+            if task in self._raw:
+                raw = self.records(task)
+            else:  # read for this table only: the dicts are not kept beside the typed records
+                try:
+                    raw = self.res.samples(task)
+                except UserError as e:
+                    self._raw[task] = ("err", str(e))
+                    raise
             out: dict[str, SampleRecord] = {}
             bad = 0
-            for i, r in enumerate(self.records(task)):
+            for i, r in enumerate(raw):
                 try:
                     rec = SampleRecord.from_dict(r, f"record {i + 1}")
                 except (UserError, TypeError, ValueError):

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
 from ..records import SampleRecord
+from ..numbers import number
 
 __all__ = ["SampleRecord", "Column", "Table", "BarPlot", "ReportTables", "Flag", "Turn", "ExtraOutput", "Transcript",
            "ReportHooks", "BreakdownTable", "BreakdownTables", "FLAG_LEVELS", "CELL_LIMIT", "number", "to_text", "clip",
@@ -140,17 +141,6 @@ class ReportHooks:
 
 
 # ------------------------------------------------------------------------------------------ formatting
-def number(x: Any) -> Optional[float]:
-    """A finite float, or None (missing, non-numeric, NaN or infinite)."""
-    if x is None:
-        return None
-    try:
-        f = float(x)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return None if math.isnan(f) or math.isinf(f) else f
-
-
 def to_text(v: Any) -> str:
     """A string as is; anything else as compact JSON (or ``str`` when it is not JSON-able)."""
     if isinstance(v, str):
@@ -207,8 +197,14 @@ def fmt_cell(v: Any, limit: int = CELL_LIMIT) -> str:
 
 
 def numeric_order(key: Any) -> tuple[bool, float, str]:
-    """Sort key: numbers ("2", "10") numerically first, then the rest by text."""
+    """Sort key: numbers and numeric keys ("2", "10": dict keys are text) numerically first, then the rest
+    by text."""
     f = number(key)
+    if f is None and isinstance(key, str):
+        try:
+            f = number(float(key))
+        except (ValueError, OverflowError):
+            f = None
     return (f is None, f or 0.0, str(key))
 
 
