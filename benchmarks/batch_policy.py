@@ -43,8 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     tmp = Path(tempfile.mkdtemp(prefix="batch-policy-"))
-    data = {k: write_data(tmp / k, k, test_images=a.vqa_images if k == "vqa" else a.caption_images,
-                          train_images=a.train_images) for k in a.kinds.split(",")}
+    data = {
+        k: write_data(
+            tmp / k, k, test_images=a.vqa_images if k == "vqa" else a.caption_images, train_images=a.train_images
+        )
+        for k in a.kinds.split(",")
+    }
     rows = []
     ok = True
     for mk in a.models.split(","):
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                     times: dict[int, list[float]] = {0: [], 8: []}
                     preds = {}
                     for r in range(a.repeats):
-                        for bs in ((0, 8) if r % 2 == 0 else (8, 0)):
+                        for bs in (0, 8) if r % 2 == 0 else (8, 0):
                             t0 = time.perf_counter()
                             preds[bs], _ = run_mmgpt_path(loaded, w, Path(tempfile.mkdtemp(dir=tmp)), bs)
                             times[bs].append(time.perf_counter() - t0)
@@ -66,8 +70,11 @@ def main(argv: list[str] | None = None) -> int:
                     auto, b8 = statistics.median(times[0]), statistics.median(times[8])
                     name = f"{mk}-{kind}{f'-{shots}shot' if shots else ''}{'-greedy' if beams == 1 else ''}"
                     rows.append((name, b8, auto, same))
-                    print(f"{name:28s} b8 {b8:6.2f} s  auto {auto:6.2f} s  auto/b8 {auto / b8:5.2f}  "
-                          f"identical {'yes' if same else 'NO'}", flush=True)
+                    print(
+                        f"{name:28s} b8 {b8:6.2f} s  auto {auto:6.2f} s  auto/b8 {auto / b8:5.2f}  "
+                        f"identical {'yes' if same else 'NO'}",
+                        flush=True,
+                    )
     worst = max(auto / b8 for _, b8, auto, _ in rows)
     verdict = "auto never slower than batch 8" if worst <= 1.0 else "auto slower somewhere"
     print(f"worst auto/b8: {worst:.2f} ({verdict})")

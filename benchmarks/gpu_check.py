@@ -18,13 +18,30 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-LLAMA_7B = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096,
-            "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32,
-            "num_key_value_heads": 32, "max_position_embeddings": 2048, "rms_norm_eps": 1e-6,
-            "vocab_size": 32003, "bos_token_id": 1, "eos_token_id": 2, "tie_word_embeddings": False,
-            "initializer_range": 0.02}
-SMALL = {**LLAMA_7B, "hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4,
-         "num_attention_heads": 4, "num_key_value_heads": 4}
+LLAMA_7B = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 32,
+    "max_position_embeddings": 2048,
+    "rms_norm_eps": 1e-6,
+    "vocab_size": 32003,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+    "tie_word_embeddings": False,
+    "initializer_range": 0.02,
+}
+SMALL = {
+    **LLAMA_7B,
+    "hidden_size": 256,
+    "intermediate_size": 688,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+}
 
 
 def make_assets(tmp: Path, small: bool) -> Path:
@@ -49,8 +66,8 @@ gate_init = 0.5
 cross_attn_every_n_layers = 4
 flamingo_version = "v2"
 vision_quick_gelu = true
-precision = "{'fp32' if small else 'bf16'}"
-device = "{'cpu' if small else 'cuda'}"
+precision = "{"fp32" if small else "bf16"}"
+device = "{"cpu" if small else "cuda"}"
 ''')
     return spec
 
@@ -77,8 +94,14 @@ def main(argv: list[str] | None = None) -> int:
         spec = make_assets(Path(tmp), args.small)
         loaded = load_model(load_spec(spec))
         samples = fixed_subset("easyvqa", EasyVQA().load(), n)
-        summary = run_bench(loaded, samples, get_template("mmgpt"), GenerationSettings(max_new_tokens=args.max_new_tokens),
-                            batch_size=args.batch_size or (8 if args.small else 64), repeats=args.repeats)
+        summary = run_bench(
+            loaded,
+            samples,
+            get_template("mmgpt"),
+            GenerationSettings(max_new_tokens=args.max_new_tokens),
+            batch_size=args.batch_size or (8 if args.small else 64),
+            repeats=args.repeats,
+        )
     import torch
 
     summary["shape"] = "small (CPU test)" if args.small else "OpenFlamingo-9B (ViT-L/14 + LLaMA-7B shape, random, bf16)"

@@ -20,7 +20,6 @@ and both get a profile of ``compare`` (top functions by own time). The section b
 from __future__ import annotations
 
 import argparse
-import cProfile
 import io
 import json
 import os
@@ -45,8 +44,13 @@ POLICY = '[[rule]]\ntask = "easyvqa"\nmetric = "accuracy"\ndirection = "higher"\
 def measure(cmd: list[str], cwd: Path) -> tuple[float, float, int]:
     """(wall seconds, peak RSS in MB, exit code) of one command in its own process."""
     t = time.perf_counter()
-    p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    p = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+    )
     _, status, usage = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t
     err = p.stderr.read().decode(errors="replace") if p.stderr else ""
@@ -61,9 +65,28 @@ def make_source(exe: str, work: Path, limit: int, only_base: bool = False) -> tu
     runs = []
     for name, ck in (("base", []), ("mmgpt", ["--ckpt", "tiny-mmgpt"]))[: 1 if only_base else 2]:
         out = work / f"source-{name}"
-        subprocess.run([exe, "-q", "run", "--model", "tiny-openflamingo", *ck, "--tasks", "easyvqa", "--limit",
-                        str(limit), "--output-dir", str(out), "--no-report", "--no-progress", "--batch-size", "16"],
-                       check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        subprocess.run(
+            [
+                exe,
+                "-q",
+                "run",
+                "--model",
+                "tiny-openflamingo",
+                *ck,
+                "--tasks",
+                "easyvqa",
+                "--limit",
+                str(limit),
+                "--output-dir",
+                str(out),
+                "--no-report",
+                "--no-progress",
+                "--batch-size",
+                "16",
+            ],
+            check=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
         runs.append(out)
     return runs[0], runs[-1]
 
@@ -74,7 +97,7 @@ def scale_run(src: Path, dst: Path, size: int) -> None:
     from mmgpt_eval.taskregistry import discover
 
     res = RunResults.load(src)
-    (task, tr), = res.tasks.items()
+    ((task, tr),) = res.tasks.items()
     lines = (src / tr.samples_file).read_text(encoding="utf-8").splitlines()
     header, records = lines[0], [json.loads(x) for x in lines[1:] if x.strip()][: tr.n_samples]
     n = len(records)
@@ -107,14 +130,27 @@ def vqa_files(run: Path, out: Path) -> list[str]:
             r = json.loads(line)
             ref = r["references"][0]
             qs.append({"question_id": qid, "image_id": qid, "question": r["prompt"][-80:]})
-            anns.append({"question_id": qid, "image_id": qid, "question_type": r["meta"]["answer_type"],
-                         "answer_type": "other", "multiple_choice_answer": ref,
-                         "answers": [{"answer": ref if k < 7 else "other", "answer_id": k + 1} for k in range(10)]})
+            anns.append(
+                {
+                    "question_id": qid,
+                    "image_id": qid,
+                    "question_type": r["meta"]["answer_type"],
+                    "answer_type": "other",
+                    "multiple_choice_answer": ref,
+                    "answers": [{"answer": ref if k < 7 else "other", "answer_id": k + 1} for k in range(10)],
+                }
+            )
             preds.append({"question_id": qid, "answer": r["prediction"]})
     for name, obj in (("q.json", {"questions": qs}), ("a.json", {"annotations": anns}), ("p.json", preds)):
         (out / name).write_text(json.dumps(obj))
-    return ["--questions", str(out / "q.json"), "--annotations", str(out / "a.json"),
-            "--predictions", str(out / "p.json")]
+    return [
+        "--questions",
+        str(out / "q.json"),
+        "--annotations",
+        str(out / "a.json"),
+        "--predictions",
+        str(out / "p.json"),
+    ]
 
 
 def commands(exe: str, base: Path, cand: Path, work: Path, vqa: list[str]) -> dict[str, list[str]]:
@@ -132,17 +168,24 @@ def profile_compare(python: str, base: Path, cand: Path, work: Path, top: int = 
     """The ``top`` functions of ``compare`` by own time, from cProfile in a child process."""
     prof = work / "compare.prof"
     # in-process, from the work folder (so the interpreter's own install is imported, not a checkout in cwd)
-    code = ("import cProfile, sys\nprof = cProfile.Profile()\nprof.enable()\nimport mmgpt_eval.cli as c\n"
-            "try:\n    c.main(sys.argv[2:])\nfinally:\n    prof.disable()\n    prof.dump_stats(sys.argv[1])\n")
-    rc = subprocess.run([python, "-c", code, str(prof), "compare", str(base), str(cand)], stdout=subprocess.DEVNULL,
-                        check=False, cwd=work, env={**os.environ, "OMP_NUM_THREADS": "1"}).returncode
+    code = (
+        "import cProfile, sys\nprof = cProfile.Profile()\nprof.enable()\nimport mmgpt_eval.cli as c\n"
+        "try:\n    c.main(sys.argv[2:])\nfinally:\n    prof.disable()\n    prof.dump_stats(sys.argv[1])\n"
+    )
+    rc = subprocess.run(
+        [python, "-c", code, str(prof), "compare", str(base), str(cand)],
+        stdout=subprocess.DEVNULL,
+        check=False,
+        cwd=work,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    ).returncode
     if rc != 0 or not prof.is_file():
         return [f"(the profiled compare exited {rc})"]
     s = io.StringIO()
     stats = pstats.Stats(str(prof), stream=s)
     rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]  # type: ignore[attr-defined]
     out = []
-    for (file, line, fn), (cc, nc, tt, ct, _) in rows:
+    for (file, line, fn), (_, nc, tt, ct, _) in rows:
         where = f"{Path(file).name}:{line}" if line else file
         out.append(f"{tt:.2f} s own, {ct:.2f} s cum, {nc} calls: `{fn}` ({where})")
     return out
@@ -162,10 +205,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default=None, help="comma-separated sample counts [10000,50000,214354]")
     ap.add_argument("--source", nargs=2, default=None, metavar=("BASE", "CAND"), help="two real easy-VQA runs")
     ap.add_argument("--before", default=None, metavar="EXE", help="another mmgpt-eval to time at the largest size")
-    ap.add_argument("--before-commands", default=None, metavar="a,b",
-                    help="only these commands with --before (default: all)")
-    ap.add_argument("--resume-source", action="store_true",
-                    help="measure resume on --source's baseline run (made by this install) instead of a fresh run")
+    ap.add_argument(
+        "--before-commands", default=None, metavar="a,b", help="only these commands with --before (default: all)"
+    )
+    ap.add_argument(
+        "--resume-source",
+        action="store_true",
+        help="measure resume on --source's baseline run (made by this install) instead of a fresh run",
+    )
     ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = ap.parse_args(argv)
     exe = str(Path(sys.executable).parent / "mmgpt-eval")
@@ -230,33 +277,56 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def render(results: dict[tuple[str, int], tuple[float, float, int]], before: dict[str, tuple[float, float, int]],
-           sizes: list[int], n_src: int, prof_before: list[str], prof_after: list[str], args: Any) -> str:
+def render(
+    results: dict[tuple[str, int], tuple[float, float, int]],
+    before: dict[str, tuple[float, float, int]],
+    sizes: list[int],
+    n_src: int,
+    prof_before: list[str],
+    prof_after: list[str],
+    args: Any,
+) -> str:
     top = max(sizes)
-    lines = [BEGIN, "## Run folders at scale (`make bench`; `python benchmarks/run_folders_scale.py`, "
-             "`python benchmarks/run_all.py --only runfolders`)", "",
-             f"Two real easy-VQA runs of {n_src:,} samples (tiny-openflamingo and tiny-mmgpt), copied up to each size "
-             "with metrics recomputed by the task's own aggregation; every command in its own process as a user runs "
-             "it, peak RSS of that process (torch import included). Targets at the largest size: under "
-             f"{TARGET_S:g} s and under {TARGET_MB:.0f} MB. Machine: {os.cpu_count()} CPU cores, 1-minute load average "
-             f"{args.load[0]:.1f} at the start and {args.load[1]:.1f} at the end (other jobs share it: the times are "
-             "those of this machine at that load).", "",
-             "| command | samples | wall s | peak RSS MB | exit |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        BEGIN,
+        "## Run folders at scale (`make bench`; `python benchmarks/run_folders_scale.py`, "
+        "`python benchmarks/run_all.py --only runfolders`)",
+        "",
+        f"Two real easy-VQA runs of {n_src:,} samples (tiny-openflamingo and tiny-mmgpt), copied up to each size "
+        "with metrics recomputed by the task's own aggregation; every command in its own process as a user runs "
+        "it, peak RSS of that process (torch import included). Targets at the largest size: under "
+        f"{TARGET_S:g} s and under {TARGET_MB:.0f} MB. Machine: {os.cpu_count()} CPU cores, 1-minute load average "
+        f"{args.load[0]:.1f} at the start and {args.load[1]:.1f} at the end (other jobs share it: the times are "
+        "those of this machine at that load).",
+        "",
+        "| command | samples | wall s | peak RSS MB | exit |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for (name, size), v in sorted(results.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         lines.append(fmt_row(name, size, *v))
-    lines += ["", "| command at largest size | time target | memory target | growth (s per 100k samples) |",
-              "|---|---|---|---|"]
+    lines += [
+        "",
+        "| command at largest size | time target | memory target | growth (s per 100k samples) |",
+        "|---|---|---|---|",
+    ]
     for name in sorted({k[0] for k in results if k[1] == top}):
         wall, mb, _ = results[(name, top)]
         small = min(sizes)
         growth = ""
         if len(sizes) > 1 and (name, small) in results:
             growth = f"{(wall - results[(name, small)][0]) / (top - small) * 1e5:.2f}"
-        lines.append(f"| {name} | {wall:.2f} s: {'met' if wall < TARGET_S else 'NOT met'} | "
-                     f"{mb:.0f} MB: {'met' if mb < TARGET_MB else 'NOT met'} | {growth} |")
+        lines.append(
+            f"| {name} | {wall:.2f} s: {'met' if wall < TARGET_S else 'NOT met'} | "
+            f"{mb:.0f} MB: {'met' if mb < TARGET_MB else 'NOT met'} | {growth} |"
+        )
     if before:
-        lines += ["", f"Before this change (`{args.before}`) at {top:,} samples:", "",
-                  "| command | wall s before | wall s now | peak MB before | peak MB now |", "|---|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            f"Before this change (`{args.before}`) at {top:,} samples:",
+            "",
+            "| command | wall s before | wall s now | peak MB before | peak MB now |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for name, (w0, m0, _) in before.items():
             w1, m1, _ = results[(name, top)]
             lines.append(f"| {name} | {w0:.2f} | {w1:.2f} | {m0:.0f} | {m1:.0f} |")

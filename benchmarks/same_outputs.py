@@ -21,8 +21,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 POLICY = '[[rule]]\ntask = "easyvqa"\nmetric = "accuracy"\ndirection = "higher"\nmargin = 1.0\n'
-VOLATILE = [re.compile(p) for p in (r"\d{4}-\d\d-\d\dT[\d:.+]+(Z|[+-]\d\d:\d\d)?", r"/tmp/[^\s\"'<]*",
-                                     r"mmgpt-eval \d+\.\d+\.\d+[^\s<]*", r"generated [^<]*")]
+VOLATILE = [
+    re.compile(p)
+    for p in (
+        r"\d{4}-\d\d-\d\dT[\d:.+]+(Z|[+-]\d\d:\d\d)?",
+        r"/tmp/[^\s\"'<]*",
+        r"mmgpt-eval \d+\.\d+\.\d+[^\s<]*",
+        r"generated [^<]*",
+    )
+]
 
 
 def run(exe: str, args: list[str], cwd: Path) -> tuple[int, str]:
@@ -46,9 +53,13 @@ def pairs(tmp: Path) -> list[tuple[Path, Path]]:
     a = (rng.random(300) < 0.4).astype(int).tolist()
     b = (rng.random(300) < 0.5).astype(int).tolist()
     ca, cb = rng.random(300).round(3).tolist(), rng.random(300).round(3).tolist()
-    out = [(make_run(tmp / "bin_a", {"accuracy": a}), make_run(tmp / "bin_b", {"accuracy": b})),
-           (make_run(tmp / "cont_a", {"accuracy": ca}, kind="continuous"),
-            make_run(tmp / "cont_b", {"accuracy": cb}, kind="continuous"))]
+    out = [
+        (make_run(tmp / "bin_a", {"accuracy": a}), make_run(tmp / "bin_b", {"accuracy": b})),
+        (
+            make_run(tmp / "cont_a", {"accuracy": ca}, kind="continuous"),
+            make_run(tmp / "cont_b", {"accuracy": cb}, kind="continuous"),
+        ),
+    ]
     return out
 
 
@@ -65,8 +76,24 @@ def main(argv: list[str]) -> int:
             for name, args in (
                 ("compare", ["compare", str(base), str(cand)]),
                 ("compare --json", ["compare", str(base), str(cand), "--json", "OUT/c.json"]),
-                ("gate", ["gate", "--baseline", str(base), "--candidate", str(cand), "--policy", str(tmp / "gate.toml"),
-                          "--json", "OUT/g.json", "--junit", "OUT/g.xml", "--markdown", "OUT/g.md"]),
+                (
+                    "gate",
+                    [
+                        "gate",
+                        "--baseline",
+                        str(base),
+                        "--candidate",
+                        str(cand),
+                        "--policy",
+                        str(tmp / "gate.toml"),
+                        "--json",
+                        "OUT/g.json",
+                        "--junit",
+                        "OUT/g.xml",
+                        "--markdown",
+                        "OUT/g.md",
+                    ],
+                ),
                 ("export", ["export", str(base), str(cand), "-o", "OUT/export", "--format", "csv"]),
                 ("report", ["report", str(cand), "--baseline", str(base), "-o", "OUT/r.html"]),
             ):
@@ -75,21 +102,31 @@ def main(argv: list[str]) -> int:
                     d = tmp / f"out-{who}"
                     d.mkdir(exist_ok=True)
                     rc, text = run(exe, [a.replace("OUT", str(d)) for a in args], tmp)
-                    files = {str(p.relative_to(d)): clean(p.read_text(errors="replace"), folders + [d])
-                             for p in sorted(d.rglob("*")) if p.is_file()}
+                    files = {
+                        str(p.relative_to(d)): clean(p.read_text(errors="replace"), folders + [d])
+                        for p in sorted(d.rglob("*"))
+                        if p.is_file()
+                    }
                     got[who] = (rc, clean(text, folders + [d]), files)
                     for p in sorted(d.rglob("*"), reverse=True):
                         p.unlink() if p.is_file() else p.rmdir()
                 same = got["other"] == got["mine"]
                 bad += not same
-                print(f"{'same' if same else 'DIFFERENT'}: {name} {base.name} vs {cand.name} "
-                      f"(exit {got['other'][0]} / {got['mine'][0]})")
+                print(
+                    f"{'same' if same else 'DIFFERENT'}: {name} {base.name} vs {cand.name} "
+                    f"(exit {got['other'][0]} / {got['mine'][0]})"
+                )
                 if not same:
                     for k in sorted(set(got["other"][2]) | set(got["mine"][2])):
                         if got["other"][2].get(k) != got["mine"][2].get(k):
                             print(f"   file differs: {k}")
                     if got["other"][1] != got["mine"][1]:
-                        print("   output differs:\n", json.dumps(got["other"][1][-600:]), "\n", json.dumps(got["mine"][1][-600:]))
+                        print(
+                            "   output differs:\n",
+                            json.dumps(got["other"][1][-600:]),
+                            "\n",
+                            json.dumps(got["mine"][1][-600:]),
+                        )
     return 1 if bad else 0
 
 

@@ -26,22 +26,71 @@ from mmgpt_eval.metrics.vqa import score_vqa
 from mmgpt_eval_dev.vqa_reference import score_vqa_reference
 
 QUESTION_TYPES = {
-    "yes/no": ["is the", "is there a", "are the", "does the", "is this a", "can you", "is it", "are there",
-               "is the man", "do you", "was", "could", "is this person", "has the"],
+    "yes/no": [
+        "is the",
+        "is there a",
+        "are the",
+        "does the",
+        "is this a",
+        "can you",
+        "is it",
+        "are there",
+        "is the man",
+        "do you",
+        "was",
+        "could",
+        "is this person",
+        "has the",
+    ],
     "number": ["how many", "how many people are", "how many people are in", "what number is", "what time"],
-    "other": ["what color is the", "what is the", "what", "what is", "what kind of", "what type of",
-              "where is the", "who is", "why", "which", "what sport is", "what animal is", "what is the man",
-              "what room is", "what are the", "how", "what brand", "what is on the", "none of the above"],
+    "other": [
+        "what color is the",
+        "what is the",
+        "what",
+        "what is",
+        "what kind of",
+        "what type of",
+        "where is the",
+        "who is",
+        "why",
+        "which",
+        "what sport is",
+        "what animal is",
+        "what is the man",
+        "what room is",
+        "what are the",
+        "how",
+        "what brand",
+        "what is on the",
+        "none of the above",
+    ],
 }
-COLORS = ["red", "blue", "green", "white", "black", "yellow", "brown", "gray", "orange", "pink", "purple",
-          "silver", "tan", "beige", "gold"]
-NOUNS = ("dog cat man woman boy girl car bus train truck bike motorcycle plane boat horse cow sheep elephant "
-         "giraffe zebra bear bird pizza cake sandwich banana apple orange donut table chair couch bed tv laptop "
-         "phone clock vase book umbrella kite frisbee skateboard surfboard skis snowboard ball bat glove racket "
-         "bottle cup fork knife spoon bowl oven sink toilet refrigerator window door street road grass snow beach "
-         "water sky tree building field kitchen bathroom bedroom park sidewalk fence sign light pole tennis "
-         "baseball soccer frisbee surfing skiing skateboarding eating sleeping standing sitting walking running "
-         "flying playing wood metal plastic glass stone brick paper cloth leather cotton wool").split()
+COLORS = [
+    "red",
+    "blue",
+    "green",
+    "white",
+    "black",
+    "yellow",
+    "brown",
+    "gray",
+    "orange",
+    "pink",
+    "purple",
+    "silver",
+    "tan",
+    "beige",
+    "gold",
+]
+NOUNS = (
+    "dog cat man woman boy girl car bus train truck bike motorcycle plane boat horse cow sheep elephant "
+    "giraffe zebra bear bird pizza cake sandwich banana apple orange donut table chair couch bed tv laptop "
+    "phone clock vase book umbrella kite frisbee skateboard surfboard skis snowboard ball bat glove racket "
+    "bottle cup fork knife spoon bowl oven sink toilet refrigerator window door street road grass snow beach "
+    "water sky tree building field kitchen bathroom bedroom park sidewalk fence sign light pole tennis "
+    "baseball soccer frisbee surfing skiing skateboarding eating sleeping standing sitting walking running "
+    "flying playing wood metal plastic glass stone brick paper cloth leather cotton wool"
+).split()
 ADJ = "big small old young tall short wet dry hot cold open closed empty full new dirty clean wooden".split()
 PREFIXES = ["", "", "", "the ", "a ", "The ", "A "]
 
@@ -129,13 +178,20 @@ def make_synthetic(n_questions: int, seed: int = 0) -> tuple[list[dict], list[di
                     ans = rng.choice(alt)
                     if rng.random() < 0.3:
                         ans = _variant(ans, rng)
-                answers.append({"answer": ans, "answer_confidence": rng.choice(["yes", "yes", "maybe", "no"]),
-                                "answer_id": a + 1})
+                answers.append(
+                    {"answer": ans, "answer_confidence": rng.choice(["yes", "yes", "maybe", "no"]), "answer_id": a + 1}
+                )
             questions.append({"image_id": image_id, "question": f"{qtype} ... ?", "question_id": qid})
-            annotations.append({
-                "question_type": qtype, "multiple_choice_answer": truth, "answers": answers,
-                "image_id": image_id, "answer_type": atype, "question_id": qid,
-            })
+            annotations.append(
+                {
+                    "question_type": qtype,
+                    "multiple_choice_answer": truth,
+                    "answers": answers,
+                    "image_id": image_id,
+                    "answer_type": atype,
+                    "question_id": qid,
+                }
+            )
             p = rng.random()
             if p < 0.45:
                 pred = truth
@@ -144,11 +200,22 @@ def make_synthetic(n_questions: int, seed: int = 0) -> tuple[list[dict], list[di
             elif p < 0.85:
                 pred = rng.choice(alt)
             else:
-                pred = rng.choice([
-                    f"{truth}, it is", f"it's {truth}", f"{truth}\t", f"\n{truth}", "I don't know", "dont know",
-                    "", "none", f"{truth} and {rng.choice(alt)}", f"{truth}/{rng.choice(alt)}", "1,000 people",
-                    f"{truth}" + "." * rng.randint(30, 40),
-                ])
+                pred = rng.choice(
+                    [
+                        f"{truth}, it is",
+                        f"it's {truth}",
+                        f"{truth}\t",
+                        f"\n{truth}",
+                        "I don't know",
+                        "dont know",
+                        "",
+                        "none",
+                        f"{truth} and {rng.choice(alt)}",
+                        f"{truth}/{rng.choice(alt)}",
+                        "1,000 people",
+                        f"{truth}" + "." * rng.randint(30, 40),
+                    ]
+                )
             predictions.append({"question_id": qid, "answer": pred})
     rng.shuffle(predictions)  # results files are not in annotation order
     return questions, annotations, predictions
@@ -177,23 +244,33 @@ def main(argv: list[str] | None = None) -> int:
     q, a, p = make_synthetic(args.questions, args.seed)
     n_distinct = len({d["answer"] for ann in a for d in ann["answers"]} | {x["answer"] for x in p})
     disagree = sum(len({d["answer"] for d in ann["answers"]}) > 1 for ann in a)
-    print(f"generated {len(a)} questions on {len({x['image_id'] for x in q})} images in "
-          f"{time.perf_counter() - t0:.1f}s; {disagree / len(a):.0%} with disagreeing answers, "
-          f"{n_distinct} distinct answer strings")
+    print(
+        f"generated {len(a)} questions on {len({x['image_id'] for x in q})} images in "
+        f"{time.perf_counter() - t0:.1f}s; {disagree / len(a):.0%} with disagreeing answers, "
+        f"{n_distinct} distinct answer strings"
+    )
     ok = True
     for mode in args.modes.split(","):
         fast_med, fast_all, fast = _time(lambda mode=mode: score_vqa(q, a, p, mode=mode), args.repeats)
         ref_med, ref_all, ref = _time(lambda mode=mode: score_vqa_reference(q, a, p, mode=mode), args.repeats)
-        same = (fast.overall == ref.overall and fast.perQuestionType == ref.perQuestionType
-                and fast.perAnswerType == ref.perAnswerType and fast.perQuestion == ref.perQuestion
-                and list(fast.perQuestion) == list(ref.perQuestion))
+        same = (
+            fast.overall == ref.overall
+            and fast.perQuestionType == ref.perQuestionType
+            and fast.perAnswerType == ref.perAnswerType
+            and fast.perQuestion == ref.perQuestion
+            and list(fast.perQuestion) == list(ref.perQuestion)
+        )
         ok &= same
         print(f"[{mode}] overall {fast.overall} | per answer type {fast.perAnswerType}")
         print(f"[{mode}] fast      median {fast_med:7.3f}s  runs {', '.join(f'{t:.3f}' for t in fast_all)}")
         print(f"[{mode}] reference median {ref_med:7.3f}s  runs {', '.join(f'{t:.3f}' for t in ref_all)}")
         print(f"[{mode}] identical results: {same}; speed ratio (reference / fast): {ref_med / fast_med:.1f}x")
-        figures["modes"][mode] = {"fast_median_s": round(fast_med, 3), "reference_median_s": round(ref_med, 3),
-                                  "ratio": round(ref_med / fast_med, 2), "identical": same}
+        figures["modes"][mode] = {
+            "fast_median_s": round(fast_med, 3),
+            "reference_median_s": round(ref_med, 3),
+            "ratio": round(ref_med / fast_med, 2),
+            "identical": same,
+        }
         assert same, f"{mode}: fast and reference results differ"
     if args.output:
         import json

@@ -18,8 +18,18 @@ Library quirks are shimmed in exactly one place: mmgpt_eval.compat.
 
 from .version import __version__
 
-__all__ = ["evaluate", "EvalConfig", "load", "RunResults", "SeriesResults", "SampleRecord", "compare_runs", "metrics_frame",
-           "samples_frame", "__version__"]
+__all__ = [
+    "evaluate",
+    "EvalConfig",
+    "load",
+    "RunResults",
+    "SeriesResults",
+    "SampleRecord",
+    "compare_runs",
+    "metrics_frame",
+    "samples_frame",
+    "__version__",
+]
 
 
 def __getattr__(name: str):  # lazy: importing mmgpt_eval (e.g. from a task plugin) stays light

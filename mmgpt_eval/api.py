@@ -32,7 +32,12 @@ from .results import RunResults
 log = logging.getLogger("mmgpt_eval")
 
 # the tiny MultiModal-GPT made by `make reproduce` (shipped in the package) on 200 easy-VQA questions
-EMBEDDED_DEFAULT: dict[str, Any] = {"model": "tiny-openflamingo", "ckpt": "tiny-mmgpt", "tasks": "easyvqa,easyvqa-mc", "limit": 200}
+EMBEDDED_DEFAULT: dict[str, Any] = {
+    "model": "tiny-openflamingo",
+    "ckpt": "tiny-mmgpt",
+    "tasks": "easyvqa,easyvqa-mc",
+    "limit": 200,
+}
 __all__ = ["DEFAULT_OUTPUT_DIR", "EMBEDDED_DEFAULT", "EvalConfig", "LoadOptions", "SeriesResults", "evaluate", "load"]
 
 
@@ -58,8 +63,9 @@ def load(model: Any, ckpt: Any = None, options: LoadOptions | None = None):
     else:
         spec = load_spec(model, o.spec_overrides())
     with allow_nonfinite_tensors(o.allow_nonfinite):
-        return load_model(spec, ckpt, allow_partial=o.allow_partial, trust_checkpoint=o.trust_checkpoint,
-                          lora_alpha=o.lora_alpha)
+        return load_model(
+            spec, ckpt, allow_partial=o.allow_partial, trust_checkpoint=o.trust_checkpoint, lora_alpha=o.lora_alpha
+        )
 
 
 def choose_base_model(ckpt: str, trust_checkpoint: bool = False):
@@ -74,8 +80,13 @@ def choose_base_model(ckpt: str, trust_checkpoint: bool = False):
     return choice
 
 
-def prepare_tasks(names: str | Sequence[str], cfg, task_options: dict[str, Any] | None = None,
-                  data_root: str | os.PathLike | None = None, include_paths: Sequence[str] = ()) -> list:
+def prepare_tasks(
+    names: str | Sequence[str],
+    cfg,
+    task_options: dict[str, Any] | None = None,
+    data_root: str | os.PathLike | None = None,
+    include_paths: Sequence[str] = (),
+) -> list:
     """Find, configure and load the tasks; every data problem is raised here, before any model loads."""
     from .datapaths import apply_layout, data_root as default_root
     from .protocols import get as get_protocol
@@ -97,8 +108,13 @@ def prepare_tasks(names: str | Sequence[str], cfg, task_options: dict[str, Any] 
     return prepared
 
 
-def evaluate(config: EvalConfig | Any = None, ckpt: str | os.PathLike | None = None,
-             tasks: str | Sequence[str] | None = None, /, **kwargs: Any) -> RunResults | SeriesResults | None:
+def evaluate(
+    config: EvalConfig | Any = None,
+    ckpt: str | os.PathLike | None = None,
+    tasks: str | Sequence[str] | None = None,
+    /,
+    **kwargs: Any,
+) -> RunResults | SeriesResults | None:
     """Evaluate with the settings of an :class:`~mmgpt_eval.config.EvalConfig`, or build one from keyword
     arguments (``evaluate(model=..., ckpt=..., tasks=..., limit=...)``; the first three may be positional):
     every field of EvalConfig, plus ``generation`` (a dict of decoding overrides) and ``load_options``
@@ -156,8 +172,13 @@ def evaluate_config(cfg: EvalConfig) -> RunResults | SeriesResults | None:
             tasks = EMBEDDED_DEFAULT["tasks"]
         if limit is None and embedded:
             limit = EMBEDDED_DEFAULT["limit"]
-            log.info("no model/tasks given: running the embedded default (%s + %s on %s, %d samples)",
-                     model, ckpt, tasks, limit)
+            log.info(
+                "no model/tasks given: running the embedded default (%s + %s on %s, %d samples)",
+                model,
+                ckpt,
+                tasks,
+                limit,
+            )
         if limit == ALL:
             limit = None
         if cfg.num_fewshot < 0:
@@ -172,8 +193,10 @@ def evaluate_config(cfg: EvalConfig) -> RunResults | SeriesResults | None:
 
             parse_openclip_spec(cfg.rices_encoder)  # a malformed spec fails before anything loads
         if cfg.trials > 1 and cfg.baseline:
-            raise UserError("--trials with --baseline is not supported; evaluate the baseline with the same --trials "
-                            "into its own folder and compare the two")
+            raise UserError(
+                "--trials with --baseline is not supported; evaluate the baseline with the same --trials "
+                "into its own folder and compare the two"
+            )
         cfg = cfg.replace(model=model, ckpt=ckpt, tasks=tasks, limit=limit, output_dir=cfg.out_dir)
         with output_lock(cfg.out_dir, list(cfg.argv) or None):  # one run per folder; orphan temporaries removed
             out: RunResults | SeriesResults | None
@@ -228,8 +251,9 @@ def _evaluate_trials(cfg: EvalConfig, extra: dict[str, Any]) -> RunResults | Non
 
     seeds = [cfg.seed + i for i in range(cfg.trials)]
     trial_cfgs = [cfg.replace(seed=s, output_dir=cfg.out_dir / "trials" / f"seed-{s}") for s in seeds]
-    prepared = [prepare_tasks(cfg.tasks, c, cfg.task_options, cfg.data_root, cfg.include_paths)
-                for c in trial_cfgs]  # all data checked before the model
+    prepared = [
+        prepare_tasks(cfg.tasks, c, cfg.task_options, cfg.data_root, cfg.include_paths) for c in trial_cfgs
+    ]  # all data checked before the model
     lo = _device_options(cfg.load_options)
     ckpts = _expand(cfg.ckpt)
     if len(ckpts) > 1:
@@ -264,8 +288,9 @@ def combine_trials(runs: list[RunResults], seeds: list[int], folder: Path) -> Ru
     combined.run["trials"] = {"seeds": seeds, "folders": [f"trials/seed-{s}" for s in seeds]}
     combined.run["output_dir"] = str(folder)
     for name, tr in combined.tasks.items():
-        values: dict[str, list[float | None]] = {m: [r.tasks[name].metrics.get(m, float("nan")) for r in runs]
-                                          for m in tr.metrics}
+        values: dict[str, list[float | None]] = {
+            m: [r.tasks[name].metrics.get(m, float("nan")) for r in runs] for m in tr.metrics
+        }
         mean: dict[str, float | None] = {}
         std: dict[str, float] = {}
         for m, vs in values.items():
@@ -277,7 +302,8 @@ def combine_trials(runs: list[RunResults], seeds: list[int], folder: Path) -> Ru
         tr.samples_file = f"trials/seed-{seeds[0]}/{tr.samples_file}"
         tr.notes = list(tr.notes) + [
             f"{len(seeds)} trials (seeds {', '.join(map(str, seeds))}): metrics are the mean over trials, std in "
-            f"breakdown.trials; per-sample records (compare, gate, report) are trial seed {seeds[0]}'s"]
+            f"breakdown.trials; per-sample records (compare, gate, report) are trial seed {seeds[0]}'s"
+        ]
         tr.timing = {**tr.timing, "wall_s": round(sum(r.tasks[name].timing.get("wall_s") or 0 for r in runs), 3)}
     return combined
 
@@ -290,8 +316,15 @@ def _expand(ckpt: Any) -> list[Any]:
     return expand_checkpoints(str(ckpt))
 
 
-def evaluate_series(model: Any, ckpts: list[Path], prepared: list, cfg: EvalConfig, lo: LoadOptions,
-                    report: bool = True, extra: dict[str, Any] | None = None) -> SeriesResults | None:
+def evaluate_series(
+    model: Any,
+    ckpts: list[Path],
+    prepared: list,
+    cfg: EvalConfig,
+    lo: LoadOptions,
+    report: bool = True,
+    extra: dict[str, Any] | None = None,
+) -> SeriesResults | None:
     """Load the base once, swap checkpoints, evaluate each into OUTDIR/<name>/, write series.json."""
     from .compare import step_from_metadata
     from .model.checkpoint import read_checkpoint
@@ -313,9 +346,16 @@ def evaluate_series(model: Any, ckpts: list[Path], prepared: list, cfg: EvalConf
             continue
         results.path = cfg.out_dir / name / "results.json"
         out.runs.append(results)
-        out.entries.append({"checkpoint": str(ck), "name": name, "step": step, "sha256": info.sha256,
-                            "results": f"{name}/results.json",
-                            "metrics": {t: tr.metrics for t, tr in results.tasks.items()}})
+        out.entries.append(
+            {
+                "checkpoint": str(ck),
+                "name": name,
+                "step": step,
+                "sha256": info.sha256,
+                "results": f"{name}/results.json",
+                "metrics": {t: tr.metrics for t, tr in results.tasks.items()},
+            }
+        )
     if not out.entries:
         return None
     out.path = write_series(cfg.out_dir, out.entries)
@@ -341,6 +381,7 @@ def earlier_run(ref: str | os.PathLike) -> RunResults | None:
 def check_baseline_settings(base: RunResults, prepared: list, cfg: EvalConfig) -> None:
     """A baseline run must have used the same prompts and settings for every task: its template,
     decoding and task options, and every setting whose metadata names where the baseline recorded it."""
+
     def differs(where: str) -> list[str]:
         out = []
         for f in settings():
@@ -367,12 +408,20 @@ def check_baseline_settings(base: RunResults, prepared: list, cfg: EvalConfig) -
             diffs.append("task options")
         diffs += differs("run")
         if diffs:
-            raise UserError(f"the baseline run used different settings for task {pt.task.name}: {', '.join(diffs)}",
-                            base.path)
+            raise UserError(
+                f"the baseline run used different settings for task {pt.task.name}: {', '.join(diffs)}", base.path
+            )
 
 
-def attach_baseline(results: RunResults, prepared: list, cfg: EvalConfig, source: str, baseline_run: RunResults | None,
-                    lo: LoadOptions, intersect: bool) -> RunResults:
+def attach_baseline(
+    results: RunResults,
+    prepared: list,
+    cfg: EvalConfig,
+    source: str,
+    baseline_run: RunResults | None,
+    lo: LoadOptions,
+    intersect: bool,
+) -> RunResults:
     """Evaluate (or reuse) the baseline, compare, and store both side by side in results.json."""
     from .compare import compare_runs
     from .model.spec import load_spec
@@ -390,8 +439,12 @@ def attach_baseline(results: RunResults, prepared: list, cfg: EvalConfig, source
     # relative to this run's folder (so the pair can move together), whatever the working directory
     assert baseline_run.path is not None  # read from (or written to) a results file
     rel = Path(os.path.relpath(Path(baseline_run.path).resolve(), cfg.out_dir.resolve()))
-    results.baseline = {"source": source, "kind": kind, "results": str(rel),
-                        "comparisons": [c.to_dict() for c in comps]}
+    results.baseline = {
+        "source": source,
+        "kind": kind,
+        "results": str(rel),
+        "comparisons": [c.to_dict() for c in comps],
+    }
     results.save(cfg.out_dir / "results.json")
     return RunResults.load(cfg.out_dir)
 

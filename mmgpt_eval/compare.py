@@ -50,7 +50,9 @@ class MetricSamples:
             return obj
         if isinstance(obj, tuple) and len(obj) == 4:
             return cls(*obj)
-        raise UserError(f"{label}: fetch returned {type(obj).__name__}; expected MetricSamples or (ids, values, kind, corpus_value)")
+        raise UserError(
+            f"{label}: fetch returned {type(obj).__name__}; expected MetricSamples or (ids, values, kind, corpus_value)"
+        )
 
 
 @dataclass(frozen=True)
@@ -103,8 +105,13 @@ def metric_samples(run: RunResults, task: str, metric: str, records: list[Any] |
                 continue
             ids.append(r.id)
             values.append(float(v))
-    return MetricSamples(ids=ids, values=values, kind=info["kind"], corpus_value=tr.metrics.get(metric),
-                         scale=float(info.get("scale", 1.0)))
+    return MetricSamples(
+        ids=ids,
+        values=values,
+        kind=info["kind"],
+        corpus_value=tr.metrics.get(metric),
+        scale=float(info.get("scale", 1.0)),
+    )
 
 
 @dataclass
@@ -190,8 +197,10 @@ def check_same_samples(a: RunResults, b: RunResults, task: str, intersect: bool)
         return ia, ""
     p = pair_ids(a_ids, b_ids)
     only_a, only_b = sorted(p.only_a), sorted(p.only_b)
-    msg = (f"task {task}: the runs evaluated different samples ({len(only_a)} only in the first, e.g. "
-           f"{', '.join(only_a[:3]) or '-'}; {len(only_b)} only in the second, e.g. {', '.join(only_b[:3]) or '-'})")
+    msg = (
+        f"task {task}: the runs evaluated different samples ({len(only_a)} only in the first, e.g. "
+        f"{', '.join(only_a[:3]) or '-'}; {len(only_b)} only in the second, e.g. {', '.join(only_b[:3]) or '-'})"
+    )
     if not intersect:
         raise UserError(msg + "; pass --intersect to compare on the common samples")
     return ia & ib, msg + f"; compared on the {len(ia & ib)} common samples"
@@ -203,8 +212,16 @@ def _kept(s: MetricSamples, keep: set[str]) -> MetricSamples:
     return MetricSamples([i for i, _ in pairs], [v for _, v in pairs], s.kind, s.corpus_value, s.scale)
 
 
-def compare_runs(baseline: RunResults, candidate: RunResults, *, intersect: bool = False, tasks: list[str] | None = None,
-                 confidence: float = 0.95, n_resamples: int = 10000, seed: int = 0) -> list[MetricComparison]:
+def compare_runs(
+    baseline: RunResults,
+    candidate: RunResults,
+    *,
+    intersect: bool = False,
+    tasks: list[str] | None = None,
+    confidence: float = 0.95,
+    n_resamples: int = 10000,
+    seed: int = 0,
+) -> list[MetricComparison]:
     out: list[MetricComparison] = []
     common = [t for t in candidate.tasks if t in baseline.tasks and (tasks is None or t in tasks)]
     if tasks:
@@ -218,9 +235,17 @@ def compare_runs(baseline: RunResults, candidate: RunResults, *, intersect: bool
             if metric not in tb.metrics or metric not in baseline.tasks[task].metrics:
                 continue
             va, vb = number(baseline.tasks[task].metrics[metric]), number(tb.metrics[metric])
-            mc = MetricComparison(task, metric, info["kind"], bool(info.get("higher_is_better", True)),
-                                  info.get("unit", ""), va, vb,
-                                  None if va is None or vb is None else vb - va, note=note)
+            mc = MetricComparison(
+                task,
+                metric,
+                info["kind"],
+                bool(info.get("higher_is_better", True)),
+                info.get("unit", ""),
+                va,
+                vb,
+                None if va is None or vb is None else vb - va,
+                note=note,
+            )
             if info["kind"] in STAT_KINDS and info.get("per_sample"):
                 sa, sb = metric_samples(baseline, task, metric), metric_samples(candidate, task, metric)
                 if note:  # different sample sets: compared on the common ones
@@ -231,9 +256,16 @@ def compare_runs(baseline: RunResults, candidate: RunResults, *, intersect: bool
                 mc.n = len(ids)
                 mc.n_dropped = len(keep) - len(ids)
                 if len(ids) >= 2:
-                    c = compare_metric(np.array([da[i] for i in ids]), np.array([db[i] for i in ids]), info["kind"],
-                                       mc.higher_is_better, name=f"{task}/{metric}", confidence=confidence,
-                                       n_resamples=n_resamples, seed=seed)
+                    c = compare_metric(
+                        np.array([da[i] for i in ids]),
+                        np.array([db[i] for i in ids]),
+                        info["kind"],
+                        mc.higher_is_better,
+                        name=f"{task}/{metric}",
+                        confidence=confidence,
+                        n_resamples=n_resamples,
+                        seed=seed,
+                    )
                     scale = float(info.get("scale", 1.0))
                     mc.ci_low, mc.ci_high = c.ci_low * scale, c.ci_high * scale
                     mc.p_value, mc.test = c.p_value, c.test

@@ -51,6 +51,7 @@ def device_arg(value: str) -> str:
 
 def int_arg(minimum: int, what: str = "") -> Callable[[str], int]:
     """An argparse type: an integer >= ``minimum``."""
+
     def parse(value: str) -> int:
         try:
             n = int(value)
@@ -59,6 +60,7 @@ def int_arg(minimum: int, what: str = "") -> Callable[[str], int]:
         if n < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}{what}, got {n}")
         return n
+
     parse.__name__ = f"int>={minimum}"
     return parse
 
@@ -84,11 +86,13 @@ limit_arg.__name__ = "int>=1 or all"
 
 def generation_arg(name: str) -> Callable[[str], Any]:
     """An argparse type for a GenerationSettings field: its type and range as declared there."""
+
     def parse(value: str) -> Any:
         try:
             return check_value(name, value)
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
+
     parse.__name__ = name
     return parse
 
@@ -108,12 +112,14 @@ def batch_size_arg(value: str) -> int:
 
 def _checked_by(check: Callable[[str], Any]) -> Callable[[str], str]:
     """An argparse type from an io check (its UserError becomes the flag's error)."""
+
     def parse(value: str) -> str:
         try:
             check(value)
         except UserError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
         return value
+
     parse.__name__ = check.__name__
     return parse
 
@@ -174,9 +180,9 @@ class Setting:
     generation settings); ``run``: its key in results' ``run`` info, which :meth:`EvalConfig.run_info`
     writes (``generation_overrides`` groups the decoding fields); ``record``: where else results keep it
     (``run.<key>`` written by the runner or the protocol, ``model``, ``tasks.options``, ``baseline``,
-    ``run.argv`` for what only shapes how a run is carried out); ``baseline``: where a baseline run's value is read to check it is the same
-    (``task.<attr>`` or ``run.<key>``), with ``baseline_default`` for runs that lack it; ``owner``: the
-    protocol whose option this is (refused with any other)."""
+    ``run.argv`` for what only shapes how a run is carried out); ``baseline``: where a baseline run's
+    value is read to check it is the same (``task.<attr>`` or ``run.<key>``), with ``baseline_default``
+    for runs that lack it; ``owner``: the protocol whose option this is (refused with any other)."""
 
     flag: Flag | None
     fingerprint: str | None = None
@@ -203,8 +209,17 @@ _GEN_DEFAULTS = GenerationSettings()
 
 def _gen(name: str, help: str, kind: str = "value") -> Any:
     """A decoding override (None: the task's / template's own)."""
-    return setting(None, Flag("--" + name.replace("_", "-"), help, generation_arg(name) if kind == "value" else None,
-                              kind=kind, group="generation"), run="generation_overrides")
+    return setting(
+        None,
+        Flag(
+            "--" + name.replace("_", "-"),
+            help,
+            generation_arg(name) if kind == "value" else None,
+            kind=kind,
+            group="generation",
+        ),
+        run="generation_overrides",
+    )
 
 
 # ------------------------------------------------------------------------------------ the settings
@@ -215,126 +230,302 @@ class EvalConfig:
     the order results list them."""
 
     argv: tuple[str, ...] = setting((), None, run="argv")
-    output_dir: str | Path | None = setting(None, Flag(
-        "--output-dir", f"results folder (default {DEFAULT_OUTPUT_DIR}); re-running the same command there resumes",
-        output_dir_arg, path="always"), run="output_dir")
-    seed: int | None = setting(None, Flag(
-        "--seed", "random seed (sampling, few-shot demos)", int, group="generation"), run="seed")
-    batch_size: int = setting(8, Flag(
-        "--batch-size", "rows per batch, or 'auto': start large and halve on out-of-memory (default 8)",
-        batch_size_arg, group="generation"), run="batch_size")
-    limit: int | str | None = setting(None, Flag(
-        "--limit", "evaluate a fixed subset of N samples per task ('all': every sample)", limit_arg),
-        run="limit")
-    num_fewshot: int = setting(0, Flag("--num-fewshot", "few-shot demos (OpenFlamingo templates)", int_arg(0)),
-                               fingerprint="always", run="num_fewshot", baseline="task.num_fewshot",
-                               baseline_default=0)
-    fewshot_zero_mode: str = setting("text-demos", Flag(
-        "--fewshot-zero-mode", "what 0-shot means for few-shot templates: OpenFlamingo's 2 text-only demos "
-        "(default) or no demos", choices=("text-demos", "none")), fingerprint="demo-template",
-        run="fewshot_zero_mode")
-    fewshot_selection: str = setting("random", Flag(
-        "--fewshot-selection", "few-shot demos: random per item (seeded by seed + item id; default) or RICES (the "
-        "most similar train images by the model's vision encoder, most similar last)", choices=("random", "rices")),
-        fingerprint="demos-drawn", run="fewshot_selection")
-    rices_encoder: str = setting("model", Flag(
-        "--rices-encoder", "RICES image features: model (default: the model's own vision encoder) or "
-        "openclip:ARCH:PRETRAINED, e.g. OpenFlamingo's openclip:ViT-L-14:openai (a tag needs its weights "
-        "downloadable or cached; offline, give a local weights file)", metavar="ENCODER"),
-        fingerprint="unless-default", run="rices_encoder")
-    template: str | None = setting(None, Flag("--template", "prompt template (default: each task's)"),
-                                   run="template")
-    history_mode: str = setting("self", Flag(
-        "--history-mode", "dialogue history: the model's own answers (self, default) or the references (teacher)",
-        choices=("self", "teacher")), fingerprint="multi-round", run="history_mode")
+    output_dir: str | Path | None = setting(
+        None,
+        Flag(
+            "--output-dir",
+            f"results folder (default {DEFAULT_OUTPUT_DIR}); re-running the same command there resumes",
+            output_dir_arg,
+            path="always",
+        ),
+        run="output_dir",
+    )
+    seed: int | None = setting(
+        None, Flag("--seed", "random seed (sampling, few-shot demos)", int, group="generation"), run="seed"
+    )
+    batch_size: int = setting(
+        8,
+        Flag(
+            "--batch-size",
+            "rows per batch, or 'auto': start large and halve on out-of-memory (default 8)",
+            batch_size_arg,
+            group="generation",
+        ),
+        run="batch_size",
+    )
+    limit: int | str | None = setting(
+        None,
+        Flag("--limit", "evaluate a fixed subset of N samples per task ('all': every sample)", limit_arg),
+        run="limit",
+    )
+    num_fewshot: int = setting(
+        0,
+        Flag("--num-fewshot", "few-shot demos (OpenFlamingo templates)", int_arg(0)),
+        fingerprint="always",
+        run="num_fewshot",
+        baseline="task.num_fewshot",
+        baseline_default=0,
+    )
+    fewshot_zero_mode: str = setting(
+        "text-demos",
+        Flag(
+            "--fewshot-zero-mode",
+            "what 0-shot means for few-shot templates: OpenFlamingo's 2 text-only demos (default) or no demos",
+            choices=("text-demos", "none"),
+        ),
+        fingerprint="demo-template",
+        run="fewshot_zero_mode",
+    )
+    fewshot_selection: str = setting(
+        "random",
+        Flag(
+            "--fewshot-selection",
+            "few-shot demos: random per item (seeded by seed + item id; default) or RICES (the "
+            "most similar train images by the model's vision encoder, most similar last)",
+            choices=("random", "rices"),
+        ),
+        fingerprint="demos-drawn",
+        run="fewshot_selection",
+    )
+    rices_encoder: str = setting(
+        "model",
+        Flag(
+            "--rices-encoder",
+            "RICES image features: model (default: the model's own vision encoder) or "
+            "openclip:ARCH:PRETRAINED, e.g. OpenFlamingo's openclip:ViT-L-14:openai (a tag needs its weights "
+            "downloadable or cached; offline, give a local weights file)",
+            metavar="ENCODER",
+        ),
+        fingerprint="unless-default",
+        run="rices_encoder",
+    )
+    template: str | None = setting(None, Flag("--template", "prompt template (default: each task's)"), run="template")
+    history_mode: str = setting(
+        "self",
+        Flag(
+            "--history-mode",
+            "dialogue history: the model's own answers (self, default) or the references (teacher)",
+            choices=("self", "teacher"),
+        ),
+        fingerprint="multi-round",
+        run="history_mode",
+    )
     max_new_tokens: int | None = _gen("max_new_tokens", f"(default {_GEN_DEFAULTS.max_new_tokens})")
     num_beams: int | None = _gen("num_beams", f"(default {_GEN_DEFAULTS.num_beams})")
     do_sample: bool | None = _gen("do_sample", "sample instead of greedy/beam search", kind="switch")
     temperature: float | None = _gen("temperature", "sampling temperature (> 0 with --do-sample)")
     top_k: int | None = _gen("top_k", "top-k filter (0: none)")
     top_p: float | None = _gen("top_p", "nucleus sampling, 0 < p <= 1")
-    use_cache: bool | None = setting(None, Flag("--no-cache", "disable the KV cache (slower; for checks)",
-                                                kind="negated", group="generation"), run="generation_overrides")
-    share_prefix: bool = setting(True, Flag(
-        "--no-share-prefix", "recompute the prompt prefix a batch shares in every row (slower; for checks)",
-        kind="negated", group="generation"), run="share_prefix")
-    protocol: str = setting("mmgpt-eval", Flag(
-        "--protocol", "mmgpt-eval (default): this harness's protocol; openflamingo: OpenFlamingo's evaluate.py "
-        "exactly -- its templates, decoding, answer cleanup, VQA normalisation, OK-VQA stemming, seeded subset and "
-        "demo draws (seed 42 unless --seed), RICES over the whole train split (README: Comparing with OpenFlamingo)",
-        choices=_protocol_names), record="run.protocol", baseline="run.protocol", baseline_default="mmgpt-eval")
-    of_num_samples: int | None = setting(None, Flag(
-        "--of-num-samples", "--protocol openflamingo: evaluate N samples drawn as OpenFlamingo's --num_samples draws "
-        "them", int_arg(1)), record="run.of_num_samples", owner="openflamingo")
-    of_query_set_size: int | None = setting(None, Flag(
-        "--of-query-set-size", "--protocol openflamingo: size of the random demo query set (OpenFlamingo's "
-        "--query_set_size, default 2048)", int_arg(1)), record="run.of_query_set_size", owner="openflamingo")
-    label: str | None = setting(None, Flag(
-        "--label", "what to call this run in reports and comparisons (default: the checkpoint's or the model's "
-        "name)"), record="run.label")
+    use_cache: bool | None = setting(
+        None,
+        Flag("--no-cache", "disable the KV cache (slower; for checks)", kind="negated", group="generation"),
+        run="generation_overrides",
+    )
+    share_prefix: bool = setting(
+        True,
+        Flag(
+            "--no-share-prefix",
+            "recompute the prompt prefix a batch shares in every row (slower; for checks)",
+            kind="negated",
+            group="generation",
+        ),
+        run="share_prefix",
+    )
+    protocol: str = setting(
+        "mmgpt-eval",
+        Flag(
+            "--protocol",
+            "mmgpt-eval (default): this harness's protocol; openflamingo: OpenFlamingo's evaluate.py "
+            "exactly -- its templates, decoding, answer cleanup, VQA normalisation, OK-VQA stemming, seeded subset "
+            "and demo draws (seed 42 unless --seed), RICES over the whole train split (README: Comparing with "
+            "OpenFlamingo)",
+            choices=_protocol_names,
+        ),
+        record="run.protocol",
+        baseline="run.protocol",
+        baseline_default="mmgpt-eval",
+    )
+    of_num_samples: int | None = setting(
+        None,
+        Flag(
+            "--of-num-samples",
+            "--protocol openflamingo: evaluate N samples drawn as OpenFlamingo's --num_samples draws them",
+            int_arg(1),
+        ),
+        record="run.of_num_samples",
+        owner="openflamingo",
+    )
+    of_query_set_size: int | None = setting(
+        None,
+        Flag(
+            "--of-query-set-size",
+            "--protocol openflamingo: size of the random demo query set (OpenFlamingo's "
+            "--query_set_size, default 2048)",
+            int_arg(1),
+        ),
+        record="run.of_query_set_size",
+        owner="openflamingo",
+    )
+    label: str | None = setting(
+        None,
+        Flag(
+            "--label",
+            "what to call this run in reports and comparisons (default: the checkpoint's or the model's name)",
+        ),
+        record="run.label",
+    )
     # --- what to evaluate
-    model: Any = setting(None, Flag(
-        "--model", "preset name (tiny, mmgpt-9b-v0, openflamingo-9b-mpt7b) or a model-spec TOML file",
-        metavar="SPEC", group="model", path="if-exists"), record="model")
-    ckpt: str | Path | None = setting(None, Flag(
-        "--ckpt", "checkpoint to load onto the base model: MultiModal-GPT .pt, PEFT adapter folder, or OpenFlamingo "
-        "checkpoint.pt", metavar="PATH", group="model", path="if-exists"), record="model")
-    tasks: str | tuple[str, ...] | None = setting(None, Flag(
-        "--tasks", "comma-separated task names or aliases (see `mmgpt-eval tasks`)"), record="tasks")
-    trials: int = setting(1, Flag(
-        "--trials", "evaluate N times with seeds SEED, SEED+1, ... (OUTDIR/trials/seed-<s>/) and report each "
-        "metric's mean and standard deviation (OpenFlamingo's --num_trials)", int_arg(1)), record="run.trials")
-    include_paths: tuple[str, ...] = setting((), Flag(
-        "--include-path", "extra task plugin folder", kind="append", metavar="DIR"), record="run.argv")
+    model: Any = setting(
+        None,
+        Flag(
+            "--model",
+            "preset name (tiny, mmgpt-9b-v0, openflamingo-9b-mpt7b) or a model-spec TOML file",
+            metavar="SPEC",
+            group="model",
+            path="if-exists",
+        ),
+        record="model",
+    )
+    ckpt: str | Path | None = setting(
+        None,
+        Flag(
+            "--ckpt",
+            "checkpoint to load onto the base model: MultiModal-GPT .pt, PEFT adapter folder, or OpenFlamingo "
+            "checkpoint.pt",
+            metavar="PATH",
+            group="model",
+            path="if-exists",
+        ),
+        record="model",
+    )
+    tasks: str | tuple[str, ...] | None = setting(
+        None, Flag("--tasks", "comma-separated task names or aliases (see `mmgpt-eval tasks`)"), record="tasks"
+    )
+    trials: int = setting(
+        1,
+        Flag(
+            "--trials",
+            "evaluate N times with seeds SEED, SEED+1, ... (OUTDIR/trials/seed-<s>/) and report each "
+            "metric's mean and standard deviation (OpenFlamingo's --num_trials)",
+            int_arg(1),
+        ),
+        record="run.trials",
+    )
+    include_paths: tuple[str, ...] = setting(
+        (), Flag("--include-path", "extra task plugin folder", kind="append", metavar="DIR"), record="run.argv"
+    )
     # task options: the tasks' own flags (OPTIONS), --task-config and a run config's [task] tables
     task_options: Mapping[str, Any] = setting(None, None, factory=dict, record="tasks.options")
-    baseline: str | Path | None = setting(None, Flag(
-        "--baseline", "also evaluate this baseline (a model spec, no checkpoint) on exactly the same samples and "
-        "settings, or reuse an earlier run folder; results are stored side by side", metavar="SPEC_OR_RUN",
-        path="if-exists"), record="baseline")
-    intersect: bool = setting(False, Flag(
-        "--intersect", "with a baseline run on other samples: compare the common ones", kind="switch"),
-        record="baseline")
-    report: bool = setting(True, Flag("--no-report", "do not write OUTDIR/report.html", kind="negated"),
-                           record="run.argv")
-    data_root: str | Path | None = setting(None, Flag(
-        "--data-root", "where tasks find their data (default $MMGPT_EVAL_DATA or ~/.cache/mmgpt-eval/data); see "
-        "`mmgpt-eval data check`", metavar="DIR", path="always"), record="tasks.options")
+    baseline: str | Path | None = setting(
+        None,
+        Flag(
+            "--baseline",
+            "also evaluate this baseline (a model spec, no checkpoint) on exactly the same samples and "
+            "settings, or reuse an earlier run folder; results are stored side by side",
+            metavar="SPEC_OR_RUN",
+            path="if-exists",
+        ),
+        record="baseline",
+    )
+    intersect: bool = setting(
+        False,
+        Flag("--intersect", "with a baseline run on other samples: compare the common ones", kind="switch"),
+        record="baseline",
+    )
+    report: bool = setting(
+        True, Flag("--no-report", "do not write OUTDIR/report.html", kind="negated"), record="run.argv"
+    )
+    data_root: str | Path | None = setting(
+        None,
+        Flag(
+            "--data-root",
+            "where tasks find their data (default $MMGPT_EVAL_DATA or ~/.cache/mmgpt-eval/data); see "
+            "`mmgpt-eval data check`",
+            metavar="DIR",
+            path="always",
+        ),
+        record="tasks.options",
+    )
     progress: bool = setting(True, Flag("--no-progress", "no progress bars", kind="negated"), record="run.argv")
-    log_to: tuple[str, ...] = setting((), Flag(
-        "--log-to", "also send metrics, per-task tables, the report and the run's settings to an experiment tracker "
-        "once the run is written: mlflow[:URI] (e.g. mlflow:file:./mlruns, mlflow:http://host:5000) or "
-        "wandb[:PROJECT]; repeatable or comma-separated; needs pip install 'mmgpt-eval[mlflow]' / '[wandb]'",
-        kind="append", metavar="TRACKER"), record="run.argv")
+    log_to: tuple[str, ...] = setting(
+        (),
+        Flag(
+            "--log-to",
+            "also send metrics, per-task tables, the report and the run's settings to an experiment tracker "
+            "once the run is written: mlflow[:URI] (e.g. mlflow:file:./mlruns, mlflow:http://host:5000) or "
+            "wandb[:PROJECT]; repeatable or comma-separated; needs pip install 'mmgpt-eval[mlflow]' / '[wandb]'",
+            kind="append",
+            metavar="TRACKER",
+        ),
+        record="run.argv",
+    )
     # --- how to load the model
-    device: str | None = setting(None, Flag("--device", "cpu, cuda, cuda:N, mps or auto (default: the spec's)",
-                                            device_arg, group="model"), record="model")
-    precision: str | None = setting(None, Flag("--precision", "override the spec's precision",
-                                               choices=("fp32", "bf16", "fp16"), group="model"), record="model")
-    allow_partial: bool = setting(False, Flag(
-        "--allow-partial", "evaluate even if some adapter / cross-attention tensors did not load (loud warning)",
-        kind="switch", group="model"), record="model")
-    trust_checkpoint: bool = setting(False, Flag(
-        "--trust-checkpoint", "allow arbitrary unpickling of checkpoints (runs code from the file!)", kind="switch",
-        group="model"), record="run.argv")
-    lora_alpha: float | None = setting(None, Flag("--lora-alpha", "LoRA alpha for checkpoints that do not store it",
-                                                  float, group="model"), record="model")
-    allow_nonfinite: bool = setting(False, Flag(
-        "--allow-nonfinite", "load checkpoints that hold NaN/inf values (loud warning; outputs are likely garbage)",
-        kind="switch", group="model"), record="model")
+    device: str | None = setting(
+        None,
+        Flag("--device", "cpu, cuda, cuda:N, mps or auto (default: the spec's)", device_arg, group="model"),
+        record="model",
+    )
+    precision: str | None = setting(
+        None,
+        Flag("--precision", "override the spec's precision", choices=("fp32", "bf16", "fp16"), group="model"),
+        record="model",
+    )
+    allow_partial: bool = setting(
+        False,
+        Flag(
+            "--allow-partial",
+            "evaluate even if some adapter / cross-attention tensors did not load (loud warning)",
+            kind="switch",
+            group="model",
+        ),
+        record="model",
+    )
+    trust_checkpoint: bool = setting(
+        False,
+        Flag(
+            "--trust-checkpoint",
+            "allow arbitrary unpickling of checkpoints (runs code from the file!)",
+            kind="switch",
+            group="model",
+        ),
+        record="run.argv",
+    )
+    lora_alpha: float | None = setting(
+        None,
+        Flag("--lora-alpha", "LoRA alpha for checkpoints that do not store it", float, group="model"),
+        record="model",
+    )
+    allow_nonfinite: bool = setting(
+        False,
+        Flag(
+            "--allow-nonfinite",
+            "load checkpoints that hold NaN/inf values (loud warning; outputs are likely garbage)",
+            kind="switch",
+            group="model",
+        ),
+        record="model",
+    )
 
     # ------------------------------------------------------------------------------ derived views
     @property
     def generation_overrides(self) -> dict[str, Any]:
         """The decoding settings this run sets (over each task's own), as results record them."""
-        return {f.name: getattr(self, f.name) for f in settings() if f.metadata["setting"].run == "generation_overrides"
-                and getattr(self, f.name) is not None}
+        return {
+            f.name: getattr(self, f.name)
+            for f in settings()
+            if f.metadata["setting"].run == "generation_overrides" and getattr(self, f.name) is not None
+        }
 
     @property
     def load_options(self) -> "LoadOptions":
-        return LoadOptions(device=self.device, precision=self.precision, allow_partial=self.allow_partial,
-                           trust_checkpoint=self.trust_checkpoint, lora_alpha=self.lora_alpha,
-                           allow_nonfinite=self.allow_nonfinite)
+        return LoadOptions(
+            device=self.device,
+            precision=self.precision,
+            allow_partial=self.allow_partial,
+            trust_checkpoint=self.trust_checkpoint,
+            lora_alpha=self.lora_alpha,
+            allow_nonfinite=self.allow_nonfinite,
+        )
 
     @property
     def out_dir(self) -> Path:
@@ -362,8 +553,9 @@ class EvalConfig:
 
     # ------------------------------------------------------------------------------ builders
     @classmethod
-    def from_kwargs(cls, generation: Mapping[str, Any] | None = None, load_options: "LoadOptions | None" = None,
-                    **kwargs: Any) -> "EvalConfig":
+    def from_kwargs(
+        cls, generation: Mapping[str, Any] | None = None, load_options: "LoadOptions | None" = None, **kwargs: Any
+    ) -> "EvalConfig":
         """From :func:`mmgpt_eval.evaluate`'s keyword arguments: ``generation`` (decoding overrides) and
         ``load_options`` (:class:`LoadOptions`) spread into their fields; None means the field's default."""
         values = {k: v for k, v in kwargs.items() if v is not None}
@@ -398,8 +590,11 @@ class EvalConfig:
             add_run_arguments(parser, argv)
             args = parser.parse_args(argv)
             args._actions = {a.dest: a for a in parser._actions}
-        given = {fl.dest: getattr(args, fl.dest) for fl in flags()
-                 if getattr(args, fl.dest, None) is not None and getattr(args, fl.dest) != []}
+        given = {
+            fl.dest: getattr(args, fl.dest)
+            for fl in flags()
+            if getattr(args, fl.dest, None) is not None and getattr(args, fl.dest) != []
+        }
         tables: dict[str, Any] = {}
         config = getattr(args, "config", None)
         if config:
@@ -462,8 +657,11 @@ def meta(name: str) -> Setting:
 
 
 def flags(group: str | None = None) -> list[Flag]:
-    return [f.metadata["setting"].flag for f in settings() if f.metadata["setting"].flag is not None
-            and (group is None or f.metadata["setting"].flag.group == group)]
+    return [
+        f.metadata["setting"].flag
+        for f in settings()
+        if f.metadata["setting"].flag is not None and (group is None or f.metadata["setting"].flag.group == group)
+    ]
 
 
 # ------------------------------------------------------------------------------------ fingerprint
@@ -474,8 +672,9 @@ FINGERPRINT_RULES: dict[str, Callable[[Any, "EvalConfig", Any], bool]] = {
     "always": lambda pt, cfg, proto: True,
     "demo-template": lambda pt, cfg, proto: pt.template.demo is not None,
     # demos are drawn: few-shot prompts, or a protocol that picks its 0-shot text demos the same way
-    "demos-drawn": lambda pt, cfg, proto: pt.template.demo is not None and bool(
-        cfg.num_fewshot or proto.selects_zero_shot_demos),
+    "demos-drawn": lambda pt, cfg, proto: (
+        pt.template.demo is not None and bool(cfg.num_fewshot or proto.selects_zero_shot_demos)
+    ),
     "multi-round": lambda pt, cfg, proto: bool(pt.task.multi_round),
 }
 
@@ -498,8 +697,13 @@ def fingerprint_settings(pt: Any, cfg: EvalConfig, protocol: Any) -> dict[str, A
 
 
 # ------------------------------------------------------------------------------------ the command line
-def add_flags(p: argparse.ArgumentParser | Any, group: str, *, defaults: bool = False,
-              overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+def add_flags(
+    p: argparse.ArgumentParser | Any,
+    group: str,
+    *,
+    defaults: bool = False,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> None:
     """Add the flags of one group. ``defaults=False`` (``run``): every flag defaults to None, so a run
     config can fill what was not given; True: argparse defaults are the fields' defaults (``predict``)."""
     by_dest = {f.metadata["setting"].flag.dest: f for f in settings() if f.metadata["setting"].flag is not None}
@@ -546,15 +750,19 @@ def check_config_value(key: str, value: Any, fl: Flag, path: str) -> Any:
         one = dataclasses.replace(fl, kind="value")
         return [check_config_value(key, v, one, path) for v in values]
     if isinstance(value, (dict, list, bool)) or (fl.type is None and not isinstance(value, str)):
-        raise UserError(f"{key} = {value!r}: expected {'a string' if fl.type is None else 'a single value'} "
-                        f"(flag {flag})", path)
+        raise UserError(
+            f"{key} = {value!r}: expected {'a string' if fl.type is None else 'a single value'} (flag {flag})", path
+        )
     if fl.type is not None:
         text = value if isinstance(value, str) else str(value)
         try:
             value = fl.type(text)
         except (argparse.ArgumentTypeError, TypeError, ValueError) as e:
-            why = str(e) if isinstance(e, argparse.ArgumentTypeError) else \
-                f"expected {getattr(fl.type, '__name__', 'a valid value')}"
+            why = (
+                str(e)
+                if isinstance(e, argparse.ArgumentTypeError)
+                else f"expected {getattr(fl.type, '__name__', 'a valid value')}"
+            )
             raise UserError(f"{key} = {text!r}: {why} (flag {flag})", path) from None
     choices = fl.choice_list()
     if choices is not None and value not in choices:
@@ -565,9 +773,14 @@ def check_config_value(key: str, value: Any, fl: Flag, path: str) -> Any:
 def _action_flag(action: argparse.Action, key: str) -> Flag:
     """A task option's argparse action as a Flag (its type and choices check run-config values)."""
     kind = "switch" if action.nargs == 0 else "value"
-    return Flag(action.option_strings[-1] if action.option_strings else key, action.help or "",
-                action.type if callable(action.type) else None,
-                tuple(action.choices) if action.choices is not None else None, kind=kind, key=key)
+    return Flag(
+        action.option_strings[-1] if action.option_strings else key,
+        action.help or "",
+        action.type if callable(action.type) else None,
+        tuple(action.choices) if action.choices is not None else None,
+        kind=kind,
+        key=key,
+    )
 
 
 def _task_option_actions() -> dict[str, argparse.Action]:
@@ -582,8 +795,9 @@ def _task_option_actions() -> dict[str, argparse.Action]:
     return {a.dest: a for a in parser._actions}
 
 
-def read_run_config(path: str, task_actions: Mapping[str, argparse.Action] | None = None
-                    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def read_run_config(
+    path: str, task_actions: Mapping[str, argparse.Action] | None = None
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """``--config run.toml``: top-level keys are ``run``'s flags (``tasks = ["coco", "vqa"]``,
     ``output_dir = "out"``; relative paths resolve against the file's folder), ``[task]`` tables are
     task options. Every value is checked with its flag's type and choices, so a bad value is one line
@@ -618,8 +832,9 @@ def read_run_config(path: str, task_actions: Mapping[str, argparse.Action] | Non
 
 
 # ------------------------------------------------------------------------------------ task options
-TASK_CONFIG_FLAG = Flag("--task-config", "task options as [task] tables, e.g. [vqav2] questions = \"...\"",
-                        metavar="TOML", path="if-exists")
+TASK_CONFIG_FLAG = Flag(
+    "--task-config", 'task options as [task] tables, e.g. [vqav2] questions = "..."', metavar="TOML", path="if-exists"
+)
 
 
 def _resolve_table_paths(tables: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -628,13 +843,21 @@ def _resolve_table_paths(tables: dict[str, Any], base: Path) -> dict[str, Any]:
     for section, values in tables.items():
         if not isinstance(values, dict):
             raise UserError(f"top-level key {section!r} must be a [task] table", base)
-        out[section] = {k: str((base / v).resolve()) if isinstance(v, str) and not Path(v).is_absolute()
-                        and (base / v).exists() else v for k, v in values.items()}
+        out[section] = {
+            k: str((base / v).resolve())
+            if isinstance(v, str) and not Path(v).is_absolute() and (base / v).exists()
+            else v
+            for k, v in values.items()
+        }
     return out
 
 
-def cli_task_options(args: argparse.Namespace, config_tables: dict[str, Any], include_paths: Sequence[str] = (),
-                     task_config: str | None = None) -> dict[str, Any]:
+def cli_task_options(
+    args: argparse.Namespace,
+    config_tables: dict[str, Any],
+    include_paths: Sequence[str] = (),
+    task_config: str | None = None,
+) -> dict[str, Any]:
     """--task-config tables, then --config tables, then task option flags (flags win), as the API takes them."""
     from .io import read_toml
     from .taskregistry import discover
@@ -697,11 +920,19 @@ def add_task_option_args(p: argparse.ArgumentParser, include_paths: list[str]) -
 def add_run_arguments(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     """Every flag of ``mmgpt-eval run``: the model group, the run group, ``--task-config``, ``--config``,
     the generation group (no defaults: a run config fills what was not given) and the tasks' options."""
-    add_flags(p.add_argument_group("model"), "model", defaults=False,
-              overrides={"model": {"required": False, "default": None}})
+    add_flags(
+        p.add_argument_group("model"),
+        "model",
+        defaults=False,
+        overrides={"model": {"required": False, "default": None}},
+    )
     add_flags(p, "run")
     add_flag(p, TASK_CONFIG_FLAG)
-    p.add_argument("--config", default=None, metavar="TOML",
-                   help="a run config: top-level keys are these flags, [task] tables task options; flags win")
+    p.add_argument(
+        "--config",
+        default=None,
+        metavar="TOML",
+        help="a run config: top-level keys are these flags, [task] tables task options; flags win",
+    )
     add_flags(p.add_argument_group("generation"), "generation", defaults=False)
     add_task_option_args(p, include_paths_from_argv(argv))

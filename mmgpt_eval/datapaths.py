@@ -53,6 +53,15 @@ def check(task: Task, root: Path) -> list[dict[str, object]]:
     for o, key, default in _layout(task, root):
         given = task.options.get(key)
         path = Path(given) if given else default
-        rows.append({"task": task.name, "option": key, "path": str(path), "present": path.exists(),
-                     "required": o.required, "source": o.source, "from": "flag" if given else "data root"})
+        rows.append(
+            {
+                "task": task.name,
+                "option": key,
+                "path": str(path),
+                "present": path.exists(),
+                "required": o.required,
+                "source": o.source,
+                "from": "flag" if given else "data root",
+            }
+        )
     return rows

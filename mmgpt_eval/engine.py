@@ -104,13 +104,15 @@ class Engine:
         """Refuse what this model cannot answer, before any work."""
         for i, q in enumerate(requests):
             if q.images and not self.model.accepts_images:
-                raise UserError(f"model family {self.model.family} takes no images, but request {i} has "
-                                f"{len(q.images)}")
+                raise UserError(
+                    f"model family {self.model.family} takes no images, but request {i} has {len(q.images)}"
+                )
             if isinstance(q, GenerationRequest) and q.stop not in STOP_RULES:
                 raise UserError(f"request {i}: unknown stop rule {q.stop!r} (known: {', '.join(STOP_RULES)})")
 
-    def answer(self, requests: Sequence[Request], batch_size: int | None = None,
-               on_batch: Callable[[int], None] | None = None) -> list[Answer]:
+    def answer(
+        self, requests: Sequence[Request], batch_size: int | None = None, on_batch: Callable[[int], None] | None = None
+    ) -> list[Answer]:
         """A :class:`~mmgpt_eval.model.seam.Generation` per generation request and a list of
         :class:`~mmgpt_eval.model.seam.CandidateScore` (candidate order) per ranking request, in input
         order. ``batch_size``: rows per batch (default :meth:`batch_size` for each group's beams);
@@ -129,8 +131,11 @@ class Engine:
             size = batch_size or self.batch_size(settings.num_beams)
             inputs = [requests[i].as_input() for i in idx]
             for batch in self._batches(inputs, size, settings.num_beams):
-                gens = halving_on_oom(self, lambda part: self.model.generate_batch(part, settings, stop),
-                                      [inputs[j] for j in batch])
+                gens = halving_on_oom(
+                    self,
+                    lambda part, st=settings, rule=stop: self.model.generate_batch(part, st, rule),
+                    [inputs[j] for j in batch],
+                )
                 for j, g in zip(batch, gens):
                     out[idx[j]] = g
                 if on_batch:
@@ -152,8 +157,9 @@ class Engine:
         if self.requested and self.requested > 0:
             return batches_by_image_count(inputs, size)
         tokens = self.model.prompt_tokens(inputs)
-        return batches_by_image_count(inputs, size, tokens,
-                                      lambda width: self.model.batch_capacity(0, num_beams, width))
+        return batches_by_image_count(
+            inputs, size, tokens, lambda width: self.model.batch_capacity(0, num_beams, width)
+        )
 
     def generate(self, requests: Sequence[GenerationRequest], batch_size: int | None = None) -> list[Generation]:
         return self.answer(requests, batch_size)  # type: ignore[return-value]

@@ -41,11 +41,38 @@ from .results import RunResults
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-METRIC_COLUMNS = ["run", "run_dir", "role", "checkpoint", "step", "task", "metric", "value", "unit",
-                  "higher_is_better", "kind", "n_samples", "template", "num_fewshot", "primary"]
+METRIC_COLUMNS = [
+    "run",
+    "run_dir",
+    "role",
+    "checkpoint",
+    "step",
+    "task",
+    "metric",
+    "value",
+    "unit",
+    "higher_is_better",
+    "kind",
+    "n_samples",
+    "template",
+    "num_fewshot",
+    "primary",
+]
 COMPARISON_COLUMNS = ["baseline_value", "delta", "ci_low", "ci_high", "p_value"]
-SAMPLE_COLUMNS = ["run", "run_dir", "role", "task", "id", "prompt", "raw", "prediction", "references", "images",
-                  "generated_tokens", "stopped_on_eos"]
+SAMPLE_COLUMNS = [
+    "run",
+    "run_dir",
+    "role",
+    "task",
+    "id",
+    "prompt",
+    "raw",
+    "prediction",
+    "references",
+    "images",
+    "generated_tokens",
+    "stopped_on_eos",
+]
 SAMPLE_METRIC_PREFIX = "metric_"
 
 
@@ -112,8 +139,10 @@ def collect_runs(runs: Any, include_baseline: bool = True) -> list[FrameRun]:
         elif isinstance(item, (str, os.PathLike)):
             out.extend(load_runs(item))
         else:
-            raise UserError(f"cannot make a frame of {type(item).__name__}: give RunResults, SeriesResults, "
-                            "a run folder or a list of these")
+            raise UserError(
+                f"cannot make a frame of {type(item).__name__}: give RunResults, SeriesResults, "
+                "a run folder or a list of these"
+            )
     if include_baseline:
         seen = {_key(fr.results) for fr in out}
         for fr in list(out):
@@ -166,15 +195,33 @@ def metrics_frame(runs: Any, include_baseline: bool = True) -> "pd.DataFrame":
             for metric, value in tr.metrics.items():
                 info = tr.metric_info.get(metric) or {}
                 hib = info.get("higher_is_better")
-                row = {"run": label, "run_dir": run_dir, "role": fr.role, "checkpoint": ckpt, "step": fr.step,
-                       "task": task, "metric": metric, "value": number(value), "unit": info.get("unit"),
-                       "higher_is_better": None if hib is None else bool(hib), "kind": info.get("kind"),
-                       "n_samples": tr.n_samples, "template": (tr.template or {}).get("name"),
-                       "num_fewshot": tr.num_fewshot or 0, "primary": metric == tr.primary_metric}
+                row = {
+                    "run": label,
+                    "run_dir": run_dir,
+                    "role": fr.role,
+                    "checkpoint": ckpt,
+                    "step": fr.step,
+                    "task": task,
+                    "metric": metric,
+                    "value": number(value),
+                    "unit": info.get("unit"),
+                    "higher_is_better": None if hib is None else bool(hib),
+                    "kind": info.get("kind"),
+                    "n_samples": tr.n_samples,
+                    "template": (tr.template or {}).get("name"),
+                    "num_fewshot": tr.num_fewshot or 0,
+                    "primary": metric == tr.primary_metric,
+                }
                 c = comps.get((task, metric), {})
-                row.update({"baseline_value": number(c.get("baseline")), "delta": number(c.get("delta")),
-                            "ci_low": number(c.get("ci_low")), "ci_high": number(c.get("ci_high")),
-                            "p_value": number(c.get("p_value"))})
+                row.update(
+                    {
+                        "baseline_value": number(c.get("baseline")),
+                        "delta": number(c.get("delta")),
+                        "ci_low": number(c.get("ci_low")),
+                        "ci_high": number(c.get("ci_high")),
+                        "p_value": number(c.get("p_value")),
+                    }
+                )
                 rows.append(row)
     cols = METRIC_COLUMNS + (COMPARISON_COLUMNS if any_comparisons else [])
     df = pd.DataFrame([{k: row[k] for k in cols} for row in rows], columns=cols)
@@ -227,12 +274,20 @@ def _samples(frs: list[FrameRun], task: str) -> "pd.DataFrame":
             images = rec.get("images")
             tokens = rec.get("generated_tokens")
             eos = rec.get("stopped_on_eos")
-            row = {"run": label, "run_dir": run_dir, "role": fr.role, "task": task, "id": str(rec["id"]),
-                   "prompt": rec.get("prompt"), "raw": rec.get("raw"), "prediction": rec.get("prediction"),
-                   "references": _json_text(rec.get("references")),
-                   "images": ", ".join(map(str, images)) if isinstance(images, list) else _json_text(images),
-                   "generated_tokens": tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None,
-                   "stopped_on_eos": eos if isinstance(eos, bool) else None}
+            row = {
+                "run": label,
+                "run_dir": run_dir,
+                "role": fr.role,
+                "task": task,
+                "id": str(rec["id"]),
+                "prompt": rec.get("prompt"),
+                "raw": rec.get("raw"),
+                "prediction": rec.get("prediction"),
+                "references": _json_text(rec.get("references")),
+                "images": ", ".join(map(str, images)) if isinstance(images, list) else _json_text(images),
+                "generated_tokens": tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None,
+                "stopped_on_eos": eos if isinstance(eos, bool) else None,
+            }
             row.update({SAMPLE_METRIC_PREFIX + k: v for k, v in ms.items()})
             rows.append(row)
     cols = SAMPLE_COLUMNS + [SAMPLE_METRIC_PREFIX + k for k in metric_keys]

@@ -76,8 +76,9 @@ class GenerationSettings:
         if self.do_sample and self.temperature <= 0:
             raise UserError(f"temperature must be > 0 when sampling (do_sample), got {self.temperature!r}", where)
         if self.min_new_tokens > self.max_new_tokens:
-            raise UserError(f"min_new_tokens ({self.min_new_tokens}) exceeds max_new_tokens "
-                            f"({self.max_new_tokens})", where)
+            raise UserError(
+                f"min_new_tokens ({self.min_new_tokens}) exceeds max_new_tokens ({self.max_new_tokens})", where
+            )
         return self
 
     def hf_kwargs(self) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def open_image_key(key: str) -> Image.Image | None:
         opener = _SCHEMES.get(scheme) if sep else None
         if opener is not None:
             return opener(key)
-        p = Path(key[len("path:"):] if key.startswith("path:") else key)
+        p = Path(key[len("path:") :] if key.startswith("path:") else key)
         if p.is_file():
             with Image.open(p) as im:
                 return im.convert("RGB")

@@ -185,8 +185,9 @@ def prediction_records(data: Any, path: Any, id_key: str, text_key: str) -> Iter
     """``(index, id, text)`` of a predictions file in the official results format
     (``[{id_key, text_key}]``); anything else is a one-line :class:`UserError` naming the entry."""
     if not isinstance(data, list):
-        raise UserError(f"predictions must be a list of {{\"{id_key}\", \"{text_key}\"}} objects, "
-                        f"got {type(data).__name__}", path)
+        raise UserError(
+            f'predictions must be a list of {{"{id_key}", "{text_key}"}} objects, got {type(data).__name__}', path
+        )
     for i, p in enumerate(data):
         if not isinstance(p, dict):
             raise UserError(f"predictions entry {i} is not an object", path)
@@ -197,6 +198,9 @@ def prediction_records(data: Any, path: Any, id_key: str, text_key: str) -> Iter
         if not is_id(pid):
             raise UserError(f"predictions entry {i}: {id_key!r} must be an integer or string, got {pid!r}", path)
         if not isinstance(p[text_key], str):
-            raise UserError(f"predictions entry {i} ({id_key} {pid}): {text_key!r} must be a string, "
-                            f"got {type(p[text_key]).__name__}", path)
+            raise UserError(
+                f"predictions entry {i} ({id_key} {pid}): {text_key!r} must be a string, "
+                f"got {type(p[text_key]).__name__}",
+                path,
+            )
         yield i, pid, p[text_key]

@@ -109,8 +109,11 @@ class OutputLock:
                 info = _read_info(fd)
                 os.close(fd)
                 if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    raise UserError(f"the output folder is in use by another mmgpt-eval run: {describe_holder(info)}; "
-                                    "wait for it to finish or choose another --output-dir", self.folder) from None
+                    raise UserError(
+                        f"the output folder is in use by another mmgpt-eval run: {describe_holder(info)}; "
+                        "wait for it to finish or choose another --output-dir",
+                        self.folder,
+                    ) from None
                 raise UserError(f"cannot lock the output folder ({e.strerror})", self.path) from None
             try:
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
@@ -126,11 +129,19 @@ class OutputLock:
         old = _read_info(self.fd)
         if old:
             pid = old.get("pid")
-            gone = (isinstance(pid, int) and old.get("host") == socket.gethostname() and not _pid_alive(pid))
-            log.warning("%s: taken over a stale lock left by %s%s", self.folder, describe_holder(old),
-                        " (that process is gone)" if gone else " (it no longer holds the lock)")
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "command": self.command}
+            gone = isinstance(pid, int) and old.get("host") == socket.gethostname() and not _pid_alive(pid)
+            log.warning(
+                "%s: taken over a stale lock left by %s%s",
+                self.folder,
+                describe_holder(old),
+                " (that process is gone)" if gone else " (it no longer holds the lock)",
+            )
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": self.command,
+        }
         os.ftruncate(self.fd, 0)
         os.lseek(self.fd, 0, os.SEEK_SET)
         os.write(self.fd, (json.dumps(info) + "\n").encode("utf-8"))
@@ -180,8 +191,12 @@ def remove_orphan_temps(folder: str | os.PathLike, depth: int = CLEANUP_DEPTH) -
             except OSError:
                 continue
     if removed:
-        log.warning("%s: removed %d temporary file(s) left by an interrupted run: %s", root, len(removed),
-                    ", ".join(str(p.relative_to(root)) for p in removed[:5]) + (" ..." if len(removed) > 5 else ""))
+        log.warning(
+            "%s: removed %d temporary file(s) left by an interrupted run: %s",
+            root,
+            len(removed),
+            ", ".join(str(p.relative_to(root)) for p in removed[:5]) + (" ..." if len(removed) > 5 else ""),
+        )
     return removed
 
 

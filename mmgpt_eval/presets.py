@@ -22,13 +22,27 @@ PATH_KEYS = ("vision_encoder", "vision_pretrained", "lm", "tokenizer", "openflam
 # Spec keys that decide which base model a spec builds (the weights' locations may be local paths), and
 # the value a spec has for each when its file does not set it (ModelSpec's defaults; a test keeps the two
 # equal).
-ARCHITECTURE_KEYS = ("vision_encoder", "vision_pretrained", "vision_quick_gelu", "vision_tokens_ln_post",
-                     "cross_attn_every_n_layers", "flamingo_version", "perceiver_depth", "perceiver_num_latents",
-                     "init")
-ARCHITECTURE_DEFAULTS: dict[str, Any] = {"vision_pretrained": None, "vision_quick_gelu": False,
-                                         "vision_tokens_ln_post": False, "cross_attn_every_n_layers": 1,
-                                         "flamingo_version": "v2", "perceiver_depth": 6,
-                                         "perceiver_num_latents": 64, "init": "pretrained"}
+ARCHITECTURE_KEYS = (
+    "vision_encoder",
+    "vision_pretrained",
+    "vision_quick_gelu",
+    "vision_tokens_ln_post",
+    "cross_attn_every_n_layers",
+    "flamingo_version",
+    "perceiver_depth",
+    "perceiver_num_latents",
+    "init",
+)
+ARCHITECTURE_DEFAULTS: dict[str, Any] = {
+    "vision_pretrained": None,
+    "vision_quick_gelu": False,
+    "vision_tokens_ln_post": False,
+    "cross_attn_every_n_layers": 1,
+    "flamingo_version": "v2",
+    "perceiver_depth": 6,
+    "perceiver_num_latents": 64,
+    "init": "pretrained",
+}
 
 
 def presets_dir() -> Path:
@@ -50,7 +64,7 @@ def is_local_ref(value: str, base: Path) -> Path | None:
     if value.startswith(("hf://", "hf-hub:")):
         return None
     if value.startswith("local-dir:"):
-        value = value[len("local-dir:"):]
+        value = value[len("local-dir:") :]
     p = Path(os.path.expanduser(value))
     if p.is_absolute():
         return p

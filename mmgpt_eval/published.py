@@ -39,10 +39,35 @@ from .results import RunResults, TaskResult
 PROTOCOLS = ("openflamingo", "mmgpt-eval")
 COMPARABLE = ("openflamingo", "none")
 SCALES = {"x100": 100.0, "same": 1.0}
-ROW_TEXT = ("id", "model", "preset", "task", "metric", "scale", "split", "comparable_to_protocol",
-            "comparability_note", "source", "source_commit", "verification")
-PROTOCOL_TEXT = ("code", "commit", "eval_split", "demo_source", "prompt", "demo_separator", "answer_cleanup",
-                 "demo_selection", "demo_draws", "num_samples", "trials", "zero_shot", "zero_shot_mode")
+ROW_TEXT = (
+    "id",
+    "model",
+    "preset",
+    "task",
+    "metric",
+    "scale",
+    "split",
+    "comparable_to_protocol",
+    "comparability_note",
+    "source",
+    "source_commit",
+    "verification",
+)
+PROTOCOL_TEXT = (
+    "code",
+    "commit",
+    "eval_split",
+    "demo_source",
+    "prompt",
+    "demo_separator",
+    "answer_cleanup",
+    "demo_selection",
+    "demo_draws",
+    "num_samples",
+    "trials",
+    "zero_shot",
+    "zero_shot_mode",
+)
 PROTOCOL_NUMBERS = ("length_penalty", "num_beams", "max_new_tokens")  # a number, or text where none applies
 SEPARATORS = ("none", "newline")
 DEMO_SELECTIONS = ("random", "rices")
@@ -164,8 +189,12 @@ def _row(d: Any, i: int, path: Path) -> Row:
     _choice(t["scale"], tuple(SCALES), "scale", path, where)
     _choice(t["comparable_to_protocol"], COMPARABLE, "comparable_to_protocol", path, where)
     shots = d.get("shots")
-    if (not isinstance(shots, list) or not shots or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
-                                                             for s in shots) or len(set(shots)) != len(shots)):
+    if (
+        not isinstance(shots, list)
+        or not shots
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shots)
+        or len(set(shots)) != len(shots)
+    ):
         raise _fail("'shots' must be a non-empty list of distinct non-negative integers", path, where)
     values = _numbers(d, "values", path, where)
     if len(values) != len(shots):
@@ -204,9 +233,14 @@ def _disagreement(d: Any, i: int, path: Path) -> Disagreement:
     if not isinstance(d.get("shots"), int) or isinstance(d.get("shots"), bool):
         raise _fail("'shots' must be an integer", path, where)
     entries = d.get("entries")
-    if (not isinstance(entries, list) or len(entries) < 2
-            or not all(isinstance(e, dict) and _number(e.get("value")) and isinstance(e.get("source"), str)
-                       and e["source"].strip() for e in entries)):
+    if (
+        not isinstance(entries, list)
+        or len(entries) < 2
+        or not all(
+            isinstance(e, dict) and _number(e.get("value")) and isinstance(e.get("source"), str) and e["source"].strip()
+            for e in entries
+        )
+    ):
         raise _fail("'entries' must list at least two {value = number, source = text}", path, where)
     return Disagreement(**t, shots=d["shots"], entries=tuple((float(e["value"]), e["source"]) for e in entries))
 
@@ -226,8 +260,9 @@ def parse(data: dict[str, Any], path: Path) -> Published:
     """Validate the parsed TOML of a published-numbers file."""
     unknown = sorted(set(data) - {"row", "disagreement", "unread"})
     if unknown:
-        raise UserError(f"unknown top-level key(s) {', '.join(unknown)} (expected [[row]], [[disagreement]], "
-                        "[[unread]])", path)
+        raise UserError(
+            f"unknown top-level key(s) {', '.join(unknown)} (expected [[row]], [[disagreement]], [[unread]])", path
+        )
     for key in ("row", "disagreement", "unread"):
         if key in data and not isinstance(data[key], list):
             raise UserError(f"{key!r} must be an array of tables ([[{key}]])", path)
@@ -238,9 +273,12 @@ def parse(data: dict[str, Any], path: Path) -> Published:
     dup = next((x for x in ids if ids.count(x) > 1), None)
     if dup is not None:
         raise UserError(f"row id {dup!r} is used twice", path)
-    return Published(rows=rows,
-                     disagreements=tuple(_disagreement(d, i, path) for i, d in enumerate(data.get("disagreement", []))),
-                     unread=tuple(_unread(d, i, path) for i, d in enumerate(data.get("unread", []))), path=path)
+    return Published(
+        rows=rows,
+        disagreements=tuple(_disagreement(d, i, path) for i, d in enumerate(data.get("disagreement", []))),
+        unread=tuple(_unread(d, i, path) for i, d in enumerate(data.get("unread", []))),
+        path=path,
+    )
 
 
 def load(path: str | os.PathLike | None = None) -> Published:
@@ -293,8 +331,10 @@ def run_preset(run: RunResults) -> tuple[str | None, str]:
             continue  # other published weights
         found.append(p)
     if len(found) == 1:
-        return found[0], (f"spec {name or '(unnamed)'} has preset {found[0]}'s architecture; its weights "
-                          f"({spec.get('openflamingo_checkpoint')}) are taken to be that preset's")
+        return found[0], (
+            f"spec {name or '(unnamed)'} has preset {found[0]}'s architecture; its weights "
+            f"({spec.get('openflamingo_checkpoint')}) are taken to be that preset's"
+        )
     return None, f"model spec {name or '(unnamed)'} is not one of the presets ({', '.join(presets)})"
 
 
@@ -320,10 +360,21 @@ class Match:
         return self.measured - self.published
 
     def to_dict(self) -> dict[str, Any]:
-        return {"row": self.row.id, "task": self.task, "shots": self.shots, "compares": self.compares,
-                "reasons": self.reasons, "caveats": self.caveats, "measured": self.measured,
-                "measured_raw": self.measured_raw, "published": self.published, "published_std": self.published_std,
-                "scale": self.row.scale, "source": self.row.source, "source_commit": self.row.source_commit}
+        return {
+            "row": self.row.id,
+            "task": self.task,
+            "shots": self.shots,
+            "compares": self.compares,
+            "reasons": self.reasons,
+            "caveats": self.caveats,
+            "measured": self.measured,
+            "measured_raw": self.measured_raw,
+            "published": self.published,
+            "published_std": self.published_std,
+            "scale": self.row.scale,
+            "source": self.row.source,
+            "source_commit": self.row.source_commit,
+        }
 
 
 def _number_of_trials(run: RunResults) -> int:
@@ -334,8 +385,14 @@ def _number_of_trials(run: RunResults) -> int:
 def _match(row: Row, run: RunResults, tr: TaskResult, preset: str | None, how: str) -> Match:
     r = run.run if isinstance(run.run, dict) else {}
     shots = int(tr.num_fewshot or 0)
-    m = Match(row=row, task=tr.task, shots=shots, compares=False, published=row.value_at(shots),
-              published_std=row.std_at(shots))
+    m = Match(
+        row=row,
+        task=tr.task,
+        shots=shots,
+        compares=False,
+        published=row.value_at(shots),
+        published_std=row.std_at(shots),
+    )
     why = m.reasons
     if preset != row.preset:
         why.append(f"published for preset {row.preset}; " + (f"this run evaluated preset {preset}" if preset else how))
@@ -343,16 +400,19 @@ def _match(row: Row, run: RunResults, tr: TaskResult, preset: str | None, how: s
         m.caveats.append(how)
     ck = _get(run.model, "checkpoint")
     if isinstance(ck, dict) and ck.get("path"):
-        why.append(f"this run applied checkpoint {Path(str(ck['path'])).name} on the base model; the published "
-                   "numbers are for the base weights alone")
+        why.append(
+            f"this run applied checkpoint {Path(str(ck['path'])).name} on the base model; the published "
+            "numbers are for the base weights alone"
+        )
     if shots not in row.shots:
         why.append(f"published at {', '.join(map(str, row.shots))} shots; this run used {shots}")
     protocol = r.get("protocol") or "mmgpt-eval"
     if row.comparable_to_protocol == "none":
         why.append(f"the source's protocol is not one mmgpt-eval runs: {row.comparability_note}")
     elif protocol != row.comparable_to_protocol:
-        why.append(f"this run used --protocol {protocol}; the row compares only with --protocol "
-                   f"{row.comparable_to_protocol}")
+        why.append(
+            f"this run used --protocol {protocol}; the row compares only with --protocol {row.comparable_to_protocol}"
+        )
     selection = r.get("fewshot_selection") or "random"
     if selection != row.protocol["demo_selection"]:
         why.append(f"demos by {selection}; the source drew them by {row.protocol['demo_selection']}")
@@ -362,8 +422,11 @@ def _match(row: Row, run: RunResults, tr: TaskResult, preset: str | None, how: s
     overrides = r.get("generation_overrides")
     overrides = {k: v for k, v in overrides.items() if k != "use_cache"} if isinstance(overrides, dict) else {}
     if overrides:
-        why.append("decoding changed by flags (" + ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
-                   + "); the source decoded with its own settings")
+        why.append(
+            "decoding changed by flags ("
+            + ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+            + "); the source decoded with its own settings"
+        )
     raw = tr.metrics.get(row.metric) if isinstance(tr.metrics, dict) else None
     if _number(raw):
         m.measured_raw = float(raw)
@@ -373,11 +436,15 @@ def _match(row: Row, run: RunResults, tr: TaskResult, preset: str | None, how: s
     m.compares = not why
     if m.compares:
         if row.factor != 1.0:
-            m.caveats.append(f"measured {row.metric} {m.measured_raw:.4g} (mmgpt-eval's scale) shown x{row.factor:g} "
-                             "as the source reports it")
+            m.caveats.append(
+                f"measured {row.metric} {m.measured_raw:.4g} (mmgpt-eval's scale) shown x{row.factor:g} "
+                "as the source reports it"
+            )
         if tr.n_samples < tr.n_available:
-            m.caveats.append(f"this run evaluated {tr.n_samples} of {tr.n_available} samples ({tr.subset}); the "
-                             f"source: {row.protocol['num_samples']}")
+            m.caveats.append(
+                f"this run evaluated {tr.n_samples} of {tr.n_available} samples ({tr.subset}); the "
+                f"source: {row.protocol['num_samples']}"
+            )
         n = _number_of_trials(run)
         m.caveats.append(f"this run: {n} trial{'s' if n != 1 else ''}; the source: {row.protocol['trials']}")
         if not row.verified:
@@ -433,8 +500,12 @@ def _fmt(v: float | None, std: float | None = None) -> str:
     return f"{v:.4g}" + (f" ±{std:g}" if std is not None else "")
 
 
-def print_published(runs: list[RunResults], labels: list[str] | None = None, published: Published | None = None,
-                    tasks: list[str] | None = None) -> None:
+def print_published(
+    runs: list[RunResults],
+    labels: list[str] | None = None,
+    published: Published | None = None,
+    tasks: list[str] | None = None,
+) -> None:
     """Published OpenFlamingo rows beside the runs' numbers where they compare, and why the others do
     not (``tasks``: only these). Prints nothing when no published row concerns the runs' tasks; a bad
     file is one warning line."""
@@ -454,16 +525,24 @@ def print_published(runs: list[RunResults], labels: list[str] | None = None, pub
         return
     if labels is None:
         labels = [run_label(r) for r in runs]
-        labels = [f"{lbl} ({r.run_dir.name})" if labels.count(lbl) > 1 and r.run_dir is not None else lbl
-                  for lbl, r in zip(labels, runs)]
-    per_run = [(lbl, [m for m in published_rows_for(r, published=pub) if tasks is None or m.task in tasks],
-                notes_for(r, pub, tasks))
-               for lbl, r in zip(labels, runs)]
+        labels = [
+            f"{lbl} ({r.run_dir.name})" if labels.count(lbl) > 1 and r.run_dir is not None else lbl
+            for lbl, r in zip(labels, runs)
+        ]
+    per_run = [
+        (
+            lbl,
+            [m for m in published_rows_for(r, published=pub) if tasks is None or m.task in tasks],
+            notes_for(r, pub, tasks),
+        )
+        for lbl, r in zip(labels, runs)
+    ]
     if not any(ms for _, ms, _ in per_run):
         return
     several = len(runs) > 1
-    t = Table(title="published OpenFlamingo numbers that compare (same task, preset, shots, protocol)",
-              title_justify="left")
+    t = Table(
+        title="published OpenFlamingo numbers that compare (same task, preset, shots, protocol)", title_justify="left"
+    )
     for col in (["run"] if several else []) + ["row", "task", "shots", "measured", "published", "delta"]:
         t.add_column(col, justify="right" if col in ("shots", "measured", "published", "delta") else "left")
     n = 0
@@ -471,28 +550,39 @@ def print_published(runs: list[RunResults], labels: list[str] | None = None, pub
         for m in ms:
             if m.compares:
                 n += 1
-                t.add_row(*([escape(lbl)] if several else []), escape(m.row.id),
-                          f"{m.task} {m.row.metric}" + (" x100" if m.row.factor != 1 else ""), str(m.shots),
-                          _fmt(m.measured), _fmt(m.published, m.published_std), _fmt(m.delta))
+                t.add_row(
+                    *([escape(lbl)] if several else []),
+                    escape(m.row.id),
+                    f"{m.task} {m.row.metric}" + (" x100" if m.row.factor != 1 else ""),
+                    str(m.shots),
+                    _fmt(m.measured),
+                    _fmt(m.published, m.published_std),
+                    _fmt(m.delta),
+                )
     if n:
         con.print(t)
         for _, ms, _ in per_run:
             for m in ms:
                 if m.compares:
-                    con.print(f"  {escape(m.row.id)}: {escape(m.row.source)} @ {m.row.source_commit[:12]}; "
-                              + escape("; ".join(m.caveats)))
+                    con.print(
+                        f"  {escape(m.row.id)}: {escape(m.row.source)} @ {m.row.source_commit[:12]}; "
+                        + escape("; ".join(m.caveats))
+                    )
     else:
-        con.print("published OpenFlamingo numbers: none compares with "
-                  + ("this run" if len(runs) == 1 else "these runs"))
+        con.print(
+            "published OpenFlamingo numbers: none compares with " + ("this run" if len(runs) == 1 else "these runs")
+        )
     for lbl, ms, notes in per_run:
         for m in ms:
             if not m.compares:
-                con.print(f"  not compared: {escape(m.row.id)} ({m.task}, {escape(m.row.values_text())}) vs "
-                          f"{escape(lbl)}: " + escape("; ".join(_short(x) for x in m.reasons)))
+                con.print(
+                    f"  not compared: {escape(m.row.id)} ({m.task}, {escape(m.row.values_text())}) vs "
+                    f"{escape(lbl)}: " + escape("; ".join(_short(x) for x in m.reasons))
+                )
         for note in notes:
             con.print(f"  note: {escape(_short(note, 300))}")
     con.print(f"  (rows and their protocols: {pub.path})")
 
 
 def _short(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

@@ -49,9 +49,19 @@ class SampleRecord:
     def from_dict(cls, d: dict[str, Any], where: Any = "samples") -> "SampleRecord":
         if not isinstance(d, dict) or "id" not in d:
             raise UserError("a per-sample record must be a JSON object with an id", where)
-        defaults: dict[str, Any] = {"prompt_sha256": "", "template": "", "template_sha256": "", "prompt": "", "images": [],
-                    "raw": "", "prediction": "", "references": None, "metrics": {}, "generated_tokens": 0,
-                    "stopped_on_eos": False}
+        defaults: dict[str, Any] = {
+            "prompt_sha256": "",
+            "template": "",
+            "template_sha256": "",
+            "prompt": "",
+            "images": [],
+            "raw": "",
+            "prediction": "",
+            "references": None,
+            "metrics": {},
+            "generated_tokens": 0,
+            "stopped_on_eos": False,
+        }
         known = {f.name for f in fields(cls)}
         kw = {**defaults, **{k: v for k, v in d.items() if k in known}}
         kw["id"] = str(kw["id"])
@@ -64,8 +74,13 @@ class SampleRecord:
         if self.outputs and key in self.outputs:
             return self.outputs[key]
         if key == "main" and not self.outputs:
-            return {"prompt": self.prompt, "raw": self.raw, "prediction": self.prediction,
-                    "image_keys": self.images, "prompt_sha256": self.prompt_sha256}
+            return {
+                "prompt": self.prompt,
+                "raw": self.raw,
+                "prediction": self.prediction,
+                "image_keys": self.images,
+                "prompt_sha256": self.prompt_sha256,
+            }
         return None
 
 

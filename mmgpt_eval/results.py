@@ -103,9 +103,16 @@ class RunResults:
     _logs: dict[str, TaskLog] = field(default_factory=dict, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": self.schema, "schema_version": self.schema_version, "created": self.created,
-                "run": self.run, "model": self.model, "tasks": {k: v.to_dict() for k, v in self.tasks.items()},
-                "provenance": self.provenance, "baseline": self.baseline}
+        return {
+            "schema": self.schema,
+            "schema_version": self.schema_version,
+            "created": self.created,
+            "run": self.run,
+            "model": self.model,
+            "tasks": {k: v.to_dict() for k, v in self.tasks.items()},
+            "provenance": self.provenance,
+            "baseline": self.baseline,
+        }
 
     def save(self, path: str | os.PathLike) -> None:
         atomic_write_json(path, self.to_dict())
@@ -113,17 +120,27 @@ class RunResults:
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "results") -> "RunResults":
         if not isinstance(d, dict) or d.get("schema") != SCHEMA:
-            raise UserError(f"not an mmgpt-eval results file (schema {d.get('schema') if isinstance(d, dict) else None!r})",
-                            where)
+            raise UserError(
+                f"not an mmgpt-eval results file (schema {d.get('schema') if isinstance(d, dict) else None!r})", where
+            )
         if d.get("schema_version") not in READABLE_VERSIONS:
-            raise UserError(f"results schema version {d.get('schema_version')} is not supported "
-                            f"(this mmgpt-eval reads versions {', '.join(map(str, READABLE_VERSIONS))})", where)
+            raise UserError(
+                f"results schema version {d.get('schema_version')} is not supported "
+                f"(this mmgpt-eval reads versions {', '.join(map(str, READABLE_VERSIONS))})",
+                where,
+            )
         try:
             tasks = {k: TaskResult.from_dict(v) for k, v in d["tasks"].items()}
             if d["schema_version"] < 2:
                 _apply_metric_renames(tasks)
-            return cls(run=d["run"], model=d["model"], tasks=tasks, provenance=d["provenance"],
-                       created=d.get("created", ""), baseline=d.get("baseline"))
+            return cls(
+                run=d["run"],
+                model=d["model"],
+                tasks=tasks,
+                provenance=d["provenance"],
+                created=d.get("created", ""),
+                baseline=d.get("baseline"),
+            )
         except (KeyError, TypeError) as e:
             raise UserError(f"malformed results file ({e})", where) from None
 
@@ -166,8 +183,11 @@ class RunResults:
         except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte...
             inside = False
         if not inside:
-            raise UserError(f"task {task}: samples_file {rel!r} is outside the run folder; a run's per-sample "
-                            "logs must be inside it", self.path or folder)
+            raise UserError(
+                f"task {task}: samples_file {rel!r} is outside the run folder; a run's per-sample "
+                "logs must be inside it",
+                self.path or folder,
+            )
         return p
 
     def per_sample_keys(self, task: str) -> list[str]:
@@ -175,7 +195,11 @@ class RunResults:
         corpus): the columns :meth:`log` reads."""
         out = []
         for info in self.tasks[task].metric_info.values():
-            if isinstance(info, dict) and info.get("kind") in PER_SAMPLE_KINDS and isinstance(info.get("per_sample"), str):
+            if (
+                isinstance(info, dict)
+                and info.get("kind") in PER_SAMPLE_KINDS
+                and isinstance(info.get("per_sample"), str)
+            ):
                 out.append(info["per_sample"])
         return list(dict.fromkeys(out))
 
@@ -195,17 +219,21 @@ class RunResults:
         if first is None:
             raise UserError("the per-sample log is empty (no header)", path)
         if not is_header(first[1]) or not isinstance(first[1].get(SAMPLES_SCHEMA), dict):
-            raise UserError("the per-sample log has no header line; it does not belong to "
-                            f"{self.path or 'these results'}", path)
+            raise UserError(
+                f"the per-sample log has no header line; it does not belong to {self.path or 'these results'}", path
+            )
         log = self.log(task)
         header, ids = log.header or {}, log.ids
         if header.get("task") not in (None, task):
             raise UserError(f"the per-sample log is for task {header.get('task')!r}, not {task!r}", path)
         fp, log_fp = tr.fingerprint or "", header.get("fingerprint") or ""
         if fp and log_fp != fp:
-            raise UserError(f"the per-sample log does not belong to {self.path or 'these results'}: its fingerprint "
-                            f"{str(log_fp)[:12] or '(none)'} differs from the task's {fp[:12]} (another model, "
-                            "checkpoint or setting wrote it)", path)
+            raise UserError(
+                f"the per-sample log does not belong to {self.path or 'these results'}: its fingerprint "
+                f"{str(log_fp)[:12] or '(none)'} differs from the task's {fp[:12]} (another model, "
+                "checkpoint or setting wrote it)",
+                path,
+            )
         n = tr.n_samples
         if len(ids) < n:
             raise UserError(f"the per-sample log has {len(ids)} records, the results count {n} samples", path)
@@ -215,8 +243,11 @@ class RunResults:
             dup = next(i for i in ids if i in repeated)
             raise UserError(f"the per-sample log repeats sample id {dup!r}", path)
         if len(ids) > n and not (fp and log_fp == fp):
-            raise UserError(f"the per-sample log has {len(ids)} records, the results count {n} samples (and "
-                            "no fingerprint to tell which belong to them)", path)
+            raise UserError(
+                f"the per-sample log has {len(ids)} records, the results count {n} samples (and "
+                "no fingerprint to tell which belong to them)",
+                path,
+            )
         for metric, info in tr.metric_info.items():
             if not isinstance(info, dict) or info.get("kind") not in MEAN_KINDS or metric not in tr.metrics:
                 continue
@@ -226,10 +257,12 @@ class RunResults:
             stored, scale = tr.metrics[metric], info.get("scale", 1.0)
             implied = disagreement(stored, log.metric(key, n)[1], scale)
             if implied is not None:
-                raise UserError(f"{task}/{metric}: the results report {stored:g} but the per-sample values of "
-                                f"the {n} samples give {implied:.10g} (scale {scale:g}); the results and the log "
-                                "disagree beyond the stored precision (an edited file, or a log from another run)",
-                                path)
+                raise UserError(
+                    f"{task}/{metric}: the results report {stored:g} but the per-sample values of "
+                    f"the {n} samples give {implied:.10g} (scale {scale:g}); the results and the log "
+                    "disagree beyond the stored precision (an edited file, or a log from another run)",
+                    path,
+                )
 
     def samples(self, task: str) -> list[dict[str, Any]]:
         """Per-sample records of a task as dicts (from the samples file next to results.json)."""
@@ -251,9 +284,13 @@ def check_run(results: RunResults) -> RunResults:
 #: new names. Version 2 gave the dialog task's headline rates their conversation-level names (version 1
 #: used the names of the pooled turn rates). Kept with the schema, so reading a file imports no task.
 RENAMED_IN_VERSION_2: dict[str, dict[str, str]] = {
-    "dialog": {"collapse_rate": "conv_collapse_rate", "template_leak_rate": "conv_leak_rate",
-               "empty_rate": "conv_empty_rate", "truncation_rate": "conv_truncation_rate",
-               "eos_rate": "conv_eos_rate"},
+    "dialog": {
+        "collapse_rate": "conv_collapse_rate",
+        "template_leak_rate": "conv_leak_rate",
+        "empty_rate": "conv_empty_rate",
+        "truncation_rate": "conv_truncation_rate",
+        "eos_rate": "conv_eos_rate",
+    },
 }
 
 
@@ -269,8 +306,23 @@ def _apply_metric_renames(tasks: dict[str, "TaskResult"]) -> None:
 
 
 # --------------------------------------------------------------------------- provenance
-_PACKAGES = ["mmgpt-eval", "torch", "torchvision", "transformers", "tokenizers", "peft", "open_clip_torch",
-             "open-flamingo", "safetensors", "numpy", "scipy", "pycocoevalcap", "nltk", "easy-vqa", "pillow"]
+_PACKAGES = [
+    "mmgpt-eval",
+    "torch",
+    "torchvision",
+    "transformers",
+    "tokenizers",
+    "peft",
+    "open_clip_torch",
+    "open-flamingo",
+    "safetensors",
+    "numpy",
+    "scipy",
+    "pycocoevalcap",
+    "nltk",
+    "easy-vqa",
+    "pillow",
+]
 
 
 def package_versions() -> dict[str, str | None]:
@@ -289,8 +341,13 @@ def git_info(path: Path | None = None) -> dict[str, Any]:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
         if head.returncode != 0:
             return {"hash": None}
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         return {"hash": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return {"hash": None}

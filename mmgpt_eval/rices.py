@@ -38,13 +38,14 @@ def parse_openclip_spec(spec: str) -> tuple[str, str | None]:
     """``openclip:ARCH:PRETRAINED`` or ``openclip:local-dir:FOLDER`` -> (open_clip model name, pretrained)."""
     from .errors import UserError
 
-    rest = spec[len("openclip:"):] if spec.startswith("openclip:") else ""
+    rest = spec[len("openclip:") :] if spec.startswith("openclip:") else ""
     if rest.startswith("local-dir:") and len(rest) > len("local-dir:"):
         return rest, None
     arch, _, pretrained = rest.partition(":")
     if not arch or not pretrained:
-        raise UserError(f"--rices-encoder must be 'model', 'openclip:ARCH:PRETRAINED' or 'openclip:local-dir:FOLDER', "
-                        f"got {spec!r}")
+        raise UserError(
+            f"--rices-encoder must be 'model', 'openclip:ARCH:PRETRAINED' or 'openclip:local-dir:FOLDER', got {spec!r}"
+        )
     return arch, pretrained
 
 
@@ -60,8 +61,10 @@ class OpenClipEncoder:
         try:
             self.model, _, self.preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained)
         except Exception as e:  # noqa: BLE001 - unknown arch, no weights offline, a bad file
-            raise UserError(f"cannot build the RICES encoder {spec!r}: {str(e).splitlines()[0] if str(e) else e} "
-                            "(offline, give a local weights file: openclip:ARCH:/path/to/weights)") from None
+            raise UserError(
+                f"cannot build the RICES encoder {spec!r}: {str(e).splitlines()[0] if str(e) else e} "
+                "(offline, give a local weights file: openclip:ARCH:/path/to/weights)"
+            ) from None
         self.model.eval().to(device)
         self.device = device
         self.vision_encoder = self.model.visual
@@ -72,8 +75,14 @@ class OpenClipEncoder:
 
 
 class RICES:
-    def __init__(self, loaded: Any, pool: list[Sample], cache_dir: Path | None = None, batch_size: int = 64,
-                 encoder: str = "model"):
+    def __init__(
+        self,
+        loaded: Any,
+        pool: list[Sample],
+        cache_dir: Path | None = None,
+        batch_size: int = 64,
+        encoder: str = "model",
+    ):
         self.loaded = loaded
         self.pool = pool
         self.batch_size = batch_size
@@ -91,7 +100,7 @@ class RICES:
         enc = self.encoder
         proc = enc.preprocess if enc is not None else self.loaded.image_processor
         for i in range(0, len(samples), self.batch_size):
-            px = torch.stack([proc(s.images[0].open()) for s in samples[i:i + self.batch_size]])
+            px = torch.stack([proc(s.images[0].open()) for s in samples[i : i + self.batch_size]])
             if enc is not None:  # open_clip's encode_image: the pooled, projected embedding
                 pooled = enc.model.encode_image(px.to(enc.device, dtype=enc.dtype)).float()
                 out.append(torch.nn.functional.normalize(pooled, dim=-1).cpu())
@@ -110,15 +119,22 @@ class RICES:
             first.setdefault(smp.images[0].key, i)
         unique = self.embed([self.pool[i] for i in first.values()])
         row = {k: j for j, k in enumerate(first)}
-        feats = unique[torch.tensor([row[smp.images[0].key] for smp in self.pool], dtype=torch.long)] if len(
-            self.pool) else unique
+        feats = (
+            unique[torch.tensor([row[smp.images[0].key] for smp in self.pool], dtype=torch.long)]
+            if len(self.pool)
+            else unique
+        )
         if self.cache_file is not None:
             self.cache_file.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.cache_file.with_suffix(".tmp")
             torch.save(feats, tmp)
             tmp.replace(self.cache_file)
-            log.info("cached RICES features of %d demo images (%d distinct) in %s", len(self.pool), len(first),
-                     self.cache_file)
+            log.info(
+                "cached RICES features of %d demo images (%d distinct) in %s",
+                len(self.pool),
+                len(first),
+                self.cache_file,
+            )
         return feats
 
     def select(self, task: str, sample: Sample, pool: list[Sample], k: int) -> list[Sample]:

@@ -46,8 +46,9 @@ class TaskLog:
 
     def records(self) -> list[SampleRecord]:
         """The whole records, typed (a second read of the file: only for what is shown record by record)."""
-        return [SampleRecord.from_dict(obj, (self.path, line)) for line, obj in iter_jsonl(self.path)
-                if not is_header(obj)]
+        return [
+            SampleRecord.from_dict(obj, (self.path, line)) for line, obj in iter_jsonl(self.path) if not is_header(obj)
+        ]
 
 
 def read_log(path: str | os.PathLike, keys: Iterable[str] = ()) -> TaskLog:

@@ -54,8 +54,9 @@ def prepare_task(task: Task, cfg: EvalConfig) -> PreparedTask:
     template = protocol.template(task, cfg)
     task.check_template(template)
     if cfg.num_fewshot and template.demo is None:
-        raise UserError(f"--num-fewshot needs a few-shot template (of-vqa, of-caption); task {task.name} uses "
-                        f"{template.name}")
+        raise UserError(
+            f"--num-fewshot needs a few-shot template (of-vqa, of-caption); task {task.name} uses {template.name}"
+        )
     samples = task.load()
     if not samples:
         raise UserError(f"task {task.name} has no samples")
@@ -74,9 +75,13 @@ def model_identity(loaded: LoadedModel) -> dict[str, Any]:
     for k in ("name", "source", "description", "device"):
         spec.pop(k, None)
     ck = loaded.checkpoint
-    return {"spec": spec, "checkpoint_sha256": ck.sha256 if ck else None,
-            "openflamingo_checkpoint_sha256": loaded.base_checkpoint_sha256, "device_type": loaded.device.type,
-            "dtype": str(loaded.dtype)}
+    return {
+        "spec": spec,
+        "checkpoint_sha256": ck.sha256 if ck else None,
+        "openflamingo_checkpoint_sha256": loaded.base_checkpoint_sha256,
+        "device_type": loaded.device.type,
+        "dtype": str(loaded.dtype),
+    }
 
 
 def _data_signature(task: Task) -> dict[str, Any]:
@@ -96,9 +101,14 @@ def fingerprint(pt: PreparedTask, cfg: EvalConfig, identity: dict[str, Any]) -> 
     protocol = get_protocol(cfg.protocol)
     cfg = protocol.resolve(cfg)
     payload = {
-        "task": t.name, "task_version": t.version, "options": t.public_options(), "data": _data_signature(t),
+        "task": t.name,
+        "task_version": t.version,
+        "options": t.public_options(),
+        "data": _data_signature(t),
         "template": {"name": pt.template.name, "sha256": pt.template.sha256},
-        "generation": pt.settings.to_dict(), **fingerprint_settings(pt, cfg, protocol), "model": identity,
+        "generation": pt.settings.to_dict(),
+        **fingerprint_settings(pt, cfg, protocol),
+        "model": identity,
     }
     extras = protocol.fingerprint_extras(cfg)
     if extras:
@@ -113,30 +123,53 @@ def _engine_request(q: Request | RankRequest, settings: GenerationSettings) -> E
     return GenerationRequest(q.prompt, list(q.images), q.image_keys, q.settings or settings, q.template.stop)
 
 
-def answer_requests(pt: PreparedTask, chunk: list[Sample], first: dict[str, Sequence[Request | RankRequest]],
-                    engine: Engine, ctx: RunContext, batch_size: int) -> dict[str, dict[str, Output | Ranking]]:
+def answer_requests(
+    pt: PreparedTask,
+    chunk: list[Sample],
+    first: dict[str, Sequence[Request | RankRequest]],
+    engine: Engine,
+    ctx: RunContext,
+    batch_size: int,
+) -> dict[str, dict[str, Output | Ranking]]:
     """Every round of every request of ``chunk`` (round 0 given); outputs by sample id and request key.
     Per round: the tasks' requests -> :meth:`Engine.answer` -> an Output or a Ranking each."""
     task = pt.task
     outputs: dict[str, dict[str, Output | Ranking]] = {s.id: {} for s in chunk}
     for r in range(max(task.rounds(s) for s in chunk)):
         # the Task API types earlier outputs as Output; a ranking request's is a Ranking (same reading API)
-        asked = [(s, q) for s in chunk if r < task.rounds(s)
-                 for q in (first[s.id] if r == 0 else task.requests(s, r, outputs[s.id], ctx))]  # type: ignore[arg-type]
+        asked = [
+            (s, q)
+            for s in chunk
+            if r < task.rounds(s)
+            for q in (first[s.id] if r == 0 else task.requests(s, r, outputs[s.id], ctx))
+        ]  # type: ignore[arg-type]
         answers = engine.answer([_engine_request(q, pt.settings) for _, q in asked], batch_size)
         for (s, q), a in zip(asked, answers):
             sha = prompt_sha256(q.prompt, q.image_keys)
             if isinstance(q, RankRequest):
                 outputs[s.id][q.key] = Ranking(
-                    prompt=q.prompt, prompt_sha256=sha, image_keys=q.image_keys, candidates=q.candidates,
+                    prompt=q.prompt,
+                    prompt_sha256=sha,
+                    image_keys=q.image_keys,
+                    candidates=q.candidates,
                     scores=[c.mean_logprob if q.normalize else c.sum_logprob for c in a],
-                    sum_logprobs=[c.sum_logprob for c in a], n_tokens=[c.n_tokens for c in a],
-                    normalize=q.normalize, top_k=q.top_k)
+                    sum_logprobs=[c.sum_logprob for c in a],
+                    n_tokens=[c.n_tokens for c in a],
+                    normalize=q.normalize,
+                    top_k=q.top_k,
+                )
             else:
                 outputs[s.id][q.key] = Output(
-                    prompt=q.prompt, prompt_sha256=sha, raw=a.text, prediction=task.postprocess(q, a),
-                    token_ids=a.token_ids, stopped_on_eos=a.stopped_on_eos, num_new_tokens=a.num_new_tokens,
-                    max_new_tokens=(q.settings or pt.settings).max_new_tokens, image_keys=q.image_keys)
+                    prompt=q.prompt,
+                    prompt_sha256=sha,
+                    raw=a.text,
+                    prediction=task.postprocess(q, a),
+                    token_ids=a.token_ids,
+                    stopped_on_eos=a.stopped_on_eos,
+                    num_new_tokens=a.num_new_tokens,
+                    max_new_tokens=(q.settings or pt.settings).max_new_tokens,
+                    image_keys=q.image_keys,
+                )
     return outputs
 
 
@@ -146,18 +179,29 @@ def make_record(pt: PreparedTask, sample: Sample, outs: dict[str, Output | Ranki
     main = outs.get("main") or next(iter(outs.values()))
     several = len(outs) > 1 or "main" not in outs
     return SampleRecord(
-        id=sample.id, prompt_sha256=main.prompt_sha256, template=pt.template.name,
-        template_sha256=pt.template.sha256, prompt=main.prompt, images=main.image_keys, raw=main.raw,
-        prediction=main.prediction, references=pt.task.references_for_log(sample), metrics=metrics,
-        generated_tokens=sum(o.num_new_tokens for o in outs.values()), stopped_on_eos=main.stopped_on_eos,
-        meta=sample.meta, outputs={k: o.to_dict() for k, o in outs.items()} if several else None,
-        ranking=main.top() if isinstance(main, Ranking) and not several else None)
+        id=sample.id,
+        prompt_sha256=main.prompt_sha256,
+        template=pt.template.name,
+        template_sha256=pt.template.sha256,
+        prompt=main.prompt,
+        images=main.image_keys,
+        raw=main.raw,
+        prediction=main.prediction,
+        references=pt.task.references_for_log(sample),
+        metrics=metrics,
+        generated_tokens=sum(o.num_new_tokens for o in outs.values()),
+        stopped_on_eos=main.stopped_on_eos,
+        meta=sample.meta,
+        outputs={k: o.to_dict() for k, o in outs.items()} if several else None,
+        ranking=main.top() if isinstance(main, Ranking) and not several else None,
+    )
 
 
 def _batch_order(pending: list[Sample], first: dict[str, Sequence[Request | RankRequest]]) -> list[Sample]:
     """Image count, first-round prompt length, first image: batches pad little and share images."""
-    return sorted(pending, key=lambda s: (len(s.images), len(first[s.id][0].prompt),
-                                          s.images[0].key if s.images else ""))
+    return sorted(
+        pending, key=lambda s: (len(s.images), len(first[s.id][0].prompt), s.images[0].key if s.images else "")
+    )
 
 
 # ------------------------------------------------------------------------------------ one task
@@ -197,25 +241,34 @@ def run_task(pt: PreparedTask, loaded: LoadedModel, engine: Engine, cfg: EvalCon
     wanted = {s.id for s in pt.samples}
     resumed = len(wanted & set(done))
     pending = [s for s in pt.samples if s.id not in done][rank::world]
-    ctx = RunContext(seed=cfg.seed, num_fewshot=cfg.num_fewshot, fewshot_zero_mode=cfg.fewshot_zero_mode,
-                     template=pt.template, history_mode=cfg.history_mode,
-                     demos=protocol.demo_selector(pt, cfg, loaded) if pending else None,
-                     pool_limit=protocol.pool_limit,
-                     zero_shot_ranking_demo_images=protocol.zero_shot_ranking_demo_images)
+    ctx = RunContext(
+        seed=cfg.seed,
+        num_fewshot=cfg.num_fewshot,
+        fewshot_zero_mode=cfg.fewshot_zero_mode,
+        template=pt.template,
+        history_mode=cfg.history_mode,
+        demos=protocol.demo_selector(pt, cfg, loaded) if pending else None,
+        pool_limit=protocol.pool_limit,
+        zero_shot_ranking_demo_images=protocol.zero_shot_ranking_demo_images,
+    )
     first = {s.id: task.requests(s, 0, {}, ctx) for s in pending}
     pending = _batch_order(pending, first)
-    bar = progress.add_task(task.name if world == 1 else f"{task.name} (rank {rank}/{world})",
-                            total=len(pending) + (resumed if world == 1 else 0),
-                            completed=resumed if world == 1 else 0, rate="")
+    bar = progress.add_task(
+        task.name if world == 1 else f"{task.name} (rank {rank}/{world})",
+        total=len(pending) + (resumed if world == 1 else 0),
+        completed=resumed if world == 1 else 0,
+        rate="",
+    )
     t0 = time.perf_counter()
     new: list[dict[str, Any]] = []
     n_tokens = 0
     start = 0
     while start < len(pending):
-        ahead = pending[start:start + engine.batch_size(pt.settings.num_beams)]
-        size = engine.rows_that_fit([_engine_request(first[s.id][0], pt.settings) for s in ahead],
-                                    pt.settings.num_beams)
-        chunk = pending[start:start + size]
+        ahead = pending[start : start + engine.batch_size(pt.settings.num_beams)]
+        size = engine.rows_that_fit(
+            [_engine_request(first[s.id][0], pt.settings) for s in ahead], pt.settings.num_beams
+        )
+        chunk = pending[start : start + size]
         outs = answer_requests(pt, chunk, first, engine, ctx, size)
         records = [make_record(pt, s, outs[s.id]).to_dict() for s in chunk]
         out_store.append(records)
@@ -223,18 +276,29 @@ def run_task(pt: PreparedTask, loaded: LoadedModel, engine: Engine, cfg: EvalCon
         n_tokens += sum(r["generated_tokens"] for r in records)
         start += len(chunk)
         el = time.perf_counter() - t0
-        progress.update(bar, advance=len(chunk), rate=f"{len(new) / el:.1f} samples/s"
-                        + (f", {n_tokens / el:.0f} tok/s" if n_tokens else ""))
+        progress.update(
+            bar,
+            advance=len(chunk),
+            rate=f"{len(new) / el:.1f} samples/s" + (f", {n_tokens / el:.0f} tok/s" if n_tokens else ""),
+        )
     wall = time.perf_counter() - t0
     gathered = distributed.gather_lists(new)
     if gathered is None:
         return None
-    return finish_task(pt, cfg, store, done, gathered, resumed, wall, fp,
-                       engine.batch_size(pt.settings.num_beams))
+    return finish_task(pt, cfg, store, done, gathered, resumed, wall, fp, engine.batch_size(pt.settings.num_beams))
 
 
-def finish_task(pt: PreparedTask, cfg: EvalConfig, store: SampleStore, done: dict[str, dict[str, Any]],
-                new: list[dict[str, Any]], resumed: int, wall: float, fp: str, batch_size: int) -> TaskResult:
+def finish_task(
+    pt: PreparedTask,
+    cfg: EvalConfig,
+    store: SampleStore,
+    done: dict[str, dict[str, Any]],
+    new: list[dict[str, Any]],
+    resumed: int,
+    wall: float,
+    fp: str,
+    batch_size: int,
+) -> TaskResult:
     """Aggregate, write the final log (this task's samples in task order, identical for any world size,
     then older extras) and describe the result."""
     task = pt.task
@@ -257,19 +321,39 @@ def finish_task(pt: PreparedTask, cfg: EvalConfig, store: SampleStore, done: dic
     subset = protocol.subset_description(pt, cfg)
     notes += protocol.notes(pt, cfg)
     return TaskResult(
-        task=task.name, version=task.version, metrics=agg.metrics,
+        task=task.name,
+        version=task.version,
+        metrics=agg.metrics,
         metric_info={k: v.to_dict() for k, v in task.metric_info().items()},
-        primary_metric=task.primary_metric, n_samples=len(pt.samples), n_available=pt.n_available,
-        limit=cfg.limit, subset=subset, template={"name": pt.template.name, "sha256": pt.template.sha256},
-        generation=pt.settings.to_dict(), num_fewshot=cfg.num_fewshot,
-        fewshot_mode=((f"{cfg.fewshot_selection} demos" if cfg.num_fewshot else cfg.fewshot_zero_mode)
-                      if pt.template.demo else None), options=task.public_options(),
-        breakdown=agg.breakdown, notes=notes,
-        timing={"wall_s": round(wall, 3), "samples_generated": n_gen, "samples_resumed": resumed,
-                "samples_per_s": round(n_gen / wall, 3) if wall > 0 and n_gen else None,
-                "generated_tokens": n_tokens, "tokens_per_s": round(n_tokens / wall, 1) if wall > 0 and n_tokens else None,
-                "world_size": distributed.rank_world()[1], "batch_size": batch_size},
-        samples_file=str(Path("samples") / f"{task.name}.jsonl"), fingerprint=fp)
+        primary_metric=task.primary_metric,
+        n_samples=len(pt.samples),
+        n_available=pt.n_available,
+        limit=cfg.limit,
+        subset=subset,
+        template={"name": pt.template.name, "sha256": pt.template.sha256},
+        generation=pt.settings.to_dict(),
+        num_fewshot=cfg.num_fewshot,
+        fewshot_mode=(
+            (f"{cfg.fewshot_selection} demos" if cfg.num_fewshot else cfg.fewshot_zero_mode)
+            if pt.template.demo
+            else None
+        ),
+        options=task.public_options(),
+        breakdown=agg.breakdown,
+        notes=notes,
+        timing={
+            "wall_s": round(wall, 3),
+            "samples_generated": n_gen,
+            "samples_resumed": resumed,
+            "samples_per_s": round(n_gen / wall, 3) if wall > 0 and n_gen else None,
+            "generated_tokens": n_tokens,
+            "tokens_per_s": round(n_tokens / wall, 1) if wall > 0 and n_tokens else None,
+            "world_size": distributed.rank_world()[1],
+            "batch_size": batch_size,
+        },
+        samples_file=str(Path("samples") / f"{task.name}.jsonl"),
+        fingerprint=fp,
+    )
 
 
 # ------------------------------------------------------------------------------------ all tasks
@@ -278,12 +362,18 @@ def run_info(cfg: EvalConfig, model_load_s: float, extra: dict[str, Any] | None 
     protocol's own, the label, then ``extra`` (how the base model was chosen)."""
     protocol = get_protocol(cfg.protocol)
     cfg = protocol.resolve(cfg)
-    return {**cfg.run_info(), "model_load_s": round(model_load_s, 3), **protocol.run_info(cfg),
-            **({"label": cfg.label} if cfg.label else {}), **(extra or {})}
+    return {
+        **cfg.run_info(),
+        "model_load_s": round(model_load_s, 3),
+        **protocol.run_info(cfg),
+        **({"label": cfg.label} if cfg.label else {}),
+        **(extra or {}),
+    }
 
 
-def run_evaluation(prepared: list[PreparedTask], loaded: LoadedModel, cfg: EvalConfig,
-                   extra_run_info: dict[str, Any] | None = None) -> RunResults | None:
+def run_evaluation(
+    prepared: list[PreparedTask], loaded: LoadedModel, cfg: EvalConfig, extra_run_info: dict[str, Any] | None = None
+) -> RunResults | None:
     """Every prepared task on one loaded model; results.json after each task. None on ranks other than 0."""
     t0 = time.perf_counter()
     cfg = get_protocol(cfg.protocol).resolve(cfg)

@@ -52,8 +52,9 @@ class SampleStore:
                 if i >= len(lines) - 2:  # the line being written when the process died
                     log.warning("%s: dropping an incomplete last line (interrupted run)", self.path)
                     break
-                raise UserError(f"corrupt line {i + 1} in the per-sample log; delete the file to start over",
-                                self.path) from None
+                raise UserError(
+                    f"corrupt line {i + 1} in the per-sample log; delete the file to start over", self.path
+                ) from None
             if not seen_first:  # the header: the first non-blank line
                 seen_first = True
                 header = obj.get(SAMPLES_SCHEMA) if isinstance(obj, dict) else None
@@ -62,8 +63,12 @@ class SampleStore:
                         return {}
                     stale = self.path.with_name(f"{self.path.name}.stale-{int(time.time())}")
                     os.replace(self.path, stale)
-                    log.warning("%s: the model, checkpoint, template, generation or data settings changed; "
-                                "earlier results moved to %s and the task starts over", self.path, stale.name)
+                    log.warning(
+                        "%s: the model, checkpoint, template, generation or data settings changed; "
+                        "earlier results moved to %s and the task starts over",
+                        self.path,
+                        stale.name,
+                    )
                     return {}
                 header_ok = True
             elif header_ok:
@@ -71,8 +76,9 @@ class SampleStore:
             good_bytes += len(line) + 1
         if not header_ok:  # nothing but blank or cut-short bytes: no header was ever completed
             if good_bytes or raw:
-                log.warning("%s: the per-sample log has no complete header (interrupted run); starting it over",
-                            self.path)
+                log.warning(
+                    "%s: the per-sample log has no complete header (interrupted run); starting it over", self.path
+                )
             good_bytes = 0
         if good_bytes < len(raw) and not readonly:
             with self.path.open("r+b") as f:

@@ -38,8 +38,12 @@ def expand_checkpoints(arg: str) -> list[Path]:
 
         p = resolve_checkpoint_path(arg)
         if p.is_dir() and not (p / "adapter_config.json").is_file():
-            found = [c for c in p.iterdir() if (c.suffix in (".pt", ".bin", ".safetensors") and c.is_file())
-                     or (c.is_dir() and (c / "adapter_config.json").is_file())]
+            found = [
+                c
+                for c in p.iterdir()
+                if (c.suffix in (".pt", ".bin", ".safetensors") and c.is_file())
+                or (c.is_dir() and (c / "adapter_config.json").is_file())
+            ]
             if not found:
                 raise UserError("folder holds no checkpoints (*.pt or PEFT adapter folders)", p)
         else:
@@ -71,8 +75,11 @@ class CheckpointSwapper:
                 params[k].copy_(t)
         self._of_backup = {}
         if info.format == "openflamingo":
-            self._of_backup = {k: p.detach().clone() for k, p in params.items()
-                               if k.startswith("perceiver.") or ".gated_cross_attn_layer." in k or "embed_tokens" in k}
+            self._of_backup = {
+                k: p.detach().clone()
+                for k, p in params.items()
+                if k.startswith("perceiver.") or ".gated_cross_attn_layer." in k or "embed_tokens" in k
+            }
             report = load_openflamingo(m, info, allow_partial, self.loaded.spec.tokenizer)
         else:
             report = attach_adapter(m, info, allow_partial, self.loaded.spec.tokenizer, lora_alpha=lora_alpha)

@@ -514,7 +514,9 @@ def paired_permutation_test(
     m = int(nz.size)
     statistic = float(d.mean())
     if m == 0:
-        return PermutationResult(n=n, n_nonzero=0, statistic=statistic, p_value=1.0, exact=True, n_resamples=1, seed=seed)
+        return PermutationResult(
+            n=n, n_nonzero=0, statistic=statistic, p_value=1.0, exact=True, n_resamples=1, seed=seed
+        )
     observed = abs(float(nz.sum()))
     tol = 1e-9 * float(np.abs(nz).sum())
     threshold = observed - tol
@@ -525,7 +527,13 @@ def paired_permutation_test(
             sums = np.concatenate((sums + v, sums - v))
         hits = int(np.count_nonzero(np.abs(sums) >= threshold))
         return PermutationResult(
-            n=n, n_nonzero=m, statistic=statistic, p_value=hits / sums.size, exact=True, n_resamples=int(sums.size), seed=seed
+            n=n,
+            n_nonzero=m,
+            statistic=statistic,
+            p_value=hits / sums.size,
+            exact=True,
+            n_resamples=int(sums.size),
+            seed=seed,
         )
     rng = np.random.Generator(np.random.PCG64(seed))
     total = float(nz.sum())
@@ -544,8 +552,13 @@ def paired_permutation_test(
             hits += int(np.count_nonzero(np.abs(signed) >= threshold))
         p = (1.0 + hits) / (1.0 + n_resamples)
         return PermutationResult(
-            n=n, n_nonzero=m, statistic=statistic, p_value=float(p), exact=False, n_resamples=int(n_resamples),
-            seed=seed
+            n=n,
+            n_nonzero=m,
+            statistic=statistic,
+            p_value=float(p),
+            exact=False,
+            n_resamples=int(n_resamples),
+            seed=seed,
         )
     rows = max(1, _CHUNK_ELEMENTS // m)
     nbytes = (m + 7) // 8
@@ -614,4 +627,3 @@ def compare_metric(
         secondary=secondary,
         bootstrap=boot,
     )
-

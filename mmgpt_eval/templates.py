@@ -42,8 +42,9 @@ from .model.seam import STOP_END_OF_CHUNK, STOP_EOS
 IMAGE = "<image>"
 EOC = "<|endofchunk|>"
 
-MMGPT_PREAMBLE = ("Below is an instruction that describes a task. Write a response that appropriately "
-                  "completes the request.")
+MMGPT_PREAMBLE = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request."
+)
 MMGPT_SPLIT = "### Response:"
 
 
@@ -67,8 +68,13 @@ class Template:
 
     @property
     def sha256(self) -> str:
-        content = {"name": self.name, "prompt": self.prompt, "demo": self.demo, "extraction": self.extraction,
-                   "stop": self.stop}
+        content = {
+            "name": self.name,
+            "prompt": self.prompt,
+            "demo": self.demo,
+            "extraction": self.extraction,
+            "stop": self.stop,
+        }
         if self.demo_separator != "\n":  # hashed only when not the default: older hashes stay valid
             content["demo_separator"] = self.demo_separator
         payload = json.dumps(content, sort_keys=True)
@@ -116,46 +122,82 @@ _T = [
         name="mmgpt",
         description="MultiModal-GPT vision-language instruction (one image)",
         prompt=MMGPT_PREAMBLE + "\n\n### Image:\n" + IMAGE + "\n\n### Instruction:\n{question}\n\n### Response:\n",
-        demo=None, extraction="mmgpt_response", stop=STOP_EOS, n_images=1),
+        demo=None,
+        extraction="mmgpt_response",
+        stop=STOP_EOS,
+        n_images=1,
+    ),
     Template(
         name="mmgpt-text",
         description="MultiModal-GPT language-only instruction (no image)",
         prompt=MMGPT_PREAMBLE + "\n\n### Instruction:\n{question}\n\n### Response:\n",
-        demo=None, extraction="mmgpt_response", stop=STOP_EOS, n_images=0),
+        demo=None,
+        extraction="mmgpt_response",
+        stop=STOP_EOS,
+        n_images=0,
+    ),
     Template(
         name="mmgpt-turn",
         description="MultiModal-GPT multi-turn continuation, appended after the previous answer",
         prompt="\n\n### Instruction:\n{question}\n\n### Response:\n",
-        demo=None, extraction="mmgpt_response", stop=STOP_EOS, n_images=0),
+        demo=None,
+        extraction="mmgpt_response",
+        stop=STOP_EOS,
+        n_images=0,
+    ),
     Template(
         name="of-vqa",
         description="OpenFlamingo few-shot VQA (open_flamingo/eval)",
         prompt=IMAGE + "Question:{question} Short answer:",
         demo=IMAGE + "Question:{question} Short answer:{answer}" + EOC,
-        extraction="of_vqa", stop=STOP_END_OF_CHUNK, n_images=1, settings=OPENFLAMINGO_VQA, rank_tokens="separate"),
+        extraction="of_vqa",
+        stop=STOP_END_OF_CHUNK,
+        n_images=1,
+        settings=OPENFLAMINGO_VQA,
+        rank_tokens="separate",
+    ),
     Template(
         name="of-caption",
         description="OpenFlamingo few-shot captioning (open_flamingo/eval)",
         prompt=IMAGE + "Output:",
         demo=IMAGE + "Output:{caption}" + EOC,
-        extraction="of_caption", stop=STOP_END_OF_CHUNK, n_images=1, settings=OPENFLAMINGO_CAPTION,
-        rank_tokens="separate"),
+        extraction="of_caption",
+        stop=STOP_END_OF_CHUNK,
+        n_images=1,
+        settings=OPENFLAMINGO_CAPTION,
+        rank_tokens="separate",
+    ),
     Template(
         name="of-imagenet",
         description="OpenFlamingo classification (ImageNet): class names ranked after the prompt",
         prompt=IMAGE + "Output:",
         demo=IMAGE + "Output:{answer}" + EOC,
-        extraction="raw", stop=STOP_END_OF_CHUNK, n_images=1, demo_separator="", rank_tokens="separate"),
+        extraction="raw",
+        stop=STOP_END_OF_CHUNK,
+        n_images=1,
+        demo_separator="",
+        rank_tokens="separate",
+    ),
     Template(
         name="of-hatefulmemes",
         description="OpenFlamingo Hateful Memes: yes/no ranked after the prompt with the meme's text",
         prompt=IMAGE + "is an image with: '{ocr}' written on it. Is it hateful? Answer:",
         demo=IMAGE + "is an image with: '{ocr}' written on it. Is it hateful? Answer:{answer}" + EOC,
-        extraction="raw", stop=STOP_END_OF_CHUNK, n_images=1, demo_separator="", rank_tokens="separate"),
+        extraction="raw",
+        stop=STOP_END_OF_CHUNK,
+        n_images=1,
+        demo_separator="",
+        rank_tokens="separate",
+    ),
     Template(
         name="raw",
         description="the prompt exactly as given; answer = the generated text, stripped",
-        prompt="{prompt}", demo=None, extraction="raw", stop=STOP_EOS, n_images=-1),
+        prompt="{prompt}",
+        demo=None,
+        extraction="raw",
+        stop=STOP_EOS,
+        n_images=-1,
+    ),
 ]
 
 TEMPLATES: dict[str, Template] = {t.name: t for t in _T}
@@ -186,8 +228,9 @@ def render_mmgpt_dialog(turns: list[tuple[str, str | None]], has_image: bool) ->
     return text
 
 
-def render_fewshot(template: Template, query: dict[str, str], demos: list[dict[str, str]],
-                   zero_shot_text_demos: bool) -> tuple[str, int]:
+def render_fewshot(
+    template: Template, query: dict[str, str], demos: list[dict[str, str]], zero_shot_text_demos: bool
+) -> tuple[str, int]:
     """OpenFlamingo few-shot prompt: each demo followed by the template's separator, then the query.
 
     Returns ``(prompt, n_demo_images)``. With ``zero_shot_text_demos`` (OpenFlamingo's 0-shot

@@ -102,7 +102,7 @@ def _mlflow_uri(where: str) -> str:
     """A plain folder or a relative ``file:`` URI -> an absolute ``file:`` URI (so the store does not depend
     on the working directory at logging time); other URIs unchanged."""
     if where.startswith("file:"):
-        rest = where[len("file:"):]
+        rest = where[len("file:") :]
         if rest.startswith("//"):  # file:///abs or file://host/...
             return where
         return Path(rest).expanduser().resolve().as_uri()
@@ -117,8 +117,9 @@ def check_targets(targets: Sequence[Target]) -> None:
     for t in targets:
         module, extra = KINDS[t.kind]
         if not _installed(module):
-            raise UserError(f"--log-to {t.kind} needs the optional package {module!r}: "
-                            f"pip install 'mmgpt-eval[{extra}]'")
+            raise UserError(
+                f"--log-to {t.kind} needs the optional package {module!r}: pip install 'mmgpt-eval[{extra}]'"
+            )
     for t in targets:
         if t.kind == "mlflow":
             _mlflow_client(t)  # opens (and for a file store creates) the store; errors are one line
@@ -150,8 +151,9 @@ def log_to_trackers(targets: Sequence[Target], results: Any, out_dir: str | os.P
             log.debug("tracker %s failed", t, exc_info=True)
             failed.append(f"{t}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
     if failed:
-        raise UserError(f"logging to experiment trackers failed ({'; '.join(failed)}); the results are complete "
-                        f"in {out_dir}")
+        raise UserError(
+            f"logging to experiment trackers failed ({'; '.join(failed)}); the results are complete in {out_dir}"
+        )
 
 
 @dataclass
@@ -183,19 +185,37 @@ class _Payload:
         series = bool(entries)
         label = (first.run or {}).get("label") if series else run_label(first)
         label = str(label or out_dir.resolve().name)
-        params = {"run": first.run, "model": _model_params(first.model), "provenance": first.provenance,
-                  "tasks": {name: _task_params(tr) for name, tr in first.tasks.items()}}
+        params = {
+            "run": first.run,
+            "model": _model_params(first.model),
+            "provenance": first.provenance,
+            "tasks": {name: _task_params(tr) for name, tr in first.tasks.items()},
+        }
         if series:
             params["series"] = {"checkpoints": [e.get("checkpoint") for e in entries]}
-        steps = [_Step(name=(entries[i]["name"] if series else label), metrics=_run_metrics(r), tables=_run_tables(r))
-                 for i, r in enumerate(runs)]
+        steps = [
+            _Step(name=(entries[i]["name"] if series else label), metrics=_run_metrics(r), tables=_run_tables(r))
+            for i, r in enumerate(runs)
+        ]
         step_values = [e.get("step") for e in entries] if series else [None]
-        artifacts = [p for p in (out_dir / "report.html", getattr(results, "path", None) or out_dir / "results.json")
-                     if p is not None and Path(p).is_file()]
-        tags = {"mmgpt_eval.version": __version__, "mmgpt_eval.output_dir": str(out_dir.resolve()),
-                "mmgpt_eval.kind": "series" if series else "run"}
-        return cls(label=label, params=params, steps=steps, step_values=step_values,
-                   artifacts=[Path(a) for a in artifacts], tags=tags)
+        artifacts = [
+            p
+            for p in (out_dir / "report.html", getattr(results, "path", None) or out_dir / "results.json")
+            if p is not None and Path(p).is_file()
+        ]
+        tags = {
+            "mmgpt_eval.version": __version__,
+            "mmgpt_eval.output_dir": str(out_dir.resolve()),
+            "mmgpt_eval.kind": "series" if series else "run",
+        }
+        return cls(
+            label=label,
+            params=params,
+            steps=steps,
+            step_values=step_values,
+            artifacts=[Path(a) for a in artifacts],
+            tags=tags,
+        )
 
 
 def _model_params(model: dict[str, Any]) -> dict[str, Any]:
@@ -204,10 +224,20 @@ def _model_params(model: dict[str, Any]) -> dict[str, Any]:
 
 
 def _task_params(tr: Any) -> dict[str, Any]:
-    return {"version": tr.version, "template": tr.template, "generation": tr.generation, "num_fewshot": tr.num_fewshot,
-            "fewshot_mode": tr.fewshot_mode, "options": tr.options, "n_samples": tr.n_samples,
-            "n_available": tr.n_available, "limit": tr.limit, "subset": tr.subset, "primary_metric": tr.primary_metric,
-            "fingerprint": tr.fingerprint}
+    return {
+        "version": tr.version,
+        "template": tr.template,
+        "generation": tr.generation,
+        "num_fewshot": tr.num_fewshot,
+        "fewshot_mode": tr.fewshot_mode,
+        "options": tr.options,
+        "n_samples": tr.n_samples,
+        "n_available": tr.n_available,
+        "limit": tr.limit,
+        "subset": tr.subset,
+        "primary_metric": tr.primary_metric,
+        "fingerprint": tr.fingerprint,
+    }
 
 
 def _run_metrics(r: Any) -> dict[str, float]:
@@ -302,8 +332,10 @@ def _mlflow_client(t: Target):
 
             uri = t.where or mlflow.get_tracking_uri()
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise UserError(f"--log-to {t}: MLflow cannot open the tracking store {uri} ({msg[:300]}); "
-                            "give a store, e.g. --log-to mlflow:file:./mlruns or mlflow:http://host:5000") from None
+            raise UserError(
+                f"--log-to {t}: MLflow cannot open the tracking store {uri} ({msg[:300]}); "
+                "give a store, e.g. --log-to mlflow:file:./mlruns or mlflow:http://host:5000"
+            ) from None
 
 
 def _mlflow_log(t: Target, p: _Payload) -> str:
@@ -327,7 +359,7 @@ def _mlflow_log(t: Target, p: _Payload) -> str:
                 text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
                 params.append(Param(key, text[:6000]))
             for i in range(0, len(params), 100):
-                client.log_batch(rid, params=params[i:i + 100])
+                client.log_batch(rid, params=params[i : i + 100])
             now = int(time.time() * 1000)
             metrics = []
             for step, (s, ck_step) in enumerate(zip(p.steps, p.step_values)):
@@ -335,13 +367,14 @@ def _mlflow_log(t: Target, p: _Payload) -> str:
                 if (ck := number(ck_step)) is not None:
                     metrics.append(Metric("checkpoint_step", ck, now, step))
             for i in range(0, len(metrics), 1000):
-                client.log_batch(rid, metrics=metrics[i:i + 1000])
+                client.log_batch(rid, metrics=metrics[i : i + 1000])
             series = len(p.steps) > 1 or p.step_values != [None]
             for s in p.steps:
                 for task, (cols, rows) in s.tables.items():
                     name = f"tables/{s.name}/{task}.json" if series else f"tables/{task}.json"
-                    client.log_table(rid, data={c: [row[i] for row in rows] for i, c in enumerate(cols)},
-                                     artifact_file=name)
+                    client.log_table(
+                        rid, data={c: [row[i] for row in rows] for i, c in enumerate(cols)}, artifact_file=name
+                    )
             for a in p.artifacts:
                 client.log_artifact(rid, str(a))
             client.set_tag(rid, "mlflow.note.content", f"mmgpt-eval run {p.label}")
@@ -359,8 +392,14 @@ def _wandb_log(t: Target, p: _Payload) -> str:
 
     project = t.where or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT
     config = json.loads(json.dumps(p.params, default=str))
-    with wandb.init(project=project, name=p.label, config=config, job_type="eval",
-                    tags=[p.tags["mmgpt_eval.kind"]], reinit="create_new") as run:
+    with wandb.init(
+        project=project,
+        name=p.label,
+        config=config,
+        job_type="eval",
+        tags=[p.tags["mmgpt_eval.kind"]],
+        reinit="create_new",
+    ) as run:
         series = len(p.steps) > 1 or p.step_values != [None]
         for step, (s, ck_step) in enumerate(zip(p.steps, p.step_values)):
             data: dict[str, Any] = dict(s.metrics)
@@ -373,8 +412,11 @@ def _wandb_log(t: Target, p: _Payload) -> str:
             run.summary.update(p.steps[0].metrics)
         run.summary.update({"mmgpt_eval/output_dir": p.tags["mmgpt_eval.output_dir"]})
         if p.artifacts:
-            art = wandb.Artifact(_wandb_name(f"mmgpt-eval-{p.label}"), type="mmgpt-eval-report",
-                                 metadata={"output_dir": p.tags["mmgpt_eval.output_dir"]})
+            art = wandb.Artifact(
+                _wandb_name(f"mmgpt-eval-{p.label}"),
+                type="mmgpt-eval-report",
+                metadata={"output_dir": p.tags["mmgpt_eval.output_dir"]},
+            )
             for a in p.artifacts:
                 art.add_file(str(a), name=a.name)
             run.log_artifact(art)

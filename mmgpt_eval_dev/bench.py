@@ -39,8 +39,9 @@ def _items(samples: list[Sample], template) -> list[Item]:
     return [Item(template.render(question=s.fields["question"]), s.images[0], s.images[0].key) for s in samples]
 
 
-def loop_mmgpt_eval(gen: Generator, items: list[Item], settings: GenerationSettings, stop: str,
-                    batch_size: int) -> list[list[int]]:
+def loop_mmgpt_eval(
+    gen: Generator, items: list[Item], settings: GenerationSettings, stop: str, batch_size: int
+) -> list[list[int]]:
     """The runner's order and calls (runner.run_task / process_chunk): sort by prompt length and
     image, then chunks of ``batch_size`` through ``Generator.generate_grouped``."""
     gen.clear_caches()  # every pass starts cold
@@ -48,7 +49,7 @@ def loop_mmgpt_eval(gen: Generator, items: list[Item], settings: GenerationSetti
     order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i].text), items[i].key))
     out: list[list[int] | None] = [None] * len(prompts)
     for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         for i, g in zip(idx, gen.generate_grouped([prompts[i] for i in idx], settings, stop, batch_size)):
             out[i] = g.token_ids
     return out  # type: ignore[return-value]
@@ -59,19 +60,25 @@ def _trim(ids: list[int], eos: int) -> list[int]:
 
 
 @torch.inference_mode()
-def loop_openflamingo(gen: Generator, items: list[Item], settings: GenerationSettings, stop: str,
-                      batch_size: int = 8) -> list[list[int]]:
+def loop_openflamingo(
+    gen: Generator, items: list[Item], settings: GenerationSettings, stop: str, batch_size: int = 8
+) -> list[list[int]]:
     """open_flamingo/eval style: dataset order, batches of 8, pixels for every row, no feature reuse."""
     lm = gen.lm
     eos = gen.eos_token_id(stop)
     out: list[list[int]] = []
     for start in range(0, len(items), batch_size):
-        batch = items[start:start + batch_size]
+        batch = items[start : start + batch_size]
         enc = lm.tokenizer([b.prompt for b in batch], return_tensors="pt", padding=True)
         px = torch.stack([lm.image_processor(b.image.open()) for b in batch])[:, None, None]
-        seq = lm.model.generate(px.to(lm.device, lm.dtype), enc["input_ids"].to(lm.device),
-                                attention_mask=enc["attention_mask"].to(lm.device), eos_token_id=eos,
-                                pad_token_id=lm.tokenizer.pad_token_id, **settings.hf_kwargs())
+        seq = lm.model.generate(
+            px.to(lm.device, lm.dtype),
+            enc["input_ids"].to(lm.device),
+            attention_mask=enc["attention_mask"].to(lm.device),
+            eos_token_id=eos,
+            pad_token_id=lm.tokenizer.pad_token_id,
+            **settings.hf_kwargs(),
+        )
         n = enc["input_ids"].shape[1]
         out.extend(_trim(row[n:].tolist(), eos) for row in seq)
     return out
@@ -98,8 +105,9 @@ def timed_call(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
     return out, time.perf_counter() - t0
 
 
-def _time(fn: Callable[[list[Item]], list[list[int]]], items: list[Item], repeats: int,
-          warmup: int) -> tuple[list[list[int]], list[float]]:
+def _time(
+    fn: Callable[[list[Item]], list[list[int]]], items: list[Item], repeats: int, warmup: int
+) -> tuple[list[list[int]], list[float]]:
     if warmup:
         fn(items[:warmup])  # warm-up (allocator, first-call costs)
     times: list[float] = []
@@ -110,10 +118,17 @@ def _time(fn: Callable[[list[Item]], list[list[int]]], items: list[Item], repeat
     return out, times
 
 
-def run_bench(loaded: LoadedModel, samples: list[Sample], template, settings: GenerationSettings,
-              batch_size: int = 64, repeats: int = 3, loops: tuple[str, ...] = ("mmgpt-eval", "openflamingo-loop",
-                                                                                 "per-sample-loop"),
-              warmup: int = 64, share_prefix: bool = True) -> dict[str, Any]:
+def run_bench(
+    loaded: LoadedModel,
+    samples: list[Sample],
+    template,
+    settings: GenerationSettings,
+    batch_size: int = 64,
+    repeats: int = 3,
+    loops: tuple[str, ...] = ("mmgpt-eval", "openflamingo-loop", "per-sample-loop"),
+    warmup: int = 64,
+    share_prefix: bool = True,
+) -> dict[str, Any]:
     gen = Generator(loaded, share_prefix=share_prefix)
     items = _items(samples, template)
     stop = template.stop
@@ -131,18 +146,30 @@ def run_bench(loaded: LoadedModel, samples: list[Sample], template, settings: Ge
         outputs[name] = out
         med = statistics.median(times)
         tokens = sum(len(o) for o in out)
-        results[name] = {"seconds": [round(t, 4) for t in times], "median_s": round(med, 4),
-                         "samples_per_s": round(len(items) / med, 2), "tokens_per_s": round(tokens / med, 1),
-                         "generated_tokens": tokens, "peak_memory": peak_memory()}
+        results[name] = {
+            "seconds": [round(t, 4) for t in times],
+            "median_s": round(med, 4),
+            "samples_per_s": round(len(items) / med, 2),
+            "tokens_per_s": round(tokens / med, 1),
+            "generated_tokens": tokens,
+            "peak_memory": peak_memory(),
+        }
     ref = outputs[loops[0]]
     identical = all(outputs[n] == ref for n in loops)
     mismatches = {n: sum(a != b for a, b in zip(outputs[n], ref)) for n in loops}
     summary: dict[str, Any] = {
-        "samples": len(items), "distinct_images": len({it.key for it in items}), "batch_size": batch_size,
-        "repeats": repeats, "warmup_items": min(warmup, len(items)), "share_prefix": share_prefix,
+        "samples": len(items),
+        "distinct_images": len({it.key for it in items}),
+        "batch_size": batch_size,
+        "repeats": repeats,
+        "warmup_items": min(warmup, len(items)),
+        "share_prefix": share_prefix,
         "settings": settings.to_dict(),
-        "device": str(loaded.device), "dtype": str(loaded.dtype).replace("torch.", ""),
-        "torch_threads": torch.get_num_threads(), "loops": results, "outputs_identical": identical,
+        "device": str(loaded.device),
+        "dtype": str(loaded.dtype).replace("torch.", ""),
+        "torch_threads": torch.get_num_threads(),
+        "loops": results,
+        "outputs_identical": identical,
         "mismatched_samples": mismatches,
     }
     base = results[loops[0]]["median_s"]

@@ -60,15 +60,19 @@ import torch
 
 from .bench import sync_device, timed_call
 
-TARGETS = {"ratio_vs_openflamingo_eval_matched_batch": 1.5, "ratio_vs_openflamingo_eval": 3.0,
-           "ratio_vs_per_sample_loop": 10.0}
+TARGETS = {
+    "ratio_vs_openflamingo_eval_matched_batch": 1.5,
+    "ratio_vs_openflamingo_eval": 3.0,
+    "ratio_vs_per_sample_loop": 10.0,
+}
 OVERHEAD_TARGET = 1.15  # runner wall time <= 1.15 x the bare-generate bound
 LOOPS = ("openflamingo-eval", "mmgpt-eval-b8", "mmgpt-eval-auto", "per-sample-loop")
 MODELS: dict[str, dict[str, Any]] = {
     "v2": {"model": "tiny-openflamingo", "ckpt": "tiny-mmgpt"},
-    "v1": {"model": str(Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "mmgpt_v1.toml"),
-           "ckpt": str(Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "mmgpt_v1"
-                       / "mmgpt_checkpoint_0.pt")},
+    "v1": {
+        "model": str(Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "mmgpt_v1.toml"),
+        "ckpt": str(Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "mmgpt_v1" / "mmgpt_checkpoint_0.pt"),
+    },
 }
 PROTOCOLS = {"vqa": ("vqav2", "vqav2"), "caption": ("coco", "coco")}  # kind -> (OpenFlamingo task, mmgpt task)
 _COLORS = ("red", "green", "blue", "black", "gray", "yellow", "teal", "brown")
@@ -122,18 +126,36 @@ def _vqa_split(root: Path, folder: str, images: list[tuple[int, str, list]], qid
             a = s.references[0]
             atype = easyvqa_answer_type(a)
             questions.append({"image_id": coco_id, "question": s.fields["question"], "question_id": qid})
-            annotations.append({"question_id": qid, "image_id": coco_id, "question_type": "what is the",
-                                "answer_type": "yes/no" if atype == "yes/no" else "other",
-                                "multiple_choice_answer": a,
-                                "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": k + 1}
-                                            for k in range(10)]})
+            annotations.append(
+                {
+                    "question_id": qid,
+                    "image_id": coco_id,
+                    "question_type": "what is the",
+                    "answer_type": "yes/no" if atype == "yes/no" else "other",
+                    "multiple_choice_answer": a,
+                    "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": k + 1} for k in range(10)],
+                }
+            )
     info = {"description": "easy-VQA in the VQAv2 format (mmgpt-eval bench)", "version": "2.0", "year": 2017}
     lic = {"name": "easy-VQA", "url": "https://github.com/vzhou842/easy-VQA"}
     qpath, apath = root / f"v2_OpenEnded_mscoco_{folder}_questions.json", root / f"v2_mscoco_{folder}_annotations.json"
-    qpath.write_text(json.dumps({"info": info, "task_type": "Open-Ended", "data_type": "mscoco", "license": lic,
-                                 "data_subtype": folder, "questions": questions}))
-    apath.write_text(json.dumps({"info": info, "license": lic, "data_type": "mscoco", "data_subtype": folder,
-                                 "annotations": annotations}))
+    qpath.write_text(
+        json.dumps(
+            {
+                "info": info,
+                "task_type": "Open-Ended",
+                "data_type": "mscoco",
+                "license": lic,
+                "data_subtype": folder,
+                "questions": questions,
+            }
+        )
+    )
+    apath.write_text(
+        json.dumps(
+            {"info": info, "license": lic, "data_type": "mscoco", "data_subtype": folder, "annotations": annotations}
+        )
+    )
     return img_dir, qpath, apath
 
 
@@ -144,11 +166,22 @@ def write_easyvqa_vqav2(root: str | os.PathLike, *, test_images: int = 100, trai
     test, train = _by_image("test", test_images), _by_image("train", train_images)
     tr_img, tr_q, tr_a = _vqa_split(root, "train2014", train, 9_000_000)
     te_img, te_q, te_a = _vqa_split(root, "val2014", test, 1_000_000)
-    data = {"train_image_dir_path": str(tr_img), "train_questions_json_path": str(tr_q),
-            "train_annotations_json_path": str(tr_a), "test_image_dir_path": str(te_img),
-            "test_questions_json_path": str(te_q), "test_annotations_json_path": str(te_a)}
-    options = {"questions": str(te_q), "annotations": str(te_a), "images": str(te_img),
-               "train_questions": str(tr_q), "train_annotations": str(tr_a), "train_images": str(tr_img)}
+    data = {
+        "train_image_dir_path": str(tr_img),
+        "train_questions_json_path": str(tr_q),
+        "train_annotations_json_path": str(tr_a),
+        "test_image_dir_path": str(te_img),
+        "test_questions_json_path": str(te_q),
+        "test_annotations_json_path": str(te_a),
+    }
+    options = {
+        "questions": str(te_q),
+        "annotations": str(te_a),
+        "images": str(te_img),
+        "train_questions": str(tr_q),
+        "train_annotations": str(tr_a),
+        "train_images": str(tr_img),
+    }
     return BenchData("vqa", root, data, options, sum(len(x[2]) for x in test), sum(len(x[2]) for x in train))
 
 
@@ -161,8 +194,13 @@ def _caption_of(samples: list) -> list[str]:
         elif a in _COLORS:
             color = a
     shape, color = shape or "shape", color or "colored"
-    return [f"a {color} {shape}", f"A {color} {shape} on a plain background.", f"a picture of a {color} {shape}",
-            f"one {color} {shape} in the image", f"a simple {shape} that is {color}"]
+    return [
+        f"a {color} {shape}",
+        f"A {color} {shape} on a plain background.",
+        f"a picture of a {color} {shape}",
+        f"one {color} {shape} in the image",
+        f"a simple {shape} that is {color}",
+    ]
 
 
 def write_easyvqa_captions(root: str | os.PathLike, *, test_images: int = 100, train_images: int = 30) -> BenchData:
@@ -174,31 +212,53 @@ def write_easyvqa_captions(root: str | os.PathLike, *, test_images: int = 100, t
         (root / d).mkdir(parents=True, exist_ok=True)
     entries, val_images = [], []
     val_anns: list[dict[str, Any]] = []
-    plan = [("test", "val2014", x) for x in _by_image("test", test_images)] + \
-           [("train", "train2014", x) for x in _by_image("train", train_images)]
+    plan = [("test", "val2014", x) for x in _by_image("test", test_images)] + [
+        ("train", "train2014", x) for x in _by_image("train", train_images)
+    ]
     for imgid, (split, folder, (image_id, src, samples)) in enumerate(plan):
         cocoid = (100_000 if split == "test" else 500_000) + image_id
         fname = f"COCO_{folder}_{cocoid:012d}.jpg"
         _jpeg(src, root / folder / fname)
         caps = _caption_of(samples)
-        sents = [{"tokens": c.lower().strip(".").split(), "raw": c, "imgid": imgid, "sentid": 10 * imgid + k}
-                 for k, c in enumerate(caps)]
-        entries.append({"filepath": folder, "filename": fname, "imgid": imgid, "split": split, "sentences": sents,
-                        "sentids": [x["sentid"] for x in sents], "cocoid": cocoid})
+        sents = [
+            {"tokens": c.lower().strip(".").split(), "raw": c, "imgid": imgid, "sentid": 10 * imgid + k}
+            for k, c in enumerate(caps)
+        ]
+        entries.append(
+            {
+                "filepath": folder,
+                "filename": fname,
+                "imgid": imgid,
+                "split": split,
+                "sentences": sents,
+                "sentids": [x["sentid"] for x in sents],
+                "cocoid": cocoid,
+            }
+        )
         if split == "test":
             val_images.append({"id": cocoid, "file_name": fname, "width": 64, "height": 64, "license": 1})
             val_anns += [{"image_id": cocoid, "id": len(val_anns) + k + 1, "caption": c} for k, c in enumerate(caps)]
     kj = root / "dataset_coco.json"
     kj.write_text(json.dumps({"images": entries, "dataset": "coco"}))
     ann = root / "annotations" / "captions_val2014.json"
-    ann.write_text(json.dumps({"info": {"description": "easy-VQA captions (mmgpt-eval bench)", "version": "1.0",
-                                        "year": 2014},
-                               "licenses": [{"id": 1, "name": "easy-VQA", "url": "https://github.com/vzhou842/easy-VQA"}],
-                               "type": "captions", "images": val_images, "annotations": val_anns}))
-    data = {"train_image_dir_path": str(root / "train2014"), "val_image_dir_path": str(root / "val2014"),
-            "karpathy_json_path": str(kj), "annotations_json_path": str(ann)}
-    return BenchData("caption", root, data, {"karpathy_json": str(kj), "images": str(root)}, test_images,
-                     train_images)
+    ann.write_text(
+        json.dumps(
+            {
+                "info": {"description": "easy-VQA captions (mmgpt-eval bench)", "version": "1.0", "year": 2014},
+                "licenses": [{"id": 1, "name": "easy-VQA", "url": "https://github.com/vzhou842/easy-VQA"}],
+                "type": "captions",
+                "images": val_images,
+                "annotations": val_anns,
+            }
+        )
+    )
+    data = {
+        "train_image_dir_path": str(root / "train2014"),
+        "val_image_dir_path": str(root / "val2014"),
+        "karpathy_json_path": str(kj),
+        "annotations_json_path": str(ann),
+    }
+    return BenchData("caption", root, data, {"karpathy_json": str(kj), "images": str(root)}, test_images, train_images)
 
 
 def write_data(root: str | os.PathLike, kind: str, *, test_images: int, train_images: int) -> BenchData:
@@ -231,9 +291,18 @@ def run_openflamingo_path(loaded, w: Workload, out_dir: Path, batch_size: int = 
     from .peers.openflamingo import run_openflamingo_eval
 
     task = PROTOCOLS[w.bd.kind][0]
-    res = run_openflamingo_eval(loaded, task, data=w.bd.data, num_shots=w.num_shots, seed=w.seed,
-                                batch_size=batch_size, num_samples=w.num_samples, query_set_size=w.qss,
-                                output_dir=out_dir, num_beams=None if w.num_beams == 3 else w.num_beams)
+    res = run_openflamingo_eval(
+        loaded,
+        task,
+        data=w.bd.data,
+        num_shots=w.num_shots,
+        seed=w.seed,
+        batch_size=batch_size,
+        num_samples=w.num_samples,
+        query_set_size=w.qss,
+        output_dir=out_dir,
+        num_beams=None if w.num_beams == 3 else w.num_beams,
+    )
     assert res.score is not None  # every task of the bench has a score
     return _of_predictions(res, w.bd.kind), res.score
 
@@ -246,9 +315,17 @@ def run_mmgpt_path(loaded, w: Workload, out_dir: Path, batch_size: int) -> tuple
     from mmgpt_eval.runner import run_evaluation
 
     task = PROTOCOLS[w.bd.kind][1]
-    cfg = EvalConfig(output_dir=out_dir, batch_size=batch_size, num_fewshot=w.num_shots, seed=w.seed,
-                     protocol="openflamingo", of_num_samples=None if w.num_samples < 0 else w.num_samples,
-                     of_query_set_size=w.qss, progress=False, num_beams=None if w.num_beams == 3 else w.num_beams)
+    cfg = EvalConfig(
+        output_dir=out_dir,
+        batch_size=batch_size,
+        num_fewshot=w.num_shots,
+        seed=w.seed,
+        protocol="openflamingo",
+        of_num_samples=None if w.num_samples < 0 else w.num_samples,
+        of_query_set_size=w.qss,
+        progress=False,
+        num_beams=None if w.num_beams == 3 else w.num_beams,
+    )
     prepared = prepare_tasks([task], cfg, task_options={task: dict(w.bd.options)})
     results = run_evaluation(prepared, loaded, cfg)
     assert results is not None  # one process
@@ -282,6 +359,7 @@ class ModelCallTimer:
                 sync_device()
                 self.seconds[name] += time.perf_counter() - t0
                 self.calls[name] += 1
+
         return timed
 
     def __enter__(self):
@@ -326,6 +404,7 @@ def run_mmgpt_profiled(loaded, w: Workload, out_dir: Path, batch_size: int) -> t
                     return _real(*a, **kw)
                 finally:
                     prof["scoring_s"] = prof.get("scoring_s", 0.0) + time.perf_counter() - t1
+
             pt.task.aggregate = aggregate
         return prepared
 
@@ -344,11 +423,19 @@ def run_mmgpt_profiled(loaded, w: Workload, out_dir: Path, batch_size: int) -> t
     bare = timer.seconds["encode_vision"] + timer.seconds["generate"]
     prof.setdefault("image_read_preprocess_s", 0.0)
     prof.setdefault("scoring_s", 0.0)
-    prof.update({"wall_s": wall, "encode_vision_s": timer.seconds["encode_vision"],
-                 "encode_vision_calls": timer.calls["encode_vision"], "generate_s": timer.seconds["generate"],
-                 "generate_calls": timer.calls["generate"], "bare_generate_s": bare})
-    prof["other_s"] = (wall - bare - prof.get("prepare_tasks_s", 0.0) - prof["image_read_preprocess_s"]
-                       - prof["scoring_s"])
+    prof.update(
+        {
+            "wall_s": wall,
+            "encode_vision_s": timer.seconds["encode_vision"],
+            "encode_vision_calls": timer.calls["encode_vision"],
+            "generate_s": timer.seconds["generate"],
+            "generate_calls": timer.calls["generate"],
+            "bare_generate_s": bare,
+        }
+    )
+    prof["other_s"] = (
+        wall - bare - prof.get("prepare_tasks_s", 0.0) - prof["image_read_preprocess_s"] - prof["scoring_s"]
+    )
     # the bound without the task's scoring (CIDEr's Java tokenizer is a fixed cost of ~0.5 s per pass)
     prof["overhead_excluding_scoring"] = (wall - prof["scoring_s"]) / bare if bare else None
     return preds, score, {k: round(v, 4) if isinstance(v, float) else v for k, v in prof.items()}
@@ -366,8 +453,16 @@ def path_fn(name: str, loaded, w: Workload, auto_batch: int) -> Callable[[Path],
     raise ValueError(f"unknown path {name!r}")
 
 
-def bench_config(loaded, w: Workload, *, loops: tuple[str, ...] = LOOPS, repeats: int = 3, auto_batch: int = 0,
-                 warmup: bool = True, tmp: Path) -> dict[str, Any]:
+def bench_config(
+    loaded,
+    w: Workload,
+    *,
+    loops: tuple[str, ...] = LOOPS,
+    repeats: int = 3,
+    auto_batch: int = 0,
+    warmup: bool = True,
+    tmp: Path,
+) -> dict[str, Any]:
     """Every path of ``loops`` on workload ``w``: ``repeats`` rounds, the paths interleaved in each round
     (rotated start), every pass cold; one untimed warm-up pass of each path first (a 16-sample workload)."""
     from mmgpt_eval.model.generate import Generator
@@ -395,48 +490,96 @@ def bench_config(loaded, w: Workload, *, loops: tuple[str, ...] = LOOPS, repeats
             preds[n], scores[n] = p, score
     ref = preds[loops[0]]
     mism = {n: sum(1 for i in set(ref) | set(preds[n]) if ref.get(i) != preds[n].get(i)) for n in loops}
-    out: dict[str, Any] = {"samples": len(ref), "loops": {}, "outputs_identical": not any(mism.values()),
-                           "mismatched_samples": mism, "auto_batch_size": auto}
+    out: dict[str, Any] = {
+        "samples": len(ref),
+        "loops": {},
+        "outputs_identical": not any(mism.values()),
+        "mismatched_samples": mism,
+        "auto_batch_size": auto,
+    }
     for n in loops:
         med = statistics.median(times[n])
-        out["loops"][n] = {"batch_size": {"openflamingo-eval": 8, "per-sample-loop": 1, "mmgpt-eval-b8": 8}.get(n, auto),
-                           "seconds": [round(t, 4) for t in times[n]], "median_s": round(med, 4),
-                           "min_s": round(min(times[n]), 4), "max_s": round(max(times[n]), 4),
-                           "samples_per_s": round(len(preds[n]) / med, 2), "score": round(scores[n], 4)}
+        out["loops"][n] = {
+            "batch_size": {"openflamingo-eval": 8, "per-sample-loop": 1, "mmgpt-eval-b8": 8}.get(n, auto),
+            "seconds": [round(t, 4) for t in times[n]],
+            "median_s": round(med, 4),
+            "min_s": round(min(times[n]), 4),
+            "max_s": round(max(times[n]), 4),
+            "samples_per_s": round(len(preds[n]) / med, 2),
+            "score": round(scores[n], 4),
+        }
     of = "openflamingo-eval"
 
     def ratio(a: str, b: str):
         if a not in times or b not in times:
             return None
         per_round = [x / y for x, y in zip(times[a], times[b])]
-        return {"median": round(statistics.median(times[a]) / statistics.median(times[b]), 2),
-                "per_round_min": round(min(per_round), 2), "per_round_max": round(max(per_round), 2)}
+        return {
+            "median": round(statistics.median(times[a]) / statistics.median(times[b]), 2),
+            "per_round_min": round(min(per_round), 2),
+            "per_round_max": round(max(per_round), 2),
+        }
 
-    out["ratios"] = {"vs_openflamingo_eval": ratio(of, "mmgpt-eval-auto"),
-                     "vs_openflamingo_eval_matched_batch": ratio(of, "mmgpt-eval-b8"),
-                     "vs_per_sample_loop": ratio("per-sample-loop", "mmgpt-eval-auto")}
+    out["ratios"] = {
+        "vs_openflamingo_eval": ratio(of, "mmgpt-eval-auto"),
+        "vs_openflamingo_eval_matched_batch": ratio(of, "mmgpt-eval-b8"),
+        "vs_per_sample_loop": ratio("per-sample-loop", "mmgpt-eval-auto"),
+    }
     if profiles:
         over = [p["wall_s"] / p["bare_generate_s"] for p in profiles if p["bare_generate_s"] > 0]
         med_prof = {k: round(statistics.median(p[k] for p in profiles), 4) for k in profiles[0]}
         out["profile_auto"] = med_prof
-        out["overhead_vs_bare_generate"] = {"median": round(statistics.median(over), 3),
-                                            "min": round(min(over), 3), "max": round(max(over), 3)}
+        out["overhead_vs_bare_generate"] = {
+            "median": round(statistics.median(over), 3),
+            "min": round(min(over), 3),
+            "max": round(max(over), 3),
+        }
     return out
 
 
 def config_name(model_key: str, kind: str, shots: int, num_beams: int) -> str:
     """``v2-vqa`` (0-shot, 3 beams: OpenFlamingo's protocol), ``v2-vqa-4shot``, ``v1-caption-greedy``, ..."""
-    return (f"{model_key}-{kind}" + (f"-{shots}shot" if shots else "")
-            + ("" if num_beams == 3 else "-greedy" if num_beams == 1 else f"-{num_beams}beams"))
+    return (
+        f"{model_key}-{kind}"
+        + (f"-{shots}shot" if shots else "")
+        + ("" if num_beams == 3 else "-greedy" if num_beams == 1 else f"-{num_beams}beams")
+    )
 
 
 # ------------------------------------------------------------------------------------------ memory
-def peak_rss_in_subprocess(model_key: str, kind: str, data_root: Path, loop: str, num_samples: int,
-                           num_shots: int, threads: int | None, auto_batch: int, num_beams: int = 3) -> dict[str, Any]:
+def peak_rss_in_subprocess(
+    model_key: str,
+    kind: str,
+    data_root: Path,
+    loop: str,
+    num_samples: int,
+    num_shots: int,
+    threads: int | None,
+    auto_batch: int,
+    num_beams: int = 3,
+) -> dict[str, Any]:
     """One pass of ``loop`` in a fresh Python process; its peak RSS (MB) and RSS after loading the model."""
-    cmd = [sys.executable, "-m", "mmgpt_eval_dev.bench_openflamingo", "--one-pass", loop, "--model-key", model_key,
-           "--kind", kind, "--data-root", str(data_root), "--num-samples", str(num_samples),
-           "--num-shots", str(num_shots), "--auto-batch", str(auto_batch), "--num-beams", str(num_beams)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mmgpt_eval_dev.bench_openflamingo",
+        "--one-pass",
+        loop,
+        "--model-key",
+        model_key,
+        "--kind",
+        kind,
+        "--data-root",
+        str(data_root),
+        "--num-samples",
+        str(num_samples),
+        "--num-shots",
+        str(num_shots),
+        "--auto-batch",
+        str(auto_batch),
+        "--num-beams",
+        str(num_beams),
+    ]
     if threads:
         cmd += ["--threads", str(threads)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -479,8 +622,16 @@ def _one_pass(argv: list[str]) -> int:
         path_fn(a.one_pass, loaded, w, Generator(loaded).batch_cap(a.auto_batch, a.num_beams))(Path(tmp))
     peak = _vm_hwm_mb() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu = round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None
-    print(json.dumps({"peak_rss_mb": round(peak, 1), "rss_after_load_mb": after_load, "peak_gpu_mb": gpu,
-                      "peak_of": "the pass (VmHWM reset after loading)" if reset else "the process (incl. loading)"}))
+    print(
+        json.dumps(
+            {
+                "peak_rss_mb": round(peak, 1),
+                "rss_after_load_mb": after_load,
+                "peak_gpu_mb": gpu,
+                "peak_of": "the pass (VmHWM reset after loading)" if reset else "the process (incl. loading)",
+            }
+        )
+    )
     return 0
 
 
@@ -515,19 +666,33 @@ def load_data(root: Path, kind: str) -> BenchData:
 
 
 def save_data(root: Path, bd: BenchData) -> None:
-    (root / f"{bd.kind}.json").write_text(json.dumps({"root": str(bd.root), "data": bd.data, "options": bd.options,
-                                                       "n_test": bd.n_test, "n_train": bd.n_train}))
+    (root / f"{bd.kind}.json").write_text(
+        json.dumps(
+            {"root": str(bd.root), "data": bd.data, "options": bd.options, "n_test": bd.n_test, "n_train": bd.n_train}
+        )
+    )
 
 
 # ------------------------------------------------------------------------------------------ the benchmark
-def run_openflamingo_bench(*, models: tuple[str, ...] = ("v2", "v1"), kinds: tuple[str, ...] = ("vqa", "caption"),
-                           vqa_images: int = 100, caption_images: int = 100, train_images: int = 30,
-                           num_samples: dict[str, int] | None = None, num_shots: tuple[int, ...] = (0,),
-                           beams: tuple[int, ...] = (3,), greedy_kinds: tuple[str, ...] = ("vqa",),
-                           repeats: int = 3, auto_batch: int = 0, loops: tuple[str, ...] = LOOPS,
-                           memory: bool = True, threads: int | None = None,
-                           data_root: str | os.PathLike | None = None,
-                           log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+def run_openflamingo_bench(
+    *,
+    models: tuple[str, ...] = ("v2", "v1"),
+    kinds: tuple[str, ...] = ("vqa", "caption"),
+    vqa_images: int = 100,
+    caption_images: int = 100,
+    train_images: int = 30,
+    num_samples: dict[str, int] | None = None,
+    num_shots: tuple[int, ...] = (0,),
+    beams: tuple[int, ...] = (3,),
+    greedy_kinds: tuple[str, ...] = ("vqa",),
+    repeats: int = 3,
+    auto_batch: int = 0,
+    loops: tuple[str, ...] = LOOPS,
+    memory: bool = True,
+    threads: int | None = None,
+    data_root: str | os.PathLike | None = None,
+    log: Callable[[str], None] = lambda s: None,
+) -> dict[str, Any]:
     """The whole benchmark: every (model, protocol, shots, beams) configuration -- greedy (``beams`` 1)
     only for ``greedy_kinds`` -- named ``v2-vqa``, ``v2-vqa-4shot``, ``v2-vqa-greedy``, ...; peak RSS
     (``memory``) for the configurations at the first of ``num_shots`` and ``beams``. The summary keys at
@@ -538,9 +703,15 @@ def run_openflamingo_bench(*, models: tuple[str, ...] = ("v2", "v1"), kinds: tup
     from mmgpt_eval.api import load
 
     num_samples = num_samples or {"vqa": -1, "caption": -1}
-    summary: dict[str, Any] = {"configs": {}, "repeats": repeats, "num_shots": list(num_shots), "beams": list(beams),
-                               "torch_threads": torch.get_num_threads(), "targets": dict(TARGETS),
-                               "overhead_target": OVERHEAD_TARGET}
+    summary: dict[str, Any] = {
+        "configs": {},
+        "repeats": repeats,
+        "num_shots": list(num_shots),
+        "beams": list(beams),
+        "torch_threads": torch.get_num_threads(),
+        "targets": dict(TARGETS),
+        "overhead_target": OVERHEAD_TARGET,
+    }
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         root = Path(data_root) if data_root else tmp / "data"
@@ -553,20 +724,33 @@ def run_openflamingo_bench(*, models: tuple[str, ...] = ("v2", "v1"), kinds: tup
             loaded = load(**MODELS[mk])
             summary.setdefault("device", str(loaded.device))
             summary.setdefault("dtype", str(loaded.dtype).replace("torch.", ""))
-            for kind, shots, nb in [(k, s, b) for k in kinds for b in beams for s in num_shots
-                                    if b != 1 or k in greedy_kinds]:
+            for kind, shots, nb in [
+                (k, s, b) for k in kinds for b in beams for s in num_shots if b != 1 or k in greedy_kinds
+            ]:
                 name = config_name(mk, kind, shots, nb)
                 log(f"config {name}")
                 w = Workload(data[kind], num_samples.get(kind, -1), shots, num_beams=nb)
                 res = bench_config(loaded, w, loops=loops, repeats=repeats, auto_batch=auto_batch, tmp=tmp)
-                res.update({"model": MODELS[mk], "flamingo_version": mk, "protocol": kind,
-                            "settings": {"num_beams": nb, "max_new_tokens": 5 if kind == "vqa" else 20,
-                                         "length_penalty": 0.0, "num_shots": shots},
-                            "test_images": data[kind].n_test if kind == "caption" else vqa_images,
-                            "demo_pool": data[kind].n_train})
+                res.update(
+                    {
+                        "model": MODELS[mk],
+                        "flamingo_version": mk,
+                        "protocol": kind,
+                        "settings": {
+                            "num_beams": nb,
+                            "max_new_tokens": 5 if kind == "vqa" else 20,
+                            "length_penalty": 0.0,
+                            "num_shots": shots,
+                        },
+                        "test_images": data[kind].n_test if kind == "caption" else vqa_images,
+                        "demo_pool": data[kind].n_train,
+                    }
+                )
                 if memory and shots == num_shots[0] and nb == beams[0]:
-                    res["memory"] = {n: peak_rss_in_subprocess(mk, kind, root, n, w.num_samples, shots, threads,
-                                                               auto_batch, nb) for n in loops}
+                    res["memory"] = {
+                        n: peak_rss_in_subprocess(mk, kind, root, n, w.num_samples, shots, threads, auto_batch, nb)
+                        for n in loops
+                    }
                 summary["configs"][name] = res
                 log(json.dumps({k: res[k] for k in ("ratios", "outputs_identical")}))
             del loaded
@@ -587,15 +771,19 @@ def run_openflamingo_bench(*, models: tuple[str, ...] = ("v2", "v1"), kinds: tup
         headline = next(iter(summary["configs"]))
     head = summary["configs"][headline]
     r = head["ratios"]
-    summary.update({
-        "headline_config": headline,
-        "ratio_vs_openflamingo_eval": (r.get("vs_openflamingo_eval") or {}).get("median"),
-        "ratio_vs_openflamingo_eval_matched_batch": (r.get("vs_openflamingo_eval_matched_batch") or {}).get("median"),
-        "ratio_vs_per_sample_loop": (r.get("vs_per_sample_loop") or {}).get("median"),
-        "overhead_vs_bare_generate": (head.get("overhead_vs_bare_generate") or {}).get("median"),
-        "outputs_identical": all(c["outputs_identical"] for c in summary["configs"].values()),
-        "targets_met": all(x["met"] for v in verdicts.values() for x in v.values()),
-    })
+    summary.update(
+        {
+            "headline_config": headline,
+            "ratio_vs_openflamingo_eval": (r.get("vs_openflamingo_eval") or {}).get("median"),
+            "ratio_vs_openflamingo_eval_matched_batch": (r.get("vs_openflamingo_eval_matched_batch") or {}).get(
+                "median"
+            ),
+            "ratio_vs_per_sample_loop": (r.get("vs_per_sample_loop") or {}).get("median"),
+            "overhead_vs_bare_generate": (head.get("overhead_vs_bare_generate") or {}).get("median"),
+            "outputs_identical": all(c["outputs_identical"] for c in summary["configs"].values()),
+            "targets_met": all(x["met"] for v in verdicts.values() for x in v.values()),
+        }
+    )
     return summary
 
 

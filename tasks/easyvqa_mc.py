@@ -16,8 +16,21 @@ from mmgpt_eval.taskapi import Aggregate, MetricInfo, Option, Output, Sample, Ta
 from mmgpt_eval.taskapi.breakdowns import accuracy_by, accuracy_by_view
 from mmgpt_eval.taskapi.datasets import load_easyvqa_split
 
-ANSWERS = ("yes", "no", "circle", "rectangle", "triangle", "black", "blue", "brown", "gray", "green", "red",
-           "teal", "yellow")  # easy_vqa.get_answers(), in a fixed order (tests check they are the same set)
+ANSWERS = (
+    "yes",
+    "no",
+    "circle",
+    "rectangle",
+    "triangle",
+    "black",
+    "blue",
+    "brown",
+    "gray",
+    "green",
+    "red",
+    "teal",
+    "yellow",
+)  # easy_vqa.get_answers(), in a fixed order (tests check they are the same set)
 
 
 class EasyVQAMC(Task):
@@ -46,13 +59,22 @@ class EasyVQAMC(Task):
         return list(ANSWERS)
 
     def metric_info(self) -> dict[str, MetricInfo]:
-        return {"accuracy": MetricInfo(kind="binary", scale=100.0, unit="%", per_sample="correct",
-                                       description="top-1 of the 13 answers ranked by mean log-probability per token")}
+        return {
+            "accuracy": MetricInfo(
+                kind="binary",
+                scale=100.0,
+                unit="%",
+                per_sample="correct",
+                description="top-1 of the 13 answers ranked by mean log-probability per token",
+            )
+        }
 
     def score_sample(self, sample: Sample, outputs: dict[str, Output]) -> dict[str, Any]:
         ranking: Any = outputs["main"]  # a Ranking (the Task API types outputs as Output)
-        return {"correct": int(ranking.prediction == sample.references[0]),
-                "rank": ranking.rank_of(sample.references[0])}
+        return {
+            "correct": int(ranking.prediction == sample.references[0]),
+            "rank": ranking.rank_of(sample.references[0]),
+        }
 
     def aggregate(self, samples: list[Sample], records: list[dict[str, Any]]) -> Aggregate:
         agg = accuracy_by(samples, records, "correct", "answer_type")

@@ -17,10 +17,11 @@ from mmgpt_eval.taskapi.datasets import load_flickr30k_karpathy
 from mmgpt_eval.taskapi.metrics import require_java
 
 DEFAULT_INSTRUCTION = "Provide a one-sentence caption for the provided image."
-KARPATHY_SOURCE = ("https://cs.stanford.edu/people/karpathy/deepimagesent/ caption_datasets.zip "
-                   "(dataset_flickr30k.json)")
-IMAGES_SOURCE = ("https://shannon.cs.illinois.edu/DenotationGraph/ (Flickr30k images: fill in the request form; "
-                 "unzip flickr30k-images.tar.gz so that flickr30k/flickr30k-images/<id>.jpg exist)")
+KARPATHY_SOURCE = "https://cs.stanford.edu/people/karpathy/deepimagesent/ caption_datasets.zip (dataset_flickr30k.json)"
+IMAGES_SOURCE = (
+    "https://shannon.cs.illinois.edu/DenotationGraph/ (Flickr30k images: fill in the request form; "
+    "unzip flickr30k-images.tar.gz so that flickr30k/flickr30k-images/<id>.jpg exist)"
+)
 HINT = "`mmgpt-eval data check --tasks flickr30k` lists what is missing and where to get it"
 
 
@@ -33,13 +34,21 @@ class Flickr30k(CaptionTask):
     default_template = "mmgpt"
 
     OPTIONS = (
-        DataFile("karpathy_json", "Karpathy dataset_flickr30k.json", layout="flickr30k/dataset_flickr30k.json",
-                 source=KARPATHY_SOURCE),
-        DataFile("images", "image folder (flickr30k-images)", layout="flickr30k/flickr30k-images",
-                 source=IMAGES_SOURCE),
+        DataFile(
+            "karpathy_json",
+            "Karpathy dataset_flickr30k.json",
+            layout="flickr30k/dataset_flickr30k.json",
+            source=KARPATHY_SOURCE,
+        ),
+        DataFile(
+            "images", "image folder (flickr30k-images)", layout="flickr30k/flickr30k-images", source=IMAGES_SOURCE
+        ),
         Option("split", "Karpathy split to evaluate (default test; demos always come from train)", default="test"),
-        Option("instruction", f"instruction for the MultiModal-GPT template (default: {DEFAULT_INSTRUCTION!r})",
-               default=DEFAULT_INSTRUCTION),
+        Option(
+            "instruction",
+            f"instruction for the MultiModal-GPT template (default: {DEFAULT_INSTRUCTION!r})",
+            default=DEFAULT_INSTRUCTION,
+        ),
     )
     GENERATION = {"mmgpt": GenerationSettings(max_new_tokens=30)}  # of-caption: the template's (OpenFlamingo's)
 

@@ -18,8 +18,10 @@ from mmgpt_eval.taskapi import Aggregate, DataFile, MetricInfo, Output, Sample, 
 from mmgpt_eval.taskapi.datasets import HATEFUL_MEMES_CLASSES, load_hateful_memes
 from mmgpt_eval.taskapi.metrics import roc_auc, softmax_p
 
-SOURCE = ("https://hatefulmemeschallenge.com/ (or the Hateful Memes dataset card on Hugging Face: "
-          "facebook/hateful_memes; unzip so that img/ sits beside the jsonl files)")
+SOURCE = (
+    "https://hatefulmemeschallenge.com/ (or the Hateful Memes dataset card on Hugging Face: "
+    "facebook/hateful_memes; unzip so that img/ sits beside the jsonl files)"
+)
 
 
 class HatefulMemes(Task):
@@ -33,11 +35,20 @@ class HatefulMemes(Task):
     rank_top_k = 2
 
     OPTIONS = (
-        DataFile("annotations", "evaluation annotations jsonl (dev_seen.jsonl or test_seen.jsonl)",
-                 layout="hatefulmemes/dev_seen.jsonl", source=SOURCE),
+        DataFile(
+            "annotations",
+            "evaluation annotations jsonl (dev_seen.jsonl or test_seen.jsonl)",
+            layout="hatefulmemes/dev_seen.jsonl",
+            source=SOURCE,
+        ),
         DataFile("images", "image folder (img/)", layout="hatefulmemes/img", source=SOURCE),
-        DataFile("train_annotations", "train annotations jsonl (few-shot demos)", layout="hatefulmemes/train.jsonl",
-                 source=SOURCE, required=False),
+        DataFile(
+            "train_annotations",
+            "train annotations jsonl (few-shot demos)",
+            layout="hatefulmemes/train.jsonl",
+            source=SOURCE,
+            required=False,
+        ),
     )
 
     def load(self) -> list[Sample]:
@@ -46,15 +57,19 @@ class HatefulMemes(Task):
     def fewshot_pool(self) -> list[Sample]:
         train = self.path("train_annotations", required=False)
         if train is None:
-            raise UserError("hatefulmemes demos (OpenFlamingo's 0-shot takes 2 text-only ones) come from "
-                            "--hatefulmemes-train-annotations (or <data root>/hatefulmemes/train.jsonl); without it, "
-                            "run 0-shot with --fewshot-zero-mode none")
+            raise UserError(
+                "hatefulmemes demos (OpenFlamingo's 0-shot takes 2 text-only ones) come from "
+                "--hatefulmemes-train-annotations (or <data root>/hatefulmemes/train.jsonl); without it, "
+                "run 0-shot with --fewshot-zero-mode none"
+            )
         return load_hateful_memes(train, self.path("images"))
 
     def query_fields(self, sample: Sample) -> dict[str, str]:
         ocr = sample.fields["ocr"]
-        return {"ocr": ocr, "question": f"This meme has the text '{ocr}' written on it. Is it hateful? "
-                                        "Answer yes or no."}
+        return {
+            "ocr": ocr,
+            "question": f"This meme has the text '{ocr}' written on it. Is it hateful? Answer yes or no.",
+        }
 
     def demo_fields(self, sample: Sample) -> dict[str, str]:
         return {**self.query_fields(sample), "answer": sample.references}
@@ -64,10 +79,12 @@ class HatefulMemes(Task):
 
     def metric_info(self) -> dict[str, MetricInfo]:
         return {
-            "roc_auc": MetricInfo(kind="corpus-only", unit="", description="ROC-AUC of P(yes) (x100; OpenFlamingo's "
-                                  "Hateful Memes metric)"),
-            "accuracy": MetricInfo(kind="binary", scale=100.0, unit="%", per_sample="correct",
-                                   description="top class equals the label"),
+            "roc_auc": MetricInfo(
+                kind="corpus-only", unit="", description="ROC-AUC of P(yes) (x100; OpenFlamingo's Hateful Memes metric)"
+            ),
+            "accuracy": MetricInfo(
+                kind="binary", scale=100.0, unit="%", per_sample="correct", description="top class equals the label"
+            ),
         }
 
     def score_sample(self, sample: Sample, outputs: dict[str, Output]) -> dict[str, Any]:
@@ -80,8 +97,14 @@ class HatefulMemes(Task):
         auc = roc_auc(labels, [r["metrics"]["p_yes"] for r in records])
         acc = [r["metrics"]["correct"] for r in records]
         notes = [] if not math.isnan(auc) else ["ROC-AUC is undefined: the evaluated samples have only one label"]
-        return Aggregate(metrics={"roc_auc": round(100 * auc, 2) if not math.isnan(auc) else auc,
-                                  "accuracy": round(100 * sum(acc) / len(acc), 2)},
-                         breakdown={"n_by_label": {"no": labels.count(0), "yes": labels.count(1)}}, notes=notes)
+        return Aggregate(
+            metrics={
+                "roc_auc": round(100 * auc, 2) if not math.isnan(auc) else auc,
+                "accuracy": round(100 * sum(acc) / len(acc), 2),
+            },
+            breakdown={"n_by_label": {"no": labels.count(0), "yes": labels.count(1)}},
+            notes=notes,
+        )
+
 
 TASK = HatefulMemes

@@ -16,8 +16,10 @@ from mmgpt_eval.taskapi import Aggregate, DataFile, MetricInfo, Output, Sample, 
 from mmgpt_eval.taskapi.datasets import imagenet_classnames, load_imagenet_folder
 from mmgpt_eval.taskapi.metrics import top_k_correct
 
-SOURCE = ("https://image-net.org/download.php (ILSVRC2012 validation images; sort them into synset folders, "
-          "e.g. with the valprep.sh script PyTorch's ImageNet example links)")
+SOURCE = (
+    "https://image-net.org/download.php (ILSVRC2012 validation images; sort them into synset folders, "
+    "e.g. with the valprep.sh script PyTorch's ImageNet example links)"
+)
 
 
 class ImageNet(Task):
@@ -32,8 +34,13 @@ class ImageNet(Task):
 
     OPTIONS = (
         DataFile("val", "validation folder of synset folders", layout="imagenet/val", source=SOURCE),
-        DataFile("train", "train folder of synset folders (few-shot demos)", layout="imagenet/train", source=SOURCE,
-                 required=False),
+        DataFile(
+            "train",
+            "train folder of synset folders (few-shot demos)",
+            layout="imagenet/train",
+            source=SOURCE,
+            required=False,
+        ),
     )
 
     @property
@@ -48,8 +55,10 @@ class ImageNet(Task):
     def fewshot_pool(self) -> list[Sample]:
         train = self.path("train", required=False)
         if train is None:
-            raise UserError("imagenet demos (OpenFlamingo's 0-shot takes 2 text-only ones) come from --imagenet-train "
-                            "(or <data root>/imagenet/train); without it, run 0-shot with --fewshot-zero-mode none")
+            raise UserError(
+                "imagenet demos (OpenFlamingo's 0-shot takes 2 text-only ones) come from --imagenet-train "
+                "(or <data root>/imagenet/train); without it, run 0-shot with --fewshot-zero-mode none"
+            )
         return load_imagenet_folder(train, self.class_names)
 
     def query_fields(self, sample: Sample) -> dict[str, str]:
@@ -62,15 +71,30 @@ class ImageNet(Task):
         return self.class_names
 
     def metric_info(self) -> dict[str, MetricInfo]:
-        return {"top1": MetricInfo(kind="binary", scale=100.0, unit="%", per_sample="top1",
-                                   description="the best-ranked class name is the label"),
-                "top5": MetricInfo(kind="binary", scale=100.0, unit="%", per_sample="top5",
-                                   description="the label is among the 5 best-ranked class names")}
+        return {
+            "top1": MetricInfo(
+                kind="binary",
+                scale=100.0,
+                unit="%",
+                per_sample="top1",
+                description="the best-ranked class name is the label",
+            ),
+            "top5": MetricInfo(
+                kind="binary",
+                scale=100.0,
+                unit="%",
+                per_sample="top5",
+                description="the label is among the 5 best-ranked class names",
+            ),
+        }
 
     def score_sample(self, sample: Sample, outputs: dict[str, Output]) -> dict[str, Any]:
         ranking: Any = outputs["main"]  # a Ranking (the Task API types outputs as Output)
         ranked = [c["candidate"] for c in ranking.top(5)]
-        return {"top1": top_k_correct(ranked, sample.references, 1), "top5": top_k_correct(ranked, sample.references, 5)}
+        return {
+            "top1": top_k_correct(ranked, sample.references, 1),
+            "top5": top_k_correct(ranked, sample.references, 5),
+        }
 
     def aggregate(self, samples: list[Sample], records: list[dict[str, Any]]) -> Aggregate:
         agg = super().aggregate(samples, records)

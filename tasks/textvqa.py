@@ -34,35 +34,54 @@ class TextVQA(VQATask):
     accuracy_description = "VQA accuracy over the 10 answers ({mode} normalisation), x100, 2 decimals"
     OPTIONS = (
         # the official JSON, unless the user chose the VQAv2-format pair (--textvqa-questions/-annotations)
-        DataFile("val_json", "official TextVQA_0.5.1_val.json",
-                 layout=lambda o: None if _alternative_given(o) else "textvqa/TextVQA_0.5.1_val.json",
-                 source=f"{SITE} (TextVQA 0.5.1 validation JSON, "
-                        "https://dl.fbaipublicfiles.com/textvqa/data/TextVQA_0.5.1_val.json)"),
-        DataFile("questions", "VQAv2-format questions JSON, OpenFlamingo's conversion (with --textvqa-annotations, "
-                              "instead of --textvqa-val-json)"),
+        DataFile(
+            "val_json",
+            "official TextVQA_0.5.1_val.json",
+            layout=lambda o: None if _alternative_given(o) else "textvqa/TextVQA_0.5.1_val.json",
+            source=f"{SITE} (TextVQA 0.5.1 validation JSON, "
+            "https://dl.fbaipublicfiles.com/textvqa/data/TextVQA_0.5.1_val.json)",
+        ),
+        DataFile(
+            "questions",
+            "VQAv2-format questions JSON, OpenFlamingo's conversion (with --textvqa-annotations, "
+            "instead of --textvqa-val-json)",
+        ),
         DataFile("annotations", "VQAv2-format annotations JSON, OpenFlamingo's conversion"),
-        DataFile("images", "image folder <image_id>.jpg (train_images: the val images are there)",
-                 layout="textvqa/train_images",
-                 source=f"{SITE} (training set images, https://dl.fbaipublicfiles.com/textvqa/images/"
-                        "train_val_images.zip; unzip so that textvqa/train_images/ exists)"),
-        DataFile("train_json", "official TextVQA_0.5.1_train.json (few-shot demos; images in the same folder)",
-                 layout="textvqa/TextVQA_0.5.1_train.json", required=False,
-                 source=f"{SITE} (TextVQA 0.5.1 training JSON, "
-                        "https://dl.fbaipublicfiles.com/textvqa/data/TextVQA_0.5.1_train.json)"),
+        DataFile(
+            "images",
+            "image folder <image_id>.jpg (train_images: the val images are there)",
+            layout="textvqa/train_images",
+            source=f"{SITE} (training set images, https://dl.fbaipublicfiles.com/textvqa/images/"
+            "train_val_images.zip; unzip so that textvqa/train_images/ exists)",
+        ),
+        DataFile(
+            "train_json",
+            "official TextVQA_0.5.1_train.json (few-shot demos; images in the same folder)",
+            layout="textvqa/TextVQA_0.5.1_train.json",
+            required=False,
+            source=f"{SITE} (TextVQA 0.5.1 training JSON, "
+            "https://dl.fbaipublicfiles.com/textvqa/data/TextVQA_0.5.1_train.json)",
+        ),
         normalization_option(),
     )
 
     def load(self) -> list[Sample]:
         given = {k: self.options.get(f"textvqa_{k}") for k in ("val_json", "questions", "annotations")}
         if given["val_json"] and (given["questions"] or given["annotations"]):
-            raise UserError("task textvqa takes either --textvqa-val-json (the official TextVQA JSON) or "
-                            "--textvqa-questions with --textvqa-annotations (VQAv2 format), not both")
+            raise UserError(
+                "task textvqa takes either --textvqa-val-json (the official TextVQA JSON) or "
+                "--textvqa-questions with --textvqa-annotations (VQAv2 format), not both"
+            )
         if bool(given["questions"]) != bool(given["annotations"]):
-            raise UserError("the VQAv2-format TextVQA files come as a pair: give both --textvqa-questions and "
-                            "--textvqa-annotations (or --textvqa-val-json instead)")
+            raise UserError(
+                "the VQAv2-format TextVQA files come as a pair: give both --textvqa-questions and "
+                "--textvqa-annotations (or --textvqa-val-json instead)"
+            )
         if not any(given.values()):
-            raise UserError(f"task textvqa needs --textvqa-val-json, or --textvqa-questions with "
-                            f"--textvqa-annotations (or a data root; {HINT})")
+            raise UserError(
+                f"task textvqa needs --textvqa-val-json, or --textvqa-questions with "
+                f"--textvqa-annotations (or a data root; {HINT})"
+            )
         if given["val_json"]:
             return load_textvqa_json(self.path("val_json"), self.image_folder())
         return load_textvqa_vqa_format(self.path("questions"), self.path("annotations"), self.image_folder())
@@ -70,8 +89,10 @@ class TextVQA(VQATask):
     def fewshot_pool(self) -> list[Sample]:
         train = self.path("train_json", required=False)
         if train is None:
-            raise UserError("few-shot on textvqa needs --textvqa-train-json (TextVQA_0.5.1_train.json; its "
-                            "images are in the same --textvqa-images folder)")
+            raise UserError(
+                "few-shot on textvqa needs --textvqa-train-json (TextVQA_0.5.1_train.json; its "
+                "images are in the same --textvqa-images folder)"
+            )
         return load_textvqa_json(train, self.image_folder())
 
     def breakdown(self, samples: list[Sample], records: list[dict[str, Any]]) -> dict[str, Any]:

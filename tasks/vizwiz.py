@@ -36,22 +36,42 @@ class VizWiz(VQATask):
     accuracy_description = "VQA accuracy over the 10 answers ({mode} normalisation), x100, 2 decimals"
     normalization_names = {"official": "VizWiz evaluator", "openflamingo": "OpenFlamingo"}
     OPTIONS = (
-        DataFile("annotations", "official val.json", layout="vizwiz/val.json",
-                 source=f"{SITE} (Annotations.zip: val.json)"),
-        DataFile("images", "val image folder", layout="vizwiz/val",
-                 source=f"{SITE} (val.zip, unzip so that vizwiz/val/VizWiz_val_*.jpg exist)"),
-        DataFile("train_annotations", "official train.json (few-shot demos)", layout="vizwiz/train.json",
-                 required=False, source=f"{SITE} (Annotations.zip: train.json)"),
-        DataFile("train_images", "train image folder (few-shot demos)", layout="vizwiz/train", required=False,
-                 source=f"{SITE} (train.zip, unzip so that vizwiz/train/VizWiz_train_*.jpg exist)"),
-        normalization_option("official (default): the VizWiz evaluator (normalise the prediction only); "
-                             "openflamingo: normalise the answers too"),
+        DataFile(
+            "annotations", "official val.json", layout="vizwiz/val.json", source=f"{SITE} (Annotations.zip: val.json)"
+        ),
+        DataFile(
+            "images",
+            "val image folder",
+            layout="vizwiz/val",
+            source=f"{SITE} (val.zip, unzip so that vizwiz/val/VizWiz_val_*.jpg exist)",
+        ),
+        DataFile(
+            "train_annotations",
+            "official train.json (few-shot demos)",
+            layout="vizwiz/train.json",
+            required=False,
+            source=f"{SITE} (Annotations.zip: train.json)",
+        ),
+        DataFile(
+            "train_images",
+            "train image folder (few-shot demos)",
+            layout="vizwiz/train",
+            required=False,
+            source=f"{SITE} (train.zip, unzip so that vizwiz/train/VizWiz_train_*.jpg exist)",
+        ),
+        normalization_option(
+            "official (default): the VizWiz evaluator (normalise the prediction only); "
+            "openflamingo: normalise the answers too"
+        ),
     )
-    groups = (AccuracyGroup("answer_type", "perAnswerType", "n_by_answer_type"),
-              AccuracyGroup("answerable", "accuracy_by_answerable", "n_by_answerable", VIZWIZ_ANSWERABLE))
+    groups = (
+        AccuracyGroup("answer_type", "perAnswerType", "n_by_answer_type"),
+        AccuracyGroup("answerable", "accuracy_by_answerable", "n_by_answerable", VIZWIZ_ANSWERABLE),
+    )
     view = BreakdownTables(
         BreakdownTable("perAnswerType", "VQA accuracy per answer type", "n_by_answer_type", "%"),
-        BreakdownTable("accuracy_by_answerable", "VQA accuracy per answerability", "n_by_answerable", "%"))
+        BreakdownTable("accuracy_by_answerable", "VQA accuracy per answerability", "n_by_answerable", "%"),
+    )
 
     def load(self) -> list[Sample]:
         ann = self.path("annotations")

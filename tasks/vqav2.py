@@ -26,20 +26,34 @@ class VQAv2(VQATask):
     name = "vqav2"
     aliases = ("vqa",)
     description = "VQAv2 (official question/annotation JSON + images), official VQA accuracy"
-    OPTIONS = vqav2_format_options("vqav2", {
-        "questions": "v2_OpenEnded_mscoco_val2014_questions.json", "annotations": "v2_mscoco_val2014_annotations.json",
-        "images": "val2014", "train_questions": "v2_OpenEnded_mscoco_train2014_questions.json",
-        "train_annotations": "v2_mscoco_train2014_annotations.json", "train_images": "train2014"}, {
-        "questions": f"{VQA_SITE} (Validation questions 2017 v2.0)",
-        "annotations": f"{VQA_SITE} (Validation annotations 2017 v2.0)", "images": COCO_VAL,
-        "train_questions": f"{VQA_SITE} (Training questions 2017 v2.0)",
-        "train_annotations": f"{VQA_SITE} (Training annotations 2017 v2.0)", "train_images": COCO_TRAIN})
-    view = BreakdownTables(BreakdownTable("perAnswerType", "VQA accuracy per answer type"),
-                           BreakdownTable("perQuestionType", "VQA accuracy per question type"))
+    OPTIONS = vqav2_format_options(
+        "vqav2",
+        {
+            "questions": "v2_OpenEnded_mscoco_val2014_questions.json",
+            "annotations": "v2_mscoco_val2014_annotations.json",
+            "images": "val2014",
+            "train_questions": "v2_OpenEnded_mscoco_train2014_questions.json",
+            "train_annotations": "v2_mscoco_train2014_annotations.json",
+            "train_images": "train2014",
+        },
+        {
+            "questions": f"{VQA_SITE} (Validation questions 2017 v2.0)",
+            "annotations": f"{VQA_SITE} (Validation annotations 2017 v2.0)",
+            "images": COCO_VAL,
+            "train_questions": f"{VQA_SITE} (Training questions 2017 v2.0)",
+            "train_annotations": f"{VQA_SITE} (Training annotations 2017 v2.0)",
+            "train_images": COCO_TRAIN,
+        },
+    )
+    view = BreakdownTables(
+        BreakdownTable("perAnswerType", "VQA accuracy per answer type"),
+        BreakdownTable("perQuestionType", "VQA accuracy per question type"),
+    )
 
     def load(self) -> list[Sample]:
         samples, self._questions, self._annotations = load_vqa_files(
-            self.path("questions"), self.path("annotations"), self.path("images"))
+            self.path("questions"), self.path("annotations"), self.path("images")
+        )
         return samples
 
     def fewshot_pool(self) -> list[Sample]:
@@ -55,9 +69,14 @@ class VQAv2(VQATask):
         annotations = [a for a in self._annotations if a["question_id"] in keep]
         preds = [{"question_id": s.meta["question_id"], "answer": r["prediction"]} for s, r in zip(samples, records)]
         sc = score_vqa(questions, annotations, preds, self.mode)
-        return Aggregate(metrics={"accuracy": sc.overall},
-                         breakdown={"normalization": self.mode, "perAnswerType": sc.perAnswerType,
-                                    "perQuestionType": sc.perQuestionType})
+        return Aggregate(
+            metrics={"accuracy": sc.overall},
+            breakdown={
+                "normalization": self.mode,
+                "perAnswerType": sc.perAnswerType,
+                "perQuestionType": sc.perQuestionType,
+            },
+        )
 
 
 class OKVQA(VQAv2):
@@ -65,13 +84,25 @@ class OKVQA(VQAv2):
     aliases = ("ok-vqa",)
     description = "OK-VQA (VQAv2 format), official VQA accuracy"
     openflamingo_postprocess = "okvqa-stemming"  # ok_vqa_utils.postprocess_ok_vqa_generation
-    OPTIONS = vqav2_format_options("okvqa", {
-        "questions": "OpenEnded_mscoco_val2014_questions.json", "annotations": "mscoco_val2014_annotations.json",
-        "images": "val2014", "train_questions": "OpenEnded_mscoco_train2014_questions.json",
-        "train_annotations": "mscoco_train2014_annotations.json", "train_images": "train2014"}, {
-        "questions": f"{OKVQA_SITE} (testing questions)", "annotations": f"{OKVQA_SITE} (testing annotations)",
-        "images": COCO_VAL, "train_questions": f"{OKVQA_SITE} (training questions)",
-        "train_annotations": f"{OKVQA_SITE} (training annotations)", "train_images": COCO_TRAIN})
+    OPTIONS = vqav2_format_options(
+        "okvqa",
+        {
+            "questions": "OpenEnded_mscoco_val2014_questions.json",
+            "annotations": "mscoco_val2014_annotations.json",
+            "images": "val2014",
+            "train_questions": "OpenEnded_mscoco_train2014_questions.json",
+            "train_annotations": "mscoco_train2014_annotations.json",
+            "train_images": "train2014",
+        },
+        {
+            "questions": f"{OKVQA_SITE} (testing questions)",
+            "annotations": f"{OKVQA_SITE} (testing annotations)",
+            "images": COCO_VAL,
+            "train_questions": f"{OKVQA_SITE} (training questions)",
+            "train_annotations": f"{OKVQA_SITE} (training annotations)",
+            "train_images": COCO_TRAIN,
+        },
+    )
 
 
 TASKS = [VQAv2, OKVQA]

@@ -23,8 +23,12 @@ def pytest_sessionstart(session):
     import shutil
 
     if os.environ.get("MMGPT_EVAL_REQUIRE_JAVA") == "1" and shutil.which("java") is None:
-        raise pytest.UsageError("MMGPT_EVAL_REQUIRE_JAVA=1 but no `java` on PATH: the pycocoevalcap tests "
-                                "would be skipped; install a Java runtime (Debian: default-jre-headless)")
+        raise pytest.UsageError(
+            "MMGPT_EVAL_REQUIRE_JAVA=1 but no `java` on PATH: the pycocoevalcap tests "
+            "would be skipped; install a Java runtime (Debian: default-jre-headless)"
+        )
+
+
 V1 = FIXTURES / "mmgpt_v1"
 V1_SPEC = FIXTURES / "mmgpt_v1.toml"
 

@@ -26,16 +26,26 @@ def make_vqa_dataset(root: Path, n_images: int = 4, split: str = "val2014") -> d
         (img_dir / f"COCO_{split}_{image_id:012d}.jpg").write_bytes(b"")  # replaced below by a real image
         item.image().save(img_dir / f"COCO_{split}_{image_id:012d}.jpg", format="JPEG", quality=95)
         n = len(item.shapes)
-        qa = [("How many shapes are there?", str(n), "number", "how many"),
-              ("Is there a shape in the image?", "yes" if n else "no", "yes/no", "is there a"),
-              ("What is in the image?", "shapes" if n else "nothing", "other", "what is")]
+        qa = [
+            ("How many shapes are there?", str(n), "number", "how many"),
+            ("Is there a shape in the image?", "yes" if n else "no", "yes/no", "is there a"),
+            ("What is in the image?", "shapes" if n else "nothing", "other", "what is"),
+        ]
         for q, a, atype, qtype in qa:
             questions.append({"image_id": image_id, "question": q, "question_id": qid})
             answers = [a] * 8 + ["2" if a != "2" else "3", "none"]
-            annotations.append({"question_id": qid, "image_id": image_id, "question_type": qtype,
-                                "answer_type": atype, "multiple_choice_answer": a,
-                                "answers": [{"answer": x, "answer_confidence": "yes", "answer_id": j + 1}
-                                            for j, x in enumerate(answers)]})
+            annotations.append(
+                {
+                    "question_id": qid,
+                    "image_id": image_id,
+                    "question_type": qtype,
+                    "answer_type": atype,
+                    "multiple_choice_answer": a,
+                    "answers": [
+                        {"answer": x, "answer_confidence": "yes", "answer_id": j + 1} for j, x in enumerate(answers)
+                    ],
+                }
+            )
             qid += 1
     qp = root / f"v2_OpenEnded_mscoco_{split}_questions.json"
     ap = root / f"v2_mscoco_{split}_annotations.json"
@@ -56,16 +66,34 @@ def make_coco_dataset(root: Path, n_images: int = 5) -> dict[str, Path]:
         item.image().save(img_dir / name, format="JPEG", quality=95)
         kinds = sorted({s.kind for s in item.shapes}) or ["nothing"]
         colours = sorted({s.colour for s in item.shapes}) or ["white"]
-        caps = [f"a picture with {len(item.shapes)} shapes.", f"some {colours[0]} {kinds[0]}s on a white background.",
-                f"an image of {' and '.join(kinds)} shapes.", "simple coloured shapes on white.",
-                f"{len(item.shapes)} small {colours[-1]} objects."]
-        images.append({"filepath": "val2014", "filename": name, "cocoid": cocoid, "split": "test",
-                       "sentences": [{"raw": c, "tokens": c.strip(".").split()} for c in caps]})
+        caps = [
+            f"a picture with {len(item.shapes)} shapes.",
+            f"some {colours[0]} {kinds[0]}s on a white background.",
+            f"an image of {' and '.join(kinds)} shapes.",
+            "simple coloured shapes on white.",
+            f"{len(item.shapes)} small {colours[-1]} objects.",
+        ]
+        images.append(
+            {
+                "filepath": "val2014",
+                "filename": name,
+                "cocoid": cocoid,
+                "split": "test",
+                "sentences": [{"raw": c, "tokens": c.strip(".").split()} for c in caps],
+            }
+        )
     # a train image for few-shot demos
     item = _image(11, 99)
     item.image().save(img_dir / "COCO_val2014_000000000999.jpg", format="JPEG", quality=95)
-    images.append({"filepath": "val2014", "filename": "COCO_val2014_000000000999.jpg", "cocoid": 999,
-                   "split": "train", "sentences": [{"raw": "a few shapes.", "tokens": ["a", "few", "shapes"]}] * 5})
+    images.append(
+        {
+            "filepath": "val2014",
+            "filename": "COCO_val2014_000000000999.jpg",
+            "cocoid": 999,
+            "split": "train",
+            "sentences": [{"raw": "a few shapes.", "tokens": ["a", "few", "shapes"]}] * 5,
+        }
+    )
     kp = root / "dataset_coco.json"
     kp.write_text(json.dumps({"images": images, "dataset": "coco"}))
     return {"karpathy_json": kp, "images": root}

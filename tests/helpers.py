@@ -49,10 +49,10 @@ def plain_candidate_logprob(m, text: str, images: list, candidate: str, joint: b
     checked against. ``joint``: the candidate's tokens as they come out of tokenizing text + candidate."""
     if joint:  # trailing spaces belong to the candidate (lm-evaluation-harness)
         stripped = text.rstrip(" ")
-        text, candidate = stripped, text[len(stripped):] + candidate
+        text, candidate = stripped, text[len(stripped) :] + candidate
     ctx = m.tokenizer(text)["input_ids"]
     if joint:
-        cand = m.tokenizer(text + candidate)["input_ids"][len(ctx):]
+        cand = m.tokenizer(text + candidate)["input_ids"][len(ctx) :]
     else:
         cand = m.tokenizer(candidate, add_special_tokens=False)["input_ids"]
     ids = torch.tensor([ctx + cand])

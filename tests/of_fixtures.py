@@ -41,15 +41,37 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-COLORS = {"red": (220, 30, 30), "green": (30, 190, 60), "blue": (40, 60, 220), "yellow": (235, 220, 40),
-          "purple": (140, 40, 170), "orange": (245, 140, 20), "black": (15, 15, 15), "white": (245, 245, 245)}
+COLORS = {
+    "red": (220, 30, 30),
+    "green": (30, 190, 60),
+    "blue": (40, 60, 220),
+    "yellow": (235, 220, 40),
+    "purple": (140, 40, 170),
+    "orange": (245, 140, 20),
+    "black": (15, 15, 15),
+    "white": (245, 245, 245),
+}
 SHAPES = ("circle", "square", "triangle")
 # The first ImageNet-1k synsets in sorted order, with their IMAGENET_CLASSNAMES names.
-IMAGENET_FIRST_SYNSETS = (("n01440764", "tench"), ("n01443537", "goldfish"), ("n01484850", "great white shark"),
-                          ("n01491361", "tiger shark"), ("n01494475", "hammerhead shark"), ("n01496331", "electric ray"))
+IMAGENET_FIRST_SYNSETS = (
+    ("n01440764", "tench"),
+    ("n01443537", "goldfish"),
+    ("n01484850", "great white shark"),
+    ("n01491361", "tiger shark"),
+    ("n01494475", "hammerhead shark"),
+    ("n01496331", "electric ray"),
+)
 
-MEME_TEXTS = ("love your neighbor", "look at this cat", "nobody likes you", "what a sunny day",
-              "they are all the same", "best friends forever", "go back where you came from", "morning coffee")
+MEME_TEXTS = (
+    "love your neighbor",
+    "look at this cat",
+    "nobody likes you",
+    "what a sunny day",
+    "they are all the same",
+    "best friends forever",
+    "go back where you came from",
+    "morning coffee",
+)
 
 
 @dataclass
@@ -93,13 +115,16 @@ def _answers(rng: random.Random, main: str, alternatives: list[str]) -> list[dic
     """Ten annotator answers: mostly ``main``, a few others (official VQA annotation layout)."""
     words = [main] * 7 + [rng.choice(alternatives) for _ in range(3)]
     rng.shuffle(words)
-    return [{"answer": w, "answer_confidence": rng.choice(["yes", "maybe"]), "answer_id": k + 1}
-            for k, w in enumerate(words)]
+    return [
+        {"answer": w, "answer_confidence": rng.choice(["yes", "maybe"]), "answer_id": k + 1}
+        for k, w in enumerate(words)
+    ]
 
 
 # ------------------------------------------------------------------------------------------ VQA
-def _write_vqa_split(root: Path, split: str, ids: list[int], rng: random.Random, ok_vqa: bool,
-                     qid_base: int) -> tuple[Path, Path, Path]:
+def _write_vqa_split(
+    root: Path, split: str, ids: list[int], rng: random.Random, ok_vqa: bool, qid_base: int
+) -> tuple[Path, Path, Path]:
     img_dir = root / split
     img_dir.mkdir(parents=True, exist_ok=True)
     questions, annotations = [], []
@@ -113,8 +138,14 @@ def _write_vqa_split(root: Path, split: str, ids: list[int], rng: random.Random,
         qid = qid_base + n
         questions.append({"image_id": image_id, "question": q, "question_id": qid})
         answers = _answers(rng, a, alts)
-        ann = {"question_id": qid, "image_id": image_id, "question_type": "other" if ok_vqa else qtype,
-               "answer_type": "other" if ok_vqa else atype, "multiple_choice_answer": a, "answers": answers}
+        ann = {
+            "question_id": qid,
+            "image_id": image_id,
+            "question_type": "other" if ok_vqa else qtype,
+            "answer_type": "other" if ok_vqa else atype,
+            "multiple_choice_answer": a,
+            "answers": answers,
+        }
         if ok_vqa:
             ann["confidence"] = 3
             for x in answers:
@@ -128,10 +159,23 @@ def _write_vqa_split(root: Path, split: str, ids: list[int], rng: random.Random,
     else:
         qname, aname = f"v2_OpenEnded_mscoco_{split}_questions.json", f"v2_mscoco_{split}_annotations.json"
     qpath, apath = root / qname, root / aname
-    qpath.write_text(json.dumps({"info": info, "task_type": "Open-Ended", "data_type": "mscoco",
-                                 "license": lic, "data_subtype": subtype, "questions": questions}))
-    apath.write_text(json.dumps({"info": info, "license": lic, "data_type": "mscoco", "data_subtype": subtype,
-                                 "annotations": annotations}))
+    qpath.write_text(
+        json.dumps(
+            {
+                "info": info,
+                "task_type": "Open-Ended",
+                "data_type": "mscoco",
+                "license": lic,
+                "data_subtype": subtype,
+                "questions": questions,
+            }
+        )
+    )
+    apath.write_text(
+        json.dumps(
+            {"info": info, "license": lic, "data_type": "mscoco", "data_subtype": subtype, "annotations": annotations}
+        )
+    )
     return img_dir, qpath, apath
 
 
@@ -144,11 +188,22 @@ def write_vqa(root: Path, *, ok_vqa: bool = False, n_test: int = 12, n_train: in
     train_ids = [5000 + 7 * i for i in range(n_train)]
     tr_img, tr_q, tr_a = _write_vqa_split(root, "train2014", train_ids, rng, ok_vqa, qid_base=9_000_000)
     te_img, te_q, te_a = _write_vqa_split(root, "val2014", test_ids, rng, ok_vqa, qid_base=1_000_000)
-    data = {"train_image_dir_path": str(tr_img), "train_questions_json_path": str(tr_q),
-            "train_annotations_json_path": str(tr_a), "test_image_dir_path": str(te_img),
-            "test_questions_json_path": str(te_q), "test_annotations_json_path": str(te_a)}
-    mmgpt = {"questions": str(te_q), "annotations": str(te_a), "images": str(te_img), "train_questions": str(tr_q),
-             "train_annotations": str(tr_a), "train_images": str(tr_img)}
+    data = {
+        "train_image_dir_path": str(tr_img),
+        "train_questions_json_path": str(tr_q),
+        "train_annotations_json_path": str(tr_a),
+        "test_image_dir_path": str(te_img),
+        "test_questions_json_path": str(te_q),
+        "test_annotations_json_path": str(te_a),
+    }
+    mmgpt = {
+        "questions": str(te_q),
+        "annotations": str(te_a),
+        "images": str(te_img),
+        "train_questions": str(tr_q),
+        "train_annotations": str(tr_a),
+        "train_images": str(tr_img),
+    }
     return Fixture(name, root, data, mmgpt, n_test, n_train)
 
 
@@ -162,16 +217,35 @@ def write_ok_vqa(root: Path, **kw) -> Fixture:
 
 # ------------------------------------------------------------------------------------------ captions
 def _captions(color: str, shape: str) -> list[str]:
-    return [f"a {color} {shape} on a plain background", f"A {color} {shape}.", f"a picture of a {color} {shape}",
-            f"one {color} {shape} in the middle of the image", f"a simple {shape} that is {color}"]
+    return [
+        f"a {color} {shape} on a plain background",
+        f"A {color} {shape}.",
+        f"a picture of a {color} {shape}",
+        f"one {color} {shape} in the middle of the image",
+        f"a simple {shape} that is {color}",
+    ]
 
 
-def _karpathy_entry(imgid: int, filename: str, split: str, caps: list[str], sent_base: int,
-                    filepath: str | None = None, cocoid: int | None = None) -> dict[str, Any]:
-    sents = [{"tokens": c.lower().strip(".").split(), "raw": c, "imgid": imgid, "sentid": sent_base + k}
-             for k, c in enumerate(caps)]
-    entry: dict[str, Any] = {"filename": filename, "imgid": imgid, "split": split, "sentences": sents,
-                             "sentids": [s["sentid"] for s in sents]}
+def _karpathy_entry(
+    imgid: int,
+    filename: str,
+    split: str,
+    caps: list[str],
+    sent_base: int,
+    filepath: str | None = None,
+    cocoid: int | None = None,
+) -> dict[str, Any]:
+    sents = [
+        {"tokens": c.lower().strip(".").split(), "raw": c, "imgid": imgid, "sentid": sent_base + k}
+        for k, c in enumerate(caps)
+    ]
+    entry: dict[str, Any] = {
+        "filename": filename,
+        "imgid": imgid,
+        "split": split,
+        "sentences": sents,
+        "sentids": [s["sentid"] for s in sents],
+    }
     if filepath is not None:
         entry["filepath"] = filepath
     if cocoid is not None:
@@ -185,9 +259,13 @@ def _coco_style(entries: list[tuple[Any, str, list[str]]], description: str) -> 
         images.append({"id": image_id, "file_name": file_name, "width": 48, "height": 48, "license": 1})
         for c in caps:
             anns.append({"image_id": image_id, "id": len(anns) + 1, "caption": c})
-    return {"info": {"description": description, "version": "1.0", "year": 2014},
-            "licenses": [{"id": 1, "name": "fixture", "url": "https://example.invalid"}],
-            "type": "captions", "images": images, "annotations": anns}
+    return {
+        "info": {"description": description, "version": "1.0", "year": 2014},
+        "licenses": [{"id": 1, "name": "fixture", "url": "https://example.invalid"}],
+        "type": "captions",
+        "images": images,
+        "annotations": anns,
+    }
 
 
 def write_coco(root: Path, *, n_test: int = 12, n_train: int = 24, seed: int = 1) -> Fixture:
@@ -198,8 +276,11 @@ def write_coco(root: Path, *, n_test: int = 12, n_train: int = 24, seed: int = 1
     (root / "val2014").mkdir(parents=True, exist_ok=True)
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     entries, val_entries = [], []
-    plan = [("test", "val2014")] * n_test + [("train", "train2014")] * n_train + [("restval", "val2014"),
-                                                                                  ("val", "val2014")]
+    plan = (
+        [("test", "val2014")] * n_test
+        + [("train", "train2014")] * n_train
+        + [("restval", "val2014"), ("val", "val2014")]
+    )
     for imgid, (split, folder) in enumerate(plan):
         cocoid = 200_000 + 11 * imgid
         color, shape, img = _item(rng, imgid)
@@ -213,8 +294,12 @@ def write_coco(root: Path, *, n_test: int = 12, n_train: int = 24, seed: int = 1
     kj.write_text(json.dumps({"images": entries, "dataset": "coco"}))
     ann = root / "annotations" / "captions_val2014.json"
     ann.write_text(json.dumps(_coco_style(val_entries, "COCO 2014 val captions (fixture)")))
-    data = {"train_image_dir_path": str(root / "train2014"), "val_image_dir_path": str(root / "val2014"),
-            "karpathy_json_path": str(kj), "annotations_json_path": str(ann)}
+    data = {
+        "train_image_dir_path": str(root / "train2014"),
+        "val_image_dir_path": str(root / "val2014"),
+        "karpathy_json_path": str(kj),
+        "annotations_json_path": str(ann),
+    }
     mmgpt = {"karpathy_json": str(kj), "images": str(root)}
     return Fixture("coco", root, data, mmgpt, n_test, n_train)
 
@@ -256,21 +341,36 @@ def write_hateful_memes(root: Path, *, n_test: int = 12, n_train: int = 24, seed
             mid = base + 17 * k
             _, _, img = _item(rng, mid)
             img.save(root / "img" / f"{mid:05d}.png")
-            lines.append(json.dumps({"id": mid, "img": f"img/{mid:05d}.png", "label": k % 2,
-                                     "text": MEME_TEXTS[(k * 3 + base) % len(MEME_TEXTS)]}))
+            lines.append(
+                json.dumps(
+                    {
+                        "id": mid,
+                        "img": f"img/{mid:05d}.png",
+                        "label": k % 2,
+                        "text": MEME_TEXTS[(k * 3 + base) % len(MEME_TEXTS)],
+                    }
+                )
+            )
         path.write_text("\n".join(lines) + "\n")
 
     split(root / "train.jsonl", n_train, 10_000)
     split(root / "test_seen.jsonl", n_test, 60_000)
-    data = {"image_dir_path": str(root / "img"), "train_annotations_json_path": str(root / "train.jsonl"),
-            "test_annotations_json_path": str(root / "test_seen.jsonl")}
-    mmgpt = {"annotations": str(root / "test_seen.jsonl"), "images": str(root / "img"),
-             "train_annotations": str(root / "train.jsonl")}
+    data = {
+        "image_dir_path": str(root / "img"),
+        "train_annotations_json_path": str(root / "train.jsonl"),
+        "test_annotations_json_path": str(root / "test_seen.jsonl"),
+    }
+    mmgpt = {
+        "annotations": str(root / "test_seen.jsonl"),
+        "images": str(root / "img"),
+        "train_annotations": str(root / "train.jsonl"),
+    }
     return Fixture("hateful_memes", root, data, mmgpt, n_test, n_train)
 
 
-def write_imagenet(root: Path, *, n_classes: int = 4, test_per_class: int = 3, train_per_class: int = 6,
-                   seed: int = 4) -> Fixture:
+def write_imagenet(
+    root: Path, *, n_classes: int = 4, test_per_class: int = 3, train_per_class: int = 6, seed: int = 4
+) -> Fixture:
     """train/<wnid>/ and val/<wnid>/ for the first ``n_classes`` ImageNet synsets."""
     if not 1 <= n_classes <= len(IMAGENET_FIRST_SYNSETS):
         raise ValueError(f"n_classes must be 1..{len(IMAGENET_FIRST_SYNSETS)}")
@@ -288,16 +388,35 @@ def write_imagenet(root: Path, *, n_classes: int = 4, test_per_class: int = 3, t
                 img.save(d / f"{stem}.JPEG", quality=95)
     classes = [name for _, name in IMAGENET_FIRST_SYNSETS[:n_classes]]
     mmgpt = {"val": str(root / "val"), "train": str(root / "train")}
-    return Fixture("imagenet", root, {"root": str(root)}, mmgpt, n_classes * test_per_class,
-                   n_classes * train_per_class, meta={"class_names": classes})
+    return Fixture(
+        "imagenet",
+        root,
+        {"root": str(root)},
+        mmgpt,
+        n_classes * test_per_class,
+        n_classes * train_per_class,
+        meta={"class_names": classes},
+    )
 
 
 # the mmgpt-eval task of each dataset
-MMGPT_TASKS = {"vqav2": "vqav2", "ok_vqa": "okvqa", "coco": "coco", "flickr30k": "flickr30k",
-               "hateful_memes": "hatefulmemes", "imagenet": "imagenet"}
+MMGPT_TASKS = {
+    "vqav2": "vqav2",
+    "ok_vqa": "okvqa",
+    "coco": "coco",
+    "flickr30k": "flickr30k",
+    "hateful_memes": "hatefulmemes",
+    "imagenet": "imagenet",
+}
 
-WRITERS = {"vqav2": write_vqav2, "ok_vqa": write_ok_vqa, "coco": write_coco, "flickr30k": write_flickr30k,
-           "hateful_memes": write_hateful_memes, "imagenet": write_imagenet}
+WRITERS = {
+    "vqav2": write_vqav2,
+    "ok_vqa": write_ok_vqa,
+    "coco": write_coco,
+    "flickr30k": write_flickr30k,
+    "hateful_memes": write_hateful_memes,
+    "imagenet": write_imagenet,
+}
 
 
 def write_all(root: Path) -> dict[str, Fixture]:

@@ -17,8 +17,21 @@ from fakeruns import make_run
 SIZES = (1, 7, 100, 999, 9673, 50_000, 214_354)
 
 
-@pytest.mark.parametrize("value,decimals", [(0.2, 1), (20.0, 0), (31.25, 2), (0.0, 0), (99.15, 2), (1e-05, 5),
-                                            (0.1964, 4), (100.0, 0), (-0.5, 1), (12.3456, 4)])
+@pytest.mark.parametrize(
+    "value,decimals",
+    [
+        (0.2, 1),
+        (20.0, 0),
+        (31.25, 2),
+        (0.0, 0),
+        (99.15, 2),
+        (1e-05, 5),
+        (0.1964, 4),
+        (100.0, 0),
+        (-0.5, 1),
+        (12.3456, 4),
+    ],
+)
 def test_stored_decimals(value, decimals):
     assert stored_decimals(value) == decimals
 

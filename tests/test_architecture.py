@@ -20,8 +20,19 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "mmgpt_eval"
 DEV_PACKAGE = ROOT / "mmgpt_eval_dev"
 TASK_FILES = sorted((ROOT / "tasks").glob("[!_]*.py")) + [ROOT / "tests" / "example_task" / "shapeqa.py"]
-TASK_NAMES = ("easyvqa", "vqav2", "okvqa", "coco", "counting", "dialog", "flickr30k", "textvqa", "vizwiz",
-              "hatefulmemes", "imagenet")
+TASK_NAMES = (
+    "easyvqa",
+    "vqav2",
+    "okvqa",
+    "coco",
+    "counting",
+    "dialog",
+    "flickr30k",
+    "textvqa",
+    "vizwiz",
+    "hatefulmemes",
+    "imagenet",
+)
 
 
 def _modules() -> dict[str, Path]:
@@ -44,7 +55,7 @@ def _imports(mod: str, f: Path, known: dict[str, Path]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = mod.split(".") if is_pkg else mod.split(".")[:-1]
-                base = base[:len(base) - node.level + 1]
+                base = base[: len(base) - node.level + 1]
                 prefix = ".".join(base + ([node.module] if node.module else []))
             else:
                 prefix = node.module or ""
@@ -103,8 +114,13 @@ def test_the_library_never_imports_a_plugin():
     offenders = []
     for f in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(f.read_text())):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
-                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             offenders += [f"{f.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] == "mmgpt_eval_tasks"]
     assert offenders == []
 
@@ -122,20 +138,26 @@ def test_a_task_file_imports_only_the_task_api(path):
 
 
 def test_importing_a_task_does_not_import_torch():
-    code = ("import sys, importlib.util, mmgpt_eval_tasks.easyvqa, mmgpt_eval_tasks.vqav2, mmgpt_eval_tasks.coco, "
-            "mmgpt_eval_tasks.counting, mmgpt_eval_tasks.dialog, mmgpt_eval_tasks.flickr30k, mmgpt_eval_tasks.textvqa, "
-            "mmgpt_eval_tasks.vizwiz, mmgpt_eval_tasks.hatefulmemes, mmgpt_eval_tasks.imagenet, "
-            "mmgpt_eval_tasks.easyvqa_mc\n"
-            f"spec = importlib.util.spec_from_file_location('shapeqa', {str(TASK_FILES[-1])!r})\n"
-            "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
-            "heavy = sorted(m for m in ('torch', 'open_flamingo', 'transformers', 'matplotlib') if m in sys.modules)\n"
-            "print(','.join(heavy))")
+    code = (
+        "import sys, importlib.util, mmgpt_eval_tasks.easyvqa, mmgpt_eval_tasks.vqav2, mmgpt_eval_tasks.coco, "
+        "mmgpt_eval_tasks.counting, mmgpt_eval_tasks.dialog, mmgpt_eval_tasks.flickr30k, mmgpt_eval_tasks.textvqa, "
+        "mmgpt_eval_tasks.vizwiz, mmgpt_eval_tasks.hatefulmemes, mmgpt_eval_tasks.imagenet, "
+        "mmgpt_eval_tasks.easyvqa_mc\n"
+        f"spec = importlib.util.spec_from_file_location('shapeqa', {str(TASK_FILES[-1])!r})\n"
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "heavy = sorted(m for m in ('torch', 'open_flamingo', 'transformers', 'matplotlib') if m in sys.modules)\n"
+        "print(','.join(heavy))"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == ""
     # and the check can fail: the model code does import torch
-    r = subprocess.run([sys.executable, "-c", "import sys, mmgpt_eval.model.generate; print('torch' in sys.modules)"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", "import sys, mmgpt_eval.model.generate; print('torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.stdout.strip() == "True"
 
 
@@ -193,34 +215,88 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "engine": (("engine",), ("base", "settings", "model")),
     # evaluation protocols (strategy objects: template, subset, demos, post-processing); they read a
     # run's settings through a structural type, never the config module
-    "protocols": (("protocols", "rices"),
-                  ("base", "settings", "results", "data", "metrics", "taskapi", "model", "engine")),
+    "protocols": (
+        ("protocols", "rices"),
+        ("base", "settings", "results", "data", "metrics", "taskapi", "model", "engine"),
+    ),
     # one run's settings (EvalConfig), task options included; the protocol names are its choices
     "config": (("config",), ("base", "settings", "results", "data", "metrics", "taskapi", "plugins", "protocols")),
-    "runner": (("runner", "series"),
-               ("base", "settings", "results", "data", "metrics", "taskapi", "plugins", "config", "process",
-                "model", "engine", "protocols")),
+    "runner": (
+        ("runner", "series"),
+        (
+            "base",
+            "settings",
+            "results",
+            "data",
+            "metrics",
+            "taskapi",
+            "plugins",
+            "config",
+            "process",
+            "model",
+            "engine",
+            "protocols",
+        ),
+    ),
     # readers of results: never the model, the engine or a task
     "readers": (("compare", "gate", "frames", "trackers", "published"), ("base", "settings", "results")),
     # the report also shows the views tasks declare (taskapi.reporting, found through the registry) and
     # the images samples name (key schemes that data modules register)
     "report": (("report",), ("base", "settings", "results", "data", "taskapi", "plugins", "readers")),
     "train": (("train",), ("base", "settings", "results", "data", "metrics", "taskapi", "process", "model")),
-    "api": (("api",),
-            ("base", "settings", "results", "data", "metrics", "taskapi", "plugins", "config", "process", "model",
-             "engine", "protocols", "runner", "readers", "report")),
-    "integrations": (("integrations",),
-                     ("base", "settings", "results", "taskapi", "plugins", "config", "model", "engine", "api")),
+    "api": (
+        ("api",),
+        (
+            "base",
+            "settings",
+            "results",
+            "data",
+            "metrics",
+            "taskapi",
+            "plugins",
+            "config",
+            "process",
+            "model",
+            "engine",
+            "protocols",
+            "runner",
+            "readers",
+            "report",
+        ),
+    ),
+    "integrations": (
+        ("integrations",),
+        ("base", "settings", "results", "taskapi", "plugins", "config", "model", "engine", "api"),
+    ),
     # the command line and the package's lazy top-level names: anything in the runtime package
-    "cli": (("cli", "__main__", ""),
-            ("base", "settings", "results", "data", "metrics", "taskapi", "plugins", "config", "process", "model",
-             "engine", "protocols", "runner", "readers", "report", "train", "api", "integrations")),
+    "cli": (
+        ("cli", "__main__", ""),
+        (
+            "base",
+            "settings",
+            "results",
+            "data",
+            "metrics",
+            "taskapi",
+            "plugins",
+            "config",
+            "process",
+            "model",
+            "engine",
+            "protocols",
+            "runner",
+            "readers",
+            "report",
+            "train",
+            "api",
+            "integrations",
+        ),
+    ),
 }
 
 # Imports that break the map today and are being removed in other branches (module -> imported
 # module: who removes it). Each entry must still occur; remove it with the import.
-ALLOWED_VIOLATIONS: dict[str, str] = {
-}
+ALLOWED_VIOLATIONS: dict[str, str] = {}
 
 
 def layer_of(module: str) -> str | None:
@@ -270,9 +346,13 @@ def test_every_import_follows_the_layer_map():
     assert unexpected == [], "imports against the layer map:\n" + "\n".join(unexpected)
     assert gone == [], "ALLOWED_VIOLATIONS lists imports that no longer exist; remove:\n" + "\n".join(gone)
     # the check sees a violation: a reader of results that imports the model
-    assert layer_violations({"mmgpt_eval.published": {"mmgpt_eval.model.spec", "mmgpt_eval.results"},
-                             "mmgpt_eval.model.spec": set(), "mmgpt_eval.results": set()}) == [
-        "mmgpt_eval.published -> mmgpt_eval.model.spec (layer readers may not import layer model)"]
+    assert layer_violations(
+        {
+            "mmgpt_eval.published": {"mmgpt_eval.model.spec", "mmgpt_eval.results"},
+            "mmgpt_eval.model.spec": set(),
+            "mmgpt_eval.results": set(),
+        }
+    ) == ["mmgpt_eval.published -> mmgpt_eval.model.spec (layer readers may not import layer model)"]
     assert layer_violations({"mmgpt_eval.newthing": set()}) == ["mmgpt_eval.newthing: in no layer of LAYERS"]
     assert layer_of("mmgpt_eval.model.seam") == "settings" and layer_of("mmgpt_eval.model.build") == "model"
     assert layer_of("mmgpt_eval") == "cli" and layer_of("mmgpt_eval.report.build") == "report"
@@ -296,8 +376,10 @@ def test_the_runtime_package_never_imports_the_development_package(tmp_path):
     assert offenders == []
     assert (DEV_PACKAGE / "bench_command.py").is_file() and not (PACKAGE / "peers").exists()
     fake = tmp_path / "fake.py"  # the check itself can fail
-    fake.write_text("import importlib\nfrom mmgpt_eval_dev.bench import run_bench\n"
-                    "importlib.import_module('mmgpt_eval_dev.reproduce')\n")
+    fake.write_text(
+        "import importlib\nfrom mmgpt_eval_dev.bench import run_bench\n"
+        "importlib.import_module('mmgpt_eval_dev.reproduce')\n"
+    )
     assert _dev_imports(fake) == ["mmgpt_eval_dev.bench", "mmgpt_eval_dev.reproduce"]
 
 
@@ -317,9 +399,11 @@ def test_a_broken_or_clashing_command_plugin_is_left_out(monkeypatch, capsys):
 
     from mmgpt_eval.cli import COMMAND_GROUP, main, plugin_commands
 
-    eps = [md.EntryPoint("bench", "mmgpt_eval_dev.bench_command:register", COMMAND_GROUP),
-           md.EntryPoint("broken", "no_such_module_xyz:register", COMMAND_GROUP),
-           md.EntryPoint("run", "mmgpt_eval_dev.bench_command:register", COMMAND_GROUP)]
+    eps = [
+        md.EntryPoint("bench", "mmgpt_eval_dev.bench_command:register", COMMAND_GROUP),
+        md.EntryPoint("broken", "no_such_module_xyz:register", COMMAND_GROUP),
+        md.EntryPoint("run", "mmgpt_eval_dev.bench_command:register", COMMAND_GROUP),
+    ]
     monkeypatch.setattr(md, "entry_points", lambda group=None: [e for e in eps if e.group == group])
     assert list(plugin_commands()) == ["bench"]
     err = capsys.readouterr().err
@@ -338,8 +422,14 @@ def _readme_block(title: str) -> str:
 @pytest.mark.slow
 def test_readme_python_api_example(tmp_path):
     code = _readme_block("Python API")
-    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=900,
-                       env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((tmp_path / "api-out" / "results.json").read_text())
     assert set(res["tasks"]) == {"easyvqa", "counting"}
@@ -371,13 +461,36 @@ def test_writing_a_task_example_runs_end_to_end(tmp_path):
     inc = ["--include-path", str(ROOT / "tests" / "example_task")]
     r = subprocess.run(cli + ["tasks"] + inc, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "shapeqa" in r.stdout, r.stderr
-    r = subprocess.run(cli + ["data", "check", "--tasks", "shapeqa", "--data-root", str(root)] + inc,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        cli + ["data", "check", "--tasks", "shapeqa", "--data-root", str(root)] + inc,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0 and "questions.json" in r.stdout, r.stdout + r.stderr
-    r = subprocess.run(cli + ["run", "--model", "tiny-openflamingo", "--ckpt", "tiny-mmgpt", "--tasks", "shapeqa",
-                              "--data-root", str(root), "--output-dir", str(tmp_path / "out"), "--no-progress",
-                              "--no-report"] + inc, capture_output=True, text=True, timeout=600,
-                       env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    r = subprocess.run(
+        cli
+        + [
+            "run",
+            "--model",
+            "tiny-openflamingo",
+            "--ckpt",
+            "tiny-mmgpt",
+            "--tasks",
+            "shapeqa",
+            "--data-root",
+            str(root),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--no-progress",
+            "--no-report",
+        ]
+        + inc,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     tr = res["tasks"]["shapeqa"]
@@ -387,8 +500,22 @@ def test_writing_a_task_example_runs_end_to_end(tmp_path):
     assert tr["metrics"]["accuracy"] > 50  # the tiny MultiModal-GPT answers easy-VQA questions
     assert set(tr["breakdown"]["accuracy_by_answer"]) <= set(ans)
     # the flag follows from the declaration, and a missing file fails before any model loads
-    r = subprocess.run(cli + ["run", "--tasks", "shapeqa", "--shapeqa-questions", str(tmp_path / "nope.json"),
-                              "--output-dir", str(tmp_path / "o2")] + inc, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        cli
+        + [
+            "run",
+            "--tasks",
+            "shapeqa",
+            "--shapeqa-questions",
+            str(tmp_path / "nope.json"),
+            "--output-dir",
+            str(tmp_path / "o2"),
+        ]
+        + inc,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "nope.json" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -398,8 +525,23 @@ def test_fewshot_pool_is_checked_before_the_model_loads(tmp_path, capsys, monkey
     from mmgpt_eval.cli import main
 
     monkeypatch.setattr(api, "load", lambda *a, **k: pytest.fail("model loaded before the few-shot check"))
-    rc = main(["run", "--model", "tiny-openflamingo", "--tasks", "easyvqa", "--template", "of-vqa", "--num-fewshot",
-               "3000", "--limit", "2", "--output-dir", str(tmp_path / "o")])
+    rc = main(
+        [
+            "run",
+            "--model",
+            "tiny-openflamingo",
+            "--tasks",
+            "easyvqa",
+            "--template",
+            "of-vqa",
+            "--num-fewshot",
+            "3000",
+            "--limit",
+            "2",
+            "--output-dir",
+            str(tmp_path / "o"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "few-shot needs at least 3000 demo samples, the pool has 2048" in err
 
@@ -425,8 +567,14 @@ def test_options_follow_from_one_declaration(tmp_path):
     rows = {r["option"]: r for r in check(vqa({}), tmp_path)}
     assert rows["vqav2_questions"]["required"] and not rows["vqav2_train_questions"]["required"]
     assert "visualqa.org" in rows["vqav2_questions"]["source"]
-    assert set(t.data_files()) == {"questions", "annotations", "images", "train_questions", "train_annotations",
-                                   "train_images"}
+    assert set(t.data_files()) == {
+        "questions",
+        "annotations",
+        "images",
+        "train_questions",
+        "train_annotations",
+        "train_images",
+    }
     coco = tasks["coco"]({"coco_annotations": "captions.json"})  # a layout that depends on the chosen format
     assert [r["option"] for r in check(coco, tmp_path)] == ["coco_images"]
     assert check(coco, tmp_path)[0]["path"].endswith("coco/val2014")

@@ -91,20 +91,36 @@ def ws(tmp_path_factory) -> Path:
     a = json.loads(vqa["annotations"].read_text())
     a["annotations"].append(dict(a["annotations"][0]))
     (w / "vqa" / "dup_annotations.json").write_text(json.dumps(a))
-    (w / "preds.json").write_text(json.dumps([{"question_id": x["question_id"], "answer": "2"}
-                                               for x in json.loads(vqa["questions"].read_text())["questions"]]))
+    (w / "preds.json").write_text(
+        json.dumps(
+            [
+                {"question_id": x["question_id"], "answer": "2"}
+                for x in json.loads(vqa["questions"].read_text())["questions"]
+            ]
+        )
+    )
     make_run(w / "run-a", {"accuracy": [1.0, 0.0, 1.0, 1.0]})
     make_run(w / "run-b", {"accuracy": [1.0, 1.0, 1.0, 0.0]})
-    (w / "gate.toml").write_text('[[rule]]\ntask = "easyvqa"\nmetric = "accuracy"\ndirection = "higher"\n'
-                                 'margin = 2.0\n')
+    (w / "gate.toml").write_text(
+        '[[rule]]\ntask = "easyvqa"\nmetric = "accuracy"\ndirection = "higher"\nmargin = 2.0\n'
+    )
     for name, text in {
-        "r-limit.toml": 'limit = "ten"\n', "r-limit0.toml": "limit = 0\n", "r-topp.toml": "top_p = 5\n",
-        "r-temp.toml": "do_sample = true\ntemperature = 0\n", "r-device.toml": 'device = "foo"\n',
-        "r-unknown.toml": "lmit = 3\n", "r-choice.toml": 'fewshot_selection = "best"\n',
-        "r-beams.toml": "num_beams = 0\n", "r-bool.toml": 'no_report = "yes"\n', "r-list.toml": "limit = [1, 2]\n",
-        "r-batch.toml": "batch_size = 0\n", "r-outfile.toml": 'output_dir = "a-file"\n',
-        "r-precision.toml": 'precision = "fp8"\n', "r-table.toml": "[vqav2]\nquestions = 3\nlimit = 1\n",
-        "r-maxnew.toml": "max_new_tokens = -1\n", "r-label.toml": "label = 3\n",
+        "r-limit.toml": 'limit = "ten"\n',
+        "r-limit0.toml": "limit = 0\n",
+        "r-topp.toml": "top_p = 5\n",
+        "r-temp.toml": "do_sample = true\ntemperature = 0\n",
+        "r-device.toml": 'device = "foo"\n',
+        "r-unknown.toml": "lmit = 3\n",
+        "r-choice.toml": 'fewshot_selection = "best"\n',
+        "r-beams.toml": "num_beams = 0\n",
+        "r-bool.toml": 'no_report = "yes"\n',
+        "r-list.toml": "limit = [1, 2]\n",
+        "r-batch.toml": "batch_size = 0\n",
+        "r-outfile.toml": 'output_dir = "a-file"\n',
+        "r-precision.toml": 'precision = "fp8"\n',
+        "r-table.toml": "[vqav2]\nquestions = 3\nlimit = 1\n",
+        "r-maxnew.toml": "max_new_tokens = -1\n",
+        "r-label.toml": "label = 3\n",
     }.items():
         (w / name).write_text(text)
     for name, text in {
@@ -163,25 +179,54 @@ CASES = [
     ("run-device-foo", RUN + ["--device", "foo"], ["--device", "foo"]),
     ("run-device-cuda-x", RUN + ["--device", "cuda:x"], ["--device"]),
     ("run-precision", RUN + ["--precision", "fp8"], ["--precision"]),
-    ("run-output-dir-file", ["run", "--model", "tiny", "--tasks", "easyvqa", "--output-dir", "a-file"],
-     ["--output-dir", "a-file"]),
+    (
+        "run-output-dir-file",
+        ["run", "--model", "tiny", "--tasks", "easyvqa", "--output-dir", "a-file"],
+        ["--output-dir", "a-file"],
+    ),
     ("run-unknown-flag", RUN + ["--frobnicate"], ["--frobnicate"]),
     ("run-seed-text", RUN + ["--seed", "x"], ["--seed"]),
     # --- run: checkpoints (found before the base model is built)
-    ("run-nan-adapter", ["run", "--model", "tiny", "--ckpt", "nan-adapter", "--tasks", "easyvqa", "--output-dir",
-                         "out", "--no-progress"], ["NaN", "adapter_model.safetensors", "--allow-nonfinite"]),
-    ("run-nan-adapter-nomodel", ["run", "--ckpt", "nan-adapter", "--tasks", "easyvqa", "--output-dir", "out"],
-     ["NaN", "nan-adapter"]),
-    ("run-inf-adapter", ["run", "--ckpt", "inf-adapter", "--tasks", "easyvqa", "--output-dir", "out"],
-     ["NaN/inf", "lora_B"]),
-    ("run-rank-mismatch", ["run", "--ckpt", "r8-adapter", "--tasks", "easyvqa", "--output-dir", "out"],
-     ["r=8", "rank 16"]),
+    (
+        "run-nan-adapter",
+        [
+            "run",
+            "--model",
+            "tiny",
+            "--ckpt",
+            "nan-adapter",
+            "--tasks",
+            "easyvqa",
+            "--output-dir",
+            "out",
+            "--no-progress",
+        ],
+        ["NaN", "adapter_model.safetensors", "--allow-nonfinite"],
+    ),
+    (
+        "run-nan-adapter-nomodel",
+        ["run", "--ckpt", "nan-adapter", "--tasks", "easyvqa", "--output-dir", "out"],
+        ["NaN", "nan-adapter"],
+    ),
+    (
+        "run-inf-adapter",
+        ["run", "--ckpt", "inf-adapter", "--tasks", "easyvqa", "--output-dir", "out"],
+        ["NaN/inf", "lora_B"],
+    ),
+    (
+        "run-rank-mismatch",
+        ["run", "--ckpt", "r8-adapter", "--tasks", "easyvqa", "--output-dir", "out"],
+        ["r=8", "rank 16"],
+    ),
     ("run-r0", ["run", "--ckpt", "r0-adapter", "--tasks", "easyvqa", "--output-dir", "out"], ["'r'", ">= 1"]),
     ("run-proto0", ["run", "--ckpt", "proto0.pt", "--tasks", "easyvqa", "--output-dir", "out"], ["protocol 0/1"]),
     ("run-text-ckpt", ["run", "--ckpt", "text.pt", "--tasks", "easyvqa", "--output-dir", "out"], ["text.pt"]),
     ("run-missing-ckpt", ["run", "--ckpt", "nope.pt", "--tasks", "easyvqa", "--output-dir", "out"], ["nope.pt"]),
-    ("run-empty-folder-ckpt", ["run", "--ckpt", "empty-folder", "--tasks", "easyvqa", "--output-dir", "out"],
-     ["empty-folder", "no checkpoints"]),
+    (
+        "run-empty-folder-ckpt",
+        ["run", "--ckpt", "empty-folder", "--tasks", "easyvqa", "--output-dir", "out"],
+        ["empty-folder", "no checkpoints"],
+    ),
     # --- run config files: every value through the flag's own argparse type
     ("cfg-limit-ten", ["run", "--config", "r-limit.toml"], ["r-limit.toml", "limit", "ten"]),
     ("cfg-limit-0", ["run", "--config", "r-limit0.toml"], ["r-limit0.toml", "limit"]),
@@ -204,29 +249,88 @@ CASES = [
     ("cfg-directory", ["run", "--config", "a-dir"], ["a-dir", "directory"]),
     ("task-config-latin1", RUN + ["--task-config", "latin1.toml"], ["latin1.toml", "UTF-8"]),
     # --- run: VQA data files
-    ("vqa-dup-questions", ["run", "--model", "tiny", "--tasks", "vqav2", "--output-dir", "out",
-                           "--vqav2-questions", "vqa/dup_questions.json", "--vqav2-annotations", A,
-                           "--vqav2-images", "vqa/val2014"], ["dup_questions.json", "duplicate question_id 1000"]),
-    ("vqa-dup-annotations", ["run", "--model", "tiny", "--tasks", "vqav2", "--output-dir", "out",
-                             "--vqav2-questions", V, "--vqav2-annotations", "vqa/dup_annotations.json",
-                             "--vqav2-images", "vqa/val2014"], ["dup_annotations.json", "duplicate question_id 1000"]),
-    ("vqa-latin1-questions", ["run", "--model", "tiny", "--tasks", "vqav2", "--output-dir", "out",
-                              "--vqav2-questions", "latin1.json", "--vqav2-annotations", A,
-                              "--vqav2-images", "vqa/val2014"], ["latin1.json", "UTF-8"]),
+    (
+        "vqa-dup-questions",
+        [
+            "run",
+            "--model",
+            "tiny",
+            "--tasks",
+            "vqav2",
+            "--output-dir",
+            "out",
+            "--vqav2-questions",
+            "vqa/dup_questions.json",
+            "--vqav2-annotations",
+            A,
+            "--vqav2-images",
+            "vqa/val2014",
+        ],
+        ["dup_questions.json", "duplicate question_id 1000"],
+    ),
+    (
+        "vqa-dup-annotations",
+        [
+            "run",
+            "--model",
+            "tiny",
+            "--tasks",
+            "vqav2",
+            "--output-dir",
+            "out",
+            "--vqav2-questions",
+            V,
+            "--vqav2-annotations",
+            "vqa/dup_annotations.json",
+            "--vqav2-images",
+            "vqa/val2014",
+        ],
+        ["dup_annotations.json", "duplicate question_id 1000"],
+    ),
+    (
+        "vqa-latin1-questions",
+        [
+            "run",
+            "--model",
+            "tiny",
+            "--tasks",
+            "vqav2",
+            "--output-dir",
+            "out",
+            "--vqav2-questions",
+            "latin1.json",
+            "--vqav2-annotations",
+            A,
+            "--vqav2-images",
+            "vqa/val2014",
+        ],
+        ["latin1.json", "UTF-8"],
+    ),
     # --- predict
     ("predict-output-dir", PRED[:-1] + ["a-dir"], ["a-dir", "directory"]),
     ("predict-output-under-file", PRED[:-1] + ["a-file/o.jsonl"], ["a-file", "not a directory"]),
-    ("predict-latin1-input", ["predict", "--model", "tiny", "--input", "latin1.jsonl", "--output", "o.jsonl"],
-     ["latin1.jsonl", "UTF-8"]),
+    (
+        "predict-latin1-input",
+        ["predict", "--model", "tiny", "--input", "latin1.jsonl", "--output", "o.jsonl"],
+        ["latin1.jsonl", "UTF-8"],
+    ),
     ("predict-input-dir", ["predict", "--model", "tiny", "--input", "a-dir", "--output", "o.jsonl"], ["a-dir"]),
-    ("predict-input-missing", ["predict", "--model", "tiny", "--input", "nope.jsonl", "--output", "o.jsonl"],
-     ["nope.jsonl", "not found"]),
-    ("predict-image-dir", ["predict", "--model", "tiny", "--input", "dir-image.jsonl", "--output", "o.jsonl"],
-     ["dir-image.jsonl", "is a directory"]),
-    ("predict-dup-id", ["predict", "--model", "tiny", "--input", "dup.jsonl", "--output", "o.jsonl"],
-     ["dup.jsonl", "duplicate id"]),
-    ("predict-empty", ["predict", "--model", "tiny", "--input", "empty.jsonl", "--output", "o.jsonl"],
-     ["empty.jsonl"]),
+    (
+        "predict-input-missing",
+        ["predict", "--model", "tiny", "--input", "nope.jsonl", "--output", "o.jsonl"],
+        ["nope.jsonl", "not found"],
+    ),
+    (
+        "predict-image-dir",
+        ["predict", "--model", "tiny", "--input", "dir-image.jsonl", "--output", "o.jsonl"],
+        ["dir-image.jsonl", "is a directory"],
+    ),
+    (
+        "predict-dup-id",
+        ["predict", "--model", "tiny", "--input", "dup.jsonl", "--output", "o.jsonl"],
+        ["dup.jsonl", "duplicate id"],
+    ),
+    ("predict-empty", ["predict", "--model", "tiny", "--input", "empty.jsonl", "--output", "o.jsonl"], ["empty.jsonl"]),
     ("predict-sample-temp-0", PRED + ["--do-sample", "--temperature", "0"], ["temperature"]),
     ("predict-top-p", PRED + ["--top-p", "1.5"], ["--top-p"]),
     ("predict-max-new-0", PRED + ["--max-new-tokens", "0"], ["--max-new-tokens"]),
@@ -234,19 +338,59 @@ CASES = [
     ("predict-nan-adapter", PRED + ["--ckpt", "nan-adapter"], ["NaN", "adapter_model.safetensors"]),
     ("predict-no-input", ["predict", "--model", "tiny", "--output", "o.jsonl"], ["--input"]),
     # --- score
-    ("score-output-dir", ["score", "vqav2", "--questions", V, "--annotations", A, "--predictions", "preds.json",
-                          "--output", "a-dir"], ["a-dir", "directory"]),
-    ("score-latin1-predictions", ["score", "vqav2", "--questions", V, "--annotations", A, "--predictions",
-                                  "latin1.json", "--output", "s.json"], ["latin1.json", "UTF-8"]),
-    ("score-malformed-json", ["score", "vqav2", "--questions", V, "--annotations", A, "--predictions",
-                              "bad.json", "--output", "s.json"], ["bad.json", "malformed JSON"]),
-    ("score-questions-dir", ["score", "vqav2", "--questions", "a-dir", "--annotations", A, "--predictions",
-                             "preds.json", "--output", "s.json"], ["a-dir", "directory"]),
+    (
+        "score-output-dir",
+        ["score", "vqav2", "--questions", V, "--annotations", A, "--predictions", "preds.json", "--output", "a-dir"],
+        ["a-dir", "directory"],
+    ),
+    (
+        "score-latin1-predictions",
+        ["score", "vqav2", "--questions", V, "--annotations", A, "--predictions", "latin1.json", "--output", "s.json"],
+        ["latin1.json", "UTF-8"],
+    ),
+    (
+        "score-malformed-json",
+        ["score", "vqav2", "--questions", V, "--annotations", A, "--predictions", "bad.json", "--output", "s.json"],
+        ["bad.json", "malformed JSON"],
+    ),
+    (
+        "score-questions-dir",
+        [
+            "score",
+            "vqav2",
+            "--questions",
+            "a-dir",
+            "--annotations",
+            A,
+            "--predictions",
+            "preds.json",
+            "--output",
+            "s.json",
+        ],
+        ["a-dir", "directory"],
+    ),
     ("score-no-benchmark", ["score"], ["score"]),
-    ("score-bad-normalization", ["score", "vqav2", "--questions", V, "--annotations", A, "--predictions",
-                                 "preds.json", "--vqa-normalization", "loose"], ["--vqa-normalization"]),
-    ("score-coco-output-dir", ["score", "coco", "--annotations", A, "--predictions", "preds.json",
-                               "--output", "a-dir"], ["a-dir", "directory"]),
+    (
+        "score-bad-normalization",
+        [
+            "score",
+            "vqav2",
+            "--questions",
+            V,
+            "--annotations",
+            A,
+            "--predictions",
+            "preds.json",
+            "--vqa-normalization",
+            "loose",
+        ],
+        ["--vqa-normalization"],
+    ),
+    (
+        "score-coco-output-dir",
+        ["score", "coco", "--annotations", A, "--predictions", "preds.json", "--output", "a-dir"],
+        ["a-dir", "directory"],
+    ),
     # --- inspect
     ("inspect-r0", ["inspect", "r0-adapter"], ["adapter_config.json", "'r'", ">= 1"]),
     ("inspect-no-r", ["inspect", "no-r-adapter"], ["adapter_config.json", "'r'"]),
@@ -261,12 +405,21 @@ CASES = [
     ("compare-bad-resamples", ["compare", "run-a", "run-b", "--resamples", "many"], ["--resamples"]),
     ("report-missing-run", ["report", "nope", "-o", "r.html"], ["nope"]),
     ("report-no-output", ["report", "run-a"], ["--output"]),
-    ("gate-missing-policy", ["gate", "--baseline", "run-a", "--candidate", "run-b", "--policy", "nope.toml"],
-     ["nope.toml"]),
-    ("gate-malformed-policy", ["gate", "--baseline", "run-a", "--candidate", "run-b", "--policy", "bad.toml"],
-     ["bad.toml"]),
-    ("gate-latin1-policy", ["gate", "--baseline", "run-a", "--candidate", "run-b", "--policy", "latin1.toml"],
-     ["latin1.toml", "UTF-8"]),
+    (
+        "gate-missing-policy",
+        ["gate", "--baseline", "run-a", "--candidate", "run-b", "--policy", "nope.toml"],
+        ["nope.toml"],
+    ),
+    (
+        "gate-malformed-policy",
+        ["gate", "--baseline", "run-a", "--candidate", "run-b", "--policy", "bad.toml"],
+        ["bad.toml"],
+    ),
+    (
+        "gate-latin1-policy",
+        ["gate", "--baseline", "run-a", "--candidate", "run-b", "--policy", "latin1.toml"],
+        ["latin1.toml", "UTF-8"],
+    ),
     ("train-missing-recipe", ["train", "--config", "nope.toml"], ["nope.toml"]),
     ("train-malformed-recipe", ["train", "--config", "bad.toml"], ["bad.toml"]),
     ("train-unknown-key", ["train", "--config", "t-unknown.toml", "--output-dir", "tout"], ["bogus_key"]),
@@ -279,12 +432,39 @@ CASES = [
 
 # gate's output paths: checked by cli/gate.py before it reads the runs
 GATE_OUTPUT_CASES = {
-    "gate-junit-dir": ["gate", "--baseline", "run-a", "--candidate", "run-b", "--policy", "gate.toml",
-                       "--junit", "a-dir"],
-    "gate-markdown-dir": ["gate", "--baseline", "run-a", "--candidate", "run-b", "--policy", "gate.toml",
-                          "--markdown", "a-dir"],
-    "gate-json-dir": ["gate", "--baseline", "run-a", "--candidate", "run-b", "--policy", "gate.toml",
-                      "--json", "a-dir"],
+    "gate-junit-dir": [
+        "gate",
+        "--baseline",
+        "run-a",
+        "--candidate",
+        "run-b",
+        "--policy",
+        "gate.toml",
+        "--junit",
+        "a-dir",
+    ],
+    "gate-markdown-dir": [
+        "gate",
+        "--baseline",
+        "run-a",
+        "--candidate",
+        "run-b",
+        "--policy",
+        "gate.toml",
+        "--markdown",
+        "a-dir",
+    ],
+    "gate-json-dir": [
+        "gate",
+        "--baseline",
+        "run-a",
+        "--candidate",
+        "run-b",
+        "--policy",
+        "gate.toml",
+        "--json",
+        "a-dir",
+    ],
 }
 
 
@@ -374,9 +554,17 @@ def test_generation_settings_validate():
     from mmgpt_eval.generation_settings import GenerationSettings as G
 
     G().validate()
-    for bad in (dict(max_new_tokens=0), dict(num_beams=0), dict(top_p=5.0), dict(top_p=0.0), dict(top_k=-1),
-                dict(do_sample=True, temperature=0.0), dict(length_penalty=float("inf")), dict(num_beams=1.5),
-                dict(min_new_tokens=40)):
+    for bad in (
+        dict(max_new_tokens=0),
+        dict(num_beams=0),
+        dict(top_p=5.0),
+        dict(top_p=0.0),
+        dict(top_k=-1),
+        dict(do_sample=True, temperature=0.0),
+        dict(length_penalty=float("inf")),
+        dict(num_beams=1.5),
+        dict(min_new_tokens=40),
+    ):
         with pytest.raises(UserError):
             G(**bad).validate("here")
 

@@ -51,7 +51,10 @@ def test_every_row_has_numbers_protocol_and_comparability():
             assert t.demo_separator == {"newline": "\n", "none": ""}[r.protocol["demo_separator"]], r.id
             s = t.settings
             assert (s.length_penalty, s.num_beams, s.max_new_tokens) == (
-                r.protocol["length_penalty"], r.protocol["num_beams"], r.protocol["max_new_tokens"]), r.id
+                r.protocol["length_penalty"],
+                r.protocol["num_beams"],
+                r.protocol["max_new_tokens"],
+            ), r.id
             assert r.protocol["demo_selection"] == "random" and r.protocol["zero_shot_mode"] == "text-demos"
     by_id = {r.id: r for r in pub.rows}
     assert by_id["v1-card-coco"].values == (65.52, 74.28, 79.26, 81.84, 84.52)
@@ -71,18 +74,21 @@ def test_every_row_has_numbers_protocol_and_comparability():
     assert any(u.preset == "openflamingo-9b-mpt7b" and "okvqa" in u.tasks for u in pub.unread)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda d: d["row"][0].pop("values"), "row 1 (v1-card-coco): 'values' must be"),
-    (lambda d: d["row"][0].update(values=[1.0]), "5 shots but 1 values"),
-    (lambda d: d["row"][1]["protocol"].pop("length_penalty"), "row 2 (v1-card-vqav2) protocol: 'length_penalty'"),
-    (lambda d: d["row"][2].update(comparable_to_protocol="maybe"), "comparable_to_protocol = 'maybe': choose from"),
-    (lambda d: d["row"][2]["protocol"].update(demo_separator="space"), "demo_separator = 'space'"),
-    (lambda d: d["row"][0].update(verified="yes"), "'verified' must be true or false"),
-    (lambda d: d["row"][0].update(shots=[0, 0, 8, 16, 32]), "distinct non-negative integers"),
-    (lambda d: d["row"][3].update(id="v1-card-coco"), "row id 'v1-card-coco' is used twice"),
-    (lambda d: d["row"][0].update(colour="red"), "unknown key(s) colour"),
-    (lambda d: d["disagreement"][0].update(entries=[{"value": 1.0, "source": "x"}]), "disagreement 1:"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d["row"][0].pop("values"), "row 1 (v1-card-coco): 'values' must be"),
+        (lambda d: d["row"][0].update(values=[1.0]), "5 shots but 1 values"),
+        (lambda d: d["row"][1]["protocol"].pop("length_penalty"), "row 2 (v1-card-vqav2) protocol: 'length_penalty'"),
+        (lambda d: d["row"][2].update(comparable_to_protocol="maybe"), "comparable_to_protocol = 'maybe': choose from"),
+        (lambda d: d["row"][2]["protocol"].update(demo_separator="space"), "demo_separator = 'space'"),
+        (lambda d: d["row"][0].update(verified="yes"), "'verified' must be true or false"),
+        (lambda d: d["row"][0].update(shots=[0, 0, 8, 16, 32]), "distinct non-negative integers"),
+        (lambda d: d["row"][3].update(id="v1-card-coco"), "row id 'v1-card-coco' is used twice"),
+        (lambda d: d["row"][0].update(colour="red"), "unknown key(s) colour"),
+        (lambda d: d["disagreement"][0].update(entries=[{"value": 1.0, "source": "x"}]), "disagreement 1:"),
+    ],
+)
 def test_a_bad_file_is_one_line_naming_it(tmp_path, edit, message):
     data = tomllib.loads(FILE.read_text())
     edit(data)
@@ -98,26 +104,58 @@ def test_a_bad_file_is_one_line_naming_it(tmp_path, edit, message):
 
 # ------------------------------------------------------------------------------------------ matching
 def _result(task: str, metric: str, value: float, shots: int, n: int = 50, available: int = 50) -> TaskResult:
-    return TaskResult(task=task, version="1", metrics={metric: value}, metric_info={metric: {"kind": "corpus"}},
-                      primary_metric=metric, n_samples=n, n_available=available, limit=None, subset="all samples",
-                      template={"name": "of-caption", "sha256": "0" * 64}, generation={}, num_fewshot=shots)
+    return TaskResult(
+        task=task,
+        version="1",
+        metrics={metric: value},
+        metric_info={metric: {"kind": "corpus"}},
+        primary_metric=metric,
+        n_samples=n,
+        n_available=available,
+        limit=None,
+        subset="all samples",
+        template={"name": "of-caption", "sha256": "0" * 64},
+        generation={},
+        num_fewshot=shots,
+    )
 
 
-def _run(task: str = "coco", metric: str = "CIDEr", value: float = 0.9, *, preset: str = "openflamingo-9b-mpt7b",
-         shots: int = 4, protocol: str = "openflamingo", checkpoint=None, **run_extra) -> RunResults:
+def _run(
+    task: str = "coco",
+    metric: str = "CIDEr",
+    value: float = 0.9,
+    *,
+    preset: str = "openflamingo-9b-mpt7b",
+    shots: int = 4,
+    protocol: str = "openflamingo",
+    checkpoint=None,
+    **run_extra,
+) -> RunResults:
     spec = load_spec(preset).to_dict() if preset in list_presets() else {"name": preset}
-    run = {"argv": [], "protocol": protocol, "num_fewshot": shots, "fewshot_selection": "random",
-           "fewshot_zero_mode": "text-demos", "generation_overrides": {}, **run_extra}
-    return RunResults(run=run, model={"model_spec": spec, "checkpoint": checkpoint},
-                      tasks={task: _result(task, metric, value, shots)}, provenance={})
+    run = {
+        "argv": [],
+        "protocol": protocol,
+        "num_fewshot": shots,
+        "fewshot_selection": "random",
+        "fewshot_zero_mode": "text-demos",
+        "generation_overrides": {},
+        **run_extra,
+    }
+    return RunResults(
+        run=run,
+        model={"model_spec": spec, "checkpoint": checkpoint},
+        tasks={task: _result(task, metric, value, shots)},
+        provenance={},
+    )
 
 
 def _synthetic(tmp_path: Path, comparable: str = "openflamingo") -> pubmod.Published:
     """The real file plus one COCO 4-shot row that compares with --protocol openflamingo."""
     data = tomllib.loads(FILE.read_text())
     row = copy.deepcopy(next(r for r in data["row"] if r["id"] == "v2-readme-vqav2"))
-    row.update(id="test-coco", task="coco", metric="CIDEr", scale="x100", values=[90.0],
-               comparable_to_protocol=comparable)
+    row.update(
+        id="test-coco", task="coco", metric="CIDEr", scale="x100", values=[90.0], comparable_to_protocol=comparable
+    )
     data["row"].append(row)
     return parse(data, tmp_path / "published.toml")
 
@@ -136,8 +174,10 @@ def test_a_row_compares_only_when_task_preset_shots_and_protocol_match(tmp_path)
     cases = {
         "protocol": (_run(protocol="mmgpt-eval"), "--protocol mmgpt-eval"),
         "shots": (_run(shots=3), "published at 4 shots; this run used 3"),
-        "preset": (_run(preset="mmgpt-9b-v0"), "published for preset openflamingo-9b-mpt7b; this run evaluated "
-                                                "preset mmgpt-9b-v0"),
+        "preset": (
+            _run(preset="mmgpt-9b-v0"),
+            "published for preset openflamingo-9b-mpt7b; this run evaluated preset mmgpt-9b-v0",
+        ),
         "checkpoint": (_run(checkpoint={"path": "/x/lora.pt"}), "checkpoint lora.pt"),
         "selection": (_run(fewshot_selection="rices"), "demos by rices"),
         "decoding": (_run(generation_overrides={"num_beams": 1}), "num_beams=1"),
@@ -158,8 +198,9 @@ def test_a_row_compares_only_when_task_preset_shots_and_protocol_match(tmp_path)
     assert [m.row.id for m in ms if m.compares] == ["v2-readme-vqav2"]
     assert _one(ms, "v2-readme-vqav2").delta == pytest.approx(53.1 - 54.8)
     assert any("49.4" in n and "54.8" in n for n in notes_for(_run("vqav2", "accuracy", 53.1), real))
-    assert not any(m.compares for m in published_rows_for(_run("vqav2", "accuracy", 53.1, protocol="mmgpt-eval"),
-                                                          published=real))
+    assert not any(
+        m.compares for m in published_rows_for(_run("vqav2", "accuracy", 53.1, protocol="mmgpt-eval"), published=real)
+    )
 
 
 def test_zero_shots_need_the_text_demos_and_subsets_and_trials_are_caveats(tmp_path):
@@ -169,8 +210,9 @@ def test_zero_shots_need_the_text_demos_and_subsets_and_trials_are_caveats(tmp_p
     data["row"].append(row)
     pub = parse(data, tmp_path / "p.toml")
     assert _one(published_rows_for(_run("vqav2", "accuracy", 41.0, shots=0), published=pub), "test-0").compares
-    m = _one(published_rows_for(_run("vqav2", "accuracy", 41.0, shots=0, fewshot_zero_mode="none"), published=pub),
-             "test-0")
+    m = _one(
+        published_rows_for(_run("vqav2", "accuracy", 41.0, shots=0, fewshot_zero_mode="none"), published=pub), "test-0"
+    )
     assert not m.compares and any("--fewshot-zero-mode none" in r for r in m.reasons)
     run = _run("vqav2", "accuracy", 51.0, trials={"seeds": [42, 43, 44]})
     run.tasks["vqav2"].n_samples, run.tasks["vqav2"].subset = 10, "10 of 50 samples drawn as OpenFlamingo draws them"
@@ -180,8 +222,13 @@ def test_zero_shots_need_the_text_demos_and_subsets_and_trials_are_caveats(tmp_p
 
 def test_the_preset_of_a_spec_file(tmp_path):
     spec = load_spec("openflamingo-9b-mpt7b").to_dict()
-    local = dict(spec, name=str(tmp_path / "of.toml"), lm="/models/mpt-7b", tokenizer="/models/mpt-7b",
-                 openflamingo_checkpoint="/models/of9b/checkpoint.pt")
+    local = dict(
+        spec,
+        name=str(tmp_path / "of.toml"),
+        lm="/models/mpt-7b",
+        tokenizer="/models/mpt-7b",
+        openflamingo_checkpoint="/models/of9b/checkpoint.pt",
+    )
     run = RunResults(run={}, model={"model_spec": local}, tasks={}, provenance={})
     preset, how = run_preset(run)
     assert preset == "openflamingo-9b-mpt7b" and "architecture" in how
@@ -218,8 +265,13 @@ def test_the_published_numbers_ship_inside_the_package():
 def _report_run(tmp_path: Path, name: str, *, shots: int = 4, protocol: str = "openflamingo") -> Path:
     out = make_run(tmp_path / name, {"CIDEr": [0.95, 0.85, 0.9, 0.88]}, task="coco", kind="corpus", scale=1.0)
     doc = json.loads((out / "results.json").read_text())
-    doc["run"].update(protocol=protocol, num_fewshot=shots, fewshot_selection="random", fewshot_zero_mode="text-demos",
-                      generation_overrides={})
+    doc["run"].update(
+        protocol=protocol,
+        num_fewshot=shots,
+        fewshot_selection="random",
+        fewshot_zero_mode="text-demos",
+        generation_overrides={},
+    )
     doc["model"]["model_spec"] = {"name": "openflamingo-9b-mpt7b"}
     doc["tasks"]["coco"]["num_fewshot"] = shots
     (out / "results.json").write_text(json.dumps(doc))
@@ -238,8 +290,10 @@ def test_the_report_shows_a_published_row_only_where_it_compares(tmp_path):
     assert 'data-row="v2-readme-coco"' not in compare and 'data-row="v1-card-coco"' not in compare
     assert 'data-row="v2-readme-coco"' in section  # listed with its reason instead
     assert "x100" in section or "×100" in section
-    for name, kwargs, why in (("proto", {"protocol": "mmgpt-eval"}, "this run used --protocol mmgpt-eval"),
-                              ("shots", {"shots": 3}, "published at 4 shots; this run used 3")):
+    for name, kwargs, why in (
+        ("proto", {"protocol": "mmgpt-eval"}, "this run used --protocol mmgpt-eval"),
+        ("shots", {"shots": 3}, "published at 4 shots; this run used 3"),
+    ):
         html = build_report([RunResults.load(_report_run(tmp_path, name, **kwargs))], published=pub, n_resamples=200)
         section = html.split('<section id="published">', 1)[1].split("</section>", 1)[0]
         assert 'id="published-compare"' not in section and "No published row compares" in section
@@ -274,7 +328,9 @@ def test_compare_and_run_summary_print_the_published_rows(tmp_path, capsys, monk
     cand_row = next(m for m in pj["candidate"] if m["row"] == "test-coco")
     assert base_row["compares"] and base_row["published"] == 90.0
     assert not cand_row["compares"] and any("this run used 3" in r for r in cand_row["reasons"])
-    assert re.search(r"not compared: test-coco .* vs openflamingo-9b-mpt7b \(b\): .*published at 4 shots; this run used 3", out)
+    assert re.search(
+        r"not compared: test-coco .* vs openflamingo-9b-mpt7b \(b\): .*published at 4 shots; this run used 3", out
+    )
     print_published_numbers(RunResults.load(b))
     out = capsys.readouterr().out
     assert "none compares with this run" in out and "published at 4 shots; this run used 3" in out

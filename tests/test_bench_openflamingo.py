@@ -17,8 +17,13 @@ from mmgpt_eval.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_JAVA = shutil.which("java") is not None
-KEYS = ("ratio_vs_openflamingo_eval", "ratio_vs_openflamingo_eval_matched_batch", "ratio_vs_per_sample_loop",
-        "overhead_vs_bare_generate", "outputs_identical")
+KEYS = (
+    "ratio_vs_openflamingo_eval",
+    "ratio_vs_openflamingo_eval_matched_batch",
+    "ratio_vs_per_sample_loop",
+    "overhead_vs_bare_generate",
+    "outputs_identical",
+)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # (conftest.py)
@@ -27,8 +32,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # (conftest.py)
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench_of_data")
-    return {"vqa": B.write_easyvqa_vqav2(root, test_images=2, train_images=3),
-            "caption": B.write_easyvqa_captions(root, test_images=5, train_images=4)}
+    return {
+        "vqa": B.write_easyvqa_vqav2(root, test_images=2, train_images=3),
+        "caption": B.write_easyvqa_captions(root, test_images=5, train_images=4),
+    }
 
 
 def test_vqav2_files_are_official_format(data):
@@ -45,9 +52,17 @@ def test_vqav2_files_are_official_format(data):
 
 
 @pytest.mark.parametrize("version", ["v2", "v1"])
-@pytest.mark.parametrize("kind,shots,beams", [
-    ("vqa", 0, 3), ("vqa", 0, 1), ("vqa", 2, 3),
-    pytest.param("caption", 0, 3, marks=pytest.mark.skipif(not HAS_JAVA, reason="CIDEr needs Java (pycocoevalcap)"))])
+@pytest.mark.parametrize(
+    "kind,shots,beams",
+    [
+        ("vqa", 0, 3),
+        ("vqa", 0, 1),
+        ("vqa", 2, 3),
+        pytest.param(
+            "caption", 0, 3, marks=pytest.mark.skipif(not HAS_JAVA, reason="CIDEr needs Java (pycocoevalcap)")
+        ),
+    ],
+)
 def test_paths_give_identical_predictions(data, tmp_path, version, kind, shots, beams):
     """OpenFlamingo's own loop (batch 8), the runner (batch 8 and auto) and the per-sample loop agree on
     every prediction and on the score, under OpenFlamingo's protocol (3 beams; 0 shots and 2 shots, whose
@@ -76,8 +91,28 @@ def test_profiled_runner_restores_the_model(data, tmp_path):
 
 def test_bench_json_has_the_headline_keys(tmp_path):
     out = tmp_path / "b.json"
-    rc = main(["-q", "bench", "--openflamingo", "--of-models", "v2", "--of-protocols", "vqa", "--vqa-images", "1",
-               "--train-images", "3", "--limit", "4", "--repeats", "1", "--no-memory", "--output", str(out)])
+    rc = main(
+        [
+            "-q",
+            "bench",
+            "--openflamingo",
+            "--of-models",
+            "v2",
+            "--of-protocols",
+            "vqa",
+            "--vqa-images",
+            "1",
+            "--train-images",
+            "3",
+            "--limit",
+            "4",
+            "--repeats",
+            "1",
+            "--no-memory",
+            "--output",
+            str(out),
+        ]
+    )
     assert rc == 0
     s = json.loads(out.read_text())
     for k in KEYS:
@@ -88,8 +123,12 @@ def test_bench_json_has_the_headline_keys(tmp_path):
     c = s["configs"]["v2-vqa"]
     assert set(c["loops"]) == set(B.LOOPS) and c["samples"] == 4
     assert s["headline_config"] == "v2-vqa" and c["settings"]["num_beams"] == 3
-    assert set(c["verdicts"]) == {"ratio_vs_openflamingo_eval", "ratio_vs_openflamingo_eval_matched_batch",
-                                  "ratio_vs_per_sample_loop", "overhead_vs_bare_generate"}
+    assert set(c["verdicts"]) == {
+        "ratio_vs_openflamingo_eval",
+        "ratio_vs_openflamingo_eval_matched_batch",
+        "ratio_vs_per_sample_loop",
+        "overhead_vs_bare_generate",
+    }
 
 
 def test_bench_exits_nonzero_when_outputs_differ(monkeypatch, tmp_path):
@@ -102,9 +141,28 @@ def test_bench_exits_nonzero_when_outputs_differ(monkeypatch, tmp_path):
         return res
 
     monkeypatch.setattr(B, "bench_config", broken)
-    rc = main(["-q", "bench", "--openflamingo", "--of-models", "v2", "--of-protocols", "vqa", "--vqa-images", "1",
-               "--train-images", "3", "--limit", "2", "--repeats", "1", "--no-memory",
-               "--output", str(tmp_path / "b.json")])
+    rc = main(
+        [
+            "-q",
+            "bench",
+            "--openflamingo",
+            "--of-models",
+            "v2",
+            "--of-protocols",
+            "vqa",
+            "--vqa-images",
+            "1",
+            "--train-images",
+            "3",
+            "--limit",
+            "2",
+            "--repeats",
+            "1",
+            "--no-memory",
+            "--output",
+            str(tmp_path / "b.json"),
+        ]
+    )
     assert rc == 1
     assert json.loads((tmp_path / "b.json").read_text())["outputs_identical"] is False
 
@@ -141,10 +199,35 @@ def test_bench_configs_by_shots_and_beams(tmp_path):
     """--num-shots and --of-beams make one configuration each (greedy for VQA only), named after them;
     the headline stays OpenFlamingo's VQA protocol (3 beams, the first shot count)."""
     out = tmp_path / "b.json"
-    rc = main(["-q", "bench", "--openflamingo", "--of-models", "v2", "--of-protocols", "vqa,caption",
-               "--vqa-images", "1", "--caption-images", "2", "--train-images", "3", "--limit", "2", "--repeats", "1",
-               "--no-memory", "--num-shots", "0,2", "--of-beams", "3,1", "--output", str(out)]
-              + ([] if HAS_JAVA else ["--of-protocols", "vqa"]))
+    rc = main(
+        [
+            "-q",
+            "bench",
+            "--openflamingo",
+            "--of-models",
+            "v2",
+            "--of-protocols",
+            "vqa,caption",
+            "--vqa-images",
+            "1",
+            "--caption-images",
+            "2",
+            "--train-images",
+            "3",
+            "--limit",
+            "2",
+            "--repeats",
+            "1",
+            "--no-memory",
+            "--num-shots",
+            "0,2",
+            "--of-beams",
+            "3,1",
+            "--output",
+            str(out),
+        ]
+        + ([] if HAS_JAVA else ["--of-protocols", "vqa"])
+    )
     assert rc == 0
     s = json.loads(out.read_text())
     expected = {"v2-vqa", "v2-vqa-2shot", "v2-vqa-greedy", "v2-vqa-2shot-greedy"}
@@ -169,8 +252,25 @@ def test_plain_bench_json_has_the_headline_keys_too(tmp_path):
     """`mmgpt-eval bench --output b.json` (no mode flag): the look-alike loops' rows, then the headline
     comparison with OpenFlamingo's own loop, whose keys go to the top level."""
     out = tmp_path / "b.json"
-    rc = main(["-q", "bench", "--limit", "3", "--repeats", "1", "--warmup", "0", "--skip-per-sample",
-               "--vqa-images", "1", "--train-images", "3", "--output", str(out)])
+    rc = main(
+        [
+            "-q",
+            "bench",
+            "--limit",
+            "3",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--skip-per-sample",
+            "--vqa-images",
+            "1",
+            "--train-images",
+            "3",
+            "--output",
+            str(out),
+        ]
+    )
     assert rc == 0
     s = json.loads(out.read_text())
     assert set(s["loops"]) == {"mmgpt-eval", "openflamingo-loop"}  # its own rows
@@ -178,4 +278,7 @@ def test_plain_bench_json_has_the_headline_keys_too(tmp_path):
         assert k in s, k
     assert s["outputs_identical"] is True and s["lookalike_outputs_identical"] is True
     assert s["headline_config"] == "v2-vqa" and set(s["openflamingo"]["configs"]) == {"v2-vqa"}
-    assert s["ratio_vs_openflamingo_eval"] == s["openflamingo"]["configs"]["v2-vqa"]["ratios"]["vs_openflamingo_eval"]["median"]
+    assert (
+        s["ratio_vs_openflamingo_eval"]
+        == s["openflamingo"]["configs"]["v2-vqa"]["ratios"]["vs_openflamingo_eval"]["median"]
+    )

@@ -70,8 +70,16 @@ def test_top_k_order_and_compare():
 
 
 def test_summary_reports_identical_outputs(embedded):
-    s = BR.run_ranking_bench(embedded, n_images=N_IMAGES, n_classes=4, batch_size=0, repeats=1,
-                             warmup_images=1, warmup_classes=1, upstream_mask=True)
+    s = BR.run_ranking_bench(
+        embedded,
+        n_images=N_IMAGES,
+        n_classes=4,
+        batch_size=0,
+        repeats=1,
+        warmup_images=1,
+        warmup_classes=1,
+        upstream_mask=True,
+    )
     assert s["outputs_identical"] is True and s["ranks_identical"] is True
     assert s["max_abs_logprob_diff"] <= s["tolerance"] == 1e-4
     assert list(s["loops"]) == [BR.OF_LOOP, "mmgpt-eval-rank-b8", "mmgpt-eval-rank-auto"]
@@ -89,8 +97,24 @@ def test_summary_reports_identical_outputs(embedded):
 
 def _cli(tmp_path, name):
     out = tmp_path / f"{name}.json"
-    rc = main(["-q", "bench", "--ranking", "--limit", "3", "--classes", "4", "--repeats", "1", "--warmup", "0",
-               "--skip-upstream-mask", "--output", str(out)])
+    rc = main(
+        [
+            "-q",
+            "bench",
+            "--ranking",
+            "--limit",
+            "3",
+            "--classes",
+            "4",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--skip-upstream-mask",
+            "--output",
+            str(out),
+        ]
+    )
     return rc, json.loads(out.read_text())
 
 

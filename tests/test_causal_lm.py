@@ -19,8 +19,13 @@ from mmgpt_eval.model.causal_lm import CausalLMModel, LoadedCausalLM
 from mmgpt_eval.model.seam import STOP_END_OF_CHUNK, STOP_EOS
 from mmgpt_eval.model.spec import load_spec
 
-PROMPTS = ["The answer is", "Below is an instruction that describes a task. Write a response.", "red circle",
-           "how many shapes are there in this picture, and which colors do they have?", "a"]
+PROMPTS = [
+    "The answer is",
+    "Below is an instruction that describes a task. Write a response.",
+    "red circle",
+    "how many shapes are there in this picture, and which colors do they have?",
+    "a",
+]
 CANDIDATES = ["yes", "no", " red", "red circle", "a large green triangle", " blue square on top"]
 
 
@@ -44,10 +49,13 @@ def _plain_greedy(m: LoadedCausalLM, prompt: str, max_new: int, stop: int) -> li
 def _plain_score(m: LoadedCausalLM, context: str, candidate: str, joint: bool) -> float:
     if joint:
         stripped = context.rstrip(" ")
-        context, candidate = stripped, context[len(stripped):] + candidate
+        context, candidate = stripped, context[len(stripped) :] + candidate
     ctx = m.tokenizer(context)["input_ids"]
-    cand = (m.tokenizer(context + candidate)["input_ids"][len(ctx):] if joint
-            else m.tokenizer(candidate, add_special_tokens=False)["input_ids"])
+    cand = (
+        m.tokenizer(context + candidate)["input_ids"][len(ctx) :]
+        if joint
+        else m.tokenizer(candidate, add_special_tokens=False)["input_ids"]
+    )
     with torch.no_grad():
         lp = torch.log_softmax(m.model(input_ids=torch.tensor([ctx + cand])).logits[0].float(), dim=-1)
     return sum(float(lp[len(ctx) - 1 + j, t]) for j, t in enumerate(cand))
@@ -89,8 +97,11 @@ def test_ranking_equals_plain_forward(lm):
 
 def test_mixed_requests_in_input_order(lm):
     s = GenerationSettings(max_new_tokens=4)
-    reqs = [GenerationRequest(PROMPTS[0], settings=s), RankingRequest(PROMPTS[1], CANDIDATES),
-            GenerationRequest(PROMPTS[2], settings=s)]
+    reqs = [
+        GenerationRequest(PROMPTS[0], settings=s),
+        RankingRequest(PROMPTS[1], CANDIDATES),
+        GenerationRequest(PROMPTS[2], settings=s),
+    ]
     a, r, b = engine_for(lm, batch_size=2).answer(reqs)
     assert a.token_ids == _plain_greedy(lm, PROMPTS[0], 4, lm.tokenizer.eos_token_id)
     assert b.token_ids == _plain_greedy(lm, PROMPTS[2], 4, lm.tokenizer.eos_token_id)
@@ -124,16 +135,34 @@ def test_local_hf_folder_spec_and_predict(lm, tmp_path, capsys):
     cases = tmp_path / "cases.jsonl"
     cases.write_text("".join(json.dumps({"id": f"c{i}", "prompt": p}) + "\n" for i, p in enumerate(PROMPTS)))
     out = tmp_path / "out.jsonl"
-    rc = main(["-q", "predict", "--model", str(spec), "--input", str(cases), "--output", str(out),
-               "--max-new-tokens", "6", "--batch-size", "2"])
+    rc = main(
+        [
+            "-q",
+            "predict",
+            "--model",
+            str(spec),
+            "--input",
+            str(cases),
+            "--output",
+            str(out),
+            "--max-new-tokens",
+            "6",
+            "--batch-size",
+            "2",
+        ]
+    )
     assert rc == 0
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == [f"c{i}" for i in range(len(PROMPTS))]
     assert [r["token_ids"] for r in rows] == want
 
     Image.new("RGB", (8, 8), "red").save(tmp_path / "img.png")
-    cases.write_text(json.dumps({"id": "t", "prompt": "hi"}) + "\n"
-                     + json.dumps({"id": "v", "prompt": "<image>what is it?", "images": ["img.png"]}) + "\n")
+    cases.write_text(
+        json.dumps({"id": "t", "prompt": "hi"})
+        + "\n"
+        + json.dumps({"id": "v", "prompt": "<image>what is it?", "images": ["img.png"]})
+        + "\n"
+    )
     capsys.readouterr()
     rc = main(["-q", "predict", "--model", str(spec), "--input", str(cases), "--output", str(tmp_path / "o2.jsonl")])
     err = capsys.readouterr().err.strip()

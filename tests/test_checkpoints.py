@@ -82,9 +82,15 @@ def test_release_layout_and_raw_state_dict(trained, tmp_path):
 def test_raw_state_dict_rank16_assumes_mmgpt_release_config(tmp_path):
     s16 = type(SETTINGS)(r=16, alpha=16.0, target_modules=SETTINGS.target_modules)
     m = tiny_with_random_lora(settings=s16)
-    torch.save({"module." + k: v for k, v in
-                torch.load(save_mmgpt_checkpoint(m.model, s16, tmp_path / "c.pt"), weights_only=True)
-                ["model_state_dict"].items()}, tmp_path / "raw16.pt")
+    torch.save(
+        {
+            "module." + k: v
+            for k, v in torch.load(save_mmgpt_checkpoint(m.model, s16, tmp_path / "c.pt"), weights_only=True)[
+                "model_state_dict"
+            ].items()
+        },
+        tmp_path / "raw16.pt",
+    )
     info = read_checkpoint(tmp_path / "raw16.pt")
     assert info.lora.alpha == 16 and "assumed" in info.lora.source
     enc, px = probe_inputs(m)
@@ -105,13 +111,24 @@ def test_peft_folder_lang_encoder_only_naming(trained, tmp_path):
     """An adapter saved MultiModal-GPT style (get_peft_model(lang_encoder) + save_pretrained):
     keys base_model.model.model.layers..., no adapter name, targets as a name list."""
     sd = lora_state_dict(trained[0].model)
-    tensors = {"base_model.model." + k[len("lang_encoder."):]: v.contiguous() for k, v in sd.items()}
+    tensors = {"base_model.model." + k[len("lang_encoder.") :]: v.contiguous() for k, v in sd.items()}
     d = tmp_path / "mmgpt_peft"
     d.mkdir()
     save_file(tensors, str(d / "adapter_model.safetensors"))
-    (d / "adapter_config.json").write_text(json.dumps({
-        "peft_type": "LORA", "task_type": "VL", "r": 4, "lora_alpha": 8, "lora_dropout": 0.0,
-        "target_modules": SETTINGS.target_modules, "bias": "none", "base_model_name_or_path": "llama-7b"}))
+    (d / "adapter_config.json").write_text(
+        json.dumps(
+            {
+                "peft_type": "LORA",
+                "task_type": "VL",
+                "r": 4,
+                "lora_alpha": 8,
+                "lora_dropout": 0.0,
+                "target_modules": SETTINGS.target_modules,
+                "bias": "none",
+                "base_model_name_or_path": "llama-7b",
+            }
+        )
+    )
     _same(trained, _load(d))
 
 
@@ -166,8 +183,9 @@ def test_openflamingo_checkpoint(layout, tmp_path):
 
 def test_openflamingo_checkpoint_ddp_wrapped(tmp_path):
     src = _of_source()
-    torch.save({"model_state_dict": {"module." + k: v for k, v in _of_state(src, "v2").items()}},
-               tmp_path / "of_ddp.pt")
+    torch.save(
+        {"model_state_dict": {"module." + k: v for k, v in _of_state(src, "v2").items()}}, tmp_path / "of_ddp.pt"
+    )
     # a model_state_dict without LoRA is an OpenFlamingo-style full checkpoint in a trainer wrapper
     loaded = _load(tmp_path / "of_ddp.pt")
     enc, px = probe_inputs(src)
@@ -257,18 +275,28 @@ def test_mmengine_config_read_without_mmengine(fixtures_dir):
 
 def test_canonical_key_mapping():
     ck = canonical_key
-    assert ck("module.lang_encoder.base_model.model.model.layers.3.decoder_layer.self_attn.q_proj.lora_A.default.weight") \
+    assert (
+        ck("module.lang_encoder.base_model.model.model.layers.3.decoder_layer.self_attn.q_proj.lora_A.default.weight")
         == "lang_encoder.model.layers.3.decoder_layer.self_attn.q_proj.lora_A.weight"
-    assert ck("lang_encoder.gated_cross_attn_layers.1.attn.to_q.weight") \
+    )
+    assert (
+        ck("lang_encoder.gated_cross_attn_layers.1.attn.to_q.weight")
         == "lang_encoder.model.layers.1.gated_cross_attn_layer.attn.to_q.weight"
-    assert ck("lang_encoder.old_decoder_blocks.0.mlp.up_proj.weight") \
+    )
+    assert (
+        ck("lang_encoder.old_decoder_blocks.0.mlp.up_proj.weight")
         == "lang_encoder.model.layers.0.decoder_layer.mlp.up_proj.weight"
-    assert ck("base_model.model.model.layers.0.self_attn.v_proj.lora_B.weight") \
+    )
+    assert (
+        ck("base_model.model.model.layers.0.self_attn.v_proj.lora_B.weight")
         == "lang_encoder.model.layers.0.decoder_layer.self_attn.v_proj.lora_B.weight"
+    )
     assert ck("vision_encoder.visual.conv1.weight") == "vision_encoder.conv1.weight"
     assert ck("lang_encoder.model.layers.0.self_attn.rotary_emb.inv_freq") is None
-    assert ck("lang_encoder.transformer.blocks.3.gated_cross_attn_layer.attn.to_q.weight", "transformer.blocks") \
+    assert (
+        ck("lang_encoder.transformer.blocks.3.gated_cross_attn_layer.attn.to_q.weight", "transformer.blocks")
         == "lang_encoder.transformer.blocks.3.gated_cross_attn_layer.attn.to_q.weight"
+    )
 
 
 def test_inspect_cli(trained, tmp_path, capsys):

@@ -18,9 +18,24 @@ CI = ROOT / "examples" / "ci"
 def _gate(ckpt_args: list[str], out: Path) -> int:
     from mmgpt_eval.cli import main
 
-    assert main(["-q", "run", "--config", str(CI / "ci.toml"), *ckpt_args, "--output-dir", str(out), "--no-report"]) == 0
-    return main(["gate", "--baseline", str(CI / "baseline"), "--candidate", str(out), "--policy", str(CI / "gate.toml"),
-                 "--markdown", str(out / "gate.md"), "--junit", str(out / "gate.xml")])
+    assert (
+        main(["-q", "run", "--config", str(CI / "ci.toml"), *ckpt_args, "--output-dir", str(out), "--no-report"]) == 0
+    )
+    return main(
+        [
+            "gate",
+            "--baseline",
+            str(CI / "baseline"),
+            "--candidate",
+            str(out),
+            "--policy",
+            str(CI / "gate.toml"),
+            "--markdown",
+            str(out / "gate.md"),
+            "--junit",
+            str(out / "gate.xml"),
+        ]
+    )
 
 
 @pytest.mark.slow
@@ -53,8 +68,14 @@ def test_run_gate_script_is_the_documented_entry_point():
 def test_reproduce_pipeline_smoke(tmp_path):
     """The whole `make reproduce` pipeline (three trainings, three evaluations, the table) in a few steps."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    r = subprocess.run([sys.executable, "-m", "mmgpt_eval_dev.reproduce", "--smoke", "--output-dir", str(tmp_path)],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [sys.executable, "-m", "mmgpt_eval_dev.reproduce", "--smoke", "--output-dir", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary["table"]) == {"base", "mmgpt", "ablation"}
@@ -70,10 +91,18 @@ def test_reproduce_repeatability_section():
     def table(shift):
         row = {k: 50.0 + shift for k in NUMERIC}
         row.update(easyvqa_n=9673, easyvqa_by_type={"yes/no": 1.0, "shape": 2.0, "color": 3.0})
-        return {"table": {m: dict(row) for m in ("base", "mmgpt", "ablation")}, "paired": {},
-                "targets": {"easyvqa_accuracy_at_least_90": False, "baseline_clearly_lower": False,
-                            "open_median_length_ratio_vs_ablation": 1.0, "open_median_length_at_least_2x_ablation": False,
-                            "collapse_rate_lower_than_ablation": False, "easyvqa_within_2_points_of_ablation": True}}
+        return {
+            "table": {m: dict(row) for m in ("base", "mmgpt", "ablation")},
+            "paired": {},
+            "targets": {
+                "easyvqa_accuracy_at_least_90": False,
+                "baseline_clearly_lower": False,
+                "open_median_length_ratio_vs_ablation": 1.0,
+                "open_median_length_at_least_2x_ablation": False,
+                "collapse_rate_lower_than_ablation": False,
+                "easyvqa_within_2_points_of_ablation": True,
+            },
+        }
 
     meta = {"machine": "m", "wall_min": 40.0, "date": "d", "git": "g", "command": "make reproduce"}
     first = table(0.0)
@@ -104,6 +133,8 @@ def test_reproduce_command_line_quotes_what_was_run():
     assert command_line(ns()) == "make reproduce"
     assert command_line(ns(repeat_of="runs/a")) == "python -m mmgpt_eval_dev.reproduce --repeat-of runs/a"
     assert command_line(ns(output_dir="runs/b", repeat_of="runs/a")) == (
-        "python -m mmgpt_eval_dev.reproduce --output-dir runs/b --repeat-of runs/a")
+        "python -m mmgpt_eval_dev.reproduce --output-dir runs/b --repeat-of runs/a"
+    )
     assert command_line(ns(output_dir="runs/b", skip_training=True)).startswith(
-        "python -m mmgpt_eval_dev.reproduce --output-dir runs/b --skip-training")
+        "python -m mmgpt_eval_dev.reproduce --output-dir runs/b --skip-training"
+    )

@@ -27,8 +27,12 @@ def readme_commands() -> list[str]:
 
 def test_readme_block_has_the_four_steps():
     cmds = readme_commands()
-    assert [c.split()[:2] for c in cmds] == [["pip", "install"], ["mmgpt-eval", "gate"], ["mmgpt-eval", "run"],
-                                             ["mmgpt-eval", "gate"]]
+    assert [c.split()[:2] for c in cmds] == [
+        ["pip", "install"],
+        ["mmgpt-eval", "gate"],
+        ["mmgpt-eval", "run"],
+        ["mmgpt-eval", "gate"],
+    ]
     assert "git+https://" in cmds[0] and cmds[1].split()[2] == "init"
 
 
@@ -44,8 +48,12 @@ def test_training_repository_follows_readme(tmp_path):
     (repo / "train.py").write_text("# the user's training code\n")
     # a fresh venv on top of this one's packages (torch etc.), with mmgpt-eval from a wheel built from the tree
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
-                    str(ROOT)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = wheels.glob("mmgpt_eval-*.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
@@ -57,8 +65,14 @@ def test_training_repository_follows_readme(tmp_path):
     (site,) = venv.glob("lib/python*/site-packages")
     (site / "zz_parent_venv.pth").write_text(here + "\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(PATH=f"{venv / 'bin'}:{env.get('PATH', '')}", VIRTUAL_ENV=str(venv), HF_HUB_OFFLINE="1",
-               MODEL="tiny-openflamingo", BASELINE_CKPT="tiny-mmgpt", CANDIDATE_CKPT="tiny-mmgpt")
+    env.update(
+        PATH=f"{venv / 'bin'}:{env.get('PATH', '')}",
+        VIRTUAL_ENV=str(venv),
+        HF_HUB_OFFLINE="1",
+        MODEL="tiny-openflamingo",
+        BASELINE_CKPT="tiny-mmgpt",
+        CANDIDATE_CKPT="tiny-mmgpt",
+    )
 
     install, init, run, gate = readme_commands()
     # step 1 verbatim but for the source: the wheel (no network here); the README names both

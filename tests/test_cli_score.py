@@ -28,14 +28,24 @@ def vqa_files(tmp_path):
         (1002, ["2"] * 7 + ["3"] * 3, "how many", "number"),
         (2001, ["red"] * 4 + ["dark red"] * 3 + ["maroon"] * 3, "what color is the", "other"),
     ]:
-        anns.append({
-            "question_id": qid, "image_id": qid // 1000, "question_type": qtype, "answer_type": atype,
-            "multiple_choice_answer": answers[0],
-            "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": k + 1} for k, a in enumerate(answers)],
-        })
+        anns.append(
+            {
+                "question_id": qid,
+                "image_id": qid // 1000,
+                "question_type": qtype,
+                "answer_type": atype,
+                "multiple_choice_answer": answers[0],
+                "answers": [
+                    {"answer": a, "answer_confidence": "yes", "answer_id": k + 1} for k, a in enumerate(answers)
+                ],
+            }
+        )
     questions = [{"question_id": a["question_id"], "image_id": a["image_id"], "question": "?"} for a in anns]
-    preds = [{"question_id": 1001, "answer": "Yes"}, {"question_id": 1002, "answer": "two"},
-             {"question_id": 2001, "answer": "dark red"}]
+    preds = [
+        {"question_id": 1001, "answer": "Yes"},
+        {"question_id": 1002, "answer": "two"},
+        {"question_id": 2001, "answer": "dark red"},
+    ]
     return {
         "q": _write(tmp_path / "q.json", dict(META, questions=questions)),
         "a": _write(tmp_path / "a.json", dict(META, annotations=anns)),
@@ -47,8 +57,19 @@ def vqa_files(tmp_path):
 
 
 def _vqa_argv(f, preds_path=None, *extra):
-    return ["score", "vqav2", "--questions", f["q"], "--annotations", f["a"],
-            "--predictions", preds_path or f["p"], "--output", str(f["out"]), *extra]
+    return [
+        "score",
+        "vqav2",
+        "--questions",
+        f["q"],
+        "--annotations",
+        f["a"],
+        "--predictions",
+        preds_path or f["p"],
+        "--output",
+        str(f["out"]),
+        *extra,
+    ]
 
 
 def _assert_user_error(rc, capsys, out_path, *fragments):
@@ -150,15 +171,31 @@ def test_score_without_benchmark(capsys):
 # COCO
 # ------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def coco_files(tmp_path):
     refs = {
-        1: ["A dog runs on the grass.", "a brown dog running", "The dog is running in a field.",
-            "A dog plays outside.", "Dog running on a lawn."],
-        2: ["Two cats sleep on a sofa.", "cats sleeping on a couch", "a pair of cats on a couch",
-            "Two kittens asleep.", "The cats nap together."],
-        3: ["A man rides a bike.", "a person riding a bicycle", "a cyclist on the street",
-            "Man biking down a road.", "Someone on a bicycle in the city."],
+        1: [
+            "A dog runs on the grass.",
+            "a brown dog running",
+            "The dog is running in a field.",
+            "A dog plays outside.",
+            "Dog running on a lawn.",
+        ],
+        2: [
+            "Two cats sleep on a sofa.",
+            "cats sleeping on a couch",
+            "a pair of cats on a couch",
+            "Two kittens asleep.",
+            "The cats nap together.",
+        ],
+        3: [
+            "A man rides a bike.",
+            "a person riding a bicycle",
+            "a cyclist on the street",
+            "Man biking down a road.",
+            "Someone on a bicycle in the city.",
+        ],
     }
     anns, k = [], 0
     for img, caps in refs.items():
@@ -166,9 +203,11 @@ def coco_files(tmp_path):
             k += 1
             anns.append({"image_id": img, "id": k, "caption": c})
     images = [{"id": i, "file_name": f"COCO_val2014_{i:012d}.jpg"} for i in (1, 2, 3, 4)]
-    preds = [{"image_id": 1, "caption": "a dog running on the grass"},
-             {"image_id": 2, "caption": "two cats sleeping on a couch"},
-             {"image_id": 3, "caption": "a man riding a bike"}]
+    preds = [
+        {"image_id": 1, "caption": "a dog running on the grass"},
+        {"image_id": 2, "caption": "two cats sleeping on a couch"},
+        {"image_id": 3, "caption": "a man riding a bike"},
+    ]
     return {
         "a": _write(tmp_path / "captions.json", {"images": images, "annotations": anns}),
         "p": _write(tmp_path / "p.json", preds),
@@ -179,8 +218,16 @@ def coco_files(tmp_path):
 
 
 def _coco_argv(f, preds_path=None, ann_path=None):
-    return ["score", "coco", "--annotations", ann_path or f["a"], "--predictions", preds_path or f["p"],
-            "--output", str(f["out"])]
+    return [
+        "score",
+        "coco",
+        "--annotations",
+        ann_path or f["a"],
+        "--predictions",
+        preds_path or f["p"],
+        "--output",
+        str(f["out"]),
+    ]
 
 
 @pytest.mark.java
@@ -201,8 +248,10 @@ def test_coco_success(coco_files, capsys):
     "preds, fragments",
     [
         ("dup", ["1 images have more than one predicted caption (e.g. 1)"]),
-        ([{"image_id": 1, "caption": "x"}, {"image_id": 7, "caption": "y"}, {"image_id": 8, "caption": "z"}],
-         ["2 predicted image ids are not in the annotations (e.g. 7, 8)"]),
+        (
+            [{"image_id": 1, "caption": "x"}, {"image_id": 7, "caption": "y"}, {"image_id": 8, "caption": "z"}],
+            ["2 predicted image ids are not in the annotations (e.g. 7, 8)"],
+        ),
         ([{"image_id": "1", "caption": "x"}], ["integers vs strings"]),
         ([{"image_id": 1}], ["predictions entry 0 has no 'caption' key"]),
         ([{"caption": "x"}], ["predictions entry 0 has no 'image_id' key"]),
@@ -227,7 +276,9 @@ def test_coco_bad_annotations(coco_files, capsys):
     f = coco_files
     broken = f["tmp"] / "broken.json"
     broken.write_text('{"annotations": [\n{"image_id": 1 "caption": "x"}]}', encoding="utf-8")
-    _assert_user_error(main(_coco_argv(f, None, str(broken))), capsys, f["out"], str(broken), "malformed JSON at line 2")
+    _assert_user_error(
+        main(_coco_argv(f, None, str(broken))), capsys, f["out"], str(broken), "malformed JSON at line 2"
+    )
     bad = _write(f["tmp"] / "bad_a.json", {"annotations": [{"image_id": 1, "caption": "x"}, {"image_id": 2}]})
     _assert_user_error(main(_coco_argv(f, None, bad)), capsys, f["out"], "annotations entry 1 has no 'caption' key")
     bad = _write(f["tmp"] / "bad_b.json", {"images": []})
@@ -237,4 +288,6 @@ def test_coco_bad_annotations(coco_files, capsys):
 def test_coco_java_missing(coco_files, capsys, monkeypatch):
     f = coco_files
     monkeypatch.setenv("PATH", str(f["tmp"]))
-    _assert_user_error(main(_coco_argv(f)), capsys, f["out"], "Java is required", "apt-get install default-jre-headless")
+    _assert_user_error(
+        main(_coco_argv(f)), capsys, f["out"], "Java is required", "apt-get install default-jre-headless"
+    )

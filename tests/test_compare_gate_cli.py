@@ -36,9 +36,24 @@ def policy(tmp_path):
 
 
 def _gate(tmp_path, base, cand, policy, *extra):
-    return main(["gate", "--baseline", str(base), "--candidate", str(cand), "--policy", str(policy),
-                 "--markdown", str(tmp_path / "gate.md"), "--junit", str(tmp_path / "gate.xml"),
-                 "--json", str(tmp_path / "gate.json"), *extra])
+    return main(
+        [
+            "gate",
+            "--baseline",
+            str(base),
+            "--candidate",
+            str(cand),
+            "--policy",
+            str(policy),
+            "--markdown",
+            str(tmp_path / "gate.md"),
+            "--junit",
+            str(tmp_path / "gate.xml"),
+            "--json",
+            str(tmp_path / "gate.json"),
+            *extra,
+        ]
+    )
 
 
 def test_gate_exit_codes(tmp_path, policy, capsys):
@@ -94,8 +109,26 @@ def test_compare_cli_and_trend(tmp_path, capsys):
 
 def test_run_with_baseline_model_and_run(tmp_path, monkeypatch):
     out = tmp_path / "cand"
-    rc = main(["-q", "run", "--model", "tiny", "--tasks", "easyvqa", "--limit", "12", "--output-dir", str(out),
-               "--baseline", "tiny", "--no-progress", "--no-report", "--max-new-tokens", "3"])
+    rc = main(
+        [
+            "-q",
+            "run",
+            "--model",
+            "tiny",
+            "--tasks",
+            "easyvqa",
+            "--limit",
+            "12",
+            "--output-dir",
+            str(out),
+            "--baseline",
+            "tiny",
+            "--no-progress",
+            "--no-report",
+            "--max-new-tokens",
+            "3",
+        ]
+    )
     assert rc == 0
     r = RunResults.load(out)
     assert r.baseline["kind"] == "model" and (out / "baseline" / "results.json").exists()
@@ -104,13 +137,52 @@ def test_run_with_baseline_model_and_run(tmp_path, monkeypatch):
     # must find the baseline from the candidate's folder); different settings are refused
     out2 = tmp_path / "cand2"
     monkeypatch.chdir(tmp_path)
-    assert main(["-q", "run", "--model", "tiny", "--tasks", "easyvqa", "--limit", "12", "--output-dir", "cand2",
-                 "--baseline", "cand/baseline", "--no-progress", "--max-new-tokens", "3"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "run",
+                "--model",
+                "tiny",
+                "--tasks",
+                "easyvqa",
+                "--limit",
+                "12",
+                "--output-dir",
+                "cand2",
+                "--baseline",
+                "cand/baseline",
+                "--no-progress",
+                "--max-new-tokens",
+                "3",
+            ]
+        )
+        == 0
+    )
     r2 = RunResults.load(out2)
     assert r2.baseline["kind"] == "run" and (out2 / "report.html").is_file()
     assert (out2 / r2.baseline["results"]).resolve() == (out / "baseline" / "results.json").resolve()
-    assert main(["-q", "run", "--model", "tiny", "--tasks", "easyvqa", "--limit", "12", "--output-dir",
-                 str(tmp_path / "c3"), "--baseline", str(out / "baseline"), "--no-progress", "--no-report"]) == 2
+    assert (
+        main(
+            [
+                "-q",
+                "run",
+                "--model",
+                "tiny",
+                "--tasks",
+                "easyvqa",
+                "--limit",
+                "12",
+                "--output-dir",
+                str(tmp_path / "c3"),
+                "--baseline",
+                str(out / "baseline"),
+                "--no-progress",
+                "--no-report",
+            ]
+        )
+        == 2
+    )
 
 
 def test_rices_most_similar_last(tiny_model):

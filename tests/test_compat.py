@@ -132,12 +132,14 @@ def test_cache_select_copies_rows_and_leaves_the_shared_cache_alone(tiny_model):
         assert torch.equal(layer.keys, k[[1, 1, 0]]) and torch.equal(layer.values, v[[1, 1, 0]])
     nxt = torch.tensor([[11], [12], [13]])
     with torch.no_grad():
-        tiny_model.model(None, nxt, attention_mask=torch.ones((3, 5), dtype=torch.long), past_key_values=sel,
-                         use_cache=True)
+        tiny_model.model(
+            None, nxt, attention_mask=torch.ones((3, 5), dtype=torch.long), past_key_values=sel, use_cache=True
+        )
     assert sel.layers[0].keys.shape[-2] == 5  # the selected copy grew ...
     assert all(torch.equal(layer.keys, k) for (k, _), layer in zip(before, cache.layers))  # ... the shared one did not
     # and passing the shared cache itself would have changed it (why the shim exists)
     with torch.no_grad():
-        tiny_model.model(None, nxt[:2], attention_mask=torch.ones((2, 5), dtype=torch.long), past_key_values=cache,
-                         use_cache=True)
+        tiny_model.model(
+            None, nxt[:2], attention_mask=torch.ones((2, 5), dtype=torch.long), past_key_values=cache, use_cache=True
+        )
     assert cache.layers[0].keys.shape[-2] == 5

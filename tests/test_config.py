@@ -33,25 +33,51 @@ class _PinDialog(_Pin):
     multi_round = True
 
 
-IDENTITY = {"spec": {"x": 1}, "checkpoint_sha256": "ab", "openflamingo_checkpoint_sha256": None,
-            "device_type": "cpu", "dtype": "torch.float32"}
+IDENTITY = {
+    "spec": {"x": 1},
+    "checkpoint_sha256": "ab",
+    "openflamingo_checkpoint_sha256": None,
+    "device_type": "cpu",
+    "dtype": "torch.float32",
+}
 
 # computed with the runner of commit 0ef36bc (RunConfig + runner.fingerprint) on the same tasks and
 # settings: old run folders must resume, so these may never change
 PINNED_FINGERPRINTS = {
-    "default": (_Pin, "mmgpt", dict(seed=0),
-                "872983196d58137510ea499ac63a689a6f7c88685be1f87530351f77f8dfb07c"),
-    "of4rices": (_Pin, "of-vqa", dict(num_fewshot=4, fewshot_selection="rices",
-                                      rices_encoder="openclip:ViT-L-14:openai", protocol="openflamingo", seed=42,
-                                      of_num_samples=100, of_query_set_size=2048),
-                 "c0032520f8efdbfc6a98362e8c2dd876a4d9c28626ff6fdb0d54e2c2c9bbf73a"),
+    "default": (_Pin, "mmgpt", dict(seed=0), "872983196d58137510ea499ac63a689a6f7c88685be1f87530351f77f8dfb07c"),
+    "of4rices": (
+        _Pin,
+        "of-vqa",
+        dict(
+            num_fewshot=4,
+            fewshot_selection="rices",
+            rices_encoder="openclip:ViT-L-14:openai",
+            protocol="openflamingo",
+            seed=42,
+            of_num_samples=100,
+            of_query_set_size=2048,
+        ),
+        "c0032520f8efdbfc6a98362e8c2dd876a4d9c28626ff6fdb0d54e2c2c9bbf73a",
+    ),
     # of_query_set_size unset: OpenFlamingo's default 2048, as before
-    "of0": (_Pin, "of-vqa", dict(protocol="openflamingo"),
-            "a5747a6fe20c7c6f7439a5c5b3fee4a8ac5ec4eb8fbba241de2d3bf84e72bbdb"),
-    "zero_none_dialog": (_PinDialog, "of-vqa", dict(fewshot_zero_mode="none", history_mode="teacher", seed=3, limit=5),
-                         "80663bed4ba019b7edf3472aa95953f85c14d17c06bb7afdb5957c0bfe96bc72"),
-    "ours2shot": (_Pin, "of-vqa", dict(num_fewshot=2, seed=7, batch_size=0, num_beams=3),
-                  "fc8ce78d076320ef6811550374f94eaf01c87e156505b024afdcf878f1698c8b"),
+    "of0": (
+        _Pin,
+        "of-vqa",
+        dict(protocol="openflamingo"),
+        "a5747a6fe20c7c6f7439a5c5b3fee4a8ac5ec4eb8fbba241de2d3bf84e72bbdb",
+    ),
+    "zero_none_dialog": (
+        _PinDialog,
+        "of-vqa",
+        dict(fewshot_zero_mode="none", history_mode="teacher", seed=3, limit=5),
+        "80663bed4ba019b7edf3472aa95953f85c14d17c06bb7afdb5957c0bfe96bc72",
+    ),
+    "ours2shot": (
+        _Pin,
+        "of-vqa",
+        dict(num_fewshot=2, seed=7, batch_size=0, num_beams=3),
+        "fc8ce78d076320ef6811550374f94eaf01c87e156505b024afdcf878f1698c8b",
+    ),
 }
 
 
@@ -74,16 +100,28 @@ def test_run_info_is_byte_identical_to_before():
         '{"argv": ["run"], "output_dir": "out", "seed": 0, "batch_size": 8, "limit": null, "num_fewshot": 0, '
         '"fewshot_zero_mode": "text-demos", "fewshot_selection": "random", "rices_encoder": "model", "template": null, '
         '"history_mode": "self", "generation_overrides": {}, "share_prefix": true, "model_load_s": 1.235, '
-        '"protocol": "mmgpt-eval", "label": "L", "base_model_choice": {"a": 1}}')
-    b = EvalConfig(output_dir=Path("o2"), protocol="openflamingo", seed=42, of_num_samples=100, num_fewshot=4,
-                   fewshot_selection="rices", max_new_tokens=5, use_cache=False, share_prefix=False, batch_size=0,
-                   template="of-vqa")
+        '"protocol": "mmgpt-eval", "label": "L", "base_model_choice": {"a": 1}}'
+    )
+    b = EvalConfig(
+        output_dir=Path("o2"),
+        protocol="openflamingo",
+        seed=42,
+        of_num_samples=100,
+        num_fewshot=4,
+        fewshot_selection="rices",
+        max_new_tokens=5,
+        use_cache=False,
+        share_prefix=False,
+        batch_size=0,
+        template="of-vqa",
+    )
     assert json.dumps(run_info(b, 1.23456)) == (
         '{"argv": [], "output_dir": "o2", "seed": 42, "batch_size": 0, "limit": null, "num_fewshot": 4, '
         '"fewshot_zero_mode": "text-demos", "fewshot_selection": "rices", "rices_encoder": "model", '
         '"template": "of-vqa", "history_mode": "self", "generation_overrides": {"max_new_tokens": 5, '
         '"use_cache": false}, "share_prefix": false, "model_load_s": 1.235, "protocol": "openflamingo", '
-        '"of_num_samples": 100, "of_query_set_size": 2048}')
+        '"of_num_samples": 100, "of_query_set_size": 2048}'
+    )
 
 
 # ------------------------------------------------------------------------------ generated from the fields
@@ -153,18 +191,59 @@ def test_every_field_is_recorded_in_results(tmp_path):
     out = tmp_path / "a"
     plugins = tmp_path / "plugins"
     plugins.mkdir()
-    argv = ["-q", "run", "--tasks", "easyvqa", "--limit", "2", "--output-dir", str(out), "--label", "A",
-            "--trials", "2", "--no-report", "--no-progress", "--include-path", str(plugins), "--max-new-tokens", "3",
-            "--no-cache", "--trust-checkpoint", "--device", "cpu"]
+    argv = [
+        "-q",
+        "run",
+        "--tasks",
+        "easyvqa",
+        "--limit",
+        "2",
+        "--output-dir",
+        str(out),
+        "--label",
+        "A",
+        "--trials",
+        "2",
+        "--no-report",
+        "--no-progress",
+        "--include-path",
+        str(plugins),
+        "--max-new-tokens",
+        "3",
+        "--no-cache",
+        "--trust-checkpoint",
+        "--device",
+        "cpu",
+    ]
     have_mlflow = importlib.util.find_spec("mlflow") is not None
     if have_mlflow:
         argv += ["--log-to", f"mlflow:file:{tmp_path / 'mlruns'}"]
     assert main(argv) == 0
     a = json.loads((out / "results.json").read_text())
     b_out = tmp_path / "b"
-    assert main(["-q", "run", "--tasks", "easyvqa", "--limit", "2", "--output-dir", str(b_out), "--no-progress",
-                 "--baseline", str(out / "trials" / "seed-0"), "--intersect", "--no-report", "--max-new-tokens",
-                 "3", "--no-cache"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "run",
+                "--tasks",
+                "easyvqa",
+                "--limit",
+                "2",
+                "--output-dir",
+                str(b_out),
+                "--no-progress",
+                "--baseline",
+                str(out / "trials" / "seed-0"),
+                "--intersect",
+                "--no-report",
+                "--max-new-tokens",
+                "3",
+                "--no-cache",
+            ]
+        )
+        == 0
+    )
     b = json.loads((b_out / "results.json").read_text())
     for f in settings():
         s = f.metadata["setting"]
@@ -195,11 +274,24 @@ def test_every_field_is_recorded_in_results(tmp_path):
 
 # ------------------------------------------------------------------------------ behaviour
 def test_evaluate_kwargs_build_the_same_config():
-    cfg = EvalConfig.from_kwargs(model="tiny", tasks=["easyvqa"], generation={"num_beams": 2, "use_cache": False},
-                                 load_options=LoadOptions(device="cpu", allow_partial=True), include_paths=["p"],
-                                 limit=None)
-    assert (cfg.model, cfg.tasks, cfg.num_beams, cfg.use_cache, cfg.device, cfg.allow_partial, cfg.include_paths,
-            cfg.limit) == ("tiny", ("easyvqa",), 2, False, "cpu", True, ("p",), None)
+    cfg = EvalConfig.from_kwargs(
+        model="tiny",
+        tasks=["easyvqa"],
+        generation={"num_beams": 2, "use_cache": False},
+        load_options=LoadOptions(device="cpu", allow_partial=True),
+        include_paths=["p"],
+        limit=None,
+    )
+    assert (
+        cfg.model,
+        cfg.tasks,
+        cfg.num_beams,
+        cfg.use_cache,
+        cfg.device,
+        cfg.allow_partial,
+        cfg.include_paths,
+        cfg.limit,
+    ) == ("tiny", ("easyvqa",), 2, False, "cpu", True, ("p",), None)
     assert cfg.generation_overrides == {"num_beams": 2, "use_cache": False}
     assert cfg.load_options == LoadOptions(device="cpu", allow_partial=True)
     with pytest.raises(UserError, match="unknown generation override 'beams'"):
@@ -214,8 +306,10 @@ def test_config_file_semantics(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "ck.pt").write_text("x")
     cfg = tmp_path / "sub" / "run.toml"
-    cfg.write_text('ckpt = "ck.pt"\nmodel = "tiny"\noutput_dir = "out"\ndata_root = "data"\ntasks = ["a", "b"]\n'
-                   'limit = 3\nlog_to = "mlflow"\n[easyvqa]\nsplit = "train"\n')
+    cfg.write_text(
+        'ckpt = "ck.pt"\nmodel = "tiny"\noutput_dir = "out"\ndata_root = "data"\ntasks = ["a", "b"]\n'
+        'limit = 3\nlog_to = "mlflow"\n[easyvqa]\nsplit = "train"\n'
+    )
     c = EvalConfig.from_toml(cfg)
     assert c.ckpt == str(tmp_path / "sub" / "ck.pt") and c.model == "tiny"  # relative: only when it exists
     assert c.output_dir == str(tmp_path / "sub" / "out") and c.data_root == str(tmp_path / "sub" / "data")
@@ -228,9 +322,12 @@ def test_config_file_semantics(tmp_path):
     assert EvalConfig.from_toml(cfg).task_options == {"vqav2_questions": "q.json", "easyvqa_split": "train"}
     cfg.write_text('limit = "all"\n')
     assert EvalConfig.from_toml(cfg).limit == "all"
-    for bad, words in (('limit = 0\n', ["limit", "all"]), ('lmit = 3\n', ["unknown run option 'lmit'"]),
-                       ('no_report = "yes"\n', ["no_report", "true or false"]),
-                       ('protocol = "nope"\n', ["protocol", "mmgpt-eval, openflamingo"])):
+    for bad, words in (
+        ("limit = 0\n", ["limit", "all"]),
+        ("lmit = 3\n", ["unknown run option 'lmit'"]),
+        ('no_report = "yes"\n', ["no_report", "true or false"]),
+        ('protocol = "nope"\n', ["protocol", "mmgpt-eval, openflamingo"]),
+    ):
         cfg.write_text(bad)
         with pytest.raises(UserError) as e:
             read_run_config(str(cfg))

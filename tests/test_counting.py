@@ -129,7 +129,7 @@ PARSE_CASES = [
     ("...", None),
     ("I can't tell.", None),
     ("\u4e09\u4e2a", None),  # CJK numerals are not supported
-    ("\U0001F600", None),
+    ("\U0001f600", None),
 ]
 
 
@@ -155,8 +155,15 @@ def test_parse_count_long_text_is_fast():
 
 def test_count_metrics_exact():
     m = count_metrics("There are 3 circles.", 3)
-    assert m == {"parsed": 3, "true_count": 3, "exact": 1, "unparsable": 0, "abs_error": 0.0,
-                 "signed_error": 0, "off_by_one": 0}
+    assert m == {
+        "parsed": 3,
+        "true_count": 3,
+        "exact": 1,
+        "unparsable": 0,
+        "abs_error": 0.0,
+        "signed_error": 0,
+        "off_by_one": 0,
+    }
 
 
 def test_count_metrics_off_by_one_and_error():
@@ -214,16 +221,26 @@ def test_aggregate_counting_edge_cases():
 # sha256 of (raw RGB pixels, PNG bytes) of fixed items: any change to the layout, raster or PNG
 # encoder changes these, and so would a platform dependence.
 GOLDEN = {
-    (1, 0): ("dd0ea08728b8f4a20fa9963a98cff8a1b9cd4c1d22059291557006369398dd45",
-             "bfcd539c79341f61eb7968ee227382e9df8257db96aa4fcd3a11af92f4ff949e"),
-    (1, 5): ("7518d41942851593d1bd2b9c6f7f227705019d2294955c68b1d2b044ce662575",
-             "cf60c74b1182b770587a5b7e651be8d212855358ae9f21736826a3e3dc1c928c"),
-    (1, 21): ("2ef128a735e5387b3edce0ab8bea2a02c1823fb5cc2787a0cb9f2a78e6d2c7e2",
-              "b874a1ad9bfb88e3da7dcf61320a6b28f4c91d643f6fde29825ef41194a8b9a7"),
-    (2, 7): ("654db371b3a0feabd76859933f819eb79b2c77bfe3bbab1f2187eb5b4f2afd4c",
-             "b261463bb1e2529199b27fb9cf33fd0b4686c0206bfe8f815d48bd593e8f1635"),
-    (3, 10): ("48a2664d60639be2cf25e977ca0565c6a724490d85d48f1c397019c61ea31eec",
-              "79d8cbad5dfe54fb3c4416464c6eafced141c85df25c9490af071e9d84d123c2"),
+    (1, 0): (
+        "dd0ea08728b8f4a20fa9963a98cff8a1b9cd4c1d22059291557006369398dd45",
+        "bfcd539c79341f61eb7968ee227382e9df8257db96aa4fcd3a11af92f4ff949e",
+    ),
+    (1, 5): (
+        "7518d41942851593d1bd2b9c6f7f227705019d2294955c68b1d2b044ce662575",
+        "cf60c74b1182b770587a5b7e651be8d212855358ae9f21736826a3e3dc1c928c",
+    ),
+    (1, 21): (
+        "2ef128a735e5387b3edce0ab8bea2a02c1823fb5cc2787a0cb9f2a78e6d2c7e2",
+        "b874a1ad9bfb88e3da7dcf61320a6b28f4c91d643f6fde29825ef41194a8b9a7",
+    ),
+    (2, 7): (
+        "654db371b3a0feabd76859933f819eb79b2c77bfe3bbab1f2187eb5b4f2afd4c",
+        "b261463bb1e2529199b27fb9cf33fd0b4686c0206bfe8f815d48bd593e8f1635",
+    ),
+    (3, 10): (
+        "48a2664d60639be2cf25e977ca0565c6a724490d85d48f1c397019c61ea31eec",
+        "79d8cbad5dfe54fb3c4416464c6eafced141c85df25c9490af071e9d84d123c2",
+    ),
 }
 
 
@@ -254,8 +271,8 @@ def test_png_decodes_to_pixels_and_has_no_metadata():
         # chunks: IHDR, IDAT, IEND only
         pos, tags = 8, []
         while pos < len(png):
-            length = int.from_bytes(png[pos:pos + 4], "big")
-            tags.append(png[pos + 4:pos + 8])
+            length = int.from_bytes(png[pos : pos + 4], "big")
+            tags.append(png[pos + 4 : pos + 8])
             pos += 12 + length
         assert tags == [b"IHDR", b"IDAT", b"IEND"]
 
@@ -310,13 +327,13 @@ def test_pixels_match_metadata():
                 for x in range(x0, x1):
                     owner[(x, y)] = s
                     o = (y * IMAGE_SIZE + x) * 3
-                    if tuple(px[o:o + 3]) == COLOURS[s.colour]:
+                    if tuple(px[o : o + 3]) == COLOURS[s.colour]:
                         seen += 1
             assert seen >= 20, (item.id, s)  # every shape is visible
         for y in range(IMAGE_SIZE):
             for x in range(IMAGE_SIZE):
                 o = (y * IMAGE_SIZE + x) * 3
-                rgb = tuple(px[o:o + 3])
+                rgb = tuple(px[o : o + 3])
                 if rgb != ci.BACKGROUND:
                     assert (x, y) in owner and rgb == COLOURS[owner[(x, y)].colour]
 

@@ -132,8 +132,14 @@ def test_leaked_markers():
     assert d.leaked_markers("<IMAGE> <|EndOfChunk|>") == []
     assert d.leaked_markers("below is an instruction that describes a task.") == ["preamble"]
     assert d.leaked_markers("The image shows") == []  # the word "image" alone is fine
-    assert set(d.LEAK_MARKERS) == {"instruction_header", "response_header", "image_header",
-                                   "image_token", "endofchunk_token", "preamble"}
+    assert set(d.LEAK_MARKERS) == {
+        "instruction_header",
+        "response_header",
+        "image_header",
+        "image_token",
+        "endofchunk_token",
+        "preamble",
+    }
 
 
 # --------------------------------------------------------------------------- keywords
@@ -234,7 +240,9 @@ def test_turn_probes_checks_short_and_count():
     r = d.turn_probes("Blue.", kind="short", checks=checks)
     assert r["collapsed"] is None
     assert r["short_answer_match"] is True and r["max_words_pass"] is True and r["checks_pass"] is True
-    r = d.turn_probes("It is a blue triangle shape.", kind="short", checks=TurnChecks(expect_short_answer="blue", max_words=3))
+    r = d.turn_probes(
+        "It is a blue triangle shape.", kind="short", checks=TurnChecks(expect_short_answer="blue", max_words=3)
+    )
     assert r["short_answer_match"] is True and r["max_words_pass"] is False and r["checks_pass"] is False
     r = d.turn_probes("There are three circles.", kind="short", checks={"expect_count": 3})
     assert r["count_parsed"] == 3 and r["count_exact"] is True
@@ -273,10 +281,18 @@ def test_turn_probes_truncation_and_repetition():
 @pytest.mark.parametrize("text", EDGE_TEXTS)
 @pytest.mark.parametrize("kind", d.KINDS)
 def test_turn_probes_edge_cases(text, kind):
-    checks = {"must_include": ["red"], "must_not_include": ["### Response"], "expect_short_answer": "red",
-              "expect_count": 1, "max_words": 3, "min_words": 1, "refers_back_to": 0}
-    r = d.turn_probes(text, kind=kind, checks=checks, turn_index=1, num_new_tokens=0, max_new_tokens=8,
-                      stopped_on_eos=True)
+    checks = {
+        "must_include": ["red"],
+        "must_not_include": ["### Response"],
+        "expect_short_answer": "red",
+        "expect_count": 1,
+        "max_words": 3,
+        "min_words": 1,
+        "refers_back_to": 0,
+    }
+    r = d.turn_probes(
+        text, kind=kind, checks=checks, turn_index=1, num_new_tokens=0, max_new_tokens=8, stopped_on_eos=True
+    )
     json.dumps(r)
     assert not any(isinstance(v, float) and math.isnan(v) for v in r.values())
     assert r["empty"] is (not text.strip())
@@ -291,8 +307,11 @@ def test_turn_probes_2000_words_is_fast():
     words = [f"w{i % 700}" for i in range(2000)]
     text = " ".join(words[:1000]) + ". " + " ".join(words[1000:]) + "."
     t = time.perf_counter()
-    r = d.turn_probes(text, kind="open", checks={"must_include": ["w5"], "min_words": 100,
-                                                   "expect_short_answer": "w1", "expect_count": 3})
+    r = d.turn_probes(
+        text,
+        kind="open",
+        checks={"must_include": ["w5"], "min_words": 100, "expect_short_answer": "w1", "expect_count": 3},
+    )
     elapsed = time.perf_counter() - t
     assert r["words"] == 2000 and r["collapsed"] is False and r["short_answer_match"] is False
     assert 0 < r["distinct_1"] < 1
@@ -312,22 +331,42 @@ def test_turn_probes_rejects_bad_input():
 def _records():
     recs = [
         d.turn_probes("Blue.", kind="open", turn_index=0, num_new_tokens=2, max_new_tokens=64, stopped_on_eos=True),
-        d.turn_probes("The image shows one blue triangle on a pale background, near the bottom edge.",
-                      kind="open", turn_index=0, num_new_tokens=20, max_new_tokens=64, stopped_on_eos=True),
-        d.turn_probes("blue", kind="short", checks={"expect_short_answer": "blue"}, turn_index=1,
-                      num_new_tokens=64, max_new_tokens=64, stopped_on_eos=False),
+        d.turn_probes(
+            "The image shows one blue triangle on a pale background, near the bottom edge.",
+            kind="open",
+            turn_index=0,
+            num_new_tokens=20,
+            max_new_tokens=64,
+            stopped_on_eos=True,
+        ),
+        d.turn_probes(
+            "blue",
+            kind="short",
+            checks={"expect_short_answer": "blue"},
+            turn_index=1,
+            num_new_tokens=64,
+            max_new_tokens=64,
+            stopped_on_eos=False,
+        ),
         d.turn_probes("", kind="language", checks={"min_words": 15}, turn_index=1),
-        d.turn_probes("You asked me to describe it. ### Response", kind="language",
-                      checks={"refers_back_to": 0, "must_include": ["describe"]}, turn_index=2),
+        d.turn_probes(
+            "You asked me to describe it. ### Response",
+            kind="language",
+            checks={"refers_back_to": 0, "must_include": ["describe"]},
+            turn_index=2,
+        ),
     ]
     return recs
 
 
 def test_aggregate_probes():
-    agg = d.aggregate_probes(_records(), [
-        d.grounding_probes("blue", "white", "red"),
-        d.grounding_probes("blue", "blue", None),
-    ])
+    agg = d.aggregate_probes(
+        _records(),
+        [
+            d.grounding_probes("blue", "white", "red"),
+            d.grounding_probes("blue", "blue", None),
+        ],
+    )
     o = agg["overall"]
     assert o["n"] == 5
     assert o["words"]["n"] == 5 and o["words"]["median"] == 1.0

@@ -48,8 +48,11 @@ def evqa_facts() -> dict[int, tuple[str, str]]:
             colour.setdefault(i, set()).add(a)
             if m.group(1) != "shape":
                 shape.setdefault(i, set()).add(m.group(1))
-    return {i: (next(iter(shape[i])), next(iter(colour[i])))
-            for i in shape if i in colour and len(shape[i]) == 1 and len(colour[i]) == 1}
+    return {
+        i: (next(iter(shape[i])), next(iter(colour[i])))
+        for i in shape
+        if i in colour and len(shape[i]) == 1 and len(colour[i]) == 1
+    }
 
 
 # --------------------------------------------------------------------------- the embedded set
@@ -73,8 +76,15 @@ def test_embedded_set_covers_every_probe(convs):
     assert all(kinds[k] >= 20 for k in ("open", "short", "language"))
     assert any(t.instruction == "Describe the image in detail." for t in turns)
     checks = Counter(k for t in turns for k in t.checks.to_dict())
-    for key in ("must_include", "must_not_include", "expect_short_answer", "expect_count",
-                "refers_back_to", "max_words", "min_words"):
+    for key in (
+        "must_include",
+        "must_not_include",
+        "expect_short_answer",
+        "expect_count",
+        "refers_back_to",
+        "max_words",
+        "min_words",
+    ):
         assert checks[key] >= 10, key
     # template markers in must_not_include
     banned = {term for t in turns for term in t.checks.must_not_include}
@@ -87,8 +97,13 @@ def test_embedded_set_covers_every_probe(convs):
     # long-form language turns (collapse applies to them too)
     assert sum(1 for t in turns if t.kind == "language" and (t.checks.min_words or 0) >= 10) >= 10
     # counting probes cover every true count 0..10
-    counts = {t.checks.expect_count for c in convs if c.image and c.image.source == "counting"
-              for t in c.turns if t.checks.expect_count is not None}
+    counts = {
+        t.checks.expect_count
+        for c in convs
+        if c.image and c.image.source == "counting"
+        for t in c.turns
+        if t.checks.expect_count is not None
+    }
     assert counts == set(range(11))
     # carry-over on image and language-only conversations
     assert any(t.checks.refers_back_to is not None for c in convs if c.image is None for t in c.turns)
@@ -217,10 +232,18 @@ def test_resolve_images(convs, tmp_path):
 
 # --------------------------------------------------------------------------- loader errors
 
-GOOD = {"id": "x1", "image": {"source": "counting", "seed": 3, "index": 1},
-        "turns": [{"instruction": "How many triangles are there?", "kind": "short", "checks": {"expect_count": 1}},
-                  {"instruction": "What did I ask?", "kind": "language",
-                   "checks": {"refers_back_to": 0, "must_include": ["triangle|triangles"]}}]}
+GOOD = {
+    "id": "x1",
+    "image": {"source": "counting", "seed": 3, "index": 1},
+    "turns": [
+        {"instruction": "How many triangles are there?", "kind": "short", "checks": {"expect_count": 1}},
+        {
+            "instruction": "What did I ask?",
+            "kind": "language",
+            "checks": {"refers_back_to": 0, "must_include": ["triangle|triangles"]},
+        },
+    ],
+}
 LANG = {"id": "x2", "image": None, "turns": [{"instruction": "List four fruits.", "kind": "language"}]}
 
 
@@ -246,8 +269,12 @@ def _turn(obj, i, **changes):
 def test_loader_accepts_good_file(tmp_path):
     (tmp_path / "img").mkdir()
     blank_image().save(tmp_path / "img" / "a.png")
-    path_conv = {"id": "x3", "image": {"path": "img/a.png"}, "grounding": True,
-                 "turns": [{"instruction": "Describe the image in detail.", "kind": "open"}]}
+    path_conv = {
+        "id": "x3",
+        "image": {"path": "img/a.png"},
+        "grounding": True,
+        "turns": [{"instruction": "Describe the image in detail.", "kind": "open"}],
+    }
     p = _write(tmp_path, [GOOD, "", LANG, path_conv])
     convs = load_dialog_probes(p)
     assert [c.id for c in convs] == ["x1", "x2", "x3"]
@@ -287,8 +314,15 @@ BAD_CASES = [
     (_turn(GOOD, 1, checks={"refers_back_to": 1, "must_include": ["triangle"]}), "earlier turn"),
     (_turn(GOOD, 1, checks={"refers_back_to": 0}), "needs must_include"),
     (_turn(GOOD, 1, checks={"refers_back_to": 0, "must_include": ["square"]}), "not stated in turn 0"),
-    (_turn(GOOD, 1, instruction="Count the triangles again?", checks={"refers_back_to": 0, "must_include": ["triangle|triangles"]}),
-     "already appears"),
+    (
+        _turn(
+            GOOD,
+            1,
+            instruction="Count the triangles again?",
+            checks={"refers_back_to": 0, "must_include": ["triangle|triangles"]},
+        ),
+        "already appears",
+    ),
     (_turn(LANG, 0, kind="open"), "no image"),
     (_with(LANG, grounding=True), "needs an image"),
     (_with(GOOD, grounding="yes"), "true or false"),

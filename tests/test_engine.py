@@ -25,20 +25,30 @@ def _image(seed: int) -> Image.Image:
     return Image.fromarray((torch.rand(64, 64, 3, generator=g) * 255).to(torch.uint8).numpy())
 
 
-QUESTIONS = ["what color is it?", "is there a circle?", "how many shapes are there in the picture?", "describe it.",
-             "what is on the left?"]
+QUESTIONS = [
+    "what color is it?",
+    "is there a circle?",
+    "how many shapes are there in the picture?",
+    "describe it.",
+    "what is on the left?",
+]
 
 
 def _requests():
     greedy = GenerationSettings(max_new_tokens=6)
     beams = GenerationSettings(max_new_tokens=5, num_beams=2)
-    gen = [GenerationRequest(TEMPLATES["mmgpt"].render(question=q), [_image(i % 3)], [f"k{i % 3}"], greedy)
-           for i, q in enumerate(QUESTIONS)]
-    gen.append(GenerationRequest("<image>Question:what is it? Short answer:", [_image(1)], ["k1"], beams,
-                                 STOP_END_OF_CHUNK))
+    gen = [
+        GenerationRequest(TEMPLATES["mmgpt"].render(question=q), [_image(i % 3)], [f"k{i % 3}"], greedy)
+        for i, q in enumerate(QUESTIONS)
+    ]
+    gen.append(
+        GenerationRequest("<image>Question:what is it? Short answer:", [_image(1)], ["k1"], beams, STOP_END_OF_CHUNK)
+    )
     gen.append(GenerationRequest(TEMPLATES["mmgpt-text"].render(question="write a poem"), [], None, greedy))
-    rank = [RankingRequest("<image>Output:", ["red", "blue square", "a circle"], [_image(2)], ["k2"]),
-            RankingRequest("<image>Question:is it red? Answer:", [" yes", " no"], [_image(0)], ["k0"], joint=True)]
+    rank = [
+        RankingRequest("<image>Output:", ["red", "blue square", "a circle"], [_image(2)], ["k2"]),
+        RankingRequest("<image>Question:is it red? Answer:", [" yes", " no"], [_image(0)], ["k0"], joint=True),
+    ]
     # interleaved, so input order is not group order
     return [gen[0], rank[0], gen[5], gen[1], gen[6], rank[1], gen[2], gen[3], gen[4]]
 
@@ -144,8 +154,12 @@ def test_rows_that_fit_one_automatic_batch(tiny_model):
     from mmgpt_eval.model.batching import TOKEN_BUDGET
 
     model = FlamingoModel(tiny_model)
-    long = GenerationRequest("<image>Output:a red circle<|endofchunk|>" * 4 + "<image>Output:", [_image(0)] * 5,
-                             [f"k{i}" for i in range(5)], GenerationSettings(num_beams=3))
+    long = GenerationRequest(
+        "<image>Output:a red circle<|endofchunk|>" * 4 + "<image>Output:",
+        [_image(0)] * 5,
+        [f"k{i}" for i in range(5)],
+        GenerationSettings(num_beams=3),
+    )
     width = model.prompt_tokens([long.as_input()])[0]
     auto, fixed = Engine(model, batch_size=0), Engine(model, batch_size=5)
     assert fixed.rows_that_fit([long] * 30, 3) == 5 and fixed.rows_that_fit([long] * 2, 3) == 2

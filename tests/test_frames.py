@@ -29,8 +29,16 @@ def run_dir(tmp_path_factory) -> Path:
     import mmgpt_eval
 
     out = tmp_path_factory.mktemp("frames") / "api-out"
-    mmgpt_eval.evaluate(model="tiny-openflamingo", ckpt="tiny-mmgpt", tasks=["easyvqa", "counting"], limit=20,
-                        baseline="tiny-openflamingo", output_dir=str(out), progress=False, report=False)
+    mmgpt_eval.evaluate(
+        model="tiny-openflamingo",
+        ckpt="tiny-mmgpt",
+        tasks=["easyvqa", "counting"],
+        limit=20,
+        baseline="tiny-openflamingo",
+        output_dir=str(out),
+        progress=False,
+        report=False,
+    )
     return out
 
 
@@ -64,14 +72,25 @@ def test_metrics_frame_equals_results_json(run_dir):
                 row = row.iloc[0]
                 info = tr["metric_info"][metric]
                 assert row.value == value
-                assert (row.unit, bool(row.higher_is_better), row.kind) == (info["unit"], info["higher_is_better"],
-                                                                            info["kind"])
-                assert (row.n_samples, row.template, row.num_fewshot) == (tr["n_samples"], tr["template"]["name"],
-                                                                          tr["num_fewshot"])
+                assert (row.unit, bool(row.higher_is_better), row.kind) == (
+                    info["unit"],
+                    info["higher_is_better"],
+                    info["kind"],
+                )
+                assert (row.n_samples, row.template, row.num_fewshot) == (
+                    tr["n_samples"],
+                    tr["template"]["name"],
+                    tr["num_fewshot"],
+                )
                 assert bool(row.primary) == (metric == tr["primary_metric"])
                 c = comps[(task, metric)] if role == "candidate" else {}
-                for col, key in (("baseline_value", "baseline"), ("delta", "delta"), ("ci_low", "ci_low"),
-                                 ("ci_high", "ci_high"), ("p_value", "p_value")):
+                for col, key in (
+                    ("baseline_value", "baseline"),
+                    ("delta", "delta"),
+                    ("ci_low", "ci_low"),
+                    ("ci_high", "ci_high"),
+                    ("p_value", "p_value"),
+                ):
                     assert _same(row[col], c.get(key)), (role, task, metric, col)
     assert len(m) == expected
     cand = m[m.role == "candidate"].iloc[0]
@@ -112,8 +131,12 @@ def test_samples_frame_equals_the_per_sample_logs(run_dir):
 
 
 def test_nested_per_sample_metrics_are_json_text_and_only_counted_records(tmp_path):
-    run = make_run(tmp_path / "r", {"exact": [1, 0, 1]}, task="dialog",
-                   record=lambda i: {"metrics": {"turns": [{"t": i}, None], "flag": None if i == 1 else True}})
+    run = make_run(
+        tmp_path / "r",
+        {"exact": [1, 0, 1]},
+        task="dialog",
+        record=lambda i: {"metrics": {"turns": [{"t": i}, None], "flag": None if i == 1 else True}},
+    )
     # a record after the run's n_samples (an older extra the runner keeps) is not part of the run
     with (run / "samples" / "dialog.jsonl").open("a") as f:
         f.write(json.dumps({"id": "extra", "metrics": {"exact": 0}}) + "\n")
@@ -131,10 +154,17 @@ def _series(tmp_path: Path) -> Path:
     entries = []
     for step, vals in ((100, [0, 1, 0, 0]), (200, [1, 1, 0, 1])):
         make_run(folder / f"checkpoint_{step}", {"accuracy": vals}, step=step)
-        entries.append({"checkpoint": f"checkpoint_{step}.pt", "name": f"checkpoint_{step}", "step": float(step),
-                        "results": f"checkpoint_{step}/results.json"})
-    (folder / "series.json").write_text(json.dumps({"schema": "mmgpt-eval/series", "schema_version": 1,
-                                                    "checkpoints": entries}))
+        entries.append(
+            {
+                "checkpoint": f"checkpoint_{step}.pt",
+                "name": f"checkpoint_{step}",
+                "step": float(step),
+                "results": f"checkpoint_{step}/results.json",
+            }
+        )
+    (folder / "series.json").write_text(
+        json.dumps({"schema": "mmgpt-eval/series", "schema_version": 1, "checkpoints": entries})
+    )
     return folder
 
 
@@ -192,8 +222,12 @@ def test_export_round_trips(run_dir, tmp_path, fmt, capsys):
 @pytest.mark.slow
 def test_export_tasks_and_no_baseline(run_dir, tmp_path):
     out = tmp_path / "t"
-    assert main(["export", str(run_dir), "--output", str(out), "--format", "jsonl", "--tasks", "counting",
-                 "--no-baseline"]) == 0
+    assert (
+        main(
+            ["export", str(run_dir), "--output", str(out), "--format", "jsonl", "--tasks", "counting", "--no-baseline"]
+        )
+        == 0
+    )
     m = pd.read_json(out / "metrics.jsonl", lines=True)
     s = pd.read_json(out / "samples.jsonl", lines=True, dtype=False)
     assert set(m.task) == {"counting"} and set(m.role) == {"candidate"} and len(m) == 4

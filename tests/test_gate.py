@@ -75,7 +75,10 @@ def test_policy_builtin_defaults():
     pol2 = parse_policy(
         {
             "defaults": {"margin_relative": 0.05, "n_resamples": 500, "seed": 3, "required": False},
-            "rule": [{"task": "t", "metric": "m", "direction": "lower"}, {"task": "t", "metric": "n", "direction": "lower", "margin": 2}],
+            "rule": [
+                {"task": "t", "metric": "m", "direction": "lower"},
+                {"task": "t", "metric": "n", "direction": "lower", "margin": 2},
+            ],
         }
     )
     assert pol2.rules[0].margin_relative == 0.05 and pol2.rules[0].margin is None
@@ -93,20 +96,35 @@ RULE_HEAD = '[[rule]]\ntask = "easyvqa"\nmetric = "accuracy"\n'
         (RULE_HEAD + 'direction = "higher"\nmargin = 1.0\nmargin_relative = 0.02\n', "both margin and margin_relative"),
         (RULE_HEAD + 'direction = "higher"\nmargin = -1.0\n', "margin must be a non-negative number"),
         (RULE_HEAD + 'direction = "higher"\nmargin_relative = -0.1\n', "margin_relative must be a non-negative"),
-        (RULE_HEAD + 'direction = "higher"\nconfidence = 0.5\n', "confidence must be a number strictly between 0.5 and 1"),
+        (
+            RULE_HEAD + 'direction = "higher"\nconfidence = 0.5\n',
+            "confidence must be a number strictly between 0.5 and 1",
+        ),
         (RULE_HEAD + 'direction = "higher"\nconfidence = 1.0\n', "confidence must be"),
         (RULE_HEAD + 'direction = "higher"\nconfidence = 95\n', "confidence must be"),
-        (RULE_HEAD + 'direction = "up"\n', "direction must be \"higher\" or \"lower\", got 'up'"),
+        (RULE_HEAD + 'direction = "up"\n', 'direction must be "higher" or "lower", got \'up\''),
         (RULE_HEAD, "missing required key 'direction'"),
         (RULE_HEAD + 'direction = "higher"\nmin_samples = 0\n', "min_samples must be an integer >= 1"),
         (RULE_HEAD + 'direction = "higher"\nrequired = "yes"\n', "required must be true or false"),
         ('[[rule]]\ntask = ""\nmetric = "m"\ndirection = "higher"\n', "task must be a non-empty string"),
-        ('[defaults]\nconfidense = 0.9\n' + RULE_HEAD + 'direction = "higher"\n', r"\[defaults\]: unknown key 'confidense'"),
-        ('[defaults]\nmargin = 1\nmargin_relative = 0.1\n' + RULE_HEAD + 'direction = "higher"\n', r"\[defaults\]: both margin"),
-        ('[defaults]\nn_resamples = 10\n' + RULE_HEAD + 'direction = "higher"\n', "n_resamples must be an integer >= 100"),
-        ('[defaults]\nconfidence = 0.95\n', "no \\[\\[rule\\]\\] tables"),
-        ('rules = 1\n' + RULE_HEAD + 'direction = "higher"\n', "policy: unknown key 'rules'"),
-        (RULE_HEAD + 'direction = "higher"\n' + RULE_HEAD + 'direction = "lower"\n', "#2 .*duplicate rule for easyvqa/accuracy \\(already rule #1\\)"),
+        (
+            "[defaults]\nconfidense = 0.9\n" + RULE_HEAD + 'direction = "higher"\n',
+            r"\[defaults\]: unknown key 'confidense'",
+        ),
+        (
+            "[defaults]\nmargin = 1\nmargin_relative = 0.1\n" + RULE_HEAD + 'direction = "higher"\n',
+            r"\[defaults\]: both margin",
+        ),
+        (
+            "[defaults]\nn_resamples = 10\n" + RULE_HEAD + 'direction = "higher"\n',
+            "n_resamples must be an integer >= 100",
+        ),
+        ("[defaults]\nconfidence = 0.95\n", "no \\[\\[rule\\]\\] tables"),
+        ("rules = 1\n" + RULE_HEAD + 'direction = "higher"\n', "policy: unknown key 'rules'"),
+        (
+            RULE_HEAD + 'direction = "higher"\n' + RULE_HEAD + 'direction = "lower"\n',
+            "#2 .*duplicate rule for easyvqa/accuracy \\(already rule #1\\)",
+        ),
     ],
 )
 def test_policy_errors_name_file_and_rule(tmp_path, body, pattern):
@@ -177,7 +195,12 @@ def test_clearly_worse_candidate_fails():
     cand = base.copy()
     cand[np.flatnonzero(base == 1)[:100]] = 0.0  # 100 of 400 newly wrong: -25 points
     store = Store()
-    store.put("easyvqa", "accuracy", MetricSamples(_ids(), base, "binary", scale=100.0), MetricSamples(_ids(), cand, "binary", scale=100.0))
+    store.put(
+        "easyvqa",
+        "accuracy",
+        MetricSamples(_ids(), base, "binary", scale=100.0),
+        MetricSamples(_ids(), cand, "binary", scale=100.0),
+    )
     res = evaluate_gate(_policy(_rule(margin=1.0)), store)
     assert res.exit_code == EXIT_REGRESSION == 1 and res.verdict == "regression"
     (r,) = res.results
@@ -228,7 +251,12 @@ def test_lower_is_better_direction():
     rng = np.random.default_rng(3)
     base = rng.exponential(2.0, N)  # e.g. absolute error per sample
     store = Store()
-    store.put("count", "mae", (_ids(), base, "continuous", None), (_ids(), base + 1.0 + rng.normal(0, 0.1, N), "continuous", None))
+    store.put(
+        "count",
+        "mae",
+        (_ids(), base, "continuous", None),
+        (_ids(), base + 1.0 + rng.normal(0, 0.1, N), "continuous", None),
+    )
     store.put("count", "mae2", (_ids(), base, "continuous", None), (_ids(), base * 0.5, "continuous", None))
     res = evaluate_gate(
         _policy(_rule("count", "mae", "lower", margin=0.2), _rule("count", "mae2", "lower", margin=0.2)), store
@@ -257,7 +285,9 @@ def test_corpus_metric_and_corpus_value_check():
     base = rng.gamma(2.0, 0.5, N)  # per-image CIDEr contributions
     cand = base + rng.normal(0, 0.05, N)
     store = Store()
-    store.put("coco", "cider", (_ids(), base, "corpus", float(base.mean())), (_ids(), cand, "corpus", float(cand.mean())))
+    store.put(
+        "coco", "cider", (_ids(), base, "corpus", float(base.mean())), (_ids(), cand, "corpus", float(cand.mean()))
+    )
     store.put("coco", "cider_bad", (_ids(), base, "corpus", 100 * float(base.mean())), (_ids(), cand, "corpus", None))
     res = evaluate_gate(_policy(_rule("coco", "cider", margin=0.05), _rule("coco", "cider_bad", margin=0.05)), store)
     good, bad = res.results
@@ -327,7 +357,11 @@ def test_mismatched_ids_error_unless_intersect():
 @pytest.mark.parametrize(
     "baseline,candidate,pattern",
     [
-        ((["a", "b"], [1.0, float("nan")], "continuous", None), (["a", "b"], [1.0, 1.0], "continuous", None), "sample 'b' is nan"),
+        (
+            (["a", "b"], [1.0, float("nan")], "continuous", None),
+            (["a", "b"], [1.0, 1.0], "continuous", None),
+            "sample 'b' is nan",
+        ),
         ((["a", "a"], [1.0, 0.0], "binary", None), (["a", "b"], [1.0, 1.0], "binary", None), "duplicate sample id 'a'"),
         ((["a", "b"], [1.0, 0.0], "binary", None), (["a", "b"], [1.0, 0.0], "continuous", None), "kind differs"),
         ((["a", "b"], [1.0, 0.5], "binary", None), (["a", "b"], [1.0, 0.0], "binary", None), "0 or 1"),
@@ -432,8 +466,7 @@ def test_to_dict_is_json_serialisable():
 
 
 def test_policy_inconclusive_key_defaults_and_overrides():
-    pol = parse_policy({"defaults": {"inconclusive": "warn"},
-                        "rule": [_rule(), _rule("t", "x", inconclusive="fail")]})
+    pol = parse_policy({"defaults": {"inconclusive": "warn"}, "rule": [_rule(), _rule("t", "x", inconclusive="fail")]})
     assert [r.inconclusive for r in pol.rules] == ["warn", "fail"]
     assert parse_policy({"rule": [_rule()]}).rules[0].inconclusive == "pass"  # today's behaviour
 
@@ -442,9 +475,11 @@ def test_policy_inconclusive_key_defaults_and_overrides():
 @pytest.mark.parametrize("bad", ["error", "FAIL", True, 1])
 def test_policy_inconclusive_bad_value_is_one_line_error(tmp_path, where, bad):
     val = json.dumps(bad) if not isinstance(bad, bool) else str(bad).lower()
-    body = (f"[defaults]\ninconclusive = {val}\n\n[[rule]]\ntask = \"t\"\nmetric = \"m\"\ndirection = \"higher\"\n"
-            if where == "defaults" else
-            f"[[rule]]\ntask = \"t\"\nmetric = \"m\"\ndirection = \"higher\"\ninconclusive = {val}\n")
+    body = (
+        f'[defaults]\ninconclusive = {val}\n\n[[rule]]\ntask = "t"\nmetric = "m"\ndirection = "higher"\n'
+        if where == "defaults"
+        else f'[[rule]]\ntask = "t"\nmetric = "m"\ndirection = "higher"\ninconclusive = {val}\n'
+    )
     with pytest.raises(UserError) as e:
         load_policy(_write(tmp_path, body))
     msg = str(e.value)
@@ -461,22 +496,43 @@ def _inconclusive_runs(tmp_path: Path) -> tuple[Path, Path]:
         cand[i] = 0.0
     for i in range(3):  # ... 3 newly right: net -9 of 150 = -6 points
         cand[90 + i] = 1.0
-    return (make_run(tmp_path / "base", {"accuracy": base}, task="counting"),
-            make_run(tmp_path / "cand", {"accuracy": cand}, task="counting"))
+    return (
+        make_run(tmp_path / "base", {"accuracy": base}, task="counting"),
+        make_run(tmp_path / "cand", {"accuracy": cand}, task="counting"),
+    )
 
 
-@pytest.mark.parametrize("action,status,exit_code", [("pass", "pass", 0), ("warn", "warn", 0), ("fail", "regression", 1)])
+@pytest.mark.parametrize(
+    "action,status,exit_code", [("pass", "pass", 0), ("warn", "warn", 0), ("fail", "regression", 1)]
+)
 def test_inconclusive_drop_three_behaviours(tmp_path, action, status, exit_code):
     from mmgpt_eval.cli import main
 
     b, c = _inconclusive_runs(tmp_path)
     pol = tmp_path / "gate.toml"
-    pol.write_text(f'[defaults]\nmin_samples = 50\nn_resamples = 2000\ninconclusive = "{action}"\n\n'
-                   '[[rule]]\ntask = "counting"\nmetric = "accuracy"\ndirection = "higher"\nmargin = 5.0\n')
+    pol.write_text(
+        f'[defaults]\nmin_samples = 50\nn_resamples = 2000\ninconclusive = "{action}"\n\n'
+        '[[rule]]\ntask = "counting"\nmetric = "accuracy"\ndirection = "higher"\nmargin = 5.0\n'
+    )
     out = tmp_path / "out"
     out.mkdir()
-    rc = main(["gate", "--baseline", str(b), "--candidate", str(c), "--policy", str(pol), "--markdown",
-               str(out / "g.md"), "--junit", str(out / "g.xml"), "--json", str(out / "g.json")])
+    rc = main(
+        [
+            "gate",
+            "--baseline",
+            str(b),
+            "--candidate",
+            str(c),
+            "--policy",
+            str(pol),
+            "--markdown",
+            str(out / "g.md"),
+            "--junit",
+            str(out / "g.xml"),
+            "--json",
+            str(out / "g.json"),
+        ]
+    )
     assert rc == exit_code
     d = json.loads((out / "g.json").read_text())
     (r,) = d["rules"]
@@ -529,5 +585,11 @@ def test_starter_policy_parses(tmp_path):
     text = starter_policy(RunResults.load(run), limit=80)
     pol = parse_policy(__import__("tomllib").loads(text))
     (r,) = pol.rules
-    assert (r.task, r.metric, r.direction, r.margin, r.inconclusive, r.min_samples) == ("t1", "accuracy", "higher", 5.0,
-                                                                                       "warn", 50)
+    assert (r.task, r.metric, r.direction, r.margin, r.inconclusive, r.min_samples) == (
+        "t1",
+        "accuracy",
+        "higher",
+        5.0,
+        "warn",
+        50,
+    )

@@ -17,15 +17,23 @@ def lora_model(request):
 
 def _prompts(n=12):
     g = torch.Generator().manual_seed(1)
-    qs = ["what color is the shape?", "is there a circle in the image?", "how many shapes are there?",
-          "Describe the image in detail.", "what is the blue shape?", "does the image not contain a triangle?"]
+    qs = [
+        "what color is the shape?",
+        "is there a circle in the image?",
+        "how many shapes are there?",
+        "Describe the image in detail.",
+        "what is the blue shape?",
+        "does the image not contain a triangle?",
+    ]
     from PIL import Image
 
     out = []
     for i in range(n):
         arr = (torch.rand(64, 64, 3, generator=g) * 255).to(torch.uint8).numpy()
         img = Image.fromarray(arr)
-        out.append(PromptInput(TEMPLATES["mmgpt"].render(question=qs[i % len(qs)] + " " * (i % 3)), [img], [f"img{i % 7}"]))
+        out.append(
+            PromptInput(TEMPLATES["mmgpt"].render(question=qs[i % len(qs)] + " " * (i % 3)), [img], [f"img{i % 7}"])
+        )
     # a few rows share an image (same key -> one feature computation)
     return out
 
@@ -51,8 +59,15 @@ def test_cached_generation_sees_the_image_v2():
     h = block.attn.register_forward_hook(lambda mod, inp, out: seen.append(out.detach().abs().sum().item()))
     try:
         with torch.no_grad():
-            m.model.generate(px, enc.input_ids, attention_mask=enc.attention_mask, max_new_tokens=4, use_cache=True,
-                             min_new_tokens=4, eos_token_id=2)
+            m.model.generate(
+                px,
+                enc.input_ids,
+                attention_mask=enc.attention_mask,
+                max_new_tokens=4,
+                use_cache=True,
+                min_new_tokens=4,
+                eos_token_id=2,
+            )
     finally:
         h.remove()
     assert len(seen) == 4 and all(v > 0 for v in seen[1:])  # decoding steps (1 token each) attend
@@ -66,14 +81,15 @@ def test_v1_generated_tokens_do_not_cross_attend():
     h = block.attn.register_forward_hook(lambda mod, inp, out: seen.append(out.detach()))
     try:
         with torch.no_grad():
-            m.model.generate(px, enc.input_ids, attention_mask=enc.attention_mask, max_new_tokens=3, min_new_tokens=3,
-                             eos_token_id=2)
+            m.model.generate(
+                px, enc.input_ids, attention_mask=enc.attention_mask, max_new_tokens=3, min_new_tokens=3, eos_token_id=2
+            )
     finally:
         h.remove()
     first = seen[0][0]
     img_pos = (enc.input_ids[0] == m.media_token_id).nonzero().item()
     assert first[: img_pos + 1].abs().sum(-1).gt(0).all()  # up to and including <image>
-    assert first[img_pos + 1:].abs().sum().item() == 0.0  # instruction/response: exactly zero
+    assert first[img_pos + 1 :].abs().sum().item() == 0.0  # instruction/response: exactly zero
     assert all(s.abs().sum().item() == 0.0 for s in seen[1:])  # generated tokens: zero
 
 
@@ -85,8 +101,9 @@ def test_batch_size_invariance(lora_model):
     many = gen.generate_grouped(prompts, s, batch_size=8)
     assert [g.token_ids for g in one] == [g.token_ids for g in many]
     beams = GenerationSettings(max_new_tokens=6, num_beams=3)
-    assert [g.token_ids for g in gen.generate_grouped(prompts[:5], beams, batch_size=1)] == \
-        [g.token_ids for g in gen.generate_grouped(prompts[:5], beams, batch_size=5)]
+    assert [g.token_ids for g in gen.generate_grouped(prompts[:5], beams, batch_size=1)] == [
+        g.token_ids for g in gen.generate_grouped(prompts[:5], beams, batch_size=5)
+    ]
 
 
 def test_shared_images_encoded_once(monkeypatch):
@@ -151,8 +168,9 @@ def test_generate_cleans_up_after_an_error(tiny_model):
     m = tiny_model.model
     enc, px = probe_inputs(tiny_model, 1)
     with pytest.raises(ValueError):
-        m.generate(px, enc.input_ids, attention_mask=enc.attention_mask, max_new_tokens=2, num_beams=2,
-                   num_return_sequences=3)  # invalid: more sequences than beams
+        m.generate(
+            px, enc.input_ids, attention_mask=enc.attention_mask, max_new_tokens=2, num_beams=2, num_return_sequences=3
+        )  # invalid: more sequences than beams
     assert m.lang_encoder._use_cached_vision_x is False
     assert not any(layer.vis_x is not None for layer in m.lang_encoder._get_decoder_layers())
     out = logits(tiny_model, enc, px)  # a normal forward still works
@@ -170,7 +188,7 @@ def test_image_token_is_never_generated():
     head.register_forward_hook(boost)
     enc, px = probe_inputs(m, 2)
     out = m.model.generate(px, enc.input_ids, attention_mask=enc.attention_mask, max_new_tokens=5)
-    assert m.media_token_id not in out[:, enc.input_ids.shape[1]:].flatten().tolist()
+    assert m.media_token_id not in out[:, enc.input_ids.shape[1] :].flatten().tolist()
     # sanity: without suppression it would be the argmax
     with torch.no_grad():
         last = m.model(vision_x=px, lang_x=enc.input_ids, attention_mask=enc.attention_mask).logits[:, -1]
@@ -195,17 +213,22 @@ def test_shared_prefix_gives_identical_outputs(version):
     """The batch's shared prompt prefix computed once gives the same tokens and texts as every row
     computing it (greedy and sampled, image and text-only rows); v1 image rows never share."""
     m = _open_gates(tiny_with_random_lora(flamingo_version=version))
-    texts = [PromptInput(TEMPLATES["mmgpt-text"].render(question=q)) for q in
-             ["List four fruits.", "Write a story about a cat  ", "Why is the sky blue?", "Name a colour."]]
+    texts = [
+        PromptInput(TEMPLATES["mmgpt-text"].render(question=q))
+        for q in ["List four fruits.", "Write a story about a cat  ", "Why is the sky blue?", "Name a colour."]
+    ]
     for prompts in (_prompts(), texts):
-        for s in (GenerationSettings(max_new_tokens=12), GenerationSettings(max_new_tokens=12, do_sample=True,
-                                                                             top_p=0.9, seed=5)):
+        for s in (
+            GenerationSettings(max_new_tokens=12),
+            GenerationSettings(max_new_tokens=12, do_sample=True, top_p=0.9, seed=5),
+        ):
             shared, plain = Generator(m), Generator(m, share_prefix=False)
             a = shared.generate_grouped(prompts, s, batch_size=8)
             b = plain.generate_grouped(prompts, s, batch_size=8)
             assert [g.token_ids for g in a] == [g.token_ids for g in b]
-            assert [(g.full_text, g.prompt_tokens, g.stopped_on_eos) for g in a] == \
-                [(g.full_text, g.prompt_tokens, g.stopped_on_eos) for g in b]
+            assert [(g.full_text, g.prompt_tokens, g.stopped_on_eos) for g in a] == [
+                (g.full_text, g.prompt_tokens, g.stopped_on_eos) for g in b
+            ]
             assert plain.shared_prefix_tokens == 0
             images = bool(prompts[0].images)
             assert (shared.shared_prefix_tokens > 0) == (version == "v2" or not images)
@@ -272,8 +295,10 @@ def _few_shot_prompts(n=6, shots=2):
     qs = ["what color is the shape?", "is there a circle?", "how many shapes are there?", "what shape is it?"]
     out = []
     for i in range(n):
-        demo = "".join(f"<image>Question:{qs[(i + d) % 4]} Short answer:{['red', 'yes', '2'][d % 3]}<|endofchunk|>"
-                       for d in range(shots))
+        demo = "".join(
+            f"<image>Question:{qs[(i + d) % 4]} Short answer:{['red', 'yes', '2'][d % 3]}<|endofchunk|>"
+            for d in range(shots)
+        )
         text = demo + f"<image>Question:{qs[i % 4]}" + " more" * (i % 3) + " Short answer:"
         keys = [f"d{(i + d) % 5}" for d in range(shots)] + [f"q{i % 5}"]
         out.append(PromptInput(text, [imgs[(i + d) % 5] for d in range(shots)] + [imgs[i % 5]], keys))
@@ -287,16 +312,21 @@ def test_beam_search_prompt_computed_once_per_row(version):
     (several images: decoding must attend the query image, not another) and text-only prompts,
     left-padded in one batch."""
     m = _open_gates(tiny_with_random_lora(flamingo_version=version), 2.0)
-    texts = [PromptInput(TEMPLATES["mmgpt-text"].render(question=q)) for q in
-             ["List four fruits.", "Write a story about a cat  ", "Why is the sky blue?"]]
+    texts = [
+        PromptInput(TEMPLATES["mmgpt-text"].render(question=q))
+        for q in ["List four fruits.", "Write a story about a cat  ", "Why is the sky blue?"]
+    ]
     rows_seen = []
     lm = m.model.lang_encoder
     h = next(iter(lm._get_decoder_layers())).register_forward_pre_hook(
-        lambda mod, a, kw: rows_seen.append(tuple((a[0] if a else kw["lang_x"]).shape[:2])), with_kwargs=True)
+        lambda mod, a, kw: rows_seen.append(tuple((a[0] if a else kw["lang_x"]).shape[:2])), with_kwargs=True
+    )
     try:
         for prompts in (_prompts(8), _few_shot_prompts(), texts):
-            for s in (GenerationSettings(max_new_tokens=6, num_beams=3),
-                      GenerationSettings(max_new_tokens=6, num_beams=2, length_penalty=0.0)):
+            for s in (
+                GenerationSettings(max_new_tokens=6, num_beams=3),
+                GenerationSettings(max_new_tokens=6, num_beams=2, length_penalty=0.0),
+            ):
                 shared, plain = Generator(m), Generator(m, share_prefix=False)
                 rows_seen.clear()
                 a = shared.generate_grouped(prompts, s, batch_size=8)
@@ -304,8 +334,9 @@ def test_beam_search_prompt_computed_once_per_row(version):
                 rows_seen.clear()
                 b = plain.generate_grouped(prompts, s, batch_size=8)
                 assert [g.token_ids for g in a] == [g.token_ids for g in b]
-                assert [(g.full_text, g.prompt_tokens, g.stopped_on_eos) for g in a] == \
-                    [(g.full_text, g.prompt_tokens, g.stopped_on_eos) for g in b]
+                assert [(g.full_text, g.prompt_tokens, g.stopped_on_eos) for g in a] == [
+                    (g.full_text, g.prompt_tokens, g.stopped_on_eos) for g in b
+                ]
                 n = len(prompts)
                 assert first[0][0] == n and first[0][1] > 1  # the prompts, once, at the batch's own size
                 assert first[1] == (n * s.num_beams, 1)  # then one token per beam

@@ -25,11 +25,14 @@ def test_reads_a_good_file(tmp_path):
     assert (s.id, s.references, s.fields["ocr"]) == ("1", "yes", "a meme")
 
 
-@pytest.mark.parametrize("line, message", [
-    ({"id": 1}, "expected a Hateful Memes line with id, img, label and text"),
-    ({"id": 1, "img": "img/01.png", "label": 2, "text": "t"}, "label must be 0 or 1, got 2"),
-    ({"id": 1, "img": "img/02.png", "label": 0, "text": "t"}, "image 02.png not found in"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ({"id": 1}, "expected a Hateful Memes line with id, img, label and text"),
+        ({"id": 1, "img": "img/01.png", "label": 2, "text": "t"}, "label must be 0 or 1, got 2"),
+        ({"id": 1, "img": "img/02.png", "label": 0, "text": "t"}, "image 02.png not found in"),
+    ],
+)
 def test_a_bad_line_names_file_and_line(tmp_path, line, message):
     good = {"id": 0, "img": "img/01.png", "label": 0, "text": "t"}
     p = _write(tmp_path, [good, line])

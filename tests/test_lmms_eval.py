@@ -18,13 +18,17 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("lmms_eval") is None,
-                                reason="optional extra mmgpt-eval[lmms] (lmms-eval) not installed")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("lmms_eval") is None, reason="optional extra mmgpt-eval[lmms] (lmms-eval) not installed"
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 N_DOCS = 12
-CHOICES = {"shape": ["circle", "rectangle", "triangle"], "yesno": ["yes", "no"],
-           "color": ["red", "green", "blue", "black", "gray", "teal", "brown", "yellow"]}
+CHOICES = {
+    "shape": ["circle", "rectangle", "triangle"],
+    "yesno": ["yes", "no"],
+    "color": ["red", "green", "blue", "black", "gray", "teal", "brown", "yellow"],
+}
 MODEL_ARGS = "model=tiny-openflamingo,ckpt=tiny-mmgpt"
 
 
@@ -58,13 +62,22 @@ def make_fixture(root: Path) -> dict:
     for i, (q, a, img) in enumerate(list(zip(qs, ans, ids))[:N_DOCS]):
         image = data / f"{img}.png"
         Image.open(paths[img]).convert("RGB").save(image)
-        rows.append({"question_id": 1000 + i, "question": q, "answer": a, "image": str(image),
-                     "answers": [{"answer": x, "answer_id": k + 1} for k, x in enumerate(_answers(i, a))],
-                     "choices": CHOICES[_kind(a)], "target": CHOICES[_kind(a)].index(a)})
+        rows.append(
+            {
+                "question_id": 1000 + i,
+                "question": q,
+                "answer": a,
+                "image": str(image),
+                "answers": [{"answer": x, "answer_id": k + 1} for k, x in enumerate(_answers(i, a))],
+                "choices": CHOICES[_kind(a)],
+                "target": CHOICES[_kind(a)].index(a),
+            }
+        )
     (data / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     tasks = root / "tasks"
     tasks.mkdir()
-    (tasks / "utils.py").write_text(textwrap.dedent("""\
+    (tasks / "utils.py").write_text(
+        textwrap.dedent("""\
         from PIL import Image
         from lmms_eval.tasks.vqav2.utils import vqav2_doc_to_text, vqav2_process_results_val  # noqa: F401
 
@@ -79,10 +92,15 @@ def make_fixture(root: Path) -> dict:
 
         def doc_to_choice(doc):
             return list(doc["choices"])
-        """))
-    common = (f"dataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data / 'test.jsonl'}\n"
-              "test_split: test\ndoc_to_visual: !function utils.doc_to_visual\nmetadata:\n  - version: 0.0\n")
-    (tasks / "mmgpt_local_vqa.yaml").write_text(f"task: mmgpt_local_vqa\n{common}" + textwrap.dedent("""\
+        """)
+    )
+    common = (
+        f"dataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data / 'test.jsonl'}\n"
+        "test_split: test\ndoc_to_visual: !function utils.doc_to_visual\nmetadata:\n  - version: 0.0\n"
+    )
+    (tasks / "mmgpt_local_vqa.yaml").write_text(
+        f"task: mmgpt_local_vqa\n{common}"
+        + textwrap.dedent("""\
         output_type: generate_until
         doc_to_text: !function utils.vqav2_doc_to_text
         doc_to_target: answer
@@ -98,8 +116,11 @@ def make_fixture(root: Path) -> dict:
           default:
             pre_prompt: ""
             post_prompt: ""
-        """))
-    (tasks / "mmgpt_local_mc.yaml").write_text(f"task: mmgpt_local_mc\n{common}" + textwrap.dedent("""\
+        """)
+    )
+    (tasks / "mmgpt_local_mc.yaml").write_text(
+        f"task: mmgpt_local_mc\n{common}"
+        + textwrap.dedent("""\
         output_type: multiple_choice
         doc_to_text: !function utils.doc_to_text_mc
         doc_to_choice: !function utils.doc_to_choice
@@ -108,7 +129,8 @@ def make_fixture(root: Path) -> dict:
           - metric: acc
             aggregation: mean
             higher_is_better: true
-        """))
+        """)
+    )
     return {"data": data, "tasks": tasks, "rows": rows}
 
 
@@ -120,18 +142,26 @@ def run_lmms_eval(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.
     """lmms-eval's own command line. With the entry point installed: the ``lmms-eval`` script itself;
     before that (a checkout whose metadata predates it): the same CLI entry after registering the
     manifest exactly as the entry point would."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "HF_HOME": str(cwd / "hf-home"), "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HOME": str(cwd / "hf-home"),
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     if _entry_point_installed():
         cmd = [str(Path(sys.executable).parent / "lmms-eval"), *args]
     else:
-        driver = ("import sys\n"
-                  "from lmms_eval.models import MODEL_REGISTRY_V2\n"
-                  "from mmgpt_eval.integrations.lmms_eval import manifest\n"
-                  "MODEL_REGISTRY_V2.register_manifest(manifest(), overwrite=True)\n"
-                  "from lmms_eval.cli.dispatch import main\n"
-                  "sys.argv = ['lmms-eval', *sys.argv[1:]]\n"
-                  "sys.exit(main())\n")
+        driver = (
+            "import sys\n"
+            "from lmms_eval.models import MODEL_REGISTRY_V2\n"
+            "from mmgpt_eval.integrations.lmms_eval import manifest\n"
+            "MODEL_REGISTRY_V2.register_manifest(manifest(), overwrite=True)\n"
+            "from lmms_eval.cli.dispatch import main\n"
+            "sys.argv = ['lmms-eval', *sys.argv[1:]]\n"
+            "sys.exit(main())\n"
+        )
         cmd = [sys.executable, "-c", driver, *args]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -150,13 +180,31 @@ def _read_outputs(out: Path) -> tuple[dict, dict[str, list[dict]]]:
 def lmms_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("lmms")
     fx = make_fixture(root)
-    r = run_lmms_eval(["--model", "mmgpt", "--model_args", MODEL_ARGS, "--tasks", "mmgpt_local_vqa,mmgpt_local_mc",
-                       "--include_path", str(fx["tasks"]), "--device", "cpu", "--batch_size", "4",
-                       "--output_path", str(root / "out"), "--log_samples"], cwd=root)
+    r = run_lmms_eval(
+        [
+            "--model",
+            "mmgpt",
+            "--model_args",
+            MODEL_ARGS,
+            "--tasks",
+            "mmgpt_local_vqa,mmgpt_local_mc",
+            "--include_path",
+            str(fx["tasks"]),
+            "--device",
+            "cpu",
+            "--batch_size",
+            "4",
+            "--output_path",
+            str(root / "out"),
+            "--log_samples",
+        ],
+        cwd=root,
+    )
     log = r.stdout + r.stderr
     # lmms-eval logs an evaluation error and still exits 0: look for its outputs, and say why not
-    assert "No module named 'filelock._api'" not in log, \
+    assert "No module named 'filelock._api'" not in log, (
         "lmms-eval 0.7.x imports filelock._api, which filelock 4 removed: install filelock<4 (3.32.7)"
+    )
     assert r.returncode == 0 and list((root / "out").rglob("*_results.json")), log[-5000:]
     results, samples = _read_outputs(root / "out")
     return {**fx, "results": results, "samples": samples, "root": root, "log": log}
@@ -270,8 +318,9 @@ def test_registered_as_an_lmms_eval_model():
     assert reg.get_model_class("mmgpt") is MMGPT and reg.get_model_class("multimodal_gpt") is MMGPT
     assert issubclass(MMGPT, lmms) and MMGPT.is_simple
     eps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"].get("entry-points", {})
-    assert eps.get("lmms_eval.models", {}).get("mmgpt") == "mmgpt_eval.integrations.lmms_eval:manifest", \
-        "pyproject.toml must declare [project.entry-points.\"lmms_eval.models\"] mmgpt = ...:manifest"
+    assert eps.get("lmms_eval.models", {}).get("mmgpt") == "mmgpt_eval.integrations.lmms_eval:manifest", (
+        'pyproject.toml must declare [project.entry-points."lmms_eval.models"] mmgpt = ...:manifest'
+    )
 
 
 def test_model_args_errors_are_one_line():

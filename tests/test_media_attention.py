@@ -51,8 +51,11 @@ def test_v2_fast_path_is_upstreams_forward_bitwise(immediate):
     ours, ref = _pair(V2MaskedCrossAttention, immediate)
     x, media, loc = _inputs()
     with torch.no_grad():
-        cases = [dict(media_locations=loc), dict(media_locations=loc, use_cached_media=True),
-                 dict(use_cached_media=True)]  # no locations: every image attended, no masking
+        cases = [
+            dict(media_locations=loc),
+            dict(media_locations=loc, use_cached_media=True),
+            dict(use_cached_media=True),
+        ]  # no locations: every image attended, no masking
         expected = [ref(x, media, **kw) for kw in cases]
         plain = [ours(x, media, **kw) for kw in cases]
         with _FastPath(ours):

@@ -75,8 +75,12 @@ def _pycocoevalcap_reference(gts, res, meteor):
     r = tok.tokenize({k: [{"caption": res[k]}] for k in gts})
     out, per = {}, {}
     with contextlib.redirect_stdout(io.StringIO()):
-        for scorer, names in ((Bleu(4), ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4"]), (meteor, "METEOR"),
-                              (Rouge(), "ROUGE_L"), (Cider(), "CIDEr")):
+        for scorer, names in (
+            (Bleu(4), ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4"]),
+            (meteor, "METEOR"),
+            (Rouge(), "ROUGE_L"),
+            (Cider(), "CIDEr"),
+        ):
             score, scores = scorer.compute_score(g, r)
             if isinstance(names, list):
                 for n, sc, scs in zip(names, score, scores):
@@ -120,7 +124,13 @@ def test_equals_pycocoevalcap(both):
 def test_empty_caption_scores_zero(both):
     ours, _ = both
     assert {k: v for k, v in ours.per_image["104"].items()} == {
-        "Bleu_1": 0.0, "Bleu_2": 0.0, "Bleu_3": 0.0, "Bleu_4": 0.0, "METEOR": 0.0, "ROUGE_L": 0.0, "CIDEr": 0.0
+        "Bleu_1": 0.0,
+        "Bleu_2": 0.0,
+        "Bleu_3": 0.0,
+        "Bleu_4": 0.0,
+        "METEOR": 0.0,
+        "ROUGE_L": 0.0,
+        "CIDEr": 0.0,
     }
 
 
@@ -150,8 +160,9 @@ def test_single_image_cider_is_zero():
 @pytest.mark.java
 def test_subset_of_images_and_edge_cases():
     # only predicted images are scored; all-empty references do not crash CIDEr
-    s = score_captions({"1": ["", "..."], "2": [""], "3": ["unused"]}, {"1": "a dog", "2": ""},
-                       metrics=("CIDEr", "ROUGE_L"))
+    s = score_captions(
+        {"1": ["", "..."], "2": [""], "3": ["unused"]}, {"1": "a dog", "2": ""}, metrics=("CIDEr", "ROUGE_L")
+    )
     assert list(s.per_image) == ["1", "2"]
     assert s.corpus["CIDEr"] == 0.0 and any("no reference caption has any token" in n for n in s.notes)
     assert s.per_image["2"]["ROUGE_L"] == 1.0  # pycocoevalcap: "" vs "" (documented artefact)
@@ -199,8 +210,14 @@ def test_meteor_process_failure_is_a_user_error(monkeypatch):
     m = Meteor.__new__(Meteor)
     m.lock = threading.Lock()
     m.meteor_p = subprocess.Popen(
-        [sys.executable, "-c", "import sys; sys.stderr.write('Error: Could not reserve enough space for object heap\\n')"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.stderr.write('Error: Could not reserve enough space for object heap\\n')",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     m.meteor_p.wait()
     monkeypatch.setattr(caption, "get_meteor", lambda: m)

@@ -30,18 +30,19 @@ BOTH = ("official", "openflamingo")
 # Normalisation
 # ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("3.5", "3.5"),             # period followed by a digit is kept
-        ("a.", "a"),                # period not followed by a digit is removed
+        ("3.5", "3.5"),  # period followed by a digit is kept
+        ("a.", "a"),  # period not followed by a digit is removed
         ("3.5.", "3.5"),
         ("e.g.", "eg"),
-        ("10:30", "10:30"),         # ':' is not in the punctuation list
-        ("it's", "it's"),           # nor is the apostrophe
-        ("1,000", "1000"),          # digit-comma-digit: marks are deleted
+        ("10:30", "10:30"),  # ':' is not in the punctuation list
+        ("it's", "it's"),  # nor is the apostrophe
+        ("1,000", "1000"),  # digit-comma-digit: marks are deleted
         ("1,000 (approx)", "1000 approx"),  # ... ALL marks, not only the comma
-        ("red,blue", "red blue"),   # a mark not touching a space becomes a space
+        ("red,blue", "red blue"),  # a mark not touching a space becomes a space
         ("red, blue", "red blue"),  # a mark touching a space is deleted
         ("hello/world", "hello world"),
         ("hello / world", "hello  world"),
@@ -68,7 +69,7 @@ def test_process_punctuation(text, expected):
         ("The ten", "10"),
         ("dont", "don't"),
         ("whats   that", "what's that"),
-        ("Im", "im"),               # capitalised contraction keys never match (text is lower-cased)
+        ("Im", "im"),  # capitalised contraction keys never match (text is lower-cased)
         ("somebody'd", "somebodyd"),  # the map's reversed entry
         ("  a  ", ""),
     ],
@@ -96,12 +97,13 @@ def test_normalize_functions():
 # Per-question accuracy
 # ---------------------------------------------------------------------------------------------
 
+
 def test_disagreement_quirk():
     gts = ["yes"] * 10
-    assert vqa_accuracy("Yes", gts, "official") == 0.0       # all agree: nothing normalised
+    assert vqa_accuracy("Yes", gts, "official") == 0.0  # all agree: nothing normalised
     assert vqa_accuracy("Yes", gts, "openflamingo") == 1.0
     assert vqa_accuracy("yes", gts, "official") == 1.0
-    assert vqa_accuracy("\tyes\n", gts, "official") == 1.0   # cleaning always happens
+    assert vqa_accuracy("\tyes\n", gts, "official") == 1.0  # cleaning always happens
     assert vqa_accuracy("yes.", gts, "official") == 0.0
     # one dissenting annotator switches normalisation on for GT and prediction
     assert vqa_accuracy("Yes", ["yes"] * 9 + ["no"], "official") == 1.0
@@ -116,9 +118,9 @@ def test_disagreement_quirk():
         # k matching GT answers among 10 distinct dicts. Leaving out a matching answer leaves k-1
         # matches, leaving out another leaves k:  acc = (k*min(1,(k-1)/3) + (10-k)*min(1,k/3)) / 10
         (0, 0.0, 0.0),
-        (1, 0.3, 30.0),   # (1*0 + 9*1/3) / 10
-        (2, 0.6, 60.0),   # (2*1/3 + 8*2/3) / 10 = 6/10
-        (3, 0.9, 90.0),   # (3*2/3 + 7*1) / 10 = 9/10
+        (1, 0.3, 30.0),  # (1*0 + 9*1/3) / 10
+        (2, 0.6, 60.0),  # (2*1/3 + 8*2/3) / 10 = 6/10
+        (3, 0.9, 90.0),  # (3*2/3 + 7*1) / 10 = 9/10
         (4, 1.0, 100.0),  # (4*1 + 6*1) / 10
         (10, 1.0, 100.0),
     ],
@@ -133,9 +135,9 @@ def test_leave_one_out_values(mode, matches, expected, rounded):
 
 @pytest.mark.parametrize("mode", BOTH)
 def test_normalised_matches(mode):
-    assert vqa_accuracy("two", ["2"] * 9 + ["3"], mode) == 1.0             # number words
+    assert vqa_accuracy("two", ["2"] * 9 + ["3"], mode) == 1.0  # number words
     assert vqa_accuracy("the dog", ["dog"] * 5 + ["cat"] * 5, mode) == 1.0  # articles
-    assert vqa_accuracy("dont", ["don't"] * 5 + ["no"] * 5, mode) == 1.0    # contractions
+    assert vqa_accuracy("dont", ["don't"] * 5 + ["no"] * 5, mode) == 1.0  # contractions
     assert vqa_accuracy("Yes.", ["yes"] * 3 + ["no"] * 7, mode) == pytest.approx(0.9)
     assert vqa_accuracy("1,000", ["1000"] * 2 + ["1"] * 8, mode) == pytest.approx(0.6)
     assert vqa_accuracy("3.5", ["3.5"] + ["35"] * 9, mode) == pytest.approx(0.3)
@@ -161,9 +163,13 @@ def test_equal_answer_dicts_are_left_out_together():
 # Whole-file scoring
 # ---------------------------------------------------------------------------------------------
 
+
 def _ann(qid, answers, qtype="what is", atype="other"):
     return {
-        "question_id": qid, "image_id": qid // 10, "question_type": qtype, "answer_type": atype,
+        "question_id": qid,
+        "image_id": qid // 10,
+        "question_type": qtype,
+        "answer_type": atype,
         "multiple_choice_answer": answers[0],
         "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": k + 1} for k, a in enumerate(answers)],
     }
@@ -182,8 +188,11 @@ def test_rounding_and_breakdowns():
         _ann(20, ["b", "b", "b"], "how many", "number"),
         _ann(30, ["c", "c", "c"], "what color", "other"),
     ]
-    preds = [{"question_id": 10, "answer": "a"}, {"question_id": 20, "answer": "b"},
-             {"question_id": 30, "answer": "zzz"}]
+    preds = [
+        {"question_id": 10, "answer": "a"},
+        {"question_id": 20, "answer": "b"},
+        {"question_id": 30, "answer": "zzz"},
+    ]
     s = score_vqa(_questions(anns), anns, preds)
     assert s.perQuestion == {"10": 66.67, "20": 66.67, "30": 0.0}
     assert s.overall == 44.44
@@ -228,10 +237,50 @@ def test_inputs_not_modified():
 # Fast == reference on noisy random data
 # ---------------------------------------------------------------------------------------------
 
-_POOL = ["yes", "Yes", "yes.", "no", "No!", "2", "two", "Two", "3.5", "1,000", "1000", "red", "Red car",
-         "the red car", "red-car", "red, car", "dont", "don't", "Im", "somebody'd", "a", "an apple", "apple",
-         "x" + "." * 35, "(yes)", "none", "0", "ten", "10:30", "e.g.", " \tdog\n", "dog", "cat", "hello/world",
-         "hello / world", "", "@home", "100%", "u.s.a.", "usa", "١٢", "café"]
+_POOL = [
+    "yes",
+    "Yes",
+    "yes.",
+    "no",
+    "No!",
+    "2",
+    "two",
+    "Two",
+    "3.5",
+    "1,000",
+    "1000",
+    "red",
+    "Red car",
+    "the red car",
+    "red-car",
+    "red, car",
+    "dont",
+    "don't",
+    "Im",
+    "somebody'd",
+    "a",
+    "an apple",
+    "apple",
+    "x" + "." * 35,
+    "(yes)",
+    "none",
+    "0",
+    "ten",
+    "10:30",
+    "e.g.",
+    " \tdog\n",
+    "dog",
+    "cat",
+    "hello/world",
+    "hello / world",
+    "",
+    "@home",
+    "100%",
+    "u.s.a.",
+    "usa",
+    "١٢",
+    "café",
+]
 
 
 def _random_data(n, seed):
@@ -246,8 +295,15 @@ def _random_data(n, seed):
             if qid % 7:  # official format; every 7th question lacks answer ids (equal dicts possible)
                 a["answer_id"] = k + 1
             answers.append(a)
-        anns.append({"question_id": qid, "image_id": qid, "question_type": rng.choice("ABCDE"),
-                     "answer_type": rng.choice(["yes/no", "number", "other"]), "answers": answers})
+        anns.append(
+            {
+                "question_id": qid,
+                "image_id": qid,
+                "question_type": rng.choice("ABCDE"),
+                "answer_type": rng.choice(["yes/no", "number", "other"]),
+                "answers": answers,
+            }
+        )
         preds.append({"question_id": qid, "answer": rng.choice(_POOL + base * 4)})
     rng.shuffle(preds)
     return _questions(anns), anns, preds
@@ -275,6 +331,7 @@ def test_fast_equals_reference(mode):
 # ---------------------------------------------------------------------------------------------
 # Validation
 # ---------------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def small():

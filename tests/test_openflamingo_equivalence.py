@@ -79,8 +79,14 @@ JAVA = [pytest.mark.java, needs_java]
 N_TEST, N_TRAIN, NUM_SAMPLES = 8, 16, 6  # evaluate 6 of 8 test items (OpenFlamingo's seeded subset)
 CONFIGS = [(0, False), (4, False), (0, True), (4, True)]  # (shots, RICES)
 IMAGENET_CONFIGS = [(0, False), (4, False), (0, True), (4, True)]
-KIND = {"vqav2": "vqa", "ok_vqa": "vqa", "coco": "caption", "flickr30k": "caption", "hateful_memes": "rank",
-        "imagenet": "rank"}
+KIND = {
+    "vqav2": "vqa",
+    "ok_vqa": "vqa",
+    "coco": "caption",
+    "flickr30k": "caption",
+    "hateful_memes": "rank",
+    "imagenet": "rank",
+}
 SCORE_TOL = 1e-4  # class log-likelihoods: same numbers computed with different batching / caching
 
 
@@ -90,8 +96,10 @@ SCORE_TOL = 1e-4  # class log-likelihoods: same numbers computed with different 
 @pytest.fixture(scope="module")
 def fx(tmp_path_factory):
     root = tmp_path_factory.mktemp("of_eq_data")
-    out = {name: of_fixtures.WRITERS[name](root, n_test=N_TEST, n_train=N_TRAIN)
-           for name in ("vqav2", "ok_vqa", "coco", "flickr30k", "hateful_memes")}
+    out = {
+        name: of_fixtures.WRITERS[name](root, n_test=N_TEST, n_train=N_TRAIN)
+        for name in ("vqav2", "ok_vqa", "coco", "flickr30k", "hateful_memes")
+    }
     # 4 evaluation images, 16 train images
     out["imagenet"] = of_fixtures.write_imagenet(root, n_classes=2, test_per_class=2, train_per_class=8)
     return out
@@ -103,22 +111,52 @@ def loaded():
 
 
 def _protocol_args(shots: int, rices: bool, query_set_size: int, num_samples: int | None) -> list[str]:
-    return (["--model", "tiny-openflamingo", "--ckpt", "tiny-mmgpt", "--protocol", "openflamingo",
-             "--num-fewshot", str(shots), "--of-query-set-size", str(query_set_size), "--no-progress", "--no-report",
-             "--batch-size", "3"]
-            + (["--of-num-samples", str(num_samples)] if num_samples else [])
-            + (["--fewshot-selection", "rices"] if rices else []))
+    return (
+        [
+            "--model",
+            "tiny-openflamingo",
+            "--ckpt",
+            "tiny-mmgpt",
+            "--protocol",
+            "openflamingo",
+            "--num-fewshot",
+            str(shots),
+            "--of-query-set-size",
+            str(query_set_size),
+            "--no-progress",
+            "--no-report",
+            "--batch-size",
+            "3",
+        ]
+        + (["--of-num-samples", str(num_samples)] if num_samples else [])
+        + (["--fewshot-selection", "rices"] if rices else [])
+    )
 
 
-def _run_ours(fx, names: list[str], shots: int, rices: bool, out: Path, num_samples: int | None = NUM_SAMPLES,
-              task_of: dict[str, str] | None = None) -> RunResults:
+def _run_ours(
+    fx,
+    names: list[str],
+    shots: int,
+    rices: bool,
+    out: Path,
+    num_samples: int | None = NUM_SAMPLES,
+    task_of: dict[str, str] | None = None,
+) -> RunResults:
     """One in-process ``mmgpt-eval run`` over the fixtures ``names`` (task names: ``task_of`` or the
     fixture's own)."""
     task_of = task_of or {}
     tasks = [task_of.get(n, of_fixtures.MMGPT_TASKS[n]) for n in names]
     flags = [x for n, t in zip(names, tasks) for x in fx[n].mmgpt_flags(t)]
-    args = ["-q", "run", "--tasks", ",".join(tasks), *flags, *_protocol_args(shots, rices, N_TRAIN, num_samples),
-            "--output-dir", str(out)]
+    args = [
+        "-q",
+        "run",
+        "--tasks",
+        ",".join(tasks),
+        *flags,
+        *_protocol_args(shots, rices, N_TRAIN, num_samples),
+        "--output-dir",
+        str(out),
+    ]
     assert main(args) == 0
     return RunResults.load(out)
 
@@ -144,17 +182,28 @@ def ours(fx, tmp_path_factory):
 
 
 # how OpenFlamingo ranks class names in the matrix (see the module docstring and test_imagenet_upstream_kv_cache)
-RANKING = {"hateful_memes": {"cached_mask": "upstream"},  # evaluate.py's default run, literally
-           "imagenet": {"use_kv_cache": False}}  # evaluate.py --no_caching_for_classification
+RANKING = {
+    "hateful_memes": {"cached_mask": "upstream"},  # evaluate.py's default run, literally
+    "imagenet": {"use_kv_cache": False},
+}  # evaluate.py --no_caching_for_classification
 
 
 def _theirs(loaded, fx, dataset: str, shots: int, rices: bool, out: Path, num_samples: int | None = None, **kw):
     f = fx[dataset]
     if num_samples is None:
         num_samples = -1 if dataset == "imagenet" else NUM_SAMPLES
-    return P.run_openflamingo_eval(loaded, dataset, data=f.data, num_shots=shots, rices=rices,
-                                   num_samples=num_samples, query_set_size=f.n_train, batch_size=8, output_dir=out,
-                                   **kw)
+    return P.run_openflamingo_eval(
+        loaded,
+        dataset,
+        data=f.data,
+        num_shots=shots,
+        rices=rices,
+        num_samples=num_samples,
+        query_set_size=f.n_train,
+        batch_size=8,
+        output_dir=out,
+        **kw,
+    )
 
 
 # ------------------------------------------------------------------------------------------ comparison
@@ -192,8 +241,10 @@ def _their_ids(fx, dataset: str, preds: list[dict]) -> list[str]:
 
 
 def _show(sid, mine, t, i) -> str:
-    return (f"sample {sid}\n  OpenFlamingo prompt: {t.prompts[i]!r}\n  mmgpt-eval prompt:   {mine['prompt']!r}\n"
-            f"  OpenFlamingo raw: {t.raw_outputs[i]!r}\n  mmgpt-eval raw:   {mine['raw']!r}")
+    return (
+        f"sample {sid}\n  OpenFlamingo prompt: {t.prompts[i]!r}\n  mmgpt-eval prompt:   {mine['prompt']!r}\n"
+        f"  OpenFlamingo raw: {t.raw_outputs[i]!r}\n  mmgpt-eval raw:   {mine['raw']!r}"
+    )
 
 
 def assert_same(fx, dataset: str, theirs, results: RunResults, task: str | None = None) -> None:
@@ -216,9 +267,10 @@ def assert_same(fx, dataset: str, theirs, results: RunResults, task: str | None 
         else:
             assert mine["prediction"] == p["pred_label"], why
             logprobs = t.raw_outputs[i]
-            names = list(P.load_evaluate().HM_CLASSNAMES if dataset == "hateful_memes"
-                         else P.load_evaluate().IMAGENET_CLASSNAMES)
-            top = sorted(range(len(names)), key=lambda j: -logprobs[j])[:len(mine["ranking"])]
+            names = list(
+                P.load_evaluate().HM_CLASSNAMES if dataset == "hateful_memes" else P.load_evaluate().IMAGENET_CLASSNAMES
+            )
+            top = sorted(range(len(names)), key=lambda j: -logprobs[j])[: len(mine["ranking"])]
             assert [r["candidate"] for r in mine["ranking"]] == [names[j] for j in top], why
             for r, j in zip(mine["ranking"], top):
                 assert r["score"] == pytest.approx(logprobs[j], abs=SCORE_TOL), why
@@ -241,8 +293,9 @@ def _matrix():
     for dataset in ("vqav2", "coco", "flickr30k", "hateful_memes"):
         for shots, rices in CONFIGS:
             marks = JAVA if KIND[dataset] == "caption" else []
-            yield pytest.param(dataset, shots, rices, marks=marks,
-                               id=f"{dataset}-{shots}shot-{'rices' if rices else 'random'}")
+            yield pytest.param(
+                dataset, shots, rices, marks=marks, id=f"{dataset}-{shots}shot-{'rices' if rices else 'random'}"
+            )
     for shots, rices in IMAGENET_CONFIGS:
         yield pytest.param("imagenet", shots, rices, id=f"imagenet-{shots}shot-{'rices' if rices else 'random'}")
 
@@ -297,8 +350,15 @@ def test_okvqa_without_nltk_data_fails_before_loading(fx, tmp_path, capsys, monk
     from mmgpt_eval import api
 
     monkeypatch.setattr(api, "load", lambda *a, **k: pytest.fail("model loaded before the NLTK data was checked"))
-    args = ["run", "--tasks", "okvqa", *fx["ok_vqa"].mmgpt_flags(), *_protocol_args(0, False, N_TRAIN, None),
-            "--output-dir", str(tmp_path / "o")]
+    args = [
+        "run",
+        "--tasks",
+        "okvqa",
+        *fx["ok_vqa"].mmgpt_flags(),
+        *_protocol_args(0, False, N_TRAIN, None),
+        "--output-dir",
+        str(tmp_path / "o"),
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
@@ -345,9 +405,24 @@ def test_world_size_2_equals_single_process(fx, ours, tmp_path):
     flags = [x for n in names for x in fx[n].mmgpt_flags()]
     out = tmp_path / "ws2"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "mmgpt_eval",
-           "-q", "run", "--tasks", "vqav2,hatefulmemes", *flags, *_protocol_args(4, False, N_TRAIN, NUM_SAMPLES),
-           "--output-dir", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "mmgpt_eval",
+        "-q",
+        "run",
+        "--tasks",
+        "vqav2,hatefulmemes",
+        *flags,
+        *_protocol_args(4, False, N_TRAIN, NUM_SAMPLES),
+        "--output-dir",
+        str(out),
+    ]
     r = subprocess.run(cmd, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     two = RunResults.load(out)

@@ -66,24 +66,37 @@ def _run(model, fx, task, shots, tmp_path, rices=False, **kw):
     f = fx[task]
     if task == "imagenet":
         kw.setdefault("class_names", f.meta["class_names"])
-    return P.run_openflamingo_eval(model, task, data=f.data, num_shots=shots, rices=rices,
-                                   query_set_size=f.n_train, batch_size=8, output_dir=tmp_path / "out", **kw)
+    return P.run_openflamingo_eval(
+        model,
+        task,
+        data=f.data,
+        num_shots=shots,
+        rices=rices,
+        query_set_size=f.n_train,
+        batch_size=8,
+        output_dir=tmp_path / "out",
+        **kw,
+    )
 
 
 def _test_ids(ev, task, f):
     if task in ("vqav2", "ok_vqa"):
         import json
+
         return {q["question_id"] for q in json.loads(open(f.data["test_questions_json_path"]).read())["questions"]}
     if task == "coco":
-        d = ev.CaptionDataset(f.data["train_image_dir_path"], f.data["karpathy_json_path"], False, "coco",
-                              f.data["val_image_dir_path"])
+        d = ev.CaptionDataset(
+            f.data["train_image_dir_path"], f.data["karpathy_json_path"], False, "coco", f.data["val_image_dir_path"]
+        )
         return {a["cocoid"] for a in d.annotations}
     if task == "flickr30k":
         d = ev.CaptionDataset(f.data["image_dir_path"], f.data["karpathy_json_path"], False, "flickr")
         return {a["filename"].split(".")[0] for a in d.annotations}
     if task == "hateful_memes":
-        return {a["id"] for a in ev.HatefulMemesDataset(f.data["image_dir_path"],
-                                                        f.data["test_annotations_json_path"]).annotations}
+        return {
+            a["id"]
+            for a in ev.HatefulMemesDataset(f.data["image_dir_path"], f.data["test_annotations_json_path"]).annotations
+        }
     return set(range(f.n_test))  # ImageNet: ids are indices into the val ImageFolder
 
 
@@ -115,8 +128,9 @@ def _check(ev, fx, task, shots, r, rices=False):
         assert [p["answer"] for p in preds] == [post(o) for o in t.raw_outputs]
         assert 0.0 <= r.score <= 100.0
     elif kind == "caption":
-        assert [p["caption"] for p in preds] == [ev.postprocess_captioning_generation(o).replace('"', "")
-                                                 for o in t.raw_outputs]
+        assert [p["caption"] for p in preds] == [
+            ev.postprocess_captioning_generation(o).replace('"', "") for o in t.raw_outputs
+        ]
         assert r.score >= 0.0 and math.isfinite(r.score)
     else:
         names = ev.HM_CLASSNAMES if task == "hateful_memes" else f.meta["class_names"]
@@ -135,10 +149,20 @@ def _check(ev, fx, task, shots, r, rices=False):
 # ----------------------------------------------------------------------------------------- fixtures
 def test_fixtures_read_by_openflamingo_datasets(ev, fx):
     f = fx["vqav2"]
-    tr = ev.VQADataset(f.data["train_image_dir_path"], f.data["train_questions_json_path"],
-                       f.data["train_annotations_json_path"], True, "vqav2")
-    te = ev.VQADataset(f.data["test_image_dir_path"], f.data["test_questions_json_path"],
-                       f.data["test_annotations_json_path"], False, "vqav2")
+    tr = ev.VQADataset(
+        f.data["train_image_dir_path"],
+        f.data["train_questions_json_path"],
+        f.data["train_annotations_json_path"],
+        True,
+        "vqav2",
+    )
+    te = ev.VQADataset(
+        f.data["test_image_dir_path"],
+        f.data["test_questions_json_path"],
+        f.data["test_annotations_json_path"],
+        False,
+        "vqav2",
+    )
     assert (len(tr), len(te)) == (16, 8)
     assert te[0]["answers"] and te[0]["image"].size == (48, 48)
     f = fx["coco"]
@@ -155,37 +179,67 @@ def test_fixtures_read_by_openflamingo_datasets(ev, fx):
 
 
 # ----------------------------------------------------------------------------------------- the driver
-@pytest.mark.parametrize("task,shots,rices", [
-    ("vqav2", 0, False), ("vqav2", 4, False), ("vqav2", 4, True),
-    ("ok_vqa", 0, False), ("ok_vqa", 4, False),
-    pytest.param("coco", 0, False, marks=[pytest.mark.java, needs_java]),
-    pytest.param("coco", 4, False, marks=[pytest.mark.java, needs_java]),
-    pytest.param("flickr30k", 0, False, marks=[pytest.mark.java, needs_java]),
-    pytest.param("flickr30k", 4, False, marks=[pytest.mark.java, needs_java]),
-    ("hateful_memes", 0, False), ("hateful_memes", 4, False),
-    ("imagenet", 0, False), ("imagenet", 4, False), ("imagenet", 4, True),
-])
+@pytest.mark.parametrize(
+    "task,shots,rices",
+    [
+        ("vqav2", 0, False),
+        ("vqav2", 4, False),
+        ("vqav2", 4, True),
+        ("ok_vqa", 0, False),
+        ("ok_vqa", 4, False),
+        pytest.param("coco", 0, False, marks=[pytest.mark.java, needs_java]),
+        pytest.param("coco", 4, False, marks=[pytest.mark.java, needs_java]),
+        pytest.param("flickr30k", 0, False, marks=[pytest.mark.java, needs_java]),
+        pytest.param("flickr30k", 4, False, marks=[pytest.mark.java, needs_java]),
+        ("hateful_memes", 0, False),
+        ("hateful_memes", 4, False),
+        ("imagenet", 0, False),
+        ("imagenet", 4, False),
+        ("imagenet", 4, True),
+    ],
+)
 def test_driver_v2(v2, ev, fx, tmp_path, okvqa_stemmer, task, shots, rices):
-    before = (torch.distributed.is_initialized(), os.getcwd(), torch.distributed.all_gather_object, ev.RICES,
-              ev.compute_cider, ev.ImageNetDataset, ev.IMAGENET_CLASSNAMES)
+    before = (
+        torch.distributed.is_initialized(),
+        os.getcwd(),
+        torch.distributed.all_gather_object,
+        ev.RICES,
+        ev.compute_cider,
+        ev.ImageNetDataset,
+        ev.IMAGENET_CLASSNAMES,
+    )
     r = _run(v2, fx, task, shots, tmp_path, rices=rices)
     _check(ev, fx, task, shots, r, rices=rices)
     if rices:
         assert any("RICES encoder" in n for n in r.notes)
     # the process is left as it was found (a 1-process group is created only when none is active)
-    assert (torch.distributed.is_initialized(), os.getcwd(), torch.distributed.all_gather_object, ev.RICES,
-            ev.compute_cider, ev.ImageNetDataset, ev.IMAGENET_CLASSNAMES) == before
+    assert (
+        torch.distributed.is_initialized(),
+        os.getcwd(),
+        torch.distributed.all_gather_object,
+        ev.RICES,
+        ev.compute_cider,
+        ev.ImageNetDataset,
+        ev.IMAGENET_CLASSNAMES,
+    ) == before
     assert not list((tmp_path / "out").glob("*results_*.json"))  # evaluate.py's temporary files are gone
 
 
 def test_rices_uses_model_encoder_most_similar_last(v2, ev, fx):
     f = fx["vqav2"]
-    train = ev.VQADataset(f.data["train_image_dir_path"], f.data["train_questions_json_path"],
-                          f.data["train_annotations_json_path"], True, "vqav2")
+    train = ev.VQADataset(
+        f.data["train_image_dir_path"],
+        f.data["train_questions_json_path"],
+        f.data["train_annotations_json_path"],
+        True,
+        "vqav2",
+    )
     rices = P.ModelEncoderRICES(v2)(train, v2.device, 8, "ViT-L-14", "openai")
     assert rices.features.shape[0] == len(train) and rices.features.device.type == "cpu"
-    ref = torch.nn.functional.normalize(v2.model.vision_encoder(torch.stack(
-        [v2.image_processor(train[i]["image"]) for i in range(3)]))[0].float(), dim=-1)
+    ref = torch.nn.functional.normalize(
+        v2.model.vision_encoder(torch.stack([v2.image_processor(train[i]["image"]) for i in range(3)]))[0].float(),
+        dim=-1,
+    )
     torch.testing.assert_close(rices.features[:3], ref, atol=1e-5, rtol=0)
     demos = rices.find([train[5]["image"], train[9]["image"]], 4)
     assert [d[-1]["question_id"] for d in demos] == [train[5]["question_id"], train[9]["question_id"]]
@@ -223,11 +277,13 @@ def test_driver_errors(v2, fx, tmp_path):
         data = {k: v for k, v in f.data.items() if k != "test_annotations_json_path"}
         P.run_openflamingo_eval(v2, "vqav2", data=data, num_shots=0, output_dir=tmp_path)
     with pytest.raises(ValueError, match="first N entries"):
-        P.run_openflamingo_eval(v2, "imagenet", data=fx["imagenet"].data, num_shots=0, output_dir=tmp_path,
-                                class_names=["goldfish"])
+        P.run_openflamingo_eval(
+            v2, "imagenet", data=fx["imagenet"].data, num_shots=0, output_dir=tmp_path, class_names=["goldfish"]
+        )
     with pytest.raises(ValueError, match="query_set_size"):  # evaluate.py's default 2048 > 16 train items
-        P.run_openflamingo_eval(v2, "vqav2", data={f"vqav2_{k}": v for k, v in f.data.items()}, num_shots=4,
-                                output_dir=tmp_path)
+        P.run_openflamingo_eval(
+            v2, "vqav2", data={f"vqav2_{k}": v for k, v in f.data.items()}, num_shots=4, output_dir=tmp_path
+        )
     assert torch.distributed.is_initialized() == group_before
 
 
@@ -240,6 +296,7 @@ def test_ok_vqa_without_nltk_data_is_reported(v2, fx, tmp_path):
 
 def test_load_evaluate_leaves_bare_module_names_alone():
     import sys
+
     assert P.load_evaluate().__name__ == "open_flamingo.eval.evaluate"
     for bare in ("utils", "rices", "eval_datasets", "eval_model", "vqa_metric"):
         mod = sys.modules.get(bare)
@@ -248,21 +305,21 @@ def test_load_evaluate_leaves_bare_module_names_alone():
 
 # ----------------------------------------------------------------------------------------- rank classification
 CLASSES = ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead shark"]
-TEXTS = ["<image>Output:tench<|endofchunk|><image>Output:",
-         "<image>Output:a much longer prompt with many more words in it<|endofchunk|><image>Output:",  # no padding
-         "<image>Output:great white shark<|endofchunk|><image>Output:"]
+TEXTS = [
+    "<image>Output:tench<|endofchunk|><image>Output:",
+    "<image>Output:a much longer prompt with many more words in it<|endofchunk|><image>Output:",  # no padding
+    "<image>Output:great white shark<|endofchunk|><image>Output:",
+]
 
 
 def _images():
-    return [[of_fixtures.draw(c, s, (90, 120, 150)) for c, s in (("red", "circle"), ("blue", "square"))]
-            for _ in TEXTS]
+    return [[of_fixtures.draw(c, s, (90, 120, 150)) for c, s in (("red", "circle"), ("blue", "square"))] for _ in TEXTS]
 
 
 @pytest.mark.parametrize("which", ["v2", "v1"])
 def test_rank_classification_cache(which, request):
     m = request.getfixturevalue(which)
-    pads = (m.tokenizer(TEXTS, padding="longest", padding_side="left", return_tensors="pt")
-            .attention_mask == 0).sum(1)
+    pads = (m.tokenizer(TEXTS, padding="longest", padding_side="left", return_tensors="pt").attention_mask == 0).sum(1)
     assert pads.tolist()[1] == 0 and pads[0] > 0 and pads[2] > 0
     padded = pads > 0
     correct = P.OpenFlamingoEvalModel(m, cached_mask="extended")
@@ -278,8 +335,12 @@ def test_rank_classification_cache(which, request):
         torch.testing.assert_close(up[~padded], plain[~padded], atol=1e-4, rtol=0)
         assert ((up[padded] - plain[padded]).abs().amax(dim=1) > 1e-2).all()
         # without the cache both modes are the same computation
-        torch.testing.assert_close(upstream.get_rank_classifications(TEXTS, _images(), CLASSES, use_cache=False,
-                                                                     normalize_length=norm), plain, atol=0, rtol=0)
+        torch.testing.assert_close(
+            upstream.get_rank_classifications(TEXTS, _images(), CLASSES, use_cache=False, normalize_length=norm),
+            plain,
+            atol=0,
+            rtol=0,
+        )
     # mean vs sum over the class name's tokens
     lens = torch.tensor([len(m.tokenizer(c, add_special_tokens=False).input_ids) for c in CLASSES])
     mean = correct.get_rank_classifications(TEXTS, _images(), CLASSES, use_cache=True, normalize_length=True)
@@ -307,19 +368,22 @@ def test_generation_and_prompts(v2):
     assert em.get_caption_prompt() == "<image>Output:"
     assert em.get_caption_prompt("a dog") == "<image>Output:a dog<|endofchunk|>"
     assert em.get_imagenet_prompt("tench") == "<image>Output:tench<|endofchunk|>"
-    assert em.get_hateful_memes_prompt("hi", None) == ("<image>is an image with: 'hi' written on it. "
-                                                       "Is it hateful? Answer:")
+    assert em.get_hateful_memes_prompt("hi", None) == (
+        "<image>is an image with: 'hi' written on it. Is it hateful? Answer:"
+    )
     imgs = [[of_fixtures.draw("red", "circle", (0, 0, 0))], [of_fixtures.draw("blue", "square", (9, 9, 9))] * 2]
     px = em._prepare_images(imgs)
     assert px.shape[:3] == (2, 2, 1) and torch.count_nonzero(px[0, 1]) == 0  # zero-filled missing slot
     texts = ["<image>Output:", "<image>Output:a red circle<|endofchunk|><image>Output:"]
     _, mask = em._prepare_text(texts)
     assert mask[0, 0] == 0 and mask[1].all()  # left padding
-    outs = em.get_outputs(texts, imgs, min_generation_length=0, max_generation_length=6, num_beams=3,
-                          length_penalty=0.0)
+    outs = em.get_outputs(
+        texts, imgs, min_generation_length=0, max_generation_length=6, num_beams=3, length_penalty=0.0
+    )
     assert len(outs) == 2 and all(isinstance(o, str) and "<image>" not in o for o in outs)
     # batch composition does not change a row's generation (left padding + mask-based positions)
-    alone = em.get_outputs(texts[:1], imgs[:1], min_generation_length=0, max_generation_length=6, num_beams=3,
-                           length_penalty=0.0)
+    alone = em.get_outputs(
+        texts[:1], imgs[:1], min_generation_length=0, max_generation_length=6, num_beams=3, length_penalty=0.0
+    )
     assert alone == outs[:1]
     assert em.calls[-1]["kind"] == "generate" and re.search("Output:$", em.calls[-1]["batch_text"][0])

@@ -32,8 +32,10 @@ def of_utils():
     sys.path.remove(folder)
 
 
-@pytest.mark.parametrize("n_test,n_train,k,seed,num_samples,query,batch", [
-    (37, 50, 4, 42, 20, 30, 8), (37, 50, 2, 7, -1, 50, 3), (300, 3000, 8, 42, 100, 2048, 8), (5, 9, 2, 1, -1, 9, 1)])
+@pytest.mark.parametrize(
+    "n_test,n_train,k,seed,num_samples,query,batch",
+    [(37, 50, 4, 42, 20, 30, 8), (37, 50, 2, 7, -1, 50, 3), (300, 3000, 8, 42, 100, 2048, 8), (5, 9, 2, 1, -1, 9, 1)],
+)
 def test_draws_equal_openflamingos(of_utils, n_test, n_train, k, seed, num_samples, query, batch):
     import numpy as np
 
@@ -62,15 +64,33 @@ def test_query_set_larger_than_train_split_is_a_clear_error():
         draws(10, 5, 2, 42, None, 2048)
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--protocol", "openflamingo", "--limit", "5"], "--of-num-samples"),
-    (["--of-num-samples", "5"], "--protocol openflamingo"),
-    (["--protocol", "openflamingo", "--template", "mmgpt"], "of-vqa"),
-    (["--protocol", "openflamingo", "--fewshot-zero-mode", "none"], "text-only demos"),
-    (["--protocol", "openflamingo", "--tasks", "counting"], "not part of OpenFlamingo"),
-    (["--protocol", "openflamingo", "--tasks", "vqav2", "--vqav2-questions", "q.json", "--vqav2-annotations", "a.json",
-      "--vqav2-images", ".", "--vqa-normalization", "official"], "normalization"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--protocol", "openflamingo", "--limit", "5"], "--of-num-samples"),
+        (["--of-num-samples", "5"], "--protocol openflamingo"),
+        (["--protocol", "openflamingo", "--template", "mmgpt"], "of-vqa"),
+        (["--protocol", "openflamingo", "--fewshot-zero-mode", "none"], "text-only demos"),
+        (["--protocol", "openflamingo", "--tasks", "counting"], "not part of OpenFlamingo"),
+        (
+            [
+                "--protocol",
+                "openflamingo",
+                "--tasks",
+                "vqav2",
+                "--vqav2-questions",
+                "q.json",
+                "--vqav2-annotations",
+                "a.json",
+                "--vqav2-images",
+                ".",
+                "--vqa-normalization",
+                "official",
+            ],
+            "normalization",
+        ),
+    ],
+)
 def test_protocol_flag_errors(tmp_path, capsys, monkeypatch, extra, message):
     import mmgpt_eval.api as api
 
@@ -93,9 +113,33 @@ def test_protocol_run_records_draws_and_uses_openflamingo_settings(tmp_path):
     from mmgpt_eval_tasks.easyvqa import EasyVQA
 
     out = tmp_path / "o"
-    assert main(["-q", "run", "--model", "tiny", "--tasks", "easyvqa", "--protocol", "openflamingo",
-                 "--of-num-samples", "6", "--of-query-set-size", "100", "--num-fewshot", "2", "--output-dir",
-                 str(out), "--no-progress", "--no-report", "--max-new-tokens", "2"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "run",
+                "--model",
+                "tiny",
+                "--tasks",
+                "easyvqa",
+                "--protocol",
+                "openflamingo",
+                "--of-num-samples",
+                "6",
+                "--of-query-set-size",
+                "100",
+                "--num-fewshot",
+                "2",
+                "--output-dir",
+                str(out),
+                "--no-progress",
+                "--no-report",
+                "--max-new-tokens",
+                "2",
+            ]
+        )
+        == 0
+    )
     run = RunResults.load(out)
     t = run.tasks["easyvqa"]
     assert run.run["protocol"] == "openflamingo" and run.run["seed"] == 42 and run.run["of_query_set_size"] == 100
@@ -108,8 +152,10 @@ def test_protocol_run_records_draws_and_uses_openflamingo_settings(tmp_path):
         want = [train[j].images[0].key for j in d.demos[i]] + [test[i].images[0].key]
         assert recs[test[i].id]["images"] == want
         for j in d.demos[i]:
-            assert f"Question:{train[j].fields['question']} Short answer:{train[j].references[0]}<|endofchunk|>\n" in \
-                recs[test[i].id]["prompt"]
+            assert (
+                f"Question:{train[j].fields['question']} Short answer:{train[j].references[0]}<|endofchunk|>\n"
+                in recs[test[i].id]["prompt"]
+            )
 
 
 def test_trials_report_mean_and_std_of_per_trial_runs(tmp_path):
@@ -119,9 +165,28 @@ def test_trials_report_mean_and_std_of_per_trial_runs(tmp_path):
     from mmgpt_eval.results import RunResults
 
     out = tmp_path / "o"
-    args = ["-q", "run", "--model", "tiny-openflamingo", "--ckpt", "tiny-mmgpt", "--tasks", "easyvqa-mc",
-            "--protocol", "openflamingo", "--of-num-samples", "8", "--of-query-set-size", "100", "--trials", "3",
-            "--output-dir", str(out), "--no-progress", "--no-report"]
+    args = [
+        "-q",
+        "run",
+        "--model",
+        "tiny-openflamingo",
+        "--ckpt",
+        "tiny-mmgpt",
+        "--tasks",
+        "easyvqa-mc",
+        "--protocol",
+        "openflamingo",
+        "--of-num-samples",
+        "8",
+        "--of-query-set-size",
+        "100",
+        "--trials",
+        "3",
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        "--no-report",
+    ]
     assert main(args) == 0
     run = RunResults.load(out)
     t = run.tasks["easyvqa-mc"]
@@ -135,8 +200,10 @@ def test_trials_report_mean_and_std_of_per_trial_runs(tmp_path):
     assert ids[0] != ids[1] and {r["id"] for r in run.samples("easyvqa-mc")} == ids[0]
     # resumable: the second call takes every sample from the trial logs
     assert main(args) == 0
-    assert all(RunResults.load(out / "trials" / f"seed-{s}").tasks["easyvqa-mc"].timing["samples_resumed"] == 8
-               for s in (42, 43, 44))
+    assert all(
+        RunResults.load(out / "trials" / f"seed-{s}").tasks["easyvqa-mc"].timing["samples_resumed"] == 8
+        for s in (42, 43, 44)
+    )
 
 
 def test_rices_with_a_separate_open_clip_encoder(tmp_path):
@@ -159,10 +226,35 @@ def test_rices_with_a_separate_open_clip_encoder(tmp_path):
     model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{enc_dir}")
     save_file(model.state_dict(), str(enc_dir / "open_clip_model.safetensors"))
     out = tmp_path / "o"
-    assert main(["-q", "run", "--model", "tiny", "--tasks", "easyvqa", "--protocol", "openflamingo", "--of-num-samples",
-                 "3", "--num-fewshot", "2", "--fewshot-selection", "rices", "--rices-encoder",
-                 f"openclip:local-dir:{enc_dir}", "--output-dir", str(out), "--no-progress", "--no-report",
-                 "--max-new-tokens", "1"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "run",
+                "--model",
+                "tiny",
+                "--tasks",
+                "easyvqa",
+                "--protocol",
+                "openflamingo",
+                "--of-num-samples",
+                "3",
+                "--num-fewshot",
+                "2",
+                "--fewshot-selection",
+                "rices",
+                "--rices-encoder",
+                f"openclip:local-dir:{enc_dir}",
+                "--output-dir",
+                str(out),
+                "--no-progress",
+                "--no-report",
+                "--max-new-tokens",
+                "1",
+            ]
+        )
+        == 0
+    )
     train = EasyVQA().fewshot_pool()
     test = {s.id: s for s in EasyVQA().load()}
     model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{enc_dir}")
@@ -177,7 +269,7 @@ def test_rices_with_a_separate_open_clip_encoder(tmp_path):
     for i, smp in enumerate(train):
         first.setdefault(smp.images[0].key, i)
     uniq = [train[i] for i in first.values()]
-    ufeats = torch.cat([emb(uniq[i:i + 256]) for i in range(0, len(uniq), 256)])
+    ufeats = torch.cat([emb(uniq[i : i + 256]) for i in range(0, len(uniq), 256)])
     pos = {k: j for j, k in enumerate(first)}
     feats = ufeats[[pos[smp.images[0].key] for smp in train]]
     for r in RunResults.load(out).samples("easyvqa"):
@@ -187,6 +279,20 @@ def test_rices_with_a_separate_open_clip_encoder(tmp_path):
 
 
 def test_rices_encoder_spec_is_checked_first(tmp_path, capsys):
-    assert main(["run", "--model", "tiny", "--tasks", "easyvqa", "--rices-encoder", "clip-please", "--output-dir",
-                 str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                "tiny",
+                "--tasks",
+                "easyvqa",
+                "--rices-encoder",
+                "clip-please",
+                "--output-dir",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "--rices-encoder must be" in capsys.readouterr().err

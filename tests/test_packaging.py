@@ -62,8 +62,19 @@ def test_a_wheel_shows_the_published_rows(tmp_path):
         assert r.returncode == 0, (cmd, r.stdout[-2000:], r.stderr[-3000:])
         return r.stdout
 
-    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-        "-w", str(tmp_path / "dist"), str(src))
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "-q",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "-w",
+        str(tmp_path / "dist"),
+        str(src),
+    )
     (wheel,) = (tmp_path / "dist").glob("mmgpt_eval-*.whl")
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", str(venv))
@@ -76,7 +87,8 @@ def test_a_wheel_shows_the_published_rows(tmp_path):
         "eps = {e.name: e.value for e in md.entry_points(group='mmgpt_eval.commands')}\n"
         "print(json.dumps({'package': mmgpt_eval.__file__, 'path': str(default_path()),\n"
         "                  'rows': None if pub is None else [r.id for r in pub.rows], 'commands': eps,\n"
-        "                  'dev': importlib.util.find_spec('mmgpt_eval_dev.bench_command') is not None}))\n")
+        "                  'dev': importlib.util.find_spec('mmgpt_eval_dev.bench_command') is not None}))\n"
+    )
     out = json.loads(run(py, "-I", "-c", check).strip().splitlines()[-1])
     assert Path(out["package"]).is_relative_to(venv) and Path(out["path"]).is_relative_to(venv), out
     assert out["rows"] is not None and len(out["rows"]) >= 7 and "v2-card-coco" in out["rows"], out

@@ -9,8 +9,10 @@ from PIL import Image
 
 from mmgpt_eval.cli import main
 
-PROMPT = "Below is an instruction that describes a task. Write a response that appropriately completes the request." \
-         "\n\n### Image:\n<image>\n\n### Instruction:\n{q}\n\n### Response:\n"
+PROMPT = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request."
+    "\n\n### Image:\n<image>\n\n### Instruction:\n{q}\n\n### Response:\n"
+)
 
 
 @pytest.fixture
@@ -31,15 +33,39 @@ def _write(path, rows):
 def _predict(tmp_path, rows, *extra):
     inp = _write(tmp_path / "cases.jsonl", rows)
     out = tmp_path / "out.jsonl"
-    rc = main(["-q", "predict", "--model", "tiny", "--device", "cpu", "--input", str(inp), "--output", str(out),
-               "--max-new-tokens", "6", *extra])
+    rc = main(
+        [
+            "-q",
+            "predict",
+            "--model",
+            "tiny",
+            "--device",
+            "cpu",
+            "--input",
+            str(inp),
+            "--output",
+            str(out),
+            "--max-new-tokens",
+            "6",
+            *extra,
+        ]
+    )
     return rc, out
 
 
 def test_predict_outputs_and_batch_invariance(tmp_path, images):
-    rows = [{"id": f"p{i}", "prompt": PROMPT.format(q=q), "images": [images[i % 3].name]}
-            for i, q in enumerate(["what color is the shape?", "is there a circle?", "how many shapes?",
-                                   "Describe the image in detail.", "what is the shape?"])]
+    rows = [
+        {"id": f"p{i}", "prompt": PROMPT.format(q=q), "images": [images[i % 3].name]}
+        for i, q in enumerate(
+            [
+                "what color is the shape?",
+                "is there a circle?",
+                "how many shapes?",
+                "Describe the image in detail.",
+                "what is the shape?",
+            ]
+        )
+    ]
     rows += [{"id": "q1", "question": "what color?", "images": [str(images[0])]}]
     rows += [{"id": 7, "prompt": "Write a poem.", "images": []}]
     rc, out = _predict(tmp_path, rows, "--batch-size", "1")
@@ -53,13 +79,25 @@ def test_predict_outputs_and_batch_invariance(tmp_path, images):
 
 
 BAD = [
-    ("missing image", [{"id": "a", "prompt": PROMPT.format(q="x"), "images": ["nope.png"]}], "cases.jsonl:1: image not found"),
-    ("count mismatch", [{"id": "a", "prompt": PROMPT.format(q="x"), "images": []}], "cases.jsonl:1: the prompt has 1 <image> token(s) but 0 image(s)"),
+    (
+        "missing image",
+        [{"id": "a", "prompt": PROMPT.format(q="x"), "images": ["nope.png"]}],
+        "cases.jsonl:1: image not found",
+    ),
+    (
+        "count mismatch",
+        [{"id": "a", "prompt": PROMPT.format(q="x"), "images": []}],
+        "cases.jsonl:1: the prompt has 1 <image> token(s) but 0 image(s)",
+    ),
     ("malformed line", [{"id": "a", "prompt": "hi"}, "{not json"], "cases.jsonl:2: malformed JSON line"),
     ("missing id", [{"prompt": "hi"}], "cases.jsonl:1: missing key 'id'"),
     ("duplicate id", [{"id": "a", "prompt": "x"}, {"id": "a", "prompt": "y"}], "cases.jsonl:2: duplicate id 'a'"),
     ("no prompt", [{"id": "a"}], "cases.jsonl:1: missing key 'prompt'"),
-    ("template images", [{"id": "a", "question": "q", "images": []}], "template mmgpt takes 1 image(s) but the line has 0"),
+    (
+        "template images",
+        [{"id": "a", "question": "q", "images": []}],
+        "template mmgpt takes 1 image(s) but the line has 0",
+    ),
 ]
 
 

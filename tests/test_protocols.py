@@ -44,15 +44,17 @@ def _mentions_protocol(node: ast.AST) -> bool:
 
 def _offences(path: Path, names: set[str], root: Path = ROOT) -> list[str]:
     """Branches on the running protocol: a comparison of a run's protocol (``cfg.protocol``,
-    ``run.get("protocol")``) with anything, or of a protocol's name with a variable named for a protocol. (``"openflamingo"`` is also a checkpoint
-    format and a VQA normalisation mode: those comparisons are not protocol branches.)"""
+    ``run.get("protocol")``) with anything, or of a protocol's name with a variable named for a protocol.
+    (``"openflamingo"`` is also a checkpoint format and a VQA normalisation mode: those comparisons are not
+    protocol branches.)"""
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Compare):
             parts = [node.left, *node.comparators]
-            consts = {c.value for p in parts for c in ast.walk(p)
-                      if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+            consts = {
+                c.value for p in parts for c in ast.walk(p) if isinstance(c, ast.Constant) and isinstance(c.value, str)
+            }
             if any(map(_protocol_value, parts)) or (consts & names and any(map(_mentions_protocol, parts))):
                 found.append(f"{path.relative_to(root)}:{node.lineno}: {ast.unparse(node)}")
         elif isinstance(node, ast.Match) and _mentions_protocol(node.subject):
@@ -71,8 +73,10 @@ def test_no_protocol_string_comparisons_outside_protocols():
 
 def test_the_check_catches_a_branch(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text('if cfg.protocol == "x":\n    pass\nok = protocol in ("openflamingo", "b")\n'
-                   'fine = mode == "openflamingo"\nalso = run.get("protocol") != "mmgpt-eval"\n')
+    bad.write_text(
+        'if cfg.protocol == "x":\n    pass\nok = protocol in ("openflamingo", "b")\n'
+        'fine = mode == "openflamingo"\nalso = run.get("protocol") != "mmgpt-eval"\n'
+    )
     assert len(_offences(bad, {"openflamingo", "mmgpt-eval"}, tmp_path)) == 3
 
 
@@ -80,12 +84,18 @@ def test_runner_writes_no_task_state():
     """The runner configures no task: no assignment to task.options / .protocol / .pool_limit."""
     tree = ast.parse((PACKAGE / "runner.py").read_text())
     for node in ast.walk(tree):
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
-            node, (ast.AugAssign, ast.AnnAssign)) else []
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, (ast.AugAssign, ast.AnnAssign))
+            else []
+        )
         for t in targets:
             base = t.value if isinstance(t, ast.Subscript) else t
-            assert not (isinstance(base, ast.Attribute) and base.attr in ("options", "protocol", "pool_limit")), \
+            assert not (isinstance(base, ast.Attribute) and base.attr in ("options", "protocol", "pool_limit")), (
                 f"runner.py:{node.lineno}: {ast.unparse(node)}"
+            )
 
 
 def test_registry_and_unknown_protocol():
@@ -96,7 +106,8 @@ def test_registry_and_unknown_protocol():
 
 
 def test_a_third_protocol_is_one_file(tmp_path, monkeypatch):
-    (tmp_path / "firsttwo.py").write_text(textwrap.dedent('''
+    (tmp_path / "firsttwo.py").write_text(
+        textwrap.dedent('''
         """Evaluate the first two samples of each task, in file order."""
         from mmgpt_eval.protocols.native import Native
 
@@ -109,7 +120,8 @@ def test_a_third_protocol_is_one_file(tmp_path, monkeypatch):
 
             def subset_description(self, pt, cfg):
                 return "the first 2 samples"
-    '''))
+    ''')
+    )
     monkeypatch.setattr(protocols, "__path__", [*protocols.__path__, str(tmp_path)])
     monkeypatch.setattr(protocols, "_REGISTRY", {})
     monkeypatch.delitem(sys.modules, "mmgpt_eval.protocols.firsttwo", raising=False)
@@ -152,6 +164,9 @@ def test_protocol_validation():
     assert of.resolve(EvalConfig(protocol="openflamingo")).seed == 42
     assert protocols.get("mmgpt-eval").resolve(EvalConfig()).seed == 0
     assert of.run_info(EvalConfig(protocol="openflamingo", seed=42)) == {
-        "protocol": "openflamingo", "of_num_samples": None, "of_query_set_size": 2048}
+        "protocol": "openflamingo",
+        "of_num_samples": None,
+        "of_query_set_size": 2048,
+    }
     assert protocols.get("mmgpt-eval").run_info(EvalConfig()) == {"protocol": "mmgpt-eval"}
     assert protocols.get("mmgpt-eval").fingerprint_extras(EvalConfig()) == {}

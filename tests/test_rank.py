@@ -11,8 +11,17 @@ from helpers import plain_candidate_logprob, tiny_with_random_lora
 from mmgpt_eval.model.generate import Generator
 from mmgpt_eval.model.rank import Ranker, RankInput, softmax_of, top_k
 
-CANDIDATES = ["yes", "no", "red", "red circle", "red circle on top", "blue square", "a large green triangle",
-              "circle", "teal"]
+CANDIDATES = [
+    "yes",
+    "no",
+    "red",
+    "red circle",
+    "red circle on top",
+    "blue square",
+    "a large green triangle",
+    "circle",
+    "teal",
+]
 
 
 def _open_gates(m):
@@ -38,13 +47,25 @@ def _inputs() -> list[RankInput]:
     """0-shot (text demos, one image), few-shot (three images), different lengths (padding)."""
     zero = "Output:red circle<|endofchunk|>Output:blue<|endofchunk|>"
     out = []
-    for i, q in enumerate(["<image>Output:", "<image>is an image with: 'hello there' written on it. Answer:",
-                           zero + "<image>Output:", "<image>Question:what is it? Short answer:"]):
+    for i, q in enumerate(
+        [
+            "<image>Output:",
+            "<image>is an image with: 'hello there' written on it. Answer:",
+            zero + "<image>Output:",
+            "<image>Question:what is it? Short answer:",
+        ]
+    ):
         out.append(RankInput(q, [_image(i)], CANDIDATES, [f"img{i}"]))
     few = "<image>Output:red circle<|endofchunk|><image>Output:a large green triangle<|endofchunk|><image>Output:"
     out.append(RankInput(few, [_image(10), _image(11), _image(12)], CANDIDATES, ["d0", "d1", "q"]))
-    out.append(RankInput("<image>Output:red<|endofchunk|><image>Output:blue square<|endofchunk|>x y z <image>Output:",
-                         [_image(10), _image(13), _image(14)], CANDIDATES[::-1], ["d0", "d3", "q2"]))
+    out.append(
+        RankInput(
+            "<image>Output:red<|endofchunk|><image>Output:blue square<|endofchunk|>x y z <image>Output:",
+            [_image(10), _image(13), _image(14)],
+            CANDIDATES[::-1],
+            ["d0", "d3", "q2"],
+        )
+    )
     # OpenFlamingo's 0-shot classification: the two demos' images are passed without their <image> tokens
     out.append(RankInput(zero + "<image>Output:", [_image(10), _image(11), _image(15)], CANDIDATES, ["d0", "d1", "q3"]))
     return out
@@ -98,8 +119,7 @@ def test_candidates_see_the_image():
     """v2: candidate tokens attend the context's last image; another image changes their scores."""
     m = _open_gates(tiny_with_random_lora(flamingo_version="v2"))
     r = Ranker(Generator(m))
-    a, b = (r.score([RankInput("<image>Output:", [_image(s)], ["red circle on top"], [f"k{s}"])])[0][0]
-            for s in (1, 2))
+    a, b = (r.score([RankInput("<image>Output:", [_image(s)], ["red circle on top"], [f"k{s}"])])[0][0] for s in (1, 2))
     assert abs(a.sum_logprob - b.sum_logprob) > 1e-4
 
 
@@ -109,7 +129,7 @@ def test_prefix_sharing_runs_only_trie_leaves(tiny_model):
     # 'red circle on top'[:-1] contains 'red circle'[:-1]: one leaf row for the three 'red' candidates
     toks = [r.candidate_tokens(c) for c in ["red", "red circle", "red circle on top", "blue"]]
     leaves = {tuple(t[:-1]) for t in toks if len(t) > 1}
-    maximal = [s for s in leaves if not any(o != s and o[:len(s)] == s for o in leaves)]
+    maximal = [s for s in leaves if not any(o != s and o[: len(s)] == s for o in leaves)]
     assert r.candidate_rows == len(maximal)
 
 

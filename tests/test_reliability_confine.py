@@ -70,8 +70,22 @@ def test_report_and_gate_refuse_a_samples_log_written_by_another_model(tmp_path,
     assert not out.exists()
     assert main(["report", str(b), "-o", str(out), "--baseline", str(a)]) == 2
     assert "fingerprint" in _err_line(capsys) and not out.exists()
-    assert main(["gate", "--baseline", str(b), "--candidate", str(a), "--policy", str(policy),
-                 "--json", str(tmp_path / "g.json")]) == 2
+    assert (
+        main(
+            [
+                "gate",
+                "--baseline",
+                str(b),
+                "--candidate",
+                str(a),
+                "--policy",
+                str(policy),
+                "--json",
+                str(tmp_path / "g.json"),
+            ]
+        )
+        == 2
+    )
     assert "fingerprint" in _err_line(capsys) and not (tmp_path / "g.json").exists()
     assert main(["gate", "--baseline", str(a), "--candidate", str(b), "--policy", str(policy)]) == 2
 
@@ -112,8 +126,9 @@ def test_samples_file_outside_the_run_folder_is_refused(tmp_path, where, policy,
         shutil.rmtree(a / "samples")
         os.symlink(other / "samples", a / "samples")
     else:
-        res["tasks"]["easyvqa"]["samples_file"] = ("../other/samples/easyvqa.jsonl" if where == "dotdot" else
-                                                   str(other / "samples" / "easyvqa.jsonl"))
+        res["tasks"]["easyvqa"]["samples_file"] = (
+            "../other/samples/easyvqa.jsonl" if where == "dotdot" else str(other / "samples" / "easyvqa.jsonl")
+        )
     (a / "results.json").write_text(json.dumps(res))
     out = tmp_path / "r.html"
     assert main(["report", str(a), "-o", str(out)]) == 2
@@ -134,9 +149,11 @@ def _png(path: Path, color) -> Path:
 def _vqa_run(tmp_path: Path, data: Path) -> RunResults:
     a = _run(tmp_path / "V", "a" * 64)
     res = json.loads((a / "results.json").read_text())
-    res["tasks"]["vqav2"] = {**res["tasks"].pop("easyvqa"), "task": "vqav2",
-                             "options": {"vqav2_questions": str(data / "q" / "questions.json"),
-                                         "vqav2_images": str(data / "val2014")}}
+    res["tasks"]["vqav2"] = {
+        **res["tasks"].pop("easyvqa"),
+        "task": "vqav2",
+        "options": {"vqav2_questions": str(data / "q" / "questions.json"), "vqav2_images": str(data / "val2014")},
+    }
     (a / "results.json").write_text(json.dumps(res))
     return RunResults.load(a)
 
@@ -163,7 +180,9 @@ def test_the_report_does_not_embed_a_local_file_named_in_a_samples_log(tmp_path,
     expected = Thumbs([tmp_path / "home"]).get(str(secret))
     assert expected  # what the page would contain if the file were read
     monkeypatch.chdir(tmp_path)
-    a = _run(tmp_path / "A", "a" * 64, record=lambda i: {"images": [str(secret)] if i % 2 else ["path:home/secret.png"]})
+    a = _run(
+        tmp_path / "A", "a" * 64, record=lambda i: {"images": [str(secret)] if i % 2 else ["path:home/secret.png"]}
+    )
     out = tmp_path / "r.html"
     assert main(["report", str(a), "-o", str(out), "--max-gallery", "20"]) == 0
     html = out.read_text()

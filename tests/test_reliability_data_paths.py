@@ -43,11 +43,20 @@ def test_karpathy_filepath_outside_the_image_folder_is_refused(tmp_path, capsys,
     images = tmp_path / "images"
     images.mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "x.jpg")
-    doc = {"images": [{"split": "test", "filepath": "..", "filename": "x.jpg", "cocoid": 1,
-                       "sentences": [{"raw": "a"}]}]}
+    doc = {
+        "images": [{"split": "test", "filepath": "..", "filename": "x.jpg", "cocoid": 1, "sentences": [{"raw": "a"}]}]
+    }
     (tmp_path / "k.json").write_text(json.dumps(doc))
-    rc, err = _run(tmp_path, capsys, "--tasks", "coco", "--coco-karpathy-json", str(tmp_path / "k.json"),
-                   "--coco-images", str(images))
+    rc, err = _run(
+        tmp_path,
+        capsys,
+        "--tasks",
+        "coco",
+        "--coco-karpathy-json",
+        str(tmp_path / "k.json"),
+        "--coco-images",
+        str(images),
+    )
     assert rc == 2 and "leaves the folder" in err and "k.json" in err, err
 
 

@@ -23,8 +23,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cli(out: Path, limit: int) -> list[str]:
-    return [sys.executable, "-m", "mmgpt_eval", "-q", "run", "--model", "tiny-openflamingo", "--tasks", "easyvqa",
-            "--limit", str(limit), "--batch-size", "4", "--output-dir", str(out), "--no-report", "--no-progress"]
+    return [
+        sys.executable,
+        "-m",
+        "mmgpt_eval",
+        "-q",
+        "run",
+        "--model",
+        "tiny-openflamingo",
+        "--tasks",
+        "easyvqa",
+        "--limit",
+        str(limit),
+        "--batch-size",
+        "4",
+        "--output-dir",
+        str(out),
+        "--no-report",
+        "--no-progress",
+    ]
 
 
 def _env() -> dict[str, str]:
@@ -54,8 +71,9 @@ def mmgpt_log():
 
 def test_a_second_run_on_a_locked_folder_fails_at_once_naming_the_holder(tmp_path):
     out = tmp_path / "out"
-    first = subprocess.Popen(_cli(out, 40), cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        _cli(out, 40), cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         lock = out / LOCK_NAME
         deadline = time.monotonic() + 120
@@ -72,8 +90,9 @@ def test_a_second_run_on_a_locked_folder_fails_at_once_naming_the_holder(tmp_pat
         os.kill(first.pid, signal.SIGSTOP)
         t0 = time.monotonic()
         try:
-            second = subprocess.run(_cli(out, 40), cwd=tmp_path, env=_env(), capture_output=True, text=True,
-                                    timeout=120)
+            second = subprocess.run(
+                _cli(out, 40), cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120
+            )
         finally:
             os.kill(first.pid, signal.SIGCONT)
         took = time.monotonic() - t0
@@ -137,8 +156,12 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path, mmgpt_log):
     out = tmp_path / "o"
     out.mkdir()
     pid = _dead_pid()
-    (out / LOCK_NAME).write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "started": "2020-01-01",
-                                             "command": "mmgpt-eval run killed"}) + "\n")
+    (out / LOCK_NAME).write_text(
+        json.dumps(
+            {"pid": pid, "host": socket.gethostname(), "started": "2020-01-01", "command": "mmgpt-eval run killed"}
+        )
+        + "\n"
+    )
     with output_lock(out, ["mmgpt-eval", "run", "new"]):
         info = json.loads((out / LOCK_NAME).read_text())
         assert info["pid"] == os.getpid() and info["command"] == "mmgpt-eval run new"
@@ -150,9 +173,11 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path, mmgpt_log):
 def test_a_lock_held_by_a_killed_run_is_free_again(tmp_path, mmgpt_log):
     """flock dies with its process: SIGKILL the holder, the next run takes the lock over."""
     out = tmp_path / "o"
-    code = ("import os, signal, sys; from mmgpt_eval.lock import OutputLock; "
-            f"OutputLock({str(out)!r}, 'mmgpt-eval run doomed').acquire(); print('held', flush=True); "
-            "os.kill(os.getpid(), signal.SIGKILL)")
+    code = (
+        "import os, signal, sys; from mmgpt_eval.lock import OutputLock; "
+        f"OutputLock({str(out)!r}, 'mmgpt-eval run doomed').acquire(); print('held', flush=True); "
+        "os.kill(os.getpid(), signal.SIGKILL)"
+    )
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == -9 and "held" in r.stdout
     assert json.loads((out / LOCK_NAME).read_text())["command"] == "mmgpt-eval run doomed"

@@ -40,10 +40,17 @@ def _check_header_then(path: Path, ids: list[str]) -> None:
     assert not list(path.parent.glob("*.stale-*")), "finished samples were moved aside"
 
 
-@pytest.mark.parametrize("content", [b"", b'{"mmgpt-eval/samp', b'{"mmgpt-eval/samples": {"version": 1, "task"',
-                                     b"\n", b'{"mmgpt-eval/samples": {"version": 1, "task": "easyvqa", "fingerprint": "'
-                                     + FP.encode() + b'"}}'],
-                         ids=["zero-bytes", "header-cut", "header-cut-later", "blank", "header-without-newline"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b'{"mmgpt-eval/samp',
+        b'{"mmgpt-eval/samples": {"version": 1, "task"',
+        b"\n",
+        b'{"mmgpt-eval/samples": {"version": 1, "task": "easyvqa", "fingerprint": "' + FP.encode() + b'"}}',
+    ],
+    ids=["zero-bytes", "header-cut", "header-cut-later", "blank", "header-without-newline"],
+)
 def test_a_log_without_a_complete_header_restarts_with_a_header(tmp_path, content):
     path = tmp_path / "samples" / "easyvqa.jsonl"
     path.parent.mkdir()
@@ -72,9 +79,11 @@ def test_a_record_cut_short_is_dropped_even_when_it_parses(tmp_path):
 
 
 def _killed_atomic_write(target: Path) -> None:
-    code = ("import os, signal, sys; from mmgpt_eval.io import atomic_writer\n"
-            "with atomic_writer(sys.argv[1]) as f:\n"
-            "    f.write('half'); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n")
+    code = (
+        "import os, signal, sys; from mmgpt_eval.io import atomic_writer\n"
+        "with atomic_writer(sys.argv[1]) as f:\n"
+        "    f.write('half'); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     r = subprocess.run([sys.executable, "-c", code, str(target)], cwd=ROOT, capture_output=True, timeout=120)
     assert r.returncode == -signal.SIGKILL
 
@@ -96,8 +105,22 @@ def test_orphan_temporaries_of_a_killed_atomic_write_are_removed_when_the_lock_i
 
 
 # ------------------------------------------------------------------------------------- kill and resume
-CMD = ["-q", "run", "--model", "tiny-openflamingo", "--ckpt", "tiny-mmgpt", "--tasks", "easyvqa,dialog",
-       "--limit", "16", "--batch-size", "4", "--no-report", "--no-progress"]
+CMD = [
+    "-q",
+    "run",
+    "--model",
+    "tiny-openflamingo",
+    "--ckpt",
+    "tiny-mmgpt",
+    "--tasks",
+    "easyvqa,dialog",
+    "--limit",
+    "16",
+    "--batch-size",
+    "4",
+    "--no-report",
+    "--no-progress",
+]
 
 
 def _env() -> dict[str, str]:
@@ -114,8 +137,13 @@ def _size(p: Path) -> int:
 def _run_until(out: Path, trigger) -> int:
     """Start the run; SIGKILL it the moment ``trigger(out, start_state)`` is true. Returns its exit code."""
     state = {"easyvqa": _size(out / "samples" / "easyvqa.jsonl"), "dialog": _size(out / "samples" / "dialog.jsonl")}
-    p = subprocess.Popen([sys.executable, "-m", "mmgpt_eval", *CMD, "--output-dir", str(out)], cwd=out.parent,
-                         env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "mmgpt_eval", *CMD, "--output-dir", str(out)],
+        cwd=out.parent,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 150
     while p.poll() is None and time.monotonic() < deadline:
         if trigger is not None and trigger(out, state):

@@ -43,8 +43,21 @@ def make_real_runs(tmp_path_factory) -> dict[str, Path]:
     import torch
 
     root = tmp_path_factory.mktemp("report_runs")
-    common = ["-q", "run", "--model", "tiny", "--tasks", TASKS, "--limit", "10", "--no-progress", "--device", "cpu",
-              "--dialog-max-new-tokens", "8"]
+    common = [
+        "-q",
+        "run",
+        "--model",
+        "tiny",
+        "--tasks",
+        TASKS,
+        "--limit",
+        "10",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--dialog-max-new-tokens",
+        "8",
+    ]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the tiny model gains nothing from more; on a busy 2-core box they spin (5x slower)
     try:
@@ -53,11 +66,25 @@ def make_real_runs(tmp_path_factory) -> dict[str, Path]:
     finally:
         torch.set_num_threads(threads)
     policy = root / "gate.toml"
-    policy.write_text('[defaults]\nmin_samples = 5\n\n[[rule]]\ntask = "easyvqa"\nmetric = "accuracy"\n'
-                      'direction = "higher"\nmargin = 1.0\n\n[[rule]]\ntask = "dialog"\nmetric = "checks_pass_rate"\n'
-                      'direction = "higher"\nmargin = 5.0\n')
-    rc = main(["-q", "gate", "--baseline", str(root / "A"), "--candidate", str(root / "B"), "--policy", str(policy),
-               "--json", str(root / "gate.json")])
+    policy.write_text(
+        '[defaults]\nmin_samples = 5\n\n[[rule]]\ntask = "easyvqa"\nmetric = "accuracy"\n'
+        'direction = "higher"\nmargin = 1.0\n\n[[rule]]\ntask = "dialog"\nmetric = "checks_pass_rate"\n'
+        'direction = "higher"\nmargin = 5.0\n'
+    )
+    rc = main(
+        [
+            "-q",
+            "gate",
+            "--baseline",
+            str(root / "A"),
+            "--candidate",
+            str(root / "B"),
+            "--policy",
+            str(policy),
+            "--json",
+            str(root / "gate.json"),
+        ]
+    )
     assert rc in (0, 1, 2) and (root / "gate.json").is_file()
     _CACHE["runs"] = {"A": root / "A", "B": root / "B", "gate": root / "gate.json", "root": root}
     return _CACHE["runs"]
@@ -100,8 +127,14 @@ def make_payload_runs(real: dict[str, Path], dest: Path) -> tuple[Path, Path]:
         tr["notes"] = [f"note {IMG}"]
         tr["breakdown"]["accuracy_by_answer_type"][IMG] = 50.0
         tr["metrics"][IMG] = 1.0
-        tr["metric_info"][IMG] = {"kind": "corpus-only", "higher_is_better": True, "scale": 1.0, "unit": "",
-                                  "per_sample": None, "description": SCRIPT}
+        tr["metric_info"][IMG] = {
+            "kind": "corpus-only",
+            "higher_is_better": True,
+            "scale": 1.0,
+            "unit": "",
+            "per_sample": None,
+            "description": SCRIPT,
+        }
         res["tasks"][PAYLOAD_TASK] = tr
         res["run"]["argv"] = ["run", SCRIPT]
         (d / "results.json").write_text(json.dumps(res))
@@ -224,9 +257,14 @@ def test_report_no_baseline_gallery_and_trend(real_runs, tmp_path):
         d = tmp_path / f"ck{i}"
         shutil.copytree(real_runs[src], d)
         res = json.loads((d / "results.json").read_text())
-        res["model"]["checkpoint"] = {"path": f"/ck/{step}.pt", "format": "mmgpt-trainer", "layout": "mmgpt",
-                                      "sha256": f"{step:064d}", "lora": {"r": 16, "alpha": 32},
-                                      "metadata": {"step": step}}
+        res["model"]["checkpoint"] = {
+            "path": f"/ck/{step}.pt",
+            "format": "mmgpt-trainer",
+            "layout": "mmgpt",
+            "sha256": f"{step:064d}",
+            "lora": {"r": 16, "alpha": 32},
+            "metadata": {"step": step},
+        }
         (d / "results.json").write_text(json.dumps(res))
         dirs.append(d)
     runs = [RunResults.load(d) for d in dirs]
@@ -284,17 +322,16 @@ def test_report_escapes_payloads(real_runs, tmp_path):
     gate = json.loads(real_runs["gate"].read_text())
     gate["rules"][0]["message"] = SCRIPT
     gate["rules"][0]["task"] = PAYLOAD_TASK
-    html = build_report([RunResults.load(pb)], baseline=RunResults.load(pa), gate=gate,
-                        labels=[f"cand {IMG}"], **FAST)
+    html = build_report([RunResults.load(pb)], baseline=RunResults.load(pa), gate=gate, labels=[f"cand {IMG}"], **FAST)
     assert SCRIPT_ESC in html and IMG_ESC in html
     assert SCRIPT not in html and IMG not in html
     assert_inert(html)
     # rendered as text: the parser sees the payloads as text nodes
     text = "".join(parse(html).text)
     assert SCRIPT in text and IMG in text
-    assert f"{SCRIPT} {IMG} answer" in text                    # prediction (gallery)
-    assert f"{IMG} " in text and "turn t0" in text             # dialogue instruction / answers
-    assert "note " + IMG in text and f"cand {IMG}" in text     # notes, labels
+    assert f"{SCRIPT} {IMG} answer" in text  # prediction (gallery)
+    assert f"{IMG} " in text and "turn t0" in text  # dialogue instruction / answers
+    assert "note " + IMG in text and f"cand {IMG}" in text  # notes, labels
     # control characters become visible escapes; a lone surrogate does not break the file
     assert "\\x00\\x10\\x1b[31m" in text and "\x10" not in html and "\ud800" not in html
     out = write_report(tmp_path / "r.html", [RunResults.load(pb)], baseline=RunResults.load(pa), **FAST)
@@ -322,24 +359,60 @@ def _write_synthetic_run(d: Path, n: int, *, candidate: bool, rng: random.Random
     for i in range(n):
         regress = candidate and i % 50 == 0
         exact = 0 if regress else int(rng.random() < (0.55 if candidate else 0.5))
-        vqa.append({"id": f"q{i:05d}", "prompt_sha256": "0" * 64, "template": "mmgpt",
-                    "prompt": f"### Image:\n<image>\n\n### Instruction:\nwhat shape is object {i}?\n\n### Response:\n",
-                    "images": [f"counting:1:{i % 997}"], "raw": "", "prediction": long if regress else f"circle {i}",
-                    "references": ["circle"] * 7 + ["square"] * 3, "metrics": {"accuracy": float(exact)},
-                    "meta": {"answer_type": "other"}})
+        vqa.append(
+            {
+                "id": f"q{i:05d}",
+                "prompt_sha256": "0" * 64,
+                "template": "mmgpt",
+                "prompt": f"### Image:\n<image>\n\n### Instruction:\nwhat shape is object {i}?\n\n### Response:\n",
+                "images": [f"counting:1:{i % 997}"],
+                "raw": "",
+                "prediction": long if regress else f"circle {i}",
+                "references": ["circle"] * 7 + ["square"] * 3,
+                "metrics": {"accuracy": float(exact)},
+                "meta": {"answer_type": "other"},
+            }
+        )
         if not candidate and i % 50 == 0:
             vqa[-1]["metrics"]["accuracy"] = 1.0
-        turns = [{"kind": "open", "turn_index": t, "words": 5, "checks_pass": bool(rng.random() < 0.5),
-                  "collapsed": False, "truncated": False} for t in range(3)]
+        turns = [
+            {
+                "kind": "open",
+                "turn_index": t,
+                "words": 5,
+                "checks_pass": bool(rng.random() < 0.5),
+                "collapsed": False,
+                "truncated": False,
+            }
+            for t in range(3)
+        ]
         cp = sum(t["checks_pass"] for t in turns) / 3
         big = i % 50 == 0  # long prompts / references on a few samples keep the files small
-        dlg.append({"id": f"d{i:05d}", "prompt_sha256": "0" * 64, "template": "mmgpt",
-                    "prompt": "p" * (3000 if big else 100), "images": [], "raw": "", "prediction": "x",
-                    "references": [{"instruction": f"instruction {t} " * (50 if big else 2), "kind": "open",
-                                    "reference": "r" * (2000 if big else 20), "checks": {}} for t in range(3)],
-                    "metrics": {"checks_pass": cp, "turns": turns}, "meta": {},
-                    "outputs": {f"t{t}": {"prompt": "p", "prediction": (long if regress else "answer " * 5)}
-                                for t in range(3)}})
+        dlg.append(
+            {
+                "id": f"d{i:05d}",
+                "prompt_sha256": "0" * 64,
+                "template": "mmgpt",
+                "prompt": "p" * (3000 if big else 100),
+                "images": [],
+                "raw": "",
+                "prediction": "x",
+                "references": [
+                    {
+                        "instruction": f"instruction {t} " * (50 if big else 2),
+                        "kind": "open",
+                        "reference": "r" * (2000 if big else 20),
+                        "checks": {},
+                    }
+                    for t in range(3)
+                ],
+                "metrics": {"checks_pass": cp, "turns": turns},
+                "meta": {},
+                "outputs": {
+                    f"t{t}": {"prompt": "p", "prediction": (long if regress else "answer " * 5)} for t in range(3)
+                },
+            }
+        )
     for name, recs in (("vqa", vqa), ("dialog", dlg)):
         with open(d / "samples" / f"{name}.jsonl", "w", encoding="utf-8") as f:
             f.write(json.dumps({"mmgpt-eval/samples": {"version": 1, "task": name}}) + "\n")
@@ -347,26 +420,69 @@ def _write_synthetic_run(d: Path, n: int, *, candidate: bool, rng: random.Random
                 f.write(json.dumps(r) + "\n")
 
     def tr(name: str, metric: str, key: str, value: float, breakdown: dict, kind: str) -> dict:
-        return {"task": name, "version": "1", "metrics": {metric: value},
-                "metric_info": {metric: {"kind": kind, "higher_is_better": True, "scale": 100.0, "unit": "%",
-                                         "per_sample": key, "description": "synthetic"}},
-                "primary_metric": metric, "n_samples": n, "n_available": n, "limit": None, "subset": "all",
-                "template": {"name": "mmgpt", "sha256": "f" * 64}, "generation": {"max_new_tokens": 10},
-                "breakdown": breakdown, "notes": ["n" * 5000], "timing": {"samples_per_s": 10.0},
-                "samples_file": f"samples/{name}.jsonl", "fingerprint": "e" * 64}
+        return {
+            "task": name,
+            "version": "1",
+            "metrics": {metric: value},
+            "metric_info": {
+                metric: {
+                    "kind": kind,
+                    "higher_is_better": True,
+                    "scale": 100.0,
+                    "unit": "%",
+                    "per_sample": key,
+                    "description": "synthetic",
+                }
+            },
+            "primary_metric": metric,
+            "n_samples": n,
+            "n_available": n,
+            "limit": None,
+            "subset": "all",
+            "template": {"name": "mmgpt", "sha256": "f" * 64},
+            "generation": {"max_new_tokens": 10},
+            "breakdown": breakdown,
+            "notes": ["n" * 5000],
+            "timing": {"samples_per_s": 10.0},
+            "samples_file": f"samples/{name}.jsonl",
+            "fingerprint": "e" * 64,
+        }
 
     acc = 100.0 * sum(r["metrics"]["accuracy"] for r in vqa) / n
     chk = 100.0 * sum(r["metrics"]["checks_pass"] for r in dlg) / n
     qtypes = {f"what is the type {k}": rng.random() * 100 for k in range(3000)}
-    res = {"schema": "mmgpt-eval/results", "schema_version": 1, "created": "2026-01-01T00:00:00+00:00",
-           "run": {"argv": ["run"] * 5000, "seed": 0}, "model": {"model_spec": {"name": "synthetic"}},
-           "tasks": {"vqa": tr("vqa", "accuracy", "accuracy", acc,
-                               {"perAnswerType": {"other": acc}, "perQuestionType": qtypes}, "continuous"),
-                     "dialog": tr("dialog", "checks_pass_rate", "checks_pass", chk, {
-                         "pooled_turns": {"by_turn": {str(t): {"n": n, "checks_pass_rate": 50.0} for t in range(3)},
-                                          "by_kind": {"open": {"n": 3 * n, "checks_pass_rate": 50.0}}}},
-                               "continuous")},
-           "provenance": {"versions": {"torch": "x"}, "git": {"hash": "a" * 40, "dirty": False}}, "baseline": None}
+    res = {
+        "schema": "mmgpt-eval/results",
+        "schema_version": 1,
+        "created": "2026-01-01T00:00:00+00:00",
+        "run": {"argv": ["run"] * 5000, "seed": 0},
+        "model": {"model_spec": {"name": "synthetic"}},
+        "tasks": {
+            "vqa": tr(
+                "vqa",
+                "accuracy",
+                "accuracy",
+                acc,
+                {"perAnswerType": {"other": acc}, "perQuestionType": qtypes},
+                "continuous",
+            ),
+            "dialog": tr(
+                "dialog",
+                "checks_pass_rate",
+                "checks_pass",
+                chk,
+                {
+                    "pooled_turns": {
+                        "by_turn": {str(t): {"n": n, "checks_pass_rate": 50.0} for t in range(3)},
+                        "by_kind": {"open": {"n": 3 * n, "checks_pass_rate": 50.0}},
+                    }
+                },
+                "continuous",
+            ),
+        },
+        "provenance": {"versions": {"torch": "x"}, "git": {"hash": "a" * 40, "dirty": False}},
+        "baseline": None,
+    }
     (d / "results.json").write_text(json.dumps(res))
 
 
@@ -384,12 +500,12 @@ def test_report_size_10k_samples(tmp_path):
     assert size < 20_000_000 and size <= MAX_BYTES
     html = out.read_text(encoding="utf-8")
     text = " ".join(parse(html).text)
-    assert "characters omitted" in text            # long texts truncated with a marker
-    assert "more rows not shown" in text           # 3,000 question types summarised
+    assert "characters omitted" in text  # long texts truncated with a marker
+    assert "more rows not shown" in text  # 3,000 question types summarised
     assert "VQA accuracy per question type" in text and "VQA accuracy per answer type" in text
     assert "dialogue probes per turn" in text and 'id="transcripts"' in html  # the dialog task's views
     assert html.count('class="card ') <= 2 * 12 * 2  # galleries capped (2 tasks x 2 directions x 12)
-    assert "largest regressions (12 of " in text    # the cap is announced
+    assert "largest regressions (12 of " in text  # the cap is announced
     # the hard ceiling: a tiny budget forces smaller galleries, and says so
     small = build_report([cand], baseline=base, n_resamples=200, max_bytes=len(html.encode()) // 2)
     assert "galleries were cut" in small and len(small) < len(html)
@@ -398,8 +514,23 @@ def test_report_size_10k_samples(tmp_path):
 # ------------------------------------------------------------------------------------------ CLI
 def test_cli_report(real_runs, tmp_path, capsys):
     out = tmp_path / "sub" / "report.html"
-    rc = main(["report", str(real_runs["B"]), str(real_runs["A"] / "results.json"), "-o", str(out), "--baseline",
-               str(real_runs["A"]), "--gate", str(real_runs["gate"]), "--labels", "cand,again", "--max-gallery", "3"])
+    rc = main(
+        [
+            "report",
+            str(real_runs["B"]),
+            str(real_runs["A"] / "results.json"),
+            "-o",
+            str(out),
+            "--baseline",
+            str(real_runs["A"]),
+            "--gate",
+            str(real_runs["gate"]),
+            "--labels",
+            "cand,again",
+            "--max-gallery",
+            "3",
+        ]
+    )
     assert rc == 0
     assert capsys.readouterr().out.strip() == str(out)
     html = out.read_text(encoding="utf-8")
@@ -447,8 +578,16 @@ def test_build_report_api_errors(real_runs):
 # ------------------------------------------------------------------------------------------ task views
 TASK_WORDS = ("easyvqa", "easy-vqa", "vqav2", "okvqa", "ok-vqa", "coco", "counting", "dialog")
 # breakdown keys of particular tasks: the report must not special-case task data either
-TASK_KEYS = ("pooled_turns", "accuracy_by_true_count", "mae_by_true_count", "n_by_true_count",
-             "accuracy_by_answer_type", "n_by_answer_type", "perAnswerType", "perQuestionType")
+TASK_KEYS = (
+    "pooled_turns",
+    "accuracy_by_true_count",
+    "mae_by_true_count",
+    "n_by_true_count",
+    "accuracy_by_answer_type",
+    "n_by_answer_type",
+    "perAnswerType",
+    "perQuestionType",
+)
 _PROSE_RE = re.compile(r"(?<![a-z0-9])(" + "|".join(map(re.escape, TASK_WORDS)) + r")(?![a-z0-9])", re.I)
 
 
@@ -500,12 +639,14 @@ def test_report_names_no_task():
     import mmgpt_eval.report as rep
 
     # controls: lines of the old report.py and template constructs that special-cased tasks
-    for bad in ('def _dialog_tables(cols, pooled):\n    pass\n',
-                '_DIALOG_COLS = [("n", "n", "")]\n',
-                'x = _dict_table("counting accuracy by true count", tcols, accs)\n',
-                'ok = any("perAnswerType" in b for b in bds)\n',
-                'ok = task == "easyvqa"  # easy-VQA\n',
-                'def _is_dialog(records):\n    return True\n'):
+    for bad in (
+        "def _dialog_tables(cols, pooled):\n    pass\n",
+        '_DIALOG_COLS = [("n", "n", "")]\n',
+        'x = _dict_table("counting accuracy by true count", tcols, accs)\n',
+        'ok = any("perAnswerType" in b for b in bds)\n',
+        'ok = task == "easyvqa"  # easy-VQA\n',
+        "def _is_dialog(records):\n    return True\n",
+    ):
         assert _py_task_names(bad)[0], bad
     assert _j2_task_names('{% if b.task == "counting" %}x{% endif %}')[0]
     assert _j2_task_names('<h3 class="dialog-turn">x</h3>')[0]
@@ -535,16 +676,33 @@ def test_report_names_no_task():
 
 def _dialog_records(old_probe_names: bool):
     """Per-sample record fields of a 2-turn dialogue with a blank-image probe."""
+
     def record(i: int) -> dict:
-        turns = [{"kind": "short", "turn_index": 0, "words": 2, "checks_pass": i % 2 == 0,
-                  "short_answer_match": i % 2 == 0, "collapsed": None, "truncated": False},
-                 {"kind": "open", "turn_index": 1, "words": 12, "checks_pass": True, "collapsed": True,
-                  "truncated": i == 0}]
-        return {"references": [{"instruction": f"what colour? {i}", "kind": "short", "reference": "red"},
-                               {"instruction": "describe it", "kind": "open", "reference": None}],
-                "outputs": {"t0": {"prediction": f"red {i}"}, "t1": {"prediction": f"a red square {i}"},
-                            "blank": {"prediction": f"nothing {i}"}},
-                "metrics": {"turns": turns}}
+        turns = [
+            {
+                "kind": "short",
+                "turn_index": 0,
+                "words": 2,
+                "checks_pass": i % 2 == 0,
+                "short_answer_match": i % 2 == 0,
+                "collapsed": None,
+                "truncated": False,
+            },
+            {"kind": "open", "turn_index": 1, "words": 12, "checks_pass": True, "collapsed": True, "truncated": i == 0},
+        ]
+        return {
+            "references": [
+                {"instruction": f"what colour? {i}", "kind": "short", "reference": "red"},
+                {"instruction": "describe it", "kind": "open", "reference": None},
+            ],
+            "outputs": {
+                "t0": {"prediction": f"red {i}"},
+                "t1": {"prediction": f"a red square {i}"},
+                "blank": {"prediction": f"nothing {i}"},
+            },
+            "metrics": {"turns": turns},
+        }
+
     return record
 
 
@@ -553,12 +711,23 @@ def _pooled(collapse: float, old: bool) -> dict:
     p = "" if old else "turn_"
 
     def summary(n: int) -> dict:
-        return {"n": n, "checks_pass_rate": 50.0, f"{p}collapse_rate": collapse, f"{p}eos_rate": 25.0,
-                f"{p}empty_rate": 0.0, f"{p}truncation_rate": 12.5, f"{p}template_leak_rate": 0.0,
-                "words": {"mean": 7.0, "median": 7.0}}
-    return {"overall": summary(8), "by_kind": {"short": summary(4), "open": summary(4)},
-            "by_turn": {"0": summary(4), "1": summary(4)},
-            "grounding": {"n": 4, "changed_blank_rate": 75.0, "changed_other_rate": None, "grounding_rate": 75.0}}
+        return {
+            "n": n,
+            "checks_pass_rate": 50.0,
+            f"{p}collapse_rate": collapse,
+            f"{p}eos_rate": 25.0,
+            f"{p}empty_rate": 0.0,
+            f"{p}truncation_rate": 12.5,
+            f"{p}template_leak_rate": 0.0,
+            "words": {"mean": 7.0, "median": 7.0},
+        }
+
+    return {
+        "overall": summary(8),
+        "by_kind": {"short": summary(4), "open": summary(4)},
+        "by_turn": {"0": summary(4), "1": summary(4)},
+        "grounding": {"n": 4, "changed_blank_rate": 75.0, "changed_other_rate": None, "grounding_rate": 75.0},
+    }
 
 
 def test_report_task_tables_and_transcripts_from_hooks(tmp_path):
@@ -566,19 +735,38 @@ def test_report_task_tables_and_transcripts_from_hooks(tmp_path):
     written before the pooled rates were renamed (collapse_rate ...) shows them like a new one."""
     from fakeruns import make_run
 
-    counting = {"accuracy_by_true_count": {"10": 40.0, "2": 75.0, "0": 100.0},
-                "n_by_true_count": {"10": 5, "2": 4, "0": 3}, "mae_by_true_count": {"10": 1.5, "2": 0.25, "0": 0.0},
-                "source": "procedural"}
-    dlg_old = make_run(tmp_path / "old", {"checks_pass": [1.0, 0.5, 0.0, 1.0]}, task="dialog", kind="continuous",
-                       breakdown={"pooled_turns": _pooled(12.5, old=True)}, record=_dialog_records(True),
-                       label="before")
-    dlg_new = make_run(tmp_path / "new", {"checks_pass": [0.5, 0.5, 1.0, 1.0]}, task="dialog", kind="continuous",
-                       breakdown={"pooled_turns": _pooled(37.5, old=False)}, record=_dialog_records(False),
-                       label="after")
+    counting = {
+        "accuracy_by_true_count": {"10": 40.0, "2": 75.0, "0": 100.0},
+        "n_by_true_count": {"10": 5, "2": 4, "0": 3},
+        "mae_by_true_count": {"10": 1.5, "2": 0.25, "0": 0.0},
+        "source": "procedural",
+    }
+    dlg_old = make_run(
+        tmp_path / "old",
+        {"checks_pass": [1.0, 0.5, 0.0, 1.0]},
+        task="dialog",
+        kind="continuous",
+        breakdown={"pooled_turns": _pooled(12.5, old=True)},
+        record=_dialog_records(True),
+        label="before",
+    )
+    dlg_new = make_run(
+        tmp_path / "new",
+        {"checks_pass": [0.5, 0.5, 1.0, 1.0]},
+        task="dialog",
+        kind="continuous",
+        breakdown={"pooled_turns": _pooled(37.5, old=False)},
+        record=_dialog_records(False),
+        label="after",
+    )
     html = build_report([RunResults.load(dlg_new)], baseline=RunResults.load(dlg_old), **FAST)
     text = " ".join(parse(html).text)
-    for title in ("dialogue probes per turn", "dialogue probes per instruction kind", "grounding probe (answers",
-                  "all turns pooled"):
+    for title in (
+        "dialogue probes per turn",
+        "dialogue probes per instruction kind",
+        "grounding probe (answers",
+        "all turns pooled",
+    ):
         assert title in text, title
     assert "12.5%" in text and "37.5%" in text  # collapse: the old key and the new one
     assert "turn_collapse_rate" in text and "collapse_rate —" not in text
@@ -605,9 +793,13 @@ def test_report_unknown_task_is_generic(tmp_path):
     """A task whose plugin is not installed: its breakdown generically, no transcripts, no error."""
     from fakeruns import make_run
 
-    d = make_run(tmp_path / "x", {"acc": [1.0, 0.0]}, task="not_installed_task",
-                 breakdown={"accuracy_by_true_count": {"1": 50.0}, "pooled_turns": {"by_turn": {"0": {"n": 1}}}},
-                 record=_dialog_records(False))
+    d = make_run(
+        tmp_path / "x",
+        {"acc": [1.0, 0.0]},
+        task="not_installed_task",
+        breakdown={"accuracy_by_true_count": {"1": 50.0}, "pooled_turns": {"by_turn": {"0": {"n": 1}}}},
+        record=_dialog_records(False),
+    )
     html = build_report([RunResults.load(d)], **FAST)
     text = " ".join(parse(html).text)
     assert "accuracy_by_true_count" in text and "counting accuracy by true count" not in text
@@ -632,8 +824,9 @@ def test_report_hook_errors_fall_back(tmp_path, monkeypatch):
 
     class JunkView(ReportHooks):
         def report_tables(self, columns):
-            return ReportTables(tables=["x", Table("ok table", ["a", 1], [["v", None, 3], "row?"])], plots=[5],
-                                consumed="nope")
+            return ReportTables(
+                tables=["x", Table("ok table", ["a", 1], [["v", None, 3], "row?"])], plots=[5], consumed="nope"
+            )
 
         def transcript(self, record):
             return Transcript([Turn(5), Turn("t0", instruction={"x": 1}, flags=["f"])], extras=[None])
@@ -661,26 +854,40 @@ def test_report_hook_errors_fall_back(tmp_path, monkeypatch):
 
 def _hostile_breakdowns() -> list:
     nan = float("nan")
-    return [{}, {"pooled_turns": 5}, {"pooled_turns": {"by_turn": [1], "by_kind": {"open": "x"}, "overall": [1],
-                                                        "grounding": 3}},
-            {"pooled_turns": {"by_turn": {"a": {"words": "many", "turn_collapse_rate": nan}, "1": None},
-                              "overall": {"collapse_rate": {"x": 1}, "n": None}}},
-            {"accuracy_by_true_count": [1, 2], "n_by_true_count": "x", "mae_by_true_count": {"1": "?"}},
-            {"accuracy_by_true_count": {"x": nan, "2": "7", "-1": 1e308, "": None}},
-            {"accuracy_by_answer_type": {"a": {"b": 1}}, "n_by_answer_type": 3},
-            {"perAnswerType": "x", "perQuestionType": {str(i): i for i in range(5000)}},
-            {SCRIPT: {IMG: IMG}}]
+    return [
+        {},
+        {"pooled_turns": 5},
+        {"pooled_turns": {"by_turn": [1], "by_kind": {"open": "x"}, "overall": [1], "grounding": 3}},
+        {
+            "pooled_turns": {
+                "by_turn": {"a": {"words": "many", "turn_collapse_rate": nan}, "1": None},
+                "overall": {"collapse_rate": {"x": 1}, "n": None},
+            }
+        },
+        {"accuracy_by_true_count": [1, 2], "n_by_true_count": "x", "mae_by_true_count": {"1": "?"}},
+        {"accuracy_by_true_count": {"x": nan, "2": "7", "-1": 1e308, "": None}},
+        {"accuracy_by_answer_type": {"a": {"b": 1}}, "n_by_answer_type": 3},
+        {"perAnswerType": "x", "perQuestionType": {str(i): i for i in range(5000)}},
+        {SCRIPT: {IMG: IMG}},
+    ]
 
 
 def _hostile_records() -> list:
     from mmgpt_eval.records import SampleRecord
 
     base = {"id": "1"}
-    variants = [{}, {"outputs": ["t0"]}, {"outputs": {"t0": "x", "t1": {"prediction": 5}}},
-                {"outputs": {"t0": {}}, "references": "r", "metrics": {"turns": "x"}},
-                {"outputs": {"t0": {}, "t2": {}}, "references": [None, 5, {"instruction": [1], "kind": None}],
-                 "metrics": {"turns": [None, {"checks_pass": "yes", "words": "x", "collapsed": 1}]}},
-                {"outputs": {"t9999999999999999999": {}, "blank": None}, "references": [{}] * 3}]
+    variants = [
+        {},
+        {"outputs": ["t0"]},
+        {"outputs": {"t0": "x", "t1": {"prediction": 5}}},
+        {"outputs": {"t0": {}}, "references": "r", "metrics": {"turns": "x"}},
+        {
+            "outputs": {"t0": {}, "t2": {}},
+            "references": [None, 5, {"instruction": [1], "kind": None}],
+            "metrics": {"turns": [None, {"checks_pass": "yes", "words": "x", "collapsed": 1}]},
+        },
+        {"outputs": {"t9999999999999999999": {}, "blank": None}, "references": [{}] * 3},
+    ]
     return [SampleRecord.from_dict({**base, **v}) for v in variants]
 
 
@@ -706,8 +913,9 @@ def test_task_hooks_tolerate_hostile_data():
             assert tr is None or isinstance(tr, Transcript), name
     # and the real views appear for well-formed data
     assert classes["vqav2"].view.report_tables([Column("a", {"perAnswerType": {"yes/no": 50.0}})]).tables
-    assert classes["okvqa"].view.report_tables([Column("a", {"perQuestionType": {"what": 50.0}})]).consumed == \
-        {"perQuestionType"}
+    assert classes["okvqa"].view.report_tables([Column("a", {"perQuestionType": {"what": 50.0}})]).consumed == {
+        "perQuestionType"
+    }
 
 
 def test_report_labels_and_trend_from_trainer_metadata(tmp_path):
@@ -720,9 +928,13 @@ def test_report_labels_and_trend_from_trainer_metadata(tmp_path):
 
     runs = []
     for i, step in enumerate((300, 100, 200)):
-        runs.append(make_run(tmp_path / f"out{i}", {"accuracy": [1.0, float(i % 2), 0.0]},
-                             checkpoint=ck(f"ckpt-{step}", {"mmgpt_eval": {"format": "mmgpt-eval-peft", "step": step},
-                                                            "epoch": 9})))
+        runs.append(
+            make_run(
+                tmp_path / f"out{i}",
+                {"accuracy": [1.0, float(i % 2), 0.0]},
+                checkpoint=ck(f"ckpt-{step}", {"mmgpt_eval": {"format": "mmgpt-eval-peft", "step": step}, "epoch": 9}),
+            )
+        )
     base = make_run(tmp_path / "baseline", {"accuracy": [0.0, 0.0, 1.0]})
     html = build_report([RunResults.load(d) for d in runs], baseline=RunResults.load(base), **FAST)
     text = " ".join(parse(html).text)
@@ -731,8 +943,10 @@ def test_report_labels_and_trend_from_trainer_metadata(tmp_path):
     assert ">ckpt-300<" in html and ">out0<" not in html and "baseline: baseline" not in text
     assert "200 / 9" in text  # provenance: checkpoint step / epoch
     # epoch only: the epoch; nothing: the runs' order
-    runs = [make_run(tmp_path / f"ep{i}", {"accuracy": [1.0, 0.0, 0.0]}, checkpoint=ck(f"e{e}", {"epoch": e}))
-            for i, e in enumerate((2, 1))]
+    runs = [
+        make_run(tmp_path / f"ep{i}", {"accuracy": [1.0, 0.0, 0.0]}, checkpoint=ck(f"e{e}", {"epoch": e}))
+        for i, e in enumerate((2, 1))
+    ]
     text = " ".join(parse(build_report([RunResults.load(d) for d in runs], **FAST)).text)
     assert "checkpoint epoch" in text and "e1 (epoch 1)" in text
     runs = [make_run(tmp_path / f"pos{i}", {"accuracy": [1.0, 0.0, 0.0]}, label=f"model {i}") for i in range(2)]

@@ -35,8 +35,16 @@ from mmgpt_eval.results import RunResults
 pytestmark = pytest.mark.chromium
 
 REPO = Path(__file__).resolve().parents[1]
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _chromium() -> str:
@@ -78,9 +86,20 @@ def test_report_screenshot_no_console_errors(runs, chromium, tmp_path):
     profile.mkdir()
     t = time.time()
     proc = subprocess.run(
-        [chromium, *FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-         f"--screenshot={shot}", "--window-size=1280,2000", page.resolve().as_uri()],
-        capture_output=True, text=True, timeout=60)
+        [
+            chromium,
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--screenshot={shot}",
+            "--window-size=1280,2000",
+            page.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     log = proc.stdout + proc.stderr
     assert shot.is_file(), f"no screenshot (rc {proc.returncode}):\n{log[-3000:]}"
     console = [line for line in log.splitlines() if "CONSOLE" in line]
@@ -98,7 +117,7 @@ class _CDP:
     """Minimal Chrome DevTools Protocol client over --remote-debugging-pipe (fd 3 in, fd 4 out)."""
 
     def __init__(self, chromium: str, profile: Path):
-        self._in_r, self._in_w = os.pipe()    # we write commands -> chromium reads fd 3
+        self._in_r, self._in_w = os.pipe()  # we write commands -> chromium reads fd 3
         self._out_r, self._out_w = os.pipe()  # chromium writes fd 4 -> we read
         in_r, out_w = self._in_r, self._out_w
 
@@ -108,9 +127,20 @@ class _CDP:
             os.dup2(b, 4, inheritable=True)
 
         self.proc = subprocess.Popen(
-            [chromium, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe", "--window-size=1280,2000",
-             "about:blank"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=child, close_fds=False)
+            [
+                chromium,
+                *FLAGS,
+                f"--user-data-dir={profile}",
+                "--remote-debugging-pipe",
+                "--window-size=1280,2000",
+                "about:blank",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=child,
+            close_fds=False,
+        )
         os.close(self._in_r)
         os.close(self._out_w)
         self._buf = b""
@@ -169,8 +199,18 @@ class _CDP:
         self.events.append(m)
         if m.get("method") == "Page.javascriptDialogOpening" and session:  # dismiss, or the page hangs
             self._id += 1
-            os.write(self._in_w, json.dumps({"id": self._id, "method": "Page.handleJavaScriptDialog",
-                                             "params": {"accept": True}, "sessionId": session}).encode() + b"\0")
+            os.write(
+                self._in_w,
+                json.dumps(
+                    {
+                        "id": self._id,
+                        "method": "Page.handleJavaScriptDialog",
+                        "params": {"accept": True},
+                        "sessionId": session,
+                    }
+                ).encode()
+                + b"\0",
+            )
 
     def wait_for(self, method: str, session: str, timeout: float = 20) -> bool:
         deadline = time.time() + timeout
@@ -195,7 +235,7 @@ def test_report_payloads_inert_in_chromium(runs, chromium, tmp_path):
     html = build_report([RunResults.load(pb)], baseline=RunResults.load(pa), labels=[f"cand {IMG}"], n_resamples=500)
     # without the Content-Security-Policy only the escaping stands between the payloads and the browser
     start = html.index('<meta http-equiv="Content-Security-Policy"')
-    html = html[:start] + html[html.index(">", start) + 1:]
+    html = html[:start] + html[html.index(">", start) + 1 :]
     page = tmp_path / "payload.html"
     page.write_text(html, encoding="utf-8")
     profile = tmp_path / "profile"
@@ -212,11 +252,15 @@ def test_report_payloads_inert_in_chromium(runs, chromium, tmp_path):
         cdp.drain(sid, 0.5)
 
         def js(expr: str):
-            return cdp.send("Runtime.evaluate", {"expression": expr, "returnByValue": True}, session=sid)["result"]["value"]
+            return cdp.send("Runtime.evaluate", {"expression": expr, "returnByValue": True}, session=sid)["result"][
+                "value"
+            ]
 
         n_scripts = js("document.querySelectorAll('script').length")
-        n_handlers = js("Array.from(document.querySelectorAll('*')).filter(e => Array.from(e.attributes)"
-                        ".some(a => a.name.startsWith('on'))).length")
+        n_handlers = js(
+            "Array.from(document.querySelectorAll('*')).filter(e => Array.from(e.attributes)"
+            ".some(a => a.name.startsWith('on'))).length"
+        )
         text = js("document.body.innerText")
         shot = cdp.send("Page.captureScreenshot", {"format": "png"}, session=sid)["data"]
         report_events = list(cdp.events)
@@ -230,9 +274,12 @@ def test_report_payloads_inert_in_chromium(runs, chromium, tmp_path):
     finally:
         cdp.close()
     assert any(e.get("method") == "Page.javascriptDialogOpening" for e in control_events), "control did not alert"
-    bad = [e for e in report_events if e.get("method") in ("Page.javascriptDialogOpening", "Runtime.consoleAPICalled",
-                                                           "Runtime.exceptionThrown")
-           or (e.get("method") == "Log.entryAdded" and e["params"]["entry"].get("level") in ("error", "warning"))]
+    bad = [
+        e
+        for e in report_events
+        if e.get("method") in ("Page.javascriptDialogOpening", "Runtime.consoleAPICalled", "Runtime.exceptionThrown")
+        or (e.get("method") == "Log.entryAdded" and e["params"]["entry"].get("level") in ("error", "warning"))
+    ]
     assert not bad, json.dumps(bad, indent=1)[:3000]
     assert n_scripts == 0 and n_handlers == 0
     assert SCRIPT in text and IMG in text and f"cand {IMG}" in text  # the payloads are visible text

@@ -25,10 +25,15 @@ def _log(tmp_path, lines):
 
 
 def test_read_log_columns(tmp_path):
-    p = _log(tmp_path, [{SAMPLES_SCHEMA: {"version": 1, "task": "t", "fingerprint": "f"}},
-                        {"id": 1, "metrics": {"a": 1, "b": None}, "prompt": "x"},
-                        {"id": "2", "metrics": {"a": True, "b": 0.5}},
-                        {"id": "3", "metrics": {}}])
+    p = _log(
+        tmp_path,
+        [
+            {SAMPLES_SCHEMA: {"version": 1, "task": "t", "fingerprint": "f"}},
+            {"id": 1, "metrics": {"a": 1, "b": None}, "prompt": "x"},
+            {"id": "2", "metrics": {"a": True, "b": 0.5}},
+            {"id": "3", "metrics": {}},
+        ],
+    )
     log = read_log(p, ["a", "b", "a"])
     assert log.header == {"version": 1, "task": "t", "fingerprint": "f"}
     assert log.ids == ["1", "2", "3"] and log.values == {"a": [1.0, 1.0, None], "b": [None, 0.5, None]}
@@ -36,12 +41,15 @@ def test_read_log_columns(tmp_path):
     assert [r.id for r in log.records()] == ["1", "2", "3"]
 
 
-@pytest.mark.parametrize("bad,msg", [
-    ([{"metrics": {}}], "must be a JSON object with an id"),
-    ([{"id": 1, "metrics": [1]}], "metrics must be an object"),
-    ([{"id": 1, "metrics": {"a": "high"}}], "not a number"),
-    ([{"id": 1, "metrics": {}}, {SAMPLES_SCHEMA: {}}], "a second header line"),
-])
+@pytest.mark.parametrize(
+    "bad,msg",
+    [
+        ([{"metrics": {}}], "must be a JSON object with an id"),
+        ([{"id": 1, "metrics": [1]}], "metrics must be an object"),
+        ([{"id": 1, "metrics": {"a": "high"}}], "not a number"),
+        ([{"id": 1, "metrics": {}}, {SAMPLES_SCHEMA: {}}], "a second header line"),
+    ],
+)
 def test_read_log_refuses_malformed_records(tmp_path, bad, msg):
     p = _log(tmp_path, [{SAMPLES_SCHEMA: {"version": 1}}] + bad)
     with pytest.raises(UserError, match=msg):
@@ -67,17 +75,32 @@ def test_one_read_serves_check_compare_and_gate(tmp_path, monkeypatch):
 def test_compare_matches_record_by_record_reading(tmp_path):
     """metric_samples from the columns equals metric_samples from whole records (None dropped)."""
     vals = [0.5, None, 1.0, 0.25, None, 0.0]
-    run = make_run(tmp_path / "r", {"accuracy": [0.0] * 6}, kind="continuous",
-                   record=lambda i: {"metrics": {"accuracy": vals[i]}})
+    run = make_run(
+        tmp_path / "r", {"accuracy": [0.0] * 6}, kind="continuous", record=lambda i: {"metrics": {"accuracy": vals[i]}}
+    )
     res = RunResults.load(run)
     cols = metric_samples(res, "easyvqa", "accuracy")
     recs = metric_samples(res, "easyvqa", "accuracy", records=res.samples("easyvqa"))
     assert cols == recs and list(cols.ids) == ["0", "2", "3", "5"]
 
 
-@pytest.mark.parametrize("value,expected", [(1, 1.0), (2.5, 2.5), (True, 1.0), (False, 0.0), (np.float32(1.5), 1.5),
-                                            (np.int64(3), 3.0), (np.bool_(True), 1.0), ("3", None), (None, None),
-                                            (float("nan"), None), (math.inf, None), ([1], None)])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        (1, 1.0),
+        (2.5, 2.5),
+        (True, 1.0),
+        (False, 0.0),
+        (np.float32(1.5), 1.5),
+        (np.int64(3), 3.0),
+        (np.bool_(True), 1.0),
+        ("3", None),
+        (None, None),
+        (float("nan"), None),
+        (math.inf, None),
+        ([1], None),
+    ],
+)
 def test_number(value, expected):
     assert number(value) == expected
 
@@ -103,11 +126,27 @@ def test_v1_renames_are_the_dialog_tasks_and_need_no_task_discovery(monkeypatch)
 
     assert RENAMED_IN_VERSION_2["dialog"] == discover()["dialog"].RENAMED_METRICS
     monkeypatch.setattr(registry, "discover", lambda *a, **k: pytest.fail("discover called"))
-    tr = {"task": "dialog", "version": "1", "metrics": {"collapse_rate": 1.0, "x": 2.0},
-          "metric_info": {"collapse_rate": {}, "x": {}}, "primary_metric": "collapse_rate", "n_samples": 1,
-          "n_available": 1, "limit": None, "subset": "", "template": {}, "generation": {}}
-    d = {"schema": "mmgpt-eval/results", "schema_version": 1, "run": {}, "model": {}, "provenance": {},
-         "tasks": {"dialog": tr}}
+    tr = {
+        "task": "dialog",
+        "version": "1",
+        "metrics": {"collapse_rate": 1.0, "x": 2.0},
+        "metric_info": {"collapse_rate": {}, "x": {}},
+        "primary_metric": "collapse_rate",
+        "n_samples": 1,
+        "n_available": 1,
+        "limit": None,
+        "subset": "",
+        "template": {},
+        "generation": {},
+    }
+    d = {
+        "schema": "mmgpt-eval/results",
+        "schema_version": 1,
+        "run": {},
+        "model": {},
+        "provenance": {},
+        "tasks": {"dialog": tr},
+    }
     r = RunResults.from_dict(d)
     assert r.tasks["dialog"].metrics == {"conv_collapse_rate": 1.0, "x": 2.0}
     assert r.tasks["dialog"].primary_metric == "conv_collapse_rate"

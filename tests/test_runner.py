@@ -21,8 +21,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(out, *extra, limit=24):
-    return main(["-q", "run", "--model", "tiny", "--device", "cpu", "--tasks", "easyvqa", "--limit", str(limit),
-                 "--output-dir", str(out), "--no-progress", *extra])
+    return main(
+        [
+            "-q",
+            "run",
+            "--model",
+            "tiny",
+            "--device",
+            "cpu",
+            "--tasks",
+            "easyvqa",
+            "--limit",
+            str(limit),
+            "--output-dir",
+            str(out),
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def _strip_timing(d):
@@ -82,8 +98,26 @@ def test_batch_size_invariance(reference_run, tmp_path):
 
 def test_resume_after_sigkill(reference_run, tmp_path):
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "mmgpt_eval", "-q", "run", "--model", "tiny", "--device", "cpu", "--tasks",
-           "easyvqa", "--limit", "40", "--output-dir", str(out), "--batch-size", "1", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mmgpt_eval",
+        "-q",
+        "run",
+        "--model",
+        "tiny",
+        "--device",
+        "cpu",
+        "--tasks",
+        "easyvqa",
+        "--limit",
+        "40",
+        "--output-dir",
+        str(out),
+        "--batch-size",
+        "1",
+        "--no-progress",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     samples = out / "samples" / "easyvqa.jsonl"
@@ -157,7 +191,7 @@ def test_fewshot_demos_depend_on_item_and_seed_only():
 def test_include_path_plugin(tmp_path, capsys):
     plug = tmp_path / "plugins"
     plug.mkdir()
-    (plug / "mytask.py").write_text('''
+    (plug / "mytask.py").write_text("""
 from mmgpt_eval.taskapi import Task, Sample, MetricInfo, Option
 class Echo(Task):
     name = "echo"
@@ -174,12 +208,30 @@ class Echo(Task):
     def score_sample(self, sample, outputs):
         return {"nonempty": int(bool(outputs["main"].prediction))}
 TASK = Echo
-''')
+""")
     assert main(["tasks", "--include-path", str(plug)]) == 0
     assert "echo" in capsys.readouterr().out
     out = tmp_path / "out"
-    assert main(["-q", "run", "--tasks", "echo", "--include-path", str(plug), "--echo-n", "4", "--output-dir", str(out),
-                 "--max-new-tokens", "3", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "run",
+                "--tasks",
+                "echo",
+                "--include-path",
+                str(plug),
+                "--echo-n",
+                "4",
+                "--output-dir",
+                str(out),
+                "--max-new-tokens",
+                "3",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     r = RunResults.load(out)
     assert r.tasks["echo"].n_samples == 4 and r.tasks["echo"].options == {"echo_n": 4}
 
@@ -213,8 +265,11 @@ def test_task_config_file(tmp_path):
     cfg.write_text('[vqav2]\nquestions = "q.json"\nnormalization = "openflamingo"\n[easyvqa]\nsplit = "train"\n')
     args = argparse.Namespace(task_config=str(cfg), config=None, include_path=[], easyvqa_split=None)
     opts = normalize_options(task_options(args, {}), discover())
-    assert opts == {"vqav2_questions": str((tmp_path / "q.json").resolve()), "easyvqa_split": "train",
-                    "vqa_normalization": "openflamingo"}  # a shared option by its short name
+    assert opts == {
+        "vqav2_questions": str((tmp_path / "q.json").resolve()),
+        "easyvqa_split": "train",
+        "vqa_normalization": "openflamingo",
+    }  # a shared option by its short name
     args.easyvqa_split = "test"  # a flag wins over the file
     assert normalize_options(task_options(args, {}), discover())["easyvqa_split"] == "test"
     cfg.write_text('[vqav2]\nquestionz = "q.json"\n')
@@ -225,8 +280,19 @@ def test_task_config_file(tmp_path):
 
 def test_in_process_run_records_its_own_command(tmp_path):
     """``main([...])`` called from Python records the command it was given, not the host process's argv."""
-    argv = ["run", "--model", "tiny", "--tasks", "easyvqa", "--limit", "2", "--no-progress", "--no-report",
-            "--output-dir", str(tmp_path / "o")]
+    argv = [
+        "run",
+        "--model",
+        "tiny",
+        "--tasks",
+        "easyvqa",
+        "--limit",
+        "2",
+        "--no-progress",
+        "--no-report",
+        "--output-dir",
+        str(tmp_path / "o"),
+    ]
     assert main(list(argv)) == 0
     run = json.loads((tmp_path / "o" / "results.json").read_text())["run"]
     assert run["argv"] == argv

@@ -39,8 +39,9 @@ def test_bench_loops_identical(tiny_model):
     from mmgpt_eval_tasks.easyvqa import EasyVQA
 
     samples = EasyVQA().load()[:12]
-    s = run_bench(tiny_model, samples, get_template("mmgpt"), GenerationSettings(max_new_tokens=5), batch_size=8,
-                  repeats=1)
+    s = run_bench(
+        tiny_model, samples, get_template("mmgpt"), GenerationSettings(max_new_tokens=5), batch_size=8, repeats=1
+    )
     assert s["outputs_identical"] is True and set(s["mismatched_samples"].values()) == {0}
     assert s["share_prefix"] is True and s["distinct_images"] == len({x.images[0].key for x in samples})
     assert s["ratio_vs_openflamingo_loop"] > 0 and s["ratio_vs_per_sample_loop"] > 0
@@ -50,12 +51,37 @@ def test_bench_loops_identical(tiny_model):
 
 @pytest.mark.slow
 def test_world_size_1_vs_2(tmp_path):
-    common = ["-q", "run", "--model", "tiny", "--tasks", "easyvqa,dialog", "--limit", "7", "--no-progress",
-              "--no-report", "--dialog-max-new-tokens", "6", "--batch-size", "3"]
+    common = [
+        "-q",
+        "run",
+        "--model",
+        "tiny",
+        "--tasks",
+        "easyvqa,dialog",
+        "--limit",
+        "7",
+        "--no-progress",
+        "--no-report",
+        "--dialog-max-new-tokens",
+        "6",
+        "--batch-size",
+        "3",
+    ]
     assert main(common + ["--output-dir", str(tmp_path / "ws1")]) == 0
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "mmgpt_eval",
-           *common, "--output-dir", str(tmp_path / "ws2")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "mmgpt_eval",
+        *common,
+        "--output-dir",
+        str(tmp_path / "ws2"),
+    ]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert _comparable(tmp_path / "ws1") == _comparable(tmp_path / "ws2")
@@ -72,8 +98,20 @@ def test_world_size_1_vs_2(tmp_path):
 def test_resume_from_shard_files(tmp_path):
     """Records left in a rank's shard file by an interrupted torchrun are reused on the next run."""
     out = tmp_path / "run"
-    args = ["-q", "run", "--model", "tiny", "--tasks", "easyvqa", "--limit", "6", "--no-progress", "--no-report",
-            "--output-dir", str(out)]
+    args = [
+        "-q",
+        "run",
+        "--model",
+        "tiny",
+        "--tasks",
+        "easyvqa",
+        "--limit",
+        "6",
+        "--no-progress",
+        "--no-report",
+        "--output-dir",
+        str(out),
+    ]
     assert main(args) == 0
     full = (out / "samples" / "easyvqa.jsonl").read_text().splitlines()
     header, records = full[0], full[1:]
@@ -91,8 +129,20 @@ def test_checkpoint_series_equals_separate_runs(tmp_path):
     for step, seed in ((100, 1), (200, 2)):
         m = tiny_with_random_lora(seed=seed)
         save_mmgpt_checkpoint(m.model, SETTINGS, ck / f"checkpoint_{step}.pt", kind="trainer", step=step)
-    common = ["-q", "run", "--model", "tiny", "--tasks", "easyvqa,counting", "--limit", "6", "--no-progress",
-              "--no-report", "--max-new-tokens", "4"]
+    common = [
+        "-q",
+        "run",
+        "--model",
+        "tiny",
+        "--tasks",
+        "easyvqa,counting",
+        "--limit",
+        "6",
+        "--no-progress",
+        "--no-report",
+        "--max-new-tokens",
+        "4",
+    ]
     assert main(common + ["--ckpt", str(ck / "checkpoint_*.pt"), "--output-dir", str(tmp_path / "series")]) == 0
     series = json.loads((tmp_path / "series" / "series.json").read_text())
     assert [e["step"] for e in series["checkpoints"]] == [100, 200]
@@ -101,8 +151,9 @@ def test_checkpoint_series_equals_separate_runs(tmp_path):
         assert main(common + ["--ckpt", str(ck / f"checkpoint_{step}.pt"), "--output-dir", str(sep)]) == 0
         assert _comparable(sep) == _comparable(tmp_path / "series" / f"checkpoint_{step}")
         for task in ("easyvqa", "counting"):
-            assert (sep / "samples" / f"{task}.jsonl").read_bytes() == \
-                (tmp_path / "series" / f"checkpoint_{step}" / "samples" / f"{task}.jsonl").read_bytes()
+            assert (sep / "samples" / f"{task}.jsonl").read_bytes() == (
+                tmp_path / "series" / f"checkpoint_{step}" / "samples" / f"{task}.jsonl"
+            ).read_bytes()
     # the folder form finds the same checkpoints
     assert main(common + ["--ckpt", str(ck), "--output-dir", str(tmp_path / "series2")]) == 0
     assert (tmp_path / "series2" / "series.json").exists()

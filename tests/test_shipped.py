@@ -34,11 +34,14 @@ def test_tiny_mmgpt_answers_easyvqa():
 
     m = load_model(load_spec("tiny-openflamingo", {"device": "cpu"}), "tiny-mmgpt")
     samples = fixed_subset("easyvqa", EasyVQA().load(), 60)
-    prompts = [PromptInput(TEMPLATES["mmgpt"].render(question=s.fields["question"]), [s.images[0]], [s.images[0].key])
-               for s in samples]
+    prompts = [
+        PromptInput(TEMPLATES["mmgpt"].render(question=s.fields["question"]), [s.images[0]], [s.images[0].key])
+        for s in samples
+    ]
     gens = Generator(m).generate_grouped(prompts, GenerationSettings(max_new_tokens=10), batch_size=32)
-    acc = sum(exact_match(TEMPLATES["mmgpt"].extract(g.full_text, g.text), s.references[0])
-              for g, s in zip(gens, samples)) / len(samples)
+    acc = sum(
+        exact_match(TEMPLATES["mmgpt"].extract(g.full_text, g.text), s.references[0]) for g, s in zip(gens, samples)
+    ) / len(samples)
     assert acc >= 0.8
 
 

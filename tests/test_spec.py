@@ -14,8 +14,12 @@ def test_presets_listed():
     p = list_presets()
     assert {"tiny", "mmgpt-9b-v0", "openflamingo-9b-mpt7b"} <= set(p)
     s = load_spec("mmgpt-9b-v0")
-    assert (s.cross_attn_every_n_layers, s.flamingo_version, s.vision_quick_gelu, s.vision_tokens_ln_post) == \
-        (4, "v1", True, False)
+    assert (s.cross_attn_every_n_layers, s.flamingo_version, s.vision_quick_gelu, s.vision_tokens_ln_post) == (
+        4,
+        "v1",
+        True,
+        False,
+    )
     assert (s.vision_encoder, s.vision_pretrained) == ("ViT-L-14", "openai")
     assert load_spec("openflamingo-9b-mpt7b").flamingo_version == "v2"
 
@@ -65,13 +69,17 @@ def test_hub_preset_with_local_paths(tmp_path, monkeypatch):
     tokenizer and LM; the ViT-L/14 tower is still a hub name, so that is what the error names)."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     f = tmp_path / "local.toml"
-    f.write_text(f'preset = "mmgpt-9b-v0"\nlm = "{V1}/lm"\ntokenizer = "{V1}/tokenizer"\n'
-                 f'openflamingo_checkpoint = "{V1}/openflamingo_v1_checkpoint.pt"\n')
+    f.write_text(
+        f'preset = "mmgpt-9b-v0"\nlm = "{V1}/lm"\ntokenizer = "{V1}/tokenizer"\n'
+        f'openflamingo_checkpoint = "{V1}/openflamingo_v1_checkpoint.pt"\n'
+    )
     with pytest.raises(UserError, match=r"vision_pretrained = 'openai' is not a local path"):
         load_model(load_spec(f))
-    f.write_text(f'preset = "mmgpt-9b-v0"\nlm = "{V1}/lm"\ntokenizer = "{V1}/tokenizer"\n'
-                 f'vision_encoder = "{V1}/vision"\nvision_pretrained = "{V1}/vision/visual.safetensors"\n'
-                 f'openflamingo_checkpoint = "{V1}/openflamingo_v1_checkpoint.pt"\n'
-                 'cross_attn_every_n_layers = 2\nprecision = "fp32"\n')
+    f.write_text(
+        f'preset = "mmgpt-9b-v0"\nlm = "{V1}/lm"\ntokenizer = "{V1}/tokenizer"\n'
+        f'vision_encoder = "{V1}/vision"\nvision_pretrained = "{V1}/vision/visual.safetensors"\n'
+        f'openflamingo_checkpoint = "{V1}/openflamingo_v1_checkpoint.pt"\n'
+        'cross_attn_every_n_layers = 2\nprecision = "fp32"\n'
+    )
     m = load_model(load_spec(f))
     assert m.reports[0].ok and m.model.flamingo_version == "v1"

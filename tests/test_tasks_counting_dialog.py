@@ -18,8 +18,23 @@ from mmgpt_eval_tasks.dialog import Dialog
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("cd")
-    rc = main(["-q", "run", "--model", "tiny", "--tasks", "counting,dialog", "--limit", "6", "--output-dir", str(out),
-               "--no-progress", "--dialog-max-new-tokens", "12"])
+    rc = main(
+        [
+            "-q",
+            "run",
+            "--model",
+            "tiny",
+            "--tasks",
+            "counting,dialog",
+            "--limit",
+            "6",
+            "--output-dir",
+            str(out),
+            "--no-progress",
+            "--dialog-max-new-tokens",
+            "12",
+        ]
+    )
     assert rc == 0
     return out
 
@@ -34,8 +49,18 @@ def test_counting_and_dialog_end_to_end(run_dir):
     assert len(recs) == 6 and all({"exact", "unparsable", "parsed"} <= set(x["metrics"]) for x in recs)
     d = r.tasks["dialog"]
     assert d.n_available == 70 and d.n_samples == 6
-    for k in ("open_words_mean", "conv_collapse_rate", "checks_pass_rate", "conv_leak_rate", "conv_truncation_rate",
-              "conv_empty_rate", "conv_eos_rate", "distinct_2", "grounding_rate", "open_median_words"):
+    for k in (
+        "open_words_mean",
+        "conv_collapse_rate",
+        "checks_pass_rate",
+        "conv_leak_rate",
+        "conv_truncation_rate",
+        "conv_empty_rate",
+        "conv_eos_rate",
+        "distinct_2",
+        "grounding_rate",
+        "open_median_words",
+    ):
         assert k in d.metrics
     assert d.metric_info["conv_collapse_rate"]["higher_is_better"] is False
     pooled = d.breakdown["pooled_turns"]["overall"]  # the turn-level rates of the same probes
@@ -62,22 +87,54 @@ def test_dialog_prompt_follows_the_demo_and_history_modes():
     samples = t.load()
     s = next(x for x in samples if x.meta["turns"] >= 2 and x.meta["image"])
     conv = t.conversation(s)
-    fake = Output(prompt="", prompt_sha256="", raw="MY OWN ANSWER", prediction="MY OWN ANSWER", token_ids=[],
-                  stopped_on_eos=True, num_new_tokens=3, max_new_tokens=10, image_keys=[])
+    fake = Output(
+        prompt="",
+        prompt_sha256="",
+        raw="MY OWN ANSWER",
+        prediction="MY OWN ANSWER",
+        token_ids=[],
+        stopped_on_eos=True,
+        num_new_tokens=3,
+        max_new_tokens=10,
+        image_keys=[],
+    )
     own = t.requests(s, 1, {"t0": fake}, RunContext(history_mode="self"))[0].prompt
     teach = t.requests(s, 1, {"t0": fake}, RunContext(history_mode="teacher"))[0].prompt
     first = t.requests(s, 0, {}, RunContext())[0].prompt
     assert own == first + "MY OWN ANSWER\n\n### Instruction:\n" + conv.turns[1].instruction + "\n\n### Response:\n"
-    assert teach == first + conv.turns[0].reference + "\n\n### Instruction:\n" + conv.turns[1].instruction + \
-        "\n\n### Response:\n"
+    assert (
+        teach
+        == first
+        + conv.turns[0].reference
+        + "\n\n### Instruction:\n"
+        + conv.turns[1].instruction
+        + "\n\n### Response:\n"
+    )
     assert own.count("<image>") == 1 and own.count("### Image:") == 1
     lang = next(x for x in samples if not x.meta["image"])
     assert "### Image:" not in t.requests(lang, 0, {}, RunContext())[0].prompt
 
 
 def test_dialog_teacher_mode_run(tmp_path):
-    rc = main(["-q", "run", "--model", "tiny", "--tasks", "dialog", "--limit", "2", "--history-mode", "teacher",
-               "--output-dir", str(tmp_path), "--no-progress", "--dialog-max-new-tokens", "4"])
+    rc = main(
+        [
+            "-q",
+            "run",
+            "--model",
+            "tiny",
+            "--tasks",
+            "dialog",
+            "--limit",
+            "2",
+            "--history-mode",
+            "teacher",
+            "--output-dir",
+            str(tmp_path),
+            "--no-progress",
+            "--dialog-max-new-tokens",
+            "4",
+        ]
+    )
     assert rc == 0
     r = RunResults.load(tmp_path)
     assert r.run["history_mode"] == "teacher"
@@ -99,8 +156,13 @@ def test_counting_procedural_is_deterministic_and_balanced():
 
 def test_counting_tallyqa_and_vqa_sources(tmp_path):
     vqa = make_vqa_dataset(tmp_path / "vqa")
-    c = Counting({"counting_vqa_questions": str(vqa["questions"]), "counting_vqa_annotations": str(vqa["annotations"]),
-                  "counting_vqa_images": str(vqa["images"])})
+    c = Counting(
+        {
+            "counting_vqa_questions": str(vqa["questions"]),
+            "counting_vqa_annotations": str(vqa["annotations"]),
+            "counting_vqa_images": str(vqa["images"]),
+        }
+    )
     s = c.load()
     assert c.source == "vqav2" and len(s) == 4 and all(isinstance(x.references, int) for x in s)
     image = next(vqa["images"].iterdir()).relative_to(tmp_path)  # relative to the file's folder

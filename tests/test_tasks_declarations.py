@@ -31,8 +31,15 @@ def test_generated_image_keys_reopen_through_registered_schemes(tmp_path):
     blank = open_image_key("blank:32:white")
     assert blank.size == (32, 32) and blank.getcolors() == [(32 * 32, (255, 255, 255))]
     # malformed or unknown keys: None, never an exception
-    for bad in ("counting:3", "counting:x:1", "easyvqa:test:999999", "easyvqa:test", "blank:big", "nope:1:2",
-                str(tmp_path / "missing.png")):
+    for bad in (
+        "counting:3",
+        "counting:x:1",
+        "easyvqa:test:999999",
+        "easyvqa:test",
+        "blank:big",
+        "nope:1:2",
+        str(tmp_path / "missing.png"),
+    ):
         assert open_image_key(bad) is None, bad
     # a file key, plain or with the path: prefix
     p = tmp_path / "a.png"
@@ -57,7 +64,7 @@ def _package_imports(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             if node.level:
-                base = pkg[:len(pkg) - node.level + 1]
+                base = pkg[: len(pkg) - node.level + 1]
                 out.add(".".join(base + ([node.module] if node.module else [])))
             elif node.module:
                 out.add(node.module)
@@ -69,13 +76,19 @@ def _package_imports(path: Path) -> set[str]:
 def test_the_data_layer_sits_below_the_task_api_and_the_metrics():
     data = sorted((ROOT / "mmgpt_eval" / "data").glob("*.py"))
     assert len(data) >= 8
-    wrong = {f.name: sorted(m for m in _package_imports(f)
-                            if m.startswith(("mmgpt_eval.taskapi", "mmgpt_eval.metrics", "mmgpt_eval.report")))
-             for f in data}
+    wrong = {
+        f.name: sorted(
+            m
+            for m in _package_imports(f)
+            if m.startswith(("mmgpt_eval.taskapi", "mmgpt_eval.metrics", "mmgpt_eval.report"))
+        )
+        for f in data
+    }
     assert {k: v for k, v in wrong.items() if v} == {}
     # and the check sees such imports, relative ones too
     assert {"mmgpt_eval.taskapi.types", "mmgpt_eval.metrics.vqa"} <= _package_imports(
-        ROOT / "mmgpt_eval" / "taskapi" / "vqa.py")
+        ROOT / "mmgpt_eval" / "taskapi" / "vqa.py"
+    )
 
 
 def test_one_image_ref():
@@ -99,15 +112,21 @@ def test_tasks_declare_views_and_carry_no_report_hooks():
     assert not hasattr(Task, "report_tables") and not hasattr(Task, "transcript")
     classes = discover()
     assert all(isinstance(cls.view, ReportHooks) for cls in classes.values())
-    bd = {"perAnswerType": {"other": 20.0, "yes/no": 50.0}, "n_by_answer_type": {"other": 1, "yes/no": 2},
-          "accuracy_by_answerable": {"answerable": 40.0}, "n_by_answerable": {"answerable": 3}}
+    bd = {
+        "perAnswerType": {"other": 20.0, "yes/no": 50.0},
+        "n_by_answer_type": {"other": 1, "yes/no": 2},
+        "accuracy_by_answerable": {"answerable": 40.0},
+        "n_by_answerable": {"answerable": 3},
+    }
     view = classes["vizwiz"].view.report_tables([Column("base", bd, True), Column("new", {})])
     assert [t.title for t in view.tables] == ["VQA accuracy per answer type", "VQA accuracy per answerability"]
     assert view.tables[0].header == ["group", "n (base)", "base", "new"]
     assert view.tables[0].rows == [["other", "1", "20%", "—"], ["yes/no", "2", "50%", "—"]]
     assert view.consumed == set(bd)
-    assert classes["vqav2"].view.report_tables([Column("a", {"perQuestionType": {"what": 5.0}})]).tables[0].header \
-        == ["group", "a"]
+    assert classes["vqav2"].view.report_tables([Column("a", {"perQuestionType": {"what": 5.0}})]).tables[0].header == [
+        "group",
+        "a",
+    ]
 
 
 # ------------------------------------------------------------------------------------------ VQA family
@@ -122,10 +141,14 @@ def test_vqa_family_shares_one_declaration():
         assert cls.declared("normalization").key(name) == "vqa_normalization"
         assert cls.openflamingo_options == {"normalization": "openflamingo"}
     vizwiz = classes["vizwiz"]
-    assert vizwiz({"vqa_normalization": "openflamingo"}).metric_info()["accuracy"].description == \
-        "VQA accuracy over the 10 answers (OpenFlamingo normalisation), x100, 2 decimals"
-    assert classes["vqav2"]().metric_info()["accuracy"].description == \
-        "VQA accuracy (official normalisation), x100, 2 decimals"
+    assert (
+        vizwiz({"vqa_normalization": "openflamingo"}).metric_info()["accuracy"].description
+        == "VQA accuracy over the 10 answers (OpenFlamingo normalisation), x100, 2 decimals"
+    )
+    assert (
+        classes["vqav2"]().metric_info()["accuracy"].description
+        == "VQA accuracy (official normalisation), x100, 2 decimals"
+    )
 
 
 def test_vqa_breakdown_groups():
@@ -133,20 +156,28 @@ def test_vqa_breakdown_groups():
     from mmgpt_eval.taskregistry import discover
 
     task = discover()["vizwiz"]()
-    samples = [Sample(str(i), [], {}, [], {"answer_type": t, "answerable": a})
-               for i, (t, a) in enumerate([("other", 1), ("other", 0), (None, None), ("yes/no", 1)])]
+    samples = [
+        Sample(str(i), [], {}, [], {"answer_type": t, "answerable": a})
+        for i, (t, a) in enumerate([("other", 1), ("other", 0), (None, None), ("yes/no", 1)])
+    ]
     records = [{"metrics": {"accuracy": x}} for x in (1.0, 0.0, 1 / 3, 2 / 3)]
     agg = task.aggregate(samples, records)
     assert agg.metrics == {"accuracy": round(100 * (2.0) / 4, 2)}
-    assert list(agg.breakdown) == ["normalization", "perAnswerType", "n_by_answer_type", "accuracy_by_answerable",
-                                   "n_by_answerable"]
+    assert list(agg.breakdown) == [
+        "normalization",
+        "perAnswerType",
+        "n_by_answer_type",
+        "accuracy_by_answerable",
+        "n_by_answerable",
+    ]
     assert agg.breakdown["perAnswerType"] == {"other": 50.0, "yes/no": 66.67}
     assert agg.breakdown["accuracy_by_answerable"] == {"answerable": 83.33, "unanswerable": 0.0}
     assert agg.breakdown["n_by_answerable"] == {"answerable": 2, "unanswerable": 1}
 
 
-@pytest.mark.parametrize("name", ["vqav2", "textvqa", "vizwiz", "easyvqa", "easyvqa_mc", "coco", "flickr30k",
-                                  "hatefulmemes", "imagenet"])
+@pytest.mark.parametrize(
+    "name", ["vqav2", "textvqa", "vizwiz", "easyvqa", "easyvqa_mc", "coco", "flickr30k", "hatefulmemes", "imagenet"]
+)
 def test_declared_tasks_are_short(name):
     lines = (ROOT / "tasks" / f"{name}.py").read_text().count("\n")
     assert lines < 90, lines

@@ -39,8 +39,16 @@ def _image(path: Path, i: int) -> None:
 def make_hateful_memes(root: Path) -> Path:
     """``root/hatefulmemes/{img/, train.jsonl, dev_seen.jsonl}`` in the official layout."""
     hm = root / "hatefulmemes"
-    texts = ["have a nice day", "nobody likes you", "the sun is out", "go away now", "cats are great",
-             "you are the worst", "happy birthday", "what a bad idea"]
+    texts = [
+        "have a nice day",
+        "nobody likes you",
+        "the sun is out",
+        "go away now",
+        "cats are great",
+        "you are the worst",
+        "happy birthday",
+        "what a bad idea",
+    ]
     for split, n, offset in (("dev_seen", 8, 0), ("train", 6, 100)):
         lines = []
         for i in range(n):
@@ -57,7 +65,9 @@ def make_imagenet(root: Path) -> Path:
     for split, per in (("val", 2), ("train", 2)):
         for c, syn in enumerate(SYNSETS):
             for j in range(per):
-                _image(inet / split / syn / f"ILSVRC2012_{split}_{c}{j}.JPEG", 3 * c + j + (50 if split == "train" else 0))
+                _image(
+                    inet / split / syn / f"ILSVRC2012_{split}_{c}{j}.JPEG", 3 * c + j + (50 if split == "train" else 0)
+                )
     return inet
 
 
@@ -77,8 +87,9 @@ def mmgpt():
 
 
 def _run(*args: str) -> int:
-    return main(["-q", "run", "--model", "tiny-openflamingo", "--ckpt", "tiny-mmgpt", "--no-progress", "--no-report",
-                 *args])
+    return main(
+        ["-q", "run", "--model", "tiny-openflamingo", "--ckpt", "tiny-mmgpt", "--no-progress", "--no-report", *args]
+    )
 
 
 def _plain_scores(m, rec: dict, candidates: list[str], joint: bool) -> list[float]:
@@ -93,8 +104,25 @@ def _plain_scores(m, rec: dict, candidates: list[str], joint: bool) -> list[floa
 
 def test_easyvqa_mc_offline_with_baseline(tmp_path, mmgpt):
     out = tmp_path / "out"
-    rc = main(["-q", "run", "--model", "tiny-openflamingo", "--ckpt", "tiny-mmgpt", "--tasks", "easyvqa-mc",
-               "--baseline", "tiny-openflamingo", "--limit", "40", "--no-progress", "--output-dir", str(out)])
+    rc = main(
+        [
+            "-q",
+            "run",
+            "--model",
+            "tiny-openflamingo",
+            "--ckpt",
+            "tiny-mmgpt",
+            "--tasks",
+            "easyvqa-mc",
+            "--baseline",
+            "tiny-openflamingo",
+            "--limit",
+            "40",
+            "--no-progress",
+            "--output-dir",
+            str(out),
+        ]
+    )
     assert rc == 0
     run = RunResults.load(out)
     t = run.tasks["easyvqa-mc"]
@@ -128,9 +156,18 @@ def test_hatefulmemes_flags_rocauc_and_resume(tmp_path, data_root, mmgpt):
 
     hm = data_root / "hatefulmemes"
     out = tmp_path / "out"
-    args = ["--tasks", "hatefulmemes", "--output-dir", str(out), "--hatefulmemes-annotations",
-            str(hm / "dev_seen.jsonl"), "--hatefulmemes-images", str(hm / "img"),
-            "--hatefulmemes-train-annotations", str(hm / "train.jsonl")]
+    args = [
+        "--tasks",
+        "hatefulmemes",
+        "--output-dir",
+        str(out),
+        "--hatefulmemes-annotations",
+        str(hm / "dev_seen.jsonl"),
+        "--hatefulmemes-images",
+        str(hm / "img"),
+        "--hatefulmemes-train-annotations",
+        str(hm / "train.jsonl"),
+    ]
     assert _run(*args) == 0
     run = RunResults.load(out)
     t = run.tasks["hatefulmemes"]
@@ -166,8 +203,14 @@ def test_imagenet_data_root_check_and_plain_ranks(tmp_path, data_root, mmgpt, ca
     t = run.tasks["imagenet"]
     recs = run.samples("imagenet")
     assert t.n_samples == 6 and t.breakdown["n_classes_evaluated"] == 3
-    assert [r["references"] for r in recs] == ["tench", "tench", "goldfish", "goldfish", "great white shark",
-                                              "great white shark"]
+    assert [r["references"] for r in recs] == [
+        "tench",
+        "tench",
+        "goldfish",
+        "goldfish",
+        "great white shark",
+        "great white shark",
+    ]
     from mmgpt_eval.taskapi.datasets import imagenet_classnames
 
     names = imagenet_classnames()
@@ -188,8 +231,14 @@ def test_imagenet_data_root_check_and_plain_ranks(tmp_path, data_root, mmgpt, ca
 
 
 def test_zero_shot_without_train_data_says_what_to_do(tmp_path, data_root, capsys):
-    rc = _run("--tasks", "imagenet", "--imagenet-val", str(data_root / "imagenet" / "val"), "--output-dir",
-              str(tmp_path / "o"))
+    rc = _run(
+        "--tasks",
+        "imagenet",
+        "--imagenet-val",
+        str(data_root / "imagenet" / "val"),
+        "--output-dir",
+        str(tmp_path / "o"),
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert "--imagenet-train" in err and "--fewshot-zero-mode none" in err
@@ -197,13 +246,39 @@ def test_zero_shot_without_train_data_says_what_to_do(tmp_path, data_root, capsy
 
 @pytest.mark.slow
 def test_ranking_world_size_2_equals_1(tmp_path, data_root):
-    common = ["-q", "run", "--model", "tiny-openflamingo", "--ckpt", "tiny-mmgpt", "--no-progress", "--no-report",
-              "--tasks", "hatefulmemes,imagenet,easyvqa-mc", "--limit", "5", "--batch-size", "3",
-              "--data-root", str(data_root)]
+    common = [
+        "-q",
+        "run",
+        "--model",
+        "tiny-openflamingo",
+        "--ckpt",
+        "tiny-mmgpt",
+        "--no-progress",
+        "--no-report",
+        "--tasks",
+        "hatefulmemes,imagenet,easyvqa-mc",
+        "--limit",
+        "5",
+        "--batch-size",
+        "3",
+        "--data-root",
+        str(data_root),
+    ]
     assert main(common + ["--output-dir", str(tmp_path / "ws1")]) == 0
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "mmgpt_eval",
-           *common, "--output-dir", str(tmp_path / "ws2")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "mmgpt_eval",
+        *common,
+        "--output-dir",
+        str(tmp_path / "ws2"),
+    ]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = RunResults.load(tmp_path / "ws1"), RunResults.load(tmp_path / "ws2")
@@ -238,7 +313,7 @@ def test_ranking_auto_batch_size_backs_off_on_oom(tmp_path, monkeypatch):
     assert _run(*args, "--batch-size", "3", "--output-dir", str(tmp_path / "b3")) == 0
     monkeypatch.setattr(Ranker, "score_batch", fake_oom)
     assert _run(*args, "--batch-size", "auto", "--output-dir", str(tmp_path / "auto")) == 0
-    assert calls[0] == 10 and max(calls[calls.index(next(c for c in calls if c <= 3)):]) <= 5
+    assert calls[0] == 10 and max(calls[calls.index(next(c for c in calls if c <= 3)) :]) <= 5
     a = RunResults.load(tmp_path / "b3").samples("easyvqa-mc")
     b = RunResults.load(tmp_path / "auto").samples("easyvqa-mc")
     assert [x["prediction"] for x in a] == [x["prediction"] for x in b]

@@ -37,11 +37,26 @@ def _run(*args: str) -> int:
 def _flags(data: dict) -> list[str]:
     """Every file of the three tasks as explicit flags (the same files the data root fills in)."""
     f, t, v = data["flickr30k"], data["textvqa"], data["vizwiz"]
-    return ["--flickr30k-karpathy-json", str(f["karpathy_json"]), "--flickr30k-images", str(f["images"]),
-            "--textvqa-val-json", str(t["val_json"]), "--textvqa-images", str(t["images"]),
-            "--textvqa-train-json", str(t["train_json"]),
-            "--vizwiz-annotations", str(v["annotations"]), "--vizwiz-images", str(v["images"]),
-            "--vizwiz-train-annotations", str(v["train_annotations"]), "--vizwiz-train-images", str(v["train_images"])]
+    return [
+        "--flickr30k-karpathy-json",
+        str(f["karpathy_json"]),
+        "--flickr30k-images",
+        str(f["images"]),
+        "--textvqa-val-json",
+        str(t["val_json"]),
+        "--textvqa-images",
+        str(t["images"]),
+        "--textvqa-train-json",
+        str(t["train_json"]),
+        "--vizwiz-annotations",
+        str(v["annotations"]),
+        "--vizwiz-images",
+        str(v["images"]),
+        "--vizwiz-train-annotations",
+        str(v["train_annotations"]),
+        "--vizwiz-train-images",
+        str(v["train_images"]),
+    ]
 
 
 def _records(run_dir: Path, task: str) -> dict[str, dict]:
@@ -52,7 +67,7 @@ def _records(run_dir: Path, task: str) -> dict[str, dict]:
 def plain_vqa_accuracy(prediction: str, answers: list[str]) -> float:
     """The VQA accuracy as the papers define it: for each of the 10 leave-one-out subsets of the human
     answers, min(#humans in the subset who gave the prediction / 3, 1); the mean over the subsets."""
-    subsets = [answers[:i] + answers[i + 1:] for i in range(len(answers))]
+    subsets = [answers[:i] + answers[i + 1 :] for i in range(len(answers))]
     return sum(min(sum(1 for a in subset if a == prediction) / 3, 1) for subset in subsets) / len(subsets)
 
 
@@ -90,8 +105,12 @@ def pycocoevalcap_scores(gts: dict[str, list[str]], res: dict[str, str]) -> tupl
     out, per = {}, {}
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            for scorer, names in ((Bleu(4), ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4"]), (meteor, ["METEOR"]),
-                                  (Rouge(), ["ROUGE_L"]), (Cider(), ["CIDEr"])):
+            for scorer, names in (
+                (Bleu(4), ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4"]),
+                (meteor, ["METEOR"]),
+                (Rouge(), ["ROUGE_L"]),
+                (Cider(), ["CIDEr"]),
+            ):
                 score, scores = scorer.compute_score(g, r)
                 if len(names) == 1:
                     score, scores = [score], [scores]
@@ -166,10 +185,12 @@ def test_vizwiz_metrics_and_breakdown_equal_the_plain_formula(data, flag_run):
         by_type.setdefault(e["answer_type"], []).append(accs[sid])
         by_answerable.setdefault("answerable" if e["answerable"] else "unanswerable", []).append(accs[sid])
     assert t.breakdown["perAnswerType"] == {
-        k: pytest.approx(round(100 * sum(v) / len(v), 2)) for k, v in by_type.items()}
+        k: pytest.approx(round(100 * sum(v) / len(v), 2)) for k, v in by_type.items()
+    }
     assert t.breakdown["n_by_answer_type"] == {"number": 1, "other": 2, "unanswerable": 1, "yes/no": 1}
     assert t.breakdown["accuracy_by_answerable"] == {
-        k: pytest.approx(round(100 * sum(v) / len(v), 2)) for k, v in by_answerable.items()}
+        k: pytest.approx(round(100 * sum(v) / len(v), 2)) for k, v in by_answerable.items()
+    }
     assert t.breakdown["n_by_answerable"] == {"answerable": 4, "unanswerable": 1}
     assert t.breakdown["normalization"] == "official"
 
@@ -186,17 +207,32 @@ def test_data_root_run_resumes_every_sample(data, flag_run, tmp_path):
         assert t.timing["samples_resumed"] == t.n_samples and t.timing["samples_generated"] == 0, task
         assert t.metrics == before.tasks[task].metrics and t.breakdown == before.tasks[task].breakdown
         assert t.options == before.tasks[task].options
-    assert after.tasks["textvqa"].options["textvqa_val_json"] == str(data["root"] / "textvqa" /
-                                                                    "TextVQA_0.5.1_val.json")
+    assert after.tasks["textvqa"].options["textvqa_val_json"] == str(
+        data["root"] / "textvqa" / "TextVQA_0.5.1_val.json"
+    )
 
 
 def test_textvqa_vqav2_format_files_give_the_same_samples(data, flag_run, tmp_path):
     """OpenFlamingo's VQAv2-format conversion instead of the official JSON: same ids, answers, prompts."""
     t = data["textvqa"]
     out = tmp_path / "out"
-    assert _run("--tasks", "textvqa", "--output-dir", str(out), "--limit", "3", "--textvqa-questions",
-                str(t["questions"]), "--textvqa-annotations", str(t["annotations"]), "--textvqa-images",
-                str(t["images"])) == 0
+    assert (
+        _run(
+            "--tasks",
+            "textvqa",
+            "--output-dir",
+            str(out),
+            "--limit",
+            "3",
+            "--textvqa-questions",
+            str(t["questions"]),
+            "--textvqa-annotations",
+            str(t["annotations"]),
+            "--textvqa-images",
+            str(t["images"]),
+        )
+        == 0
+    )
     res = RunResults.load(out).tasks["textvqa"]
     assert res.breakdown["data_format"] == "vqav2" and res.n_samples == 3 and res.n_available == 6
     official = _records(flag_run, "textvqa")
@@ -207,12 +243,30 @@ def test_textvqa_vqav2_format_files_give_the_same_samples(data, flag_run, tmp_pa
 
 def test_fewshot_of_vqa_with_the_train_files(data, tmp_path):
     out = tmp_path / "out"
-    assert _run("--tasks", "textvqa,vizwiz", "--output-dir", str(out), "--data-root", str(data["root"]), "--limit",
-                "2", "--num-fewshot", "2", "--template", "of-vqa", "--vqa-normalization", "openflamingo") == 0
+    assert (
+        _run(
+            "--tasks",
+            "textvqa,vizwiz",
+            "--output-dir",
+            str(out),
+            "--data-root",
+            str(data["root"]),
+            "--limit",
+            "2",
+            "--num-fewshot",
+            "2",
+            "--template",
+            "of-vqa",
+            "--vqa-normalization",
+            "openflamingo",
+        )
+        == 0
+    )
     r = RunResults.load(out)
     train_answers = {
         "textvqa": {e["answers"][0] for e in json.loads(data["textvqa"]["train_json"].read_text())["data"]},
-        "vizwiz": {e["answers"][0]["answer"] for e in json.loads(data["vizwiz"]["train_annotations"].read_text())}}
+        "vizwiz": {e["answers"][0]["answer"] for e in json.loads(data["vizwiz"]["train_annotations"].read_text())},
+    }
     for task, answers in (("textvqa", data["textvqa"]["answers"]), ("vizwiz", data["vizwiz"]["answers"])):
         t = r.tasks[task]
         assert t.template["name"] == "of-vqa" and t.generation["num_beams"] == 3 and t.n_samples == 2
@@ -220,8 +274,9 @@ def test_fewshot_of_vqa_with_the_train_files(data, tmp_path):
         recs = _records(out, task)
         for rec in recs.values():
             assert rec["prompt"].count("<image>") == 3 and len(rec["images"]) == 3
-            demo_answers = {line.split("Short answer:")[1].split("<|endofchunk|>")[0]
-                            for line in rec["prompt"].splitlines()[:2]}
+            demo_answers = {
+                line.split("Short answer:")[1].split("<|endofchunk|>")[0] for line in rec["prompt"].splitlines()[:2]
+            }
             assert demo_answers <= train_answers[task]
         check_vqa_metrics(recs, {k: answers[k] for k in recs}, t.metrics["accuracy"])
 
@@ -229,29 +284,49 @@ def test_fewshot_of_vqa_with_the_train_files(data, tmp_path):
 @needs_java
 def test_fewshot_of_caption_with_the_train_split(data, tmp_path):
     out = tmp_path / "out"
-    assert _run("--tasks", "flickr30k", "--output-dir", str(out), "--data-root", str(data["root"]), "--limit", "2",
-                "--num-fewshot", "2", "--template", "of-caption", "--max-new-tokens", "8") == 0
+    assert (
+        _run(
+            "--tasks",
+            "flickr30k",
+            "--output-dir",
+            str(out),
+            "--data-root",
+            str(data["root"]),
+            "--limit",
+            "2",
+            "--num-fewshot",
+            "2",
+            "--template",
+            "of-caption",
+            "--max-new-tokens",
+            "8",
+        )
+        == 0
+    )
     t = RunResults.load(out).tasks["flickr30k"]
     assert t.template["name"] == "of-caption" and t.n_samples == 2
     doc = json.loads(data["flickr30k"]["karpathy_json"].read_text())["images"]
     train_captions = {e["sentences"][0]["raw"] for e in doc if e["split"] == "train"}
     for rec in _records(out, "flickr30k").values():
         assert rec["prompt"].count("<image>") == 3 and len(rec["images"]) == 3
-        assert {line.split("Output:")[1].split("<|endofchunk|>")[0] for line in rec["prompt"].splitlines()[:2]} \
-            == train_captions
+        assert {
+            line.split("Output:")[1].split("<|endofchunk|>")[0] for line in rec["prompt"].splitlines()[:2]
+        } == train_captions
 
 
 # ------------------------------------------------------------------------------------------ data check
-@pytest.mark.parametrize("task,missing,source", [
-    ("flickr30k", "flickr30k/dataset_flickr30k.json", "cs.stanford.edu/people/karpathy/deepimagesent"),
-    ("flickr30k", "flickr30k/flickr30k-images", "shannon.cs.illinois.edu/DenotationGraph"),
-    ("textvqa", "textvqa/TextVQA_0.5.1_val.json", "textvqa.org/dataset"),
-    ("textvqa", "textvqa/train_images", "textvqa.org/dataset"),
-    ("vizwiz", "vizwiz/val.json", "vizwiz.org/tasks-and-datasets/vqa"),
-    ("vizwiz", "vizwiz/val", "vizwiz.org/tasks-and-datasets/vqa"),
-])
-def test_data_check_names_the_missing_file_and_its_source(data, tmp_path, monkeypatch, capsys, task, missing,
-                                                          source):
+@pytest.mark.parametrize(
+    "task,missing,source",
+    [
+        ("flickr30k", "flickr30k/dataset_flickr30k.json", "cs.stanford.edu/people/karpathy/deepimagesent"),
+        ("flickr30k", "flickr30k/flickr30k-images", "shannon.cs.illinois.edu/DenotationGraph"),
+        ("textvqa", "textvqa/TextVQA_0.5.1_val.json", "textvqa.org/dataset"),
+        ("textvqa", "textvqa/train_images", "textvqa.org/dataset"),
+        ("vizwiz", "vizwiz/val.json", "vizwiz.org/tasks-and-datasets/vqa"),
+        ("vizwiz", "vizwiz/val", "vizwiz.org/tasks-and-datasets/vqa"),
+    ],
+)
+def test_data_check_names_the_missing_file_and_its_source(data, tmp_path, monkeypatch, capsys, task, missing, source):
     from mmgpt_eval.datapaths import check
     from mmgpt_eval.taskregistry import discover
 
@@ -280,8 +355,12 @@ def test_train_files_are_optional(tmp_path, capsys):
     assert main(["data", "check", "--tasks", "vizwiz,textvqa", "--data-root", str(tmp_path)]) == 0
     assert "all required files present" in capsys.readouterr().out
     tasks = discover()
-    absent = [(r["option"], r["required"]) for name in ("vizwiz", "textvqa") for r in check(tasks[name]({}), tmp_path)
-              if not r["present"]]
+    absent = [
+        (r["option"], r["required"])
+        for name in ("vizwiz", "textvqa")
+        for r in check(tasks[name]({}), tmp_path)
+        if not r["present"]
+    ]
     assert absent == [("vizwiz_train_annotations", False), ("textvqa_train_json", False)]
 
 
@@ -333,55 +412,114 @@ def _bad_cases(root: Path, d: dict) -> dict[str, tuple[list[str], list[str]]]:
     vz = ["--tasks", "vizwiz", "--vizwiz-images", str(v["images"])]
     fk = ["--tasks", "flickr30k", "--flickr30k-images", str(f["images"])]
     return {
-        "textvqa-both-forms": (tv + ["--textvqa-val-json", str(t["val_json"]), "--textvqa-questions",
-                                     str(t["questions"]), "--textvqa-annotations", str(t["annotations"])],
-                               ["--textvqa-val-json", "not both"]),
-        "textvqa-questions-only": (tv + ["--textvqa-questions", str(t["questions"])],
-                                   ["--textvqa-annotations", "pair"]),
-        "textvqa-annotations-only-with-root": (["--tasks", "textvqa", "--data-root", str(d["root"]),
-                                                "--textvqa-annotations", str(t["annotations"])],
-                                               ["--textvqa-questions", "pair"]),
-        "textvqa-nothing": (["--tasks", "textvqa", "--data-root", str(root / "empty")],
-                            [str(root / "empty" / "textvqa" / "TextVQA_0.5.1_val.json"), "not found", "data check"]),
-        "textvqa-test-split": (tv + ["--textvqa-val-json", str(root / "textvqa_test.json")],
-                               ["textvqa_test.json", "no 'answers'", "test split"]),
-        "textvqa-duplicate-id": (tv + ["--textvqa-val-json", str(root / "textvqa_dup.json")],
-                                 ["textvqa_dup.json", "duplicate question_id 34602"]),
-        "textvqa-missing-image": (tv + ["--textvqa-val-json", str(root / "textvqa_noimage.json")],
-                                  ["ffffffffffffffff.jpg", "question_id 34603"]),
-        "textvqa-image-outside": (tv + ["--textvqa-val-json", str(root / "textvqa_escape.json")],
-                                  ["textvqa_escape.json", "leaves the folder"]),
-        "textvqa-fewshot-without-train": (tv + ["--textvqa-val-json", str(t["val_json"]), "--template", "of-vqa",
-                                                "--num-fewshot", "2"], ["--textvqa-train-json"]),
-        "vizwiz-duplicate-image": (vz + ["--vizwiz-annotations", str(root / "vizwiz_dup.json")],
-                                   ["vizwiz_dup.json", "share the image", "VizWiz_val_00000000.jpg"]),
-        "vizwiz-test-split": (vz + ["--vizwiz-annotations", str(root / "vizwiz_test.json")],
-                              ["vizwiz_test.json", "no 'answers'"]),
-        "vizwiz-missing-image": (vz + ["--vizwiz-annotations", str(root / "vizwiz_noimage.json")],
-                                 ["VizWiz_val_00000099.jpg", "entry 2"]),
-        "vizwiz-not-a-list": (vz + ["--vizwiz-annotations", str(root / "vizwiz_dict.json")],
-                              ["vizwiz_dict.json", "a list"]),
-        "vizwiz-bad-normalization": (vz + ["--vizwiz-annotations", str(v["annotations"]), "--vqa-normalization",
-                                           "loose"], ["--vqa-normalization", "loose"]),
-        "vizwiz-fewshot-without-train": (vz + ["--vizwiz-annotations", str(v["annotations"]), "--template",
-                                               "of-vqa", "--num-fewshot", "2"], ["--vizwiz-train-annotations"]),
-        "flickr30k-missing-image": (fk + ["--flickr30k-karpathy-json", str(root / "flickr_noimage.json")],
-                                    ["404.jpg", "not found"]),
-        "flickr30k-absolute-image": (fk + ["--flickr30k-karpathy-json", str(root / "flickr_absolute.json")],
-                                     ["flickr_absolute.json", "/etc/hosts", "absolute"]),
-        "flickr30k-no-such-split": (fk + ["--flickr30k-karpathy-json", str(f["karpathy_json"]), "--flickr30k-split",
-                                          "testing"], ["no images in split 'testing'"]),
-        "flickr30k-wrong-template": (fk + ["--flickr30k-karpathy-json", str(f["karpathy_json"]), "--template",
-                                           "of-vqa"], ["of-vqa", "of-caption"]),
+        "textvqa-both-forms": (
+            tv
+            + [
+                "--textvqa-val-json",
+                str(t["val_json"]),
+                "--textvqa-questions",
+                str(t["questions"]),
+                "--textvqa-annotations",
+                str(t["annotations"]),
+            ],
+            ["--textvqa-val-json", "not both"],
+        ),
+        "textvqa-questions-only": (
+            tv + ["--textvqa-questions", str(t["questions"])],
+            ["--textvqa-annotations", "pair"],
+        ),
+        "textvqa-annotations-only-with-root": (
+            ["--tasks", "textvqa", "--data-root", str(d["root"]), "--textvqa-annotations", str(t["annotations"])],
+            ["--textvqa-questions", "pair"],
+        ),
+        "textvqa-nothing": (
+            ["--tasks", "textvqa", "--data-root", str(root / "empty")],
+            [str(root / "empty" / "textvqa" / "TextVQA_0.5.1_val.json"), "not found", "data check"],
+        ),
+        "textvqa-test-split": (
+            tv + ["--textvqa-val-json", str(root / "textvqa_test.json")],
+            ["textvqa_test.json", "no 'answers'", "test split"],
+        ),
+        "textvqa-duplicate-id": (
+            tv + ["--textvqa-val-json", str(root / "textvqa_dup.json")],
+            ["textvqa_dup.json", "duplicate question_id 34602"],
+        ),
+        "textvqa-missing-image": (
+            tv + ["--textvqa-val-json", str(root / "textvqa_noimage.json")],
+            ["ffffffffffffffff.jpg", "question_id 34603"],
+        ),
+        "textvqa-image-outside": (
+            tv + ["--textvqa-val-json", str(root / "textvqa_escape.json")],
+            ["textvqa_escape.json", "leaves the folder"],
+        ),
+        "textvqa-fewshot-without-train": (
+            tv + ["--textvqa-val-json", str(t["val_json"]), "--template", "of-vqa", "--num-fewshot", "2"],
+            ["--textvqa-train-json"],
+        ),
+        "vizwiz-duplicate-image": (
+            vz + ["--vizwiz-annotations", str(root / "vizwiz_dup.json")],
+            ["vizwiz_dup.json", "share the image", "VizWiz_val_00000000.jpg"],
+        ),
+        "vizwiz-test-split": (
+            vz + ["--vizwiz-annotations", str(root / "vizwiz_test.json")],
+            ["vizwiz_test.json", "no 'answers'"],
+        ),
+        "vizwiz-missing-image": (
+            vz + ["--vizwiz-annotations", str(root / "vizwiz_noimage.json")],
+            ["VizWiz_val_00000099.jpg", "entry 2"],
+        ),
+        "vizwiz-not-a-list": (
+            vz + ["--vizwiz-annotations", str(root / "vizwiz_dict.json")],
+            ["vizwiz_dict.json", "a list"],
+        ),
+        "vizwiz-bad-normalization": (
+            vz + ["--vizwiz-annotations", str(v["annotations"]), "--vqa-normalization", "loose"],
+            ["--vqa-normalization", "loose"],
+        ),
+        "vizwiz-fewshot-without-train": (
+            vz + ["--vizwiz-annotations", str(v["annotations"]), "--template", "of-vqa", "--num-fewshot", "2"],
+            ["--vizwiz-train-annotations"],
+        ),
+        "flickr30k-missing-image": (
+            fk + ["--flickr30k-karpathy-json", str(root / "flickr_noimage.json")],
+            ["404.jpg", "not found"],
+        ),
+        "flickr30k-absolute-image": (
+            fk + ["--flickr30k-karpathy-json", str(root / "flickr_absolute.json")],
+            ["flickr_absolute.json", "/etc/hosts", "absolute"],
+        ),
+        "flickr30k-no-such-split": (
+            fk + ["--flickr30k-karpathy-json", str(f["karpathy_json"]), "--flickr30k-split", "testing"],
+            ["no images in split 'testing'"],
+        ),
+        "flickr30k-wrong-template": (
+            fk + ["--flickr30k-karpathy-json", str(f["karpathy_json"]), "--template", "of-vqa"],
+            ["of-vqa", "of-caption"],
+        ),
     }
 
 
-BAD_CASES = ["textvqa-both-forms", "textvqa-questions-only", "textvqa-annotations-only-with-root", "textvqa-nothing",
-             "textvqa-test-split", "textvqa-duplicate-id", "textvqa-missing-image", "textvqa-image-outside",
-             "textvqa-fewshot-without-train", "vizwiz-duplicate-image", "vizwiz-test-split", "vizwiz-missing-image",
-             "vizwiz-not-a-list", "vizwiz-bad-normalization", "vizwiz-fewshot-without-train",
-             "flickr30k-missing-image", "flickr30k-absolute-image", "flickr30k-no-such-split",
-             "flickr30k-wrong-template"]
+BAD_CASES = [
+    "textvqa-both-forms",
+    "textvqa-questions-only",
+    "textvqa-annotations-only-with-root",
+    "textvqa-nothing",
+    "textvqa-test-split",
+    "textvqa-duplicate-id",
+    "textvqa-missing-image",
+    "textvqa-image-outside",
+    "textvqa-fewshot-without-train",
+    "vizwiz-duplicate-image",
+    "vizwiz-test-split",
+    "vizwiz-missing-image",
+    "vizwiz-not-a-list",
+    "vizwiz-bad-normalization",
+    "vizwiz-fewshot-without-train",
+    "flickr30k-missing-image",
+    "flickr30k-absolute-image",
+    "flickr30k-no-such-split",
+    "flickr30k-wrong-template",
+]
 
 
 @pytest.mark.parametrize("name", BAD_CASES)
@@ -432,9 +570,27 @@ def test_torchrun_two_processes_equal_one(data, flag_run, tmp_path):
     run with flags."""
     out = tmp_path / "ws2"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "mmgpt_eval",
-           "-q", "run", *MODEL, "--tasks", ",".join(RUN_TASKS), "--no-progress", "--no-report", "--data-root",
-           str(data["root"]), "--output-dir", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "mmgpt_eval",
+        "-q",
+        "run",
+        *MODEL,
+        "--tasks",
+        ",".join(RUN_TASKS),
+        "--no-progress",
+        "--no-report",
+        "--data-root",
+        str(data["root"]),
+        "--output-dir",
+        str(out),
+    ]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     ws1, ws2 = RunResults.load(flag_run), RunResults.load(out)

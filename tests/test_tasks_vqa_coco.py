@@ -21,9 +21,25 @@ def vqa_data(tmp_path_factory):
 @pytest.mark.parametrize("task,flag", [("vqa", "vqav2"), ("okvqa", "okvqa")])
 def test_vqa_task(vqa_data, tmp_path, task, flag):
     out = tmp_path / "out"
-    rc = main(["-q", "run", "--model", "tiny", "--tasks", task, "--output-dir", str(out), "--no-progress",
-               f"--{flag}-questions", str(vqa_data["questions"]), f"--{flag}-annotations",
-               str(vqa_data["annotations"]), f"--{flag}-images", str(vqa_data["images"])])
+    rc = main(
+        [
+            "-q",
+            "run",
+            "--model",
+            "tiny",
+            "--tasks",
+            task,
+            "--output-dir",
+            str(out),
+            "--no-progress",
+            f"--{flag}-questions",
+            str(vqa_data["questions"]),
+            f"--{flag}-annotations",
+            str(vqa_data["annotations"]),
+            f"--{flag}-images",
+            str(vqa_data["images"]),
+        ]
+    )
     assert rc == 0
     r = RunResults.load(out)
     name = "vqav2" if task == "vqa" else "okvqa"
@@ -32,7 +48,11 @@ def test_vqa_task(vqa_data, tmp_path, task, flag):
     assert t.n_samples == 12 and len(recs) == 12
     mean = sum(x["metrics"]["accuracy"] for x in recs) / len(recs)
     assert t.metrics["accuracy"] == round(100 * mean, 2)
-    assert t.breakdown["normalization"] == "official" and set(t.breakdown["perAnswerType"]) <= {"number", "yes/no", "other"}
+    assert t.breakdown["normalization"] == "official" and set(t.breakdown["perAnswerType"]) <= {
+        "number",
+        "yes/no",
+        "other",
+    }
     # equal to scoring the logged predictions with the official scorer directly
     q = json.loads(vqa_data["questions"].read_text())["questions"]
     a = json.loads(vqa_data["annotations"].read_text())["annotations"]
@@ -42,10 +62,33 @@ def test_vqa_task(vqa_data, tmp_path, task, flag):
 
 def test_vqa_openflamingo_mode_and_fewshot_template(vqa_data, tmp_path):
     out = tmp_path / "out"
-    rc = main(["-q", "run", "--model", "tiny", "--tasks", "vqav2", "--output-dir", str(out), "--no-progress",
-               "--vqav2-questions", str(vqa_data["questions"]), "--vqav2-annotations", str(vqa_data["annotations"]),
-               "--vqav2-images", str(vqa_data["images"]), "--vqa-normalization", "openflamingo",
-               "--template", "of-vqa", "--fewshot-zero-mode", "none", "--limit", "4"])
+    rc = main(
+        [
+            "-q",
+            "run",
+            "--model",
+            "tiny",
+            "--tasks",
+            "vqav2",
+            "--output-dir",
+            str(out),
+            "--no-progress",
+            "--vqav2-questions",
+            str(vqa_data["questions"]),
+            "--vqav2-annotations",
+            str(vqa_data["annotations"]),
+            "--vqav2-images",
+            str(vqa_data["images"]),
+            "--vqa-normalization",
+            "openflamingo",
+            "--template",
+            "of-vqa",
+            "--fewshot-zero-mode",
+            "none",
+            "--limit",
+            "4",
+        ]
+    )
     assert rc == 0
     t = RunResults.load(out).tasks["vqav2"]
     assert t.breakdown["normalization"] == "openflamingo" and t.template["name"] == "of-vqa"
@@ -56,8 +99,21 @@ def test_vqa_missing_data_fails_before_model_load(tmp_path, capsys, monkeypatch)
     import mmgpt_eval.api as api
 
     monkeypatch.setattr(api, "load", lambda *a, **k: pytest.fail("model loaded before data check"))
-    rc = main(["run", "--tasks", "vqa", "--output-dir", str(tmp_path), "--vqav2-questions", str(tmp_path / "q.json"),
-               "--vqav2-annotations", str(tmp_path / "a.json"), "--vqav2-images", str(tmp_path)])
+    rc = main(
+        [
+            "run",
+            "--tasks",
+            "vqa",
+            "--output-dir",
+            str(tmp_path),
+            "--vqav2-questions",
+            str(tmp_path / "q.json"),
+            "--vqav2-annotations",
+            str(tmp_path / "a.json"),
+            "--vqav2-images",
+            str(tmp_path),
+        ]
+    )
     assert rc == 2 and "q.json: vqav2 questions not found" in capsys.readouterr().err
     rc = main(["run", "--tasks", "vqa", "--output-dir", str(tmp_path), "--data-root", str(tmp_path / "nothing")])
     err = capsys.readouterr().err
@@ -68,9 +124,25 @@ def test_vqa_missing_data_fails_before_model_load(tmp_path, capsys, monkeypatch)
 def test_coco_task(tmp_path):
     data = make_coco_dataset(tmp_path / "coco")
     out = tmp_path / "out"
-    rc = main(["-q", "run", "--model", "tiny", "--tasks", "coco", "--output-dir", str(out), "--no-progress",
-               "--coco-karpathy-json", str(data["karpathy_json"]), "--coco-images", str(data["images"]),
-               "--max-new-tokens", "8"])
+    rc = main(
+        [
+            "-q",
+            "run",
+            "--model",
+            "tiny",
+            "--tasks",
+            "coco",
+            "--output-dir",
+            str(out),
+            "--no-progress",
+            "--coco-karpathy-json",
+            str(data["karpathy_json"]),
+            "--coco-images",
+            str(data["images"]),
+            "--max-new-tokens",
+            "8",
+        ]
+    )
     assert rc == 0
     r = RunResults.load(out)
     t = r.tasks["coco"]

@@ -24,17 +24,25 @@ from mmgpt_eval.trackers import Target, log_to_trackers, parse_targets
 
 HAVE_MLFLOW = importlib.util.find_spec("mlflow") is not None
 HAVE_WANDB = importlib.util.find_spec("wandb") is not None
-needs_mlflow = pytest.mark.skipif(not HAVE_MLFLOW, reason="optional extra mmgpt-eval[mlflow] (mlflow-skinny) "
-                                                          "not installed")
+needs_mlflow = pytest.mark.skipif(
+    not HAVE_MLFLOW, reason="optional extra mmgpt-eval[mlflow] (mlflow-skinny) not installed"
+)
 needs_wandb = pytest.mark.skipif(not HAVE_WANDB, reason="optional extra mmgpt-eval[wandb] not installed")
 TASKS = ("easyvqa", "dialog")  # one single-request task, one multi-turn task (records with outputs)
 
 
 # ------------------------------------------------------------------------------------------ helpers
 def _wandb_env(root: Path) -> dict[str, str]:
-    return {"WANDB_MODE": "offline", "WANDB_DIR": str(root), "WANDB_DATA_DIR": str(root / "data"),
-            "WANDB_CACHE_DIR": str(root / "cache"), "WANDB_CONFIG_DIR": str(root / "config"), "WANDB_SILENT": "true",
-            "WANDB_DISABLE_GIT": "true", "WANDB_ERROR_REPORTING": "false"}
+    return {
+        "WANDB_MODE": "offline",
+        "WANDB_DIR": str(root),
+        "WANDB_DATA_DIR": str(root / "data"),
+        "WANDB_CACHE_DIR": str(root / "cache"),
+        "WANDB_CONFIG_DIR": str(root / "config"),
+        "WANDB_SILENT": "true",
+        "WANDB_DISABLE_GIT": "true",
+        "WANDB_ERROR_REPORTING": "false",
+    }
 
 
 def _wandb_records(run_dir: Path) -> list:
@@ -51,11 +59,11 @@ def _wandb_records(run_dir: Path) -> list:
         if left < 7:  # block trailer padding
             pos += left
             continue
-        _, n, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        _, n, kind = struct.unpack("<IHB", data[pos : pos + 7])
         if n == 0 and kind == 0:
             pos += left
             continue
-        chunk, pos = data[pos + 7:pos + 7 + n], pos + 7 + n
+        chunk, pos = data[pos + 7 : pos + 7 + n], pos + 7 + n
         if kind in (1, 4):
             rec = pb.Record()
             rec.ParseFromString(pending + chunk)
@@ -76,8 +84,12 @@ def _items(updates) -> dict[str, object]:
 
 
 def _expected_metrics(res: dict) -> dict[str, float]:
-    return {f"{t}/{m}": float(v) for t, tr in res["tasks"].items() for m, v in tr["metrics"].items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {
+        f"{t}/{m}": float(v)
+        for t, tr in res["tasks"].items()
+        for m, v in tr["metrics"].items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
 
 
 # ------------------------------------------------------------------------------------------ a real run
@@ -96,8 +108,27 @@ def logged_run(tmp_path_factory):
     targets = ([f"mlflow:file:{root / 'mlruns'}"] if HAVE_MLFLOW else []) + (["wandb:mmgpt-test"] if HAVE_WANDB else [])
     out = root / "out"
     try:
-        rc = main(["-q", "run", "--model", "tiny", "--device", "cpu", "--tasks", ",".join(TASKS), "--limit", "3",
-                   "--max-new-tokens", "4", "--output-dir", str(out), "--no-progress", "--log-to", ",".join(targets)])
+        rc = main(
+            [
+                "-q",
+                "run",
+                "--model",
+                "tiny",
+                "--device",
+                "cpu",
+                "--tasks",
+                ",".join(TASKS),
+                "--limit",
+                "3",
+                "--max-new-tokens",
+                "4",
+                "--output-dir",
+                str(out),
+                "--no-progress",
+                "--log-to",
+                ",".join(targets),
+            ]
+        )
         allow_left_set = os.environ.get("MLFLOW_ALLOW_FILE_STORE")
     finally:
         if HAVE_WANDB:
@@ -106,8 +137,12 @@ def logged_run(tmp_path_factory):
             wandb.teardown()
         mp.undo()
     assert rc == 0
-    return {"root": root, "out": out, "results": json.loads((out / "results.json").read_text()),
-            "allow_left_set": allow_left_set}
+    return {
+        "root": root,
+        "out": out,
+        "results": json.loads((out / "results.json").read_text()),
+        "allow_left_set": allow_left_set,
+    }
 
 
 @needs_mlflow
@@ -183,8 +218,9 @@ def test_wandb_offline_run_gets_config_metrics_tables_and_report(logged_run):
         assert [r["id"] for r in rows] == [s["id"] for s in samples]
         assert [r["prediction"] for r in rows] == [s["prediction"] for s in samples]
     # the report and results.json as one artifact; W&B's manifest digest is the file's base64 MD5
-    arts = [r.artifact for r in recs
-            if r.WhichOneof("record_type") == "artifact" and r.artifact.type == "mmgpt-eval-report"]
+    arts = [
+        r.artifact for r in recs if r.WhichOneof("record_type") == "artifact" and r.artifact.type == "mmgpt-eval-report"
+    ]
     assert len(arts) == 1
     files = {c.path: c.digest for c in arts[0].manifest.contents}
     for name in ("report.html", "results.json"):
@@ -202,8 +238,14 @@ def test_a_checkpoint_series_is_one_mlflow_run_with_steps(tmp_path, monkeypatch)
         name = f"checkpoint_{step}"
         r = RunResults.load(make_run(tmp_path / "series" / name, {"exact": vals}, step=step))
         runs.append(r)
-        entries.append({"checkpoint": f"/ck/{name}.pt", "name": name, "step": float(step),
-                        "metrics": {t: tr.metrics for t, tr in r.tasks.items()}})
+        entries.append(
+            {
+                "checkpoint": f"/ck/{name}.pt",
+                "name": name,
+                "step": float(step),
+                "metrics": {t: tr.metrics for t, tr in r.tasks.items()},
+            }
+        )
     (tmp_path / "series" / "series.json").write_text("{}")
     series = SeriesResults(runs=runs, entries=entries, path=tmp_path / "series" / "series.json")
     uri = (tmp_path / "mlruns").as_uri()
@@ -241,8 +283,21 @@ def test_a_missing_extra_is_one_line_before_the_model_loads(kind, tmp_path, caps
 
     monkeypatch.setitem(__import__("sys").modules, kind, None)  # as if not installed
     monkeypatch.setattr(api, "load", lambda *a, **k: pytest.fail("model loaded before the tracker check"))
-    rc = main(["run", "--model", "tiny", "--tasks", "easyvqa", "--limit", "2", "--output-dir", str(tmp_path / "o"),
-               "--log-to", kind])
+    rc = main(
+        [
+            "run",
+            "--model",
+            "tiny",
+            "--tasks",
+            "easyvqa",
+            "--limit",
+            "2",
+            "--output-dir",
+            str(tmp_path / "o"),
+            "--log-to",
+            kind,
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and f"pip install 'mmgpt-eval[{kind}]'" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
@@ -254,8 +309,21 @@ def test_an_unusable_mlflow_store_fails_before_the_model_loads(tmp_path, capsys,
     import mmgpt_eval.api as api
 
     monkeypatch.setattr(api, "load", lambda *a, **k: pytest.fail("model loaded before the tracker check"))
-    rc = main(["run", "--model", "tiny", "--tasks", "easyvqa", "--limit", "2", "--output-dir", str(tmp_path / "o"),
-               "--log-to", "mlflow:nosuchscheme://x"])
+    rc = main(
+        [
+            "run",
+            "--model",
+            "tiny",
+            "--tasks",
+            "easyvqa",
+            "--limit",
+            "2",
+            "--output-dir",
+            str(tmp_path / "o"),
+            "--log-to",
+            "mlflow:nosuchscheme://x",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "cannot open the tracking store nosuchscheme://x" in err and "Traceback" not in err
 

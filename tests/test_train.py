@@ -29,14 +29,22 @@ def _img(path: Path):
 
 def test_llava_dialog_pairs_turns_correctly(tmp_path):
     _img(tmp_path / "imgs" / "a.jpg")
-    conv = [{"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "A red square."},
-            {"from": "human", "value": "Why red?"}, {"from": "gpt", "value": "It was painted red."},
-            {"from": "human", "value": "Thanks"}, {"from": "gpt", "value": "You are welcome."}]
+    conv = [
+        {"from": "human", "value": "<image>\nWhat is it?"},
+        {"from": "gpt", "value": "A red square."},
+        {"from": "human", "value": "Why red?"},
+        {"from": "gpt", "value": "It was painted red."},
+        {"from": "human", "value": "Thanks"},
+        {"from": "gpt", "value": "You are welcome."},
+    ]
     (tmp_path / "conversation_58k.json").write_text(json.dumps([{"id": "1", "image": "a.jpg", "conversations": conv}]))
     ex = D.llava_dialog(tmp_path / "conversation_58k.json", tmp_path / "imgs")[0]
     # MultiModal-GPT's DialDataset paired (H0,G0), (G0,H1), (H1,G1) and dropped the tail
-    assert ex.turns == [("What is it?", "A red square."), ("Why red?", "It was painted red."),
-                        ("Thanks", "You are welcome.")]
+    assert ex.turns == [
+        ("What is it?", "A red square."),
+        ("Why red?", "It was painted red."),
+        ("Thanks", "You are welcome."),
+    ]
     single = tmp_path / "detail_23k.json"
     single.write_text(json.dumps([{"id": "2", "image": "a.jpg", "conversations": conv[:2]}]))
     assert D.llava_single(single, tmp_path / "imgs")[0].turns == [("What is it?", "A red square.")]
@@ -44,28 +52,51 @@ def test_llava_dialog_pairs_turns_correctly(tmp_path):
 
 def test_paper_dataset_adapters(tmp_path):
     _img(tmp_path / "cc" / "image" / "7.jpg")
-    (tmp_path / "cc" / "filter_cap.json").write_text(json.dumps({"annotations": [{"image_id": "7", "caption": "A cat."}]}))
+    (tmp_path / "cc" / "filter_cap.json").write_text(
+        json.dumps({"annotations": [{"image_id": "7", "caption": "A cat."}]})
+    )
     assert D.cc_sbu_align(tmp_path / "cc")[0].turns[0][1] == "A cat."
     _img(tmp_path / "coco" / "000000000009.jpg")
-    (tmp_path / "aok.json").write_text(json.dumps([{"question_id": "q", "image_id": 9, "question": "What?",
-                                                   "choices": ["a", "b"], "correct_choice_idx": 1,
-                                                   "rationales": ["First.", "Second."]}]))
+    (tmp_path / "aok.json").write_text(
+        json.dumps(
+            [
+                {
+                    "question_id": "q",
+                    "image_id": 9,
+                    "question": "What?",
+                    "choices": ["a", "b"],
+                    "correct_choice_idx": 1,
+                    "rationales": ["First.", "Second."],
+                }
+            ]
+        )
+    )
     q, a = D.aokvqa(tmp_path / "aok.json", tmp_path / "coco")[0].turns[0]
     assert q.startswith("What? ") and a == "The answer is b. Because First. Second."
     _img(tmp_path / "k" / "train2014" / "x.jpg")
-    (tmp_path / "karpathy.json").write_text(json.dumps({"images": [
-        {"split": "train", "filepath": "train2014", "filename": "x.jpg", "sentences": [{"raw": "a dog."}]},
-        {"split": "test", "filepath": "train2014", "filename": "x.jpg", "sentences": [{"raw": "no."}]}]}))
+    (tmp_path / "karpathy.json").write_text(
+        json.dumps(
+            {
+                "images": [
+                    {"split": "train", "filepath": "train2014", "filename": "x.jpg", "sentences": [{"raw": "a dog."}]},
+                    {"split": "test", "filepath": "train2014", "filename": "x.jpg", "sentences": [{"raw": "no."}]},
+                ]
+            }
+        )
+    )
     assert [e.turns[0][1] for e in D.coco_karpathy(tmp_path / "karpathy.json", tmp_path / "k")] == ["a dog."]
     _img(tmp_path / "ocr" / "11.jpg")
     (tmp_path / "ocr.json").write_text(json.dumps({"11": {"questions": ["Title?"], "answers": ["Moby Dick"]}}))
     assert D.ocr_vqa(tmp_path / "ocr.json", tmp_path / "ocr")[0].turns == [("Title?", "Moby Dick")]
-    (tmp_path / "dolly.jsonl").write_text(json.dumps({"instruction": "Sum up", "context": "ctx", "response": "ok"}) + "\n")
+    (tmp_path / "dolly.jsonl").write_text(
+        json.dumps({"instruction": "Sum up", "context": "ctx", "response": "ok"}) + "\n"
+    )
     assert D.dolly(tmp_path / "dolly.jsonl")[0].turns == [("Sum up\n\n### Input:\nctx", "ok")]
     (tmp_path / "alpaca.json").write_text(json.dumps([{"instruction": "Hi", "input": "", "output": "Hello there."}]))
     assert D.alpaca_gpt4(tmp_path / "alpaca.json")[0].kind == "lang"
-    (tmp_path / "baize.json").write_text(json.dumps([{"input": "The conversation.\n[|Human|] Q1\n[|AI|] A1\n"
-                                                                "[|Human|] Q2\n[|AI|] A2\n[|Human|] "}]))
+    (tmp_path / "baize.json").write_text(
+        json.dumps([{"input": "The conversation.\n[|Human|] Q1\n[|AI|] A1\n[|Human|] Q2\n[|AI|] A2\n[|Human|] "}])
+    )
     assert D.baize(tmp_path / "baize.json")[0].turns == [("Q1", "A1"), ("Q2", "A2")]
     with pytest.raises(UserError, match="dataset dolly: expected file not found"):
         D.dolly(tmp_path / "missing.jsonl")
@@ -168,8 +199,22 @@ def test_torchrun_two_processes_equal_one(tmp_path):
     two = _recipe(tmp_path, "two", steps=3, batch=2)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     run_training(load_config(one))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-           "mmgpt_eval", "-q", "train", "--config", str(two), "--threads", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "mmgpt_eval",
+        "-q",
+        "train",
+        "--config",
+        str(two),
+        "--threads",
+        "1",
+    ]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((tmp_path / "two" / "train_summary.json").read_text())["world_size"] == 2
@@ -203,10 +248,12 @@ def test_loss_reductions():
     torch.manual_seed(0)
     logits = torch.randn(2, 6, 11)
     labels = torch.tensor([[-100, -100, 3, 4, 5, 6], [-100, -100, -100, -100, -100, 7]])
-    per_tok = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1),
-                                                ignore_index=-100, reduction="none").view(2, 5)
-    hf_mean = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1),
-                                                ignore_index=-100)
+    per_tok = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1), ignore_index=-100, reduction="none"
+    ).view(2, 5)
+    hf_mean = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1), ignore_index=-100
+    )
     torch.testing.assert_close(sequence_loss(logits, labels, "token") / 5, hf_mean)
     seq = per_tok[0, 1:].mean() + per_tok[1, 4]
     torch.testing.assert_close(sequence_loss(logits, labels, "sequence"), seq)
@@ -262,9 +309,11 @@ def test_training_is_bitwise_repeatable(tmp_path, monkeypatch):
 
     seen: list[bool] = []
     forward = TrainStep.forward
-    monkeypatch.setattr(TrainStep, "forward",
-                        lambda self, *a, **k: seen.append(torch.are_deterministic_algorithms_enabled())
-                        or forward(self, *a, **k))
+    monkeypatch.setattr(
+        TrainStep,
+        "forward",
+        lambda self, *a, **k: seen.append(torch.are_deterministic_algorithms_enabled()) or forward(self, *a, **k),
+    )
     before = torch.are_deterministic_algorithms_enabled()
     for name in ("a", "b"):
         run_training(load_config(_pretrain_recipe(tmp_path, name, "cpu")))

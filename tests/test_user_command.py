@@ -46,8 +46,18 @@ def ckpt(tmp_path_factory):
 @pytest.mark.slow
 def test_the_users_command(data_root, ckpt, tmp_path):
     out = tmp_path / "out"
-    cmd = [str(Path(sys.executable).parent / "mmgpt-eval"), "run", "--ckpt", str(ckpt), "--tasks", "coco,vqa,dialog",
-           "--data-root", str(data_root), "--output-dir", str(out)]
+    cmd = [
+        str(Path(sys.executable).parent / "mmgpt-eval"),
+        "run",
+        "--ckpt",
+        str(ckpt),
+        "--tasks",
+        "coco,vqa,dialog",
+        "--data-root",
+        str(data_root),
+        "--output-dir",
+        str(out),
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
     r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -67,8 +77,19 @@ def test_missing_data_fails_before_the_model_loads(tmp_path, ckpt, capsys, monke
     import mmgpt_eval.api as api
 
     monkeypatch.setattr(api, "load", lambda *a, **k: pytest.fail("model loaded before the data check"))
-    rc = main(["run", "--ckpt", str(ckpt), "--tasks", "coco,vqa,dialog", "--data-root", str(tmp_path / "empty"),
-               "--output-dir", str(tmp_path / "o")])
+    rc = main(
+        [
+            "run",
+            "--ckpt",
+            str(ckpt),
+            "--tasks",
+            "coco,vqa,dialog",
+            "--data-root",
+            str(tmp_path / "empty"),
+            "--output-dir",
+            str(tmp_path / "o"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and str(tmp_path / "empty") in err and "not found" in err
 
@@ -93,8 +114,10 @@ def test_data_root_from_environment(data_root, monkeypatch):
 
 def test_run_config_file(data_root, ckpt, tmp_path):
     cfg = tmp_path / "ci.toml"
-    cfg.write_text(f'ckpt = "{ckpt}"\ntasks = ["vqa"]\ndata_root = "{data_root}"\nlimit = 3\n'
-                   f'output_dir = "out"\nno_progress = true\nno_report = true\n[vqav2]\n')
+    cfg.write_text(
+        f'ckpt = "{ckpt}"\ntasks = ["vqa"]\ndata_root = "{data_root}"\nlimit = 3\n'
+        f'output_dir = "out"\nno_progress = true\nno_report = true\n[vqav2]\n'
+    )
     assert main(["-q", "run", "--config", str(cfg)]) == 0
     r = json.loads((tmp_path / "out" / "results.json").read_text())
     assert r["tasks"]["vqav2"]["n_samples"] == 3

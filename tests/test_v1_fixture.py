@@ -61,8 +61,9 @@ def test_logits(variant, lora, base):
     enc, px = _vision_inputs(m)
     with torch.no_grad():
         out = m.model(vision_x=px, lang_x=enc.input_ids, attention_mask=enc.attention_mask).logits
-        tout = m.model(vision_x=None, lang_x=_text_inputs(m).input_ids,
-                       attention_mask=_text_inputs(m).attention_mask).logits
+        tout = m.model(
+            vision_x=None, lang_x=_text_inputs(m).input_ids, attention_mask=_text_inputs(m).attention_mask
+        ).logits
     torch.testing.assert_close(out[:, -1], EXP[f"{variant}.vision.logits_last"], atol=ATOL, rtol=0)
     torch.testing.assert_close(out[:, -8:], EXP[f"{variant}.vision.logits_last8"], atol=ATOL, rtol=0)
     torch.testing.assert_close(tout[:, -1], EXP[f"{variant}.text.logits_last"], atol=ATOL, rtol=0)
@@ -73,9 +74,15 @@ def test_logits(variant, lora, base):
     torch.testing.assert_close(lse, EXP[f"{variant}.vision.logsumexp_all"], atol=ATOL, rtol=0)
 
 
-@pytest.mark.parametrize("key,beams,cache", [
-    ("gen_beams1", 1, True), ("gen_beams3", 3, True), ("gen_beams1_nocache", 1, False),
-    ("gen_beams3_nocache", 3, False)])
+@pytest.mark.parametrize(
+    "key,beams,cache",
+    [
+        ("gen_beams1", 1, True),
+        ("gen_beams3", 3, True),
+        ("gen_beams1_nocache", 1, False),
+        ("gen_beams3_nocache", 3, False),
+    ],
+)
 def test_generate_lora(lora, key, beams, cache):
     enc, px = _vision_inputs(lora)
     tenc = _text_inputs(lora)
@@ -90,8 +97,9 @@ def test_generate_lora(lora, key, beams, cache):
 def test_generate_base(base):
     enc, px = _vision_inputs(base)
     with torch.no_grad():
-        g = base.model.generate(px, enc.input_ids, attention_mask=enc.attention_mask, max_new_tokens=12,
-                                eos_token_id=2, pad_token_id=2)
+        g = base.model.generate(
+            px, enc.input_ids, attention_mask=enc.attention_mask, max_new_tokens=12, eos_token_id=2, pad_token_id=2
+        )
     assert torch.equal(g, EXP["base.vision.gen_beams1.sequences"])
 
 
@@ -119,13 +127,29 @@ def test_predict_cli_reproduces_fixture(tmp_path, beams):
     cases = tmp_path / "cases.jsonl"
     with cases.open("w") as f:
         for c in CASES:
-            row = {"id": c["id"], "prompt": c["prompt"],
-                   "images": [str(V1 / c["image"])] if c["image"] else []}
+            row = {"id": c["id"], "prompt": c["prompt"], "images": [str(V1 / c["image"])] if c["image"] else []}
             f.write(json.dumps(row) + "\n")
     out = tmp_path / "out.jsonl"
-    rc = main(["-q", "predict", "--model", str(V1_SPEC), "--ckpt", str(V1 / "mmgpt_checkpoint_0.pt"),
-               "--input", str(cases), "--output", str(out), "--max-new-tokens", "12", "--num-beams", str(beams),
-               "--batch-size", "6"])
+    rc = main(
+        [
+            "-q",
+            "predict",
+            "--model",
+            str(V1_SPEC),
+            "--ckpt",
+            str(V1 / "mmgpt_checkpoint_0.pt"),
+            "--input",
+            str(cases),
+            "--output",
+            str(out),
+            "--max-new-tokens",
+            "12",
+            "--num-beams",
+            str(beams),
+            "--batch-size",
+            "6",
+        ]
+    )
     assert rc == 0
     got = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
     for case in EXPJ["cases"]:

@@ -50,8 +50,9 @@ def _setup_logging(verbosity: int) -> None:
 
     level = logging.WARNING if verbosity < 0 else (logging.INFO if verbosity == 0 else logging.DEBUG)
     # logs go to stderr: stdout carries results tables and paths only
-    handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False, markup=False,
-                          rich_tracebacks=False)
+    handler = RichHandler(
+        console=Console(stderr=True), show_path=False, show_time=False, markup=False, rich_tracebacks=False
+    )
     root = logging.getLogger("mmgpt_eval")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -101,14 +102,18 @@ def plugin_commands() -> dict[str, object]:
     out: dict[str, object] = {}
     for ep in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
         if ep.name in builtin or ep.name in out:
-            print(f"mmgpt-eval: warning: command {ep.name!r} from {ep.value} is already defined; ignored",
-                  file=sys.stderr)
+            print(
+                f"mmgpt-eval: warning: command {ep.name!r} from {ep.value} is already defined; ignored", file=sys.stderr
+            )
             continue
         try:
             out[ep.name] = ep.load()
         except Exception as e:  # noqa: BLE001 - see the docstring
-            print(f"mmgpt-eval: warning: command {ep.name!r} ({ep.value}) could not be loaded: "
-                  f"{type(e).__name__}: {_one_line(str(e))}", file=sys.stderr)
+            print(
+                f"mmgpt-eval: warning: command {ep.name!r} ({ep.value}) could not be loaded: "
+                f"{type(e).__name__}: {_one_line(str(e))}",
+                file=sys.stderr,
+            )
     return out
 
 
@@ -130,9 +135,13 @@ def _user_error_message(e: BaseException) -> str | None:
         return _one_line(f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}")
     if isinstance(e, OSError) and getattr(e, "filename", None) is not None:
         # a file or folder named by the user (or derived from one) that cannot be read or written
-        what = {IsADirectoryError: "is a directory", NotADirectoryError: "a parent is not a directory",
-                FileNotFoundError: "not found", PermissionError: "permission denied",
-                FileExistsError: "already exists"}.get(type(e), e.strerror or type(e).__name__)
+        what = {
+            IsADirectoryError: "is a directory",
+            NotADirectoryError: "a parent is not a directory",
+            FileNotFoundError: "not found",
+            PermissionError: "permission denied",
+            FileExistsError: "already exists",
+        }.get(type(e), e.strerror or type(e).__name__)
         return _one_line(f"{e.filename}: {what}")
     return None
 
@@ -160,8 +169,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"mmgpt-eval: error: {msg}", file=sys.stderr)
             return UserError.exit_code
         traceback.print_exc()
-        print(f"mmgpt-eval: internal error ({type(e).__name__}): this is a bug in mmgpt-eval {__version__}, not "
-              f"in your input; please report it to {BUG_REPORT}", file=sys.stderr)
+        print(
+            f"mmgpt-eval: internal error ({type(e).__name__}): this is a bug in mmgpt-eval {__version__}, not "
+            f"in your input; please report it to {BUG_REPORT}",
+            file=sys.stderr,
+        )
         return 1
     return int(rc or 0)
 

@@ -50,25 +50,51 @@ def run(args: argparse.Namespace) -> int:
     con = Console()
     all_out = []
     for cand in candidates:
-        comps = compare_runs(base, cand, intersect=args.intersect, tasks=tasks, confidence=args.confidence,
-                             n_resamples=args.resamples)
+        comps = compare_runs(
+            base, cand, intersect=args.intersect, tasks=tasks, confidence=args.confidence, n_resamples=args.resamples
+        )
         t = Table(title=f"{run_label(cand)} vs baseline {run_label(base)}", title_justify="left")
-        for col in ("task", "metric", "baseline", "candidate", "delta", f"{int(args.confidence * 100)}% CI", "p", "test", "n"):
+        for col in (
+            "task",
+            "metric",
+            "baseline",
+            "candidate",
+            "delta",
+            f"{int(args.confidence * 100)}% CI",
+            "p",
+            "test",
+            "n",
+        ):
             t.add_column(col, justify="left" if col in ("task", "metric", "test") else "right")
         for c in comps:
             arrow = {True: "[green]better[/]", False: "[red]worse[/]", None: ""}[c.improved]
+
             def fmt(v: float | None) -> str:
                 return "-" if v is None else f"{v:.4g}"
 
-            t.add_row(c.task, c.metric, fmt(c.baseline), fmt(c.candidate), f"{fmt(c.delta)} {arrow}",
-                      "-" if c.ci_low is None else f"[{c.ci_low:.3g}, {c.ci_high:.3g}]",
-                      "-" if c.p_value is None else f"{c.p_value:.3g}", c.test or "", str(c.n or ""))
+            t.add_row(
+                c.task,
+                c.metric,
+                fmt(c.baseline),
+                fmt(c.candidate),
+                f"{fmt(c.delta)} {arrow}",
+                "-" if c.ci_low is None else f"[{c.ci_low:.3g}, {c.ci_high:.3g}]",
+                "-" if c.p_value is None else f"{c.p_value:.3g}",
+                c.test or "",
+                str(c.n or ""),
+            )
         con.print(t)
         for c in comps:
             if c.note and "corpus-only" not in c.note:
                 con.print(f"note: {c.note}")
-        all_out.append({"baseline": str(base.path), "candidate": str(cand.path), "comparisons": [c.to_dict() for c in comps],
-                        "published": {"baseline": published_json(base, tasks), "candidate": published_json(cand, tasks)}})
+        all_out.append(
+            {
+                "baseline": str(base.path),
+                "candidate": str(cand.path),
+                "comparisons": [c.to_dict() for c in comps],
+                "published": {"baseline": published_json(base, tasks), "candidate": published_json(cand, tasks)},
+            }
+        )
     if len(runs) >= 3 or (args.baseline and len(runs) >= 2):
         series = [base] + candidates if not args.baseline else candidates
         t = Table(title="trend (primary metrics vs step)", title_justify="left")

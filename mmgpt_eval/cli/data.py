@@ -9,8 +9,9 @@ from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="check the data root (what is present / missing / where to get it)",
-                       description=__doc__)
+    p = sub.add_parser(
+        "data", help="check the data root (what is present / missing / where to get it)", description=__doc__
+    )
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
     c = dsub.add_parser("check", help="report present and missing data files per task")
     c.add_argument("--tasks", default=None, help="comma-separated (default: every task that reads data files)")
@@ -34,8 +35,17 @@ def run(args: argparse.Namespace) -> int:
     for n in names:
         found = check(tasks[n](), root)
         if not found and args.tasks:
-            rows.append({"task": n, "option": "-", "path": "(ships with mmgpt-eval)", "present": True,
-                         "required": True, "source": "", "from": ""})
+            rows.append(
+                {
+                    "task": n,
+                    "option": "-",
+                    "path": "(ships with mmgpt-eval)",
+                    "present": True,
+                    "required": True,
+                    "source": "",
+                    "from": "",
+                }
+            )
         rows.extend(found)
     con = Console(width=160)
     con.print(f"data root: {root}")
@@ -44,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
         t.add_column(col, overflow="fold")
     missing = 0
     for r in rows:
-        status = "[green]present[/]" if r["present"] else ("[red]MISSING[/]" if r["required"] else "[yellow]optional[/]")
+        status = (
+            "[green]present[/]" if r["present"] else ("[red]MISSING[/]" if r["required"] else "[yellow]optional[/]")
+        )
         if not r["present"] and r["required"]:
             missing += 1
         t.add_row(r["task"], r["option"], status, r["path"], "" if r["present"] else r["source"])

@@ -23,14 +23,23 @@ FORMATS = {"csv": "csv", "parquet": "parquet", "jsonl": "jsonl"}
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("export", help="export runs' metrics and per-sample records as CSV, Parquet or JSONL",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run folder or results.json; a series folder: its checkpoints")
+    p = subparsers.add_parser(
+        "export",
+        help="export runs' metrics and per-sample records as CSV, Parquet or JSONL",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "runs", nargs="+", metavar="RUN", help="run folder or results.json; a series folder: its checkpoints"
+    )
     p.add_argument("--format", choices=sorted(FORMATS), default="csv", help="file format (default csv)")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write metrics.<ext> and samples.<ext> into")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="DIR", help="folder to write metrics.<ext> and samples.<ext> into"
+    )
     p.add_argument("--tasks", default=None, metavar="a,b", help="comma-separated subset of tasks (default: all)")
-    p.add_argument("--no-baseline", dest="baseline", action="store_false",
-                   help="leave out the baselines the runs store")
+    p.add_argument(
+        "--no-baseline", dest="baseline", action="store_false", help="leave out the baselines the runs store"
+    )
     p.set_defaults(func=run)
 
 

@@ -26,10 +26,19 @@ from ..io import atomic_write_json, atomic_write_text, check_output_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("gate", help="CI regression gate (exit 0 pass / 1 regression / 2 error)", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", nargs="?", choices=["init"], default=None,
-                   help="`init`: create the stored baseline (and a starter policy) from a checkpoint")
+    p = sub.add_parser(
+        "gate",
+        help="CI regression gate (exit 0 pass / 1 regression / 2 error)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=["init"],
+        default=None,
+        help="`init`: create the stored baseline (and a starter policy) from a checkpoint",
+    )
     p.add_argument("--baseline", default=None, metavar="RUN", help="baseline run folder or results.json")
     p.add_argument("--candidate", default=None, metavar="RUN", help="candidate run folder or results.json")
     p.add_argument("--policy", default=None, metavar="TOML", help="gate policy (see examples/ci/gate.toml)")
@@ -41,14 +50,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--model", default=None, metavar="SPEC", help="model spec (preset name or model-spec TOML)")
     g.add_argument("--ckpt", default=None, metavar="PATH", help="the checkpoint the baseline is made from")
     g.add_argument("--tasks", default=None, metavar="a,b", help="comma-separated tasks of the fixed subset")
-    g.add_argument("--limit", type=_limit_arg, default=200,
-                   help="samples per task (the fixed subset), or `all` for every sample [200]")
+    g.add_argument(
+        "--limit",
+        type=_limit_arg,
+        default=200,
+        help="samples per task (the fixed subset), or `all` for every sample [200]",
+    )
     g.add_argument("--seed", type=int, default=0, help="random seed [0]")
     g.add_argument("--batch-size", type=int, default=8, help="batch size [8]")
     g.add_argument("--output", default=None, metavar="DIR", help="the baseline run folder to create")
     g.add_argument("--policy-out", default=None, metavar="TOML", help="also write a starter gate policy here")
-    g.add_argument("--config-out", default=None, metavar="TOML",
-                   help="also write the run config that evaluates candidates on the same subset")
+    g.add_argument(
+        "--config-out",
+        default=None,
+        metavar="TOML",
+        help="also write the run config that evaluates candidates on the same subset",
+    )
     g.add_argument("--force", action="store_true", help="overwrite an existing baseline / policy / config")
     p.set_defaults(func=run)
 
@@ -72,16 +89,20 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "init":
         bad = [k for k in _GATE_ONLY if getattr(args, k)]
         if bad:
-            raise UserError(f"gate init: --{bad[0].replace('_out', '').replace('_', '-')} is a flag of the gate "
-                            "itself, not of `gate init`")
+            raise UserError(
+                f"gate init: --{bad[0].replace('_out', '').replace('_', '-')} is a flag of the gate "
+                "itself, not of `gate init`"
+            )
         return run_init(args)
     bad = [k for k in _INIT_ONLY if getattr(args, k)]
     if bad:
         raise UserError(f"gate: --{bad[0].replace('_', '-')} belongs to `mmgpt-eval gate init`")
     missing = [f"--{k}" for k in ("baseline", "candidate", "policy") if not getattr(args, k)]
     if missing:
-        raise UserError(f"gate: the following arguments are required: {', '.join(missing)} "
-                        "(or `mmgpt-eval gate init ...` to create a baseline)")
+        raise UserError(
+            f"gate: the following arguments are required: {', '.join(missing)} "
+            "(or `mmgpt-eval gate init ...` to create a baseline)"
+        )
     return run_gate(args)
 
 
@@ -90,13 +111,19 @@ def run_gate(args: argparse.Namespace) -> int:
     from ..gate import evaluate_gate, load_policy, to_junit_xml, to_markdown
     from ..results import RunResults, check_run
 
-    for path, what in ((args.markdown, "--markdown file"), (args.junit, "--junit file"), (args.json_out, "--json file")):
+    for path, what in (
+        (args.markdown, "--markdown file"),
+        (args.junit, "--junit file"),
+        (args.json_out, "--json file"),
+    ):
         if path:
             check_output_file(path, what)  # before any work
     policy = load_policy(args.policy)
     # each run's per-sample logs must belong to its results.json (else a one-line error, exit 2)
-    runs = {"baseline": check_run(RunResults.load(args.baseline)),
-            "candidate": check_run(RunResults.load(args.candidate))}
+    runs = {
+        "baseline": check_run(RunResults.load(args.baseline)),
+        "candidate": check_run(RunResults.load(args.candidate)),
+    }
 
     def fetch(task: str, metric: str, which: str):
         return metric_samples(runs[which], task, metric)
@@ -130,7 +157,7 @@ def starter_policy(results: Any, *, limit: int | None) -> str:
         "# Starter gate policy written by `mmgpt-eval gate init`; edit the margins to what matters to you.",
         "# A rule fails (exit 1) only when the candidate is worse than the stored baseline by more than its",
         "# margin with 95% one-sided confidence. `inconclusive` = the interval crosses the margin: not proven",
-        "# worse, not proven within it either; \"warn\" keeps exit code 0 but flags it (\"pass\" / \"fail\").",
+        '# worse, not proven within it either; "warn" keeps exit code 0 but flags it ("pass" / "fail").',
         "[defaults]",
         "confidence = 0.95",
         'inconclusive = "warn"',
@@ -144,8 +171,12 @@ def starter_policy(results: Any, *, limit: int | None) -> str:
         higher = bool(info.get("higher_is_better", True))
         scale = info.get("scale")
         n = int(tr.n_samples or 0)
-        lines += ["[[rule]]", f"task = {_toml_str(name)}", f"metric = {_toml_str(metric)}",
-                  f'direction = "{"higher" if higher else "lower"}"']
+        lines += [
+            "[[rule]]",
+            f"task = {_toml_str(name)}",
+            f"metric = {_toml_str(metric)}",
+            f'direction = "{"higher" if higher else "lower"}"',
+        ]
         if scale == 100 or info.get("unit") == "%":
             lines.append("margin = 5.0            # percentage points")
         else:
@@ -157,13 +188,20 @@ def starter_policy(results: Any, *, limit: int | None) -> str:
 
 def run_config(args: argparse.Namespace, tasks: list[str]) -> str:
     """The run config (``mmgpt-eval run --config``) that evaluates a candidate on the baseline's subset."""
-    lines = ["# Fixed CI subset written by `mmgpt-eval gate init` (keys are `mmgpt-eval run` flags).",
-             "# Evaluate a candidate: mmgpt-eval run --config THIS_FILE --ckpt CHECKPOINT --output-dir OUT --no-report"]
+    lines = [
+        "# Fixed CI subset written by `mmgpt-eval gate init` (keys are `mmgpt-eval run` flags).",
+        "# Evaluate a candidate: mmgpt-eval run --config THIS_FILE --ckpt CHECKPOINT --output-dir OUT --no-report",
+    ]
     if args.model:
         lines.append(f"model = {_toml_str(args.model)}")
-    lines += ["tasks = [" + ", ".join(_toml_str(t) for t in tasks) + "]",
-             f"limit = {args.limit}" if args.limit is not None else "# limit: none (every sample)",
-             f"seed = {args.seed}", f"batch_size = {args.batch_size}", "no_progress = true", ""]
+    lines += [
+        "tasks = [" + ", ".join(_toml_str(t) for t in tasks) + "]",
+        f"limit = {args.limit}" if args.limit is not None else "# limit: none (every sample)",
+        f"seed = {args.seed}",
+        f"batch_size = {args.batch_size}",
+        "no_progress = true",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -190,8 +228,17 @@ def run_init(args: argparse.Namespace) -> int:
             if Path(path).exists() and not args.force:
                 raise UserError(f"{path}: already exists; pass --force to replace it")
             check_output_file(path, what)
-    res = evaluate(args.model, args.ckpt, tasks, output_dir=out, limit=args.limit, seed=args.seed,
-                   batch_size=args.batch_size, report=False, progress=False)
+    res = evaluate(
+        args.model,
+        args.ckpt,
+        tasks,
+        output_dir=out,
+        limit=args.limit,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        report=False,
+        progress=False,
+    )
     print(f"baseline: {out}")
     if args.policy_out:
         Path(args.policy_out).parent.mkdir(parents=True, exist_ok=True)

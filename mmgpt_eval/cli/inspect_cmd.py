@@ -12,8 +12,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="describe a checkpoint (format, LoRA settings, key mapping) without a model")
     p.add_argument("ckpt", help="checkpoint file or PEFT adapter folder")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow arbitrary unpickling (runs code from the file!)")
+    p.add_argument(
+        "--trust-checkpoint", action="store_true", help="allow arbitrary unpickling (runs code from the file!)"
+    )
     p.set_defaults(func=run)
 
 
@@ -34,19 +35,30 @@ def run(args: argparse.Namespace) -> int:
     t.add_column("value")
     t.add_row("format", f"{d['format']} ({d['layout']})")
     t.add_row("sha256", d["sha256"])
-    t.add_row("tensors", f"{d['tensors']} ({d['distinct_after_mapping']} distinct after mapping, "
-                         f"{d['alias_duplicates']} alias duplicates, {len(d['ignored_keys'])} ignored)")
+    t.add_row(
+        "tensors",
+        f"{d['tensors']} ({d['distinct_after_mapping']} distinct after mapping, "
+        f"{d['alias_duplicates']} alias duplicates, {len(d['ignored_keys'])} ignored)",
+    )
     t.add_row("parameters", f"{d['parameters_total']:,} (LoRA {d['lora_parameters']:,})")
     t.add_row("groups", ", ".join(f"{k}: {v}" for k, v in d["groups"].items()))
     lora = d["lora"]
     if lora:
-        t.add_row("LoRA", f"r={lora['r']} alpha={lora['alpha']} scaling={lora['scaling']:.4g} "
-                          f"dropout={lora['dropout']} (settings: {lora['source']})")
+        t.add_row(
+            "LoRA",
+            f"r={lora['r']} alpha={lora['alpha']} scaling={lora['scaling']:.4g} "
+            f"dropout={lora['dropout']} (settings: {lora['source']})",
+        )
         t.add_row("LoRA targets", str(lora["target_modules"]))
-    t.add_row("LoRA modules", f"{d['lora_modules']}: " + ", ".join(f"{k}×{v}" for k, v in d["lora_module_kinds"].items()))
+    t.add_row(
+        "LoRA modules", f"{d['lora_modules']}: " + ", ".join(f"{k}×{v}" for k, v in d["lora_module_kinds"].items())
+    )
     if bad:
-        t.add_row("NON-FINITE", f"{len(bad)} tensors hold NaN/inf values (e.g. {bad[0][0]}): `run` refuses this "
-                                "checkpoint without --allow-nonfinite")
+        t.add_row(
+            "NON-FINITE",
+            f"{len(bad)} tensors hold NaN/inf values (e.g. {bad[0][0]}): `run` refuses this "
+            "checkpoint without --allow-nonfinite",
+        )
     if d["vocab_size"]:
         t.add_row("embedding rows", str(d["vocab_size"]))
     t.add_row("decoder layers", d["decoder_layers_attr"])

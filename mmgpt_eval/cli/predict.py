@@ -37,15 +37,26 @@ class Case:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="generate answers for a JSONL file of prompts",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "predict",
+        help="generate answers for a JSONL file of prompts",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_model_args(p, model_required=True)
     p.add_argument("--input", required=True, help="cases.jsonl")
-    p.add_argument("--output", type=output_file_arg, required=True, help="out.jsonl ({id, text, token_ids, prompt_hash} per line)")
-    p.add_argument("--template", default=None,
-                   help=f"template for lines with a 'question' ({', '.join(TEMPLATES)}; default mmgpt)")
-    p.add_argument("--stop", choices=["eos", "endofchunk"], default=None,
-                   help="stop token for raw prompts (default: the LM's EOS; templates bring their own)")
+    p.add_argument(
+        "--output", type=output_file_arg, required=True, help="out.jsonl ({id, text, token_ids, prompt_hash} per line)"
+    )
+    p.add_argument(
+        "--template", default=None, help=f"template for lines with a 'question' ({', '.join(TEMPLATES)}; default mmgpt)"
+    )
+    p.add_argument(
+        "--stop",
+        choices=["eos", "endofchunk"],
+        default=None,
+        help="stop token for raw prompts (default: the LM's EOS; templates bring their own)",
+    )
     add_generation_args(p)
     p.set_defaults(func=run)
 
@@ -99,15 +110,19 @@ def read_cases(path: Path, template_name: str | None) -> list[Case]:
                 raise UserError(f"template {tmpl.name} cannot render a question on its own", path, lineno)
             if tmpl.n_images != len(img_paths):
                 hint = " (use --template mmgpt-text for questions without an image)" if tmpl.name == "mmgpt" else ""
-                raise UserError(f"template {tmpl.name} takes {tmpl.n_images} image(s) but the line has "
-                                f"{len(img_paths)}{hint}", path, lineno)
+                raise UserError(
+                    f"template {tmpl.name} takes {tmpl.n_images} image(s) but the line has {len(img_paths)}{hint}",
+                    path,
+                    lineno,
+                )
             prompt = tmpl.render(question=q)
         else:
             raise UserError("missing key 'prompt' (or 'question' with --template)", path, lineno)
         n_tok = prompt.count(IMAGE)
         if n_tok != len(img_paths):
-            raise UserError(f"the prompt has {n_tok} {IMAGE} token(s) but {len(img_paths)} image(s) are given",
-                            path, lineno)
+            raise UserError(
+                f"the prompt has {n_tok} {IMAGE} token(s) but {len(img_paths)} image(s) are given", path, lineno
+            )
         for ip in img_paths:
             _check_image(ip, path, lineno)
         cases.append(Case(cid, prompt, [str(p) for p in img_paths], tmpl, lineno))
@@ -128,17 +143,28 @@ def run(args: argparse.Namespace) -> int:
     lm = load_from_args(args)
     engine = engine_for(lm, args.batch_size, share_prefix=not args.no_share_prefix)
     stop_raw = STOP_END_OF_CHUNK if args.stop == "endofchunk" else STOP_EOS
-    requests = [GenerationRequest(c.prompt, c.images, settings=settings,
-                                  stop=stop_raw if c.template.name == "raw" else c.template.stop) for c in cases]
+    requests = [
+        GenerationRequest(
+            c.prompt, c.images, settings=settings, stop=stop_raw if c.template.name == "raw" else c.template.stop
+        )
+        for c in cases
+    ]
     if not engine.model.accepts_images:
         for c in cases:
             if c.images:
-                raise UserError(f"model family {engine.model.family} takes no images; this case has "
-                                f"{len(c.images)}", inp, c.line)
+                raise UserError(
+                    f"model family {engine.model.family} takes no images; this case has {len(c.images)}", inp, c.line
+                )
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                  TimeRemainingColumn(), transient=True) as progress:
+    with Progress(
+        TextColumn("predict"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        transient=True,
+    ) as progress:
         task = progress.add_task("predict", total=len(cases), rate="")
         gens = engine.answer(requests, on_batch=lambda n: progress.update(task, advance=n))
     results = []

@@ -30,13 +30,22 @@ def register(subparsers: Any) -> None:
     p.add_argument("-o", "--output", required=True, metavar="report.html", help="HTML file to write")
     p.add_argument("--baseline", metavar="RUN", help="run to compare every RUN against")
     p.add_argument("--gate", metavar="GATE.json", help="gate result JSON (verdict and per-rule status) to include")
-    p.add_argument("--labels", metavar="a,b",
-                   help="comma-separated display names, one per RUN (default: what each run evaluated: its --label, "
-                   "else its checkpoint's name, else its model spec's name)")
-    p.add_argument("--intersect", action="store_true",
-                   help="compare runs that evaluated different samples on their common samples")
-    p.add_argument("--max-gallery", type=int, default=12, metavar="N",
-                   help="samples per gallery (regressions / improvements) per task (default 12)")
+    p.add_argument(
+        "--labels",
+        metavar="a,b",
+        help="comma-separated display names, one per RUN (default: what each run evaluated: its --label, "
+        "else its checkpoint's name, else its model spec's name)",
+    )
+    p.add_argument(
+        "--intersect", action="store_true", help="compare runs that evaluated different samples on their common samples"
+    )
+    p.add_argument(
+        "--max-gallery",
+        type=int,
+        default=12,
+        metavar="N",
+        help="samples per gallery (regressions / improvements) per task (default 12)",
+    )
     p.add_argument("--title", default=None, help="page title")
     p.set_defaults(func=run)
 
@@ -60,7 +69,15 @@ def run(args: argparse.Namespace) -> int:
     runs = [check_run(RunResults.load(r)) for r in args.runs]  # results and per-sample logs must agree
     baseline = check_run(RunResults.load(args.baseline)) if args.baseline else None
     gate = load_gate(args.gate) if args.gate else None
-    path = write_report(out, runs, baseline=baseline, gate=gate, labels=labels, max_gallery=args.max_gallery,
-                        intersect=args.intersect, title=args.title)
+    path = write_report(
+        out,
+        runs,
+        baseline=baseline,
+        gate=gate,
+        labels=labels,
+        max_gallery=args.max_gallery,
+        intersect=args.intersect,
+        title=args.title,
+    )
     print(path)
     return 0

@@ -13,7 +13,6 @@ from typing import Any
 
 from ..api import SeriesResults, evaluate
 from ..config import EvalConfig, add_run_arguments
-from ..errors import UserError
 
 log = logging.getLogger("mmgpt_eval")
 
@@ -21,8 +20,12 @@ log = logging.getLogger("mmgpt_eval")
 def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> None:
     """``run``'s flags: EvalConfig's (generated from its field metadata), ``--config``, ``--task-config``
     and the tasks' own options (:func:`mmgpt_eval.config.add_run_arguments`)."""
-    p = sub.add_parser("run", help="evaluate a model on tasks (the main command)", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "run",
+        help="evaluate a model on tasks (the main command)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_run_arguments(p, argv if argv is not None else sys.argv[1:])
     p.set_defaults(func=run, _actions={a.dest: a for a in p._actions}, _argv=argv)
 
@@ -75,13 +78,20 @@ def print_comparison(comps: list[dict[str, Any]]) -> None:
     t = Table(title="vs baseline (paired, 95% CI)", title_justify="left")
     for col in ("task", "metric", "baseline", "candidate", "delta", "95% CI", "p"):
         t.add_column(col, justify="left" if col in ("task", "metric") else "right")
+
     def f(v: float | None) -> str:
         return "-" if v is None else f"{v:.4g}"
 
     for c in comps:
-        t.add_row(c["task"], c["metric"], f(c.get("baseline")), f(c.get("candidate")), f(c.get("delta")),
-                  "-" if c.get("ci_low") is None else f"[{c['ci_low']:.3g}, {c['ci_high']:.3g}]",
-                  "-" if c.get("p_value") is None else f"{c['p_value']:.3g}")
+        t.add_row(
+            c["task"],
+            c["metric"],
+            f(c.get("baseline")),
+            f(c.get("candidate")),
+            f(c.get("delta")),
+            "-" if c.get("ci_low") is None else f"[{c['ci_low']:.3g}, {c['ci_high']:.3g}]",
+            "-" if c.get("p_value") is None else f"{c['p_value']:.3g}",
+        )
     Console().print(t)
 
 
@@ -106,8 +116,13 @@ def print_summary(results) -> None:
         for metric, value in tr.metrics.items():
             unit = tr.metric_info.get(metric, {}).get("unit", "")
             sps = tr.timing.get("samples_per_s")
-            t.add_row(name if first else "", metric, f"{value:.4g}{unit}" if isinstance(value, float) else str(value),
-                      str(tr.n_samples) if first else "", tr.template["name"] if first else "",
-                      f"{sps:.1f}" if first and sps else "")
+            t.add_row(
+                name if first else "",
+                metric,
+                f"{value:.4g}{unit}" if isinstance(value, float) else str(value),
+                str(tr.n_samples) if first else "",
+                tr.template["name"] if first else "",
+                f"{sps:.1f}" if first and sps else "",
+            )
             first = False
     Console().print(t)

@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
         q = sub.add_parser(
             name,
             help=f"{'VQAv2' if name == 'vqav2' else 'OK-VQA'} accuracy (official vqaEval semantics)",
-            description="Predictions: [{\"question_id\", \"answer\"}] covering exactly the annotated questions.",
+            description='Predictions: [{"question_id", "answer"}] covering exactly the annotated questions.',
         )
         q.add_argument("--questions", required=True, metavar="Q.json", help="official questions file")
         q.add_argument("--annotations", required=True, metavar="A.json", help="official annotations file")
@@ -44,12 +44,17 @@ def register(subparsers: Any) -> None:
             help="official: normalise answers only when the annotators disagree (GT-Vision-Lab/VQA master); "
             "openflamingo: always normalise (open_flamingo/eval/vqa_metric.py). Default: official",
         )
-        q.add_argument("--output", type=_output_file, metavar="OUT.json", help="write overall/per-type/per-question accuracies here")
+        q.add_argument(
+            "--output",
+            type=_output_file,
+            metavar="OUT.json",
+            help="write overall/per-type/per-question accuracies here",
+        )
         q.add_argument("--top", type=int, default=10, help="question types shown in the table (default 10)")
     c = sub.add_parser(
         "coco",
         help="COCO captions: BLEU-1..4, METEOR, ROUGE-L, CIDEr via pycocoevalcap (needs Java)",
-        description="Predictions: [{\"image_id\", \"caption\"}], one caption per image; scored on the images that "
+        description='Predictions: [{"image_id", "caption"}], one caption per image; scored on the images that '
         "have predictions (CIDEr's IDF comes from those images).",
     )
     c.add_argument("--annotations", required=True, metavar="CAPTIONS.json", help="COCO captions annotation file")
@@ -78,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------
 # VQA
 # ------------------------------------------------------------------------------------------------
+
 
 def _list_in(obj: Any, key: str, path: str, what: str) -> list:
     if not isinstance(obj, dict) or key not in obj:
@@ -140,6 +146,7 @@ def _print_vqa(args: argparse.Namespace, scores: Any) -> None:
 # COCO captions
 # ------------------------------------------------------------------------------------------------
 
+
 def _few(items: list, k: int = 3) -> str:
     return ", ".join(str(i) for i in items[:k]) + (", ..." if len(items) > k else "")
 
@@ -187,7 +194,7 @@ def load_coco_predictions(path: str, refs: dict[Any, list[str]]) -> dict[Any, st
             f"{len(unknown)} predicted image ids are not in the annotations (e.g. {_few(unknown)}){hint}", path
         )
     if len({str(k) for k in res}) != len(res):
-        raise UserError("image ids collide when written as text (e.g. 1 and \"1\")", path)
+        raise UserError('image ids collide when written as text (e.g. 1 and "1")', path)
     return res
 
 

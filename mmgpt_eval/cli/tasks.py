@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tasks", help="list the available tasks")
     p.add_argument("--include-path", action="append", default=[], metavar="DIR", help="extra task plugin folder")
@@ -27,5 +26,3 @@ def run(args: argparse.Namespace) -> int:
         t.add_row(name, ", ".join(cls.aliases), ", ".join(cls.templates), cls.description)
     Console(width=max(120, Console().width)).print(t)
     return 0
-
-

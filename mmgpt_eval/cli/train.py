@@ -17,8 +17,12 @@ log = logging.getLogger("mmgpt_eval")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train LoRA adapters (MultiModal-GPT recipe) or the tiny base", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "train",
+        help="train LoRA adapters (MultiModal-GPT recipe) or the tiny base",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--config", required=True, help="recipe TOML (see recipes/)")
     p.add_argument("--model", default=None, help="override the recipe's base model (preset or model-spec TOML)")
     p.add_argument("--output-dir", type=output_dir_arg, default=None, help="override the recipe's output_dir")
@@ -32,9 +36,13 @@ def run(args: argparse.Namespace) -> int:
     from ..train.config import load_config
     from ..train.loop import run_training
 
-    overrides = {"output_dir": str(Path(args.output_dir).resolve()) if args.output_dir else None, "steps": args.steps,
-                 "model": args.model,
-                 "threads": args.threads, "resume": False if args.no_resume else None}
+    overrides = {
+        "output_dir": str(Path(args.output_dir).resolve()) if args.output_dir else None,
+        "steps": args.steps,
+        "model": args.model,
+        "threads": args.threads,
+        "resume": False if args.no_resume else None,
+    }
     cfg = load_config(args.config, overrides)
     result = run_training(cfg)
     log.info("training finished: %s", result)

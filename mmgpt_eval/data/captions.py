@@ -21,7 +21,7 @@ def load_coco_karpathy(path: Path, images: Path, split: str) -> list[Sample]:
     ``<images>/<filename>``, keyed ``coco:<cocoid>``."""
     doc = read_json(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
-        raise UserError("expected Karpathy dataset_coco.json: {\"images\": [...]}", path)
+        raise UserError('expected Karpathy dataset_coco.json: {"images": [...]}', path)
     out = []
     for i, im in enumerate(doc["images"]):
         for k in ("split", "filename", "sentences"):
@@ -30,14 +30,23 @@ def load_coco_karpathy(path: Path, images: Path, split: str) -> list[Sample]:
         if im["split"] != split:
             continue
         iid = im.get("cocoid", im.get("imgid", i))
-        candidates = [path_inside(images, str(Path(im.get("filepath", "")) / im["filename"]), path),
-                      path_inside(images, im["filename"], path)]  # data files cannot point elsewhere on disk
+        candidates = [
+            path_inside(images, str(Path(im.get("filepath", "")) / im["filename"]), path),
+            path_inside(images, im["filename"], path),
+        ]  # data files cannot point elsewhere on disk
         img = next((c for c in candidates if c.is_file()), None)
         if img is None:
             raise UserError(f"image file {im['filename']} not found under the image folder", images)
         refs = [s["raw"] if isinstance(s, dict) else str(s) for s in im["sentences"]]
-        out.append(Sample(id=str(iid), images=[ImageRef(key=f"coco:{iid}", path=str(img))], fields={},
-                          references=refs, meta={"image_id": iid, "filename": im["filename"]}))
+        out.append(
+            Sample(
+                id=str(iid),
+                images=[ImageRef(key=f"coco:{iid}", path=str(img))],
+                fields={},
+                references=refs,
+                meta={"image_id": iid, "filename": im["filename"]},
+            )
+        )
     return out
 
 
@@ -46,7 +55,7 @@ def load_coco_captions(path: Path, images: Path) -> list[Sample]:
     the trailing number of their name."""
     doc = read_json(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list):
-        raise UserError("expected a COCO captions file: {\"images\": [...], \"annotations\": [...]}", path)
+        raise UserError('expected a COCO captions file: {"images": [...], "annotations": [...]}', path)
     files = {im["id"]: im.get("file_name") for im in doc.get("images", []) if isinstance(im, dict) and "id" in im}
     refs: dict[Any, list[str]] = {}
     for i, a in enumerate(doc["annotations"]):
@@ -59,8 +68,11 @@ def load_coco_captions(path: Path, images: Path) -> list[Sample]:
         img = images / files[iid] if files.get(iid) and (images / files[iid]).is_file() else by_number.get(int(iid))
         if img is None:
             raise UserError(f"no image file for image_id {iid}", images)
-        out.append(Sample(id=str(iid), images=[ImageRef.from_path(img)], fields={},
-                          references=refs[iid], meta={"image_id": iid}))
+        out.append(
+            Sample(
+                id=str(iid), images=[ImageRef.from_path(img)], fields={}, references=refs[iid], meta={"image_id": iid}
+            )
+        )
     return out
 
 
@@ -68,7 +80,7 @@ def load_flickr30k_karpathy(path: Path, images: Path, split: str, limit: int | N
     """The samples of one split of a Karpathy ``dataset_flickr30k.json`` (the first ``limit`` of them)."""
     doc = read_json(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
-        raise UserError("expected Karpathy dataset_flickr30k.json: {\"images\": [...]}", path)
+        raise UserError('expected Karpathy dataset_flickr30k.json: {"images": [...]}', path)
     out: list[Sample] = []
     seen: dict[str, int] = {}
     for i, im in enumerate(doc["images"]):
@@ -99,7 +111,13 @@ def load_flickr30k_karpathy(path: Path, images: Path, split: str, limit: int | N
         img = path_inside(images, im["filename"], path)  # data files cannot point elsewhere on disk
         if not img.is_file():
             raise UserError(f"image file {im['filename']} not found under the image folder ({FLICKR30K_HINT})", images)
-        out.append(Sample(id=sid, images=[ImageRef(key=f"flickr30k:{sid}", path=str(img))], fields={},
-                          references=refs, meta={"image_id": sid, "imgid": im.get("imgid"),
-                                                 "filename": im["filename"]}))
+        out.append(
+            Sample(
+                id=sid,
+                images=[ImageRef(key=f"flickr30k:{sid}", path=str(img))],
+                fields={},
+                references=refs,
+                meta={"image_id": sid, "imgid": im.get("imgid"), "filename": im["filename"]},
+            )
+        )
     return out

@@ -30,7 +30,9 @@ def imagenet_classnames() -> list[str]:
     try:
         from open_flamingo.eval.classification_utils import IMAGENET_CLASSNAMES
     except ImportError as e:  # pragma: no cover - open-flamingo is part of every install
-        raise UserError(f"ImageNet class names come from open-flamingo's eval package, which failed to import: {e}") from e
+        raise UserError(
+            f"ImageNet class names come from open-flamingo's eval package, which failed to import: {e}"
+        ) from e
     return list(IMAGENET_CLASSNAMES)
 
 
@@ -53,8 +55,9 @@ def image_folder(root: str | Path) -> tuple[list[str], list[tuple[Path, int]]]:
         if len(items) == n:
             empty.append(cls)
     if empty:
-        raise UserError(f"class folders without images: {', '.join(empty[:5])}" + (" ..." if len(empty) > 5 else ""),
-                        root)
+        raise UserError(
+            f"class folders without images: {', '.join(empty[:5])}" + (" ..." if len(empty) > 5 else ""), root
+        )
     return classes, items
 
 
@@ -64,9 +67,16 @@ def load_imagenet_folder(root: str | Path, names: list[str]) -> list[Sample]:
     if len(classes) > len(names):
         raise UserError(f"{len(classes)} class folders but only {len(names)} class names", root)
     root = Path(root)
-    return [Sample(id=p.relative_to(root).as_posix(), images=[ImageRef.from_path(p)], fields={},
-                   references=names[i], meta={"class_index": i, "synset": classes[i]})
-            for p, i in items]
+    return [
+        Sample(
+            id=p.relative_to(root).as_posix(),
+            images=[ImageRef.from_path(p)],
+            fields={},
+            references=names[i],
+            meta={"class_index": i, "synset": classes[i]},
+        )
+        for p, i in items
+    ]
 
 
 def load_hateful_memes(annotations: str | Path, images: str | Path) -> list[Sample]:
@@ -83,6 +93,13 @@ def load_hateful_memes(annotations: str | Path, images: str | Path) -> list[Samp
         name = str(obj["img"]).replace("\\", "/").split("/")[-1]
         if not (images / name).is_file():
             raise UserError(f"image {name} not found in {images}", annotations, line)
-        out.append(Sample(id=str(obj["id"]), images=[ImageRef.from_path(images / name)], fields={"ocr": str(obj["text"])},
-                          references=HATEFUL_MEMES_CLASSES[obj["label"]], meta={"label": obj["label"]}))
+        out.append(
+            Sample(
+                id=str(obj["id"]),
+                images=[ImageRef.from_path(images / name)],
+                fields={"ocr": str(obj["text"])},
+                references=HATEFUL_MEMES_CLASSES[obj["label"]],
+                meta={"label": obj["label"]},
+            )
+        )
     return out

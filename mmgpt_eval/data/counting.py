@@ -19,9 +19,15 @@ def procedural_samples(n: int, seed: int) -> list[Sample]:
     """Items ``0 .. n - 1`` of the procedural set ``seed``, images keyed ``counting:<seed>:<index>``."""
     out = []
     for item in generate_counting_set(n=n, seed=seed):
-        out.append(Sample(id=item.id, images=[ImageRef(key=f"counting:{item.seed}:{item.index}", loader=item.image)],
-                          fields={"question": item.question}, references=item.answer,
-                          meta={"asked": list(item.asked), "n_shapes": len(item.shapes)}))
+        out.append(
+            Sample(
+                id=item.id,
+                images=[ImageRef(key=f"counting:{item.seed}:{item.index}", loader=item.image)],
+                fields={"question": item.question},
+                references=item.answer,
+                meta={"asked": list(item.asked), "n_shapes": len(item.shapes)},
+            )
+        )
     return out
 
 
@@ -48,13 +54,21 @@ def load_tallyqa(path: Path, images: Path | None = None) -> list[Sample]:
         if not img.is_file():
             raise UserError(f"entry {i}: image not found: {img}", path, line)
         sid = str(r.get("question_id", r.get("id", i)))
-        out.append(Sample(id=sid, images=[ImageRef.from_path(img)], fields={"question": r["question"]},
-                          references=int(r["answer"]), meta={"source": "tallyqa"}))
+        out.append(
+            Sample(
+                id=sid,
+                images=[ImageRef.from_path(img)],
+                fields={"question": r["question"]},
+                references=int(r["answer"]),
+                meta={"source": "tallyqa"},
+            )
+        )
     return out
 
 
-def load_vqa_counting(questions: Path, annotations: Path, images: Path,
-                      parse_count: Callable[[str], int | None]) -> list[Sample]:
+def load_vqa_counting(
+    questions: Path, annotations: Path, images: Path, parse_count: Callable[[str], int | None]
+) -> list[Sample]:
     """The "how many" questions of answer type ``number`` whose ``multiple_choice_answer`` parses to a
     count with ``parse_count`` (the task's answer parser, so the truth is read as the answers are)."""
     samples, _, anns = load_vqa_files(questions, annotations, images)

@@ -166,7 +166,7 @@ def _shuffle(rng: random.Random, xs: list) -> None:
 
 
 def _separated(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
-    return (a[0] >= b[2] + GAP or b[0] >= a[2] + GAP or a[1] >= b[3] + GAP or b[1] >= a[3] + GAP)
+    return a[0] >= b[2] + GAP or b[0] >= a[2] + GAP or a[1] >= b[3] + GAP or b[1] >= a[3] + GAP
 
 
 def _layout_random(rng: random.Random, count: int) -> list[tuple[int, int, int, int]] | None:
@@ -232,16 +232,14 @@ def make_counting_item(seed: int, index: int, *, _force_grid: bool = False) -> C
         question = f"How many {_plural(value)} are there?"
         targets = [(value, colours[_below(rng, len(colours))]) for _ in range(answer)]
         n_distract = _below(rng, MAX_TOTAL - answer + 1)
-        distract = [(others[_below(rng, len(others))], colours[_below(rng, len(colours))])
-                    for _ in range(n_distract)]
+        distract = [(others[_below(rng, len(others))], colours[_below(rng, len(colours))]) for _ in range(n_distract)]
     else:
         value = colours[_below(rng, len(colours))]
         others = [c for c in colours if c != value]
         question = f"How many {value} shapes are there?"
         targets = [(KINDS[_below(rng, len(KINDS))], value) for _ in range(answer)]
         n_distract = _below(rng, MAX_TOTAL - answer + 1)
-        distract = [(KINDS[_below(rng, len(KINDS))], others[_below(rng, len(others))])
-                    for _ in range(n_distract)]
+        distract = [(KINDS[_below(rng, len(KINDS))], others[_below(rng, len(others))]) for _ in range(n_distract)]
     attrs = targets + distract
     _shuffle(rng, attrs)
     boxes = _layout(rng, len(attrs), force_grid=_force_grid)
@@ -348,7 +346,7 @@ def render_pixels(shapes) -> bytes:
             if hi < lo:
                 continue
             start = ((y0 + r) * IMAGE_SIZE + x0 + lo) * 3
-            buf[start:start + (hi - lo + 1) * 3] = rgb * (hi - lo + 1)
+            buf[start : start + (hi - lo + 1) * 3] = rgb * (hi - lo + 1)
     return bytes(buf)
 
 
@@ -376,8 +374,37 @@ def _fixed_litlen(sym: int) -> tuple[int, int]:
 
 
 _LIT = [_fixed_litlen(s) for s in range(288)]
-_LEN_BASE = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99,
-             115, 131, 163, 195, 227, 258]
+_LEN_BASE = [
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+    13,
+    15,
+    17,
+    19,
+    23,
+    27,
+    31,
+    35,
+    43,
+    51,
+    59,
+    67,
+    83,
+    99,
+    115,
+    131,
+    163,
+    195,
+    227,
+    258,
+]
 _LEN_EXTRA = [0] * 8 + [1] * 4 + [2] * 4 + [3] * 4 + [4] * 4 + [5] * 4 + [0]
 
 
@@ -445,7 +472,7 @@ def encode_png(width: int, height: int, rgb: bytes) -> bytes:
         raise ValueError(f"expected {stride * height} bytes of RGB, got {len(rgb)}")
     raw = bytearray()
     for y in range(height):
-        row = rgb[y * stride:(y + 1) * stride]
+        row = rgb[y * stride : (y + 1) * stride]
         raw.append(1)  # filter type Sub
         raw += row[:3]
         raw += bytes([(a - b) & 0xFF for a, b in zip(row[3:], row)])

@@ -41,8 +41,15 @@ EASYVQA_SPLITS = ("train", "test")
 
 _CONV_KEYS = {"id", "image", "turns", "grounding", "grounding_other", "note"}
 _TURN_KEYS = {"instruction", "kind", "reference", "checks"}
-_CHECK_KEYS = {"must_include", "must_not_include", "expect_short_answer", "expect_count",
-               "refers_back_to", "max_words", "min_words"}
+_CHECK_KEYS = {
+    "must_include",
+    "must_not_include",
+    "expect_short_answer",
+    "expect_count",
+    "refers_back_to",
+    "max_words",
+    "min_words",
+}
 
 
 @dataclass(frozen=True)
@@ -228,15 +235,18 @@ def _parse_checks(ctx: _Ctx, obj: Any, what: str, turn_index: int) -> TurnChecks
     if "refers_back_to" in obj:
         k = obj["refers_back_to"]
         if not _is_int(k) or not 0 <= k < turn_index:
-            raise ctx.err(f"{what}.refers_back_to must be the index of an earlier turn (0..{turn_index - 1}), got {k!r}")
+            raise ctx.err(
+                f"{what}.refers_back_to must be the index of an earlier turn (0..{turn_index - 1}), got {k!r}"
+            )
         if not kw.get("must_include"):
             raise ctx.err(f"{what}: refers_back_to needs must_include keywords (stated in turn {k})")
         kw["refers_back_to"] = k
     return TurnChecks(**kw)
 
 
-def parse_conversation(obj: Any, path: str | os.PathLike | None = None, line: int | None = None,
-                       base_dir: Path | None = None) -> Conversation:
+def parse_conversation(
+    obj: Any, path: str | os.PathLike | None = None, line: int | None = None, base_dir: Path | None = None
+) -> Conversation:
     """Validate one JSON object; errors are ``UserError(msg, path, line)``."""
     ctx = _Ctx(path, line)
     if not isinstance(obj, dict):
@@ -264,7 +274,9 @@ def parse_conversation(obj: Any, path: str | os.PathLike | None = None, line: in
         if kind not in TURN_KINDS:
             raise ctx.err(f"{cid}: {what}.kind must be one of {list(TURN_KINDS)}, got {kind!r}")
         if image is None and kind != "language":
-            raise ctx.err(f"{cid}: {what}.kind is {kind!r} but the conversation has no image (only 'language' turns may)")
+            raise ctx.err(
+                f"{cid}: {what}.kind is {kind!r} but the conversation has no image (only 'language' turns may)"
+            )
         reference = t.get("reference")
         if reference is not None:
             reference = _str(ctx, reference, f"{cid}: {what}.reference")
@@ -292,8 +304,9 @@ def parse_conversation(obj: Any, path: str | os.PathLike | None = None, line: in
     note = obj.get("note")
     if note is not None and not isinstance(note, str):
         raise ctx.err(f"{cid}: 'note' must be a string")
-    return Conversation(cid, image, tuple(turns), grounding, other, note,
-                        None if path is None else os.fspath(path), line)
+    return Conversation(
+        cid, image, tuple(turns), grounding, other, note, None if path is None else os.fspath(path), line
+    )
 
 
 def load_dialog_probes(path: str | os.PathLike | None = None) -> list[Conversation]:

@@ -29,10 +29,16 @@ def load_split(split: str) -> list[Sample]:
         paths = easy_vqa.get_train_image_paths()
     else:
         raise UserError(f"easy-VQA split must be train or test, got {split!r}")
-    return [Sample(id=str(i), images=[ImageRef(key=f"easyvqa:{split}:{img}", path=paths[img])],
-                   fields={"question": q}, references=[a],
-                   meta={"answer_type": answer_type(a), "image_id": img, "split": split})
-            for i, (q, a, img) in enumerate(zip(qs, ans, img_ids))]
+    return [
+        Sample(
+            id=str(i),
+            images=[ImageRef(key=f"easyvqa:{split}:{img}", path=paths[img])],
+            fields={"question": q},
+            references=[a],
+            meta={"answer_type": answer_type(a), "image_id": img, "split": split},
+        )
+        for i, (q, a, img) in enumerate(zip(qs, ans, img_ids))
+    ]
 
 
 @functools.lru_cache(maxsize=2)

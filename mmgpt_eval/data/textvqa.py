@@ -32,14 +32,20 @@ class _Images:
         return self.found[image_id]
 
 
-def _sample(qid: Any, question: Any, image: ImageRef, image_id: str, answers: list[str], where: str,
-            path: Path) -> Sample:
+def _sample(
+    qid: Any, question: Any, image: ImageRef, image_id: str, answers: list[str], where: str, path: Path
+) -> Sample:
     if not isinstance(qid, (int, str)) or isinstance(qid, bool):
         raise UserError(f"{where}: 'question_id' must be an integer or string", path)
     if not isinstance(question, str):
         raise UserError(f"{where}: 'question' must be a string", path)
-    return Sample(id=str(qid), images=[image], fields={"question": question}, references=answers,
-                  meta={"question_id": qid, "image_id": image_id})
+    return Sample(
+        id=str(qid),
+        images=[image],
+        fields={"question": question},
+        references=answers,
+        meta={"question_id": qid, "image_id": image_id},
+    )
 
 
 def _check_unique(samples: list[Sample], path: Path) -> None:
@@ -54,7 +60,7 @@ def load_textvqa_json(path: Path, images: Path, limit: int | None = None) -> lis
     """The official TextVQA JSON (the first ``limit`` questions)."""
     doc = read_json(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
-        raise UserError("expected the official TextVQA format: {\"dataset_name\": \"textvqa\", \"data\": [...]}", path)
+        raise UserError('expected the official TextVQA format: {"dataset_name": "textvqa", "data": [...]}', path)
     find = _Images(images, path)
     out = []
     for i, q in enumerate(doc["data"][:limit]):
@@ -66,14 +72,21 @@ def load_textvqa_json(path: Path, images: Path, limit: int | None = None) -> lis
                 raise UserError(f"{where} lacks {k!r}", path)
         answers = q.get("answers")
         if answers is None:
-            raise UserError(f"{where} (question_id {q['question_id']}) has no 'answers' (the test split has no "
-                            "public answers; evaluate the val split)", path)
+            raise UserError(
+                f"{where} (question_id {q['question_id']}) has no 'answers' (the test split has no "
+                "public answers; evaluate the val split)",
+                path,
+            )
         if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
-            raise UserError(f"{where} (question_id {q['question_id']}): 'answers' must be a non-empty list of "
-                            "strings", path)
+            raise UserError(
+                f"{where} (question_id {q['question_id']}): 'answers' must be a non-empty list of strings", path
+            )
         where += f" (question_id {q['question_id']})"
-        out.append(_sample(q["question_id"], q["question"], find(q["image_id"], where), q["image_id"],
-                           list(answers), where, path))
+        out.append(
+            _sample(
+                q["question_id"], q["question"], find(q["image_id"], where), q["image_id"], list(answers), where, path
+            )
+        )
     _check_unique(out, path)
     return out
 
@@ -83,17 +96,20 @@ def load_textvqa_vqa_format(questions: Path, annotations: Path, images: Path) ->
     and ``{"annotations": [{"question_id", "answers": [{"answer", ...}], ...}]}``."""
     qdoc, adoc = read_json(questions), read_json(annotations)
     if not isinstance(qdoc, dict) or not isinstance(qdoc.get("questions"), list):
-        raise UserError("expected VQAv2-format questions: {\"questions\": [...]}", questions)
+        raise UserError('expected VQAv2-format questions: {"questions": [...]}', questions)
     if not isinstance(adoc, dict) or not isinstance(adoc.get("annotations"), list):
-        raise UserError("expected VQAv2-format annotations: {\"annotations\": [...]}", annotations)
+        raise UserError('expected VQAv2-format annotations: {"annotations": [...]}', annotations)
     by_qid: dict[str, list[str]] = {}
     for i, a in enumerate(adoc["annotations"]):
         if not isinstance(a, dict) or "question_id" not in a or not isinstance(a.get("answers"), list):
             raise UserError(f"annotation {i} needs 'question_id' and an 'answers' list", annotations)
         answers = [d.get("answer") if isinstance(d, dict) else None for d in a["answers"]]
         if not answers or not all(isinstance(x, str) for x in answers):
-            raise UserError(f"annotation {i} (question_id {a['question_id']}): 'answers' must be a non-empty list "
-                            "of {\"answer\": string} objects", annotations)
+            raise UserError(
+                f"annotation {i} (question_id {a['question_id']}): 'answers' must be a non-empty list "
+                'of {"answer": string} objects',
+                annotations,
+            )
         if str(a["question_id"]) in by_qid:
             raise UserError(f"duplicate question_id {a['question_id']!r} (annotation {i})", annotations)
         by_qid[str(a["question_id"])] = answers
@@ -109,7 +125,10 @@ def load_textvqa_vqa_format(questions: Path, annotations: Path, images: Path) ->
         answers = by_qid.get(str(q["question_id"]))
         if answers is None:
             raise UserError(f"question {q['question_id']} has no annotation", annotations)
-        out.append(_sample(q["question_id"], q["question"], find(q["image_id"], where), q["image_id"], answers,
-                           where, questions))
+        out.append(
+            _sample(
+                q["question_id"], q["question"], find(q["image_id"], where), q["image_id"], answers, where, questions
+            )
+        )
     _check_unique(out, questions)
     return out

@@ -19,8 +19,9 @@ def load_vizwiz(path: Path, images: Path, limit: int | None = None) -> list[Samp
     """Official VizWiz VQA annotations (the first ``limit`` entries) with their images."""
     doc = read_json(path)
     if not isinstance(doc, list):
-        raise UserError("expected the official VizWiz VQA annotations: a list of {\"image\", \"question\", "
-                        "\"answers\", ...}", path)
+        raise UserError(
+            'expected the official VizWiz VQA annotations: a list of {"image", "question", "answers", ...}', path
+        )
     out: list[Sample] = []
     seen: dict[str, int] = {}
     for i, q in enumerate(doc[:limit]):
@@ -35,24 +36,41 @@ def load_vizwiz(path: Path, images: Path, limit: int | None = None) -> list[Samp
         if not isinstance(question, str):
             raise UserError(f"entry {i} ({image}): 'question' must be a string", path)
         if "answers" not in q:
-            raise UserError(f"entry {i} ({image}) has no 'answers' (the test split has no public answers; "
-                            "evaluate the val split)", path)
-        answers = [d.get("answer") if isinstance(d, dict) else None for d in q["answers"]] \
-            if isinstance(q["answers"], list) else []
+            raise UserError(
+                f"entry {i} ({image}) has no 'answers' (the test split has no public answers; evaluate the val split)",
+                path,
+            )
+        answers = (
+            [d.get("answer") if isinstance(d, dict) else None for d in q["answers"]]
+            if isinstance(q["answers"], list)
+            else []
+        )
         if not answers or not all(isinstance(a, str) for a in answers):
-            raise UserError(f"entry {i} ({image}): 'answers' must be a non-empty list of {{\"answer\": string}} "
-                            "objects", path)
+            raise UserError(
+                f"entry {i} ({image}): 'answers' must be a non-empty list of {{\"answer\": string}} objects", path
+            )
         sid = Path(image).stem
         if sid in seen:
-            raise UserError(f"entries {seen[sid]} and {i} share the image {image!r} (sample ids are the image "
-                            "names)", path)
+            raise UserError(
+                f"entries {seen[sid]} and {i} share the image {image!r} (sample ids are the image names)", path
+            )
         seen[sid] = i
         img = path_inside(images, image, path)
         if not img.is_file():
             raise UserError(f"no image file {image} for entry {i} ({HINT})", images)
         answerable = q.get("answerable")
-        out.append(Sample(id=sid, images=[ImageRef.from_path(img)], fields={"question": question},
-                          references=answers,
-                          meta={"question_id": sid, "image": image, "answer_type": q.get("answer_type"),
-                                "answerable": answerable if answerable in ANSWERABLE else None}))
+        out.append(
+            Sample(
+                id=sid,
+                images=[ImageRef.from_path(img)],
+                fields={"question": question},
+                references=answers,
+                meta={
+                    "question_id": sid,
+                    "image": image,
+                    "answer_type": q.get("answer_type"),
+                    "answerable": answerable if answerable in ANSWERABLE else None,
+                },
+            )
+        )
     return out

@@ -27,18 +27,19 @@ def index_images(folder: str | Path) -> dict[int, Path]:
     return out
 
 
-def load_vqa_files(questions_path: Path, annotations_path: Path | None, images: Path,
-                   require_answers: bool = True) -> tuple[list[Sample], list[dict], list[dict]]:
+def load_vqa_files(
+    questions_path: Path, annotations_path: Path | None, images: Path, require_answers: bool = True
+) -> tuple[list[Sample], list[dict], list[dict]]:
     qdoc = read_json(questions_path)
     if not isinstance(qdoc, dict) or not isinstance(qdoc.get("questions"), list):
-        raise UserError("expected the official VQA questions format: {\"questions\": [...]}", questions_path)
+        raise UserError('expected the official VQA questions format: {"questions": [...]}', questions_path)
     questions = qdoc["questions"]
     annotations: list[dict] = []
     by_qid: dict[Any, dict] = {}
     if annotations_path is not None:
         adoc = read_json(annotations_path)
         if not isinstance(adoc, dict) or not isinstance(adoc.get("annotations"), list):
-            raise UserError("expected the official VQA annotations format: {\"annotations\": [...]}", annotations_path)
+            raise UserError('expected the official VQA annotations format: {"annotations": [...]}', annotations_path)
         annotations = adoc["annotations"]
         for i, a in enumerate(annotations):
             if not isinstance(a, dict):
@@ -71,10 +72,18 @@ def load_vqa_files(questions_path: Path, annotations_path: Path | None, images: 
         if img is None:
             raise UserError(f"no image file for image_id {q['image_id']} (question {qid})", images)
         answers = [a["answer"] for a in ann["answers"]] if ann else []
-        samples.append(Sample(
-            id=str(qid), images=[ImageRef.from_path(img)],
-            fields={"question": q["question"]}, references=answers,
-            meta={"question_id": qid, "image_id": q["image_id"],
-                  "question_type": ann["question_type"] if ann else None,
-                  "answer_type": ann["answer_type"] if ann else None}))
+        samples.append(
+            Sample(
+                id=str(qid),
+                images=[ImageRef.from_path(img)],
+                fields={"question": q["question"]},
+                references=answers,
+                meta={
+                    "question_id": qid,
+                    "image_id": q["image_id"],
+                    "question_type": ann["question_type"] if ann else None,
+                    "answer_type": ann["answer_type"] if ann else None,
+                },
+            )
+        )
     return samples, questions, annotations

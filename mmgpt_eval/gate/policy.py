@@ -60,10 +60,27 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "inconclusive": "pass",
 }
 _TOP_KEYS = ("defaults", "rule")
-_DEFAULT_KEYS = ("confidence", "min_samples", "margin", "margin_relative", "required", "n_resamples", "seed",
-                 "inconclusive")
-_RULE_KEYS = ("task", "metric", "direction", "margin", "margin_relative", "confidence", "min_samples", "required",
-              "inconclusive")
+_DEFAULT_KEYS = (
+    "confidence",
+    "min_samples",
+    "margin",
+    "margin_relative",
+    "required",
+    "n_resamples",
+    "seed",
+    "inconclusive",
+)
+_RULE_KEYS = (
+    "task",
+    "metric",
+    "direction",
+    "margin",
+    "margin_relative",
+    "confidence",
+    "min_samples",
+    "required",
+    "inconclusive",
+)
 _MIN_RESAMPLES = 100
 
 
@@ -188,7 +205,7 @@ class _Section:
 
     def inconclusive(self, v: Any) -> str:
         if v not in INCONCLUSIVE_ACTIONS:
-            raise self.error(f"inconclusive must be \"pass\", \"warn\" or \"fail\", got {v!r}")
+            raise self.error(f'inconclusive must be "pass", "warn" or "fail", got {v!r}')
         return str(v)
 
     def margins(self, table: Mapping[str, Any]) -> tuple[float | None, float | None] | None:
@@ -257,7 +274,7 @@ def parse_policy(data: Mapping[str, Any], source: str | None = None, *, text: st
             if not isinstance(v, str) or not v.strip():
                 raise sec.error(f"{key} must be a non-empty string, got {v!r}")
         if direction not in ("higher", "lower"):
-            raise sec.error(f"direction must be \"higher\" or \"lower\", got {direction!r}")
+            raise sec.error(f'direction must be "higher" or "lower", got {direction!r}')
         margin, margin_rel = sec.margins(raw) or d_margins
         pair = (task, metric)
         if pair in seen:

@@ -17,11 +17,15 @@ __all__ = ["to_markdown", "to_junit_xml"]
 
 def _summary_line(result: GateResult) -> str:
     n = len(result.results)
-    counts = ", ".join(f"{result.count(s)} {s}" for s in ("pass", "warn", "regression", "error", "skipped")
-                       if result.count(s))
+    counts = ", ".join(
+        f"{result.count(s)} {s}" for s in ("pass", "warn", "regression", "error", "skipped") if result.count(s)
+    )
     head = {
-        "pass": ("⚠️ **Gate: PASS with warnings** — no proven regression, but inconclusive rule(s)"
-                 if result.count("warn") else "✅ **Gate: PASS** — no regression"),
+        "pass": (
+            "⚠️ **Gate: PASS with warnings** — no proven regression, but inconclusive rule(s)"
+            if result.count("warn")
+            else "✅ **Gate: PASS** — no regression"
+        ),
         "regression": "❌ **Gate: REGRESSION** — the candidate is worse than the margin",
         "error": "⚠️ **Gate: ERROR** — the gate could not check every rule",
     }[result.verdict]
@@ -33,8 +37,13 @@ def to_markdown(result: GateResult) -> str:
     lines = [f"### {_summary_line(result)}", ""]
     lines.append("| Task | Metric | Baseline | Candidate | Δ (cand − base) | CI of Δ | Regression if | Verdict |")
     lines.append("|---|---|---:|---:|---:|---|---|---|")
-    icons = {"pass": "✅ pass", "warn": "⚠️ warn", "regression": "❌ regression", "error": "⚠️ error",
-             "skipped": "⏭️ skipped"}
+    icons = {
+        "pass": "✅ pass",
+        "warn": "⚠️ warn",
+        "regression": "❌ regression",
+        "error": "⚠️ error",
+        "skipped": "⏭️ skipped",
+    }
     for r in result.results:
         rule = r.rule
         if r.delta is not None and r.margin is not None:
@@ -60,7 +69,7 @@ def to_markdown(result: GateResult) -> str:
             "with the rule's one-sided confidence, i.e. the whole CI of Δ lies beyond the margin on the "
             "worse side (paired bootstrap over the same samples, "
             f"{result.policy.n_resamples} resamples, seed {result.policy.seed}; the CI shown is the two-sided "
-            "2·confidence − 1 interval). \"inconclusive\" = the CI crosses the margin: not proven worse, "
+            '2·confidence − 1 interval). "inconclusive" = the CI crosses the margin: not proven worse, '
             "but not proven within the margin either; more samples would settle it. Each rule's policy "
             "decides what an inconclusive rule does: pass, warn (exit code 0) or fail (exit code 1)."
         )
@@ -69,8 +78,11 @@ def to_markdown(result: GateResult) -> str:
     if inc:
         lines.append("")
         for r in inc:
-            effect = {"pass": "passes by policy", "warn": "warning by policy (exit code 0)",
-                      "fail": "fails by policy (exit code 1)"}[r.rule.inconclusive]
+            effect = {
+                "pass": "passes by policy",
+                "warn": "warning by policy (exit code 0)",
+                "fail": "fails by policy (exit code 1)",
+            }[r.rule.inconclusive]
             lines.append(f"- **{_md(r.rule.label)}**: inconclusive ({effect}) — the CI of Δ crosses the margin")
     return "\n".join(lines) + "\n"
 
@@ -135,7 +147,8 @@ def _plain_summary(r: RuleResult) -> str:
 
     worse = "below -" if r.rule.higher_is_better else "above +"
     s = (
-        f"{r.rule.label}: {r.status}" + (f" ({r.note})" if r.note else "")
+        f"{r.rule.label}: {r.status}"
+        + (f" ({r.note})" if r.note else "")
         + f"; baseline {f(r.baseline)}, candidate {f(r.candidate)}, delta {f(r.delta, True)}, "
         f"{_pct(r.interval_confidence)} CI [{f(r.ci_low, True)}, {f(r.ci_high, True)}], "
         f"margin {f(r.margin)} (regression if the whole CI is {worse}{f(r.margin)}), n={r.n}, "

@@ -171,28 +171,47 @@ class MMGPT(lmms):
 
     is_simple = True
 
-    def __init__(self, model: str | None = None, base: str | None = None, ckpt: str | None = None,
-                 template: str = "mmgpt", device: str | None = None, precision: str | None = None,
-                 batch_size: int | str | None = 8, max_batch_size: int | None = None, trust_checkpoint: bool = False,
-                 allow_partial: bool = False, lora_alpha: float | None = None, allow_nonfinite: bool = False,
-                 share_prefix: bool = True, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: str | None = None,
+        base: str | None = None,
+        ckpt: str | None = None,
+        template: str = "mmgpt",
+        device: str | None = None,
+        precision: str | None = None,
+        batch_size: int | str | None = 8,
+        max_batch_size: int | None = None,
+        trust_checkpoint: bool = False,
+        allow_partial: bool = False,
+        lora_alpha: float | None = None,
+        allow_nonfinite: bool = False,
+        share_prefix: bool = True,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        **kwargs: Any,
+    ) -> None:
         super().__init__()
         from ..api import EMBEDDED_DEFAULT, LoadOptions, choose_base_model, load
         from ..engine import engine_for
 
         if kwargs:
-            raise UserError(f"unknown model_args for --model {MODEL_ID}: {', '.join(sorted(kwargs))} (see "
-                            f"mmgpt_eval.integrations.lmms_eval)")
+            raise UserError(
+                f"unknown model_args for --model {MODEL_ID}: {', '.join(sorted(kwargs))} (see "
+                f"mmgpt_eval.integrations.lmms_eval)"
+            )
         if model is not None and base is not None and str(model) != str(base):
             raise UserError("model_args: give the base model once (base= or model=)")
         if template not in PROMPT_MODES:
             raise UserError(f"model_args template={template!r}: choose one of {', '.join(PROMPT_MODES)}")
         spec = base if base is not None else model
         ckpt = None if ckpt in (None, "", "none", "None") else str(ckpt)
-        opts = LoadOptions(device=str(device) if device else None, precision=precision,
-                           allow_partial=_flag(allow_partial), trust_checkpoint=_flag(trust_checkpoint),
-                           lora_alpha=None if lora_alpha is None else float(lora_alpha),
-                           allow_nonfinite=_flag(allow_nonfinite))
+        opts = LoadOptions(
+            device=str(device) if device else None,
+            precision=precision,
+            allow_partial=_flag(allow_partial),
+            trust_checkpoint=_flag(trust_checkpoint),
+            lora_alpha=None if lora_alpha is None else float(lora_alpha),
+            allow_nonfinite=_flag(allow_nonfinite),
+        )
         if spec is None and ckpt:
             spec = choose_base_model(ckpt, opts.trust_checkpoint).spec
         if spec is None:
@@ -205,8 +224,14 @@ class MMGPT(lmms):
             self.batch_size = min(self.batch_size or int(max_batch_size), int(max_batch_size))
         self.engine = engine_for(self.loaded, self.batch_size, share_prefix=_flag(share_prefix))
         self.default_max_new_tokens = int(max_new_tokens)
-        log.info("lmms-eval backend %s: %s%s on %s, template %s", MODEL_ID, self.loaded.spec.name,
-                 f" + {ckpt}" if ckpt else "", self.loaded.device, template)
+        log.info(
+            "lmms-eval backend %s: %s%s on %s, template %s",
+            MODEL_ID,
+            self.loaded.spec.name,
+            f" + {ckpt}" if ckpt else "",
+            self.loaded.device,
+            template,
+        )
 
     # ------------------------------------------------------------------ helpers
     def _visuals(self, doc_to_visual: Any, task: str, split: str, doc_id: int) -> list[Any]:
@@ -227,8 +252,10 @@ class MMGPT(lmms):
     @staticmethod
     def _keys(visuals: list[Any], task: str, split: str, doc_id: Any) -> list[str]:
         # stable within a run: a doc's images are encoded once for all its requests (choices, repeats)
-        return [str(Path(v).resolve()) if isinstance(v, (str, Path)) else f"lmms:{task}:{split}:{doc_id}:{i}"
-                for i, v in enumerate(visuals)]
+        return [
+            str(Path(v).resolve()) if isinstance(v, (str, Path)) else f"lmms:{task}:{split}:{doc_id}:{i}"
+            for i, v in enumerate(visuals)
+        ]
 
     # ------------------------------------------------------------------ lmms API
     def generate_until(self, requests: list[Instance]) -> list[str]:
@@ -268,8 +295,13 @@ class MMGPT(lmms):
                 key = ("", "", None, context)
             continuation = str(continuation)
             if key not in contexts:
-                contexts[key] = RankingRequest(build_prompt(context, len(visuals), self.template), [], visuals,
-                                               self._keys(visuals, task, split, doc_id), joint=True)
+                contexts[key] = RankingRequest(
+                    build_prompt(context, len(visuals), self.template),
+                    [],
+                    visuals,
+                    self._keys(visuals, task, split, doc_id),
+                    joint=True,
+                )
             rq = contexts[key]
             if continuation not in rq.candidates:
                 rq.candidates.append(continuation)

@@ -86,6 +86,7 @@ class CaptionScores:
 # Java, tokenisation, METEOR
 # ------------------------------------------------------------------------------------------------
 
+
 def java_available() -> bool:
     return shutil.which("java") is not None
 
@@ -150,8 +151,7 @@ def tokenize(captions: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
     if got != n_lines:
         msg = err.getvalue().strip().splitlines()
         raise UserError(
-            f"the PTB tokenizer (Java) returned {got} lines for {n_lines} captions"
-            + (f": {msg[-1]}" if msg else "")
+            f"the PTB tokenizer (Java) returned {got} lines for {n_lines} captions" + (f": {msg[-1]}" if msg else "")
         )
     return out
 
@@ -166,8 +166,15 @@ def _tokenize_elsewhere(prepared: dict[str, list[dict]], jar_dir: str) -> dict[s
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(sentences.encode())
-        cmd = ["java", "-cp", os.path.join(jar_dir, STANFORD_CORENLP_3_4_1_JAR),
-               "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase", tmp]
+        cmd = [
+            "java",
+            "-cp",
+            os.path.join(jar_dir, STANFORD_CORENLP_3_4_1_JAR),
+            "edu.stanford.nlp.process.PTBTokenizer",
+            "-preserveLines",
+            "-lowerCase",
+            tmp,
+        ]
         lines = subprocess.run(cmd, stdout=subprocess.PIPE, check=False).stdout.decode().split("\n")
     finally:
         os.unlink(tmp)
@@ -237,6 +244,7 @@ def _meteor_scores(gts: dict[str, list[str]], res: dict[str, list[str]]) -> tupl
 # ------------------------------------------------------------------------------------------------
 # Scoring
 # ------------------------------------------------------------------------------------------------
+
 
 def score_captions(
     gts: Mapping[str, Sequence[str]],

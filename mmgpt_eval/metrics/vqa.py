@@ -65,7 +65,27 @@ MODES = ("official", "openflamingo")
 
 # Punctuation marks processed by processPunctuation, in the official order.
 PUNCTUATION: tuple[str, ...] = (
-    ";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!",
+    ";",
+    "/",
+    "[",
+    "]",
+    '"',
+    "{",
+    "}",
+    "(",
+    ")",
+    "=",
+    "+",
+    "\\",
+    "_",
+    "-",
+    ">",
+    "<",
+    "@",
+    "`",
+    ",",
+    "?",
+    "!",
 )
 # A digit, a comma, a digit anywhere in the text: then every mark above is deleted.
 COMMA_STRIP = re.compile(r"(\d)(\,)(\d)")
@@ -76,8 +96,18 @@ PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
 PERIOD_STRIP_COUNT = int(re.UNICODE)  # 32
 
 NUMBER_WORDS: dict[str, str] = {
-    "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
-    "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
+    "none": "0",
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
 }
 ARTICLES = frozenset({"a", "an", "the"})
 
@@ -113,6 +143,7 @@ assert len(CONTRACTIONS) == 120
 # --------------------------------------------------------------------------------------------
 # Normalisation (pure functions)
 # --------------------------------------------------------------------------------------------
+
 
 def clean_answer(text: str) -> str:
     """What both evaluators do to every answer first: newline and tab -> space, then strip."""
@@ -159,6 +190,7 @@ def normalize_openflamingo(text: str) -> str:
 # --------------------------------------------------------------------------------------------
 # Per-question accuracy
 # --------------------------------------------------------------------------------------------
+
 
 def exact_match(prediction: str, answer: str) -> int:
     """1 when the prediction equals the single reference answer after :func:`normalize_openflamingo`."""
@@ -229,6 +261,7 @@ def vqa_accuracy(pred: str, gt_answers: Sequence[str], mode: str = "official") -
 # --------------------------------------------------------------------------------------------
 # Whole-file scoring
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class VQAScores:
@@ -343,7 +376,7 @@ def _index_annotations(annotations: Any, mode: str, path: Any) -> dict[Any, int]
         if not isinstance(answers, list) or not answers:
             raise UserError(f"annotations entry {i} (question_id {qid}): 'answers' must be a non-empty list", path)
     if len({type(q) for q in index}) > 1 and len({str(q) for q in index}) < len(index):
-        raise UserError("question ids collide when written as text (e.g. 1 and \"1\")", path)
+        raise UserError('question ids collide when written as text (e.g. 1 and "1")', path)
     return index
 
 
@@ -485,5 +518,7 @@ def openflamingo_okvqa_postprocess(generated: str) -> str:
         return postprocess_ok_vqa_generation(generated)
     except LookupError as e:
         first = next((n for n in NLTK_FOR_OKVQA if n in str(e)), "NLTK data")
-        raise UserError(f"OpenFlamingo's OK-VQA post-processing needs NLTK data that is not installed ({first}); "
-                        f"install it with: python -m nltk.downloader {' '.join(NLTK_FOR_OKVQA)}") from None
+        raise UserError(
+            f"OpenFlamingo's OK-VQA post-processing needs NLTK data that is not installed ({first}); "
+            f"install it with: python -m nltk.downloader {' '.join(NLTK_FOR_OKVQA)}"
+        ) from None

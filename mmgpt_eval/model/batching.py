@@ -42,8 +42,12 @@ def auto_rows(device_type: str, num_beams: int = 1, prompt_tokens: int | None = 
     return rows
 
 
-def batches_by_image_count(items: Sequence[Any], batch_size: int, tokens: Sequence[int] | None = None,
-                           rows_for: Callable[[int], int] | None = None) -> list[list[int]]:
+def batches_by_image_count(
+    items: Sequence[Any],
+    batch_size: int,
+    tokens: Sequence[int] | None = None,
+    rows_for: Callable[[int], int] | None = None,
+) -> list[list[int]]:
     """Indices of ``items`` (each with ``.images`` and ``.text``) in batches of at most ``batch_size``
     with one image count per batch, sorted by image count and text length (little padding). With
     ``tokens`` (each item's prompt length) and ``rows_for`` (rows allowed at a padded length), a batch
@@ -52,9 +56,12 @@ def batches_by_image_count(items: Sequence[Any], batch_size: int, tokens: Sequen
     batches: list[list[int]] = []
     width = 0
     for i in order:
-        if batches and len(batches[-1]) < batch_size and \
-                len(items[batches[-1][0]].images) == len(items[i].images) and \
-                (rows_for is None or tokens is None or len(batches[-1]) < rows_for(max(width, tokens[i]))):
+        if (
+            batches
+            and len(batches[-1]) < batch_size
+            and len(items[batches[-1][0]].images) == len(items[i].images)
+            and (rows_for is None or tokens is None or len(batches[-1]) < rows_for(max(width, tokens[i])))
+        ):
             batches[-1].append(i)
             width = max(width, tokens[i]) if tokens is not None else 0
         else:

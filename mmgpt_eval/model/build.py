@@ -58,9 +58,16 @@ class LoadedModel:
         ck = self.checkpoint
         return {
             "model_spec": self.spec.to_dict(),
-            "checkpoint": None if ck is None else {
-                "path": ck.path, "format": ck.format, "layout": ck.layout, "sha256": ck.sha256,
-                "lora": None if ck.lora is None else ck.lora.to_dict(), "metadata": jsonable(ck.metadata)},
+            "checkpoint": None
+            if ck is None
+            else {
+                "path": ck.path,
+                "format": ck.format,
+                "layout": ck.layout,
+                "sha256": ck.sha256,
+                "lora": None if ck.lora is None else ck.lora.to_dict(),
+                "metadata": jsonable(ck.metadata),
+            },
             "openflamingo_checkpoint_sha256": self.base_checkpoint_sha256,
             "load_reports": [r.to_dict() for r in self.reports],
             "notes": self.notes,
@@ -88,13 +95,15 @@ def _unavailable(spec: ModelSpec, key: str, value: str, err: Exception) -> UserE
     return UserError(
         f"{key} = {value!r} is not a local path and could not be fetched from the hub (offline, or not "
         f"cached: {short}). Download it and set {key} to the local path in a TOML model spec "
-        f"(preset = \"{spec.name}\" plus overrides)", spec.source or spec.name)
+        f'(preset = "{spec.name}" plus overrides)',
+        spec.source or spec.name,
+    )
 
 
 def _local(value: str | None) -> Path | None:
     if value is None:
         return None
-    p = Path(value[len("local-dir:"):] if value.startswith("local-dir:") else value)
+    p = Path(value[len("local-dir:") :] if value.startswith("local-dir:") else value)
     return p if p.exists() else None
 
 
@@ -102,7 +111,7 @@ def _fetch_hf_file(spec: ModelSpec, key: str, value: str) -> str:
     """``hf://org/repo/path/in/repo`` -> local file (cache first, then the hub unless offline)."""
     from huggingface_hub import hf_hub_download
 
-    rest = value[len("hf://"):]
+    rest = value[len("hf://") :]
     parts = rest.split("/")
     if len(parts) < 3:
         raise UserError(f"{key} = {value!r}: expected hf://ORG/REPO/FILE", spec.source)
@@ -124,11 +133,17 @@ def load_tokenizer(spec: ModelSpec):
     local = _local(spec.tokenizer)
     try:
         if local is not None:
-            tok = AutoTokenizer.from_pretrained(str(local), local_files_only=True,
-                                                trust_remote_code=spec.trust_remote_code)
+            tok = AutoTokenizer.from_pretrained(
+                str(local), local_files_only=True, trust_remote_code=spec.trust_remote_code
+            )
         else:
-            tok = _hub_call(spec, "tokenizer", spec.tokenizer, AutoTokenizer.from_pretrained,
-                            trust_remote_code=spec.trust_remote_code)
+            tok = _hub_call(
+                spec,
+                "tokenizer",
+                spec.tokenizer,
+                AutoTokenizer.from_pretrained,
+                trust_remote_code=spec.trust_remote_code,
+            )
     except UserError:
         raise
     except (OSError, ValueError) as e:
@@ -174,8 +189,11 @@ def load_vision(spec: ModelSpec):
             if extra_weights is None:
                 raise UserError(f"vision_pretrained file {pretrained!r} not found", spec.source)
         elif spec.init == "pretrained" and not has_weights:
-            raise UserError("vision_encoder folder has no weights (open_clip_model.safetensors); set "
-                            "vision_pretrained, or init = \"random\" for a randomly initialised tower", local)
+            raise UserError(
+                "vision_encoder folder has no weights (open_clip_model.safetensors); set "
+                'vision_pretrained, or init = "random" for a randomly initialised tower',
+                local,
+            )
         model_name, pretrained_arg = f"local-dir:{local}", None
     else:
         model_name = name
@@ -190,8 +208,9 @@ def load_vision(spec: ModelSpec):
     except Exception as e:  # noqa: BLE001 - open_clip raises RuntimeError/ValueError/OSError/URLError
         if local is not None:
             raise UserError(f"cannot build the vision tower from this folder: {e}", local) from None
-        raise _unavailable(spec, "vision_encoder" if not pretrained_arg else "vision_pretrained",
-                           pretrained_arg or name, e) from None
+        raise _unavailable(
+            spec, "vision_encoder" if not pretrained_arg else "vision_pretrained", pretrained_arg or name, e
+        ) from None
     if extra_weights is not None:
         from .safe_pickle import load_checkpoint_file
 
@@ -199,8 +218,11 @@ def load_vision(spec: ModelSpec):
         target = clip.visual if not any(k.startswith("visual.") for k in sd) else clip
         result = target.load_state_dict(sd, strict=False)
         if result.missing_keys or result.unexpected_keys:
-            raise UserError(f"vision weights do not fit the tower: missing {result.missing_keys[:3]}, "
-                            f"unexpected {result.unexpected_keys[:3]}", extra_weights)
+            raise UserError(
+                f"vision weights do not fit the tower: missing {result.missing_keys[:3]}, "
+                f"unexpected {result.unexpected_keys[:3]}",
+                extra_weights,
+            )
     configure_open_clip_visual(clip.visual, tokens_ln_post=spec.vision_tokens_ln_post)
     return clip, preprocess
 
@@ -231,8 +253,11 @@ def load_lm(spec: ModelSpec):
     if local is not None:
         weights = list(local.glob("*.safetensors")) + list(local.glob("*.bin"))
         if not weights:
-            raise UserError("lm folder has no weights (*.safetensors / *.bin); set init = \"random\" for a "
-                            "randomly initialised model", local)
+            raise UserError(
+                'lm folder has no weights (*.safetensors / *.bin); set init = "random" for a '
+                "randomly initialised model",
+                local,
+            )
         try:
             return AutoModelForCausalLM.from_pretrained(src, local_files_only=True, trust_remote_code=trc)
         except (OSError, ValueError) as e:
@@ -248,8 +273,11 @@ def _decoder_attr(lm, spec: ModelSpec) -> str:
     try:
         return _infer_decoder_layers_attr_name(lm)
     except ValueError:
-        raise UserError(f"cannot infer the decoder-layers attribute of {type(lm).__name__}; set "
-                        f"decoder_layers_attr_name in the model spec", spec.source) from None
+        raise UserError(
+            f"cannot infer the decoder-layers attribute of {type(lm).__name__}; set "
+            f"decoder_layers_attr_name in the model spec",
+            spec.source,
+        ) from None
 
 
 def build_base(spec: ModelSpec) -> tuple[MMFlamingo, Any, Callable, list[str]]:
@@ -275,7 +303,8 @@ def build_base(spec: ModelSpec) -> tuple[MMFlamingo, Any, Callable, list[str]]:
             lm.resize_token_embeddings(len(tokenizer))
         vis_dim = clip.visual.transformer.width
         model = MMFlamingo(
-            clip, lm,
+            clip,
+            lm,
             eoc_token_id=tokenizer.convert_tokens_to_ids("<|endofchunk|>"),
             media_token_id=tokenizer.convert_tokens_to_ids("<image>"),
             vis_dim=vis_dim,
@@ -295,23 +324,42 @@ def build_base(spec: ModelSpec) -> tuple[MMFlamingo, Any, Callable, list[str]]:
     return model, tokenizer, preprocess, notes
 
 
-def load_model(spec: ModelSpec, ckpt: str | os.PathLike | CheckpointInfo | None = None, *,
-               allow_partial: bool = False, trust_checkpoint: bool = False, lora_alpha: float | None = None,
-               device: str | None = None) -> Any:
+def load_model(
+    spec: ModelSpec,
+    ckpt: str | os.PathLike | CheckpointInfo | None = None,
+    *,
+    allow_partial: bool = False,
+    trust_checkpoint: bool = False,
+    lora_alpha: float | None = None,
+    device: str | None = None,
+) -> Any:
     """Model spec (+ checkpoint) -> a ready-to-evaluate model of the spec's family (a
     :class:`LoadedModel` for Flamingo specs), with every load checked and reported."""
     if spec.family == "flamingo":
-        return load_flamingo(spec, ckpt, allow_partial=allow_partial, trust_checkpoint=trust_checkpoint,
-                             lora_alpha=lora_alpha, device=device)
+        return load_flamingo(
+            spec,
+            ckpt,
+            allow_partial=allow_partial,
+            trust_checkpoint=trust_checkpoint,
+            lora_alpha=lora_alpha,
+            device=device,
+        )
     from .families import get_family
 
-    return get_family(spec.family).loader()(spec, ckpt, allow_partial=allow_partial,
-                                            trust_checkpoint=trust_checkpoint, lora_alpha=lora_alpha, device=device)
+    return get_family(spec.family).loader()(
+        spec, ckpt, allow_partial=allow_partial, trust_checkpoint=trust_checkpoint, lora_alpha=lora_alpha, device=device
+    )
 
 
-def load_flamingo(spec: ModelSpec, ckpt: str | os.PathLike | CheckpointInfo | None = None, *,
-                  allow_partial: bool = False, trust_checkpoint: bool = False, lora_alpha: float | None = None,
-                  device: str | None = None) -> LoadedModel:
+def load_flamingo(
+    spec: ModelSpec,
+    ckpt: str | os.PathLike | CheckpointInfo | None = None,
+    *,
+    allow_partial: bool = False,
+    trust_checkpoint: bool = False,
+    lora_alpha: float | None = None,
+    device: str | None = None,
+) -> LoadedModel:
     """A Flamingo spec (+ checkpoint) -> a ready-to-evaluate model, with every load checked and reported."""
     t0 = time.perf_counter()
     info = None
@@ -328,8 +376,7 @@ def load_flamingo(spec: ModelSpec, ckpt: str | os.PathLike | CheckpointInfo | No
             raise UserError(f"openflamingo_checkpoint {path!r} not found", spec.source)
         of = read_checkpoint(path, trust=trust_checkpoint)
         if of.format != "openflamingo":
-            raise UserError(f"openflamingo_checkpoint is a {of.format} checkpoint, not an OpenFlamingo one",
-                            of.path)
+            raise UserError(f"openflamingo_checkpoint is a {of.format} checkpoint, not an OpenFlamingo one", of.path)
         reports.append(load_openflamingo(model, of, allow_partial, spec.tokenizer))
         base_sha = of.sha256
     if info is not None:
@@ -340,8 +387,9 @@ def load_flamingo(spec: ModelSpec, ckpt: str | os.PathLike | CheckpointInfo | No
     dev = resolve_device(device or spec.device)
     dtype = DTYPES[spec.precision]
     if dev.type == "cpu" and dtype == torch.float16:
-        notes.append("precision fp16 requested on CPU, where half-precision matmuls are slow or missing: "
-                     "running fp32 instead")
+        notes.append(
+            "precision fp16 requested on CPU, where half-precision matmuls are slow or missing: running fp32 instead"
+        )
         log.warning(notes[-1])
         dtype = torch.float32
     model.to(device=dev, dtype=dtype)
@@ -351,5 +399,6 @@ def load_flamingo(spec: ModelSpec, ckpt: str | os.PathLike | CheckpointInfo | No
         log.info(r.summary())
         if r.partial_allowed:
             log.warning("PARTIAL LOAD ALLOWED (--allow-partial): %s", r.problems())
-    return LoadedModel(model, tokenizer, preprocess, spec, dev, dtype, reports, info, base_sha, notes,
-                       time.perf_counter() - t0)
+    return LoadedModel(
+        model, tokenizer, preprocess, spec, dev, dtype, reports, info, base_sha, notes, time.perf_counter() - t0
+    )

@@ -26,8 +26,16 @@ from ..errors import UserError
 from ..generation_settings import GenerationSettings
 from .batching import auto_rows
 from .build import DTYPES, _hub_call, _local, load_lm, resolve_device
-from .seam import (STOP_END_OF_CHUNK, STOP_END_OF_TURN, STOP_EOS, STOP_RULES, CandidateScore, Generation, PromptInput,
-                   RankInput)
+from .seam import (
+    STOP_END_OF_CHUNK,
+    STOP_END_OF_TURN,
+    STOP_EOS,
+    STOP_RULES,
+    CandidateScore,
+    Generation,
+    PromptInput,
+    RankInput,
+)
 from .spec import ModelSpec
 
 # tokens chat models end an assistant turn with (checked in this order; the first in the vocabulary wins)
@@ -48,8 +56,12 @@ class LoadedCausalLM:
 
     def provenance(self) -> dict[str, Any]:
         return {
-            "model_spec": self.spec.to_dict(), "checkpoint": None, "openflamingo_checkpoint_sha256": None,
-            "load_reports": [], "notes": self.notes, "device": str(self.device),
+            "model_spec": self.spec.to_dict(),
+            "checkpoint": None,
+            "openflamingo_checkpoint_sha256": None,
+            "load_reports": [],
+            "notes": self.notes,
+            "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
             "parameters": sum(p.numel() for p in self.model.parameters()),
         }
@@ -61,11 +73,17 @@ def load_tokenizer(spec: ModelSpec):
     local = _local(spec.tokenizer)
     try:
         if local is not None:
-            tok = AutoTokenizer.from_pretrained(str(local), local_files_only=True,
-                                                trust_remote_code=spec.trust_remote_code)
+            tok = AutoTokenizer.from_pretrained(
+                str(local), local_files_only=True, trust_remote_code=spec.trust_remote_code
+            )
         else:
-            tok = _hub_call(spec, "tokenizer", spec.tokenizer, AutoTokenizer.from_pretrained,
-                            trust_remote_code=spec.trust_remote_code)
+            tok = _hub_call(
+                spec,
+                "tokenizer",
+                spec.tokenizer,
+                AutoTokenizer.from_pretrained,
+                trust_remote_code=spec.trust_remote_code,
+            )
     except UserError:
         raise
     except (OSError, ValueError) as e:
@@ -76,12 +94,22 @@ def load_tokenizer(spec: ModelSpec):
     return tok
 
 
-def load_causal_lm(spec: ModelSpec, ckpt: Any = None, *, allow_partial: bool = False, trust_checkpoint: bool = False,
-                   lora_alpha: float | None = None, device: str | None = None) -> LoadedCausalLM:
+def load_causal_lm(
+    spec: ModelSpec,
+    ckpt: Any = None,
+    *,
+    allow_partial: bool = False,
+    trust_checkpoint: bool = False,
+    lora_alpha: float | None = None,
+    device: str | None = None,
+) -> LoadedCausalLM:
     """A ``causal-lm`` spec -> the loaded model (seeded when ``init = "random"``)."""
     if ckpt is not None:
-        raise UserError(f"model family causal-lm takes no checkpoint (--ckpt {ckpt}); set lm to the folder of the "
-                        f"fine-tuned weights instead", spec.source or spec.name)
+        raise UserError(
+            f"model family causal-lm takes no checkpoint (--ckpt {ckpt}); set lm to the folder of the "
+            f"fine-tuned weights instead",
+            spec.source or spec.name,
+        )
     t0 = time.perf_counter()
     notes: list[str] = []
     with torch.random.fork_rng(devices=[]):
@@ -97,8 +125,9 @@ def load_causal_lm(spec: ModelSpec, ckpt: Any = None, *, allow_partial: bool = F
     dev = resolve_device(device or spec.device)
     dtype = DTYPES[spec.precision]
     if dev.type == "cpu" and dtype == torch.float16:
-        notes.append("precision fp16 requested on CPU, where half-precision matmuls are slow or missing: "
-                     "running fp32 instead")
+        notes.append(
+            "precision fp16 requested on CPU, where half-precision matmuls are slow or missing: running fp32 instead"
+        )
         dtype = torch.float32
     model.to(device=dev, dtype=dtype)
     model.requires_grad_(False)
@@ -106,12 +135,11 @@ def load_causal_lm(spec: ModelSpec, ckpt: Any = None, *, allow_partial: bool = F
     return LoadedCausalLM(model, tokenizer, spec, dev, dtype, notes, time.perf_counter() - t0)
 
 
-def candidate_token_ids(tokenizer: Any, context: str, context_ids: list[int], candidate: str,
-                        joint: bool) -> list[int]:
+def candidate_token_ids(tokenizer: Any, context: str, context_ids: list[int], candidate: str, joint: bool) -> list[int]:
     """A candidate's tokens after its context: tokenized alone, or as they read in context + candidate
     (``context`` then has its trailing spaces already moved to the candidate)."""
     if joint:
-        ids = tokenizer(context + candidate)["input_ids"][len(context_ids):]
+        ids = tokenizer(context + candidate)["input_ids"][len(context_ids) :]
     else:
         ids = tokenizer(candidate, add_special_tokens=False)["input_ids"]
     if not ids:
@@ -160,8 +188,9 @@ class CausalLMModel:
         return self.loaded.provenance()
 
     @torch.inference_mode()
-    def generate_batch(self, prompts: Sequence[PromptInput], settings: GenerationSettings,
-                       stop: str) -> list[Generation]:
+    def generate_batch(
+        self, prompts: Sequence[PromptInput], settings: GenerationSettings, stop: str
+    ) -> list[Generation]:
         if not prompts:
             return []
         self.encode_images(prompts)
@@ -172,8 +201,8 @@ class CausalLMModel:
         ids = torch.full((len(rows), width), pad, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, r in enumerate(rows):
-            ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
-            mask[i, width - len(r):] = 1
+            ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+            mask[i, width - len(r) :] = 1
         kwargs = settings.hf_kwargs()
         kwargs.update(eos_token_id=eos if len(eos) > 1 else eos[0], pad_token_id=pad)
         rng = contextlib.nullcontext()
@@ -192,10 +221,15 @@ class CausalLMModel:
                 if tok in stops:
                     new, stopped = new[: i + 1], True
                     break
-            results.append(Generation(
-                token_ids=new, text=self.tokenizer.decode(new, skip_special_tokens=True),
-                full_text=self.tokenizer.decode(list(prompt_ids) + new, skip_special_tokens=True),
-                stopped_on_eos=stopped, prompt_tokens=len(prompt_ids)))
+            results.append(
+                Generation(
+                    token_ids=new,
+                    text=self.tokenizer.decode(new, skip_special_tokens=True),
+                    full_text=self.tokenizer.decode(list(prompt_ids) + new, skip_special_tokens=True),
+                    stopped_on_eos=stopped,
+                    prompt_tokens=len(prompt_ids),
+                )
+            )
         return results
 
     @torch.inference_mode()
@@ -211,7 +245,7 @@ class CausalLMModel:
             if not ctx:
                 raise ValueError(f"context {x.text!r} has no tokens to score candidates after")
             for c in x.candidates:
-                pairs.append((ctx, candidate_token_ids(self.tokenizer, text, ctx, x.text[len(text):] + c, x.joint)))
+                pairs.append((ctx, candidate_token_ids(self.tokenizer, text, ctx, x.text[len(text) :] + c, x.joint)))
         width = max(len(a) + len(b) for a, b in pairs)
         pad = self.tokenizer.pad_token_id
         ids = torch.full((len(pairs), width), pad, dtype=torch.long)
@@ -222,13 +256,18 @@ class CausalLMModel:
         logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits.float()
         scores: list[CandidateScore] = []
         for i, (a, b) in enumerate(pairs):
-            at = logits[i, len(a) - 1: len(a) + len(b) - 1]  # the positions that predict the candidate's tokens
+            at = logits[i, len(a) - 1 : len(a) + len(b) - 1]  # the positions that predict the candidate's tokens
             target = torch.tensor(b, device=at.device)
             lp = torch.log_softmax(at, dim=-1).gather(1, target[:, None]).squeeze(1)
-            scores.append(CandidateScore(sum_logprob=float(lp.double().sum()), n_tokens=len(b),
-                                         is_greedy=bool((at.argmax(-1) == target).all())))
+            scores.append(
+                CandidateScore(
+                    sum_logprob=float(lp.double().sum()),
+                    n_tokens=len(b),
+                    is_greedy=bool((at.argmax(-1) == target).all()),
+                )
+            )
         out, k = [], 0
         for x in inputs:
-            out.append(scores[k:k + len(x.candidates)])
+            out.append(scores[k : k + len(x.candidates)])
             k += len(x.candidates)
         return out

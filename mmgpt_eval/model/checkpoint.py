@@ -71,16 +71,29 @@ def check_finite(info: "CheckpointInfo", weights_file: str | Path | None = None)
     k, n = bad[0]
     more = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
     if not _ALLOW_NONFINITE.get():
-        raise UserError(f"tensor {k} holds {n} NaN/inf value(s){more}; the checkpoint is corrupt or diverged. "
-                        f"Pass --allow-nonfinite to load it anyway (not recommended)", where)
-    log.warning("NON-FINITE WEIGHTS ALLOWED (--allow-nonfinite): %s: tensor %s holds %d NaN/inf value(s)%s; "
-                "outputs are likely garbage", where, k, n, more)
+        raise UserError(
+            f"tensor {k} holds {n} NaN/inf value(s){more}; the checkpoint is corrupt or diverged. "
+            f"Pass --allow-nonfinite to load it anyway (not recommended)",
+            where,
+        )
+    log.warning(
+        "NON-FINITE WEIGHTS ALLOWED (--allow-nonfinite): %s: tensor %s holds %d NaN/inf value(s)%s; "
+        "outputs are likely garbage",
+        where,
+        k,
+        n,
+        more,
+    )
     info.metadata["nonfinite_tensors"] = [key for key, _ in bad[:20]]
 
+
 # MultiModal-GPT configs/lora_config.py (the released v0 adapter's settings)
-MMGPT_DEFAULT_LORA: dict[str, Any] = {"lora_r": 16, "lora_alpha": 16, "lora_dropout": 0.0,
-                      "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "to_q", "to_kv", "to_out",
-                                              "ff.1", "ff.3"]}
+MMGPT_DEFAULT_LORA: dict[str, Any] = {
+    "lora_r": 16,
+    "lora_alpha": 16,
+    "lora_dropout": 0.0,
+    "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "to_q", "to_kv", "to_out", "ff.1", "ff.3"],
+}
 
 _WRAPPER_SEGMENTS = ("module.", "_orig_mod.", "_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
 _LORA_RE = re.compile(r"\.(lora_[AB]|lora_embedding_[AB]|lora_magnitude_vector)(?:\.[A-Za-z0-9_\-]+)?\.(weight)$")
@@ -103,12 +116,21 @@ class LoraSettings:
 
     @property
     def scaling(self) -> float:
-        return self.alpha / (self.r ** 0.5 if self.use_rslora else self.r)
+        return self.alpha / (self.r**0.5 if self.use_rslora else self.r)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"r": self.r, "alpha": self.alpha, "scaling": self.scaling, "dropout": self.dropout,
-                "target_modules": self.target_modules, "use_rslora": self.use_rslora, "use_dora": self.use_dora,
-                "rank_pattern": self.rank_pattern, "alpha_pattern": self.alpha_pattern, "source": self.source}
+        return {
+            "r": self.r,
+            "alpha": self.alpha,
+            "scaling": self.scaling,
+            "dropout": self.dropout,
+            "target_modules": self.target_modules,
+            "use_rslora": self.use_rslora,
+            "use_dora": self.use_dora,
+            "rank_pattern": self.rank_pattern,
+            "alpha_pattern": self.alpha_pattern,
+            "source": self.source,
+        }
 
 
 @dataclass
@@ -146,7 +168,7 @@ def _strip_wrappers(key: str) -> str:
         changed = False
         for seg in _WRAPPER_SEGMENTS:
             if key.startswith(seg):
-                key = key[len(seg):]
+                key = key[len(seg) :]
                 changed = True
         for seg in _WRAPPER_SEGMENTS[1:]:
             if "." + seg in key:
@@ -170,14 +192,18 @@ def canonical_key(key: str, decoder_attr: str = "model.layers") -> str | None:
         elif k.startswith(("gated_cross_attn_layers.", "old_decoder_blocks.")):
             k = "lang_encoder." + k
     if k.startswith("vision_encoder.visual."):
-        k = "vision_encoder." + k[len("vision_encoder.visual."):]
+        k = "vision_encoder." + k[len("vision_encoder.visual.") :]
     da = re.escape(decoder_attr)
-    k = re.sub(r"^lang_encoder\.gated_cross_attn_layers\.(\d+)\.", rf"lang_encoder.{decoder_attr}.\1.gated_cross_attn_layer.", k)
+    k = re.sub(
+        r"^lang_encoder\.gated_cross_attn_layers\.(\d+)\.",
+        rf"lang_encoder.{decoder_attr}.\1.gated_cross_attn_layer.",
+        k,
+    )
     k = re.sub(r"^lang_encoder\.old_decoder_blocks\.(\d+)\.", rf"lang_encoder.{decoder_attr}.\1.decoder_layer.", k)
     # a decoder layer key without the FlamingoLayer wrapper (plain LM / text-only adapter)
     m = re.match(rf"^lang_encoder\.{da}\.(\d+)\.(?!gated_cross_attn_layer\.|decoder_layer\.)", k)
     if m:
-        k = k[: m.end()] + "decoder_layer." + k[m.end():]
+        k = k[: m.end()] + "decoder_layer." + k[m.end() :]
     return k
 
 
@@ -205,9 +231,13 @@ def _settings_from_tuning_config(tc: Any, source: str) -> tuple[LoraSettings | N
         alpha = float(plain["lora_alpha"])
     except (KeyError, TypeError, ValueError):
         return None, summary
-    return LoraSettings(r=r, alpha=alpha, dropout=float(plain.get("lora_dropout", 0.0)),
-                        target_modules=list(plain.get("lora_target_modules") or []) or None,
-                        source=source), summary
+    return LoraSettings(
+        r=r,
+        alpha=alpha,
+        dropout=float(plain.get("lora_dropout", 0.0)),
+        target_modules=list(plain.get("lora_target_modules") or []) or None,
+        source=source,
+    ), summary
 
 
 def _settings_from_peft_config(cfg: dict[str, Any], source: str) -> LoraSettings:
@@ -247,13 +277,22 @@ def _settings_from_peft_config(cfg: dict[str, Any], source: str) -> LoraSettings
         rank_pattern = {str(k): int(v) for k, v in (cfg.get("rank_pattern") or {}).items()}
         alpha_pattern = {str(k): float(v) for k, v in (cfg.get("alpha_pattern") or {}).items()}
     except (TypeError, ValueError):
-        raise UserError("adapter_config.json: 'rank_pattern' / 'alpha_pattern' values must be numbers",
-                        source) from None
+        raise UserError(
+            "adapter_config.json: 'rank_pattern' / 'alpha_pattern' values must be numbers", source
+        ) from None
     if any(v < 1 for v in rank_pattern.values()):
         raise UserError("adapter_config.json: 'rank_pattern' ranks must be >= 1", source)
-    return LoraSettings(r=r, alpha=alpha, dropout=dropout, target_modules=cfg.get("target_modules"),
-                        use_rslora=bool(cfg.get("use_rslora", False)), use_dora=bool(cfg.get("use_dora", False)),
-                        rank_pattern=rank_pattern, alpha_pattern=alpha_pattern, source=source)
+    return LoraSettings(
+        r=r,
+        alpha=alpha,
+        dropout=dropout,
+        target_modules=cfg.get("target_modules"),
+        use_rslora=bool(cfg.get("use_rslora", False)),
+        use_dora=bool(cfg.get("use_dora", False)),
+        rank_pattern=rank_pattern,
+        alpha_pattern=alpha_pattern,
+        source=source,
+    )
 
 
 def check_lora_rank(info: "CheckpointInfo") -> None:
@@ -273,8 +312,11 @@ def check_lora_rank(info: "CheckpointInfo") -> None:
                 want = int(val)
                 break
         if r_t != want:
-            raise UserError(f"LoRA rank mismatch: the settings ({info.lora.source or 'stored config'}) say r={want} "
-                            f"but tensor {k} has rank {r_t}", info.path)
+            raise UserError(
+                f"LoRA rank mismatch: the settings ({info.lora.source or 'stored config'}) say r={want} "
+                f"but tensor {k} has rank {r_t}",
+                info.path,
+            )
 
 
 # --------------------------------------------------------------------------- detection
@@ -304,8 +346,9 @@ def resolve_checkpoint_path(path: str | Path) -> Path:
     return p
 
 
-def read_checkpoint(path: str | Path, trust: bool = False, hash_file: bool = True,
-                    check_values: bool = True) -> CheckpointInfo:
+def read_checkpoint(
+    path: str | Path, trust: bool = False, hash_file: bool = True, check_values: bool = True
+) -> CheckpointInfo:
     """Read and classify a checkpoint (file or PEFT folder). Never needs a base model.
 
     Every format's tensors are checked here (``check_values``): NaN/inf values are refused (unless
@@ -327,8 +370,7 @@ def _read_checkpoint(path: str | Path, trust: bool = False, hash_file: bool = Tr
     where = str(path)
     digest = sha256_file(path) if hash_file else ""
     if not isinstance(obj, dict):
-        raise UserError(f"unrecognised checkpoint: top-level object is a {type(obj).__name__}, expected a dict",
-                        path)
+        raise UserError(f"unrecognised checkpoint: top-level object is a {type(obj).__name__}, expected a dict", path)
     meta: dict[str, Any] = {}
     if "model_state_dict" in obj:
         sd = obj["model_state_dict"]
@@ -361,11 +403,15 @@ def _read_checkpoint(path: str | Path, trust: bool = False, hash_file: bool = Tr
             info = CheckpointInfo(str(path), "mmgpt-raw", "raw-state-dict", tensors, None, meta, digest)
         elif any(k.startswith(("perceiver.", "module.perceiver.")) or "gated_cross_attn" in k for k in tensors):
             v1 = any(".gated_cross_attn_layers." in k for k in tensors) or any(
-                k.startswith("vision_encoder.visual.") for k in tensors)
+                k.startswith("vision_encoder.visual.") for k in tensors
+            )
             info = CheckpointInfo(str(path), "openflamingo", "v1" if v1 else "v2", tensors, None, meta, digest)
         else:
-            raise UserError("unrecognised checkpoint: neither LoRA tensors nor OpenFlamingo "
-                            "(perceiver / gated cross-attention) tensors found", path)
+            raise UserError(
+                "unrecognised checkpoint: neither LoRA tensors nor OpenFlamingo "
+                "(perceiver / gated cross-attention) tensors found",
+                path,
+            )
     if info.is_adapter and info.lora_keys and info.lora is None:
         info.lora = _infer_lora_settings(info)
     return info
@@ -375,10 +421,13 @@ def _infer_lora_settings(info: CheckpointInfo) -> LoraSettings:
     ranks = sorted({int(v.shape[0]) for k, v in info.tensors.items() if ".lora_A" in k and v.ndim == 2})
     r = ranks[0] if ranks else 0
     if r == MMGPT_DEFAULT_LORA["lora_r"] and len(ranks) == 1:
-        return LoraSettings(r=r, alpha=float(MMGPT_DEFAULT_LORA["lora_alpha"]), dropout=0.0,
-                            target_modules=list(MMGPT_DEFAULT_LORA["lora_target_modules"]),
-                            source="assumed: MultiModal-GPT configs/lora_config.py (r=16, alpha=16); "
-                                   "the file stores no tuning_config")
+        return LoraSettings(
+            r=r,
+            alpha=float(MMGPT_DEFAULT_LORA["lora_alpha"]),
+            dropout=0.0,
+            target_modules=list(MMGPT_DEFAULT_LORA["lora_target_modules"]),
+            source="assumed: MultiModal-GPT configs/lora_config.py (r=16, alpha=16); the file stores no tuning_config",
+        )
     return LoraSettings(r=r, alpha=float("nan"), source="unknown: the file stores no LoRA alpha")
 
 
@@ -405,8 +454,7 @@ def _read_peft_folder(path: Path, trust: bool, hash_file: bool) -> CheckpointInf
         raise UserError("adapter weights are not a state dict", weights)
     tensors = _only_tensors(obj, str(weights))
     lora = _settings_from_peft_config(cfg, str(cfg_path))
-    meta: dict[str, Any] = {"base_model_name_or_path": cfg.get("base_model_name_or_path"),
-                            "weights_file": weights.name}
+    meta: dict[str, Any] = {"base_model_name_or_path": cfg.get("base_model_name_or_path"), "weights_file": weights.name}
     extra = path / "mmgpt_eval.json"
     if extra.is_file():
         meta["mmgpt_eval"] = read_json(extra)
@@ -422,7 +470,9 @@ def lora_module_kinds(module_names: list[str]) -> dict[str, int]:
     for m in module_names:
         leaf = m.rsplit(".", 2)
         name = ".".join(leaf[-2:]) if leaf[-1].isdigit() else leaf[-1]
-        where = "gated_xattn" if "gated_cross_attn_layer" in m else ("perceiver" if m.startswith("perceiver.") else "lm")
+        where = (
+            "gated_xattn" if "gated_cross_attn_layer" in m else ("perceiver" if m.startswith("perceiver.") else "lm")
+        )
         kinds[f"{where}:{name}"] = kinds.get(f"{where}:{name}", 0) + 1
     return dict(sorted(kinds.items()))
 

@@ -70,9 +70,19 @@ def eval_model(loaded: Any, *, share_prefix: bool = True) -> Any:
     return family_of(loaded).wrapper()(loaded, share_prefix=share_prefix)
 
 
-register_family(Family(
-    "flamingo", "OpenFlamingo / MultiModal-GPT: interleaved images and text (open-flamingo's Flamingo)",
-    load="mmgpt_eval.model.build:load_flamingo", seam="mmgpt_eval.model.flamingo.family:FlamingoModel"))
-register_family(Family(
-    "causal-lm", "a text-only Hugging Face causal language model (any local folder)",
-    load="mmgpt_eval.model.causal_lm:load_causal_lm", seam="mmgpt_eval.model.causal_lm:CausalLMModel"))
+register_family(
+    Family(
+        "flamingo",
+        "OpenFlamingo / MultiModal-GPT: interleaved images and text (open-flamingo's Flamingo)",
+        load="mmgpt_eval.model.build:load_flamingo",
+        seam="mmgpt_eval.model.flamingo.family:FlamingoModel",
+    )
+)
+register_family(
+    Family(
+        "causal-lm",
+        "a text-only Hugging Face causal language model (any local folder)",
+        load="mmgpt_eval.model.causal_lm:load_causal_lm",
+        seam="mmgpt_eval.model.causal_lm:CausalLMModel",
+    )
+)

@@ -5,5 +5,12 @@ from .batching import batches_by_image_count, halving_on_oom, is_oom
 from .flamingo.generate import Generator
 from .seam import Generation, PromptInput
 
-__all__ = ["GenerationSettings", "Generation", "Generator", "PromptInput", "batches_by_image_count",
-           "halving_on_oom", "is_oom"]
+__all__ = [
+    "GenerationSettings",
+    "Generation",
+    "Generator",
+    "PromptInput",
+    "batches_by_image_count",
+    "halving_on_oom",
+    "is_oom",
+]

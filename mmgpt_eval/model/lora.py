@@ -35,7 +35,7 @@ def target_module_names(model: nn.Module, targets: list[str] | str) -> list[str]
     for name, mod in model.named_modules():
         if not name.startswith("lang_encoder.") or not isinstance(mod, nn.Linear):
             continue
-        rel = name[len("lang_encoder."):]
+        rel = name[len("lang_encoder.") :]
         if isinstance(targets, str):
             ok = re.fullmatch(targets, rel) is not None or re.fullmatch(targets, name) is not None
         else:
@@ -45,8 +45,13 @@ def target_module_names(model: nn.Module, targets: list[str] | str) -> list[str]
     return out
 
 
-def inject_lora(model: nn.Module, settings: LoraSettings, module_names: list[str],
-                module_ranks: dict[str, int] | None = None, module_alphas: dict[str, float] | None = None) -> None:
+def inject_lora(
+    model: nn.Module,
+    settings: LoraSettings,
+    module_names: list[str],
+    module_ranks: dict[str, int] | None = None,
+    module_alphas: dict[str, float] | None = None,
+) -> None:
     """Add LoRA adapters (named ``default``) to exactly ``module_names``."""
     from peft import inject_adapter_in_model
 
@@ -54,9 +59,17 @@ def inject_lora(model: nn.Module, settings: LoraSettings, module_names: list[str
         raise ValueError("no modules to adapt")
     rank_pattern = {re.escape(m): r for m, r in (module_ranks or {}).items() if r != settings.r}
     alpha_pattern = {re.escape(m): a for m, a in (module_alphas or {}).items() if a != settings.alpha}
-    cfg = lora_config(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                      target_modules=sorted(module_names), bias="none", use_rslora=settings.use_rslora,
-                      use_dora=settings.use_dora, rank_pattern=rank_pattern, alpha_pattern=alpha_pattern)
+    cfg = lora_config(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=sorted(module_names),
+        bias="none",
+        use_rslora=settings.use_rslora,
+        use_dora=settings.use_dora,
+        rank_pattern=rank_pattern,
+        alpha_pattern=alpha_pattern,
+    )
     inject_adapter_in_model(cfg, model)
     # peft marks adapters trainable; evaluation needs nothing trainable.
     for p in model.parameters():

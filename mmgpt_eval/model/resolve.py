@@ -48,8 +48,9 @@ def _spec_from_stored(d: dict[str, Any], where: str) -> ModelSpec | None:
     for k in ("lm", "tokenizer", "vision_encoder"):
         v = getattr(spec, k)
         if isinstance(v, str) and v.startswith("/") and not Path(v).exists():
-            raise UserError(f"the checkpoint's stored model spec points at {v}, which does not exist here; pass --model",
-                            where)
+            raise UserError(
+                f"the checkpoint's stored model spec points at {v}, which does not exist here; pass --model", where
+            )
     spec.name, spec.source = str(name or "stored spec"), where
     return spec
 
@@ -70,13 +71,21 @@ def choose_base(info: CheckpointInfo) -> BaseChoice:
     mmgpt_layout = any("lang_encoder.base_model.model." in k for k in info.tensors)
     if info.format in ("mmgpt-trainer", "mmgpt-weights") or (info.format == "mmgpt-raw" and mmgpt_layout):
         why = "tuning_config" if "tuning_config" in meta else "MultiModal-GPT key layout"
-        return BaseChoice(load_spec(MMGPT_PRESET),
-                          f"MultiModal-GPT trainer checkpoint ({why}): MultiModal-GPT v0 was trained on OpenFlamingo-9B "
-                          f"v1 (CLIP ViT-L/14 + LLaMA-7B), the {MMGPT_PRESET} preset")
+        return BaseChoice(
+            load_spec(MMGPT_PRESET),
+            f"MultiModal-GPT trainer checkpoint ({why}): MultiModal-GPT v0 was trained on OpenFlamingo-9B "
+            f"v1 (CLIP ViT-L/14 + LLaMA-7B), the {MMGPT_PRESET} preset",
+        )
     if info.format == "openflamingo" and info.layout == "v1":
         spec = load_spec(MMGPT_PRESET)
         spec.openflamingo_checkpoint = None  # the checkpoint given is the OpenFlamingo weights
-        return BaseChoice(spec, f"OpenFlamingo v1 checkpoint layout: OpenFlamingo-9B v1 ({MMGPT_PRESET} without its own "
-                                f"OpenFlamingo checkpoint)")
-    raise UserError(f"cannot tell which base model the {info.format} checkpoint belongs to (no stored model spec, no "
-                    f"preset named in it); pass --model PRESET_OR_TOML", info.path)
+        return BaseChoice(
+            spec,
+            f"OpenFlamingo v1 checkpoint layout: OpenFlamingo-9B v1 ({MMGPT_PRESET} without its own "
+            f"OpenFlamingo checkpoint)",
+        )
+    raise UserError(
+        f"cannot tell which base model the {info.format} checkpoint belongs to (no stored model spec, no "
+        f"preset named in it); pass --model PRESET_OR_TOML",
+        info.path,
+    )

@@ -71,8 +71,16 @@ def to_plain(obj: Any) -> Any:
 
 
 _GLOBAL_RE = re.compile(r"(?:Unsupported global: GLOBAL|global) ([\w.]+)")
-_SAFE_PREFIXES = ("torch.", "collections.OrderedDict", "builtins.", "__builtin__.", "_codecs.encode",
-                  "numpy.core.multiarray._reconstruct", "numpy.dtype", "numpy.ndarray")
+_SAFE_PREFIXES = (
+    "torch.",
+    "collections.OrderedDict",
+    "builtins.",
+    "__builtin__.",
+    "_codecs.encode",
+    "numpy.core.multiarray._reconstruct",
+    "numpy.dtype",
+    "numpy.ndarray",
+)
 
 
 def pickle_globals(path: Path) -> list[str]:
@@ -144,9 +152,12 @@ def load_checkpoint_file(path: str | Path, trust: bool = False) -> Any:
         head = f.read(2)
     if not zipfile.is_zipfile(path) and (len(head) < 2 or head[0] != 0x80):
         if is_old_protocol_pickle(path):
-            raise UserError("a pickle of protocol 0/1 (the old text/binary pickle formats, not written by "
-                            "torch.save): cannot be loaded safely; re-save it with torch.save "
-                            "(protocol 2 or later)", path)
+            raise UserError(
+                "a pickle of protocol 0/1 (the old text/binary pickle formats, not written by "
+                "torch.save): cannot be loaded safely; re-save it with torch.save "
+                "(protocol 2 or later)",
+                path,
+            )
         raise UserError("not a readable checkpoint (neither a torch zip archive nor a pickle)", path)
     try:
         with torch.serialization.safe_globals(_INERT):
@@ -159,11 +170,14 @@ def load_checkpoint_file(path: str | Path, trust: bool = False) -> Any:
             if unsafe:
                 raise UserError(
                     f"refusing to unpickle: the file needs arbitrary code ({', '.join(unsafe[:3])}) to load; pass "
-                    f"--trust-checkpoint only if you trust where this file came from", path) from None
+                    f"--trust-checkpoint only if you trust where this file came from",
+                    path,
+                ) from None
             raise UserError(
                 "cannot be read with the safe loader (torch.load weights_only=True rejects its pickle format); "
                 "re-save it with torch.save, or pass --trust-checkpoint only if you trust where this file came from",
-                path) from None
+                path,
+            ) from None
         return torch.load(str(path), map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

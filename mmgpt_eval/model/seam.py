@@ -93,8 +93,9 @@ class EvalModel(Protocol):
     family: str  # the registry key (:mod:`mmgpt_eval.model.families`)
     accepts_images: bool  # False: requests with images are refused before any work
 
-    def generate_batch(self, prompts: Sequence[PromptInput], settings: GenerationSettings,
-                       stop: str) -> list[Generation]:
+    def generate_batch(
+        self, prompts: Sequence[PromptInput], settings: GenerationSettings, stop: str
+    ) -> list[Generation]:
         """Generate for one batch; ``stop`` is one of :data:`STOP_RULES`."""
         ...
 

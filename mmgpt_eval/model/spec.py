@@ -75,7 +75,7 @@ class ModelSpec:
         if self.family not in family_names():
             raise UserError(f"family must be one of {', '.join(family_names())}, got {self.family!r}", where)
         if self.flamingo_version not in ("v1", "v2"):
-            raise UserError(f"flamingo_version must be \"v1\" or \"v2\", got {self.flamingo_version!r}", where)
+            raise UserError(f'flamingo_version must be "v1" or "v2", got {self.flamingo_version!r}', where)
         if self.precision not in PRECISIONS:
             raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}", where)
         if self.init not in INITS:
@@ -99,8 +99,9 @@ def _from_dict(data: dict[str, Any], base: Path, where: str, name: str) -> Model
     allowed = set(ModelSpec.user_keys())
     unknown = sorted(set(data) - allowed)
     if unknown:
-        raise UserError(f"unknown model spec key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(allowed))}",
-                        where)
+        raise UserError(
+            f"unknown model spec key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(allowed))}", where
+        )
     for k in PATH_KEYS:
         v = data.get(k)
         if isinstance(v, str):

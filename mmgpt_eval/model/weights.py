@@ -33,8 +33,10 @@ class LoadReport:
         return not (self.missing or self.unexpected or self.shape_mismatch)
 
     def summary(self) -> str:
-        s = (f"{self.kind} {self.source}: matched {len(self.matched)}, missing {len(self.missing)}, "
-             f"unexpected {len(self.unexpected)}, shape mismatches {len(self.shape_mismatch)}")
+        s = (
+            f"{self.kind} {self.source}: matched {len(self.matched)}, missing {len(self.missing)}, "
+            f"unexpected {len(self.unexpected)}, shape mismatches {len(self.shape_mismatch)}"
+        )
         if self.alias_duplicates:
             s += f", alias duplicates {self.alias_duplicates}"
         if self.ignored:
@@ -53,11 +55,19 @@ class LoadReport:
         return "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "kind": self.kind, "matched": len(self.matched), "missing": self.missing,
-                "unexpected": self.unexpected,
-                "shape_mismatch": [{"key": k, "checkpoint": a, "model": b} for k, a, b in self.shape_mismatch],
-                "ignored": self.ignored, "alias_duplicates": self.alias_duplicates, "notes": self.notes,
-                "ok": self.ok, "partial_allowed": self.partial_allowed}
+        return {
+            "source": self.source,
+            "kind": self.kind,
+            "matched": len(self.matched),
+            "missing": self.missing,
+            "unexpected": self.unexpected,
+            "shape_mismatch": [{"key": k, "checkpoint": a, "model": b} for k, a, b in self.shape_mismatch],
+            "ignored": self.ignored,
+            "alias_duplicates": self.alias_duplicates,
+            "notes": self.notes,
+            "ok": self.ok,
+            "partial_allowed": self.partial_allowed,
+        }
 
 
 class ParamIndex:
@@ -79,13 +89,19 @@ def _is_embedding(key: str) -> bool:
 
 
 def _check_vocab(report_src: str, canon: str, tensor: torch.Tensor, target: torch.Tensor, tokenizer_name: str) -> None:
-    if _is_embedding(canon) and tensor.ndim == 2 and target.ndim == 2 and tensor.shape[0] != target.shape[0] \
-            and tensor.shape[1] == target.shape[1]:
+    if (
+        _is_embedding(canon)
+        and tensor.ndim == 2
+        and target.ndim == 2
+        and tensor.shape[0] != target.shape[0]
+        and tensor.shape[1] == target.shape[1]
+    ):
         raise UserError(
             f"vocabulary size mismatch: the checkpoint's embeddings have {tensor.shape[0]} rows but the model "
             f"built from tokenizer {tokenizer_name} has {target.shape[0]} (e.g. a tokenizer that already had a "
             f"pad token gives 32002 instead of 32003); use the tokenizer the checkpoint was trained with",
-            report_src)
+            report_src,
+        )
 
 
 def _map(info: CheckpointInfo, decoder_attr: str, report: LoadReport) -> dict[str, torch.Tensor]:
@@ -133,21 +149,25 @@ def _finish(report: LoadReport, allow_partial: bool) -> LoadReport:
         if not allow_partial:
             raise UserError(
                 f"{report.kind} did not load completely: {report.problems()}. Refusing to evaluate a partially "
-                f"loaded model; pass --allow-partial to override (not recommended)", report.source)
+                f"loaded model; pass --allow-partial to override (not recommended)",
+                report.source,
+            )
         report.partial_allowed = True
     return report
 
 
-def load_openflamingo(model: nn.Module, info: CheckpointInfo, allow_partial: bool = False,
-                      tokenizer_name: str = "") -> LoadReport:
+def load_openflamingo(
+    model: nn.Module, info: CheckpointInfo, allow_partial: bool = False, tokenizer_name: str = ""
+) -> LoadReport:
     """Load OpenFlamingo weights (perceiver + gated cross-attention, maybe embeddings)."""
     decoder_attr = model.lang_encoder.decoder_layers_attr_name
     report = LoadReport(info.path, f"OpenFlamingo checkpoint ({info.layout} layout)")
     tensors = _map(info, decoder_attr, report)
     index = ParamIndex(model)
     _copy(report, index, tensors, tokenizer_name)
-    expected = index.group(lambda k: (k.startswith("perceiver.") or ".gated_cross_attn_layer." in k)
-                           and ".lora_" not in k)
+    expected = index.group(
+        lambda k: (k.startswith("perceiver.") or ".gated_cross_attn_layer." in k) and ".lora_" not in k
+    )
     loaded = set(report.matched)
     report.missing = [k for k in expected if k not in loaded]
     if not any(_is_embedding(k) for k in loaded):
@@ -155,8 +175,13 @@ def load_openflamingo(model: nn.Module, info: CheckpointInfo, allow_partial: boo
     return _finish(report, allow_partial)
 
 
-def attach_adapter(model: nn.Module, info: CheckpointInfo, allow_partial: bool = False, tokenizer_name: str = "",
-                   lora_alpha: float | None = None) -> LoadReport:
+def attach_adapter(
+    model: nn.Module,
+    info: CheckpointInfo,
+    allow_partial: bool = False,
+    tokenizer_name: str = "",
+    lora_alpha: float | None = None,
+) -> LoadReport:
     """Inject LoRA as the checkpoint describes and load its tensors (plus any other trained ones)."""
     decoder_attr = model.lang_encoder.decoder_layers_attr_name
     report = LoadReport(info.path, f"adapter ({info.format})")
@@ -167,11 +192,15 @@ def attach_adapter(model: nn.Module, info: CheckpointInfo, allow_partial: bool =
     if lora_t:
         settings = info.lora or LoraSettings(r=0, alpha=float("nan"))
         if lora_alpha is not None:
-            settings = LoraSettings(**{**settings.__dict__, "alpha": float(lora_alpha),
-                                       "source": "--lora-alpha on the command line"})
+            settings = LoraSettings(
+                **{**settings.__dict__, "alpha": float(lora_alpha), "source": "--lora-alpha on the command line"}
+            )
         if settings.alpha is None or math.isnan(settings.alpha):
-            raise UserError("the checkpoint stores LoRA tensors but no LoRA alpha (scaling); pass --lora-alpha "
-                            "with the value it was trained with", info.path)
+            raise UserError(
+                "the checkpoint stores LoRA tensors but no LoRA alpha (scaling); pass --lora-alpha "
+                "with the value it was trained with",
+                info.path,
+            )
         names = sorted({module_of(k) for k in lora_t})
         present = [n for n in names if isinstance(modules.get(n), nn.Linear)]
         ranks = {n: int(lora_t[n + ".lora_A.weight"].shape[0]) for n in present if n + ".lora_A.weight" in lora_t}
@@ -181,8 +210,9 @@ def attach_adapter(model: nn.Module, info: CheckpointInfo, allow_partial: bool =
         alphas = _pattern_values(settings.alpha_pattern, present, info, decoder_attr) if settings.alpha_pattern else {}
         outside = [n for n in present if not n.startswith("lang_encoder.")]
         if outside:
-            report.notes.append(f"{len(outside)} adapted modules lie outside the language model "
-                                f"(e.g. {outside[0]}): loaded as stored")
+            report.notes.append(
+                f"{len(outside)} adapted modules lie outside the language model (e.g. {outside[0]}): loaded as stored"
+            )
         if present:
             inject_lora(model, settings, present, module_ranks=ranks, module_alphas=alphas)
         info.lora = settings

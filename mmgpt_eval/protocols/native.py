@@ -36,6 +36,5 @@ class Native(Protocol):
         if cfg.fewshot_selection == "rices" and cfg.num_fewshot > 0:
             from ..rices import RICES
 
-            return RICES(loaded, pt.task.demo_pool(self.pool_limit), cfg.out_dir / "cache",
-                         encoder=cfg.rices_encoder)
+            return RICES(loaded, pt.task.demo_pool(self.pool_limit), cfg.out_dir / "cache", encoder=cfg.rices_encoder)
         return RandomDemos(cfg.seed)

@@ -71,15 +71,24 @@ def eval_subset(n_test: int, num_samples: int | None, seed: int) -> tuple[list[i
     return [chosen[i] for i in perm], rs
 
 
-def draws(n_test: int, n_train: int, k: int, seed: int, num_samples: int | None = None,
-          query_set_size: int = DEFAULT_QUERY_SET_SIZE, rices: bool = False) -> Draws:
+def draws(
+    n_test: int,
+    n_train: int,
+    k: int,
+    seed: int,
+    num_samples: int | None = None,
+    query_set_size: int = DEFAULT_QUERY_SET_SIZE,
+    rices: bool = False,
+) -> Draws:
     """Steps 1-4 for one trial (``k``: demos per prompt, 2 at 0-shot)."""
     order, rs = eval_subset(n_test, num_samples, seed)
     if rices:
         return Draws(order=order, demos={}, query_set=None)
     if query_set_size > n_train:
-        raise UserError(f"OpenFlamingo's query set is {query_set_size} train samples but the train split has "
-                        f"{n_train} (set --of-query-set-size)")
+        raise UserError(
+            f"OpenFlamingo's query set is {query_set_size} train samples but the train split has "
+            f"{n_train} (set --of-query-set-size)"
+        )
     query = rs.choice(n_train, query_set_size, replace=False).tolist()
     py = random.Random(seed + 0)  # utils.random_seed(seed, rank=0)
     positions = list(range(len(query)))
@@ -168,14 +177,19 @@ class OpenFlamingo(Protocol):
         if task.openflamingo_template is None:
             raise UserError(f"task {task.name} is not part of OpenFlamingo's evaluation (--protocol openflamingo)")
         if cfg.template and cfg.template != task.openflamingo_template:
-            raise UserError(f"--protocol openflamingo evaluates {task.name} with template "
-                            f"{task.openflamingo_template}, not {cfg.template}")
+            raise UserError(
+                f"--protocol openflamingo evaluates {task.name} with template "
+                f"{task.openflamingo_template}, not {cfg.template}"
+            )
         if cfg.limit is not None:
-            raise UserError("--limit takes mmgpt-eval's fixed subset; with --protocol openflamingo use "
-                            "--of-num-samples (OpenFlamingo's seeded subset)")
+            raise UserError(
+                "--limit takes mmgpt-eval's fixed subset; with --protocol openflamingo use "
+                "--of-num-samples (OpenFlamingo's seeded subset)"
+            )
         if cfg.fewshot_zero_mode != "text-demos":
-            raise UserError("--protocol openflamingo evaluates 0-shot with 2 text-only demos (--fewshot-zero-mode "
-                            "text-demos)")
+            raise UserError(
+                "--protocol openflamingo evaluates 0-shot with 2 text-only demos (--fewshot-zero-mode text-demos)"
+            )
         return get_template(task.openflamingo_template)
 
     def subset(self, task: Task, samples: list[Sample], cfg: EvalConfig) -> list[Sample]:
@@ -185,8 +199,10 @@ class OpenFlamingo(Protocol):
     def subset_description(self, pt: PreparedTask, cfg: EvalConfig) -> str:
         if len(pt.samples) == pt.n_available:
             return "all samples"
-        return (f"{len(pt.samples)} of {pt.n_available} samples drawn as OpenFlamingo draws them "
-                f"(np.random.seed({cfg.seed}) + np.random.choice)")
+        return (
+            f"{len(pt.samples)} of {pt.n_available} samples drawn as OpenFlamingo draws them "
+            f"(np.random.seed({cfg.seed}) + np.random.choice)"
+        )
 
     def demo_selector(self, pt: PreparedTask, cfg: EvalConfig, loaded: LoadedModel) -> DemoSelector | None:
         k = demos_needed(pt.template, cfg.num_fewshot, cfg.fewshot_zero_mode)
@@ -195,13 +211,21 @@ class OpenFlamingo(Protocol):
         train = pt.task.train_samples()
         if cfg.fewshot_selection == "rices":  # also at 0-shot: OpenFlamingo picks the 2 text demos by RICES
             return OpenFlamingoRICES(loaded, train, cfg.out_dir / "cache", encoder=cfg.rices_encoder)
-        d = draws(len(pt.population), len(train), k, cfg.seed, cfg.of_num_samples,
-                  cfg.of_query_set_size or DEFAULT_QUERY_SET_SIZE)
+        d = draws(
+            len(pt.population),
+            len(train),
+            k,
+            cfg.seed,
+            cfg.of_num_samples,
+            cfg.of_query_set_size or DEFAULT_QUERY_SET_SIZE,
+        )
         return fixed_demos(pt.population, train, d)
 
     def notes(self, pt: PreparedTask, cfg: EvalConfig) -> list[str]:
-        return [f"protocol: openflamingo (seed {cfg.seed}; demos drawn as open_flamingo/eval/evaluate.py draws them "
-                f"for a single-process run, query set {cfg.of_query_set_size or DEFAULT_QUERY_SET_SIZE})"]
+        return [
+            f"protocol: openflamingo (seed {cfg.seed}; demos drawn as open_flamingo/eval/evaluate.py draws them "
+            f"for a single-process run, query set {cfg.of_query_set_size or DEFAULT_QUERY_SET_SIZE})"
+        ]
 
     def fingerprint_extras(self, cfg: EvalConfig) -> dict[str, Any]:
         return {"name": self.name, "seed": cfg.seed, **self.owned_settings(self.resolve(cfg))}

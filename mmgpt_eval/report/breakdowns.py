@@ -44,14 +44,20 @@ def breakdowns(cols: list[RunColumn], tasks: list[str], hooks: dict[str, ReportH
                 elif not isinstance(v, (dict, list)) and k not in scalars:
                     scalars.append(k)
         if scalars:
-            tables.append(table("other breakdown values", ["key"] + [c.label for c in tcols],
-                                [[clip(k, 80)] + [cell(b.get(k)) if k in b else "—" for b in bds] for k in scalars]))
+            tables.append(
+                table(
+                    "other breakdown values",
+                    ["key"] + [c.label for c in tcols],
+                    [[clip(k, 80)] + [cell(b.get(k)) if k in b else "—" for b in bds] for k in scalars],
+                )
+            )
         for c in tcols:
             tnotes = c.res.tasks[task].notes
             for n in (tnotes if isinstance(tnotes, list) else [tnotes])[:10]:
                 s = clip(to_text(n), 400)
                 if s not in notes:
                     notes.append(s)
-        out.append({"task": task, "anchor": f"t{ti}", "tables": tables[:MAX_TABLES_PER_TASK], "plots": plots,
-                    "notes": notes})
+        out.append(
+            {"task": task, "anchor": f"t{ti}", "tables": tables[:MAX_TABLES_PER_TASK], "plots": plots, "notes": notes}
+        )
     return out

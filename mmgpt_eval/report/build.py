@@ -34,16 +34,29 @@ TEMPLATE = "report.html.j2"  # next to this module
 def _env():
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-    return Environment(loader=FileSystemLoader(str(Path(__file__).parent)), autoescape=True,
-                       undefined=StrictUndefined, finalize=clean, trim_blocks=True, lstrip_blocks=True)
+    return Environment(
+        loader=FileSystemLoader(str(Path(__file__).parent)),
+        autoescape=True,
+        undefined=StrictUndefined,
+        finalize=clean,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
-
-
-def build_report(runs: list[RunResults], *, baseline: RunResults | None = None, gate: dict | None = None,
-                 labels: list[str] | None = None, max_gallery: int = 12, intersect: bool = False,
-                 n_resamples: int = 10000, title: str | None = None, max_bytes: int = MAX_BYTES,
-                 published: Any = None) -> str:
+def build_report(
+    runs: list[RunResults],
+    *,
+    baseline: RunResults | None = None,
+    gate: dict | None = None,
+    labels: list[str] | None = None,
+    max_gallery: int = 12,
+    intersect: bool = False,
+    n_resamples: int = 10000,
+    title: str | None = None,
+    max_bytes: int = MAX_BYTES,
+    published: Any = None,
+) -> str:
     """Render the HTML report of ``runs`` (compared with ``baseline`` when given) and return it.
 
     Runs are labelled by what they evaluated (:func:`mmgpt_eval.compare.run_label`) unless ``labels``
@@ -65,8 +78,7 @@ def build_report(runs: list[RunResults], *, baseline: RunResults | None = None, 
     for c in cols:
         tasks += [t for t in c.res.tasks if t not in tasks]
     # each task's report hooks, with the options of the last run that has it
-    hooks = {t: hooks_for(t, next(c.res.tasks[t].options for c in reversed(cols) if t in c.res.tasks))
-             for t in tasks}
+    hooks = {t: hooks_for(t, next(c.res.tasks[t].options for c in reversed(cols) if t in c.res.tasks)) for t in tasks}
     thumbs = Thumbs.for_runs([c.res for c in cols])
 
     headline, summ = summary(cols, base, tasks, intersect, n_resamples)
@@ -85,21 +97,40 @@ def build_report(runs: list[RunResults], *, baseline: RunResults | None = None, 
             title=title or "mmgpt-eval report",
             generated=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             version=__version__,
-            cols=[{"label": c.label, "baseline": c.is_baseline, "path": str(c.res.path) if c.res.path else "",
-                   "created": c.res.created} for c in cols],
-            has_baseline=base is not None, base_label=base_label,
+            cols=[
+                {
+                    "label": c.label,
+                    "baseline": c.is_baseline,
+                    "path": str(c.res.path) if c.res.path else "",
+                    "created": c.res.created,
+                }
+                for c in cols
+            ],
+            has_baseline=base is not None,
+            base_label=base_label,
             cand_labels=[c.label for c in rcols] if base is not None else [],
-            headline=headline, summary=summ, breakdowns=bds, trend=trd, galleries=gals,
-            transcripts=trans, provenance=prov, gate=gview, max_gallery=gallery_n, published=pubv,
-            shrunk=shrunk, intersect=intersect,
+            headline=headline,
+            summary=summ,
+            breakdowns=bds,
+            trend=trd,
+            galleries=gals,
+            transcripts=trans,
+            provenance=prov,
+            gate=gview,
+            max_gallery=gallery_n,
+            published=pubv,
+            shrunk=shrunk,
+            intersect=intersect,
             dagger=any(c and c["dagger"] for t in summ for r in t["rows"] for c in r["comps"]),
         )
         html = html.encode("utf-8", "replace").decode("utf-8")
         if len(html.encode("utf-8")) <= max_bytes or (gallery_n == 0 and n_conv == 0):
             return html
         gallery_n, n_conv = gallery_n // 2, n_conv // 2
-        shrunk = (f"The page exceeded {max_bytes // 1_000_000} MB, so galleries were cut to {gallery_n} samples "
-                  f"each and transcripts to {n_conv}.")
+        shrunk = (
+            f"The page exceeded {max_bytes // 1_000_000} MB, so galleries were cut to {gallery_n} samples "
+            f"each and transcripts to {n_conv}."
+        )
 
 
 def write_report(path: str | os.PathLike, runs: list[RunResults], **kwargs: Any) -> Path:

@@ -18,8 +18,14 @@ from .samples import per_sample_key, prediction, reference_lines, sample_value
 from .text import clip, fmt_delta, fmt_value, to_text
 
 
-def _card(rid: str, recs: list[tuple[RunColumn, SampleRecord | None]], key: str, hooks: ReportHooks | None,
-          thumbs: Thumbs, delta: float | None) -> dict[str, Any]:
+def _card(
+    rid: str,
+    recs: list[tuple[RunColumn, SampleRecord | None]],
+    key: str,
+    hooks: ReportHooks | None,
+    thumbs: Thumbs,
+    delta: float | None,
+) -> dict[str, Any]:
     main = next(r for _, r in reversed(recs) if r is not None)
     prompts = []
     seen: set[str] = set()
@@ -45,17 +51,28 @@ def _card(rid: str, recs: list[tuple[RunColumn, SampleRecord | None]], key: str,
         else:
             entry["text"] = prediction(r)
         outs.append(entry)
-    return {"id": clip(rid, LIMITS["short"]), "image": image_view(main.images, thumbs), "prompts": prompts,
-            "outputs": outs, "refs": reference_lines(main.references, conv),
-            "delta": fmt_delta(delta) if delta is not None else ""}
+    return {
+        "id": clip(rid, LIMITS["short"]),
+        "image": image_view(main.images, thumbs),
+        "prompts": prompts,
+        "outputs": outs,
+        "refs": reference_lines(main.references, conv),
+        "delta": fmt_delta(delta) if delta is not None else "",
+    }
 
 
-def galleries(runs: list[RunColumn], base: RunColumn | None, tasks: list[str], max_gallery: int, thumbs: Thumbs,
-              hooks: dict[str, ReportHooks | None]) -> list[dict[str, Any]]:
+def galleries(
+    runs: list[RunColumn],
+    base: RunColumn | None,
+    tasks: list[str],
+    max_gallery: int,
+    thumbs: Thumbs,
+    hooks: dict[str, ReportHooks | None],
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if max_gallery <= 0:
         return out
-    pairs = [(base, c) for c in runs[-(MAX_COLUMNS - 1):]] if base is not None else [(None, runs[0])]
+    pairs = [(base, c) for c in runs[-(MAX_COLUMNS - 1) :]] if base is not None else [(None, runs[0])]
     for ti, task in enumerate(tasks):
         h = hooks.get(task)
         for b, c in pairs:
@@ -63,8 +80,17 @@ def galleries(runs: list[RunColumn], base: RunColumn | None, tasks: list[str], m
                 continue
             tr = c.res.tasks[task]
             metric, key, info = per_sample_key(tr)
-            g: dict[str, Any] = {"task": task, "anchor": f"t{ti}", "label": c.label, "vs": b.label if b else None,
-                 "metric": metric or "", "key": key or "", "sections": [], "msg": "", "stats": ""}
+            g: dict[str, Any] = {
+                "task": task,
+                "anchor": f"t{ti}",
+                "label": c.label,
+                "vs": b.label if b else None,
+                "metric": metric or "",
+                "key": key or "",
+                "sections": [],
+                "msg": "",
+                "stats": "",
+            }
             if key is None:
                 g["msg"] = "this task has no per-sample metric to rank samples by"
                 out.append(g)
@@ -89,15 +115,25 @@ def galleries(runs: list[RunColumn], base: RunColumn | None, tasks: list[str], m
                 n_changed = sum(1 for i in common if to_text(rb[i].prediction) != to_text(rc[i].prediction))
                 worse = sorted([s for s in scored if s[0] < 0], key=lambda s: (s[0], s[1]))
                 better = sorted([s for s in scored if s[0] > 0], key=lambda s: (-s[0], s[1]))
-                g["stats"] = (f"{len(scored)} paired samples scored ({len(common)} in both runs): {len(worse)} worse, "
-                              f"{len(better)} better, {len(scored) - len(worse) - len(better)} tied on {key}; "
-                              f"{n_changed} predictions differ")
-                for title, lst, cls in (("largest regressions", worse, "bad"),
-                                        ("largest improvements", better, "good")):
+                g["stats"] = (
+                    f"{len(scored)} paired samples scored ({len(common)} in both runs): {len(worse)} worse, "
+                    f"{len(better)} better, {len(scored) - len(worse) - len(better)} tied on {key}; "
+                    f"{n_changed} predictions differ"
+                )
+                for title, lst, cls in (
+                    ("largest regressions", worse, "bad"),
+                    ("largest improvements", better, "good"),
+                ):
                     cards = [_card(i, [(b, rb[i]), (c, rc[i])], key, h, thumbs, d) for _, i, d in lst[:max_gallery]]
-                    g["sections"].append({"title": title, "cls": cls, "cards": cards,
-                                          "omitted": max(0, len(lst) - max_gallery),
-                                          "empty": f"no sample got {'worse' if cls == 'bad' else 'better'} on {key}"})
+                    g["sections"].append(
+                        {
+                            "title": title,
+                            "cls": cls,
+                            "cards": cards,
+                            "omitted": max(0, len(lst) - max_gallery),
+                            "empty": f"no sample got {'worse' if cls == 'bad' else 'better'} on {key}",
+                        }
+                    )
             else:
                 scored = [(v * sign, i, v) for i, r in rc.items() if (v := sample_value(r, key)) is not None]
                 g["stats"] = f"{len(scored)} samples scored on {key} (of {len(rc)})"
@@ -107,8 +143,9 @@ def galleries(runs: list[RunColumn], base: RunColumn | None, tasks: list[str], m
                     g["stats"] += f"; every sample has the same value ({fmt_value(asc[0][2])})"
                 for title, lst, cls in (("worst samples", asc, "bad"), ("best samples", desc, "good")):
                     cards = [_card(i, [(c, rc[i])], key, h, thumbs, None) for _, i, _ in lst[:max_gallery]]
-                    g["sections"].append({"title": title, "cls": cls, "cards": cards, "omitted": 0,
-                                          "empty": "no scored samples"})
+                    g["sections"].append(
+                        {"title": title, "cls": cls, "cards": cards, "omitted": 0, "empty": "no scored samples"}
+                    )
             if bad:
                 g["stats"] += f"; {bad} malformed records left out"
             out.append(g)

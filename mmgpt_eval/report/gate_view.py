@@ -26,20 +26,32 @@ def gate_view(gate: dict[str, Any]) -> dict[str, Any]:
             ci = f"[{fmt_delta(r.get('ci_low'))}, {fmt_delta(r.get('ci_high'))}]"
             if number(r.get("interval_confidence")) is not None:
                 ci += f" ({fmt_num(100 * float(r['interval_confidence']))}%)"
-        rules.append({"task": cell(r.get("task", rule.get("task"))),
-                      "metric": cell(r.get("metric", rule.get("metric"))),
-                      "status": clip(status, 40),
-                      "cls": {"pass": "good", "regression": "bad", "error": "warn", "warn": "warn"}.get(status, "ns"),
-                      "baseline": fmt_value(r.get("baseline")), "candidate": fmt_value(r.get("candidate")),
-                      "delta": fmt_delta(r.get("delta")), "ci": ci,
-                      "margin": fmt_value(r.get("margin")), "direction": cell(rule.get("direction")),
-                      "n": cell(r.get("n")), "p": fmt_p(r.get("p_value")),
-                      "note": clip(to_text(r.get("note") or ""), 200),
-                      "message": clip(to_text(r.get("message") or ""), 600)})
+        rules.append(
+            {
+                "task": cell(r.get("task", rule.get("task"))),
+                "metric": cell(r.get("metric", rule.get("metric"))),
+                "status": clip(status, 40),
+                "cls": {"pass": "good", "regression": "bad", "error": "warn", "warn": "warn"}.get(status, "ns"),
+                "baseline": fmt_value(r.get("baseline")),
+                "candidate": fmt_value(r.get("candidate")),
+                "delta": fmt_delta(r.get("delta")),
+                "ci": ci,
+                "margin": fmt_value(r.get("margin")),
+                "direction": cell(rule.get("direction")),
+                "n": cell(r.get("n")),
+                "p": fmt_p(r.get("p_value")),
+                "note": clip(to_text(r.get("note") or ""), 200),
+                "message": clip(to_text(r.get("message") or ""), 600),
+            }
+        )
     counts: Any = g.get("counts") if isinstance(g.get("counts"), dict) else {}
-    return {"verdict": clip(verdict, 40), "cls": cls, "exit_code": cell(g.get("exit_code")),
-            "counts": ", ".join(f"{v} {k}" for k, v in counts.items() if v),
-            "rules": rules}
+    return {
+        "verdict": clip(verdict, 40),
+        "cls": cls,
+        "exit_code": cell(g.get("exit_code")),
+        "counts": ", ".join(f"{v} {k}" for k, v in counts.items() if v),
+        "rules": rules,
+    }
 
 
 def load_gate(path: str | os.PathLike) -> dict[str, Any]:

@@ -10,8 +10,7 @@ import logging
 from typing import Any
 
 from ..records import SampleRecord
-from ..taskapi.reporting import (Column, ExtraOutput, Flag, ReportHooks, ReportTables, Transcript, Turn, clip,
-                                 to_text)
+from ..taskapi.reporting import Column, ExtraOutput, Flag, ReportHooks, ReportTables, Transcript, Turn, clip, to_text
 
 log = logging.getLogger("mmgpt_eval")
 _CLASSES: dict[str, type] | None = None
@@ -46,8 +45,9 @@ def report_tables(hooks: ReportHooks | None, columns: list[Column]) -> tuple[Rep
     try:
         view = hooks.report_tables(columns)
     except Exception as e:  # noqa: BLE001 - malformed data or a plugin bug: show the breakdown generically
-        return ReportTables(), (f"task-specific tables failed ({type(e).__name__}: {clip(str(e), 300)}); "
-                                "shown generically")
+        return ReportTables(), (
+            f"task-specific tables failed ({type(e).__name__}: {clip(str(e), 300)}); shown generically"
+        )
     if view is None:
         return ReportTables(), ""
     if not isinstance(view, ReportTables):
@@ -79,11 +79,23 @@ def transcript(hooks: ReportHooks | None, record: SampleRecord | None) -> Transc
     for turn in t.turns:
         if not isinstance(turn, Turn) or not isinstance(turn.output_key, str):
             continue
-        flags = [Flag(_text(f.name), f.level if f.level in ("good", "bad", "warn", "info") else "info")
-                 for f in (turn.flags if isinstance(turn.flags, (list, tuple)) else []) if isinstance(f, Flag)]
-        turns.append(Turn(turn.output_key, _text(turn.instruction), _text(turn.kind),
-                          None if turn.reference is None else _text(turn.reference), flags))
-    extras = [ExtraOutput(_text(x.name), x.output_key, _text(x.section))
-              for x in (t.extras if isinstance(t.extras, (list, tuple)) else [])
-              if isinstance(x, ExtraOutput) and isinstance(x.output_key, str)]
+        flags = [
+            Flag(_text(f.name), f.level if f.level in ("good", "bad", "warn", "info") else "info")
+            for f in (turn.flags if isinstance(turn.flags, (list, tuple)) else [])
+            if isinstance(f, Flag)
+        ]
+        turns.append(
+            Turn(
+                turn.output_key,
+                _text(turn.instruction),
+                _text(turn.kind),
+                None if turn.reference is None else _text(turn.reference),
+                flags,
+            )
+        )
+    extras = [
+        ExtraOutput(_text(x.name), x.output_key, _text(x.section))
+        for x in (t.extras if isinstance(t.extras, (list, tuple)) else [])
+        if isinstance(x, ExtraOutput) and isinstance(x.output_key, str)
+    ]
     return Transcript(turns, extras)

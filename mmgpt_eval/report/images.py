@@ -71,7 +71,7 @@ def confined_key(key: str, roots: Iterable[Path]) -> str | None:
     docstring)."""
     if "\x00" in key:
         return None
-    fs = Path(key[len("path:"):] if key.startswith("path:") else key)
+    fs = Path(key[len("path:") :] if key.startswith("path:") else key)
     try:
         on_disk = key.startswith("path:") or os.path.lexists(fs)
     except (OSError, ValueError):

@@ -32,9 +32,18 @@ def _fig_png(fig) -> str:
 def _plot_rc():
     import matplotlib
 
-    return matplotlib.rc_context({"text.parse_math": False, "text.usetex": False, "font.size": 9,
-                                  "axes.spines.top": False, "axes.spines.right": False,
-                                  "axes.grid": True, "grid.alpha": 0.3, "svg.fonttype": "path"})
+    return matplotlib.rc_context(
+        {
+            "text.parse_math": False,
+            "text.usetex": False,
+            "font.size": 9,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "svg.fonttype": "path",
+        }
+    )
 
 
 def _s(v: Any) -> str:
@@ -52,7 +61,7 @@ def bar_plot(p: BarPlot) -> dict[str, Any] | None:
         series = []
         for s in list(p.series)[:MAX_PLOT_SERIES]:
             label, vals = s
-            vals = list(vals)[:len(cats)] if isinstance(vals, (list, tuple)) else []
+            vals = list(vals)[: len(cats)] if isinstance(vals, (list, tuple)) else []
             series.append((_s(label), [number(v) for v in vals] + [None] * (len(cats) - len(vals))))
         ylim = None
         if isinstance(p.ylim, (list, tuple)) and len(p.ylim) == 2:
@@ -66,8 +75,13 @@ def bar_plot(p: BarPlot) -> dict[str, Any] | None:
         return {"title": title, "b64": None, "error": clip(str(e), 200)}
 
 
-def _bar_png(categories: list[str], series: list[tuple[str, list[float | None]]], ylabel: str, xlabel: str,
-             ylim: tuple[float, float] | None = None) -> str:
+def _bar_png(
+    categories: list[str],
+    series: list[tuple[str, list[float | None]]],
+    ylabel: str,
+    xlabel: str,
+    ylim: tuple[float, float] | None = None,
+) -> str:
     import numpy as np
 
     with _plot_rc():
@@ -91,8 +105,12 @@ def _bar_png(categories: list[str], series: list[tuple[str, list[float | None]]]
         return _fig_png(fig)
 
 
-def line_plot(xs: list[float], xticklabels: list[str] | None, lines: list[tuple[str, list[float | None], float | None]],
-              xlabel: str) -> str:
+def line_plot(
+    xs: list[float],
+    xticklabels: list[str] | None,
+    lines: list[tuple[str, list[float | None], float | None]],
+    xlabel: str,
+) -> str:
     import numpy as np
 
     with _plot_rc():
@@ -100,14 +118,18 @@ def line_plot(xs: list[float], xticklabels: list[str] | None, lines: list[tuple[
         ax = fig.add_subplot(1, 1, 1)
         for i, (label, ys, base) in enumerate(lines):
             c = PALETTE[(i + 1) % len(PALETTE)]
-            ax.plot(xs, [np.nan if v is None else v for v in ys], marker="o", ms=4, lw=1.6, color=c,
-                    label=clip(label, 50))
+            ax.plot(
+                xs, [np.nan if v is None else v for v in ys], marker="o", ms=4, lw=1.6, color=c, label=clip(label, 50)
+            )
             if base is not None:
                 ax.axhline(base, color=c, lw=1, ls="--", alpha=0.6)
         if xticklabels is not None:
             ax.set_xticks(xs)
-            ax.set_xticklabels([clip(t, 14) for t in xticklabels], rotation=20 if len(xs) > 4 else 0, ha="right"
-                               if len(xs) > 4 else "center")
+            ax.set_xticklabels(
+                [clip(t, 14) for t in xticklabels],
+                rotation=20 if len(xs) > 4 else 0,
+                ha="right" if len(xs) > 4 else "center",
+            )
         ax.set_xlabel(xlabel)
         ax.set_ylabel("metric value (task units)")
         ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))

@@ -45,45 +45,95 @@ def provenance(cols: list[RunColumn], tasks: list[str]) -> dict[str, Any]:
         if not isinstance(g, dict) or not g.get("hash"):
             return None
         return f"{str(g['hash'])[:12]}{' (dirty)' if g.get('dirty') else ''}"
+
     add("git commit", git)
     add("host", lambda r: get(r.provenance, "host"))
     add("platform", lambda r: get(r.provenance, "platform"))
     add("python", lambda r: get(r.provenance, "python"))
     add("accelerator", lambda r: get(r.provenance, "cuda") or "cpu")
     add("torch threads", lambda r: get(r.provenance, "torch_threads"))
-    add("model spec", lambda r: " · ".join(str(x) for x in (get(r.model, "model_spec", "name"),
-                                                           get(r.model, "model_spec", "source")) if x) or None)
-    add("precision / device", lambda r: f"{get(r.model, 'model_spec', 'precision')} / {get(r.model, 'device')} "
-                                        f"({get(r.model, 'dtype')})")
+    add(
+        "model spec",
+        lambda r: (
+            " · ".join(str(x) for x in (get(r.model, "model_spec", "name"), get(r.model, "model_spec", "source")) if x)
+            or None
+        ),
+    )
+    add(
+        "precision / device",
+        lambda r: f"{get(r.model, 'model_spec', 'precision')} / {get(r.model, 'device')} ({get(r.model, 'dtype')})",
+    )
     add("parameters", lambda r: f"{int(get(r.model, 'parameters')):,}" if get(r.model, "parameters") else None)
     add("checkpoint", lambda r: get(r.model, "checkpoint", "path"))
-    add("checkpoint format", lambda r: " / ".join(str(x) for x in (get(r.model, "checkpoint", "format"),
-                                                                   get(r.model, "checkpoint", "layout")) if x) or None)
+    add(
+        "checkpoint format",
+        lambda r: (
+            " / ".join(
+                str(x) for x in (get(r.model, "checkpoint", "format"), get(r.model, "checkpoint", "layout")) if x
+            )
+            or None
+        ),
+    )
     add("checkpoint sha256", lambda r: get(r.model, "checkpoint", "sha256"))
-    add("checkpoint step / epoch", lambda r: " / ".join(cell(x) for x in step_epoch(r)) if any(
-        x is not None for x in step_epoch(r)) else None)
-    add("LoRA", lambda r: (lambda lo: f"r={lo.get('r')} alpha={lo.get('alpha')}" if isinstance(lo, dict) else None)(
-        get(r.model, "checkpoint", "lora")))
+    add(
+        "checkpoint step / epoch",
+        lambda r: " / ".join(cell(x) for x in step_epoch(r)) if any(x is not None for x in step_epoch(r)) else None,
+    )
+    add(
+        "LoRA",
+        lambda r: (lambda lo: f"r={lo.get('r')} alpha={lo.get('alpha')}" if isinstance(lo, dict) else None)(
+            get(r.model, "checkpoint", "lora")
+        ),
+    )
     add("OpenFlamingo base sha256", lambda r: get(r.model, "openflamingo_checkpoint_sha256"))
     add("seed", lambda r: get(r.run, "seed"))
     add("batch size / limit", lambda r: f"{get(r.run, 'batch_size')} / {get(r.run, 'limit')}")
     add("few-shot", lambda r: get(r.run, "num_fewshot"))
     for task in tasks:
+
         def tget(r: RunResults, task: str = task):
             return r.tasks.get(task)
-        add(f"{task}: template", lambda r, tg=tget: (lambda t: f"{t.template.get('name')} "
-                                                     f"{str(t.template.get('sha256', ''))[:12]}" if t else None)(tg(r)))
-        add(f"{task}: generation", lambda r, tg=tget: (lambda t: ", ".join(
-            f"{k}={v}" for k, v in t.generation.items() if k in ("max_new_tokens", "num_beams", "do_sample",
-                                                                 "temperature", "seed")) if t else None)(tg(r)))
-        add(f"{task}: samples",
-            lambda r, tg=tget: (lambda t: f"{t.n_samples} of {t.n_available}" if t else None)(tg(r)))
-        add(f"{task}: fingerprint",
-            lambda r, tg=tget: (lambda t: str(t.fingerprint)[:16] or None if t else None)(tg(r)))
-        add(f"{task}: throughput", lambda r, tg=tget: (lambda t: (
-            f"{cell(t.timing.get('samples_per_s'))} samples/s, "
-            f"{cell(t.timing.get('tokens_per_s'))} tokens/s, "
-            f"{cell(t.timing.get('wall_s'))} s") if t and t.timing else None)(tg(r)))
+
+        add(
+            f"{task}: template",
+            lambda r, tg=tget: (
+                lambda t: f"{t.template.get('name')} {str(t.template.get('sha256', ''))[:12]}" if t else None
+            )(tg(r)),
+        )
+        add(
+            f"{task}: generation",
+            lambda r, tg=tget: (
+                lambda t: (
+                    ", ".join(
+                        f"{k}={v}"
+                        for k, v in t.generation.items()
+                        if k in ("max_new_tokens", "num_beams", "do_sample", "temperature", "seed")
+                    )
+                    if t
+                    else None
+                )
+            )(tg(r)),
+        )
+        add(
+            f"{task}: samples", lambda r, tg=tget: (lambda t: f"{t.n_samples} of {t.n_available}" if t else None)(tg(r))
+        )
+        add(
+            f"{task}: fingerprint", lambda r, tg=tget: (lambda t: str(t.fingerprint)[:16] or None if t else None)(tg(r))
+        )
+        add(
+            f"{task}: throughput",
+            lambda r, tg=tget: (
+                lambda t: (
+                    (
+                        f"{cell(t.timing.get('samples_per_s'))} samples/s, "
+                        f"{cell(t.timing.get('tokens_per_s'))} tokens/s, "
+                        f"{cell(t.timing.get('wall_s'))} s"
+                    )
+                    if t and t.timing
+                    else None
+                )
+            )(tg(r)),
+        )
     add("wall time (s)", lambda r: get(r.provenance, "wall_time_s"))
     add("peak CPU RSS (MB)", lambda r: get(r.provenance, "peak_memory", "cpu_rss_mb"))
     add("peak GPU memory (MB)", lambda r: get(r.provenance, "peak_memory", "gpu_allocated_mb"))
@@ -95,7 +145,11 @@ def provenance(cols: list[RunColumn], tasks: list[str]) -> dict[str, Any]:
         cells = [cell(v) for v in vals]
         differs = len(cols) > 1 and len(set(cells)) > 1 and name not in ("results file", "created", "command")
         is_ver = name.startswith("version: ")
-        row = {"name": clip(name[len("version: "):] if is_ver else name, 120), "cells": cells, "differs": differs}
+        row = {"name": clip(name[len("version: ") :] if is_ver else name, 120), "cells": cells, "differs": differs}
         (ver_rows if is_ver else out_rows).append(row)
-    return {"labels": [c.label for c in cols], "rows": out_rows, "versions": ver_rows,
-            "versions_differ": sum(1 for r in ver_rows if r["differs"])}
+    return {
+        "labels": [c.label for c in cols],
+        "rows": out_rows,
+        "versions": ver_rows,
+        "versions_differ": sum(1 for r in ver_rows if r["differs"]),
+    }

@@ -49,21 +49,44 @@ def published_view(cols: list[RunColumn], source: Published | str | os.PathLike 
         except (UserError, KeyError, TypeError, ValueError) as e:  # a hand-made results file
             return _error(f"{c.label}: {e}")
         for m in matches:
-            base = {"label": c.label, "task": m.task, "id": m.row.id, "model": clip(m.row.model, LIMITS["cell"]),
-                    "shots": str(m.shots), "source": clip(m.row.source, LIMITS["cell"]),
-                    "commit": m.row.source_commit[:12], "verified": "yes" if m.row.verified else "no"}
+            base = {
+                "label": c.label,
+                "task": m.task,
+                "id": m.row.id,
+                "model": clip(m.row.model, LIMITS["cell"]),
+                "shots": str(m.shots),
+                "source": clip(m.row.source, LIMITS["cell"]),
+                "commit": m.row.source_commit[:12],
+                "verified": "yes" if m.row.verified else "no",
+            }
             if m.compares:
-                compare.append({**base,
-                                "metric": m.row.metric + (f" (×{m.row.factor:g})" if m.row.factor != 1 else ""),
-                                "measured": _num(m.measured), "published": _num(m.published, m.published_std),
-                                "delta": fmt_delta(m.delta), "split": clip(m.row.split, LIMITS["cell"]),
-                                "caveats": [clip(x, 600) for x in m.caveats]})
+                compare.append(
+                    {
+                        **base,
+                        "metric": m.row.metric + (f" (×{m.row.factor:g})" if m.row.factor != 1 else ""),
+                        "measured": _num(m.measured),
+                        "published": _num(m.published, m.published_std),
+                        "delta": fmt_delta(m.delta),
+                        "split": clip(m.row.split, LIMITS["cell"]),
+                        "caveats": [clip(x, 600) for x in m.caveats],
+                    }
+                )
             else:
-                other.append({**base, "values": clip(m.row.values_text(), LIMITS["cell"]),
-                              "reasons": [clip(x, 600) for x in m.reasons]})
+                other.append(
+                    {
+                        **base,
+                        "values": clip(m.row.values_text(), LIMITS["cell"]),
+                        "reasons": [clip(x, 600) for x in m.reasons],
+                    }
+                )
         notes += [n for n in run_notes if n not in notes]
     if not compare and not other:
         return None
-    return {"error": "", "compare": compare[:MAX_ROWS], "other": other[:MAX_ROWS],
-            "omitted": max(0, len(compare) - MAX_ROWS) + max(0, len(other) - MAX_ROWS),
-            "notes": [clip(n, 2000) for n in notes], "path": str(pub.path or "")}
+    return {
+        "error": "",
+        "compare": compare[:MAX_ROWS],
+        "other": other[:MAX_ROWS],
+        "omitted": max(0, len(compare) - MAX_ROWS) + max(0, len(other) - MAX_ROWS),
+        "notes": [clip(n, 2000) for n in notes],
+        "path": str(pub.path or ""),
+    }

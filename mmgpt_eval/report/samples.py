@@ -49,8 +49,10 @@ def reference_lines(refs: Any, transcript: Transcript | None = None) -> list[str
     a list of strings counted (``yes ×7 | no ×3``); anything else as text."""
     lim = LIMITS["reference"]
     if transcript is not None and transcript.turns:
-        out = [clip(f"T{i} [{t.kind}] {t.instruction} → {'—' if t.reference is None else t.reference}", lim)
-               for i, t in enumerate(transcript.turns[:MAX_TURNS])]
+        out = [
+            clip(f"T{i} [{t.kind}] {t.instruction} → {'—' if t.reference is None else t.reference}", lim)
+            for i, t in enumerate(transcript.turns[:MAX_TURNS])
+        ]
         if len(transcript.turns) > MAX_TURNS:
             out.append(f"[… {len(transcript.turns) - MAX_TURNS} more references omitted …]")
         return out

@@ -21,13 +21,15 @@ def _metric_rows(tr, limit: int = MAX_METRICS_PER_TASK) -> list[str]:
     return names[:limit]
 
 
-def _compare(base: RunColumn, col: RunColumn, task: str, intersect: bool,
-             n_resamples: int) -> tuple[dict[str, Any], str]:
+def _compare(
+    base: RunColumn, col: RunColumn, task: str, intersect: bool, n_resamples: int
+) -> tuple[dict[str, Any], str]:
     from ..compare import compare_runs
 
     try:
-        mcs = compare_runs(base.cached_results(), col.cached_results(), intersect=intersect, tasks=[task],
-                           n_resamples=n_resamples)
+        mcs = compare_runs(
+            base.cached_results(), col.cached_results(), intersect=intersect, tasks=[task], n_resamples=n_resamples
+        )
     except UserError as e:
         return {}, str(e)
     except (KeyError, ValueError, TypeError, AttributeError) as e:  # malformed per-sample values
@@ -49,7 +51,7 @@ def _comp_cell(mc, unit: str) -> dict[str, Any]:
         "n": f"n={mc.n}" + (f", {mc.n_dropped} n/a" if mc.n_dropped else "") if has_ci else "",
         "verdict": verdict,
         "title": f"{mc.test or ''} {'higher' if mc.higher_is_better else 'lower'} is better".strip()
-                 + (f"; {mc.n} paired samples" if has_ci else ""),
+        + (f"; {mc.n} paired samples" if has_ci else ""),
         # the corpus-level delta lies outside the per-sample interval: say so (footnote in the page)
         "dagger": bool(has_ci and mc.delta is not None and not (mc.ci_low - 1e-9 <= mc.delta <= mc.ci_high + 1e-9)),
     }
@@ -74,24 +76,27 @@ def summary(cols: list[RunColumn], base: RunColumn | None, tasks: list[str], int
             info = next((t.metric_info.get(m) for t in trs if t is not None and m in t.metric_info), None) or {}
             unit = info.get("unit", "") or ""
             row = {
-                "metric": m, "primary": m == ref.primary_metric,
+                "metric": m,
+                "primary": m == ref.primary_metric,
                 "arrow": "↑" if info.get("higher_is_better", True) else "↓",
                 "desc": clip(info.get("description", ""), LIMITS["cell"]),
                 "kind": info.get("kind", ""),
-                "values": [fmt_value(t.metrics.get(m), unit) if t is not None and m in t.metrics else "—"
-                           for t in trs],
+                "values": [fmt_value(t.metrics.get(m), unit) if t is not None and m in t.metrics else "—" for t in trs],
                 "comps": [_comp_cell(cm.get(m), unit) if not err else None for cm, err in comps],
             }
             rows.append(row)
             if row["primary"]:
                 headline.append({"task": task, "anchor": f"t{ti}", **row})
         notes = sorted({mc.note for cm, _ in comps for mc in cm.values() if mc.note and "corpus-only" not in mc.note})
-        out.append({
-            "task": task, "anchor": f"t{ti}",
-            "n": [str(t.n_samples) if t is not None else "—" for t in trs],
-            "rows": rows,
-            "omitted": max(0, len(ref.metrics) - len(rows)),
-            "errors": [{"label": c.label, "msg": clip(err, 600)} for c, (_, err) in zip(cands, comps) if err],
-            "notes": [clip(n, 600) for n in notes],
-        })
+        out.append(
+            {
+                "task": task,
+                "anchor": f"t{ti}",
+                "n": [str(t.n_samples) if t is not None else "—" for t in trs],
+                "rows": rows,
+                "omitted": max(0, len(ref.metrics) - len(rows)),
+                "errors": [{"label": c.label, "msg": clip(err, 600)} for c, (_, err) in zip(cands, comps) if err],
+                "notes": [clip(n, 600) for n in notes],
+            }
+        )
     return headline, out

@@ -30,5 +30,10 @@ def from_hook(t: Any) -> dict[str, Any] | None:
     head = [_text(h, LIMITS["cell"]) for h in t.header[:MAX_CELLS]] if isinstance(t.header, (list, tuple)) else []
     src = [r for r in t.rows if isinstance(r, (list, tuple))] if isinstance(t.rows, (list, tuple)) else []
     rows = [[_text(c, LIMITS["cell"]) for c in r[:MAX_CELLS]] for r in src[:MAX_TABLE_ROWS]]
-    return {"title": _text(t.title, LIMITS["cell"]), "head": head, "rows": rows, "omitted": len(src) - len(rows),
-            "collapsed": bool(t.collapsed)}
+    return {
+        "title": _text(t.title, LIMITS["cell"]),
+        "head": head,
+        "rows": rows,
+        "omitted": len(src) - len(rows),
+        "collapsed": bool(t.collapsed),
+    }

@@ -31,12 +31,18 @@ def _flags(turn: Turn | None) -> list[dict[str, str]]:
     return out
 
 
-def transcripts(runs: list[RunColumn], base: RunColumn | None, tasks: list[str], thumbs: Thumbs,
-                hooks: dict[str, ReportHooks | None], n_conv: int = MAX_TRANSCRIPTS) -> list[dict[str, Any]]:
+def transcripts(
+    runs: list[RunColumn],
+    base: RunColumn | None,
+    tasks: list[str],
+    thumbs: Thumbs,
+    hooks: dict[str, ReportHooks | None],
+    n_conv: int = MAX_TRANSCRIPTS,
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if n_conv <= 0:
         return out
-    tcols_all = ([base] if base is not None else []) + runs[-(MAX_COLUMNS - (1 if base is not None else 0)):]
+    tcols_all = ([base] if base is not None else []) + runs[-(MAX_COLUMNS - (1 if base is not None else 0)) :]
     for ti, task in enumerate(tasks):
         h = hooks.get(task)
         tcols = [c for c in tcols_all if task in c.res.tasks]
@@ -52,9 +58,11 @@ def transcripts(runs: list[RunColumn], base: RunColumn | None, tasks: list[str],
         tr = tcols[-1].res.tasks[task]
         _, key, info = per_sample_key(tr)
         if base is not None and key is not None and len(tcols) > 1:
+
             def diff(i: str) -> float:
                 vb, vc = sample_value(recs[0][i], key), sample_value(recs[-1][i], key)  # noqa: B023 - used at once
                 return 0.0 if vb is None or vc is None else abs(vc - vb)
+
             ids = sorted(ids, key=lambda i: (-diff(i), i))
         convs = []
         for i in ids[:n_conv]:
@@ -65,21 +73,47 @@ def transcripts(runs: list[RunColumn], base: RunColumn | None, tasks: list[str],
             for n in range(min(n_turns, MAX_TURNS)):
                 own = [t.turns[n] if t is not None and n < len(t.turns) else None for t in ts]
                 head = next(t for t in own if t is not None)
-                turns.append({"n": n, "instruction": clip(head.instruction, LIMITS["instruction"]),
-                              "kind": clip(head.kind, 40),
-                              "reference": ("—" if head.reference is None
-                                            else clip(head.reference, LIMITS["reference"])),
-                              "answers": [{"text": prediction(r, t.output_key) if t is not None else "—",
-                                           "flags": _flags(t)} for r, t in zip(rs, own)]})
+                turns.append(
+                    {
+                        "n": n,
+                        "instruction": clip(head.instruction, LIMITS["instruction"]),
+                        "kind": clip(head.kind, 40),
+                        "reference": ("—" if head.reference is None else clip(head.reference, LIMITS["reference"])),
+                        "answers": [
+                            {"text": prediction(r, t.output_key) if t is not None else "—", "flags": _flags(t)}
+                            for r, t in zip(rs, own)
+                        ],
+                    }
+                )
             extras: dict[str, Any] = {}
             for t in ts:
                 for x in (t.extras if t is not None else [])[:8]:
                     extras.setdefault(x.output_key, x)
-            extras_view = [{"section": clip(x.section, 80), "name": clip(x.name, LIMITS["short"]),
-                            "answers": [prediction(r, x.output_key) for r in rs]} for x in extras.values()]
-            convs.append({"id": clip(i, LIMITS["short"]), "image": image_view(rs[-1].images, thumbs), "turns": turns,
-                          "extras": extras_view,
-                          "scores": [f"{key} = {fmt_value(sample_value(r, key))}" if key else "" for r in rs]})
-        out.append({"task": task, "anchor": f"t{ti}", "labels": [c.label for c in tcols],
-                    "baseline": [c.is_baseline for c in tcols], "convs": convs, "total": len(ids)})
+            extras_view = [
+                {
+                    "section": clip(x.section, 80),
+                    "name": clip(x.name, LIMITS["short"]),
+                    "answers": [prediction(r, x.output_key) for r in rs],
+                }
+                for x in extras.values()
+            ]
+            convs.append(
+                {
+                    "id": clip(i, LIMITS["short"]),
+                    "image": image_view(rs[-1].images, thumbs),
+                    "turns": turns,
+                    "extras": extras_view,
+                    "scores": [f"{key} = {fmt_value(sample_value(r, key))}" if key else "" for r in rs],
+                }
+            )
+        out.append(
+            {
+                "task": task,
+                "anchor": f"t{ti}",
+                "labels": [c.label for c in tcols],
+                "baseline": [c.is_baseline for c in tcols],
+                "convs": convs,
+                "total": len(ids),
+            }
+        )
     return out

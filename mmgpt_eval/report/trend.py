@@ -45,17 +45,32 @@ def trend(runs: list[RunColumn], base: RunColumn | None, tasks: list[str]) -> di
         if base_line and task in base.res.tasks:  # type: ignore[union-attr]
             bval = number(base.res.tasks[task].metrics.get(m))  # type: ignore[union-attr]
         lines.append((f"{task}/{m}", ys, bval))
-        rows.append([clip(f"{task}/{m}", 80)] + ([fmt_value(bval, unit)] if base_line else [])
-                    + [fmt_value(y, unit) for y in ys])
+        rows.append(
+            [clip(f"{task}/{m}", 80)]
+            + ([fmt_value(bval, unit)] if base_line else [])
+            + [fmt_value(y, unit) for y in ys]
+        )
     if not lines:
         return None
-    head = ["metric"] + (["baseline"] if base_line else []) + [
-        ("baseline: " if c.is_baseline else "")
-        + (c.label if ticks else f"{c.label} ({xlabel.split()[-1]} {fmt_num(x)})") for c, x in zip(cols_o, xs_o)]
+    head = (
+        ["metric"]
+        + (["baseline"] if base_line else [])
+        + [
+            ("baseline: " if c.is_baseline else "")
+            + (c.label if ticks else f"{c.label} ({xlabel.split()[-1]} {fmt_num(x)})")
+            for c, x in zip(cols_o, xs_o)
+        ]
+    )
     try:
         b64 = line_plot(xs_o, [c.label for c in cols_o] if ticks else None, lines, xlabel)
         err = ""
     except Exception as e:  # noqa: BLE001 - a plot must not break the report
         b64, err = None, clip(str(e), 200)
-    return {"b64": b64, "error": err, "xlabel": xlabel, "table": table("values", head, rows),
-            "base_line": base_line, "base_point": base is not None and not base_line}
+    return {
+        "b64": b64,
+        "error": err,
+        "xlabel": xlabel,
+        "table": table("values", head, rows),
+        "base_line": base_line,
+        "base_point": base is not None and not base_line,
+    }

@@ -23,7 +23,29 @@ from .options import DataFile, Option
 from .task import RunContext, Task, demos_needed, fixed_subset
 from .types import Aggregate, ImageRef, MetricInfo, Output, RankRequest, Ranking, Request, Sample
 
-__all__ = ["UserError", "GenerationSettings", "TEMPLATES", "Template", "get_template", "render_mmgpt_dialog",
-           "DemoSelector", "RandomDemos", "item_rng", "DataFile", "Option", "RunContext", "Task", "demos_needed",
-           "fixed_subset", "Aggregate", "ImageRef", "MetricInfo", "Output", "RankRequest", "Ranking", "Request",
-           "Sample", "jsonable"]
+__all__ = [
+    "UserError",
+    "GenerationSettings",
+    "TEMPLATES",
+    "Template",
+    "get_template",
+    "render_mmgpt_dialog",
+    "DemoSelector",
+    "RandomDemos",
+    "item_rng",
+    "DataFile",
+    "Option",
+    "RunContext",
+    "Task",
+    "demos_needed",
+    "fixed_subset",
+    "Aggregate",
+    "ImageRef",
+    "MetricInfo",
+    "Output",
+    "RankRequest",
+    "Ranking",
+    "Request",
+    "Sample",
+    "jsonable",
+]

@@ -27,10 +27,15 @@ class CaptionTask(Task):
         return {"caption": sample.references[0].strip()}
 
     def metric_info(self) -> dict[str, MetricInfo]:
-        info = {m: MetricInfo(kind="corpus", per_sample=m, description=f"{m} (pycocoevalcap, raw scale)")
-                for m in ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L")}
-        info["CIDEr"] = MetricInfo(kind="corpus", per_sample="CIDEr",
-                                   description="CIDEr-D (pycocoevalcap, raw scale; IDF from the evaluated images)")
+        info = {
+            m: MetricInfo(kind="corpus", per_sample=m, description=f"{m} (pycocoevalcap, raw scale)")
+            for m in ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L")
+        }
+        info["CIDEr"] = MetricInfo(
+            kind="corpus",
+            per_sample="CIDEr",
+            description="CIDEr-D (pycocoevalcap, raw scale; IDF from the evaluated images)",
+        )
         for m in CORPUS_ONLY:
             info[m].kind = "corpus-only"
             info[m].per_sample = None
@@ -43,8 +48,12 @@ class CaptionTask(Task):
         gts = {s.id: list(s.references) for s in samples}
         res = {s.id: r["prediction"] for s, r in zip(samples, records)}
         sc = score_captions(gts, res)
-        per_sample = {sid: {k: v for k, v in vals.items() if k in ("CIDEr", "ROUGE_L")}
-                      for sid, vals in sc.per_image.items()}
-        return Aggregate(metrics={k: round(v, 6) for k, v in sc.corpus.items()},
-                         breakdown={"spice": sc.spice, "n_images": sc.n_images},
-                         notes=list(sc.notes) + [sc.spice], per_sample=per_sample)
+        per_sample = {
+            sid: {k: v for k, v in vals.items() if k in ("CIDEr", "ROUGE_L")} for sid, vals in sc.per_image.items()
+        }
+        return Aggregate(
+            metrics={k: round(v, 6) for k, v in sc.corpus.items()},
+            breakdown={"spice": sc.spice, "n_images": sc.n_images},
+            notes=list(sc.notes) + [sc.spice],
+            per_sample=per_sample,
+        )

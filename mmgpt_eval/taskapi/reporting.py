@@ -41,12 +41,34 @@ from typing import Any, Iterable, Optional
 from ..records import SampleRecord
 from ..numbers import number
 
-__all__ = ["SampleRecord", "Column", "Table", "BarPlot", "ReportTables", "Flag", "Turn", "ExtraOutput", "Transcript",
-           "ReportHooks", "BreakdownTable", "BreakdownTables", "FLAG_LEVELS", "CELL_LIMIT", "number", "to_text", "clip",
-           "fmt_num", "fmt_value", "fmt_cell", "keys_of", "numeric_order", "dict_table"]
+__all__ = [
+    "SampleRecord",
+    "Column",
+    "Table",
+    "BarPlot",
+    "ReportTables",
+    "Flag",
+    "Turn",
+    "ExtraOutput",
+    "Transcript",
+    "ReportHooks",
+    "BreakdownTable",
+    "BreakdownTables",
+    "FLAG_LEVELS",
+    "CELL_LIMIT",
+    "number",
+    "to_text",
+    "clip",
+    "fmt_num",
+    "fmt_value",
+    "fmt_cell",
+    "keys_of",
+    "numeric_order",
+    "dict_table",
+]
 
-CELL_LIMIT = 200    # characters of one table cell (the report clips every cell to this too)
-SHORT_LIMIT = 160   # characters of a non-numeric value printed where a number was expected
+CELL_LIMIT = 200  # characters of one table cell (the report clips every cell to this too)
+SHORT_LIMIT = 160  # characters of a non-numeric value printed where a number was expected
 FLAG_LEVELS = ("good", "bad", "warn", "info")
 
 
@@ -160,7 +182,7 @@ def clip(text: Any, limit: int, *, tail: bool = False) -> str:
     if tail:
         return f"[… {cut} earlier characters omitted …]" + s[-limit:]
     head = limit * 2 // 3
-    return s[:head] + f" [… {cut} characters omitted …] " + s[-(limit - head):]
+    return s[:head] + f" [… {cut} characters omitted …] " + s[-(limit - head) :]
 
 
 def fmt_num(v: float, sig: int = 4) -> str:
@@ -168,7 +190,7 @@ def fmt_num(v: float, sig: int = 4) -> str:
     if v == 0:
         return "0"
     a = abs(v)
-    if a >= 10 ** sig:
+    if a >= 10**sig:
         return f"{v:.0f}"
     digits = max(0, sig - 1 - int(math.floor(math.log10(a))))
     s = f"{v:.{min(digits, 6)}f}"
@@ -223,14 +245,23 @@ def keys_of(dicts: Iterable[Any], *, numeric: bool = False) -> list[str]:
     return keys
 
 
-def dict_table(title: str, columns: list[Column], dicts: list[Any], *, counts: Optional[list[Any]] = None,
-               unit: str = "", sort_numeric: bool = False, collapsed: bool = False) -> Table:
+def dict_table(
+    title: str,
+    columns: list[Column],
+    dicts: list[Any],
+    *,
+    counts: Optional[list[Any]] = None,
+    unit: str = "",
+    sort_numeric: bool = False,
+    collapsed: bool = False,
+) -> Table:
     """One row per key of the per-run ``dicts`` (one per column; anything not a dict shows ``—``), one
     value column per run; ``counts`` (per-run dicts of sample counts) adds an ``n`` column from the
     first run's."""
     keys = keys_of(dicts, numeric=sort_numeric)
-    header = ["group"] + ([f"n ({columns[0].label})"] if counts is not None and columns else []) + \
-        [c.label for c in columns]
+    header = (
+        ["group"] + ([f"n ({columns[0].label})"] if counts is not None and columns else []) + [c.label for c in columns]
+    )
     n0 = counts[0] if counts else None
     rows = []
     for k in keys:
@@ -266,7 +297,8 @@ class BreakdownTables(ReportHooks):
         for t in self.tables:
             if any(t.key in c.breakdown for c in columns):
                 counts = None if t.counts is None else [c.breakdown.get(t.counts) for c in columns]
-                out.tables.append(dict_table(t.title, columns, [c.breakdown.get(t.key) for c in columns],
-                                             counts=counts, unit=t.unit))
+                out.tables.append(
+                    dict_table(t.title, columns, [c.breakdown.get(t.key) for c in columns], counts=counts, unit=t.unit)
+                )
                 out.consumed |= {t.key} if t.counts is None else {t.key, t.counts}
         return out

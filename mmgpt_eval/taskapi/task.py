@@ -56,7 +56,6 @@ def fixed_subset(task_name: str, samples: list[Sample], limit: int | None) -> li
     return [s for s in samples if s.id in keep]
 
 
-
 def demos_needed(template: Template, num_fewshot: int, zero_mode: str) -> int:
     """How many demos a prompt takes: ``num_fewshot``, or OpenFlamingo's 2 text-only ones at 0-shot."""
     if template.demo is None or (num_fewshot == 0 and zero_mode != "text-demos"):
@@ -95,8 +94,7 @@ class Task:
     # what the HTML report shows of this task beyond the generic views (taskapi.reporting)
     view: ClassVar[ReportHooks] = ReportHooks()
 
-    def __init__(self, options: dict[str, Any] | None = None,
-                 answer_postprocess: Callable[[str], str] | None = None):
+    def __init__(self, options: dict[str, Any] | None = None, answer_postprocess: Callable[[str], str] | None = None):
         """``answer_postprocess``: the prediction from a generation's text, replacing :meth:`postprocess`
         (a protocol's post-processing for this task, e.g. OpenFlamingo's OK-VQA stemming)."""
         self.options: dict[str, Any] = dict(options or {})
@@ -152,14 +150,20 @@ class Task:
 
     def data_files(self) -> dict[str, Path | None]:
         """Every declared data file with its current value (None when unset)."""
-        return {o.name: (Path(self.options[o.key(self.name)]) if self.options.get(o.key(self.name)) else None)
-                for o in self.OPTIONS if isinstance(o, DataFile)}
+        return {
+            o.name: (Path(self.options[o.key(self.name)]) if self.options.get(o.key(self.name)) else None)
+            for o in self.OPTIONS
+            if isinstance(o, DataFile)
+        }
 
     def public_options(self) -> dict[str, Any]:
         """This task's options that are set (recorded in results and in the fingerprint)."""
         own = set(self.option_keys())
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in sorted(self.options.items())
-                if v is not None and k in own}
+        return {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in sorted(self.options.items())
+            if v is not None and k in own
+        }
 
     # ------------------------------------------------------------------- data
     def load(self) -> list[Sample]:
@@ -182,8 +186,9 @@ class Task:
         train = self.train_samples()
         return train if limit is None else train[:limit]
 
-    def check_fewshot(self, template: Template, num_fewshot: int, zero_mode: str,
-                      pool_limit: int | None = DEFAULT_POOL_LIMIT) -> None:
+    def check_fewshot(
+        self, template: Template, num_fewshot: int, zero_mode: str, pool_limit: int | None = DEFAULT_POOL_LIMIT
+    ) -> None:
         """Fail before any model is loaded when the prompts need more demos than the pool has."""
         k = demos_needed(template, num_fewshot, zero_mode)
         if k:
@@ -194,8 +199,9 @@ class Task:
     # --------------------------------------------------------------- prompting
     def check_template(self, template: Template) -> None:
         if template.name not in self.templates:
-            raise UserError(f"task {self.name} does not support template {template.name!r}; "
-                            f"supported: {', '.join(self.templates)}")
+            raise UserError(
+                f"task {self.name} does not support template {template.name!r}; supported: {', '.join(self.templates)}"
+            )
 
     def generation_settings(self, template: Template) -> GenerationSettings:
         return self.GENERATION.get(template.name, template.settings)
@@ -214,8 +220,9 @@ class Task:
         default): a generation task."""
         return None
 
-    def requests(self, sample: Sample, round_index: int, history: dict[str, Output],
-                 ctx: RunContext) -> Sequence[Request | RankRequest]:
+    def requests(
+        self, sample: Sample, round_index: int, history: dict[str, Output], ctx: RunContext
+    ) -> Sequence[Request | RankRequest]:
         """Default: one request, the sample rendered through the run's template, with few-shot demos
         for templates that have a demo format; a ranking request when the task has candidates."""
         template = ctx.template or get_template(self.default_template)
@@ -225,8 +232,9 @@ class Task:
         if k:
             demos = (ctx.demos or RandomDemos(ctx.seed)).select(self.name, sample, self.demo_pool(ctx.pool_limit), k)
             zero = ctx.num_fewshot == 0
-            prompt, _ = render_fewshot(template, self.query_fields(sample), [self.demo_fields(d) for d in demos],
-                                       zero_shot_text_demos=zero)
+            prompt, _ = render_fewshot(
+                template, self.query_fields(sample), [self.demo_fields(d) for d in demos], zero_shot_text_demos=zero
+            )
             # 0-shot text-only demos pass no images, except where the protocol keeps them for ranking
             keep = not zero or (cands is not None and ctx.zero_shot_ranking_demo_images)
             demo_images = [img for d in demos for img in d.images[:1]] if keep else []

@@ -92,13 +92,26 @@ class Ranking:
         return self.scores[self.candidates.index(candidate)]
 
     def top(self, k: int | None = None) -> list[dict[str, Any]]:
-        return [{"candidate": self.candidates[i], "score": self.scores[i], "sum_logprob": self.sum_logprobs[i],
-                 "n_tokens": self.n_tokens[i]} for i in self.order[: self.top_k if k is None else k]]
+        return [
+            {
+                "candidate": self.candidates[i],
+                "score": self.scores[i],
+                "sum_logprob": self.sum_logprobs[i],
+                "n_tokens": self.n_tokens[i],
+            }
+            for i in self.order[: self.top_k if k is None else k]
+        ]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"prompt": self.prompt, "prompt_sha256": self.prompt_sha256, "image_keys": self.image_keys,
-                "prediction": self.prediction, "n_candidates": len(self.candidates), "normalize": self.normalize,
-                "ranking": self.top()}
+        return {
+            "prompt": self.prompt,
+            "prompt_sha256": self.prompt_sha256,
+            "image_keys": self.image_keys,
+            "prediction": self.prediction,
+            "n_candidates": len(self.candidates),
+            "normalize": self.normalize,
+            "ranking": self.top(),
+        }
 
 
 @dataclass

@@ -17,22 +17,30 @@ from .task import Task
 from .types import Aggregate, MetricInfo, Output, Sample
 
 NORMALIZATION_HELP = "official (default): GT-Vision-Lab vqaEval.py; openflamingo: always normalise"
-VQAV2_FILE_HELP = {"questions": "questions JSON (eval split)", "annotations": "annotations JSON",
-                   "images": "image folder", "train_questions": "train questions JSON (few-shot demos)",
-                   "train_annotations": "train annotations JSON", "train_images": "train image folder"}
+VQAV2_FILE_HELP = {
+    "questions": "questions JSON (eval split)",
+    "annotations": "annotations JSON",
+    "images": "image folder",
+    "train_questions": "train questions JSON (few-shot demos)",
+    "train_annotations": "train annotations JSON",
+    "train_images": "train image folder",
+}
 
 
 def normalization_option(help: str = NORMALIZATION_HELP) -> Option:
     """``--vqa-normalization``, one key every VQA task reads."""
-    return Option("normalization", help, choices=("official", "openflamingo"), default="official",
-                  shared_key="vqa_normalization")
+    return Option(
+        "normalization", help, choices=("official", "openflamingo"), default="official", shared_key="vqa_normalization"
+    )
 
 
 def vqav2_format_options(folder: str, files: dict[str, str], sources: dict[str, str]) -> tuple[Option, ...]:
     """The data files of a VQAv2-format task under ``<data root>/<folder>/`` (the ``train_`` ones optional:
     few-shot demos) and the normalisation."""
-    return tuple(DataFile(k, VQAV2_FILE_HELP[k], layout=f"{folder}/{v}", source=sources[k],
-                          required=not k.startswith("train_")) for k, v in files.items()) + (normalization_option(),)
+    return tuple(
+        DataFile(k, VQAV2_FILE_HELP[k], layout=f"{folder}/{v}", source=sources[k], required=not k.startswith("train_"))
+        for k, v in files.items()
+    ) + (normalization_option(),)
 
 
 def _pct(values: list[float]) -> float:
@@ -74,8 +82,11 @@ class VQATask(Task):
         """A folder data option, which must be a folder."""
         p = self.path(name)
         if not p.is_dir():
-            raise UserError(f"{self.name} image folder is not a folder (`mmgpt-eval data check --tasks {self.name}` "
-                            "lists what is missing and where to get it)", p)
+            raise UserError(
+                f"{self.name} image folder is not a folder (`mmgpt-eval data check --tasks {self.name}` "
+                "lists what is missing and where to get it)",
+                p,
+            )
         return p
 
     def demo_fields(self, sample: Sample) -> dict[str, str]:
@@ -83,8 +94,15 @@ class VQATask(Task):
 
     def metric_info(self) -> dict[str, MetricInfo]:
         mode = self.normalization_names.get(self.mode, self.mode)
-        return {"accuracy": MetricInfo(kind="continuous", scale=100.0, unit="%", per_sample="accuracy",
-                                       description=self.accuracy_description.format(mode=mode))}
+        return {
+            "accuracy": MetricInfo(
+                kind="continuous",
+                scale=100.0,
+                unit="%",
+                per_sample="accuracy",
+                description=self.accuracy_description.format(mode=mode),
+            )
+        }
 
     def accuracy(self, prediction: str, answers: list[str]) -> float:
         """One prediction's accuracy (0..1) over the answers."""
@@ -109,5 +127,6 @@ class VQATask(Task):
     def aggregate(self, samples: list[Sample], records: list[dict[str, Any]]) -> Aggregate:
         """The mean accuracy x100 (2 decimals), the normalisation and :meth:`breakdown`."""
         accs = [r["metrics"]["accuracy"] for r in records]
-        return Aggregate(metrics={"accuracy": _pct(accs)},
-                         breakdown={"normalization": self.mode, **self.breakdown(samples, records)})
+        return Aggregate(
+            metrics={"accuracy": _pct(accs)}, breakdown={"normalization": self.mode, **self.breakdown(samples, records)}
+        )

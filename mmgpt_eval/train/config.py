@@ -1,16 +1,16 @@
 """Training recipes (TOML). Defaults are MultiModal-GPT's recipe; each default's source is noted.
 
-    model = "tiny"                 # base model spec: preset name or TOML (relative to this file)
-    init_checkpoint = "..."        # optional checkpoint loaded onto the base first (e.g. OpenFlamingo checkpoint.pt)
-    mode = "lora"                  # "lora" (MultiModal-GPT) or "pretrain" (every parameter: the tiny base)
-    output_dir = "runs/exp1"
-    [lora]   r, alpha, dropout, targets
-    [optim]  lr, scheduler, warmup_steps, grad_accum, clip, weight_decay, weight_decay_on, betas, eps, min_lr_ratio
-    [train]  steps, batch_size, per_image, max_length, precision, seed, save_every, log_every, threads, device,
-             vision_weight, language_weight, loss_reduction, deterministic, resume
-    [[data.vision]]   type = "llava" | "llava_dial" | "cc_sbu_align" | "aokvqa" | "coco_caption" | "ocr_vqa" |
-                             "easyvqa" | "easyvqa_text" | "counting", plus the adapter's options (path, images, sample...)
-    [[data.language]] type = "dolly" | "alpaca_gpt4" | "baize" | "language" | "plain_text", plus options
+model = "tiny"                 # base model spec: preset name or TOML (relative to this file)
+init_checkpoint = "..."        # optional checkpoint loaded onto the base first (e.g. OpenFlamingo checkpoint.pt)
+mode = "lora"                  # "lora" (MultiModal-GPT) or "pretrain" (every parameter: the tiny base)
+output_dir = "runs/exp1"
+[lora]   r, alpha, dropout, targets
+[optim]  lr, scheduler, warmup_steps, grad_accum, clip, weight_decay, weight_decay_on, betas, eps, min_lr_ratio
+[train]  steps, batch_size, per_image, max_length, precision, seed, save_every, log_every, threads, device,
+         vision_weight, language_weight, loss_reduction, deterministic, resume
+[[data.vision]]   type = "llava" | "llava_dial" | "cc_sbu_align" | "aokvqa" | "coco_caption" | "ocr_vqa" |
+                         "easyvqa" | "easyvqa_text" | "counting", plus the adapter's options (path, images, sample...)
+[[data.language]] type = "dolly" | "alpaca_gpt4" | "baize" | "language" | "plain_text", plus options
 """
 
 from __future__ import annotations
@@ -80,10 +80,43 @@ class TrainConfig:
 
 _SECTIONS = {
     "lora": {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout", "targets": "lora_targets"},
-    "optim": {k: k for k in ("lr", "warmup_steps", "grad_accum", "clip", "weight_decay", "weight_decay_on", "betas",
-                             "eps", "min_lr_ratio")} | {"scheduler": "lr_scheduler"},
-    "train": {k: k for k in ("steps", "batch_size", "language_batch_size", "per_image", "length_buckets", "max_length", "precision", "seed", "save_every",
-                             "log_every", "threads", "device", "vision_weight", "language_weight", "loss_reduction", "deterministic", "resume")},
+    "optim": {
+        k: k
+        for k in (
+            "lr",
+            "warmup_steps",
+            "grad_accum",
+            "clip",
+            "weight_decay",
+            "weight_decay_on",
+            "betas",
+            "eps",
+            "min_lr_ratio",
+        )
+    }
+    | {"scheduler": "lr_scheduler"},
+    "train": {
+        k: k
+        for k in (
+            "steps",
+            "batch_size",
+            "language_batch_size",
+            "per_image",
+            "length_buckets",
+            "max_length",
+            "precision",
+            "seed",
+            "save_every",
+            "log_every",
+            "threads",
+            "device",
+            "vision_weight",
+            "language_weight",
+            "loss_reduction",
+            "deterministic",
+            "resume",
+        )
+    },
     "eval": {"tasks": "eval_tasks", "limit": "eval_limit"},
 }
 
@@ -143,9 +176,14 @@ def _check_types(cfg: TrainConfig, path: Path) -> None:
             continue
         v = getattr(cfg, f.name)
         want = type(default)
-        ok = (isinstance(v, bool) if want is bool else
-              isinstance(v, (int, float)) and not isinstance(v, bool) if want is float else
-              isinstance(v, int) and not isinstance(v, bool) if want is int else isinstance(v, str))
+        ok = (
+            isinstance(v, bool)
+            if want is bool
+            else isinstance(v, (int, float)) and not isinstance(v, bool)
+            if want is float
+            else isinstance(v, int) and not isinstance(v, bool)
+            if want is int
+            else isinstance(v, str)
+        )
         if not ok:
             raise UserError(f"{f.name} = {v!r}: expected {want.__name__}", path)
-

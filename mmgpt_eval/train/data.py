@@ -31,12 +31,22 @@ IGNORE = -100
 
 # Our own caption / reason phrasings (MultiModal-GPT used its own lists; these are written here).
 CAPTION_PHRASINGS = [
-    "Describe the image.", "What is in this picture?", "Write a caption for the image.",
-    "Tell me what you see in this image.", "Give a short description of the photo.",
-    "What does the image show?", "Summarize the content of the picture.", "Caption this image.",
+    "Describe the image.",
+    "What is in this picture?",
+    "Write a caption for the image.",
+    "Tell me what you see in this image.",
+    "Give a short description of the photo.",
+    "What does the image show?",
+    "Summarize the content of the picture.",
+    "Caption this image.",
 ]
-REASON_PHRASINGS = ["Why?", "What is the reason?", "Can you explain why?", "Please give your reasoning.",
-                    "Explain your answer."]
+REASON_PHRASINGS = [
+    "Why?",
+    "What is the reason?",
+    "Can you explain why?",
+    "Please give your reasoning.",
+    "Explain your answer.",
+]
 
 
 @dataclass
@@ -86,8 +96,11 @@ def llava_single(path, images, sample=None, seed=42, name="llava") -> list[Examp
         conv = item.get("conversations") or []
         if len(conv) < 2 or "image" not in item:
             raise UserError(f"entry {i}: needs 'image' and at least two conversation turns", p)
-        out.append(Example([(_strip_image_token(conv[0]["value"]), conv[1]["value"])], _img(img_dir, item["image"]),
-                           source=name))
+        out.append(
+            Example(
+                [(_strip_image_token(conv[0]["value"]), conv[1]["value"])], _img(img_dir, item["image"]), source=name
+            )
+        )
     return _sample(out, sample, seed)
 
 
@@ -114,8 +127,12 @@ def cc_sbu_align(path, sample=None, seed=42, name="cc_sbu_align") -> list[Exampl
     root = _need(path, name, "folder")
     data = read_json(_need(root / "filter_cap.json", name))
     rng = random.Random(seed)
-    out = [Example([(rng.choice(CAPTION_PHRASINGS), a["caption"])], _img(root / "image", f"{a['image_id']}.jpg"),
-                   source=name) for a in data["annotations"]]
+    out = [
+        Example(
+            [(rng.choice(CAPTION_PHRASINGS), a["caption"])], _img(root / "image", f"{a['image_id']}.jpg"), source=name
+        )
+        for a in data["annotations"]
+    ]
     return _sample(out, sample, seed)
 
 
@@ -129,8 +146,13 @@ def aokvqa(path, images, sample=None, seed=42, name="aokvqa") -> list[Example]:
         try:
             choice = q["choices"][q["correct_choice_idx"]]
             answer = f"The answer is {choice}. Because " + " ".join(q["rationales"])
-            out.append(Example([(q["question"] + " " + rng.choice(REASON_PHRASINGS), answer)],
-                               _img(img_dir, f"{int(q['image_id']):012d}.jpg"), source=name))
+            out.append(
+                Example(
+                    [(q["question"] + " " + rng.choice(REASON_PHRASINGS), answer)],
+                    _img(img_dir, f"{int(q['image_id']):012d}.jpg"),
+                    source=name,
+                )
+            )
         except (KeyError, IndexError, TypeError, ValueError):
             raise UserError(f"entry {i} lacks question/choices/correct_choice_idx/rationales/image_id", p) from None
     return _sample(out, sample, seed)
@@ -145,8 +167,11 @@ def coco_karpathy(path, images, sample=None, seed=42, split="train", name="coco_
         if im.get("split") not in (split, "restval" if split == "train" else split):
             continue
         cap = rng.choice(im["sentences"])["raw"]
-        out.append(Example([(rng.choice(CAPTION_PHRASINGS), cap)],
-                           _img(root / im.get("filepath", ""), im["filename"]), source=name))
+        out.append(
+            Example(
+                [(rng.choice(CAPTION_PHRASINGS), cap)], _img(root / im.get("filepath", ""), im["filename"]), source=name
+            )
+        )
     return _sample(out, sample, seed)
 
 
@@ -176,8 +201,15 @@ def dolly(path, sample=None, seed=42, name="dolly") -> list[Example]:
 
 def alpaca_gpt4(path, sample=None, seed=42, name="alpaca_gpt4") -> list[Example]:
     p = _need(path, name)
-    out = [Example([(r["instruction"] + (f"\n\n### Input:\n{r['input']}" if r.get("input") else ""), r["output"])],
-                   None, kind="lang", source=name) for r in read_json(p)]
+    out = [
+        Example(
+            [(r["instruction"] + (f"\n\n### Input:\n{r['input']}" if r.get("input") else ""), r["output"])],
+            None,
+            kind="lang",
+            source=name,
+        )
+        for r in read_json(p)
+    ]
     return _sample(out, sample, seed)
 
 
@@ -215,8 +247,16 @@ def easyvqa_qa(split="train", style="mmgpt", sample=None, seed=42, balance=True,
     from ..data.easyvqa import load_split
 
     samples = load_split(split)
-    out = [Example([(s.fields["question"], s.references[0])], s.images[0], style=style, source=name,
-                   meta={"answer_type": s.meta["answer_type"]}) for s in samples]
+    out = [
+        Example(
+            [(s.fields["question"], s.references[0])],
+            s.images[0],
+            style=style,
+            source=name,
+            meta={"answer_type": s.meta["answer_type"]},
+        )
+        for s in samples
+    ]
     if balance:
         rng = random.Random(seed)
         groups: dict[str, list[Example]] = {}
@@ -229,12 +269,19 @@ def easyvqa_qa(split="train", style="mmgpt", sample=None, seed=42, balance=True,
     return _sample(out, sample, seed)
 
 
-def easyvqa_text(split="train", style="mmgpt", captions=True, descriptions=True, sample=None, seed=42,
-                 name="easyvqa_text") -> list[Example]:
+def easyvqa_text(
+    split="train", style="mmgpt", captions=True, descriptions=True, sample=None, seed=42, name="easyvqa_text"
+) -> list[Example]:
     """Short captions and detailed descriptions of easy-VQA images (attributes from its questions)."""
     import easy_vqa
 
-    from .synthetic import CAPTION_INSTRUCTIONS, DESCRIBE_INSTRUCTIONS, easyvqa_attributes, shape_caption, shape_description
+    from .synthetic import (
+        CAPTION_INSTRUCTIONS,
+        DESCRIBE_INSTRUCTIONS,
+        easyvqa_attributes,
+        shape_caption,
+        shape_description,
+    )
 
     paths = easy_vqa.get_train_image_paths() if split == "train" else easy_vqa.get_test_image_paths()
     rng = random.Random(seed)
@@ -242,11 +289,25 @@ def easyvqa_text(split="train", style="mmgpt", captions=True, descriptions=True,
     for iid, attr in sorted(easyvqa_attributes(split).items()):
         ref = ImageRef(key=f"easyvqa:{split}:{iid}", path=paths[iid])
         if captions:
-            out.append(Example([(_instruction(style, CAPTION_INSTRUCTIONS, rng), shape_caption(attr))], ref,
-                               style=style, source=name, meta={"answer": "short"}))
+            out.append(
+                Example(
+                    [(_instruction(style, CAPTION_INSTRUCTIONS, rng), shape_caption(attr))],
+                    ref,
+                    style=style,
+                    source=name,
+                    meta={"answer": "short"},
+                )
+            )
         if descriptions:
-            out.append(Example([(_instruction(style, DESCRIBE_INSTRUCTIONS, rng), shape_description(attr, rng))], ref,
-                               style=style, source=name, meta={"answer": "long"}))
+            out.append(
+                Example(
+                    [(_instruction(style, DESCRIBE_INSTRUCTIONS, rng), shape_description(attr, rng))],
+                    ref,
+                    style=style,
+                    source=name,
+                    meta={"answer": "long"},
+                )
+            )
     return _sample(out, sample, seed)
 
 
@@ -255,8 +316,13 @@ def easyvqa_dialog(split="train", n=1500, seed=5, name="easyvqa_dialog") -> list
     caption and a detailed description, in random order."""
     import easy_vqa
 
-    from .synthetic import (CAPTION_INSTRUCTIONS, DESCRIBE_INSTRUCTIONS, easyvqa_attributes, shape_caption,
-                            shape_description)
+    from .synthetic import (
+        CAPTION_INSTRUCTIONS,
+        DESCRIBE_INSTRUCTIONS,
+        easyvqa_attributes,
+        shape_caption,
+        shape_description,
+    )
 
     qs, ans, ids = easy_vqa.get_train_questions() if split == "train" else easy_vqa.get_test_questions()
     paths = easy_vqa.get_train_image_paths() if split == "train" else easy_vqa.get_test_image_paths()
@@ -270,17 +336,21 @@ def easyvqa_dialog(split="train", n=1500, seed=5, name="easyvqa_dialog") -> list
     for _ in range(n):
         iid = rng.choice(image_ids)
         attr = attrs[iid]
-        pool = [rng.choice(per_image[iid]), rng.choice(per_image[iid]),
-                (rng.choice(CAPTION_INSTRUCTIONS), shape_caption(attr)),
-                (rng.choice(DESCRIBE_INSTRUCTIONS), shape_description(attr, rng))]
+        pool = [
+            rng.choice(per_image[iid]),
+            rng.choice(per_image[iid]),
+            (rng.choice(CAPTION_INSTRUCTIONS), shape_caption(attr)),
+            (rng.choice(DESCRIBE_INSTRUCTIONS), shape_description(attr, rng)),
+        ]
         rng.shuffle(pool)
         turns = pool[: rng.choice([2, 3])]
         out.append(Example(turns, ImageRef(key=f"easyvqa:{split}:{iid}", path=paths[iid]), source=name))
     return out
 
 
-def counting_set(n=1100, seed=2, style="mmgpt", captions=True, descriptions=True, questions=True,
-                 name="counting") -> list[Example]:
+def counting_set(
+    n=1100, seed=2, style="mmgpt", captions=True, descriptions=True, questions=True, name="counting"
+) -> list[Example]:
     """Procedural counting images (train seed 2 by default; the test set uses seed 1)."""
     from ..data.counting_images import generate_counting_set
     from .synthetic import CAPTION_INSTRUCTIONS, DESCRIBE_INSTRUCTIONS, counting_caption, counting_description
@@ -292,11 +362,25 @@ def counting_set(n=1100, seed=2, style="mmgpt", captions=True, descriptions=True
         if questions:
             out.append(Example([(item.question, str(item.answer))], ref, style=style, source=name))
         if captions:
-            out.append(Example([(_instruction(style, CAPTION_INSTRUCTIONS, rng), counting_caption(item.shapes))], ref,
-                               style=style, source=name, meta={"answer": "short"}))
+            out.append(
+                Example(
+                    [(_instruction(style, CAPTION_INSTRUCTIONS, rng), counting_caption(item.shapes))],
+                    ref,
+                    style=style,
+                    source=name,
+                    meta={"answer": "short"},
+                )
+            )
         if descriptions:
-            out.append(Example([(_instruction(style, DESCRIBE_INSTRUCTIONS, rng), counting_description(item.shapes, rng))],
-                               ref, style=style, source=name, meta={"answer": "long"}))
+            out.append(
+                Example(
+                    [(_instruction(style, DESCRIBE_INSTRUCTIONS, rng), counting_description(item.shapes, rng))],
+                    ref,
+                    style=style,
+                    source=name,
+                    meta={"answer": "long"},
+                )
+            )
     return out
 
 
@@ -320,15 +404,28 @@ def plain_text(n=2000, seed=4, name="plain_text") -> list[Example]:
     from .synthetic import language_example
 
     rng = random.Random(seed)
-    return [Example([("", language_example(rng)[1])], None, kind="lang", style="openflamingo", source=name)
-            for _ in range(n)]
+    return [
+        Example([("", language_example(rng)[1])], None, kind="lang", style="openflamingo", source=name)
+        for _ in range(n)
+    ]
 
 
 ADAPTERS: dict[str, Callable[..., list[Example]]] = {
-    "llava": llava_single, "llava_detail": llava_single, "llava_complex": llava_single, "llava_dial": llava_dialog,
-    "cc_sbu_align": cc_sbu_align, "aokvqa": aokvqa, "coco_caption": coco_karpathy, "ocr_vqa": ocr_vqa,
-    "dolly": dolly, "alpaca_gpt4": alpaca_gpt4, "baize": baize,
-    "easyvqa": easyvqa_qa, "easyvqa_text": easyvqa_text, "easyvqa_dialog": easyvqa_dialog, "counting": counting_set,
+    "llava": llava_single,
+    "llava_detail": llava_single,
+    "llava_complex": llava_single,
+    "llava_dial": llava_dialog,
+    "cc_sbu_align": cc_sbu_align,
+    "aokvqa": aokvqa,
+    "coco_caption": coco_karpathy,
+    "ocr_vqa": ocr_vqa,
+    "dolly": dolly,
+    "alpaca_gpt4": alpaca_gpt4,
+    "baize": baize,
+    "easyvqa": easyvqa_qa,
+    "easyvqa_text": easyvqa_text,
+    "easyvqa_dialog": easyvqa_dialog,
+    "counting": counting_set,
     "language": language_set,
     "plain_text": plain_text,
 }
@@ -409,4 +506,3 @@ def collate(batch: list[Tokenized], pad_id: int) -> tuple[torch.Tensor, torch.Te
         labels[i, : len(b.labels)] = torch.tensor(b.labels)
         mask[i, : len(b.input_ids)] = 1
     return ids, mask, labels
-

@@ -1,12 +1,12 @@
 """Write a fully trained base OpenFlamingo (the tiny base) as files any model spec can load:
 
-    <dir>/model.toml                      the model spec (relative paths)
-    <dir>/lm/                             the plain language model (save_pretrained, safetensors)
-    <dir>/tokenizer/                      its tokenizer
-    <dir>/vision/open_clip_config.json    the vision tower config
-    <dir>/vision_tower.safetensors        the vision tower weights (clip.visual keys; kept outside vision/,
-                                          where open_clip's local-dir loader would take it for a full CLIP)
-    <dir>/openflamingo_checkpoint.pt      perceiver + gated cross-attention + input embeddings (v2 layout)
+<dir>/model.toml                      the model spec (relative paths)
+<dir>/lm/                             the plain language model (save_pretrained, safetensors)
+<dir>/tokenizer/                      its tokenizer
+<dir>/vision/open_clip_config.json    the vision tower config
+<dir>/vision_tower.safetensors        the vision tower weights (clip.visual keys; kept outside vision/,
+                                      where open_clip's local-dir loader would take it for a full CLIP)
+<dir>/openflamingo_checkpoint.pt      perceiver + gated cross-attention + input embeddings (v2 layout)
 """
 
 from __future__ import annotations
@@ -65,14 +65,19 @@ def export_base_model(loaded: LoadedModel, out_dir: str | Path) -> Path:
         torch.save(of, f)
     lines = [
         f'description = "trained base OpenFlamingo exported by mmgpt-eval train (from {spec.name})"',
-        'vision_encoder = "vision"', 'vision_pretrained = "vision_tower.safetensors"', 'lm = "lm"',
-        'tokenizer = "tokenizer"', 'openflamingo_checkpoint = "openflamingo_checkpoint.pt"',
+        'vision_encoder = "vision"',
+        'vision_pretrained = "vision_tower.safetensors"',
+        'lm = "lm"',
+        'tokenizer = "tokenizer"',
+        'openflamingo_checkpoint = "openflamingo_checkpoint.pt"',
         f"cross_attn_every_n_layers = {spec.cross_attn_every_n_layers}",
         f'flamingo_version = "{spec.flamingo_version}"',
         f"vision_quick_gelu = {str(spec.vision_quick_gelu).lower()}",
         f"vision_tokens_ln_post = {str(spec.vision_tokens_ln_post).lower()}",
-        f"perceiver_depth = {spec.perceiver_depth}", f"perceiver_num_latents = {spec.perceiver_num_latents}",
-        'precision = "fp32"', 'device = "auto"',
+        f"perceiver_depth = {spec.perceiver_depth}",
+        f"perceiver_num_latents = {spec.perceiver_num_latents}",
+        'precision = "fp32"',
+        'device = "auto"',
     ]
     atomic_write_text(out / "model.toml", "\n".join(lines) + "\n")
     return out

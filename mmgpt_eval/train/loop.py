@@ -65,7 +65,7 @@ class GroupedSampler:
         for key in sorted(self.groups):
             members = list(self.groups[key])
             rng.shuffle(members)
-            chunks.extend(members[i:i + self.per_image] for i in range(0, len(members), self.per_image))
+            chunks.extend(members[i : i + self.per_image] for i in range(0, len(members), self.per_image))
         rng.shuffle(chunks)
         return [i for c in chunks for i in c]
 
@@ -111,8 +111,12 @@ def sequence_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "
     targets add 0). ``token``: sum of the next-token losses of every target token."""
     shift_logits = logits[:, :-1].float()
     shift_labels = labels[:, 1:]
-    tok = nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
-                                      ignore_index=IGNORE, reduction="none").view(shift_labels.shape)
+    tok = nn.functional.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.shape[-1]),
+        shift_labels.reshape(-1),
+        ignore_index=IGNORE,
+        reduction="none",
+    ).view(shift_labels.shape)
     valid = (shift_labels != IGNORE).float()
     if reduction == "token":
         return (tok * valid).sum()
@@ -155,8 +159,11 @@ class Trainer:
         self.step_module = TrainStep(self.model)
         self.ddp = self.step_module
         if self.world > 1:
-            self.ddp = nn.parallel.DistributedDataParallel(self.step_module, find_unused_parameters=True,
-                                                           device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            self.ddp = nn.parallel.DistributedDataParallel(
+                self.step_module,
+                find_unused_parameters=True,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            )
         self.optimizer = self._optimizer()
         self.scheduler = self._scheduler()
         self.step = 0
@@ -173,8 +180,12 @@ class Trainer:
         m = self.model
         m.requires_grad_(False)
         if cfg.mode == "lora":
-            self.lora = LoraSettings(r=cfg.lora_r, alpha=float(cfg.lora_alpha), dropout=cfg.lora_dropout,
-                                     target_modules=list(cfg.lora_targets))
+            self.lora = LoraSettings(
+                r=cfg.lora_r,
+                alpha=float(cfg.lora_alpha),
+                dropout=cfg.lora_dropout,
+                target_modules=list(cfg.lora_targets),
+            )
             assert self.lora.target_modules is not None  # set just above
             names = target_module_names(m, self.lora.target_modules)
             if not names:
@@ -263,7 +274,9 @@ class Trainer:
                         self._feats[k] = v.detach()
                 inputs["features"] = torch.stack([self._feats[k] for k in keys])
             else:
-                inputs["pixels"] = torch.stack([self._pixels(first[k]) for k in keys]).to(self.device, self.loaded.dtype)
+                inputs["pixels"] = torch.stack([self._pixels(first[k]) for k in keys]).to(
+                    self.device, self.loaded.dtype
+                )
             inputs["index"] = index
         return {"inputs": inputs, "labels": labels.to(self.device), "n_tokens": int((labels != IGNORE).sum())}
 
@@ -283,11 +296,11 @@ class Trainer:
             idx = sampler.take(gb * k)
             if k > 1:
                 idx.sort(key=lambda i: len(self._tokenized(data, cache, i).input_ids))
-            batches = [idx[j:j + gb] for j in range(0, len(idx), gb)]
+            batches = [idx[j : j + gb] for j in range(0, len(idx), gb)]
             random.Random(f"{self.cfg.seed}:{sampler.epoch}:{sampler.pos}").shuffle(batches)
             queue.extend(batches)
         batch = queue.pop(0)
-        return batch[self.rank::self.world], batch
+        return batch[self.rank :: self.world], batch
 
     def _autocast(self):
         if self.device.type == "cuda" and self.cfg.precision in ("bf16", "fp16", "auto"):
@@ -320,8 +333,16 @@ class Trainer:
     # ---------------------------------------------------------------- loop
     def fingerprint(self) -> str:
         d = dataclasses.asdict(self.cfg)
-        for k in ("output_dir", "steps", "save_every", "threads", "eval_tasks", "eval_limit", "log_every",
-                  "deterministic"):
+        for k in (
+            "output_dir",
+            "steps",
+            "save_every",
+            "threads",
+            "eval_tasks",
+            "eval_limit",
+            "log_every",
+            "deterministic",
+        ):
             d.pop(k, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -340,12 +361,15 @@ class Trainer:
                 last_micro = k == cfg.grad_accum - 1
                 if self.vs:
                     has_lang = self.ls is not None
-                    v, n = self._micro(self.vision, self._tok_cache, self.vs, cfg.vision_weight,
-                                       sync=last_micro and not has_lang)
+                    v, n = self._micro(
+                        self.vision, self._tok_cache, self.vs, cfg.vision_weight, sync=last_micro and not has_lang
+                    )
                     lv += v / cfg.grad_accum
                     ntok += n
                 if self.ls:
-                    v, n = self._micro(self.language, self._tok_cache_lang, self.ls, cfg.language_weight, sync=last_micro)
+                    v, n = self._micro(
+                        self.language, self._tok_cache_lang, self.ls, cfg.language_weight, sync=last_micro
+                    )
                     ll += v / cfg.grad_accum
                     ntok += n
             params = [p for _, p in self.trainable()]
@@ -354,16 +378,29 @@ class Trainer:
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
-            last = {"step": self.step, "loss_vl": round(lv, 5) if self.vs else None,
-                    "loss_lang": round(ll, 5) if self.ls else None, "lr": self.scheduler.get_last_lr()[0],
-                    "grad_norm": round(gnorm, 4), "tokens": ntok, "step_s": round(time.perf_counter() - t0, 4),
-                    "elapsed_s": round(time.perf_counter() - t_start, 2)}
+            last = {
+                "step": self.step,
+                "loss_vl": round(lv, 5) if self.vs else None,
+                "loss_lang": round(ll, 5) if self.ls else None,
+                "lr": self.scheduler.get_last_lr()[0],
+                "grad_norm": round(gnorm, 4),
+                "tokens": ntok,
+                "step_s": round(time.perf_counter() - t0, 4),
+                "elapsed_s": round(time.perf_counter() - t_start, 2),
+            }
             if self.rank == 0:
                 with metrics_path.open("a") as f:
                     f.write(json.dumps(last) + "\n")
                 if self.step % cfg.log_every == 0 or self.step == 1:
-                    log.info("step %d/%d loss_vl %s loss_lang %s lr %.2e %.2fs/step", self.step, cfg.steps,
-                             last["loss_vl"], last["loss_lang"], last["lr"], last["step_s"])
+                    log.info(
+                        "step %d/%d loss_vl %s loss_lang %s lr %.2e %.2fs/step",
+                        self.step,
+                        cfg.steps,
+                        last["loss_vl"],
+                        last["loss_lang"],
+                        last["lr"],
+                        last["step_s"],
+                    )
             if cfg.save_every and self.step % cfg.save_every == 0 and self.step < cfg.steps:
                 self.save()
         self.save(final=True)
@@ -384,8 +421,11 @@ class Trainer:
             return
         st = torch.load(path, map_location="cpu", weights_only=True)
         if st["fingerprint"] != self.fingerprint():
-            raise UserError("the recipe changed since the saved training state; use another --output-dir or delete "
-                            "its state/ folder", path)
+            raise UserError(
+                "the recipe changed since the saved training state; use another --output-dir or delete "
+                "its state/ folder",
+                path,
+            )
         params = dict(self.trainable())
         with torch.no_grad():
             for n, t in st["params"].items():
@@ -406,12 +446,18 @@ class Trainer:
         if self.rank != 0:
             return None
         cfg = self.cfg
-        state = {"fingerprint": self.fingerprint(), "step": self.step, "params": self._trainable_state(),
-                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "vision_sampler": self.vs.state() if self.vs else None,
-                 "language_sampler": self.ls.state() if self.ls else None, "rng": torch.get_rng_state(),
-                 "vision_queue": self._queues.get(id(self.vs), []) if self.vs else [],
-                 "language_queue": self._queues.get(id(self.ls), []) if self.ls else []}
+        state = {
+            "fingerprint": self.fingerprint(),
+            "step": self.step,
+            "params": self._trainable_state(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "vision_sampler": self.vs.state() if self.vs else None,
+            "language_sampler": self.ls.state() if self.ls else None,
+            "rng": torch.get_rng_state(),
+            "vision_queue": self._queues.get(id(self.vs), []) if self.vs else [],
+            "language_queue": self._queues.get(id(self.ls), []) if self.ls else [],
+        }
         sp = self._state_path()
         sp.parent.mkdir(parents=True, exist_ok=True)
         with atomic_writer(sp, "wb", encoding=None) as f:
@@ -421,11 +467,19 @@ class Trainer:
         if cfg.mode == "lora":
             assert self.lora is not None  # set up for lora mode
             meta = {"step": self.step, "recipe": str(cfg.source) if cfg.source else None}
-            peft_dir = save_peft_adapter(self.model, self.lora, self.out / name, model_spec=spec,
-                                         base_name=self.loaded.spec.name, extra=meta)
-            save_mmgpt_checkpoint(self.model, self.lora, self.out / f"{name}.pt", kind="trainer",
-                                  epoch=self.vs.epoch if self.vs else 0, step=self.step, model_spec=spec,
-                                  optimizer_state=None)
+            peft_dir = save_peft_adapter(
+                self.model, self.lora, self.out / name, model_spec=spec, base_name=self.loaded.spec.name, extra=meta
+            )
+            save_mmgpt_checkpoint(
+                self.model,
+                self.lora,
+                self.out / f"{name}.pt",
+                kind="trainer",
+                epoch=self.vs.epoch if self.vs else 0,
+                step=self.step,
+                model_spec=spec,
+                optimizer_state=None,
+            )
             log.info("saved %s and %s.pt", peft_dir, name)
             return peft_dir
         from .export_base import export_base_model
@@ -457,10 +511,15 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         trainer = Trainer(cfg)
         result = trainer.train()
     if trainer.rank == 0:
-        atomic_write_json(Path(cfg.output_dir) / "train_summary.json",
-                          {"last": result, "fingerprint": trainer.fingerprint(),
-                           "config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
-                           "world_size": trainer.world,
-                           "n_vision_examples": len(trainer.vision), "n_language_examples": len(trainer.language)})
+        atomic_write_json(
+            Path(cfg.output_dir) / "train_summary.json",
+            {
+                "last": result,
+                "fingerprint": trainer.fingerprint(),
+                "config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
+                "world_size": trainer.world,
+                "n_vision_examples": len(trainer.vision),
+                "n_language_examples": len(trainer.language),
+            },
+        )
     return result
-

@@ -135,8 +135,16 @@ __all__ = [
 ]
 
 # evaluate.py's sibling modules, in an order in which each one's bare imports are already mapped
-_SIBLINGS = ("utils", "classification_utils", "eval_model", "coco_metric", "eval_datasets", "rices",
-             "ok_vqa_utils", "vqa_metric")
+_SIBLINGS = (
+    "utils",
+    "classification_utils",
+    "eval_model",
+    "coco_metric",
+    "eval_datasets",
+    "rices",
+    "ok_vqa_utils",
+    "vqa_metric",
+)
 _IMPORT_LOCK = threading.Lock()
 _MISSING = object()
 
@@ -173,8 +181,9 @@ def image_digest(image: Image.Image) -> str:
 
 
 def _unwrap(model):
-    return model.module if isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)) \
-        else model
+    return (
+        model.module if isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)) else model
+    )
 
 
 class OpenFlamingoEvalModel(BaseEvalModel):
@@ -240,33 +249,65 @@ class OpenFlamingoEvalModel(BaseEvalModel):
 
     def _prepare_text(self, batch: Sequence[str], padding="longest", truncation=True, max_length=2000):
         """Left-padded token ids and attention mask (B, T)."""
-        enc = self.tokenizer(list(batch), padding=padding, truncation=truncation, max_length=max_length,
-                             return_tensors="pt", padding_side="left")
+        enc = self.tokenizer(
+            list(batch),
+            padding=padding,
+            truncation=truncation,
+            max_length=max_length,
+            return_tensors="pt",
+            padding_side="left",
+        )
         return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
 
     def _record(self, kind: str, batch_text, batch_images, outputs) -> None:
         if self.calls is not None:
-            self.calls.append({"kind": kind, "batch_text": list(batch_text),
-                               "n_images": [len(x) for x in batch_images], "outputs": outputs,
-                               "images": [[image_digest(im) for im in row] for row in batch_images]})
+            self.calls.append(
+                {
+                    "kind": kind,
+                    "batch_text": list(batch_text),
+                    "n_images": [len(x) for x in batch_images],
+                    "outputs": outputs,
+                    "images": [[image_digest(im) for im in row] for row in batch_images],
+                }
+            )
 
     # ------------------------------------------------------------------ generation
-    def get_outputs(self, batch_text: list[str], batch_images: list[list[Image.Image]], min_generation_length: int,
-                    max_generation_length: int, num_beams: int, length_penalty: float) -> list[str]:
+    def get_outputs(
+        self,
+        batch_text: list[str],
+        batch_images: list[list[Image.Image]],
+        min_generation_length: int,
+        max_generation_length: int,
+        num_beams: int,
+        length_penalty: float,
+    ) -> list[str]:
         vision_x = self._prepare_images(batch_images)
         input_ids, attention_mask = self._prepare_text(batch_text)
         model = _unwrap(self.model)
         with torch.inference_mode():
-            out = model.generate(vision_x, input_ids, attention_mask, min_new_tokens=min_generation_length,
-                                 max_new_tokens=max_generation_length, num_beams=num_beams,
-                                 length_penalty=length_penalty, eos_token_id=model.eoc_token_id)
-        texts = self.tokenizer.batch_decode(out[:, input_ids.shape[1]:], skip_special_tokens=True)
+            out = model.generate(
+                vision_x,
+                input_ids,
+                attention_mask,
+                min_new_tokens=min_generation_length,
+                max_new_tokens=max_generation_length,
+                num_beams=num_beams,
+                length_penalty=length_penalty,
+                eos_token_id=model.eoc_token_id,
+            )
+        texts = self.tokenizer.batch_decode(out[:, input_ids.shape[1] :], skip_special_tokens=True)
         self._record("generate", batch_text, batch_images, list(texts))
         return texts
 
     # ------------------------------------------------------------------ classification
-    def get_rank_classifications(self, batch_text: list[str], batch_images: list[list[Image.Image]],
-                                 all_class_names: list[str], use_cache: bool, normalize_length: bool) -> torch.Tensor:
+    def get_rank_classifications(
+        self,
+        batch_text: list[str],
+        batch_images: list[list[Image.Image]],
+        all_class_names: list[str],
+        use_cache: bool,
+        normalize_length: bool,
+    ) -> torch.Tensor:
         """(B, len(all_class_names)) log-likelihoods of each class name after each prompt (mean over
         the class name's tokens if ``normalize_length``, else the sum)."""
         model = _unwrap(self.model)
@@ -278,8 +319,13 @@ class OpenFlamingoEvalModel(BaseEvalModel):
             with torch.inference_mode():
                 if use_cache:
                     self.cache_media(input_ids=ctx_ids, vision_x=vision_x)
-                    ctx_out = model(vision_x=None, lang_x=ctx_ids, attention_mask=ctx_mask,
-                                    clear_conditioned_layers=False, use_cache=True)
+                    ctx_out = model(
+                        vision_x=None,
+                        lang_x=ctx_ids,
+                        attention_mask=ctx_mask,
+                        clear_conditioned_layers=False,
+                        use_cache=True,
+                    )
                     ctx_logits, ctx_cache = ctx_out.logits, output_cache(ctx_out)
                 else:
                     features = model.encode_vision(vision_x) if vision_x is not None else None
@@ -290,11 +336,14 @@ class OpenFlamingoEvalModel(BaseEvalModel):
                     if use_cache:
                         logits = torch.cat([ctx_logits, self._continue_cached(cls, ctx_cache, ctx_mask)], dim=1)
                     else:
-                        logits = model(vision_x=None, vision_features=features,
-                                       lang_x=torch.cat([ctx_ids, cls], dim=1),
-                                       attention_mask=torch.cat([ctx_mask, torch.ones_like(cls)], dim=1),
-                                       clear_conditioned_layers=True).logits
-                    logprobs = torch.log_softmax(logits, dim=-1)[:, -n_tok - 1:-1, :]
+                        logits = model(
+                            vision_x=None,
+                            vision_features=features,
+                            lang_x=torch.cat([ctx_ids, cls], dim=1),
+                            attention_mask=torch.cat([ctx_mask, torch.ones_like(cls)], dim=1),
+                            clear_conditioned_layers=True,
+                        ).logits
+                    logprobs = torch.log_softmax(logits, dim=-1)[:, -n_tok - 1 : -1, :]
                     token_lp = torch.gather(logprobs, 2, cls[:, :, None]).squeeze(-1)
                     scores.append(token_lp.mean(dim=1) if normalize_length else token_lp.sum(dim=1))
         finally:
@@ -313,10 +362,18 @@ class OpenFlamingoEvalModel(BaseEvalModel):
             for t in range(cls.shape[1]):
                 mask = None
                 if self.cached_mask == "extended":
-                    mask = torch.cat([ctx_mask, torch.ones((cls.shape[0], t + 1), dtype=ctx_mask.dtype,
-                                                           device=ctx_mask.device)], dim=1)
-                out = model(vision_x=None, lang_x=cls[:, t:t + 1], attention_mask=mask,
-                            clear_conditioned_layers=False, past_key_values=cache, use_cache=True)
+                    mask = torch.cat(
+                        [ctx_mask, torch.ones((cls.shape[0], t + 1), dtype=ctx_mask.dtype, device=ctx_mask.device)],
+                        dim=1,
+                    )
+                out = model(
+                    vision_x=None,
+                    lang_x=cls[:, t : t + 1],
+                    attention_mask=mask,
+                    clear_conditioned_layers=False,
+                    past_key_values=cache,
+                    use_cache=True,
+                )
                 cache = output_cache(out)
                 logits.append(out.logits)
         finally:
@@ -379,15 +436,24 @@ def ModelEncoderRICES(loaded) -> type:
     base: Any = sys.modules["open_flamingo.eval.rices"].RICES  # upstream's class (evaluate.RICES may be patched)
 
     class _ModelEncoderRICES(base):
-        def __init__(self, dataset, device, batch_size, vision_encoder_path=None, vision_encoder_pretrained=None,
-                     cached_features=None):
+        def __init__(
+            self,
+            dataset,
+            device,
+            batch_size,
+            vision_encoder_path=None,
+            vision_encoder_pretrained=None,
+            cached_features=None,
+        ):
             self.dataset = dataset
             self.device = device
             self.batch_size = batch_size
             self.model = _PooledImageEncoder(loaded)
             self.image_processor = loaded.image_processor
-            self.encoder_note = (f"{getattr(getattr(loaded, 'spec', None), 'name', 'model')} vision encoder "
-                                 f"(pooled) instead of {vision_encoder_path}/{vision_encoder_pretrained}")
+            self.encoder_note = (
+                f"{getattr(getattr(loaded, 'spec', None), 'name', 'model')} vision encoder "
+                f"(pooled) instead of {vision_encoder_path}/{vision_encoder_pretrained}"
+            )
             feats = cached_features if cached_features is not None else self._precompute_features()
             self.features = feats.detach().float().cpu()
 
@@ -434,8 +500,9 @@ def ok_vqa_stemmer_ready() -> str | None:
         stemmer.stem("dogs running")
     except LookupError as err:
         first = [line.strip() for line in str(err).splitlines() if "Resource" in line]
-        return (first[0] if first else "NLTK data missing") + \
-            " (python -m nltk.downloader punkt_tab averaged_perceptron_tagger_eng wordnet)"
+        return (
+            first[0] if first else "NLTK data missing"
+        ) + " (python -m nltk.downloader punkt_tab averaged_perceptron_tagger_eng wordnet)"
     return None
 
 
@@ -518,12 +585,12 @@ def _build_args(ev, info: TaskInfo, data: dict[str, str], **settings) -> Any:
     for key, value in data.items():
         full = key if key.startswith(info.prefix) else info.prefix + key
         if full not in names:
-            short = [n[len(info.prefix):] for n in names]
+            short = [n[len(info.prefix) :] for n in names]
             raise ValueError(f"unknown data key {key!r} for {info.dataset_name}; expected {', '.join(short)}")
         if value is not None:
             setattr(args, full, str(value))
             given.add(full)
-    missing = [n[len(info.prefix):] for n in names if n not in _OPTIONAL_DATA and n not in given]
+    missing = [n[len(info.prefix) :] for n in names if n not in _OPTIONAL_DATA and n not in given]
     if missing:
         raise ValueError(f"{info.dataset_name} needs data paths: {', '.join(missing)}")
     for k, v in settings.items():
@@ -578,13 +645,27 @@ def _flatten(kind: str, gathered: list[Any]) -> list[dict[str, Any]]:
     return [{k: _plain(v) for k, v in item.items()} for part in gathered for item in part]
 
 
-def run_openflamingo_eval(loaded, task: str, *, data: dict[str, str], num_shots: int, seed: int = 42,
-                          rices: bool = False, rices_features: torch.Tensor | None = None, batch_size: int = 8,
-                          num_samples: int = -1, query_set_size: int = 2048, trials: int = 1, output_dir,
-                          use_kv_cache: bool = True, prompt_ensembling: bool = False,
-                          cached_mask: str = "extended", eval_model: OpenFlamingoEvalModel | None = None,
-                          class_names: Sequence[str] | None = None,
-                          num_beams: int | None = None) -> OpenFlamingoResult:
+def run_openflamingo_eval(
+    loaded,
+    task: str,
+    *,
+    data: dict[str, str],
+    num_shots: int,
+    seed: int = 42,
+    rices: bool = False,
+    rices_features: torch.Tensor | None = None,
+    batch_size: int = 8,
+    num_samples: int = -1,
+    query_set_size: int = 2048,
+    trials: int = 1,
+    output_dir,
+    use_kv_cache: bool = True,
+    prompt_ensembling: bool = False,
+    cached_mask: str = "extended",
+    eval_model: OpenFlamingoEvalModel | None = None,
+    class_names: Sequence[str] | None = None,
+    num_beams: int | None = None,
+) -> OpenFlamingoResult:
     """Run OpenFlamingo's ``evaluate_vqa`` / ``evaluate_captioning`` / ``evaluate_classification`` on ``loaded``.
 
     ``task``: one of :data:`TASKS` (vqav2, ok_vqa, vizwiz, textvqa, coco, flickr30k, hateful_memes,
@@ -621,11 +702,20 @@ def run_openflamingo_eval(loaded, task: str, *, data: dict[str, str], num_shots:
         raise ValueError("num_shots must be >= 0")
     if trials < 1:
         raise ValueError("trials must be >= 1")
-    args = _build_args(ev, info, data, model="open_flamingo", batch_size=batch_size, num_samples=num_samples,
-                       query_set_size=query_set_size, rices=rices, num_trials=trials,
-                       trial_seeds=[seed + i for i in range(trials)],
-                       no_caching_for_classification=not use_kv_cache,
-                       classification_prompt_ensembling=prompt_ensembling)
+    args = _build_args(
+        ev,
+        info,
+        data,
+        model="open_flamingo",
+        batch_size=batch_size,
+        num_samples=num_samples,
+        query_set_size=query_set_size,
+        rices=rices,
+        num_trials=trials,
+        trial_seeds=[seed + i for i in range(trials)],
+        no_caching_for_classification=not use_kv_cache,
+        classification_prompt_ensembling=prompt_ensembling,
+    )
     if name == "ok_vqa":
         why = ok_vqa_stemmer_ready()
         if why:
@@ -635,7 +725,7 @@ def run_openflamingo_eval(loaded, task: str, *, data: dict[str, str], num_shots:
         class_names = list(class_names)
         if name != "imagenet":
             raise ValueError("class_names only applies to imagenet")
-        if not class_names or class_names != full[:len(class_names)]:
+        if not class_names or class_names != full[: len(class_names)]:
             raise ValueError("class_names must be the first N entries of IMAGENET_CLASSNAMES")
     out_dir = Path(output_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -644,8 +734,10 @@ def run_openflamingo_eval(loaded, task: str, *, data: dict[str, str], num_shots:
         model.calls = []
     notes = []
     if rices:
-        notes.append(f"RICES encoder: the loaded model's vision encoder (pooled), not "
-                     f"{args.rices_vision_encoder_path}/{args.rices_vision_encoder_pretrained}")
+        notes.append(
+            f"RICES encoder: the loaded model's vision encoder (pooled), not "
+            f"{args.rices_vision_encoder_path}/{args.rices_vision_encoder_pretrained}"
+        )
     if name == "imagenet":
         notes.append("ImageNetDataset items carry 'ocr': None (evaluate.py reads batch['ocr'] for every dataset)")
     if info.kind == "caption":
@@ -659,8 +751,16 @@ def run_openflamingo_eval(loaded, task: str, *, data: dict[str, str], num_shots:
         gathered.append(copy.deepcopy(list(object_list)))
         return result
 
-    result = OpenFlamingoResult(task=name, dataset_name=info.dataset_name, metric=info.metric, num_shots=num_shots,
-                                rices=rices, trials=[], output_dir=out_dir, notes=notes)
+    result = OpenFlamingoResult(
+        task=name,
+        dataset_name=info.dataset_name,
+        metric=info.metric,
+        num_shots=num_shots,
+        rices=rices,
+        trials=[],
+        output_dir=out_dir,
+        notes=notes,
+    )
     with contextlib.ExitStack() as stack:
         rank, world = stack.enter_context(_process_group())
         args.rank, args.world_size, args.local_rank = rank, world, rank
@@ -676,8 +776,13 @@ def run_openflamingo_eval(loaded, task: str, *, data: dict[str, str], num_shots:
             gathered.clear()
             model.calls.clear()
             t0 = time.perf_counter()
-            common = {"eval_model": model, "num_shots": num_shots, "seed": trial_seed,
-                      "dataset_name": info.dataset_name, "cached_features": rices_features}
+            common = {
+                "eval_model": model,
+                "num_shots": num_shots,
+                "seed": trial_seed,
+                "dataset_name": info.dataset_name,
+                "cached_features": rices_features,
+            }
             beams = {} if num_beams is None else {"num_beams": num_beams}
             try:
                 if info.kind == "vqa":
@@ -687,28 +792,57 @@ def run_openflamingo_eval(loaded, task: str, *, data: dict[str, str], num_shots:
                     score = ev.evaluate_captioning(args, **common, **beams)
                 else:
                     score = ev.evaluate_classification(
-                        args, no_kv_caching=args.no_caching_for_classification,
-                        use_prompt_ensembling=prompt_ensembling and name == "imagenet", **common)
+                        args,
+                        no_kv_caching=args.no_caching_for_classification,
+                        use_prompt_ensembling=prompt_ensembling and name == "imagenet",
+                        **common,
+                    )
             except ValueError as err:
                 if "larger sample than population" in str(err):
-                    raise ValueError(f"{err}: evaluate.py samples num_samples ({num_samples}) test items and "
-                                     f"query_set_size ({query_set_size}) demo candidates without replacement; "
-                                     f"both must be <= the split's size") from err
+                    raise ValueError(
+                        f"{err}: evaluate.py samples num_samples ({num_samples}) test items and "
+                        f"query_set_size ({query_set_size}) demo candidates without replacement; "
+                        f"both must be <= the split's size"
+                    ) from err
                 raise
             seconds = time.perf_counter() - t0
             if rank != 0:
                 result.trials.append(OpenFlamingoTrial(trial_seed, None, [], None, None, None, None, seconds))
                 continue
             predictions = _flatten(info.kind, gathered[-1]) if gathered else []
-            prompts, n_images, raw, images = _aligned(model.calls, info.kind, len(predictions),
-                                                      world == 1 and not (prompt_ensembling and name == "imagenet"))
+            prompts, n_images, raw, images = _aligned(
+                model.calls, info.kind, len(predictions), world == 1 and not (prompt_ensembling and name == "imagenet")
+            )
             path = out_dir / f"{name}_{num_shots}shot_{'rices' if rices else 'random'}_seed{trial_seed}.json"
-            path.write_text(json.dumps({"task": name, "num_shots": num_shots, "seed": trial_seed, "rices": rices,
-                                        "metric": info.metric, "score": _jsonable_score(score),
-                                        "predictions": predictions, "prompts": prompts}, indent=1, default=str))
-            result.trials.append(OpenFlamingoTrial(seed=trial_seed, score=_jsonable_score(score), predictions=predictions,
-                                                   prompts=prompts, n_images=n_images, raw_outputs=raw,
-                                                   predictions_file=path, seconds=seconds, images=images))
+            path.write_text(
+                json.dumps(
+                    {
+                        "task": name,
+                        "num_shots": num_shots,
+                        "seed": trial_seed,
+                        "rices": rices,
+                        "metric": info.metric,
+                        "score": _jsonable_score(score),
+                        "predictions": predictions,
+                        "prompts": prompts,
+                    },
+                    indent=1,
+                    default=str,
+                )
+            )
+            result.trials.append(
+                OpenFlamingoTrial(
+                    seed=trial_seed,
+                    score=_jsonable_score(score),
+                    predictions=predictions,
+                    prompts=prompts,
+                    n_images=n_images,
+                    raw_outputs=raw,
+                    predictions_file=path,
+                    seconds=seconds,
+                    images=images,
+                )
+            )
     return result
 
 

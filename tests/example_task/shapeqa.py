@@ -10,8 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmgpt_eval.taskapi import (Aggregate, DataFile, GenerationSettings, ImageRef, MetricInfo, Output, Sample, Task,
-                                UserError)
+from mmgpt_eval.taskapi import (
+    Aggregate,
+    DataFile,
+    GenerationSettings,
+    ImageRef,
+    MetricInfo,
+    Output,
+    Sample,
+    Task,
+    UserError,
+)
 from mmgpt_eval.taskapi.datasets import read_json
 from mmgpt_eval.taskapi.metrics import normalize_openflamingo
 
@@ -21,8 +30,14 @@ class ShapeQA(Task):
     description = "questions about shapes (README example task)"
     templates = ("mmgpt", "of-vqa")  # of-vqa brings OpenFlamingo's decoding with it
     primary_metric = "accuracy"
-    OPTIONS = (DataFile("questions", "questions JSON", layout="shapeqa/questions.json",
-                        source="made by the test that uses this task"),)
+    OPTIONS = (
+        DataFile(
+            "questions",
+            "questions JSON",
+            layout="shapeqa/questions.json",
+            source="made by the test that uses this task",
+        ),
+    )
     GENERATION = {"mmgpt": GenerationSettings(max_new_tokens=8)}
 
     def load(self) -> list[Sample]:
@@ -30,8 +45,15 @@ class ShapeQA(Task):
         rows = read_json(path)
         if not isinstance(rows, list):
             raise UserError("expected a JSON list of questions", path)
-        return [Sample(id=str(r["id"]), images=[ImageRef.from_path(Path(path).parent / r["image"])],
-                       fields={"question": r["question"]}, references=[r["answer"]]) for r in rows]
+        return [
+            Sample(
+                id=str(r["id"]),
+                images=[ImageRef.from_path(Path(path).parent / r["image"])],
+                fields={"question": r["question"]},
+                references=[r["answer"]],
+            )
+            for r in rows
+        ]
 
     def fewshot_pool(self) -> list[Sample]:
         return self.load()  # a real task draws demos from its train split
@@ -40,8 +62,15 @@ class ShapeQA(Task):
         return {"question": sample.fields["question"], "answer": sample.references[0]}
 
     def metric_info(self) -> dict[str, MetricInfo]:
-        return {"accuracy": MetricInfo(kind="binary", scale=100.0, unit="%", per_sample="exact",
-                                       description="exact match after VQA answer normalisation")}
+        return {
+            "accuracy": MetricInfo(
+                kind="binary",
+                scale=100.0,
+                unit="%",
+                per_sample="exact",
+                description="exact match after VQA answer normalisation",
+            )
+        }
 
     def score_sample(self, sample: Sample, outputs: dict[str, Output]) -> dict[str, Any]:
         pred, ref = normalize_openflamingo(outputs["main"].prediction), normalize_openflamingo(sample.references[0])

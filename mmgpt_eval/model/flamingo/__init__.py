@@ -2,8 +2,22 @@
 generation (:mod:`.generate`), candidate ranking (:mod:`.rank`) and the seam object the engine
 uses (:mod:`.family`). Loading lives in :mod:`mmgpt_eval.model.build` (``load_flamingo``)."""
 
-from .network import (FLAMINGO_VERSIONS, MMFlamingo, MMFlamingoLMMixin, MMGatedCrossAttentionBlock,
-                      MMFlamingoLayer, V1MaskedCrossAttention, V2MaskedCrossAttention)
+from .network import (
+    FLAMINGO_VERSIONS,
+    MMFlamingo,
+    MMFlamingoLMMixin,
+    MMGatedCrossAttentionBlock,
+    MMFlamingoLayer,
+    V1MaskedCrossAttention,
+    V2MaskedCrossAttention,
+)
 
-__all__ = ["FLAMINGO_VERSIONS", "MMFlamingo", "MMFlamingoLMMixin", "MMGatedCrossAttentionBlock", "MMFlamingoLayer",
-           "V1MaskedCrossAttention", "V2MaskedCrossAttention"]
+__all__ = [
+    "FLAMINGO_VERSIONS",
+    "MMFlamingo",
+    "MMFlamingoLMMixin",
+    "MMGatedCrossAttentionBlock",
+    "MMFlamingoLayer",
+    "V1MaskedCrossAttention",
+    "V2MaskedCrossAttention",
+]

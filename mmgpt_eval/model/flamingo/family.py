@@ -22,11 +22,19 @@ class FlamingoModel:
     family = "flamingo"
     accepts_images = True
 
-    def __init__(self, loaded: LoadedModel, *, share_prefix: bool = True, feature_cache_bytes: int | None = None,
-                 candidate_batch: int | None = None, generator: Generator | None = None):
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        share_prefix: bool = True,
+        feature_cache_bytes: int | None = None,
+        candidate_batch: int | None = None,
+        generator: Generator | None = None,
+    ):
         self.loaded = loaded
-        self.generator = generator or Generator(loaded, share_prefix=share_prefix,
-                                                feature_cache_bytes=feature_cache_bytes)
+        self.generator = generator or Generator(
+            loaded, share_prefix=share_prefix, feature_cache_bytes=feature_cache_bytes
+        )
         self.ranker = Ranker(self.generator, candidate_batch=candidate_batch)
         self.tokenizer = loaded.tokenizer
 
@@ -34,8 +42,9 @@ class FlamingoModel:
     def device(self) -> torch.device:
         return self.loaded.device
 
-    def generate_batch(self, prompts: Sequence[PromptInput], settings: GenerationSettings,
-                       stop: str) -> list[Generation]:
+    def generate_batch(
+        self, prompts: Sequence[PromptInput], settings: GenerationSettings, stop: str
+    ) -> list[Generation]:
         return self.generator.generate(prompts, settings, stop)
 
     def score_batch(self, inputs: Sequence[RankInput]) -> list[list[CandidateScore]]:

@@ -135,8 +135,9 @@ class Generator:
         idx = torch.tensor(index, device=feats.device)
         return feats[idx]  # B, T, n, d
 
-    def shared_prefix_length(self, rows: Sequence[Sequence[int]], has_images: bool,
-                             settings: GenerationSettings) -> int:
+    def shared_prefix_length(
+        self, rows: Sequence[Sequence[int]], has_images: bool, settings: GenerationSettings
+    ) -> int:
         """How many leading tokens all ``rows`` share that may be computed once (0: none)."""
         if not self.share_prefix or len(rows) < 2 or not settings.use_cache or settings.num_beams != 1:
             return 0
@@ -159,14 +160,20 @@ class Generator:
         exactly zero cross-attention output (the gated FF does not look at the image)."""
         blocks = [b for b in self.model.lang_encoder.gated_cross_attn_layers if b is not None]
         return getattr(self.model, "flamingo_version", "v1") == "v2" and all(
-            b.attn.only_attend_immediate_media for b in blocks)
+            b.attn.only_attend_immediate_media for b in blocks
+        )
 
     def _prefix_cache(self, prefix: list[int], batch: int, feats: torch.Tensor | None):
         """KV cache of ``prefix`` computed at batch size 1, repeated to ``batch`` rows."""
         ids = torch.tensor([prefix], device=self.lm.device)
         # v2: a prefix without <image> gets zero cross-attention, so any row's features give the same states
-        out = self.model(None, ids, attention_mask=torch.ones_like(ids), use_cache=True,
-                         vision_features=None if feats is None else feats[:1])
+        out = self.model(
+            None,
+            ids,
+            attention_mask=torch.ones_like(ids),
+            use_cache=True,
+            vision_features=None if feats is None else feats[:1],
+        )
         cache = output_cache(out)
         cache.batch_repeat_interleave(batch)
         return cache
@@ -176,8 +183,13 @@ class Generator:
         return self.share_prefix and settings.num_beams > 1 and settings.use_cache and not settings.do_sample
 
     @torch.inference_mode()
-    def generate(self, prompts: Sequence[PromptInput], settings: GenerationSettings, stop: str = STOP_EOS,
-                 eos_token_id: int | list[int] | None = None) -> list[Generation]:
+    def generate(
+        self,
+        prompts: Sequence[PromptInput],
+        settings: GenerationSettings,
+        stop: str = STOP_EOS,
+        eos_token_id: int | list[int] | None = None,
+    ) -> list[Generation]:
         if not prompts:
             return []
         eos = eos_token_id if eos_token_id is not None else self.eos_token_id(stop)
@@ -196,24 +208,26 @@ class Generator:
         for i, r in enumerate(rows):
             rest = r[n_shared:]
             input_ids[i, :n_shared] = torch.tensor(r[:n_shared], dtype=torch.long)
-            input_ids[i, width - len(rest):] = torch.tensor(rest, dtype=torch.long)
+            input_ids[i, width - len(rest) :] = torch.tensor(rest, dtype=torch.long)
             attention_mask[i, :n_shared] = 1
-            attention_mask[i, width - len(rest):] = 1
+            attention_mask[i, width - len(rest) :] = 1
         input_ids, attention_mask = input_ids.to(self.lm.device), attention_mask.to(self.lm.device)
         rng = contextlib.nullcontext()
         if settings.do_sample:
             rng = torch.random.fork_rng(devices=[self.lm.device] if self.lm.device.type == "cuda" else [])
         with rng, self.model.media_attention_fast_path():
             if n_shared:
-                kwargs[lm_cache_kwarg(self.model.lang_encoder)] = self._prefix_cache(rows[0][:n_shared], len(rows),
-                                                                                    feats)
+                kwargs[lm_cache_kwarg(self.model.lang_encoder)] = self._prefix_cache(
+                    rows[0][:n_shared], len(rows), feats
+                )
                 self.shared_prefix_tokens += n_shared * (len(rows) - 1)
             if settings.do_sample:
                 torch.manual_seed(settings.seed)
             beams = settings.num_beams if self.shares_beam_prompt(settings) else 0
             with self.model.lang_encoder.prompt_once_per_beam(beams) as used:
-                out = self.model.generate(None, input_ids, attention_mask=attention_mask, vision_features=feats,
-                                          **kwargs)
+                out = self.model.generate(
+                    None, input_ids, attention_mask=attention_mask, vision_features=feats, **kwargs
+                )
             if used():
                 self.beam_prompt_tokens += int(attention_mask.sum()) * (beams - 1)
         results = []
@@ -225,17 +239,20 @@ class Generator:
                     new = new[: i + 1]
                     stopped = True
                     break
-            results.append(Generation(
-                token_ids=new,
-                text=self.tokenizer.decode(new, skip_special_tokens=True),
-                full_text=self.tokenizer.decode(list(prompt_ids) + new, skip_special_tokens=True),
-                stopped_on_eos=stopped,
-                prompt_tokens=len(prompt_ids),
-            ))
+            results.append(
+                Generation(
+                    token_ids=new,
+                    text=self.tokenizer.decode(new, skip_special_tokens=True),
+                    full_text=self.tokenizer.decode(list(prompt_ids) + new, skip_special_tokens=True),
+                    stopped_on_eos=stopped,
+                    prompt_tokens=len(prompt_ids),
+                )
+            )
         return results
 
-    def generate_grouped(self, prompts: Sequence[PromptInput], settings: GenerationSettings, stop: str = STOP_EOS,
-                         batch_size: int = 8) -> list[Generation]:
+    def generate_grouped(
+        self, prompts: Sequence[PromptInput], settings: GenerationSettings, stop: str = STOP_EOS, batch_size: int = 8
+    ) -> list[Generation]:
         """Rows grouped by image count and length, batched, returned in input order."""
         out: list[Generation | None] = [None] * len(prompts)
         for batch in batches_by_image_count(prompts, batch_size):
@@ -243,7 +260,8 @@ class Generator:
                 out[j] = g
         return out  # type: ignore[return-value]
 
-    def _generate_backoff(self, prompts: Sequence[PromptInput], settings: GenerationSettings,
-                          stop: str) -> list[Generation]:
+    def _generate_backoff(
+        self, prompts: Sequence[PromptInput], settings: GenerationSettings, stop: str
+    ) -> list[Generation]:
         """Generate; on out-of-memory halve the batch (remembered for later batches) and retry."""
         return halving_on_oom(self, lambda part: self.generate(part, settings, stop), prompts)

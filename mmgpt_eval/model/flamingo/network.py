@@ -106,8 +106,9 @@ class V2MaskedCrossAttention(_MediaAttention):
             text_time = torch.count_nonzero(media_locations, dim=1)[:, None].expand(-1, x.shape[1])
         else:
             if media_locations.shape[1] != x.shape[1]:
-                raise ValueError(f"media_locations.shape is {tuple(media_locations.shape)} but x.shape is "
-                                 f"{tuple(x.shape)}")
+                raise ValueError(
+                    f"media_locations.shape is {tuple(media_locations.shape)} but x.shape is {tuple(x.shape)}"
+                )
             text_time = media_locations.cumsum(dim=-1)
         return self._attend(x, media, text_time)
 
@@ -131,12 +132,18 @@ class MMGatedCrossAttentionBlock(GatedCrossAttentionBlock):
     Parameters are created in upstream's order, so seeded initialisation is identical.
     """
 
-    def __init__(self, *, dim, dim_visual, version: str = "v2", dim_head=64, heads=8, ff_mult=4,
-                 only_attend_immediate_media=True):
+    def __init__(
+        self, *, dim, dim_visual, version: str = "v2", dim_head=64, heads=8, ff_mult=4, only_attend_immediate_media=True
+    ):
         nn.Module.__init__(self)
         attn_cls = V1MaskedCrossAttention if version == "v1" else V2MaskedCrossAttention
-        self.attn = attn_cls(dim=dim, dim_visual=dim_visual, dim_head=dim_head, heads=heads,
-                             only_attend_immediate_media=only_attend_immediate_media)
+        self.attn = attn_cls(
+            dim=dim,
+            dim_visual=dim_visual,
+            dim_head=dim_head,
+            heads=heads,
+            only_attend_immediate_media=only_attend_immediate_media,
+        )
         self.attn_gate = nn.Parameter(torch.tensor([0.0]))
         self.ff = FeedForward(dim, mult=ff_mult)
         self.ff_gate = nn.Parameter(torch.tensor([0.0]))
@@ -166,13 +173,15 @@ class MMFlamingoLMMixin(CompatFlamingoLMMixin):
 
     flamingo_version = "v2"
 
-    def init_flamingo(self, media_token_id, lang_hidden_size, vis_hidden_size, cross_attn_every_n_layers,
-                      gradient_checkpointing):
+    def init_flamingo(
+        self, media_token_id, lang_hidden_size, vis_hidden_size, cross_attn_every_n_layers, gradient_checkpointing
+    ):
         self.old_decoder_blocks = self._get_decoder_layers()
         self.gated_cross_attn_layers = nn.ModuleList(
             [
-                MMGatedCrossAttentionBlock(dim=lang_hidden_size, dim_visual=vis_hidden_size,
-                                           version=self.flamingo_version)
+                MMGatedCrossAttentionBlock(
+                    dim=lang_hidden_size, dim_visual=vis_hidden_size, version=self.flamingo_version
+                )
                 if (layer_idx + 1) % cross_attn_every_n_layers == 0
                 else None
                 for layer_idx, _ in enumerate(self._get_decoder_layers())
@@ -220,8 +229,13 @@ class MMFlamingoLMMixin(CompatFlamingoLMMixin):
             if v is not None:
                 layer.condition_vis_x(v[one])
         try:
-            out = self.forward(input_ids[one], None if attention_mask is None else attention_mask[one],
-                               None if position_ids is None else position_ids[one], logits_to_keep, **kwargs)
+            out = self.forward(
+                input_ids[one],
+                None if attention_mask is None else attention_mask[one],
+                None if position_ids is None else position_ids[one],
+                logits_to_keep,
+                **kwargs,
+            )
         finally:
             for layer, v in zip(layers, vis):
                 layer.condition_vis_x(v)
@@ -260,20 +274,35 @@ class MMFlamingo(Flamingo):
     """open-flamingo's Flamingo with version semantics, a language-only path, safe generation,
     precomputed vision features, and an optionally smaller Perceiver."""
 
-    def __init__(self, vision_encoder, lang_encoder, eoc_token_id: int, media_token_id: int, vis_dim: int,
-                 cross_attn_every_n_layers: int = 1, flamingo_version: str = "v2", perceiver_depth: int = 6,
-                 perceiver_num_latents: int = 64, gradient_checkpointing: bool = False):
+    def __init__(
+        self,
+        vision_encoder,
+        lang_encoder,
+        eoc_token_id: int,
+        media_token_id: int,
+        vis_dim: int,
+        cross_attn_every_n_layers: int = 1,
+        flamingo_version: str = "v2",
+        perceiver_depth: int = 6,
+        perceiver_num_latents: int = 64,
+        gradient_checkpointing: bool = False,
+    ):
         if flamingo_version not in FLAMINGO_VERSIONS:
             raise ValueError(f"flamingo_version must be one of {FLAMINGO_VERSIONS}, got {flamingo_version!r}")
         if not isinstance(lang_encoder, MMFlamingoLMMixin):
             raise TypeError("lang_encoder must be extended with MMFlamingoLMMixin")
         lang_encoder.flamingo_version = flamingo_version
-        super().__init__(vision_encoder, lang_encoder, eoc_token_id, media_token_id, vis_dim,
-                         cross_attn_every_n_layers=cross_attn_every_n_layers,
-                         gradient_checkpointing=gradient_checkpointing)
+        super().__init__(
+            vision_encoder,
+            lang_encoder,
+            eoc_token_id,
+            media_token_id,
+            vis_dim,
+            cross_attn_every_n_layers=cross_attn_every_n_layers,
+            gradient_checkpointing=gradient_checkpointing,
+        )
         if (perceiver_depth, perceiver_num_latents) != (6, 64):
-            self.perceiver = PerceiverResampler(dim=vis_dim, depth=perceiver_depth,
-                                                num_latents=perceiver_num_latents)
+            self.perceiver = PerceiverResampler(dim=vis_dim, depth=perceiver_depth, num_latents=perceiver_num_latents)
         self.flamingo_version = flamingo_version
         # open-flamingo runs the vision encoder under no_grad; training from scratch needs gradients.
         self.train_vision_encoder = False
@@ -321,8 +350,19 @@ class MMFlamingo(Flamingo):
             self.lang_encoder.set_text_only(False)
 
     # ---------------------------------------------------------------- forward
-    def forward(self, vision_x, lang_x, attention_mask=None, labels=None, clear_conditioned_layers=True,
-                past_key_values=None, use_cache=False, vision_features=None, position_ids=None, logits_to_keep=0):
+    def forward(
+        self,
+        vision_x,
+        lang_x,
+        attention_mask=None,
+        labels=None,
+        clear_conditioned_layers=True,
+        past_key_values=None,
+        use_cache=False,
+        vision_features=None,
+        position_ids=None,
+        logits_to_keep=0,
+    ):
         lm = self.lang_encoder
         if not lm.initialized_flamingo:
             raise ValueError("Flamingo layers are not initialized. Please call `init_flamingo` first.")
@@ -333,12 +373,13 @@ class MMFlamingo(Flamingo):
             extra[lm_cache_kwarg(lm)] = past_key_values
         if vision_x is None and vision_features is None and not lm._use_cached_vision_x:
             with self.text_only():
-                return lm(input_ids=lang_x, attention_mask=attention_mask, labels=labels, use_cache=use_cache,
-                          **extra)
+                return lm(input_ids=lang_x, attention_mask=attention_mask, labels=labels, use_cache=use_cache, **extra)
         if lm._use_cached_vision_x:
             if vision_x is not None or vision_features is not None:
-                raise ValueError("Expect vision_x to be None when media has been cached using cache_media(). "
-                                 "Try uncache_media() first.")
+                raise ValueError(
+                    "Expect vision_x to be None when media has been cached using cache_media(). "
+                    "Try uncache_media() first."
+                )
         else:
             self._condition_vis_x(vision_features if vision_features is not None else self.encode_vision(vision_x))
             self._condition_media_locations(input_ids=lang_x)

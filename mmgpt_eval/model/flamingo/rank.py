@@ -75,7 +75,7 @@ class Ranker:
 
     def joint_tokens(self, context: str, context_ids: list[int], text: str) -> list[int]:
         """The tokens of ``context + text`` after the context's own tokens."""
-        ids = self.tokenizer(context + text)["input_ids"][len(context_ids):]
+        ids = self.tokenizer(context + text)["input_ids"][len(context_ids) :]
         if not ids:
             raise ValueError(f"candidate {text!r} has no tokens after its context")
         return ids
@@ -109,19 +109,33 @@ class Ranker:
         ids = torch.full((len(rows), width), pad, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for b, r in enumerate(rows):
-            ids[b, width - len(r):] = torch.tensor(r, dtype=torch.long)
-            mask[b, width - len(r):] = 1
+            ids[b, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+            mask[b, width - len(r) :] = 1
         ids, mask = ids.to(device), mask.to(device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        ctx = self.model(None, ids, attention_mask=mask, use_cache=True, vision_features=feats,
-                         position_ids=positions, logits_to_keep=1)
+        ctx = self.model(
+            None,
+            ids,
+            attention_mask=mask,
+            use_cache=True,
+            vision_features=feats,
+            position_ids=positions,
+            logits_to_keep=1,
+        )
         first = torch.log_softmax(ctx.logits[:, -1].float(), dim=-1)  # (B, V): scores candidates' first tokens
         cache = output_cache(ctx)
         ctx_len = mask.sum(-1)  # real context tokens per row
 
         # every candidate's tokens; the rows to run: per context, the trie leaves of tokens[:-1]
-        cand = [[self.joint_tokens(texts[b], rows[b], x.text[len(texts[b]):] + c) if x.joint else self.candidate_tokens(c)
-                 for c in x.candidates] for b, x in enumerate(inputs)]
+        cand = [
+            [
+                self.joint_tokens(texts[b], rows[b], x.text[len(texts[b]) :] + c)
+                if x.joint
+                else self.candidate_tokens(c)
+                for c in x.candidates
+            ]
+            for b, x in enumerate(inputs)
+        ]
         leaves: list[tuple[int, tuple[int, ...]]] = []  # (context row, input tokens)
         where: dict[tuple[int, tuple[int, ...]], int] = {}  # (row, prefix) -> leaf
         for b, toks in enumerate(cand):
@@ -153,10 +167,11 @@ class Ranker:
             e_owner = torch.tensor(owner, dtype=torch.long)
             media = ids == self.lm.media_token_id
             for start in range(0, len(order), self.candidate_batch):
-                chunk = [leaves[i] for i in order[start:start + self.candidate_batch]]
+                chunk = [leaves[i] for i in order[start : start + self.candidate_batch]]
                 sel = ((e_slot >= start) & (e_slot < start + len(chunk))).nonzero().squeeze(1)
-                lp, greedy = self._run_leaves(chunk, cache, mask, media, feats, ctx_len,
-                                              e_slot[sel] - start, e[sel, 1], e[sel, 2])
+                lp, greedy = self._run_leaves(
+                    chunk, cache, mask, media, feats, ctx_len, e_slot[sel] - start, e[sel, 1], e[sel, 2]
+                )
                 rest_sum.index_add_(0, e_owner[sel], lp.double().cpu())
                 rest_greedy[e_owner[sel][~greedy.cpu()]] = False
 
@@ -167,8 +182,13 @@ class Ranker:
             row_first = first[b, [t[0] for t in toks]].double().cpu().tolist()
             row_scores = []
             for t, lp0 in zip(toks, row_first):
-                row_scores.append(CandidateScore(sum_logprob=lp0 + float(rest_sum[flat]), n_tokens=len(t),
-                                                 is_greedy=best[b] == t[0] and bool(rest_greedy[flat])))
+                row_scores.append(
+                    CandidateScore(
+                        sum_logprob=lp0 + float(rest_sum[flat]),
+                        n_tokens=len(t),
+                        is_greedy=best[b] == t[0] and bool(rest_greedy[flat]),
+                    )
+                )
                 flat += 1
             results.append(row_scores)
         return results
@@ -190,9 +210,18 @@ class Ranker:
             picked = feats[:, :1]
         return picked, torch.ones((feats.shape[0], 1), dtype=torch.bool, device=feats.device)
 
-    def _run_leaves(self, chunk: list[tuple[int, tuple[int, ...]]], cache: Any, ctx_mask: torch.Tensor,
-                    media: torch.Tensor, feats: torch.Tensor | None, ctx_len: torch.Tensor, rows: torch.Tensor,
-                    pos: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _run_leaves(
+        self,
+        chunk: list[tuple[int, tuple[int, ...]]],
+        cache: Any,
+        ctx_mask: torch.Tensor,
+        media: torch.Tensor,
+        feats: torch.Tensor | None,
+        ctx_len: torch.Tensor,
+        rows: torch.Tensor,
+        pos: torch.Tensor,
+        target: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run each leaf sequence after its context; the log-probability of ``target`` at (``rows``,
         ``pos``) and whether it is the argmax there."""
         device = ctx_mask.device
@@ -210,8 +239,9 @@ class Ranker:
         self.candidate_forwards += 1
         self.candidate_rows += len(chunk)
         if feats is None:
-            out = self.model(None, x, attention_mask=att, past_key_values=sub_cache, use_cache=True,
-                             position_ids=position)
+            out = self.model(
+                None, x, attention_mask=att, past_key_values=sub_cache, use_cache=True, position_ids=position
+            )
         else:
             # the context's images and media positions, with open-flamingo's cached-media rule
             visible = self._visible_image(feats, media)
@@ -221,8 +251,9 @@ class Ranker:
                 self.model._condition_vis_x(f[idx])
                 for layer in lm._get_decoder_layers():
                     layer.condition_media_locations(loc[idx])
-                out = self.model(None, x, attention_mask=att, past_key_values=sub_cache, use_cache=True,
-                                 position_ids=position)
+                out = self.model(
+                    None, x, attention_mask=att, past_key_values=sub_cache, use_cache=True, position_ids=position
+                )
             finally:
                 lm.clear_conditioned_layers()
                 lm._use_cached_vision_x = False
