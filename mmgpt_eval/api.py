@@ -22,7 +22,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from . import distributed
 from .config import ALL, DEFAULT_OUTPUT_DIR, EvalConfig, LoadOptions, settings
@@ -83,7 +83,7 @@ def choose_base_model(ckpt: str, trust_checkpoint: bool = False):
 def prepare_tasks(
     names: str | Sequence[str],
     cfg,
-    task_options: dict[str, Any] | None = None,
+    task_options: Mapping[str, Any] | None = None,
     data_root: str | os.PathLike | None = None,
     include_paths: Sequence[str] = (),
 ) -> list:
@@ -95,7 +95,7 @@ def prepare_tasks(
 
     classes = discover(list(include_paths))
     wanted = resolve(names.split(",") if isinstance(names, str) else list(names), classes)
-    options = normalize_options(task_options or {}, classes)
+    options = normalize_options(dict(task_options or {}), classes)
     root = default_root(data_root)
     protocol = get_protocol(cfg.protocol)
     prepared = []
@@ -143,7 +143,7 @@ def evaluate(
         if ckpt is not None or tasks is not None or kwargs:
             raise TypeError("evaluate(config) takes no other arguments; use config.replace(...)")
         return evaluate_config(config)
-    given = {k: v for k, v in (("model", config), ("ckpt", ckpt), ("tasks", tasks)) if v is not None}
+    given: dict[str, Any] = {k: v for k, v in (("model", config), ("ckpt", ckpt), ("tasks", tasks)) if v is not None}
     return evaluate_config(EvalConfig.from_kwargs(**given, **kwargs))
 
 
@@ -215,6 +215,7 @@ def _evaluate_in_folder(cfg: EvalConfig, extra: dict[str, Any]) -> RunResults | 
     """:func:`evaluate` once its output folder is locked: data first, then the model(s)."""
     from .runner import run_evaluation
 
+    assert cfg.tasks is not None  # the embedded default's when none were given
     prepared = prepare_tasks(cfg.tasks, cfg, cfg.task_options, cfg.data_root, cfg.include_paths)
     baseline_run = earlier_run(cfg.baseline) if cfg.baseline else None
     if baseline_run is not None:
@@ -249,6 +250,7 @@ def _evaluate_trials(cfg: EvalConfig, extra: dict[str, Any]) -> RunResults | Non
     (each resumable), then OUTDIR/results.json with every metric's mean over the trials."""
     from .runner import run_evaluation
 
+    assert cfg.seed is not None and cfg.tasks is not None  # resolved by the protocol / the embedded default
     seeds = [cfg.seed + i for i in range(cfg.trials)]
     trial_cfgs = [cfg.replace(seed=s, output_dir=cfg.out_dir / "trials" / f"seed-{s}") for s in seeds]
     prepared = [

@@ -711,7 +711,7 @@ def add_flags(
         default = None
         if defaults:
             d = by_dest[fl.dest].default
-            default = False if fl.kind == "negated" else (list(d) if fl.kind == "append" else d)
+            default = False if fl.kind == "negated" else (list(d) if fl.kind == "append" else d)  # type: ignore[arg-type]
         add_flag(p, fl, **{"default": default, **(overrides or {}).get(fl.dest, {})})
 
 

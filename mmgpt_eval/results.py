@@ -33,6 +33,8 @@ once as id / per-sample value columns: what checks, compare and the gate use),
 
 from __future__ import annotations
 
+from collections import Counter
+
 import datetime as _dt
 import os
 import platform
@@ -238,9 +240,8 @@ class RunResults:
         if len(ids) < n:
             raise UserError(f"the per-sample log has {len(ids)} records, the results count {n} samples", path)
         if len(set(ids)) != len(ids):
-            seen: set[str] = set()
-            repeated = {i for i in ids if i in seen or seen.add(i)}
-            dup = next(i for i in ids if i in repeated)
+            counts = Counter(ids)
+            dup = next(i for i in ids if counts[i] > 1)
             raise UserError(f"the per-sample log repeats sample id {dup!r}", path)
         if len(ids) > n and not (fp and log_fp == fp):
             raise UserError(
@@ -255,6 +256,8 @@ class RunResults:
             if not isinstance(key, str) or key not in log.values:
                 continue
             stored, scale = tr.metrics[metric], info.get("scale", 1.0)
+            if stored is None:
+                continue
             implied = disagreement(stored, log.metric(key, n)[1], scale)
             if implied is not None:
                 raise UserError(

@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 from . import distributed
 from .engine import Engine, GenerationRequest, RankingRequest, engine_for
@@ -24,6 +24,7 @@ from .engine import Request as EngineRequest
 from .errors import UserError
 from .generation_settings import GenerationSettings
 from .model.build import LoadedModel
+from .model.seam import CandidateScore, Generation
 from .progress import progress_bars
 from .records import SampleRecord
 from .results import RunResults, TaskResult, provenance
@@ -141,12 +142,13 @@ def answer_requests(
             (s, q)
             for s in chunk
             if r < task.rounds(s)
-            for q in (first[s.id] if r == 0 else task.requests(s, r, outputs[s.id], ctx))
-        ]  # type: ignore[arg-type]
+            for q in (first[s.id] if r == 0 else task.requests(s, r, outputs[s.id], ctx))  # type: ignore[arg-type]
+        ]
         answers = engine.answer([_engine_request(q, pt.settings) for _, q in asked], batch_size)
         for (s, q), a in zip(asked, answers):
             sha = prompt_sha256(q.prompt, q.image_keys)
             if isinstance(q, RankRequest):
+                a = cast("list[CandidateScore]", a)
                 outputs[s.id][q.key] = Ranking(
                     prompt=q.prompt,
                     prompt_sha256=sha,
@@ -159,6 +161,7 @@ def answer_requests(
                     top_k=q.top_k,
                 )
             else:
+                a = cast("Generation", a)
                 outputs[s.id][q.key] = Output(
                     prompt=q.prompt,
                     prompt_sha256=sha,
@@ -241,6 +244,7 @@ def run_task(pt: PreparedTask, loaded: LoadedModel, engine: Engine, cfg: EvalCon
     wanted = {s.id for s in pt.samples}
     resumed = len(wanted & set(done))
     pending = [s for s in pt.samples if s.id not in done][rank::world]
+    assert cfg.seed is not None  # resolved by the protocol
     ctx = RunContext(
         seed=cfg.seed,
         num_fewshot=cfg.num_fewshot,
@@ -328,7 +332,7 @@ def finish_task(
         primary_metric=task.primary_metric,
         n_samples=len(pt.samples),
         n_available=pt.n_available,
-        limit=cfg.limit,
+        limit=cfg.limit if isinstance(cfg.limit, int) else None,  # 'all' is resolved to None by the protocol
         subset=subset,
         template={"name": pt.template.name, "sha256": pt.template.sha256},
         generation=pt.settings.to_dict(),

@@ -84,7 +84,7 @@ class COCOCaptions(CaptionTask):
         kj, images = getattr(self, "_pool_source", (None, None))
         if not kj:
             raise UserError("few-shot on coco needs --coco-karpathy-json (its train split gives the demos)")
-        return load_coco_karpathy(Path(kj), images, "train")
+        return load_coco_karpathy(Path(kj), images, "train")  # type: ignore[arg-type]  # set together with kj
 
 
 TASK = COCOCaptions

@@ -102,7 +102,7 @@ class Dialog(Task):
         a blank and with another image."""
         conv = self.conversation(sample)
         teacher = ctx.history_mode == "teacher"
-        turns = [
+        turns: list[tuple[str, str | None]] = [
             (t.instruction, t.reference if teacher and t.reference is not None else history[f"t{k}"].prediction)
             for k, t in enumerate(conv.turns[:round_index])
         ]

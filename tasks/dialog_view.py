@@ -73,8 +73,8 @@ class DialogView(ReportHooks):
     def report_tables(self, columns: list[Column]) -> ReportTables:
         if not any("pooled_turns" in c.breakdown for c in columns):
             return ReportTables()
-        pooled = [c.breakdown.get("pooled_turns") for c in columns]
-        pooled = [p if isinstance(p, dict) else {} for p in pooled]
+        found = [c.breakdown.get("pooled_turns") for c in columns]
+        pooled: list[dict[str, Any]] = [p if isinstance(p, dict) else {} for p in found]
         tables = []
 
         def val(d: Any, path: str) -> Any:

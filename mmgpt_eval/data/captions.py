@@ -65,7 +65,8 @@ def load_coco_captions(path: Path, images: Path) -> list[Sample]:
     by_number = index_images(images)
     out = []
     for iid in sorted(refs):
-        img = images / files[iid] if files.get(iid) and (images / files[iid]).is_file() else by_number.get(int(iid))
+        name = files.get(iid)
+        img = images / name if name and (images / name).is_file() else by_number.get(int(iid))
         if img is None:
             raise UserError(f"no image file for image_id {iid}", images)
         out.append(

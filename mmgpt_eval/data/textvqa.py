@@ -19,7 +19,8 @@ class _Images:
     """``<folder>/<image_id>.jpg``, checked once per image id (several questions share an image)."""
 
     def __init__(self, folder: Path, source: Path):
-        self.folder, self.source, self.found = folder, source, {}
+        self.folder, self.source = folder, source
+        self.found: dict[Any, ImageRef] = {}
 
     def __call__(self, image_id: Any, where: str) -> ImageRef:
         if not isinstance(image_id, str) or not image_id:
@@ -103,8 +104,9 @@ def load_textvqa_vqa_format(questions: Path, annotations: Path, images: Path) ->
     for i, a in enumerate(adoc["annotations"]):
         if not isinstance(a, dict) or "question_id" not in a or not isinstance(a.get("answers"), list):
             raise UserError(f"annotation {i} needs 'question_id' and an 'answers' list", annotations)
-        answers = [d.get("answer") if isinstance(d, dict) else None for d in a["answers"]]
-        if not answers or not all(isinstance(x, str) for x in answers):
+        raw = [d.get("answer") if isinstance(d, dict) else None for d in a["answers"]]
+        answers = [x for x in raw if isinstance(x, str)]
+        if not raw or len(answers) != len(raw):
             raise UserError(
                 f"annotation {i} (question_id {a['question_id']}): 'answers' must be a non-empty list "
                 'of {"answer": string} objects',
@@ -122,13 +124,11 @@ def load_textvqa_vqa_format(questions: Path, annotations: Path, images: Path) ->
             if k not in q:
                 raise UserError(f"question {i} lacks {k!r}", questions)
         where = f"question {i} (question_id {q['question_id']})"
-        answers = by_qid.get(str(q["question_id"]))
-        if answers is None:
+        found = by_qid.get(str(q["question_id"]))
+        if found is None:
             raise UserError(f"question {q['question_id']} has no annotation", annotations)
         out.append(
-            _sample(
-                q["question_id"], q["question"], find(q["image_id"], where), q["image_id"], answers, where, questions
-            )
+            _sample(q["question_id"], q["question"], find(q["image_id"], where), q["image_id"], found, where, questions)
         )
     _check_unique(out, questions)
     return out

@@ -270,7 +270,7 @@ class MMGPT(lmms):
             asked.append(GenerationRequest(prompt, visuals, self._keys(visuals, task, split, doc_id), settings))
             untils.append(until)
         out = []
-        for req, q, until, g in zip(requests, asked, untils, self.engine.answer(asked)):
+        for req, q, until, g in zip(requests, asked, untils, self.engine.generate(asked)):
             answer = cut_at_stop(extract_answer(q.prompt, g.text, self.template), until)
             out.append(answer)
             self.cache_hook.add_partial("generate_until", req.args, answer)
@@ -307,7 +307,7 @@ class MMGPT(lmms):
                 rq.candidates.append(continuation)
             where.append((key, rq.candidates.index(continuation)))
         keys = list(contexts)
-        by_key = dict(zip(keys, self.engine.answer([contexts[k] for k in keys])))
+        by_key = dict(zip(keys, self.engine.rank([contexts[k] for k in keys])))
         out = []
         for req, (key, j) in zip(requests, where):
             s = by_key[key][j]

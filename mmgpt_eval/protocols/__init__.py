@@ -24,7 +24,7 @@ def _load() -> dict[str, type[Protocol]]:
         for mod in pkgutil.iter_modules(__path__):
             if mod.name != "base" and not mod.name.startswith("_"):
                 importlib.import_module(f"{__name__}.{mod.name}")
-        found = {}
+        found: dict[str, type[Protocol]] = {}
         for cls in _subclasses(Protocol):
             if cls.name:
                 if cls.name in found and found[cls.name] is not cls:
@@ -35,8 +35,8 @@ def _load() -> dict[str, type[Protocol]]:
     return _REGISTRY
 
 
-def _subclasses(cls: type) -> list[type]:
-    out = []
+def _subclasses(cls: type[Protocol]) -> list[type[Protocol]]:
+    out: list[type[Protocol]] = []
     for sub in cls.__subclasses__():
         out += [sub, *_subclasses(sub)]
     return out
