@@ -451,17 +451,9 @@ def attach_baseline(
     return RunResults.load(cfg.out_dir)
 
 
-def baseline_of(results: RunResults) -> RunResults | None:
-    """The baseline run stored beside ``results`` (``results.baseline``), if any."""
-    if not results.baseline or results.run_dir is None:
-        return None
-    p = Path(results.baseline["results"])
-    return RunResults.load(p if p.is_absolute() else results.run_dir / p)
-
-
 def write_run_report(results: RunResults, out_dir: Path) -> Path:
     from .report import write_report
 
-    path = write_report(out_dir / "report.html", [results], baseline=baseline_of(results))
+    path = write_report(out_dir / "report.html", [results], baseline=results.stored_baseline())
     log.info("report: %s", path.resolve())
     return path

@@ -127,27 +127,27 @@ def _fetch_hf_file(spec: ModelSpec, key: str, value: str) -> str:
             raise _unavailable(spec, key, value, e) from None
 
 
-def load_tokenizer(spec: ModelSpec):
+def load_hf_tokenizer(spec: ModelSpec):
+    """The spec's Hugging Face tokenizer as it is stored (a local folder, or the hub's cache / the hub)."""
     from transformers import AutoTokenizer
 
     local = _local(spec.tokenizer)
     try:
         if local is not None:
-            tok = AutoTokenizer.from_pretrained(
+            return AutoTokenizer.from_pretrained(
                 str(local), local_files_only=True, trust_remote_code=spec.trust_remote_code
             )
-        else:
-            tok = _hub_call(
-                spec,
-                "tokenizer",
-                spec.tokenizer,
-                AutoTokenizer.from_pretrained,
-                trust_remote_code=spec.trust_remote_code,
-            )
+        return _hub_call(
+            spec, "tokenizer", spec.tokenizer, AutoTokenizer.from_pretrained, trust_remote_code=spec.trust_remote_code
+        )
     except UserError:
         raise
     except (OSError, ValueError) as e:
         raise UserError(f"tokenizer {spec.tokenizer!r} cannot be loaded: {e}", spec.source) from None
+
+
+def load_tokenizer(spec: ModelSpec):
+    tok = load_hf_tokenizer(spec)
     # OpenFlamingo / MultiModal-GPT builder: add the Flamingo special tokens, and <PAD> if needed.
     missing = [t for t in ("<|endofchunk|>", "<image>") if t not in tok.get_vocab()]
     if missing:

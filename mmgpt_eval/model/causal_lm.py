@@ -25,7 +25,7 @@ import torch
 from ..errors import UserError
 from ..generation_settings import GenerationSettings
 from .batching import auto_rows
-from .build import DTYPES, _hub_call, _local, load_lm, resolve_device
+from .build import DTYPES, load_hf_tokenizer, load_lm, resolve_device
 from .seam import (
     STOP_END_OF_CHUNK,
     STOP_END_OF_TURN,
@@ -68,26 +68,7 @@ class LoadedCausalLM:
 
 
 def load_tokenizer(spec: ModelSpec):
-    from transformers import AutoTokenizer
-
-    local = _local(spec.tokenizer)
-    try:
-        if local is not None:
-            tok = AutoTokenizer.from_pretrained(
-                str(local), local_files_only=True, trust_remote_code=spec.trust_remote_code
-            )
-        else:
-            tok = _hub_call(
-                spec,
-                "tokenizer",
-                spec.tokenizer,
-                AutoTokenizer.from_pretrained,
-                trust_remote_code=spec.trust_remote_code,
-            )
-    except UserError:
-        raise
-    except (OSError, ValueError) as e:
-        raise UserError(f"tokenizer {spec.tokenizer!r} cannot be loaded: {e}", spec.source) from None
+    tok = load_hf_tokenizer(spec)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token  # padding is masked out; no new token, so the embeddings stay as they are
     tok.padding_side = "left"
