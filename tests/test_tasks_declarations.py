@@ -179,5 +179,32 @@ def test_vqa_breakdown_groups():
     "name", ["vqav2", "textvqa", "vizwiz", "easyvqa", "easyvqa_mc", "coco", "flickr30k", "hatefulmemes", "imagenet"]
 )
 def test_declared_tasks_are_short(name):
-    lines = (ROOT / "tasks" / f"{name}.py").read_text().count("\n")
+    """Declarations, not implementations: under 90 lines of code (docstrings, comments and blank lines
+    not counted: the formatter lays a declaration out one argument per line where it overflows)."""
+    lines = code_lines((ROOT / "tasks" / f"{name}.py").read_text())
     assert lines < 90, lines
+
+
+def code_lines(source: str) -> int:
+    """Lines holding code: not blank, not a comment, not part of a docstring."""
+    docs: set[int] = set()
+    for node in ast.walk(ast.parse(source)):
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and body:
+            first = body[0]
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
+                docs.update(range(first.lineno, (first.end_lineno or first.lineno) + 1))
+    return sum(
+        1
+        for i, line in enumerate(source.splitlines(), 1)
+        if line.strip() and not line.strip().startswith("#") and i not in docs
+    )
+
+
+def test_code_lines_counts_code_only():
+    src = '"""Doc\n\nstring."""\n\n# a comment\nx = 1\n\n\ndef f():\n    """Doc."""\n    return x\n'
+    assert code_lines(src) == 3
