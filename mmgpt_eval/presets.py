@@ -34,6 +34,7 @@ ARCHITECTURE_KEYS = (
     "init",
 )
 ARCHITECTURE_DEFAULTS: dict[str, Any] = {
+    "vision_encoder": "",  # text-only families (family = "causal-lm") have none
     "vision_pretrained": None,
     "vision_quick_gelu": False,
     "vision_tokens_ln_post": False,
