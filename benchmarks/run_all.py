@@ -1,7 +1,7 @@
 """`make bench`: run every benchmark once on this machine and write the measured medians into
 RESULTS.md (between markers; nothing typed by hand). Each benchmark also prints its own figures.
 
-    python benchmarks/run_all.py [--quick] [--only generation|ranking|openflamingo]
+    python benchmarks/run_all.py [--quick] [--only generation|ranking|openflamingo|runfolders|batchpolicy]
 
 ``--only runfolders`` runs benchmarks/run_folders_scale.py alone (compare, report, gate, export, score and
 resume on run folders of 10k to 214k samples: time and peak memory) and rewrites only its section.
@@ -10,7 +10,8 @@ ImageNet classification loop vs mmgpt-eval's Ranker) and rewrites only its secti
 ``--only openflamingo`` runs ``mmgpt-eval bench --openflamingo`` alone (OpenFlamingo's own
 ``evaluate_vqa`` / ``evaluate_captioning`` vs the runner vs a per-sample loop, v1 and v2) and rewrites only
 its section. ``--only generation`` runs the first section's benchmarks alone (the look-alike loops on
-the easy-VQA split and subset, the checkpoint series, VQA scoring).
+the easy-VQA split and subset, the checkpoint series, VQA scoring). ``--only batchpolicy`` runs
+benchmarks/batch_policy.py alone (``--batch-size auto`` against batch 8) and rewrites only its section.
 
 Every target is printed with "met" / "NOT met"; the exit code is non-zero when any benchmark's outputs
 differ between its paths (the sections are written all the same, saying so).
@@ -174,13 +175,19 @@ def run_runfolders(py: str, quick: bool) -> int:
     return _run([py, str(ROOT / "benchmarks" / "run_folders_scale.py"), *(["--quick"] if quick else [])], check=False)
 
 
+def run_batch_policy(py: str, quick: bool) -> int:
+    """``--batch-size auto`` against batch 8 (benchmarks/batch_policy.py writes its own RESULTS.md section)."""
+    args = ["--models", "v2", "--kinds", "vqa", "--repeats", "1"] if quick else ["--write"]
+    return _run([py, str(ROOT / "benchmarks" / "batch_policy.py"), *args], check=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run; RESULTS.md untouched)")
     ap.add_argument("--model", default=None, help="model for `bench` (default: the embedded tiny MultiModal-GPT)")
     ap.add_argument(
         "--only",
-        choices=["generation", "ranking", "openflamingo", "runfolders"],
+        choices=["generation", "ranking", "openflamingo", "runfolders", "batchpolicy"],
         default=None,
         help="run only this benchmark and rewrite only its RESULTS.md section",
     )
@@ -195,12 +202,15 @@ def main(argv: list[str] | None = None) -> int:
         return run_openflamingo(exe, args.quick)
     if args.only == "runfolders":
         return run_runfolders(py, args.quick)
+    if args.only == "batchpolicy":
+        return run_batch_policy(py, args.quick)
     rc = 0
     if args.only != "generation":
         rc = run_ranking(exe, model, ckpt, args.quick)
         if args.only == "ranking":
             return rc
         rc = max(rc, run_runfolders(py, args.quick))
+        rc = max(rc, run_batch_policy(py, args.quick))
         rc = max(rc, run_openflamingo(exe, args.quick))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
