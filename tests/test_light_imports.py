@@ -29,7 +29,14 @@ heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r})
 print("PROBE " + json.dumps({{"rc": rc, "heavy": heavy}}))
 """.format(heavy=set(HEAVY))
 
-POLICY = "[defaults]\nmin_samples = 5\n[[rule]]\ntask = \"easyvqa\"\nmetric = \"accuracy\"\ndirection = \"higher\"\nmargin = 50.0\n"
+POLICY = """[defaults]
+min_samples = 5
+[[rule]]
+task = "easyvqa"
+metric = "accuracy"
+direction = "higher"
+margin = 50.0
+"""
 
 
 @pytest.fixture(scope="module")
