@@ -284,7 +284,7 @@ class RunResults:
         return read_records(self.samples_path(task))
 
 
-def check_run(results: RunResults, visitors: dict[str, Callable[[dict[str, Any]], Any]] | None = None) -> RunResults:
+def check_run(results: RunResults, visitors: Mapping[str, Callable[[dict[str, Any]], Any]] | None = None) -> RunResults:
     """Every task's per-sample log belongs to ``results`` (:meth:`RunResults.check_samples`); returns it.
     ``visitors``: by task, a ``visit`` called with each record of that task's log during its check."""
     for task in results.tasks:
