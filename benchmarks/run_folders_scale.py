@@ -191,6 +191,24 @@ def profile_compare(python: str, base: Path, cand: Path, work: Path, top: int = 
     return out
 
 
+def stored_before_profile() -> list[str]:
+    """The 'before' profile lines of the section RESULTS.md holds (without their numbering)."""
+    text = (ROOT / "RESULTS.md").read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        return []
+    section = text.split(BEGIN, 1)[1].split(END, 1)[0]
+    marker = "top functions by own time (before):"
+    if marker not in section:
+        return []
+    out = []
+    for line in section.split(marker, 1)[1].split("\n\n", 2)[1].splitlines():
+        num, _, rest = line.partition(". ")
+        if not num.isdigit():
+            break
+        out.append(rest)
+    return out
+
+
 def measure_last(results: dict[tuple[str, int], tuple[float, float, int]]) -> tuple[float, float, int]:
     return list(results.values())[-1]
 
@@ -212,6 +230,11 @@ def main(argv: list[str] | None = None) -> int:
         "--resume-source",
         action="store_true",
         help="measure resume on --source's baseline run (made by this install) instead of a fresh run",
+    )
+    ap.add_argument(
+        "--keep-before-profile",
+        action="store_true",
+        help="keep the 'before' profile of compare that RESULTS.md holds instead of profiling --before again",
     )
     ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = ap.parse_args(argv)
@@ -264,7 +287,9 @@ def main(argv: list[str] | None = None) -> int:
         top = max(sizes)
         prof_after = profile_compare(sys.executable, work / str(top) / "base", work / str(top) / "cand", work)
         prof_before = []
-        if args.before:
+        if args.keep_before_profile:
+            prof_before = stored_before_profile()
+        elif args.before:
             py = str(Path(args.before).parent / "python")
             prof_before = profile_compare(py, work / str(top) / "base", work / str(top) / "cand", work)
     args.load = (load_start, os.getloadavg()[0])
@@ -294,7 +319,7 @@ def render(
         "",
         f"Two real easy-VQA runs of {n_src:,} samples (tiny-openflamingo and tiny-mmgpt), copied up to each size "
         "with metrics recomputed by the task's own aggregation; every command in its own process as a user runs "
-        "it, peak RSS of that process (torch import included). Targets at the largest size: under "
+        "it, peak RSS of that process (its imports included). Targets at the largest size: under "
         f"{TARGET_S:g} s and under {TARGET_MB:.0f} MB. Machine: {os.cpu_count()} CPU cores, 1-minute load average "
         f"{args.load[0]:.1f} at the start and {args.load[1]:.1f} at the end (other jobs share it: the times are "
         "those of this machine at that load).",

@@ -32,7 +32,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from .errors import UserError
 from .io import iter_jsonl
@@ -256,19 +256,28 @@ def _json_text(v: Any) -> str | None:
 
 
 class SampleRows:
-    """The samples-table rows of one run and task, made from each record as its log is read: the
-    record's own cells and its metrics object. Only the records a run's results count are kept (the first
-    ``n_samples``)."""
+    """The samples-table rows of one run and task, made from each record as its log is read: per record
+    one tuple of its own cells followed by its per-sample metric values, in the order of :attr:`keys`
+    (the metric keys in order of first appearance; a record has no value for the keys that appear after
+    it). Only the records a run's results count are kept (the first ``n_samples``)."""
+
+    N_CELLS = len(SAMPLE_COLUMNS) - 4  # the cells after run, run_dir, role and task
 
     def __init__(self, n_samples: Any) -> None:
         self.cap = n_samples if isinstance(n_samples, int) and n_samples >= 0 else None
         self.cells: list[tuple[Any, ...]] = []
-        self.metrics: list[Any] = []
+        self.keys: list[str] = []
+        self._known: set[str] = set()
 
     def add(self, rec: dict[str, Any]) -> None:
         if self.cap is not None and len(self.cells) >= self.cap:
             return
         ms: Any = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
+        keys = self.keys
+        for k in ms:
+            if k not in self._known:
+                self._known.add(k)
+                keys.append(k)
         images = rec.get("images")
         tokens = rec.get("generated_tokens")
         eos = rec.get("stopped_on_eos")
@@ -282,9 +291,21 @@ class SampleRows:
                 ", ".join(map(str, images)) if isinstance(images, list) else _json_text(images),
                 tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None,
                 eos if isinstance(eos, bool) else None,
+                *[ms.get(k) for k in keys],
             )
         )
-        self.metrics.append(ms)
+
+    def rows(self, head: tuple[Any, ...], metric_keys: list[str]) -> Iterator[tuple[Any, ...]]:
+        """The full rows: ``head`` + cells + the values of ``metric_keys`` (None where a record has none)."""
+        n, width = self.N_CELLS, len(metric_keys)
+        if metric_keys[: len(self.keys)] == self.keys:  # the table's columns extend this run's: pad
+            for c in self.cells:
+                yield head + c + (None,) * (n + width - len(c))
+            return
+        where = {k: j for j, k in enumerate(self.keys)}
+        idx = [n + where[k] if k in where else -1 for k in metric_keys]
+        for c in self.cells:
+            yield head + c[:n] + tuple(c[j] if 0 <= j < len(c) else None for j in idx)
 
     def read(self, r: RunResults, task: str) -> "SampleRows":
         """Every record of ``task``'s log (for runs whose log was not read with :meth:`add`)."""
@@ -317,17 +338,12 @@ def _samples(frs: list[FrameRun], task: str) -> "pd.DataFrame":
         if got is None:
             got = SampleRows(r.tasks[task].n_samples).read(r, task)
         parts.append(((run_label(r), _run_dir(r), fr.role, task), got))
-        for ms in got.metrics:
-            for k in ms:
-                if k not in seen:
-                    seen.add(k)
-                    metric_keys.append(k)
+        for k in got.keys:
+            if k not in seen:
+                seen.add(k)
+                metric_keys.append(k)
     cols = SAMPLE_COLUMNS + [SAMPLE_METRIC_PREFIX + k for k in metric_keys]
-    rows = [
-        head + cells + tuple(ms.get(k) for k in metric_keys)
-        for head, part in parts
-        for cells, ms in zip(part.cells, part.metrics)
-    ]
+    rows = [row for head, part in parts for row in part.rows(head, metric_keys)]
     return tidy_samples(pd.DataFrame(rows, columns=cols))
 
 
