@@ -9,7 +9,8 @@ Two real easy-VQA runs (``--source``; default: made here with ``mmgpt-eval run -
 ``aggregate`` so the copies pass ``check_run``. Each command then runs in its own process (``mmgpt-eval
 compare``, ``report --baseline``, ``gate``, ``export``, and ``score vqav2`` on the same predictions written as
 VQAv2 question/annotation/prediction files with ten answers per question); peak memory is that process's
-maximum RSS (``os.wait4``), nothing excluded (imports included). Resume (``mmgpt-eval run`` again on a
+maximum RSS (``os.wait4`` in a small process that starts it, so that this script's own memory is not
+counted), nothing excluded (imports included). Resume (``mmgpt-eval run`` again on a
 finished folder) is measured on the source runs' size: a task's resume cannot be larger than its data.
 
 ``--before EXE`` also times another mmgpt-eval executable (the code before this change) on the largest size,
@@ -28,7 +29,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -41,23 +41,38 @@ TARGET_S, TARGET_MB = 10.0, 1024.0
 POLICY = '[[rule]]\ntask = "easyvqa"\nmetric = "accuracy"\ndirection = "higher"\nmargin = 1.0\n'
 
 
+# Starts the command from a small process of its own and reports the command's wall time and peak RSS.
+# Measured from this (large) process directly, the peak would include this process's: Linux carries a
+# process's peak RSS over exec, and a child started by vfork shares this process's memory until then.
+_WRAP = """
+import os, sys, time
+t = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{time.perf_counter() - t} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+"""
+
+
 def measure(cmd: list[str], cwd: Path) -> tuple[float, float, int]:
     """(wall seconds, peak RSS in MB, exit code) of one command in its own process."""
-    t = time.perf_counter()
-    p = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
-    )
-    _, status, usage = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t
-    err = p.stderr.read().decode(errors="replace") if p.stderr else ""
-    rc = os.waitstatus_to_exitcode(status)
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as out:
+        p = subprocess.Popen(
+            [sys.executable, "-c", _WRAP, out.name, *cmd],
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+        )
+        _, err_b = p.communicate()
+        wall_s, rss_kb, rc_s = out.read().split()
+    wall, rc = float(wall_s), int(rc_s)
+    err = err_b.decode(errors="replace") if err_b else ""
     if rc not in (0, 1):
         print(f"  ! {' '.join(cmd[:3])} exited {rc}: {err.strip()[-400:]}", flush=True)
-    return wall, usage.ru_maxrss / 1024.0, rc
+    return wall, int(rss_kb) / 1024.0, rc
 
 
 # ------------------------------------------------------------------------------------------ runs
