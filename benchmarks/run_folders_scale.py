@@ -9,7 +9,8 @@ Two real easy-VQA runs (``--source``; default: made here with ``mmgpt-eval run -
 ``aggregate`` so the copies pass ``check_run``. Each command then runs in its own process (``mmgpt-eval
 compare``, ``report --baseline``, ``gate``, ``export``, and ``score vqav2`` on the same predictions written as
 VQAv2 question/annotation/prediction files with ten answers per question); peak memory is that process's
-maximum RSS (``os.wait4``), nothing excluded (imports included). Resume (``mmgpt-eval run`` again on a
+maximum RSS (``os.wait4`` in a small process that starts it, so that this script's own memory is not
+counted), nothing excluded (imports included). Resume (``mmgpt-eval run`` again on a
 finished folder) is measured on the source runs' size: a task's resume cannot be larger than its data.
 
 ``--before EXE`` also times another mmgpt-eval executable (the code before this change) on the largest size,
@@ -28,7 +29,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -41,23 +41,38 @@ TARGET_S, TARGET_MB = 10.0, 1024.0
 POLICY = '[[rule]]\ntask = "easyvqa"\nmetric = "accuracy"\ndirection = "higher"\nmargin = 1.0\n'
 
 
+# Starts the command from a small process of its own and reports the command's wall time and peak RSS.
+# Measured from this (large) process directly, the peak would include this process's: Linux carries a
+# process's peak RSS over exec, and a child started by vfork shares this process's memory until then.
+_WRAP = """
+import os, sys, time
+t = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{time.perf_counter() - t} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+"""
+
+
 def measure(cmd: list[str], cwd: Path) -> tuple[float, float, int]:
     """(wall seconds, peak RSS in MB, exit code) of one command in its own process."""
-    t = time.perf_counter()
-    p = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
-    )
-    _, status, usage = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t
-    err = p.stderr.read().decode(errors="replace") if p.stderr else ""
-    rc = os.waitstatus_to_exitcode(status)
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as out:
+        p = subprocess.Popen(
+            [sys.executable, "-c", _WRAP, out.name, *cmd],
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+        )
+        _, err_b = p.communicate()
+        wall_s, rss_kb, rc_s = out.read().split()
+    wall, rc = float(wall_s), int(rc_s)
+    err = err_b.decode(errors="replace") if err_b else ""
     if rc not in (0, 1):
         print(f"  ! {' '.join(cmd[:3])} exited {rc}: {err.strip()[-400:]}", flush=True)
-    return wall, usage.ru_maxrss / 1024.0, rc
+    return wall, int(rss_kb) / 1024.0, rc
 
 
 # ------------------------------------------------------------------------------------------ runs
@@ -191,6 +206,24 @@ def profile_compare(python: str, base: Path, cand: Path, work: Path, top: int = 
     return out
 
 
+def stored_before_profile() -> list[str]:
+    """The 'before' profile lines of the section RESULTS.md holds (without their numbering)."""
+    text = (ROOT / "RESULTS.md").read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        return []
+    section = text.split(BEGIN, 1)[1].split(END, 1)[0]
+    marker = "top functions by own time (before):"
+    if marker not in section:
+        return []
+    out = []
+    for line in section.split(marker, 1)[1].split("\n\n", 2)[1].splitlines():
+        num, _, rest = line.partition(". ")
+        if not num.isdigit():
+            break
+        out.append(rest)
+    return out
+
+
 def measure_last(results: dict[tuple[str, int], tuple[float, float, int]]) -> tuple[float, float, int]:
     return list(results.values())[-1]
 
@@ -212,6 +245,11 @@ def main(argv: list[str] | None = None) -> int:
         "--resume-source",
         action="store_true",
         help="measure resume on --source's baseline run (made by this install) instead of a fresh run",
+    )
+    ap.add_argument(
+        "--keep-before-profile",
+        action="store_true",
+        help="keep the 'before' profile of compare that RESULTS.md holds instead of profiling --before again",
     )
     ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = ap.parse_args(argv)
@@ -264,7 +302,9 @@ def main(argv: list[str] | None = None) -> int:
         top = max(sizes)
         prof_after = profile_compare(sys.executable, work / str(top) / "base", work / str(top) / "cand", work)
         prof_before = []
-        if args.before:
+        if args.keep_before_profile:
+            prof_before = stored_before_profile()
+        elif args.before:
             py = str(Path(args.before).parent / "python")
             prof_before = profile_compare(py, work / str(top) / "base", work / str(top) / "cand", work)
     args.load = (load_start, os.getloadavg()[0])
@@ -294,7 +334,7 @@ def render(
         "",
         f"Two real easy-VQA runs of {n_src:,} samples (tiny-openflamingo and tiny-mmgpt), copied up to each size "
         "with metrics recomputed by the task's own aggregation; every command in its own process as a user runs "
-        "it, peak RSS of that process (torch import included). Targets at the largest size: under "
+        "it, peak RSS of that process (its imports included). Targets at the largest size: under "
         f"{TARGET_S:g} s and under {TARGET_MB:.0f} MB. Machine: {os.cpu_count()} CPU cores, 1-minute load average "
         f"{args.load[0]:.1f} at the start and {args.load[1]:.1f} at the end (other jobs share it: the times are "
         "those of this machine at that load).",

@@ -30,12 +30,14 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from .errors import UserError
+from .io import iter_jsonl
 from .numbers import number
+from .records import is_header
 from .results import RunResults
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -83,6 +85,14 @@ class FrameRun:
     results: RunResults
     role: str
     step: float | None
+    #: samples-table rows gathered while a task's log was read (:meth:`sample_rows`), by task
+    rows: dict[str, "SampleRows"] = field(default_factory=dict, repr=False, compare=False)
+
+    def sample_rows(self, task: str) -> "SampleRows":
+        """A collector for ``task``'s rows, kept here: pass its ``add`` as the ``visit`` of the read that
+        checks the log (:func:`mmgpt_eval.results.check_run`) and the table needs no read of its own."""
+        self.rows[task] = SampleRows(self.results.tasks[task].n_samples)
+        return self.rows[task]
 
 
 # ------------------------------------------------------------------------------------------ runs
@@ -235,16 +245,74 @@ def metrics_frame(runs: Any, include_baseline: bool = True) -> "pd.DataFrame":
 
 
 # ------------------------------------------------------------------------------------------ samples
+# json.dumps(v, ensure_ascii=False, sort_keys=True), with its encoder made once (a table calls it per sample)
+_JSON_TEXT = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
+
+
 def _json_text(v: Any) -> str | None:
     if v is None or isinstance(v, str):
         return v
-    return json.dumps(v, ensure_ascii=False, sort_keys=True)
+    return _JSON_TEXT(v)
 
 
-def _records(r: RunResults, task: str) -> list[dict[str, Any]]:
-    recs = r.samples(task)
-    n = r.tasks[task].n_samples
-    return recs[:n] if isinstance(n, int) and 0 <= n < len(recs) else recs
+class SampleRows:
+    """The samples-table rows of one run and task, made from each record as its log is read: per record
+    one tuple of its own cells followed by its per-sample metric values, in the order of :attr:`keys`
+    (the metric keys in order of first appearance; a record has no value for the keys that appear after
+    it). Only the records a run's results count are kept (the first ``n_samples``)."""
+
+    N_CELLS = len(SAMPLE_COLUMNS) - 4  # the cells after run, run_dir, role and task
+
+    def __init__(self, n_samples: Any) -> None:
+        self.cap = n_samples if isinstance(n_samples, int) and n_samples >= 0 else None
+        self.cells: list[tuple[Any, ...]] = []
+        self.keys: list[str] = []
+        self._known: set[str] = set()
+
+    def add(self, rec: dict[str, Any]) -> None:
+        if self.cap is not None and len(self.cells) >= self.cap:
+            return
+        ms: Any = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
+        keys = self.keys
+        for k in ms:
+            if k not in self._known:
+                self._known.add(k)
+                keys.append(k)
+        images = rec.get("images")
+        tokens = rec.get("generated_tokens")
+        eos = rec.get("stopped_on_eos")
+        self.cells.append(
+            (
+                str(rec["id"]),
+                rec.get("prompt"),
+                rec.get("raw"),
+                rec.get("prediction"),
+                _json_text(rec.get("references")),
+                ", ".join(map(str, images)) if isinstance(images, list) else _json_text(images),
+                tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None,
+                eos if isinstance(eos, bool) else None,
+                *[ms.get(k) for k in keys],
+            )
+        )
+
+    def rows(self, head: tuple[Any, ...], metric_keys: list[str]) -> Iterator[tuple[Any, ...]]:
+        """The full rows: ``head`` + cells + the values of ``metric_keys`` (None where a record has none)."""
+        n, width = self.N_CELLS, len(metric_keys)
+        if metric_keys[: len(self.keys)] == self.keys:  # the table's columns extend this run's: pad
+            for c in self.cells:
+                yield head + c + (None,) * (n + width - len(c))
+            return
+        where = {k: j for j, k in enumerate(self.keys)}
+        idx = [n + where[k] if k in where else -1 for k in metric_keys]
+        for c in self.cells:
+            yield head + c[:n] + tuple(c[j] if 0 <= j < len(c) else None for j in idx)
+
+    def read(self, r: RunResults, task: str) -> "SampleRows":
+        """Every record of ``task``'s log (for runs whose log was not read with :meth:`add`)."""
+        for _, obj in iter_jsonl(r.samples_path(task)):
+            if not is_header(obj):
+                self.add(obj)
+        return self
 
 
 def samples_frame(runs: Any, task: str, include_baseline: bool = True) -> "pd.DataFrame":
@@ -261,37 +329,22 @@ def _samples(frs: list[FrameRun], task: str) -> "pd.DataFrame":
     frs = [fr for fr in frs if task in fr.results.tasks]
     if not frs:
         raise UserError(f"task {task!r} is not in any of the runs")
-    rows: list[dict[str, Any]] = []
+    parts: list[tuple[tuple[Any, ...], SampleRows]] = []
     metric_keys: list[str] = []
+    seen: set[str] = set()
     for fr in frs:
         r = fr.results
-        label, run_dir = run_label(r), _run_dir(r)
-        for rec in _records(r, task):
-            ms: Any = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
-            for k in ms:
-                if k not in metric_keys:
-                    metric_keys.append(k)
-            images = rec.get("images")
-            tokens = rec.get("generated_tokens")
-            eos = rec.get("stopped_on_eos")
-            row = {
-                "run": label,
-                "run_dir": run_dir,
-                "role": fr.role,
-                "task": task,
-                "id": str(rec["id"]),
-                "prompt": rec.get("prompt"),
-                "raw": rec.get("raw"),
-                "prediction": rec.get("prediction"),
-                "references": _json_text(rec.get("references")),
-                "images": ", ".join(map(str, images)) if isinstance(images, list) else _json_text(images),
-                "generated_tokens": tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None,
-                "stopped_on_eos": eos if isinstance(eos, bool) else None,
-            }
-            row.update({SAMPLE_METRIC_PREFIX + k: v for k, v in ms.items()})
-            rows.append(row)
+        got = fr.rows.pop(task, None)  # rows gathered for one table (their text lives on in the table)
+        if got is None:
+            got = SampleRows(r.tasks[task].n_samples).read(r, task)
+        parts.append(((run_label(r), _run_dir(r), fr.role, task), got))
+        for k in got.keys:
+            if k not in seen:
+                seen.add(k)
+                metric_keys.append(k)
     cols = SAMPLE_COLUMNS + [SAMPLE_METRIC_PREFIX + k for k in metric_keys]
-    return tidy_samples(pd.DataFrame([{c: row.get(c) for c in cols} for row in rows], columns=cols))
+    rows = [row for head, part in parts for row in part.rows(head, metric_keys)]
+    return tidy_samples(pd.DataFrame(rows, columns=cols))
 
 
 def tidy_samples(df: "pd.DataFrame") -> "pd.DataFrame":

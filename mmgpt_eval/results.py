@@ -44,7 +44,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from .errors import UserError
 from .io import atomic_write_json, iter_jsonl, read_json
@@ -205,16 +205,23 @@ class RunResults:
                 out.append(info["per_sample"])
         return list(dict.fromkeys(out))
 
-    def log(self, task: str) -> TaskLog:
-        """``task``'s per-sample log as columns (ids, per-sample metric values), read once and kept."""
-        if task not in self._logs:
-            self._logs[task] = read_log(self.samples_path(task), self.per_sample_keys(task))
+    def log(self, task: str, visit: Callable[[dict[str, Any]], Any] | None = None) -> TaskLog:
+        """``task``'s per-sample log as columns (ids, per-sample metric values), read once and kept.
+        ``visit(record)`` is called with every record during the read (:func:`mmgpt_eval.runfolder.read_log`):
+        given, the log is read (again) even when kept."""
+        if task not in self._logs or visit is not None:
+            self._logs[task] = read_log(self.samples_path(task), self.per_sample_keys(task), visit)
         return self._logs[task]
 
-    def check_samples(self, task: str) -> None:
+    def kept_log(self, task: str) -> TaskLog | None:
+        """``task``'s log if it was read already (:meth:`log`), else None."""
+        return self._logs.get(task)
+
+    def check_samples(self, task: str, visit: Callable[[dict[str, Any]], Any] | None = None) -> None:
         """The per-sample log of ``task`` belongs to these results (see the module docstring) and its
         per-sample values give the stored mean-type metrics (:mod:`mmgpt_eval.agreement`); a one-line
-        UserError naming the log otherwise."""
+        UserError naming the log otherwise. ``visit``: see :meth:`log` (a reader that needs more of each
+        record than the columns gets it from this same read)."""
         tr = self.tasks[task]
         path = self.samples_path(task)
         first = next(iter(iter_jsonl(path)), None)
@@ -224,7 +231,7 @@ class RunResults:
             raise UserError(
                 f"the per-sample log has no header line; it does not belong to {self.path or 'these results'}", path
             )
-        log = self.log(task)
+        log = self.log(task, visit)
         header, ids = log.header or {}, log.ids
         if header.get("task") not in (None, task):
             raise UserError(f"the per-sample log is for task {header.get('task')!r}, not {task!r}", path)
@@ -256,9 +263,7 @@ class RunResults:
             if not isinstance(key, str) or key not in log.values:
                 continue
             stored, scale = tr.metrics[metric], info.get("scale", 1.0)
-            if stored is None:
-                continue
-            implied = disagreement(stored, log.metric(key, n)[1], scale)
+            implied = disagreement(stored, log.metric(key, n)[1], scale)  # type: ignore[arg-type]
             if implied is not None:
                 raise UserError(
                     f"{task}/{metric}: the results report {stored:g} but the per-sample values of "
@@ -276,10 +281,11 @@ class RunResults:
         return read_records(self.samples_path(task))
 
 
-def check_run(results: RunResults) -> RunResults:
-    """Every task's per-sample log belongs to ``results`` (:meth:`RunResults.check_samples`); returns it."""
+def check_run(results: RunResults, visitors: Mapping[str, Callable[[dict[str, Any]], Any]] | None = None) -> RunResults:
+    """Every task's per-sample log belongs to ``results`` (:meth:`RunResults.check_samples`); returns it.
+    ``visitors``: by task, a ``visit`` called with each record of that task's log during its check."""
     for task in results.tasks:
-        results.check_samples(task)
+        results.check_samples(task, (visitors or {}).get(task))
     return results
 
 

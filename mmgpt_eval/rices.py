@@ -16,11 +16,12 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .taskapi import Sample
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("mmgpt_eval")
 
@@ -93,24 +94,28 @@ class RICES:
         self.cache_file = (cache_dir / f"rices-{tag}.pt") if cache_dir else None
         self.features = self._pool_features()
 
-    @torch.inference_mode()
     def embed(self, samples: list[Sample]) -> torch.Tensor:
         """L2-normalised pooled image features of each sample's first image."""
-        out = []
-        enc = self.encoder
-        proc = enc.preprocess if enc is not None else self.loaded.image_processor
-        for i in range(0, len(samples), self.batch_size):
-            px = torch.stack([proc(s.images[0].open()) for s in samples[i : i + self.batch_size]])
-            if enc is not None:  # open_clip's encode_image: the pooled, projected embedding
-                pooled = enc.model.encode_image(px.to(enc.device, dtype=enc.dtype)).float()
+        import torch
+
+        with torch.inference_mode():
+            out = []
+            enc = self.encoder
+            proc = enc.preprocess if enc is not None else self.loaded.image_processor
+            for i in range(0, len(samples), self.batch_size):
+                px = torch.stack([proc(s.images[0].open()) for s in samples[i : i + self.batch_size]])
+                if enc is not None:  # open_clip's encode_image: the pooled, projected embedding
+                    pooled = enc.model.encode_image(px.to(enc.device, dtype=enc.dtype)).float()
+                    out.append(torch.nn.functional.normalize(pooled, dim=-1).cpu())
+                    continue
+                px = px.to(self.loaded.device, dtype=self.loaded.dtype)
+                pooled = self.loaded.model.vision_encoder(px)[0].float()
                 out.append(torch.nn.functional.normalize(pooled, dim=-1).cpu())
-                continue
-            px = px.to(self.loaded.device, dtype=self.loaded.dtype)
-            pooled = self.loaded.model.vision_encoder(px)[0].float()
-            out.append(torch.nn.functional.normalize(pooled, dim=-1).cpu())
-        return torch.cat(out) if out else torch.zeros(0, 1)
+            return torch.cat(out) if out else torch.zeros(0, 1)
 
     def _pool_features(self) -> torch.Tensor:
+        import torch
+
         if self.cache_file is not None and self.cache_file.is_file():
             return torch.load(self.cache_file, weights_only=True)
         # one embedding per distinct image (a VQA train split asks several questions about each image)
@@ -142,6 +147,8 @@ class RICES:
         return self.find(sample, k)
 
     def find(self, sample: Sample, k: int) -> list[Sample]:
+        import torch
+
         q = self.embed([sample])[0]
         sims = self.features @ q
         top = torch.topk(sims, k=min(k, len(self.pool))).indices.tolist()  # most similar first

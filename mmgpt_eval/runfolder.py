@@ -3,16 +3,19 @@
 Every command that reads a run folder (compare, gate, report, export, trackers) checks a task's log
 (:meth:`RunResults.check_samples`) and needs its ids and per-sample metric values; both come from one
 read of the file, kept as plain lists (a string per id, a float or None per value) instead of a typed
-record per line. Whole records are read again only where something shows them (report galleries and
-transcripts, the export table), through :meth:`TaskLog.records`.
+record per line, with each record's position in the file. A reader that needs more of every record
+(the export table, the report's changed-prediction count) passes ``visit``, called with each record
+during that same pass; a record shown whole (a report's gallery card or transcript) is read back alone
+from its position (:meth:`TaskLog.record`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from .errors import UserError
 from .io import iter_jsonl
@@ -28,6 +31,11 @@ class TaskLog:
     header: dict[str, Any] | None
     ids: list[str] = field(default_factory=list)
     values: dict[str, list[float | None]] = field(default_factory=dict)
+    #: where each record starts: its byte offset, or minus its line number when its line of the file
+    #: also holds another record (a carriage return that ends lines inside it)
+    offsets: list[int] = field(default_factory=list, repr=False)
+    #: what a reader gathered from the records during the same read (its ``visit``), by the reader's name
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -50,18 +58,68 @@ class TaskLog:
             SampleRecord.from_dict(obj, (self.path, line)) for line, obj in iter_jsonl(self.path) if not is_header(obj)
         ]
 
+    def record(self, i: int) -> dict[str, Any]:
+        """The i-th record as stored (a JSON object), read back alone from its position in the file."""
+        at = self.offsets[i]
+        if at < 0:  # its line also holds another record: find it by line number
+            return next(obj for line, obj in iter_jsonl(self.path) if line == -at)
+        with self.path.open("rb") as f:
+            f.seek(at)
+            return json.loads(f.readline().decode("utf-8"))
 
-def read_log(path: str | os.PathLike, keys: Iterable[str] = ()) -> TaskLog:
-    """Read a per-sample log once: its header (the first line, when it is one), every record's id, and
-    the per-sample values of ``keys``. A record that is not an object with an id, whose ``metrics`` is not
-    an object, or a value that is not a number (or null) is a one-line UserError naming the line; so is
-    a second header."""
+
+def _lines(path: Path) -> Iterator[tuple[int, int, str]]:
+    """``(line number, byte offset or minus the line number, text)`` of each non-blank line, numbered and
+    split like :func:`mmgpt_eval.io.iter_jsonl` reads them (universal newlines)."""
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        raise UserError("file not found", path) from None
+    except IsADirectoryError:
+        raise UserError("is a directory, expected a JSONL file", path) from None
+    except PermissionError:
+        raise UserError("permission denied", path) from None
+    with f:
+        lineno, at = 0, 0
+        for raw in f:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UserError(f"not UTF-8 text ({e.reason}); save it as UTF-8", path) from None
+            start, at = at, at + len(raw)
+            if "\r" in text:  # text mode ends a line at \r\n, \r or \n
+                parts = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+                if parts and parts[-1] == "":
+                    parts.pop()
+                for part in parts:
+                    lineno += 1
+                    if part.strip():
+                        yield lineno, -lineno, part
+                continue
+            lineno += 1
+            if text.strip():
+                yield lineno, start, text
+
+
+def read_log(
+    path: str | os.PathLike, keys: Iterable[str] = (), visit: Callable[[dict[str, Any]], Any] | None = None
+) -> TaskLog:
+    """Read a per-sample log once: its header (the first line, when it is one), every record's id and
+    position, and the per-sample values of ``keys``; ``visit(record)`` is called with each record (the
+    parsed JSON object) in file order. A record that is not an object with an id, whose ``metrics`` is
+    not an object, or a value that is not a number (or null) is a one-line UserError naming the line; so
+    is a second header."""
     path = Path(path)
     keys = list(dict.fromkeys(keys))
     log = TaskLog(path, None, [], {k: [] for k in keys})
-    ids, cols = log.ids, [log.values[k] for k in keys]
+    ids, offsets, cols = log.ids, log.offsets, [log.values[k] for k in keys]
     first = True
-    for line, obj in iter_jsonl(path):
+    loads = json.loads
+    for line, at, text in _lines(path):
+        try:
+            obj = loads(text)
+        except json.JSONDecodeError as e:
+            raise UserError(f"malformed JSON line (column {e.colno}: {e.msg})", path, line) from None
         if first:
             first = False
             if is_header(obj):
@@ -76,6 +134,7 @@ def read_log(path: str | os.PathLike, keys: Iterable[str] = ()) -> TaskLog:
         if not isinstance(m, dict):
             raise UserError(f"record {obj['id']}: metrics must be an object", path, line)
         ids.append(str(obj["id"]))
+        offsets.append(at)
         for k, col in zip(keys, cols):
             v = m.get(k)
             if v is None:
@@ -84,4 +143,6 @@ def read_log(path: str | os.PathLike, keys: Iterable[str] = ()) -> TaskLog:
                 col.append(float(v))
             else:
                 raise UserError(f"record {obj['id']}: per-sample value {k!r} is {v!r}, not a number", path, line)
+        if visit is not None:
+            visit(obj)
     return log

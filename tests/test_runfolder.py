@@ -150,3 +150,61 @@ def test_v1_renames_are_the_dialog_tasks_and_need_no_task_discovery(monkeypatch)
     r = RunResults.from_dict(d)
     assert r.tasks["dialog"].metrics == {"conv_collapse_rate": 1.0, "x": 2.0}
     assert r.tasks["dialog"].primary_metric == "conv_collapse_rate"
+
+
+def test_read_log_positions_read_back_each_record(tmp_path):
+    """Each record's position reads it back alone, with Windows and old-Mac line ends and blank lines;
+    ``visit`` sees every record of the same read."""
+    recs = [{"id": i, "metrics": {"a": i % 2}, "prediction": f"é{i}"} for i in range(6)]
+    head = json.dumps({SAMPLES_SCHEMA: {"version": 1}})
+    body = [json.dumps(r, ensure_ascii=False) for r in recs]
+    p = tmp_path / "s.jsonl"
+    ends = ["\n", "\r\n", "\n\n", "\r", "\r\n", "\n"]
+    p.write_bytes((head + "\n" + "".join(b + e for b, e in zip(body, ends))).encode("utf-8"))
+    seen = []
+    log = read_log(p, ["a"], visit=seen.append)
+    assert seen == recs and log.ids == [str(i) for i in range(6)] and log.values["a"] == [0, 1, 0, 1, 0, 1]
+    assert [log.record(i) for i in range(6)] == recs
+    assert [r.id for r in log.records()] == log.ids
+
+
+def test_report_views_match_reading_every_record(tmp_path):
+    """The report's per-task view from the log's columns gives what typed records give: ids, values,
+    prediction texts and the records shown."""
+    from mmgpt_eval.report.columns import RunColumn, TaskView, read_checked
+
+    vals = [1.0, 0.0, 1.0, 0.0, 1.0]
+    run = make_run(tmp_path / "r", {"accuracy": vals}, record=lambda i: {"prediction": [None, "x", 3, "", "é"][i]})
+    col = RunColumn("r", read_checked(run))
+    fast = col.view("easyvqa")
+    typed = col.by_id("easyvqa")
+    slow = TaskView(list(typed), typed=typed)
+    assert fast._log is not None and fast.ids == slow.ids
+    for i in slow.ids:
+        assert fast.value(i, "accuracy") == slow.value(i, "accuracy")
+        assert fast.prediction_text(i) == slow.prediction_text(i)
+        assert fast.record(i) == slow.record(i)
+
+
+def test_export_rows_from_the_check_match_a_fresh_read(tmp_path):
+    """The samples table made from the rows the check's read gathered equals the one read afresh,
+    records beyond n_samples left out and metric columns in order of first appearance."""
+    from mmgpt_eval.frames import collect_runs, samples_frames
+
+    import pandas as pd
+
+    a = make_run(tmp_path / "a", {"accuracy": [1.0, 0.0, 1.0]}, record=lambda i: {"metrics": {f"m{2 - i}": i}})
+    b = make_run(tmp_path / "b", {"accuracy": [0.0, 1.0, 1.0]}, record=lambda i: {"generated_tokens": None})
+    extra = {"id": "late", "metrics": {"accuracy": 1.0, "zz": 1}, "prediction": "p"}
+    with (b / "samples" / "easyvqa.jsonl").open("a") as f:  # an older extra after the run's samples
+        f.write(json.dumps(extra) + "\n")
+    res = json.loads((b / "results.json").read_text())
+    res["tasks"]["easyvqa"]["fingerprint"] = "x"  # the log's: the extra is the runner's, kept after the samples
+    (b / "results.json").write_text(json.dumps(res))
+    fresh = samples_frames(collect_runs([a, b]))
+    frs = collect_runs([a, b])
+    for fr in frs:
+        check_run(fr.results, {t: fr.sample_rows(t).add for t in fr.results.tasks})
+    gathered = samples_frames(frs)
+    pd.testing.assert_frame_equal(gathered, fresh)
+    assert "late" not in set(fresh["id"]) and list(fresh.columns)[-3:] == ["metric_m2", "metric_m1", "metric_m0"]

@@ -57,14 +57,21 @@ def _setup_logging(verbosity: int) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-    # third-party chatter (transformers "Loading weights" bars, open_clip info) stays quiet
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # third-party chatter (transformers "Loading weights" bars, open_clip info) stays quiet. transformers and
+    # huggingface_hub read these variables when they are imported (only by commands that load a model); a
+    # library imported already is told directly.
+    os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     try:
-        import transformers
+        if "huggingface_hub" in sys.modules:
+            from huggingface_hub import utils as hf_hub_utils
 
-        transformers.logging.set_verbosity_error()
-        transformers.logging.disable_progress_bar()
+            hf_hub_utils.disable_progress_bars()
+        if "transformers" in sys.modules:
+            import transformers
+
+            transformers.logging.set_verbosity_error()
+            transformers.logging.disable_progress_bar()
     except Exception:  # noqa: BLE001 - logging setup must never fail the command
         pass
 

@@ -83,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--tasks: no task named")
     frs = collect_runs(list(args.runs), include_baseline=args.baseline)
     for fr in frs:
-        check_run(fr.results)  # results and per-sample logs must agree
+        # results and per-sample logs must agree; the samples table's rows come from that same read
+        rows = {t: fr.sample_rows(t).add for t in fr.results.tasks if tasks is None or t in tasks}
+        check_run(fr.results, rows)
     samples = samples_frames(frs, tasks, include_baseline=False)
     metrics = metrics_frame(frs, include_baseline=False)
     if tasks is not None:

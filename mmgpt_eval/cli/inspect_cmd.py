@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..model.checkpoint import describe, nonfinite_tensors, read_checkpoint
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="describe a checkpoint (format, LoRA settings, key mapping) without a model")
@@ -19,6 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..model.checkpoint import describe, nonfinite_tensors, read_checkpoint
+
     info = read_checkpoint(args.ckpt, trust=args.trust_checkpoint, check_values=False)  # describe, don't refuse
     d = describe(info)
     bad = nonfinite_tensors(info.tensors)

@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..report import load_gate, write_report
-    from ..results import RunResults, check_run
+    from ..report.columns import read_checked
 
     out = Path(args.output)
     if out.is_dir():
@@ -66,8 +66,9 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--labels has {len(labels)} names for {len(args.runs)} runs; give one per run")
         if any(not s for s in labels):
             raise UserError("--labels: empty name")
-    runs = [check_run(RunResults.load(r)) for r in args.runs]  # results and per-sample logs must agree
-    baseline = check_run(RunResults.load(args.baseline)) if args.baseline else None
+    # results and per-sample logs must agree (results.check_run); each log is read once, for the check and the page
+    runs = [read_checked(r) for r in args.runs]
+    baseline = read_checked(args.baseline) if args.baseline else None
     gate = load_gate(args.gate) if args.gate else None
     path = write_report(
         out,

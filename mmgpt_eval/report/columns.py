@@ -1,19 +1,108 @@
-"""The runs of a report as columns: a label per run (what was evaluated, made unique), the per-sample
-records read once as :class:`~mmgpt_eval.records.SampleRecord` for the page (the paired statistics read
-the logs' id/value columns, :meth:`mmgpt_eval.results.RunResults.log`), and the checkpoint step / epoch a
-run evaluated."""
+"""The runs of a report as columns: a label per run (what was evaluated, made unique), each task's
+samples as the page needs them (:class:`TaskView`: ids, per-sample values and prediction texts from the
+log's one read, :meth:`mmgpt_eval.results.RunResults.log`; a whole
+:class:`~mmgpt_eval.records.SampleRecord` only for a sample the page shows), and the checkpoint step /
+epoch a run evaluated."""
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ..compare import checkpoint_step, run_label
 from ..errors import UserError
 from ..records import SampleRecord
 from ..results import RunResults
-from .text import clip, number
+from ..runfolder import TaskLog
+from .samples import sample_value
+from .text import clip, number, to_text
+
+
+class TaskView:
+    """One run's samples of one task, in log order, unique by id: ``ids``, and per id its per-sample
+    value (:meth:`value`, as :func:`~mmgpt_eval.report.samples.sample_value` reads it), its prediction
+    as text (:meth:`prediction_text`) and its whole record (:meth:`record`, read when asked).
+
+    Made from the log's columns when the log reads cleanly with distinct ids (every record then is a
+    valid :class:`SampleRecord`); otherwise from every record typed, the malformed ones left out and
+    counted (:attr:`skipped`), the last of a repeated id kept."""
+
+    def __init__(
+        self,
+        ids: list[str],
+        *,
+        log: TaskLog | None = None,
+        predictions: list[str] | None = None,
+        typed: dict[str, SampleRecord] | None = None,
+        skipped: int = 0,
+    ) -> None:
+        self.ids = ids
+        self.pos = {i: n for n, i in enumerate(ids)}
+        self.skipped = skipped
+        self._log, self._predictions, self._typed = log, predictions, typed
+        self._records: dict[str, SampleRecord] = {}
+
+    def __contains__(self, i: object) -> bool:
+        return i in self.pos
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def has_values(self, key: str) -> bool:
+        """Whether :meth:`value` can answer for ``key`` without reading records."""
+        return self._typed is not None or (self._log is not None and key in self._log.values)
+
+    def value(self, i: str, key: str) -> float | None:
+        if self._typed is not None:
+            return sample_value(self._typed[i], key)
+        assert self._log is not None
+        col = self._log.values.get(key)
+        if col is None:
+            return sample_value(self.record(i), key)
+        return number(col[self.pos[i]])
+
+    def prediction_text(self, i: str) -> str:
+        if self._typed is not None:
+            return to_text(self._typed[i].prediction)
+        assert self._predictions is not None
+        return self._predictions[self.pos[i]]
+
+    def record(self, i: str) -> SampleRecord:
+        if self._typed is not None:
+            return self._typed[i]
+        if i not in self._records:
+            assert self._log is not None
+            n = self.pos[i]
+            self._records[i] = SampleRecord.from_dict(self._log.record(n), f"record {n + 1}")
+        return self._records[i]
+
+
+PREDICTION_TEXTS = "report.prediction_texts"  # the name of what prediction_texts gathers in TaskLog.extra
+
+
+def prediction_texts(out: list[str]) -> Callable[[dict[str, Any]], None]:
+    """A ``visit`` for :meth:`~mmgpt_eval.results.RunResults.log` that appends each record's prediction as
+    text to ``out`` (the report counts the samples whose prediction changed)."""
+
+    def visit(rec: dict[str, Any]) -> None:
+        out.append(to_text(rec.get("prediction", "")))
+
+    return visit
+
+
+def read_checked(path: Any) -> RunResults:
+    """The run at ``path`` (folder or results.json), checked (:func:`mmgpt_eval.results.check_run`) in the
+    one read of each log that also gathers what a report needs of every record (prediction texts)."""
+    from ..results import check_run
+
+    res = RunResults.load(path)
+    texts: dict[str, list[str]] = {t: [] for t in res.tasks}
+    check_run(res, {t: prediction_texts(texts[t]) for t in res.tasks})
+    for t in res.tasks:
+        res.log(t).extra[PREDICTION_TEXTS] = texts[t]
+    return res
+
 
 LABEL_CHARS = 60
 
@@ -27,6 +116,35 @@ class RunColumn:
     is_baseline: bool = False
     _raw: dict[str, tuple[str, Any]] = field(default_factory=dict, repr=False)
     _typed: dict[str, tuple[dict[str, SampleRecord], int]] = field(default_factory=dict, repr=False)
+    _views: dict[str, tuple[str, Any]] = field(default_factory=dict, repr=False)
+
+    def view(self, task: str) -> TaskView:
+        """``task``'s samples for the page (:class:`TaskView`); raises UserError like :meth:`records`."""
+        if task not in self._views:
+            try:
+                self._views[task] = ("ok", self._make_view(task))
+            except UserError as e:
+                self._views[task] = ("err", e)
+        status, val = self._views[task]
+        if status == "err":
+            raise val
+        return val
+
+    def _make_view(self, task: str) -> TaskView:
+        kept = self.res.kept_log(task)
+        texts: list[str] = []
+        log: TaskLog | None = None
+        if kept is not None and PREDICTION_TEXTS in kept.extra:
+            log, texts = kept, kept.extra[PREDICTION_TEXTS]  # gathered when the run was checked
+        else:
+            try:
+                log = self.res.log(task, prediction_texts(texts))
+            except UserError:
+                log = None
+        if log is not None and len(set(log.ids)) == len(log.ids) and len(texts) == len(log.ids):
+            return TaskView(log.ids, log=log, predictions=texts)
+        typed = self.by_id(task)  # a log the checks would refuse: every record typed, as stored
+        return TaskView(list(typed), typed=typed, skipped=self.skipped(task))
 
     def records(self, task: str) -> list[dict[str, Any]]:
         """Per-sample records as stored (raises UserError when the samples file is missing or malformed)."""

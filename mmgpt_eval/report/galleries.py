@@ -97,22 +97,22 @@ def galleries(
                 continue
             sign = 1.0 if info.get("higher_is_better", True) else -1.0
             try:
-                rc = c.by_id(task)
-                rb = b.by_id(task) if b is not None else None
+                rc = c.view(task)
+                rb = b.view(task) if b is not None else None
             except UserError as e:
                 g["msg"] = clip(str(e), 400)
                 out.append(g)
                 continue
-            bad = c.skipped(task) + (b.skipped(task) if b is not None else 0)
+            bad = rc.skipped + (rb.skipped if rb is not None else 0)
             if b is not None and rb is not None:  # rb is set exactly when b is
-                common = [i for i in rc if i in rb]
+                common = [i for i in rc.ids if i in rb]
                 scored = []
                 for i in common:
-                    vb, vc = sample_value(rb[i], key), sample_value(rc[i], key)
+                    vb, vc = rb.value(i, key), rc.value(i, key)
                     if vb is None or vc is None:
                         continue
                     scored.append(((vc - vb) * sign, i, vc - vb))
-                n_changed = sum(1 for i in common if to_text(rb[i].prediction) != to_text(rc[i].prediction))
+                n_changed = sum(1 for i in common if rb.prediction_text(i) != rc.prediction_text(i))
                 worse = sorted([s for s in scored if s[0] < 0], key=lambda s: (s[0], s[1]))
                 better = sorted([s for s in scored if s[0] > 0], key=lambda s: (-s[0], s[1]))
                 g["stats"] = (
@@ -124,7 +124,10 @@ def galleries(
                     ("largest regressions", worse, "bad"),
                     ("largest improvements", better, "good"),
                 ):
-                    cards = [_card(i, [(b, rb[i]), (c, rc[i])], key, h, thumbs, d) for _, i, d in lst[:max_gallery]]
+                    cards = [
+                        _card(i, [(b, rb.record(i)), (c, rc.record(i))], key, h, thumbs, d)
+                        for _, i, d in lst[:max_gallery]
+                    ]
                     g["sections"].append(
                         {
                             "title": title,
@@ -135,14 +138,14 @@ def galleries(
                         }
                     )
             else:
-                scored = [(v * sign, i, v) for i, r in rc.items() if (v := sample_value(r, key)) is not None]
+                scored = [(v * sign, i, v) for i in rc.ids if (v := rc.value(i, key)) is not None]
                 g["stats"] = f"{len(scored)} samples scored on {key} (of {len(rc)})"
                 asc = sorted(scored, key=lambda s: (s[0], s[1]))
                 desc = sorted(scored, key=lambda s: (-s[0], s[1]))
                 if asc and asc[0][0] == asc[-1][0]:
                     g["stats"] += f"; every sample has the same value ({fmt_value(asc[0][2])})"
                 for title, lst, cls in (("worst samples", asc, "bad"), ("best samples", desc, "good")):
-                    cards = [_card(i, [(c, rc[i])], key, h, thumbs, None) for _, i, _ in lst[:max_gallery]]
+                    cards = [_card(i, [(c, rc.record(i))], key, h, thumbs, None) for _, i, _ in lst[:max_gallery]]
                     g["sections"].append(
                         {"title": title, "cls": cls, "cards": cards, "omitted": 0, "empty": "no scored samples"}
                     )

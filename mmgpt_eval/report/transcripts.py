@@ -49,24 +49,25 @@ def transcripts(
         if h is None or not tcols:
             continue
         try:
-            recs = [c.by_id(task) for c in tcols]
+            views = [c.view(task) for c in tcols]
         except UserError:
             continue
-        if not any(transcript(h, r) is not None for r in list(recs[0].values())[:_PROBE]):
+        if not any(transcript(h, views[0].record(i)) is not None for i in views[0].ids[:_PROBE]):
             continue
-        ids = [i for i in recs[0] if all(i in r for r in recs)]
+        ids = [i for i in views[0].ids if all(i in v for v in views)]
         tr = tcols[-1].res.tasks[task]
         _, key, info = per_sample_key(tr)
         if base is not None and key is not None and len(tcols) > 1:
+            k: str = key
 
             def diff(i: str) -> float:
-                vb, vc = sample_value(recs[0][i], key), sample_value(recs[-1][i], key)  # noqa: B023 - used at once
+                vb, vc = views[0].value(i, k), views[-1].value(i, k)  # noqa: B023 - used at once
                 return 0.0 if vb is None or vc is None else abs(vc - vb)
 
             ids = sorted(ids, key=lambda i: (-diff(i), i))
         convs = []
         for i in ids[:n_conv]:
-            rs = [r[i] for r in recs]
+            rs = [v.record(i) for v in views]
             ts: list[Transcript | None] = [transcript(h, r) for r in rs]
             n_turns = max((len(t.turns) for t in ts if t is not None), default=0)
             turns = []
