@@ -335,15 +335,6 @@ def load_model(
 ) -> Any:
     """Model spec (+ checkpoint) -> a ready-to-evaluate model of the spec's family (a
     :class:`LoadedModel` for Flamingo specs), with every load checked and reported."""
-    if spec.family == "flamingo":
-        return load_flamingo(
-            spec,
-            ckpt,
-            allow_partial=allow_partial,
-            trust_checkpoint=trust_checkpoint,
-            lora_alpha=lora_alpha,
-            device=device,
-        )
     from .families import get_family
 
     return get_family(spec.family).loader()(

@@ -196,21 +196,7 @@ class CausalLMModel:
         stops = set(eos)
         results = []
         for row, prompt_ids in enumerate(rows):
-            new = out[row, width:].tolist()
-            stopped = False
-            for i, tok in enumerate(new):
-                if tok in stops:
-                    new, stopped = new[: i + 1], True
-                    break
-            results.append(
-                Generation(
-                    token_ids=new,
-                    text=self.tokenizer.decode(new, skip_special_tokens=True),
-                    full_text=self.tokenizer.decode(list(prompt_ids) + new, skip_special_tokens=True),
-                    stopped_on_eos=stopped,
-                    prompt_tokens=len(prompt_ids),
-                )
-            )
+            results.append(Generation.cut(self.tokenizer, prompt_ids, out[row, width:].tolist(), stops))
         return results
 
     @torch.inference_mode()

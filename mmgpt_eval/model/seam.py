@@ -71,6 +71,22 @@ class Generation:
     def num_new_tokens(self) -> int:
         return len(self.token_ids)
 
+    @classmethod
+    def cut(cls, tokenizer: Any, prompt_ids: Sequence[int], new: list[int], stops: set[int]) -> "Generation":
+        """The generation a decoded row holds: its new tokens up to and including the first stop token."""
+        stopped = False
+        for i, tok in enumerate(new):
+            if tok in stops:
+                new, stopped = new[: i + 1], True
+                break
+        return cls(
+            token_ids=new,
+            text=tokenizer.decode(new, skip_special_tokens=True),
+            full_text=tokenizer.decode(list(prompt_ids) + new, skip_special_tokens=True),
+            stopped_on_eos=stopped,
+            prompt_tokens=len(prompt_ids),
+        )
+
 
 @dataclass
 class CandidateScore:

@@ -232,22 +232,7 @@ class Generator:
                 self.beam_prompt_tokens += int(attention_mask.sum()) * (beams - 1)
         results = []
         for row, prompt_ids in enumerate(rows):
-            new = out[row, width:].tolist()
-            stopped = False
-            for i, tok in enumerate(new):
-                if tok in eos_set:
-                    new = new[: i + 1]
-                    stopped = True
-                    break
-            results.append(
-                Generation(
-                    token_ids=new,
-                    text=self.tokenizer.decode(new, skip_special_tokens=True),
-                    full_text=self.tokenizer.decode(list(prompt_ids) + new, skip_special_tokens=True),
-                    stopped_on_eos=stopped,
-                    prompt_tokens=len(prompt_ids),
-                )
-            )
+            results.append(Generation.cut(self.tokenizer, prompt_ids, out[row, width:].tolist(), eos_set))
         return results
 
     def generate_grouped(
