@@ -570,12 +570,12 @@ def test_generation_settings_validate():
 
 
 def test_bug_prints_traceback_and_exit_1(monkeypatch, capsys):
-    import mmgpt_eval.cli.inspect_cmd as ic
+    import mmgpt_eval.model.checkpoint as ck  # `inspect` imports its reader when it runs
 
     def boom(*a, **k):
         raise ZeroDivisionError("oops")
 
-    monkeypatch.setattr(ic, "read_checkpoint", boom)
+    monkeypatch.setattr(ck, "read_checkpoint", boom)
     assert main(["inspect", "whatever"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "bug" in err.strip().splitlines()[-1]
