@@ -11,7 +11,8 @@ from typing import Any
 CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # a regex character-class body
 _CJK_RE = re.compile(f"[{CJK}]")
 _PUNCT_RE = re.compile(r"[^\w\s]|_")
-_NUMBER_WORDS = [
+#: Number words from zero to twenty; a word's index is its value.
+NUMBER_WORDS_TO_TWENTY = (
     "zero",
     "one",
     "two",
@@ -33,8 +34,8 @@ _NUMBER_WORDS = [
     "eighteen",
     "nineteen",
     "twenty",
-]
-_NUM_MAP = {w: str(i) for i, w in enumerate(_NUMBER_WORDS)}
+)
+_NUM_MAP = {w: str(i) for i, w in enumerate(NUMBER_WORDS_TO_TWENTY)}
 _ARTICLES = {"a", "an", "the"}
 
 

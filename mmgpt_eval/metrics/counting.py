@@ -53,6 +53,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..textmatch import NUMBER_WORDS_TO_TWENTY
+
 __all__ = [
     "parse_count",
     "count_metrics",
@@ -60,31 +62,9 @@ __all__ = [
     "NUMBER_WORDS",
 ]
 
-_UNITS = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-]
 _TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
 #: Number words recognised on their own (compounds like "twenty-one" are built from these).
-NUMBER_WORDS: dict[str, int] = {w: i for i, w in enumerate(_UNITS)} | _TENS
+NUMBER_WORDS: dict[str, int] = {w: i for i, w in enumerate(NUMBER_WORDS_TO_TWENTY[:20])} | _TENS
 
 _MULTIPLIERS = {"dozen": 12, "hundred": 100, "thousand": 1000}
 _FRACTION_WORDS = {"half", "halves", "third", "thirds", "quarter", "quarters", "fourth", "fourths", "fifth", "fifths"}
