@@ -88,7 +88,7 @@ def prepare_tasks(
     include_paths: Sequence[str] = (),
 ) -> list:
     """Find, configure and load the tasks; every data problem is raised here, before any model loads."""
-    from .datapaths import apply_layout, data_root as default_root
+    from .datapaths import apply_layout, data_root as default_root, missing, missing_message
     from .protocols import get as get_protocol
     from .runner import prepare_task
     from .taskregistry import discover, normalize_options, resolve
@@ -98,14 +98,17 @@ def prepare_tasks(
     options = normalize_options(dict(task_options or {}), classes)
     root = default_root(data_root)
     protocol = get_protocol(cfg.protocol)
-    prepared = []
+    tasks = []
     for n in wanted:
         task = protocol.make_task(classes[n], dict(options))
         filled = apply_layout(task, root)
         if filled:
             log.info("%s: data from the data root %s (%s)", n, root, ", ".join(filled))
-        prepared.append(prepare_task(task, cfg))
-    return prepared
+        tasks.append(task)
+    absent = missing(tasks, root)  # every missing file of every task in one error, as `data check` lists them
+    if absent:
+        raise UserError(missing_message(absent, root))
+    return [prepare_task(task, cfg) for task in tasks]
 
 
 def evaluate(
