@@ -154,14 +154,16 @@ def evaluate_config(cfg: EvalConfig) -> RunResults | SeriesResults | None:
     """:func:`evaluate` for one EvalConfig."""
     from .lock import output_lock
     from .model.checkpoint import allow_nonfinite_tensors
+    from .progress import third_party_progress
     from .protocols import get as get_protocol
     from .trackers import check_targets, parse_targets
 
     trackers = parse_targets(list(cfg.log_to))
     check_targets(trackers)  # a missing tracker package fails here, before data or model
     lo = cfg.load_options
-    # --allow-nonfinite for every checkpoint read below (choosing the base, loading, series swaps)
-    with allow_nonfinite_tensors(lo.allow_nonfinite):
+    # --allow-nonfinite for every checkpoint read below (choosing the base, loading, series swaps);
+    # progress=False also silences the libraries' own bars (transformers' "Loading weights")
+    with allow_nonfinite_tensors(lo.allow_nonfinite), third_party_progress(cfg.progress):
         model, ckpt, tasks, limit = cfg.model, cfg.ckpt, cfg.tasks, cfg.limit
         embedded = model is None and tasks is None and ckpt is None
         extra: dict[str, Any] = {}

@@ -62,7 +62,7 @@ def add_json_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--json",
         action="store_true",
-        help="print one JSON document on stdout (with a \"schema\" key) instead of tables; logs stay on stderr",
+        help='print one JSON document on stdout (with a "schema" key) instead of tables; logs stay on stderr',
     )
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from .common import add_json_flag, print_json, stdout_console
 
@@ -19,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from ..taskregistry import discover
 
     tasks = discover(args.include_path)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": name,
             "aliases": list(tasks[name].aliases),
