@@ -82,27 +82,29 @@ class ProgressLog:
         self.t0 = time.perf_counter()
         self.last: float | None = None
 
-    def line(self, done: int, detail: str = "") -> str:
+    def line(self, done: int, detail: str = "", own_rate: bool = True) -> str:
         elapsed = time.perf_counter() - self.t0
         here = done - self.start
         pct = f" ({100 * done / self.total:.0f}%)" if self.total else ""
         parts = [f"{self.what} {done}/{self.total}{pct}"] + ([detail] if detail else [])
         if here > 0 and elapsed > 0:
             per = elapsed / here
-            parts.append(f"{per:.2f} s/{self.unit}" if per >= 1 else f"{1 / per:.1f} {self.unit}s/s")
+            if own_rate:
+                parts.append(f"{per:.2f} s/{self.unit}" if per >= 1 else f"{1 / per:.1f} {self.unit}s/s")
             eta = per * max(0, self.total - done)
             parts.append(f"elapsed {_clock(elapsed)}, ETA {_clock(eta)}")
         else:
             parts.append(f"elapsed {_clock(elapsed)}, ETA -")
         return ", ".join(parts)
 
-    def update(self, done: int, detail: str = "", force: bool = False) -> bool:
-        """Log a line when due; returns whether one was written."""
+    def update(self, done: int, detail: str = "", force: bool = False, own_rate: bool = True) -> bool:
+        """Log a line when due; returns whether one was written. ``own_rate=False``: ``detail`` states
+        the rate already."""
         now = time.perf_counter()
         due = force or self.last is None or done >= self.total or now - self.last >= self.every_s
         if due:
             self.last = now
-            log.info("%s", self.line(done, detail))
+            log.info("%s", self.line(done, detail, own_rate))
         return due
 
 
@@ -134,7 +136,8 @@ class LogProgress:
         if advance:
             state["completed"] += int(advance)
         state.update(fields)
-        plog.update(state["completed"], str(state.get("rate") or ""))
+        rate = str(state.get("rate") or "")
+        plog.update(state["completed"], rate, own_rate=not rate)
 
 
 # ------------------------------------------------------------------------- third-party progress bars
