@@ -88,7 +88,7 @@ def prepare_tasks(
     include_paths: Sequence[str] = (),
 ) -> list:
     """Find, configure and load the tasks; every data problem is raised here, before any model loads."""
-    from .datapaths import apply_layout, data_root as default_root
+    from .datapaths import apply_layout, data_root as default_root, missing, missing_message
     from .protocols import get as get_protocol
     from .runner import prepare_task
     from .taskregistry import discover, normalize_options, resolve
@@ -98,14 +98,17 @@ def prepare_tasks(
     options = normalize_options(dict(task_options or {}), classes)
     root = default_root(data_root)
     protocol = get_protocol(cfg.protocol)
-    prepared = []
+    tasks = []
     for n in wanted:
         task = protocol.make_task(classes[n], dict(options))
         filled = apply_layout(task, root)
         if filled:
             log.info("%s: data from the data root %s (%s)", n, root, ", ".join(filled))
-        prepared.append(prepare_task(task, cfg))
-    return prepared
+        tasks.append(task)
+    absent = missing(tasks, root)  # every missing file of every task in one error, as `data check` lists them
+    if absent:
+        raise UserError(missing_message(absent, root))
+    return [prepare_task(task, cfg) for task in tasks]
 
 
 def evaluate(
@@ -151,14 +154,16 @@ def evaluate_config(cfg: EvalConfig) -> RunResults | SeriesResults | None:
     """:func:`evaluate` for one EvalConfig."""
     from .lock import output_lock
     from .model.checkpoint import allow_nonfinite_tensors
+    from .progress import third_party_progress
     from .protocols import get as get_protocol
     from .trackers import check_targets, parse_targets
 
     trackers = parse_targets(list(cfg.log_to))
     check_targets(trackers)  # a missing tracker package fails here, before data or model
     lo = cfg.load_options
-    # --allow-nonfinite for every checkpoint read below (choosing the base, loading, series swaps)
-    with allow_nonfinite_tensors(lo.allow_nonfinite):
+    # --allow-nonfinite for every checkpoint read below (choosing the base, loading, series swaps);
+    # progress=False also silences the libraries' own bars (transformers' "Loading weights")
+    with allow_nonfinite_tensors(lo.allow_nonfinite), third_party_progress(cfg.progress):
         model, ckpt, tasks, limit = cfg.model, cfg.ckpt, cfg.tasks, cfg.limit
         embedded = model is None and tasks is None and ckpt is None
         extra: dict[str, Any] = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 from .taskapi import DataFile, Task
 
@@ -65,3 +66,25 @@ def check(task: Task, root: Path) -> list[dict[str, object]]:
             }
         )
     return rows
+
+
+def missing(tasks: Sequence[Task], root: Path) -> dict[str, list[str]]:
+    """Per task (in the order given), the paths of its required data files that do not exist: the rows of
+    :func:`check` that ``data check`` marks MISSING. Tasks with nothing missing are left out."""
+    out: dict[str, list[str]] = {}
+    for task in tasks:
+        paths = [str(r["path"]) for r in check(task, root) if r["required"] and not r["present"]]
+        if paths:
+            out[task.name] = paths
+    return out
+
+
+def missing_message(absent: dict[str, list[str]], root: Path) -> str:
+    """One line naming every missing file of every task (``missing``'s result), and the command that
+    says where to get each."""
+    listed = "; ".join(f"{task}: {', '.join(paths)}" for task, paths in absent.items())
+    where = "" if root == data_root() else f" --data-root {root}"
+    return (
+        f"data not found: {listed} (`mmgpt-eval data check --tasks {','.join(absent)}{where}` "
+        "says where to get each file)"
+    )

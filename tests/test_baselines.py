@@ -323,7 +323,7 @@ def test_compare_and_run_summary_print_the_published_rows(tmp_path, capsys, monk
     assert main(["compare", str(a), str(b), "--resamples", "200", "--json", str(tmp_path / "cmp.json")]) == 0
     out = capsys.readouterr().out
     assert "published OpenFlamingo numbers that compare" in out and "test-coco" in out
-    pj = json.loads((tmp_path / "cmp.json").read_text())["published"]  # the same matches, for scripts
+    pj = json.loads((tmp_path / "cmp.json").read_text())["runs"][0]["published"]  # the same matches, for scripts
     base_row = next(m for m in pj["baseline"] if m["row"] == "test-coco")
     cand_row = next(m for m in pj["candidate"] if m["row"] == "test-coco")
     assert base_row["compares"] and base_row["published"] == 90.0

@@ -98,7 +98,7 @@ def test_compare_cli_and_trend(tmp_path, capsys):
     assert main(["compare", str(a), str(b), str(c), "--json", str(tmp_path / "cmp.json")]) == 0
     out = capsys.readouterr().out
     assert "trend" in out and "300" in out
-    data = json.loads((tmp_path / "cmp.json").read_text())
+    data = json.loads((tmp_path / "cmp.json").read_text())["runs"]
     assert len(data) == 2
     first = data[0]["comparisons"][0]
     assert first["delta"] > 0 and first["ci_low"] > 0 and first["test"].startswith("mcnemar")

@@ -114,7 +114,8 @@ def test_vqa_missing_data_fails_before_model_load(tmp_path, capsys, monkeypatch)
             str(tmp_path),
         ]
     )
-    assert rc == 2 and "q.json: vqav2 questions not found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 2 and f"vqav2: {tmp_path / 'q.json'}, {tmp_path / 'a.json'} (" in err and "data not found" in err
     rc = main(["run", "--tasks", "vqa", "--output-dir", str(tmp_path), "--data-root", str(tmp_path / "nothing")])
     err = capsys.readouterr().err
     assert rc == 2 and str(tmp_path / "nothing" / "vqav2") in err and "mmgpt-eval data check" in err

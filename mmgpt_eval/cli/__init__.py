@@ -16,7 +16,6 @@ import importlib
 import inspect
 import json
 import logging
-import os
 import sys
 import traceback
 
@@ -44,36 +43,46 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UserError(f"{sub + ': ' if sub else ''}{message}{hint}")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Plain log lines on whatever ``sys.stderr`` is when a record is written (tests and callers may swap
+    it): one line per message, never wrapped, so a path in a message stays whole in a CI log."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(levelname)-8s %(message)s"))
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it
+        pass
+
+
 def _setup_logging(verbosity: int) -> None:
-    from rich.console import Console
-    from rich.logging import RichHandler
+    from ..progress import quiet_third_party_progress, stderr_is_terminal
 
     level = logging.WARNING if verbosity < 0 else (logging.INFO if verbosity == 0 else logging.DEBUG)
-    # logs go to stderr: stdout carries results tables and paths only
-    handler = RichHandler(
-        console=Console(stderr=True), show_path=False, show_time=False, markup=False, rich_tracebacks=False
-    )
+    # logs go to stderr: stdout carries results tables and paths only. On a terminal, rich's handler;
+    # elsewhere (a file, a pipe, a CI log) plain lines, which rich would wrap at 80 columns mid-path.
+    handler: logging.Handler
+    if stderr_is_terminal():
+        from rich.console import Console
+        from rich.logging import RichHandler
+
+        handler = RichHandler(
+            console=Console(stderr=True), show_path=False, show_time=False, markup=False, rich_tracebacks=False
+        )
+    else:
+        handler = _StderrHandler()
     root = logging.getLogger("mmgpt_eval")
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-    # third-party chatter (transformers "Loading weights" bars, open_clip info) stays quiet. transformers and
-    # huggingface_hub read these variables when they are imported (only by commands that load a model); a
-    # library imported already is told directly.
-    os.environ["TRANSFORMERS_VERBOSITY"] = "error"
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    try:
-        if "huggingface_hub" in sys.modules:
-            from huggingface_hub import utils as hf_hub_utils
-
-            hf_hub_utils.disable_progress_bars()
-        if "transformers" in sys.modules:
-            import transformers
-
-            transformers.logging.set_verbosity_error()
-            transformers.logging.disable_progress_bar()
-    except Exception:  # noqa: BLE001 - logging setup must never fail the command
-        pass
+    # third-party chatter (transformers "Loading weights" bars, open_clip info) stays quiet for the
+    # whole command; mmgpt-eval's own progress bars (--no-progress) are separate
+    quiet_third_party_progress()
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:

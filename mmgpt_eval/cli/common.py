@@ -1,8 +1,11 @@
-"""Argument groups shared by the commands that load a model or generate."""
+"""What the commands share: the argument groups of the commands that load a model or generate, and
+how results reach stdout (tables sized for where stdout goes; ``--json`` documents)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from typing import Any
 
 from ..config import (
@@ -23,6 +26,7 @@ from ..generation_settings import GenerationSettings
 __all__ = [
     "ALL",
     "add_generation_args",
+    "add_json_flag",
     "add_model_args",
     "batch_size_arg",
     "device_arg",
@@ -33,7 +37,40 @@ __all__ = [
     "load_from_args",
     "output_dir_arg",
     "output_file_arg",
+    "print_json",
+    "stdout_console",
 ]
+
+# Width of the stdout console when stdout is not a terminal (a pipe, a file, a CI log): wide enough that
+# rich never cuts a cell with "…", folds a path or wraps a line; tables take their content's width.
+UNBOUNDED_WIDTH = 100_000
+
+
+def stdout_console():
+    """A rich Console for results on stdout: a terminal's own width; anywhere else, no width limit, so
+    tables keep every cell whole (full sha256s, paths on one line) and text lines are not wrapped."""
+    from rich.console import Console
+
+    con = Console()
+    if con.is_terminal:
+        return con
+    return Console(width=UNBOUNDED_WIDTH, soft_wrap=True)
+
+
+def add_json_flag(p: argparse.ArgumentParser) -> None:
+    """``--json``: the command's result as one JSON document on stdout instead of tables."""
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON document on stdout (with a "schema" key) instead of tables; logs stay on stderr',
+    )
+
+
+def print_json(schema: str, version: int, body: dict[str, Any]) -> None:
+    """``body`` as one JSON document on stdout, versioned like results.json: ``{"schema":
+    "mmgpt-eval/<schema>", "schema_version": N, ...}`` (NaN as in results.json)."""
+    doc = {"schema": f"mmgpt-eval/{schema}", "schema_version": version, **body}
+    sys.stdout.write(json.dumps(doc, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
 def add_model_args(

@@ -1,14 +1,21 @@
 """``mmgpt-eval compare RUN_A RUN_B [RUN_C ...] [--baseline RUN]``: metrics side by side, with paired
 deltas, 95% intervals and p-values against the baseline (``--baseline``, else the first run). Several
-checkpoints of one training run also give a trend table (metric vs step)."""
+checkpoints of one training run also give a trend table (metric vs step). ``--json``: the same as one
+JSON document on stdout instead of tables; ``--json FILE``: tables, and the document written to FILE."""
 
 from __future__ import annotations
 
 import argparse
 
+from pathlib import Path
+from typing import Any
+
 from ..errors import UserError
 from ..io import atomic_write_json
 from ..published import print_published, published_json
+from .common import print_json, stdout_console
+
+JSON_SCHEMA, JSON_VERSION = "compare", 1
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +26,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tasks", default=None, help="comma-separated subset of tasks")
     p.add_argument("--confidence", type=float, default=0.95)
     p.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples")
-    p.add_argument("--json", dest="json_out", default=None, help="also write the comparisons as JSON")
+    p.add_argument(
+        "--json",
+        dest="json_out",
+        nargs="?",
+        const="-",
+        default=None,
+        metavar="FILE",
+        help="the comparisons as JSON: alone (or `-`), one document on stdout instead of tables; with FILE, "
+        "written there as well as the tables",
+    )
     p.set_defaults(func=run)
 
 
@@ -32,7 +48,7 @@ def _step(run, position: int) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from ..compare import compare_runs, run_label
@@ -47,7 +63,10 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("give at least two runs, or --baseline")
         base, candidates = runs[0], runs[1:]
     tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else None
-    con = Console()
+    to_stdout = args.json_out == "-"
+    if args.json_out and not to_stdout:
+        _check_json_target(args.json_out, [args.baseline, *args.runs])
+    con = stdout_console()
     all_out = []
     for cand in candidates:
         comps = compare_runs(
@@ -83,10 +102,11 @@ def run(args: argparse.Namespace) -> int:
                 c.test or "",
                 str(c.n or ""),
             )
-        con.print(t)
-        for c in comps:
-            if c.note and "corpus-only" not in c.note:
-                con.print(f"note: {c.note}")
+        if not to_stdout:
+            con.print(t)
+            for c in comps:
+                if c.note and "corpus-only" not in c.note:
+                    con.print(f"note: {escape(c.note)}")
         all_out.append(
             {
                 "baseline": str(base.path),
@@ -95,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
                 "published": {"baseline": published_json(base, tasks), "candidate": published_json(cand, tasks)},
             }
         )
+    trend: list[dict[str, Any]] = []
     if len(runs) >= 3 or (args.baseline and len(runs) >= 2):
         series = [base] + candidates if not args.baseline else candidates
         t = Table(title="trend (primary metrics vs step)", title_justify="left")
@@ -105,14 +126,34 @@ def run(args: argparse.Namespace) -> int:
             t.add_column(f"{name}/{series[0].tasks[name].primary_metric}", justify="right")
         for pos, r in sorted(enumerate(series), key=lambda pr: _step(pr[1], pr[0])):
             vals = []
+            primary: dict[str, float | None] = {}
             for name in task_names:
                 tr = r.tasks.get(name)
                 v = tr.metrics.get(tr.primary_metric) if tr else None
                 vals.append("-" if v is None else f"{v:.4g}")
-            t.add_row(f"{_step(r, pos):g}", run_label(r), *vals)
-        con.print(t)
+                primary[f"{name}/{series[0].tasks[name].primary_metric}"] = v
+            t.add_row(f"{_step(r, pos):g}", escape(run_label(r)), *vals)
+            trend.append({"step": _step(r, pos), "run": str(r.path), "label": run_label(r), "primary": primary})
+        if not to_stdout:
+            con.print(t)
 
+    doc = {"runs": all_out, **({"trend": trend} if trend else {})}
+    if to_stdout:
+        print_json(JSON_SCHEMA, JSON_VERSION, doc)
+        return 0
     print_published([base] + [c for c in candidates if c is not base], tasks=tasks)
     if args.json_out:
-        atomic_write_json(args.json_out, all_out if len(all_out) > 1 else all_out[0])
+        atomic_write_json(args.json_out, {"schema": f"mmgpt-eval/{JSON_SCHEMA}", "schema_version": JSON_VERSION, **doc})
     return 0
+
+
+def _check_json_target(path: str, runs: list[str | None]) -> None:
+    """``--json FILE`` must not name a run (``compare --json RUN_A RUN_B`` reads RUN_A as the file):
+    refuse a folder, a results.json or any run given, before anything is written."""
+    p = Path(path)
+    given = {Path(r).resolve() for r in runs if r} | {Path(r).resolve() / "results.json" for r in runs if r}
+    if p.is_dir() or p.name == "results.json" or p.resolve() in given:
+        raise UserError(
+            f"--json {path}: that is a run, not a file to write (for JSON on stdout put --json after the runs, "
+            "or write --json -)"
+        )

@@ -237,7 +237,7 @@ def run_init(args: argparse.Namespace) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
         report=False,
-        progress=False,
+        progress=True,  # a bar with rate and ETA on a terminal, periodic log lines in CI
     )
     print(f"baseline: {out}")
     if args.policy_out:

@@ -24,47 +24,78 @@ def run(args: argparse.Namespace) -> int:
     bad = nonfinite_tensors(info.tensors)
     d["nonfinite_tensors"] = [k for k, _ in bad]
     if args.json:
-        print(json.dumps(d, indent=2, default=str))
+        from .common import print_json
+
+        print_json("checkpoint", 1, d)
         return 0
-    from rich.console import Console
+    _print_table(d, bad)
+    return 0
+
+
+def _print_table(d: dict, bad: list) -> None:
+    """The description, every value whole (sha256, LoRA targets, key mapping): a two-column table that
+    wraps at a terminal's width; elsewhere (a file, a pipe, a CI log) one ``field  value`` line each."""
+    from rich.markup import escape
     from rich.table import Table
 
-    con = Console()
-    t = Table(title=f"checkpoint {d['path']}", show_header=False, title_justify="left")
-    t.add_column("field", style="bold")
-    t.add_column("value")
-    t.add_row("format", f"{d['format']} ({d['layout']})")
-    t.add_row("sha256", d["sha256"])
-    t.add_row(
-        "tensors",
-        f"{d['tensors']} ({d['distinct_after_mapping']} distinct after mapping, "
-        f"{d['alias_duplicates']} alias duplicates, {len(d['ignored_keys'])} ignored)",
-    )
-    t.add_row("parameters", f"{d['parameters_total']:,} (LoRA {d['lora_parameters']:,})")
-    t.add_row("groups", ", ".join(f"{k}: {v}" for k, v in d["groups"].items()))
+    from .common import stdout_console
+
+    rows = _rows(d, bad)
+    con = stdout_console()
+    title = f"checkpoint {d['path']}"
+    if not con.is_terminal:
+        con.print(escape(title), highlight=False)
+        width = max(len(k) for k, _ in rows)
+        for k, v in rows:
+            one_line = " ".join(part.strip() for part in v.split("\n"))
+            con.print(escape(f"  {k:<{width}}  {one_line}"), highlight=False)
+        return
+    t = Table(title=escape(title), show_header=False, title_justify="left")
+    t.add_column("field", style="bold", no_wrap=True)
+    t.add_column("value", overflow="fold")
+    for k, v in rows:
+        t.add_row(k, escape(v))
+    con.print(t)
+
+
+def _rows(d: dict, bad: list) -> list[tuple[str, str]]:
+    rows = [
+        ("format", f"{d['format']} ({d['layout']})"),
+        ("sha256", d["sha256"]),
+        (
+            "tensors",
+            f"{d['tensors']} ({d['distinct_after_mapping']} distinct after mapping, "
+            f"{d['alias_duplicates']} alias duplicates, {len(d['ignored_keys'])} ignored)",
+        ),
+        ("parameters", f"{d['parameters_total']:,} (LoRA {d['lora_parameters']:,})"),
+        ("groups", ", ".join(f"{k}: {v}" for k, v in d["groups"].items())),
+    ]
     lora = d["lora"]
     if lora:
-        t.add_row(
-            "LoRA",
-            f"r={lora['r']} alpha={lora['alpha']} scaling={lora['scaling']:.4g} "
-            f"dropout={lora['dropout']} (settings: {lora['source']})",
+        rows.append(
+            (
+                "LoRA",
+                f"r={lora['r']} alpha={lora['alpha']} scaling={lora['scaling']:.4g} "
+                f"dropout={lora['dropout']} (settings: {lora['source']})",
+            )
         )
-        t.add_row("LoRA targets", str(lora["target_modules"]))
-    t.add_row(
-        "LoRA modules", f"{d['lora_modules']}: " + ", ".join(f"{k}×{v}" for k, v in d["lora_module_kinds"].items())
+        rows.append(("LoRA targets", str(lora["target_modules"])))
+    rows.append(
+        ("LoRA modules", f"{d['lora_modules']}: " + ", ".join(f"{k}×{v}" for k, v in d["lora_module_kinds"].items()))
     )
     if bad:
-        t.add_row(
-            "NON-FINITE",
-            f"{len(bad)} tensors hold NaN/inf values (e.g. {bad[0][0]}): `run` refuses this "
-            "checkpoint without --allow-nonfinite",
+        rows.append(
+            (
+                "NON-FINITE",
+                f"{len(bad)} tensors hold NaN/inf values (e.g. {bad[0][0]}): `run` refuses this "
+                "checkpoint without --allow-nonfinite",
+            )
         )
     if d["vocab_size"]:
-        t.add_row("embedding rows", str(d["vocab_size"]))
-    t.add_row("decoder layers", d["decoder_layers_attr"])
+        rows.append(("embedding rows", str(d["vocab_size"])))
+    rows.append(("decoder layers", str(d["decoder_layers_attr"])))
     if d["metadata"]:
-        t.add_row("metadata", json.dumps(d["metadata"], default=str)[:400])
+        rows.append(("metadata", json.dumps(d["metadata"], default=str)[:400]))
     for k, v in d["key_mapping_examples"]:
-        t.add_row("key", f"{k}\n  -> {v if v is not None else '(ignored)'}")
-    con.print(t)
-    return 0
+        rows.append(("key", f"{k}\n  -> {v if v is not None else '(ignored)'}"))
+    return rows

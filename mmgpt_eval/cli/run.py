@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------ printing
 def print_series(entries) -> None:
-    from rich.console import Console
+    from .common import stdout_console
     from rich.table import Table
 
     t = Table(title="checkpoint series (metric vs step)", title_justify="left")
@@ -68,11 +68,11 @@ def print_series(entries) -> None:
     for e in entries:
         vals = [e["metrics"].get(task, {}).get(m) for task, m in cols]
         t.add_row(f"{e['step']:g}", e["name"], *["-" if v is None else f"{v:.4g}" for v in vals])
-    Console().print(t)
+    stdout_console().print(t)
 
 
 def print_comparison(comps: list[dict[str, Any]]) -> None:
-    from rich.console import Console
+    from .common import stdout_console
     from rich.table import Table
 
     t = Table(title="vs baseline (paired, 95% CI)", title_justify="left")
@@ -92,7 +92,7 @@ def print_comparison(comps: list[dict[str, Any]]) -> None:
             "-" if c.get("ci_low") is None else f"[{c['ci_low']:.3g}, {c['ci_high']:.3g}]",
             "-" if c.get("p_value") is None else f"{c['p_value']:.3g}",
         )
-    Console().print(t)
+    stdout_console().print(t)
 
 
 def print_published_numbers(results) -> None:
@@ -103,7 +103,7 @@ def print_published_numbers(results) -> None:
 
 
 def print_summary(results) -> None:
-    from rich.console import Console
+    from .common import stdout_console
     from rich.table import Table
 
     from ..compare import run_label
@@ -125,4 +125,4 @@ def print_summary(results) -> None:
                 f"{sps:.1f}" if first and sps else "",
             )
             first = False
-    Console().print(t)
+    stdout_console().print(t)

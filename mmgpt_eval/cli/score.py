@@ -117,12 +117,12 @@ def _run_vqa(args: argparse.Namespace) -> int:
 
 
 def _print_vqa(args: argparse.Namespace, scores: Any) -> None:
-    from rich.console import Console
+    from .common import stdout_console
     from rich.table import Table
 
     from rich.text import Text
 
-    console = Console()
+    console = stdout_console()
     title = f"{args.benchmark} accuracy ({scores.normalization} normalization, {scores.n_questions} questions)"
     t = Table(title=title)
     t.add_column("group")
@@ -214,10 +214,10 @@ def _run_coco(args: argparse.Namespace) -> int:
 
 
 def _print_coco(args: argparse.Namespace, scores: Any) -> None:
-    from rich.console import Console
+    from .common import stdout_console
     from rich.table import Table
 
-    console = Console()
+    console = stdout_console()
     t = Table(title=f"COCO captions ({scores.n_images} images, pycocoevalcap scale)")
     t.add_column("metric")
     t.add_column("score", justify="right")

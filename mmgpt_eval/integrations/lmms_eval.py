@@ -14,7 +14,8 @@ registry reads that group at import). ``--model_args`` (lmms-eval's ``key=value,
 * ``template``: ``mmgpt`` (default) or ``raw`` -- how lmms-eval's context becomes the prompt (below).
 * ``device``, ``precision``, ``batch_size`` (lmms-eval's ``--device`` / ``--batch_size`` fill these;
   ``auto`` = mmgpt-eval's automatic batch size), ``trust_checkpoint``, ``allow_partial``, ``lora_alpha``,
-  ``share_prefix``, ``max_new_tokens`` (the default when a task sets none: 128).
+  ``share_prefix``, ``max_new_tokens`` (the default when a task sets none: 128); ``progress=false``:
+  no third-party progress bars while the model loads (transformers' "Loading weights").
 
 Prompt (``template``):
 
@@ -187,11 +188,13 @@ class MMGPT(lmms):
         allow_nonfinite: bool = False,
         share_prefix: bool = True,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        progress: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__()
         from ..api import EMBEDDED_DEFAULT, LoadOptions, choose_base_model, load
         from ..engine import engine_for
+        from ..progress import third_party_progress
 
         if kwargs:
             raise UserError(
@@ -216,7 +219,8 @@ class MMGPT(lmms):
             spec = choose_base_model(ckpt, opts.trust_checkpoint).spec
         if spec is None:
             spec, ckpt = EMBEDDED_DEFAULT["model"], EMBEDDED_DEFAULT["ckpt"]
-        self.loaded = load(str(spec) if isinstance(spec, (str, Path)) else spec, ckpt, opts)
+        with third_party_progress(_flag(progress)):
+            self.loaded = load(str(spec) if isinstance(spec, (str, Path)) else spec, ckpt, opts)
         self.template = template
         bs = batch_size if batch_size is not None else 8
         self.batch_size = 0 if str(bs).startswith("auto") else int(bs)

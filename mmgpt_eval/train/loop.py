@@ -37,6 +37,7 @@ from ..model.checkpoint import LoraSettings
 from ..model.export import save_mmgpt_checkpoint, save_peft_adapter
 from ..model.lora import inject_lora, target_module_names
 from ..model.spec import load_spec
+from ..progress import ProgressLog
 from .config import TrainConfig
 from .data import IGNORE, Example, Tokenized, build_dataset, collate, tokenize_example
 
@@ -352,6 +353,7 @@ class Trainer:
         self._maybe_resume()
         metrics_path = self.out / "metrics.jsonl"
         t_start = time.perf_counter()
+        steps_log = ProgressLog("step", cfg.steps, unit="step", start=self.step)  # ETA from this run's steps
         last: dict[str, Any] = {}
         while self.step < cfg.steps:
             t0 = time.perf_counter()
@@ -391,15 +393,11 @@ class Trainer:
             if self.rank == 0:
                 with metrics_path.open("a") as f:
                     f.write(json.dumps(last) + "\n")
-                if self.step % cfg.log_every == 0 or self.step == 1:
-                    log.info(
-                        "step %d/%d loss_vl %s loss_lang %s lr %.2e %.2fs/step",
+                if self.step % cfg.log_every == 0 or self.step in (1, cfg.steps):
+                    steps_log.update(
                         self.step,
-                        cfg.steps,
-                        last["loss_vl"],
-                        last["loss_lang"],
-                        last["lr"],
-                        last["step_s"],
+                        f"loss_vl {last['loss_vl']} loss_lang {last['loss_lang']} lr {last['lr']:.2e}",
+                        force=True,
                     )
             if cfg.save_every and self.step % cfg.save_every == 0 and self.step < cfg.steps:
                 self.save()
