@@ -13,9 +13,8 @@ from ..io import is_id
 
 def kind(value: Any) -> str:
     """What a JSON value is, in words ("an object", "a list", "a float"...)."""
-    return {dict: "an object", list: "a list", bool: "a boolean", type(None): "null"}.get(
-        type(value), f"a {type(value).__name__}"
-    )
+    names = {dict: "an object", list: "a list", bool: "a boolean", type(None): "null", int: "an integer"}
+    return names.get(type(value), {float: "a number", str: "a string"}.get(type(value), type(value).__name__))
 
 
 def text(value: Any, what: str, path: str | os.PathLike, where: str, line: int | None = None) -> str:
