@@ -9,6 +9,7 @@ in the image processor; no ``exif_transpose``), so scores compare with theirs.""
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -78,8 +79,11 @@ def image_problem(path: str | os.PathLike) -> str | None:
     chunk) and a real decode, which catches what ``verify()`` does not check (a JPEG cut short, a
     broken data stream). A JPEG decodes at 1/8 scale (``draft``): the decoder still reads every
     byte of the compressed data, at a fraction of the cost. Too many pixels (PIL's decompression-bomb
-    limit) is a problem; a file that is not an image is one."""
+    limit) is a problem; a file that is not an image is one, and so is anything but a regular file (a
+    FIFO would block the reader)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return "not a regular file" if not os.path.isdir(path) else "image is a directory, expected an image file"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the loader reads those too
             with Image.open(path) as im:

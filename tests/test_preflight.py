@@ -109,6 +109,10 @@ def ws(tmp_path_factory) -> Path:
             {"id": 2, "img": f"img/02.{ext}", "label": 1, "text": "another meme"},
         ]
         (h / "dev.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    # an ImageNet-style folder whose second image is a FIFO (opening it would block)
+    (w / "inet" / "n01").mkdir(parents=True)
+    (w / "inet" / "n01" / "a.jpg").write_bytes(_good("JPEG"))
+    os.mkfifo(w / "inet" / "n01" / "b.jpg")
     # two bad images in one data set: both named in one line
     d = make_vqa_dataset(w / "vqa-two-bad", n_images=3)
     for p in sorted(d["images"].iterdir())[:2]:
@@ -212,9 +216,7 @@ def _vqa(folder: str, questions: str | None = None, annotations: str | None = No
 
 
 def _tally(file: str, images: str | None = None) -> list[str]:
-    return ["--tasks", "counting", "--counting-tallyqa-json", file] + (
-        ["--counting-images", images] if images else []
-    )
+    return ["--tasks", "counting", "--counting-tallyqa-json", file] + (["--counting-images", images] if images else [])
 
 
 def _hm(folder: str, file: str) -> list[str]:
@@ -240,11 +242,20 @@ for _kind, (_ext, _, _words) in BAD_IMAGES.items():
             [f"COCO_val2014_000000000100.{_ext}", "task vqav2, sample 1000", "before loading the model", *_words],
         ),
         (f"tallyqa-{_kind}", RUN + _tally(f"tally-{_kind}/tally.json"), [f"bad.{_ext}", "sample t2", *_words]),
-        (f"hatefulmemes-{_kind}", RUN + _hm(f"hm-{_kind}", f"hm-{_kind}/dev.jsonl"), [f"02.{_ext}", "sample 2", *_words]),
+        (
+            f"hatefulmemes-{_kind}",
+            RUN + _hm(f"hm-{_kind}", f"hm-{_kind}/dev.jsonl"),
+            [f"02.{_ext}", "sample 2", *_words],
+        ),
     ]
-IMAGE_CASES.append(
-    ("vqav2-two-bad-images", RUN + _vqa("vqa-two-bad"), ["000000000100.jpg", "000000000101.jpg", "1 more unreadable"])
-)
+IMAGE_CASES += [
+    ("vqav2-two-bad-images", RUN + _vqa("vqa-two-bad"), ["000000000100.jpg", "000000000101.jpg", "1 more unreadable"]),
+    (
+        "imagenet-fifo",
+        RUN + ["--tasks", "imagenet", "--imagenet-val", "inet", "--fewshot-zero-mode", "none"],
+        ["inet/n01/b.jpg", "sample n01/b.jpg", "not a regular file"],
+    ),
+]
 
 FIELD_CASES = [
     (
@@ -428,9 +439,14 @@ def test_truncate_left_keeps_the_last_tokens_and_counts_them(long_ws, capsys, mo
         assert r["meta"]["prompt_truncated"] is True
         assert r["prompt"].count("<image>") == 1 and r["prompt"].endswith("Short answer:")
         assert 1024 - 3 - 5 <= len(tok(r["prompt"])["input_ids"]) <= 1024 - 3  # the answer fits too
-    assert "samples&#39; prompts were longer than the model&#39;s context" in (long_ws / "out" / "report.html").read_text()
+    assert (
+        "samples&#39; prompts were longer than the model&#39;s context" in (long_ws / "out" / "report.html").read_text()
+    )
     # the same run without the long demos: nothing cut, no truncation key in a default run
-    assert main(["-q"] + RUN + _vqa_long("vqa/v2_OpenEnded_mscoco_val2014_questions.json") + ["--output-dir", "short"]) == 0
+    assert (
+        main(["-q"] + RUN + _vqa_long("vqa/v2_OpenEnded_mscoco_val2014_questions.json") + ["--output-dir", "short"])
+        == 0
+    )
     assert "truncation" not in json.loads((long_ws / "short" / "results.json").read_text())["tasks"]["vqav2"]
 
 

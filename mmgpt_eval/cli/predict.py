@@ -70,7 +70,7 @@ def _check_image(path: Path, src: Path, line: int) -> None:
         raise UserError(f"image not found: {path}", src, line)
     problem = image_problem(path)
     if problem is not None:
-        raise UserError(f"image {path}: {problem}", src, line)
+        raise UserError(f"image {path} is not a readable image ({problem})", src, line)
 
 
 def check_writable(out: Path) -> None:
