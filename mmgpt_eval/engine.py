@@ -37,6 +37,7 @@ from .templates import IMAGE
 
 #: what to do with a prompt longer than the model's context: refuse it, or keep its last tokens
 TRUNCATE_MODES = ("none", "left")
+FIT_CHUNK = 1024  # prompts tokenized per call when their lengths are checked (bounded memory for large sets)
 
 
 @dataclass
@@ -139,7 +140,8 @@ class Engine:
         if limit is None or not out:
             return out, []
         name = (lambda i: labels[i]) if labels is not None else (lambda i: f"request {i}")
-        lengths = self.model.text_tokens([_text(q) for q in out])
+        texts = [_text(q) for q in out]
+        lengths = [n for i in range(0, len(texts), FIT_CHUNK) for n in self.model.text_tokens(texts[i : i + FIT_CHUNK])]
         cut: list[int] = []
         for i, (q, n) in enumerate(zip(out, lengths)):
             if n <= limit:
