@@ -1,8 +1,9 @@
 """The evaluation runner: one task on one loaded model, top-down.
 
-``prepare_task`` (data, subset, template, settings, few-shot pool: no model needed) ->
-``run_task``: resume from the sample store -> this rank's pending samples -> requests (round 0 built
-once) -> sorted into batches -> generations (or log-likelihood rankings of candidates) ->
+``prepare_task`` (data, subset, template, settings, few-shot pool, every image file it reads decoded:
+no model needed) -> ``plan_prompts`` (every sample's round-0 requests, fitted to the model's context,
+for every task before anything is written) -> ``run_task``: resume from the sample store -> this
+rank's pending samples -> sorted into batches -> generations (or log-likelihood rankings of candidates) ->
 post-processing -> per-sample scores, streamed to the store as :class:`~mmgpt_eval.records.SampleRecord`
 lines -> gathered on rank 0 -> ``finish_task``: aggregate, final log in task order,
 :class:`~mmgpt_eval.results.TaskResult`.
