@@ -458,3 +458,47 @@ def test_predict_refuses_a_long_prompt_before_generating(tmp_path, capsys, monke
     argv = ["predict", "--model", "tiny-lm", "--device", "cpu", "--input", "cases.jsonl", "--output", "o.jsonl"]
     line = _one_error(tmp_path, argv, capsys, monkeypatch, ["cases.jsonl:2: id long", "1024 positions"])
     assert "the prompt has" in line
+
+
+# ------------------------------------------------------------------------------------------ units
+class _WordModel:
+    """A seam stand-in for Engine.fit: one token per word plus a BOS, 10 positions."""
+
+    family = "words"
+    accepts_images = True
+
+    def context_limit(self) -> int:
+        return 10
+
+    def text_tokens(self, texts):
+        return [len(t.split()) + 1 for t in texts]
+
+
+def test_engine_fit_keeps_the_longest_end_within_the_budget():
+    from mmgpt_eval.engine import Engine, GenerationRequest, RankingRequest
+    from mmgpt_eval.errors import UserError
+    from mmgpt_eval.generation_settings import GenerationSettings
+
+    words = " ".join(f"w{i}" for i in range(20))
+    gen = GenerationRequest(words, settings=GenerationSettings(max_new_tokens=3))
+    rank = RankingRequest("<image> " + words, ["a", "b"], images=["x.png"])
+    short = GenerationRequest("a b c")
+    with pytest.raises(UserError, match=r"case 7: the prompt has 21 tokens, more than the model's context of 10"):
+        Engine(_WordModel()).fit([short, gen], ["case 1", "case 7"])
+    fitted, cut = Engine(_WordModel(), truncate="left").fit([short, gen])
+    assert cut == [1] and fitted[0] is short
+    assert fitted[1].prompt.split() == [f"w{i}" for i in range(14, 20)]  # 10 - 3 new tokens - BOS = 6 words
+    with pytest.raises(UserError, match="would cut an <image> token"):
+        Engine(_WordModel(), truncate="left").fit([rank])
+    assert Engine(_WordModel(), truncate="left").fit([short]) == ([short], [])
+
+
+def test_truncate_is_fingerprinted_only_when_not_the_default():
+    from types import SimpleNamespace as NS
+
+    from mmgpt_eval.config import EvalConfig, fingerprint_settings
+
+    pt = NS(template=NS(demo=None), task=NS(multi_round=False))
+    protocol = NS(selects_zero_shot_demos=False)
+    assert "truncate" not in fingerprint_settings(pt, EvalConfig(), protocol)  # default runs keep theirs
+    assert fingerprint_settings(pt, EvalConfig(truncate="left"), protocol)["truncate"] == "left"
