@@ -331,6 +331,18 @@ class EvalConfig:
         ),
         run="share_prefix",
     )
+    truncate: str = setting(
+        "none",
+        Flag(
+            "--truncate",
+            "a prompt longer than the model's context: none (default) refuses the run before generating, naming "
+            "the sample; left keeps the prompt's last tokens (never cutting an <image> token; counted per task in "
+            "results and the report)",
+            choices=("none", "left"),
+        ),
+        fingerprint="unless-default",
+        record="tasks",
+    )
     protocol: str = setting(
         "mmgpt-eval",
         Flag(

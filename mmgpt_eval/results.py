@@ -80,9 +80,14 @@ class TaskResult:
     timing: dict[str, Any] = field(default_factory=dict)
     samples_file: str = ""
     fingerprint: str = ""
+    # --truncate left: {"mode", "samples": how many samples' prompts were cut}; absent otherwise
+    truncation: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["truncation"] is None:
+            del d["truncation"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TaskResult":

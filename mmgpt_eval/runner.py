@@ -1,8 +1,9 @@
 """The evaluation runner: one task on one loaded model, top-down.
 
-``prepare_task`` (data, subset, template, settings, few-shot pool: no model needed) ->
-``run_task``: resume from the sample store -> this rank's pending samples -> requests (round 0 built
-once) -> sorted into batches -> generations (or log-likelihood rankings of candidates) ->
+``prepare_task`` (data, subset, template, settings, few-shot pool, every image file it reads decoded:
+no model needed) -> ``plan_prompts`` (every sample's round-0 requests, fitted to the model's context,
+for every task before anything is written) -> ``run_task``: resume from the sample store -> this
+rank's pending samples -> sorted into batches -> generations (or log-likelihood rankings of candidates) ->
 post-processing -> per-sample scores, streamed to the store as :class:`~mmgpt_eval.records.SampleRecord`
 lines -> gathered on rank 0 -> ``finish_task``: aggregate, final log in task order,
 :class:`~mmgpt_eval.results.TaskResult`.
@@ -10,6 +11,7 @@ lines -> gathered on rank 0 -> ``finish_task``: aggregate, final log in task ord
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -22,6 +24,7 @@ from . import distributed
 from .engine import Engine, GenerationRequest, RankingRequest, engine_for
 from .engine import Request as EngineRequest
 from .errors import UserError
+from .images import check_images
 from .generation_settings import GenerationSettings
 from .model.build import LoadedModel
 from .model.seam import CandidateScore, Generation
@@ -31,7 +34,7 @@ from .results import RunResults, TaskResult, provenance
 from .sample_store import SampleStore
 from .config import EvalConfig, fingerprint_settings
 from .protocols import get as get_protocol
-from .taskapi import Output, Ranking, RankRequest, Request, RunContext, Sample, Task
+from .taskapi import Output, Ranking, RankRequest, Request, RunContext, Sample, Task, demos_needed
 from .templates import Template, prompt_sha256
 
 log = logging.getLogger("mmgpt_eval")
@@ -68,7 +71,31 @@ def prepare_task(task: Task, cfg: EvalConfig) -> PreparedTask:
     subset = protocol.subset(task, samples, cfg)
     settings = task.generation_settings(template)
     settings = GenerationSettings(**{**settings.to_dict(), **cfg.generation_overrides, "seed": cfg.seed})
+    check_images(images_read(task, subset, template, cfg, protocol), cfg.progress)
     return PreparedTask(task, subset, len(samples), template, settings, population=samples)
+
+
+def images_read(
+    task: Task, subset: list[Sample], template: Template, cfg: EvalConfig, protocol
+) -> list[tuple[str, str]]:
+    """The image files the selected samples' prompts will read, with who reads them: each sample's own,
+    and the few-shot pool's (first image of each demo) when demos bring images. Generated images
+    (an ImageRef with a loader) are not files."""
+    out = [
+        (img.path, f"task {task.name}, sample {s.id}")
+        for s in subset
+        for img in s.images
+        if img.loader is None and img.path
+    ]
+    k = demos_needed(template, cfg.num_fewshot, cfg.fewshot_zero_mode)
+    if k and (cfg.num_fewshot or protocol.zero_shot_ranking_demo_images):
+        for d in task.demo_pool(protocol.pool_limit):
+            out += [
+                (img.path, f"task {task.name}, few-shot demo {d.id}")
+                for img in d.images[:1]
+                if img.loader is None and img.path
+            ]
+    return out
 
 
 def model_identity(loaded: LoadedModel) -> dict[str, Any]:
@@ -131,9 +158,11 @@ def answer_requests(
     engine: Engine,
     ctx: RunContext,
     batch_size: int,
+    truncated: set[str] | None = None,
 ) -> dict[str, dict[str, Output | Ranking]]:
-    """Every round of every request of ``chunk`` (round 0 given); outputs by sample id and request key.
-    Per round: the tasks' requests -> :meth:`Engine.answer` -> an Output or a Ranking each."""
+    """Every round of every request of ``chunk`` (round 0 given, fitted); outputs by sample id and
+    request key. Per round: the tasks' requests -> fitted to the context (later rounds; cut samples'
+    ids go to ``truncated``) -> :meth:`Engine.answer` -> an Output or a Ranking each."""
     task = pt.task
     outputs: dict[str, dict[str, Output | Ranking]] = {s.id: {} for s in chunk}
     for r in range(max(task.rounds(s) for s in chunk)):
@@ -144,6 +173,8 @@ def answer_requests(
             if r < task.rounds(s)
             for q in (first[s.id] if r == 0 else task.requests(s, r, outputs[s.id], ctx))  # type: ignore[arg-type]
         ]
+        if r > 0:
+            asked = _fit(pt, engine, asked, truncated if truncated is not None else set())
         answers = engine.answer([_engine_request(q, pt.settings) for _, q in asked], batch_size)
         for (s, q), a in zip(asked, answers):
             sha = prompt_sha256(q.prompt, q.image_keys)
@@ -176,8 +207,11 @@ def answer_requests(
     return outputs
 
 
-def make_record(pt: PreparedTask, sample: Sample, outs: dict[str, Output | Ranking]) -> SampleRecord:
-    """Score one sample and describe it for the log."""
+def make_record(
+    pt: PreparedTask, sample: Sample, outs: dict[str, Output | Ranking], truncated: bool = False
+) -> SampleRecord:
+    """Score one sample and describe it for the log (``truncated``: a prompt of it was cut to the
+    model's context, marked ``meta.prompt_truncated``)."""
     metrics = pt.task.score_sample(sample, outs)  # type: ignore[arg-type]  # a ranking task's outputs are Rankings
     main = outs.get("main") or next(iter(outs.values()))
     several = len(outs) > 1 or "main" not in outs
@@ -194,7 +228,7 @@ def make_record(pt: PreparedTask, sample: Sample, outs: dict[str, Output | Ranki
         metrics=metrics,
         generated_tokens=sum(o.num_new_tokens for o in outs.values()),
         stopped_on_eos=main.stopped_on_eos,
-        meta=sample.meta,
+        meta={**sample.meta, "prompt_truncated": True} if truncated else sample.meta,
         outputs={k: o.to_dict() for k, o in outs.items()} if several else None,
         ranking=main.top() if isinstance(main, Ranking) and not several else None,
     )
@@ -231,19 +265,21 @@ def _open_stores(pt: PreparedTask, cfg: EvalConfig, fp: str) -> tuple[SampleStor
     return store, out_store, done
 
 
-def run_task(pt: PreparedTask, loaded: LoadedModel, engine: Engine, cfg: EvalConfig, progress) -> TaskResult | None:
-    """Evaluate one task. Under torchrun every rank takes every world-size-th pending sample (no
-    padding duplicates) and streams its records to its own shard file; rank 0 gathers them and
-    returns the result (other ranks return None)."""
-    task = pt.task
+@dataclass
+class PromptPlan:
+    """A task's round-0 requests for every sample, fitted to the model's context before anything is
+    written (:func:`plan_prompts`), and the ids of the samples whose prompts were cut."""
+
+    ctx: RunContext
+    first: dict[str, Sequence[Request | RankRequest]]
+    truncated: set[str] = field(default_factory=set)
+
+
+def plan_prompts(pt: PreparedTask, loaded: LoadedModel, engine: Engine, cfg: EvalConfig) -> PromptPlan:
+    """Build every sample's first-round requests and fit them to the context (:meth:`Engine.fit`): an
+    over-long prompt is refused here, naming the task and the sample, before any file is written."""
     protocol = get_protocol(cfg.protocol)
     cfg = protocol.resolve(cfg)
-    rank, world = distributed.rank_world()
-    fp = fingerprint(pt, cfg, model_identity(loaded))
-    store, out_store, done = _open_stores(pt, cfg, fp)
-    wanted = {s.id for s in pt.samples}
-    resumed = len(wanted & set(done))
-    pending = [s for s in pt.samples if s.id not in done][rank::world]
     assert cfg.seed is not None  # resolved by the protocol
     ctx = RunContext(
         seed=cfg.seed,
@@ -251,11 +287,56 @@ def run_task(pt: PreparedTask, loaded: LoadedModel, engine: Engine, cfg: EvalCon
         fewshot_zero_mode=cfg.fewshot_zero_mode,
         template=pt.template,
         history_mode=cfg.history_mode,
-        demos=protocol.demo_selector(pt, cfg, loaded) if pending else None,
+        demos=protocol.demo_selector(pt, cfg, loaded),
         pool_limit=protocol.pool_limit,
         zero_shot_ranking_demo_images=protocol.zero_shot_ranking_demo_images,
     )
-    first = {s.id: task.requests(s, 0, {}, ctx) for s in pending}
+    first = {s.id: pt.task.requests(s, 0, {}, ctx) for s in pt.samples}
+    plan = PromptPlan(ctx, first)
+    _fit(pt, engine, [(s, q) for s in pt.samples for q in first[s.id]], plan.truncated, first)
+    return plan
+
+
+def _fit(
+    pt: PreparedTask,
+    engine: Engine,
+    asked: list[tuple[Sample, Request | RankRequest]],
+    truncated: set[str],
+    into: dict[str, Sequence[Request | RankRequest]] | None = None,
+) -> list[tuple[Sample, Request | RankRequest]]:
+    """``asked`` with each prompt fitted to the model's context; cut samples' ids go to ``truncated``
+    (and the fitted requests replace theirs in ``into``)."""
+    labels = [f"task {pt.task.name}, sample {s.id}" + (f" ({q.key})" if q.key != "main" else "") for s, q in asked]
+    fitted, cut = engine.fit([_engine_request(q, pt.settings) for _, q in asked], labels)
+    out = list(asked)
+    for i in cut:
+        s, q = asked[i]
+        text = fitted[i].context if isinstance(fitted[i], RankingRequest) else fitted[i].prompt  # type: ignore[union-attr]
+        out[i] = (s, dataclasses.replace(q, prompt=text))
+        truncated.add(s.id)
+        if into is not None:
+            into[s.id] = [out[i][1] if r is q else r for r in into[s.id]]
+    return out
+
+
+def run_task(
+    pt: PreparedTask, loaded: LoadedModel, engine: Engine, cfg: EvalConfig, progress, plan: PromptPlan | None = None
+) -> TaskResult | None:
+    """Evaluate one task (``plan``: its fitted first-round requests, made here when not given). Under
+    torchrun every rank takes every world-size-th pending sample (no padding duplicates) and streams
+    its records to its own shard file; rank 0 gathers them and returns the result (other ranks return
+    None)."""
+    task = pt.task
+    protocol = get_protocol(cfg.protocol)
+    cfg = protocol.resolve(cfg)
+    rank, world = distributed.rank_world()
+    plan = plan or plan_prompts(pt, loaded, engine, cfg)
+    fp = fingerprint(pt, cfg, model_identity(loaded))
+    store, out_store, done = _open_stores(pt, cfg, fp)
+    wanted = {s.id for s in pt.samples}
+    resumed = len(wanted & set(done))
+    pending = [s for s in pt.samples if s.id not in done][rank::world]
+    ctx, first = plan.ctx, plan.first
     pending = _batch_order(pending, first)
     bar = progress.add_task(
         task.name if world == 1 else f"{task.name} (rank {rank}/{world})",
@@ -273,8 +354,8 @@ def run_task(pt: PreparedTask, loaded: LoadedModel, engine: Engine, cfg: EvalCon
             [_engine_request(first[s.id][0], pt.settings) for s in ahead], pt.settings.num_beams
         )
         chunk = pending[start : start + size]
-        outs = answer_requests(pt, chunk, first, engine, ctx, size)
-        records = [make_record(pt, s, outs[s.id]).to_dict() for s in chunk]
+        outs = answer_requests(pt, chunk, first, engine, ctx, size, plan.truncated)
+        records = [make_record(pt, s, outs[s.id], s.id in plan.truncated).to_dict() for s in chunk]
         out_store.append(records)
         new.extend(records)
         n_tokens += sum(r["generated_tokens"] for r in records)
@@ -317,6 +398,15 @@ def finish_task(
     for shard in store.path.parent.glob(f"{task.name}.shard-*.jsonl"):
         shard.unlink()
     notes = list(agg.notes)
+    truncation = None
+    if cfg.truncate != "none":
+        cut = sum(1 for r in records if (r.get("meta") or {}).get("prompt_truncated"))
+        truncation = {"mode": cfg.truncate, "samples": cut}
+        notes.insert(
+            0,
+            f"--truncate {cfg.truncate}: {cut} of {len(records)} samples' prompts were longer than the "
+            "model's context and kept their last tokens",
+        )
     if resumed:
         notes.append(f"resumed: {resumed} samples were taken from an earlier run with the same fingerprint")
     n_gen = len(new)
@@ -357,6 +447,7 @@ def finish_task(
         },
         samples_file=str(Path("samples") / f"{task.name}.jsonl"),
         fingerprint=fp,
+        truncation=truncation,
     )
 
 
@@ -378,17 +469,20 @@ def run_info(cfg: EvalConfig, model_load_s: float, extra: dict[str, Any] | None 
 def run_evaluation(
     prepared: list[PreparedTask], loaded: LoadedModel, cfg: EvalConfig, extra_run_info: dict[str, Any] | None = None
 ) -> RunResults | None:
-    """Every prepared task on one loaded model; results.json after each task. None on ranks other than 0."""
+    """Every prepared task on one loaded model; results.json after each task. None on ranks other than 0.
+    Every task's first-round prompts are built and fitted to the model's context first: an over-long
+    prompt stops the run before anything is written."""
     t0 = time.perf_counter()
     cfg = get_protocol(cfg.protocol).resolve(cfg)
+    engine = engine_for(loaded, cfg.batch_size, share_prefix=cfg.share_prefix, truncate=cfg.truncate)
+    plans = [plan_prompts(pt, loaded, engine, cfg) for pt in prepared]
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    engine = engine_for(loaded, cfg.batch_size, share_prefix=cfg.share_prefix)
     info = run_info(cfg, loaded.load_seconds, extra_run_info)
     results = RunResults(run=info, model=loaded.provenance(), tasks={}, provenance={})
     rank, world = distributed.rank_world()
     with progress_bars(cfg.progress and rank == 0) as progress:
-        for pt in prepared:
-            tr = run_task(pt, loaded, engine, cfg, progress)
+        for pt, plan in zip(prepared, plans):
+            tr = run_task(pt, loaded, engine, cfg, progress, plan)
             if rank != 0:
                 continue
             assert tr is not None  # rank 0 gets the gathered result

@@ -2,8 +2,9 @@
 
 Input lines: ``{"id", "prompt", "images": [paths]}`` (``<image>`` tokens in the prompt mark the
 images, in order) or ``{"id", "question", "images"}`` rendered through ``--template``. Relative image
-paths resolve against the input file's folder. Every line is validated before the model is loaded;
-the output file appears only when everything succeeded.
+paths resolve against the input file's folder. Every line is validated and every image decoded, and
+the output folder is checked for writing, before the model is loaded; a prompt longer than the model's
+context is refused before generating; the output file appears only when everything succeeded.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
-
 from ..errors import UserError
+from ..images import image_problem
 from ..records import PredictionRecord
 from ..io import atomic_writer, iter_jsonl, sha256_file
 from ..model.seam import STOP_END_OF_CHUNK, STOP_EOS, Generation
@@ -66,11 +68,26 @@ def _check_image(path: Path, src: Path, line: int) -> None:
         raise UserError(f"image {path} is a directory, expected an image file", src, line)
     if not path.is_file():
         raise UserError(f"image not found: {path}", src, line)
+    problem = image_problem(path)
+    if problem is not None:
+        raise UserError(f"image {path} is not a readable image ({problem})", src, line)
+
+
+def check_writable(out: Path) -> None:
+    """The folder ``out`` will be written in (its nearest existing ancestor when it does not exist yet)
+    takes a new file: one is made and removed, before any work."""
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
     try:
-        with Image.open(path) as im:
-            im.verify()
-    except Exception as e:  # noqa: BLE001 - PIL raises many types for corrupt files
-        raise UserError(f"image {path} is not a readable image ({type(e).__name__}: {e})", src, line) from None
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise UserError(
+            f"cannot write the --output file: the folder {folder} is not writable ({e.strerror or type(e).__name__})",
+            out,
+        ) from None
 
 
 def read_cases(path: Path, template_name: str | None) -> list[Case]:
@@ -140,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("is a directory, expected a JSONL file of cases", inp)
     cases = read_cases(inp, args.template)
     settings = generation_settings(args)  # validated: a bad combination fails before the model loads
+    check_writable(out)
     lm = load_from_args(args)
     engine = engine_for(lm, args.batch_size, share_prefix=not args.no_share_prefix)
     stop_raw = STOP_END_OF_CHUNK if args.stop == "endofchunk" else STOP_EOS
@@ -155,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
                 raise UserError(
                     f"model family {engine.model.family} takes no images; this case has {len(c.images)}", inp, c.line
                 )
+    engine.fit(requests, [f"{inp}:{c.line}: id {c.id}" for c in cases])  # refused before any generation
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(

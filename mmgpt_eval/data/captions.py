@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..io import read_json
+from .fields import ident, text
 from .paths import inside as path_inside
 from .sample import ImageRef, Sample
 from .vqa_files import index_images
@@ -29,7 +30,14 @@ def load_coco_karpathy(path: Path, images: Path, split: str) -> list[Sample]:
                 raise UserError(f"image entry {i} lacks {k!r}", path)
         if im["split"] != split:
             continue
-        iid = im.get("cocoid", im.get("imgid", i))
+        iid = ident(im.get("cocoid", im.get("imgid", i)), "cocoid", path, f"image entry {i}")
+        where = f"image entry {i} (cocoid {iid})"
+        text(im["filename"], "filename", path, where)
+        text(im.get("filepath", ""), "filepath", path, where)
+        if not isinstance(im["sentences"], list):
+            raise UserError(f"{where}: 'sentences' must be a list", path)
+        for j, s in enumerate(im["sentences"]):
+            text(s["raw"] if isinstance(s, dict) and "raw" in s else s, "raw", path, f"{where}, sentence {j}")
         candidates = [
             path_inside(images, str(Path(im.get("filepath", "")) / im["filename"]), path),
             path_inside(images, im["filename"], path),
@@ -61,6 +69,8 @@ def load_coco_captions(path: Path, images: Path) -> list[Sample]:
     for i, a in enumerate(doc["annotations"]):
         if not isinstance(a, dict) or "image_id" not in a or "caption" not in a:
             raise UserError(f"annotation {i} lacks image_id/caption", path)
+        iid = ident(a["image_id"], "image_id", path, f"annotation {i}")
+        text(a["caption"], "caption", path, f"annotation {i} (image_id {iid})")
         refs.setdefault(a["image_id"], []).append(a["caption"])
     by_number = index_images(images)
     out = []

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..io import iter_jsonl
+from .fields import ident, text
 from .sample import ImageRef, Sample
 
 # torchvision.datasets.folder.IMG_EXTENSIONS (compared lower-case, as torchvision does)
@@ -90,6 +91,9 @@ def load_hateful_memes(annotations: str | Path, images: str | Path) -> list[Samp
             raise UserError("expected a Hateful Memes line with id, img, label and text", annotations, line)
         if obj["label"] not in (0, 1):
             raise UserError(f"label must be 0 or 1, got {obj['label']!r}", annotations, line)
+        sid = ident(obj["id"], "id", annotations, "entry", line)
+        text(obj["text"], "text", annotations, f"entry (id {sid})", line)
+        text(obj["img"], "img", annotations, f"entry (id {sid})", line)
         name = str(obj["img"]).replace("\\", "/").split("/")[-1]
         if not (images / name).is_file():
             raise UserError(f"image {name} not found in {images}", annotations, line)

@@ -10,6 +10,7 @@ from typing import Any, Callable
 from ..errors import UserError
 from ..io import iter_jsonl, read_json
 from .counting_images import generate_counting_set
+from .fields import ident, text
 from .paths import inside as path_inside
 from .sample import ImageRef, Sample
 from .vqa_files import load_vqa_files
@@ -36,8 +37,12 @@ def load_tallyqa(path: Path, images: Path | None = None) -> list[Sample]:
     if not path.is_file():
         raise UserError("TallyQA file not found", path)
     rows: list[tuple[int | None, Any]]
-    text = path.read_text(encoding="utf-8").lstrip()
-    if text.startswith("["):
+    try:
+        with path.open("rb") as f:
+            head = f.read(4096).decode("utf-8", errors="replace").lstrip()
+    except OSError as e:
+        raise UserError(f"cannot read ({e.strerror or type(e).__name__})", path) from None
+    if head.startswith("["):
         rows = [(None, r) for r in read_json(path)]
     else:
         rows = list(iter_jsonl(path))
@@ -50,13 +55,20 @@ def load_tallyqa(path: Path, images: Path | None = None) -> list[Sample]:
             raise UserError(f"entry {i}: answer must be a non-negative integer", path, line)
         if not isinstance(r["image"], str):
             raise UserError(f"entry {i}: image must be a path string", path, line)
+        sid = ident(
+            r.get("question_id", r.get("id", i)),
+            "question_id" if "question_id" in r else "id",
+            path,
+            f"entry {i}",
+            line,
+        )
+        text(r["question"], "question", path, f"entry {i} (id {sid})", line)
         img = path_inside(base, r["image"], path, line)  # data files cannot point elsewhere on disk
         if not img.is_file():
             raise UserError(f"entry {i}: image not found: {img}", path, line)
-        sid = str(r.get("question_id", r.get("id", i)))
         out.append(
             Sample(
-                id=sid,
+                id=str(sid),
                 images=[ImageRef.from_path(img)],
                 fields={"question": r["question"]},
                 references=int(r["answer"]),

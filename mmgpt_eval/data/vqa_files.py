@@ -10,9 +10,14 @@ from typing import Any
 
 from ..errors import UserError
 from ..io import read_json
+from .fields import ident, kind, text
 from .sample import ImageRef, Sample
 
 _IMG_RE = re.compile(r"(\d+)\.(?:jpe?g|png)$", re.IGNORECASE)
+
+
+def is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def index_images(folder: str | Path) -> dict[int, Path]:
@@ -47,6 +52,15 @@ def load_vqa_files(
             for k in ("question_id", "answers", "question_type", "answer_type"):
                 if k not in a:
                     raise UserError(f"annotation {i} lacks {k!r}", annotations_path)
+            where = f"annotation {i}"
+            ident(a["question_id"], "question_id", annotations_path, where)
+            where += f" (question_id {a['question_id']})"
+            if not isinstance(a["answers"], list):
+                raise UserError(f"{where}: 'answers' must be a list", annotations_path)
+            for j, ans in enumerate(a["answers"]):
+                if not isinstance(ans, dict) or "answer" not in ans:
+                    raise UserError(f'{where}: answer {j} must be an object with an "answer"', annotations_path)
+                text(ans["answer"], "answer", annotations_path, f"{where}, answer {j}")
             if a["question_id"] in by_qid:
                 raise UserError(f"duplicate question_id {a['question_id']!r} (annotation {i})", annotations_path)
             by_qid[a["question_id"]] = a
@@ -61,7 +75,12 @@ def load_vqa_files(
         for k in ("question_id", "question", "image_id"):
             if k not in q:
                 raise UserError(f"question {i} lacks {k!r}", questions_path)
-        qid = q["question_id"]
+        qid = ident(q["question_id"], "question_id", questions_path, f"question {i}")
+        where = f"question {i} (question_id {qid})"
+        text(q["question"], "question", questions_path, where)
+        image_id = q["image_id"]
+        if not (is_int(image_id) or (isinstance(image_id, str) and image_id.isdigit())):
+            raise UserError(f"{where}: 'image_id' must be an integer, got {kind(image_id)}", questions_path)
         if str(qid) in seen:
             raise UserError(f"duplicate question_id {qid!r} (questions {seen[str(qid)]} and {i})", questions_path)
         seen[str(qid)] = i

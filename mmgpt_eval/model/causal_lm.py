@@ -35,6 +35,7 @@ from .seam import (
     Generation,
     PromptInput,
     RankInput,
+    config_context_limit,
 )
 from .spec import ModelSpec
 
@@ -164,6 +165,12 @@ class CausalLMModel:
 
     def prompt_tokens(self, prompts: Sequence[PromptInput | RankInput]) -> list[int]:
         return [len(ids) for ids in self.tokenizer([p.text for p in prompts])["input_ids"]]
+
+    def context_limit(self) -> int | None:
+        return config_context_limit(getattr(self.model, "config", None))
+
+    def text_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(ids) for ids in self.tokenizer(list(texts))["input_ids"]]
 
     def provenance(self) -> dict[str, Any]:
         return self.loaded.provenance()

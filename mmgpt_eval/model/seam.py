@@ -137,6 +137,28 @@ class EvalModel(Protocol):
         add to the work of a forward (0 for a text-only family)."""
         ...
 
+    def context_limit(self) -> int | None:
+        """The most token positions the language model reads (its configured maximum), None if unbounded."""
+        ...
+
+    def text_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Each prompt's length in language-model tokens, as the model tokenizes it (images add none)."""
+        ...
+
     def provenance(self) -> dict[str, Any]:
         """What results record about the model (spec, weights, device, ...)."""
         ...
+
+
+# language-model config keys that hold its maximum positions, in the order they are looked up
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "max_sequence_length", "seq_length", "n_ctx")
+
+
+def config_context_limit(config: Any) -> int | None:
+    """The maximum positions a Hugging Face config declares (the first of :data:`CONTEXT_KEYS` set to a
+    positive integer), None when it declares none."""
+    for key in CONTEXT_KEYS:
+        v = getattr(config, key, None)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            return v
+    return None

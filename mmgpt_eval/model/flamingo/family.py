@@ -11,7 +11,7 @@ import torch
 from ...generation_settings import GenerationSettings
 from ..batching import auto_rows
 from ..build import LoadedModel
-from ..seam import CandidateScore, Generation, PromptInput, RankInput
+from ..seam import CandidateScore, Generation, PromptInput, RankInput, config_context_limit
 from .generate import Generator
 from .rank import Ranker
 
@@ -64,6 +64,12 @@ class FlamingoModel:
         latents = self.loaded.spec.perceiver_num_latents
         ids = self.tokenizer([p.text for p in prompts])["input_ids"]
         return [len(t) + latents * len(p.images) for t, p in zip(ids, prompts)]
+
+    def context_limit(self) -> int | None:
+        return config_context_limit(getattr(self.loaded.model.lang_encoder, "config", None))
+
+    def text_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(t) for t in self.tokenizer(list(texts))["input_ids"]]
 
     def provenance(self) -> dict[str, Any]:
         return self.loaded.provenance()
