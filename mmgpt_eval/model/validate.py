@@ -172,7 +172,9 @@ def settings_problems(settings: Settings, where: str, info: Checkpoint | None = 
     for pat, r in ranks.items():
         name = f"'rank_pattern' entry {pat!r}" if pat else r_key
         if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= MAX_RANK:
-            out.append(Problem(where, f"{name} (a LoRA rank) must be an integer in [1, {MAX_RANK}], got {short(r)}"))
+            out.append(
+                Problem(where, f"{name} (a LoRA rank) must be an integer >= 1 (at most {MAX_RANK}), got {short(r)}")
+            )
     if out:
         return out  # the scaling needs a rank
     alphas: dict[str, float] = {"": settings.alpha, **settings.alpha_pattern}
