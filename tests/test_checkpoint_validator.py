@@ -379,3 +379,16 @@ def test_valid_adapters_read_as_before(ws):
     # the weights file of a folder that has its adapter_config.json reads as the folder
     direct = read_checkpoint(ws / "series" / "checkpoint_1" / "adapter_model.safetensors")
     assert direct.format == "peft" and direct.lora.alpha == 16.0 and direct.sha256 == info.sha256
+
+
+def test_scaling_per_module_pattern():
+    """A module's own rank (rank_pattern) goes with the global alpha unless alpha_pattern gives its own."""
+    from mmgpt_eval.model.checkpoint import LoraSettings
+    from mmgpt_eval.model.validate import settings_problems
+
+    def problems(**kw):
+        return settings_problems(LoraSettings(r=16, alpha=2000.0, source="x", **kw), "cfg")
+
+    assert not problems()  # 2000 / 16 = 125
+    assert "rank 1 " in problems(rank_pattern={"q_proj": 1})[0].message  # 2000 / 1
+    assert not problems(rank_pattern={"q_proj": 1}, alpha_pattern={"q_proj": 1.0})

@@ -183,24 +183,31 @@ def settings_problems(settings: Settings, where: str, info: Checkpoint | None = 
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
             out.append(Problem(where, f"{name} must be a finite number, got {short(alpha)}"))
             continue
-        r = settings.rank_pattern.get(pat, settings.r) if pat else settings.r
-        what = f"{name} = {alpha:g} with rank {r}"
+        # the ranks this alpha is used with: an alpha_pattern entry's modules have the rank_pattern entry of
+        # the same key (else r); the global alpha goes with r and the rank_pattern entries it applies to
+        if pat:
+            with_ranks = [settings.rank_pattern.get(pat, settings.r)]
+        else:
+            with_ranks = [settings.r] + [r for k, r in settings.rank_pattern.items() if k not in settings.alpha_pattern]
         if alpha <= 0:
             out.append(
                 Problem(
                     where,
-                    f"{what}: a LoRA alpha <= 0 {'switches the adapter off' if alpha == 0 else 'inverts the adapter'}",
+                    f"{name} = {alpha:g}: a LoRA alpha <= 0 "
+                    f"{'switches the adapter off' if alpha == 0 else 'inverts the adapter'}",
                     suspicious=True,
                 )
             )
             continue
-        s = scaling_of(float(alpha), r, settings.use_rslora)
-        if not SCALING_MIN <= s <= SCALING_MAX:
+        scalings = [(r, scaling_of(float(alpha), r, settings.use_rslora)) for r in with_ranks]
+        outside = [(r, s) for r, s in scalings if not SCALING_MIN <= s <= SCALING_MAX]
+        if outside:
+            r, s = outside[0]
             out.append(
                 Problem(
                     where,
-                    f"{what} gives a LoRA scaling of {s:.3g}, outside [{SCALING_MIN:g}, {SCALING_MAX:g}] "
-                    f"(MultiModal-GPT uses 1)",
+                    f"{name} = {alpha:g} with rank {r} gives a LoRA scaling of {s:.3g}, outside "
+                    f"[{SCALING_MIN:g}, {SCALING_MAX:g}] (MultiModal-GPT uses 1)",
                     suspicious=True,
                 )
             )
