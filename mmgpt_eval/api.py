@@ -55,6 +55,7 @@ def load(model: Any, ckpt: Any = None, options: LoadOptions | None = None):
     from .model.build import load_model
     from .model.checkpoint import allow_nonfinite_tensors
     from .model.spec import ModelSpec, load_spec
+    from .model.validate import allow_suspicious_adapters
 
     o = options or LoadOptions()
     if isinstance(model, ModelSpec):  # e.g. chosen from the checkpoint
@@ -62,7 +63,7 @@ def load(model: Any, ckpt: Any = None, options: LoadOptions | None = None):
         spec.validate(spec.source or spec.name)
     else:
         spec = load_spec(model, o.spec_overrides())
-    with allow_nonfinite_tensors(o.allow_nonfinite):
+    with allow_nonfinite_tensors(o.allow_nonfinite), allow_suspicious_adapters(o.allow_suspicious_adapter):
         return load_model(
             spec, ckpt, allow_partial=o.allow_partial, trust_checkpoint=o.trust_checkpoint, lora_alpha=o.lora_alpha
         )
@@ -154,6 +155,7 @@ def evaluate_config(cfg: EvalConfig) -> RunResults | SeriesResults | None:
     """:func:`evaluate` for one EvalConfig."""
     from .lock import output_lock
     from .model.checkpoint import allow_nonfinite_tensors
+    from .model.validate import allow_suspicious_adapters
     from .progress import third_party_progress
     from .protocols import get as get_protocol
     from .trackers import check_targets, parse_targets
@@ -161,9 +163,14 @@ def evaluate_config(cfg: EvalConfig) -> RunResults | SeriesResults | None:
     trackers = parse_targets(list(cfg.log_to))
     check_targets(trackers)  # a missing tracker package fails here, before data or model
     lo = cfg.load_options
-    # --allow-nonfinite for every checkpoint read below (choosing the base, loading, series swaps);
-    # progress=False also silences the libraries' own bars (transformers' "Loading weights")
-    with allow_nonfinite_tensors(lo.allow_nonfinite), third_party_progress(cfg.progress):
+    # --allow-nonfinite / --allow-suspicious-adapter for every checkpoint read below (choosing the base,
+    # loading, series swaps); progress=False also silences the libraries' own bars (transformers' "Loading
+    # weights")
+    with (
+        allow_nonfinite_tensors(lo.allow_nonfinite),
+        allow_suspicious_adapters(lo.allow_suspicious_adapter),
+        third_party_progress(cfg.progress),
+    ):
         model, ckpt, tasks, limit = cfg.model, cfg.ckpt, cfg.tasks, cfg.limit
         embedded = model is None and tasks is None and ckpt is None
         extra: dict[str, Any] = {}
@@ -338,6 +345,8 @@ def evaluate_series(
     from .runner import run_evaluation
     from .series import CheckpointSwapper, step_of_path, write_series
 
+    for ck in ckpts:  # every checkpoint validated before the base model loads
+        read_checkpoint(ck, trust=lo.trust_checkpoint, hash_file=False)
     loaded = load(model, None, lo)
     swapper = CheckpointSwapper(loaded)
     out = SeriesResults(runs=[])

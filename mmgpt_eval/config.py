@@ -517,6 +517,17 @@ class EvalConfig:
         ),
         record="model",
     )
+    allow_suspicious_adapter: bool = setting(
+        False,
+        Flag(
+            "--allow-suspicious-adapter",
+            "evaluate an adapter the checkpoint validator calls suspicious (no LoRA tensors, non-floating "
+            "LoRA tensors, LoRA alpha <= 0 or scaling outside [1e-3, 1e3]); loud warning, recorded in results",
+            kind="switch",
+            group="model",
+        ),
+        record="model",
+    )
 
     # ------------------------------------------------------------------------------ derived views
     @property
@@ -537,6 +548,7 @@ class EvalConfig:
             trust_checkpoint=self.trust_checkpoint,
             lora_alpha=self.lora_alpha,
             allow_nonfinite=self.allow_nonfinite,
+            allow_suspicious_adapter=self.allow_suspicious_adapter,
         )
 
     @property
@@ -654,6 +666,7 @@ class LoadOptions:
     trust_checkpoint: bool = False
     lora_alpha: float | None = None
     allow_nonfinite: bool = False  # load checkpoints holding NaN/inf values (loud warning) instead of refusing
+    allow_suspicious_adapter: bool = False  # load adapters model/validate.py calls suspicious (loud warning)
 
     def spec_overrides(self) -> dict[str, Any]:
         return {k: v for k, v in (("precision", self.precision), ("device", self.device)) if v}

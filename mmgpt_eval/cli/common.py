@@ -117,5 +117,6 @@ def load_from_args(args: argparse.Namespace, ckpt: Any = "__args__", device: str
         trust_checkpoint=args.trust_checkpoint,
         lora_alpha=args.lora_alpha,
         allow_nonfinite=getattr(args, "allow_nonfinite", False),
+        allow_suspicious_adapter=getattr(args, "allow_suspicious_adapter", False),
     )
     return load(args.model, args.ckpt if ckpt == "__args__" else ckpt, o)

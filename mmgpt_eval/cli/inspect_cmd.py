@@ -13,13 +13,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--trust-checkpoint", action="store_true", help="allow arbitrary unpickling (runs code from the file!)"
     )
+    p.add_argument(
+        "--allow-suspicious-adapter",
+        action="store_true",
+        help="describe an adapter the checkpoint validator refuses as suspicious (the problems are listed)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..model.checkpoint import describe, nonfinite_tensors, read_checkpoint
+    from ..model.validate import allow_suspicious_adapters
 
-    info = read_checkpoint(args.ckpt, trust=args.trust_checkpoint, check_values=False)  # describe, don't refuse
+    # the same validator as run / predict; NaN/inf values and rank mismatches are described, not refused
+    with allow_suspicious_adapters(args.allow_suspicious_adapter):
+        info = read_checkpoint(args.ckpt, trust=args.trust_checkpoint, check_values=False)
     d = describe(info)
     bad = nonfinite_tensors(info.tensors)
     d["nonfinite_tensors"] = [k for k, _ in bad]
@@ -59,6 +67,8 @@ def _print_table(d: dict, bad: list) -> None:
 
 
 def _rows(d: dict, bad: list) -> list[tuple[str, str]]:
+    from ..model.validate import METADATA_KEY
+
     rows = [
         ("format", f"{d['format']} ({d['layout']})"),
         ("sha256", d["sha256"]),
@@ -91,6 +101,8 @@ def _rows(d: dict, bad: list) -> list[tuple[str, str]]:
                 "checkpoint without --allow-nonfinite",
             )
         )
+    for problem in d["metadata"].get(METADATA_KEY, []):
+        rows.append(("SUSPICIOUS", f"{problem} (`run` refuses it without --allow-suspicious-adapter)"))
     if d["vocab_size"]:
         rows.append(("embedding rows", str(d["vocab_size"])))
     rows.append(("decoder layers", str(d["decoder_layers_attr"])))

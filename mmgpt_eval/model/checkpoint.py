@@ -19,10 +19,6 @@ Every key is mapped to a *canonical* name: the path of the parameter in :class:`
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import logging
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,59 +29,13 @@ import torch
 from ..errors import UserError
 from ..io import sha256_file
 from .safe_pickle import load_checkpoint_file, to_plain
+from .validate import LORA_RE, PEFT_WEIGHT_FILES, is_lora_key, short, validate_checkpoint
 
-log = logging.getLogger("mmgpt_eval")
-
-# --allow-nonfinite: set for the duration of one command / one load (see allow_nonfinite_tensors)
-_ALLOW_NONFINITE: contextvars.ContextVar[bool] = contextvars.ContextVar("mmgpt_eval_allow_nonfinite", default=False)
-
-
-@contextlib.contextmanager
-def allow_nonfinite_tensors(allow: bool = True):
-    """Within the block, checkpoints holding NaN/inf values load with a loud warning instead of an error."""
-    token = _ALLOW_NONFINITE.set(bool(allow) or _ALLOW_NONFINITE.get())
-    try:
-        yield
-    finally:
-        _ALLOW_NONFINITE.reset(token)
-
-
-def nonfinite_tensors(tensors: dict[str, torch.Tensor]) -> list[tuple[str, int]]:
-    """``(key, count)`` of the floating-point tensors holding NaN or inf values."""
-    bad = []
-    for k, t in tensors.items():
-        if t.is_floating_point() or t.is_complex():
-            n = int((~torch.isfinite(t)).sum())
-            if n:
-                bad.append((k, n))
-    return bad
-
-
-def check_finite(info: "CheckpointInfo", weights_file: str | Path | None = None) -> None:
-    """Refuse a checkpoint whose tensors hold NaN/inf (one-line UserError naming the tensor and the
-    file), unless --allow-nonfinite is in effect (then a loud warning)."""
-    bad = nonfinite_tensors(info.tensors)
-    if not bad:
-        return
-    where = weights_file or info.path
-    k, n = bad[0]
-    more = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
-    if not _ALLOW_NONFINITE.get():
-        raise UserError(
-            f"tensor {k} holds {n} NaN/inf value(s){more}; the checkpoint is corrupt or diverged. "
-            f"Pass --allow-nonfinite to load it anyway (not recommended)",
-            where,
-        )
-    log.warning(
-        "NON-FINITE WEIGHTS ALLOWED (--allow-nonfinite): %s: tensor %s holds %d NaN/inf value(s)%s; "
-        "outputs are likely garbage",
-        where,
-        k,
-        n,
-        more,
-    )
-    info.metadata["nonfinite_tensors"] = [key for key, _ in bad[:20]]
-
+# the value checks live in validate.py; read_checkpoint's callers import them from here too
+from .validate import allow_nonfinite_tensors as allow_nonfinite_tensors
+from .validate import check_finite as check_finite
+from .validate import check_lora_rank as check_lora_rank
+from .validate import nonfinite_tensors as nonfinite_tensors
 
 # MultiModal-GPT configs/lora_config.py (the released v0 adapter's settings)
 MMGPT_DEFAULT_LORA: dict[str, Any] = {
@@ -96,7 +46,7 @@ MMGPT_DEFAULT_LORA: dict[str, Any] = {
 }
 
 _WRAPPER_SEGMENTS = ("module.", "_orig_mod.", "_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
-_LORA_RE = re.compile(r"\.(lora_[AB]|lora_embedding_[AB]|lora_magnitude_vector)(?:\.[A-Za-z0-9_\-]+)?\.(weight)$")
+_LORA_RE = LORA_RE  # LoRA tensor names (validate.py's, one definition)
 _LORA_RE_NONAME = re.compile(r"\.(lora_[AB]|lora_embedding_[AB]|lora_magnitude_vector)\.(weight)$")
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
 _LM_ROOTS = ("model.", "transformer.", "gpt_neox.", "lm_head.", "embed_out.")
@@ -116,6 +66,8 @@ class LoraSettings:
 
     @property
     def scaling(self) -> float:
+        if self.r < 1:  # inferred from tensors without a 2-D lora_A: no rank to divide by
+            return float("nan")
         return self.alpha / (self.r**0.5 if self.use_rslora else self.r)
 
     def to_dict(self) -> dict[str, Any]:
@@ -212,12 +164,8 @@ def module_of(canonical_lora_key: str) -> str:
     return _LORA_RE_NONAME.sub("", canonical_lora_key)
 
 
-def is_lora_key(key: str) -> bool:
-    return bool(_LORA_RE.search(key))
-
-
 # --------------------------------------------------------------------------- LoRA settings
-def _settings_from_tuning_config(tc: Any, source: str) -> tuple[LoraSettings | None, dict[str, Any]]:
+def _settings_from_tuning_config(tc: Any, source: str, where: Path) -> tuple[LoraSettings | None, dict[str, Any]]:
     plain = to_plain(tc)
     if isinstance(plain, dict) and "tuning_config" in plain and isinstance(plain["tuning_config"], dict):
         plain = plain["tuning_config"]  # mmengine Config of configs/lora_config.py
@@ -226,97 +174,97 @@ def _settings_from_tuning_config(tc: Any, source: str) -> tuple[LoraSettings | N
     summary = {k: v for k, v in plain.items() if isinstance(v, (str, int, float, bool, list, type(None)))}
     if not plain.get("lora", True):
         return None, summary
+    if "lora_r" not in plain or "lora_alpha" not in plain:
+        return None, summary  # the rank and alpha are inferred from the tensors
+    r = _number(plain["lora_r"], "tuning_config 'lora_r'", int, where)
+    alpha = _number(plain["lora_alpha"], "tuning_config 'lora_alpha'", float, where)
+    dropout = plain.get("lora_dropout")
     try:
-        r = int(plain["lora_r"])
-        alpha = float(plain["lora_alpha"])
-    except (KeyError, TypeError, ValueError):
-        return None, summary
+        dropout = float(dropout or 0.0)
+    except (TypeError, ValueError, OverflowError):
+        dropout = 0.0  # not used for evaluation
+    targets = plain.get("lora_target_modules")
     return LoraSettings(
         r=r,
         alpha=alpha,
-        dropout=float(plain.get("lora_dropout", 0.0)),
-        target_modules=list(plain.get("lora_target_modules") or []) or None,
+        dropout=dropout,
+        target_modules=[str(t) for t in targets] if isinstance(targets, (list, tuple)) and targets else None,
         source=source,
     ), summary
+
+
+def _number(v: Any, name: str, kind: type, where: str | Path) -> Any:
+    """A number of a config (int or float; a numeric string is accepted as before), refused with the
+    key's name when it is not one, when an integer is not whole, or when it overflows a float."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise UserError(f"{name} must be a number, got {short(v)}", where)
+    if kind is int and isinstance(v, float) and not v.is_integer():  # 16.5, nan, inf
+        raise UserError(f"{name} must be an integer, got {short(v)}", where)
+    try:
+        out = kind(v)
+        if kind is int and isinstance(v, (float, str)) and float(v) != out:
+            raise UserError(f"{name} must be an integer, got {short(v)}", where)
+        if kind is float and isinstance(v, int):
+            float(v)  # an integer too large for a float overflows here
+    except (TypeError, ValueError):
+        raise UserError(f"{name} must be a number, got {short(v)}", where) from None
+    except OverflowError:
+        raise UserError(f"{name} = {short(v)} overflows a floating-point number", where) from None
+    return out
 
 
 def _settings_from_peft_config(cfg: dict[str, Any], source: str) -> LoraSettings:
     peft_type = str(cfg.get("peft_type", "LORA")).upper()
     if peft_type != "LORA":
         raise UserError(f"adapter type {peft_type} is not supported (only LoRA)", source)
-    if "r" not in cfg:
-        raise UserError("adapter_config.json has no 'r' (the LoRA rank)", source)
+    for key in ("r", "lora_alpha"):  # PEFT's own defaults (r=8, alpha=8) need not be this adapter's
+        if key not in cfg:
+            what = "the LoRA rank" if key == "r" else "the LoRA scaling is lora_alpha / r"
+            raise UserError(f"adapter_config.json has no {key!r} ({what})", source)
 
-    def number(key: str, default: Any, kind: type) -> Any:
-        v = cfg.get(key, default)
-        if v is None and key == "lora_dropout":
-            return 0.0
-        if isinstance(v, bool) or not isinstance(v, (int, float, str)):
-            raise UserError(f"adapter_config.json: {key!r} must be a number, got {v!r}", source)
-        try:
-            out = kind(v)
-        except (TypeError, ValueError):
-            raise UserError(f"adapter_config.json: {key!r} must be a number, got {v!r}", source) from None
-        if kind is int and isinstance(v, float) and v != out:
-            raise UserError(f"adapter_config.json: {key!r} must be an integer, got {v!r}", source)
-        return out
+    def number(key: str, kind: type) -> Any:
+        return _number(cfg.get(key), f"adapter_config.json: {key!r}", kind, source)
 
-    r = number("r", None, int)
-    if r < 1:
-        raise UserError(f"adapter_config.json: 'r' (the LoRA rank) must be >= 1, got {r}", source)
-    alpha = number("lora_alpha", r, float)
-    if not math.isfinite(alpha):
-        raise UserError(f"adapter_config.json: 'lora_alpha' must be a finite number, got {alpha!r}", source)
-    dropout = number("lora_dropout", 0.0, float)
+    r = number("r", int)
+    alpha = number("lora_alpha", float)
+    dropout = 0.0 if cfg.get("lora_dropout") is None else number("lora_dropout", float)
     if not 0.0 <= dropout < 1.0:
         raise UserError(f"adapter_config.json: 'lora_dropout' must be in [0, 1), got {dropout!r}", source)
-    for key in ("rank_pattern", "alpha_pattern"):
-        if not isinstance(cfg.get(key) or {}, dict):
+    patterns: dict[str, dict[str, Any]] = {}
+    for key, kind in (("rank_pattern", int), ("alpha_pattern", float)):
+        table = cfg.get(key) or {}
+        if not isinstance(table, dict):
             raise UserError(f"adapter_config.json: {key!r} must be an object", source)
-    try:
-        rank_pattern = {str(k): int(v) for k, v in (cfg.get("rank_pattern") or {}).items()}
-        alpha_pattern = {str(k): float(v) for k, v in (cfg.get("alpha_pattern") or {}).items()}
-    except (TypeError, ValueError):
+        patterns[key] = {
+            str(k): _number(v, f"adapter_config.json: {key!r} entry {k!r}", kind, source) for k, v in table.items()
+        }
+    for key in ("use_rslora", "use_dora"):  # bool("false") would be True
+        if not isinstance(cfg.get(key, False), bool):
+            raise UserError(f"adapter_config.json: {key!r} must be true or false, got {short(cfg[key])}", source)
+    targets = cfg.get("target_modules")
+    if not (
+        targets is None
+        or isinstance(targets, str)
+        or (isinstance(targets, list) and all(isinstance(t, str) for t in targets))
+    ):
         raise UserError(
-            "adapter_config.json: 'rank_pattern' / 'alpha_pattern' values must be numbers", source
-        ) from None
-    if any(v < 1 for v in rank_pattern.values()):
-        raise UserError("adapter_config.json: 'rank_pattern' ranks must be >= 1", source)
+            f"adapter_config.json: 'target_modules' must be a list of names or a regex, got {short(targets)}", source
+        )
+    base = cfg.get("base_model_name_or_path")
+    if base is not None and not isinstance(base, str):
+        raise UserError(f"adapter_config.json: 'base_model_name_or_path' must be a string, got {short(base)}", source)
+    rank_pattern, alpha_pattern = patterns["rank_pattern"], patterns["alpha_pattern"]
     return LoraSettings(
         r=r,
         alpha=alpha,
         dropout=dropout,
-        target_modules=cfg.get("target_modules"),
+        target_modules=targets,
         use_rslora=bool(cfg.get("use_rslora", False)),
         use_dora=bool(cfg.get("use_dora", False)),
         rank_pattern=rank_pattern,
         alpha_pattern=alpha_pattern,
         source=source,
     )
-
-
-def check_lora_rank(info: "CheckpointInfo") -> None:
-    """A stored LoRA rank must agree with the tensors' rank (lora_A rows), per module where the
-    settings carry a rank_pattern; a disagreement is a one-line error naming both."""
-    if info.lora is None or not info.lora.r or info.lora.source.startswith(("assumed:", "unknown:")):
-        return  # settings inferred from the tensors themselves
-    pattern = info.lora.rank_pattern
-    for k, t in info.tensors.items():
-        if not (".lora_A" in k and t.ndim == 2):
-            continue
-        r_t = int(t.shape[0])
-        mod = re.sub(r"\.lora_A(\.[^.]+)?\.weight$", "", k)
-        want = info.lora.r
-        for pat, val in pattern.items():
-            if re.match(rf"(.*\.)?({pat})$", mod):
-                want = int(val)
-                break
-        if r_t != want:
-            raise UserError(
-                f"LoRA rank mismatch: the settings ({info.lora.source or 'stored config'}) say r={want} "
-                f"but tensor {k} has rank {r_t}",
-                info.path,
-            )
 
 
 # --------------------------------------------------------------------------- detection
@@ -351,19 +299,22 @@ def read_checkpoint(
 ) -> CheckpointInfo:
     """Read and classify a checkpoint (file or PEFT folder). Never needs a base model.
 
-    Every format's tensors are checked here (``check_values``): NaN/inf values are refused (unless
-    --allow-nonfinite, see :func:`allow_nonfinite_tensors`) and a stored LoRA rank must match the
-    tensors'. ``inspect`` passes ``check_values=False`` to describe a broken file instead."""
+    Every checkpoint read passes :func:`mmgpt_eval.model.validate.validate_checkpoint` (LoRA settings,
+    adapters without LoRA tensors or with non-floating ones, NaN/inf values unless --allow-nonfinite,
+    stored vs actual rank). ``inspect`` passes ``check_values=False`` to describe NaN/inf values and rank
+    mismatches instead of refusing them."""
     info = _read_checkpoint(path, trust, hash_file)
-    if check_values:
-        weights = Path(info.path) / info.metadata["weights_file"] if info.format == "peft" else None
-        check_finite(info, weights)
-        check_lora_rank(info)
+    validate_checkpoint(info, values=check_values)
     return info
 
 
 def _read_checkpoint(path: str | Path, trust: bool = False, hash_file: bool = True) -> CheckpointInfo:
     path = resolve_checkpoint_path(path)
+    if path.name in PEFT_WEIGHT_FILES and path.is_file():
+        # the weights file of a PEFT adapter: its settings are in the folder's adapter_config.json
+        if not (path.parent / "adapter_config.json").exists():
+            raise _no_adapter_config(path)
+        path = path.parent
     if path.is_dir():
         return _read_peft_folder(path, trust, hash_file)
     obj = load_checkpoint_file(path, trust=trust)
@@ -386,7 +337,7 @@ def _read_checkpoint(path: str | Path, trust: bool = False, hash_file: bool = Tr
         tc_summary: dict[str, Any]
         lora, tc_summary = (None, {})
         if "tuning_config" in obj and obj["tuning_config"] is not None:
-            lora, tc_summary = _settings_from_tuning_config(obj["tuning_config"], f"{path.name}: tuning_config")
+            lora, tc_summary = _settings_from_tuning_config(obj["tuning_config"], f"{path.name}: tuning_config", path)
             meta["tuning_config"] = tc_summary
         for extra in ("model_spec", "mmgpt_eval", "step", "global_step"):
             if extra in obj:
@@ -431,12 +382,25 @@ def _infer_lora_settings(info: CheckpointInfo) -> LoraSettings:
     return LoraSettings(r=r, alpha=float("nan"), source="unknown: the file stores no LoRA alpha")
 
 
+def _no_adapter_config(weights: Path) -> UserError:
+    return UserError(
+        "PEFT adapter weights without adapter_config.json next to them (the LoRA rank and alpha are stored "
+        "there); add the adapter's adapter_config.json",
+        weights,
+    )
+
+
 def _read_peft_folder(path: Path, trust: bool, hash_file: bool) -> CheckpointInfo:
     cfg_path = path / "adapter_config.json"
-    if not cfg_path.is_file():
+    for name in PEFT_WEIGHT_FILES:
+        if (path / name).is_file() and not cfg_path.exists():
+            raise _no_adapter_config(path / name)
+    if not cfg_path.exists():
         ckpts = sorted(path.glob("*.pt"))
         hint = f" (it holds {len(ckpts)} .pt files: pass one of them)" if ckpts else ""
         raise UserError(f"not a PEFT adapter folder: adapter_config.json missing{hint}", path)
+    if not cfg_path.is_file():
+        raise UserError("adapter_config.json is not a file", cfg_path)
     from ..io import read_json
 
     cfg = read_json(cfg_path)

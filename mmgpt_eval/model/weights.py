@@ -13,6 +13,7 @@ from torch import nn
 from ..errors import UserError
 from .checkpoint import CheckpointInfo, LoraSettings, canonical_key, is_lora_key, module_of
 from .lora import canonical_param_name, inject_lora
+from .validate import check_casts, check_settings
 
 
 @dataclass
@@ -130,6 +131,17 @@ def _strip_visual(key: str) -> bool:
 
 
 def _copy(report: LoadReport, index: ParamIndex, tensors: dict[str, torch.Tensor], tokenizer_name: str) -> None:
+    casts = [
+        (c, t, target)
+        for c, t in tensors.items()
+        if (target := index.tensors.get(c)) is not None
+        and tuple(t.shape) == tuple(target.shape)
+        and target.is_floating_point()
+        and not t.is_floating_point()
+    ]
+    accepted = check_casts(casts, report.source)  # refused unless --allow-suspicious-adapter
+    if accepted:
+        report.notes.append(accepted)
     with torch.no_grad():
         for c, t in tensors.items():
             target = index.tensors.get(c)
@@ -195,7 +207,7 @@ def attach_adapter(
             settings = LoraSettings(
                 **{**settings.__dict__, "alpha": float(lora_alpha), "source": "--lora-alpha on the command line"}
             )
-        if settings.alpha is None or math.isnan(settings.alpha):
+        if lora_alpha is None and (settings.alpha is None or math.isnan(settings.alpha)):
             raise UserError(
                 "the checkpoint stores LoRA tensors but no LoRA alpha (scaling); pass --lora-alpha "
                 "with the value it was trained with",
@@ -207,6 +219,8 @@ def attach_adapter(
         if ranks:
             common = max(set(ranks.values()), key=list(ranks.values()).count)
             settings = LoraSettings(**{**settings.__dict__, "r": common})
+        if lora_alpha is not None:
+            check_settings(settings, info)  # the stored settings were checked when the checkpoint was read
         alphas = _pattern_values(settings.alpha_pattern, present, info, decoder_attr) if settings.alpha_pattern else {}
         outside = [n for n in present if not n.startswith("lang_encoder.")]
         if outside:
