@@ -272,8 +272,11 @@ def run_init(args: argparse.Namespace) -> int:
     )
     from ..compat import OPEN_FLAMINGO_INSTALL  # loaded already: evaluate built the model
 
-    res.model = portable_paths(res.model, out.resolve())
-    res.save(out / "results.json")
+    from ..results import RunResults
+
+    if isinstance(res, RunResults):  # one checkpoint: the stored baseline (a series has no single one)
+        res.model = portable_paths(res.model, out.resolve())
+        res.save(out / "results.json")
     print(f"baseline: {out}")
     if args.policy_out:
         Path(args.policy_out).parent.mkdir(parents=True, exist_ok=True)
