@@ -271,7 +271,6 @@ def run_init(args: argparse.Namespace) -> int:
         progress=False,
     )
     from ..compat import OPEN_FLAMINGO_INSTALL  # loaded already: evaluate built the model
-
     from ..results import RunResults
 
     if isinstance(res, RunResults):  # one checkpoint: the stored baseline (a series has no single one)
