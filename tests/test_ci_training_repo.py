@@ -73,6 +73,7 @@ class TrainingRepo:
     gate: str
     missing_open_flamingo: subprocess.CompletedProcess
     left_by_missing: list[str]  # files under ci/ after that failed command
+    init_stdout: str
     timings: dict[str, float] = field(default_factory=dict)
 
     def sh(self, cmd: str) -> subprocess.CompletedProcess:
@@ -153,12 +154,23 @@ def _set_up(root: Path) -> TrainingRepo:
     timings["pip install open-flamingo"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    r = _sh(small_init, repo, env)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    init_result = _sh(small_init, repo, env)
+    assert init_result.returncode == 0, init_result.stdout[-3000:] + init_result.stderr[-3000:]
     timings["gate init"] = time.perf_counter() - t
     print("set-up timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()), file=sys.stderr)
     return TrainingRepo(
-        root, venv, repo, env, [constraints, install, install_of], small_init, run, gate, missing, left, timings
+        root,
+        venv,
+        repo,
+        env,
+        [constraints, install, install_of],
+        small_init,
+        run,
+        gate,
+        missing,
+        left,
+        init_result.stdout,
+        timings,
     )
 
 
@@ -227,6 +239,8 @@ def test_gate_init_wrote_a_portable_baseline(training_repo):
     spec = data["model"]["model_spec"]
     assert (repo / "ci" / "mmgpt-baseline" / spec["lm"]).is_dir(), spec["lm"]
     assert (repo / "ci" / "mmgpt-baseline" / data["model"]["checkpoint"]["path"]).is_dir()
+    # the printed next steps install the same way as the README
+    assert OPEN_FLAMINGO_LINE in tr.init_stdout and 'pip install -c CONSTRAINTS "mmgpt-eval @ git+' in tr.init_stdout
     r = tr.sh(tr.init)  # never overwrites silently
     assert r.returncode == 2 and "--force" in r.stderr
     r = tr.sh("mmgpt-eval report ci/mmgpt-baseline -o baseline-report.html")  # the stored baseline still reads
