@@ -260,3 +260,21 @@ def test_same_adapter_passes_and_base_fails(training_repo):
     r = _sh(f"rm -rf ci-out && {tr.run} && {tr.gate}", repo, env)
     assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
     assert "<failure" in (repo / "ci-out" / "gate.xml").read_text()
+
+
+def test_portable_paths_relative_to_the_baseline_folder(tmp_path):
+    from mmgpt_eval.cli.gate import portable_paths
+
+    folder = tmp_path / "repo" / "ci" / "mmgpt-baseline"
+    model = {
+        "model_spec": {"lm": str(tmp_path / "repo" / "models" / "lm"), "name": "tiny", "precision": "fp32"},
+        "checkpoint": {"path": str(tmp_path / "repo" / "runs" / "final"), "sha256": "ab", "lora": {"r": 16}},
+        "load_reports": [{"source": str(tmp_path / "elsewhere" / "x.pt"), "missing": []}],
+        "spec_name": "/",  # not a path worth rewriting
+    }
+    got = portable_paths(model, folder)
+    assert got["model_spec"] == {"lm": "../../models/lm", "name": "tiny", "precision": "fp32"}
+    assert got["checkpoint"] == {"path": "../../runs/final", "sha256": "ab", "lora": {"r": 16}}
+    assert got["load_reports"] == [{"source": "../../../elsewhere/x.pt", "missing": []}]
+    assert got["spec_name"] == "/"
+    assert (folder / got["checkpoint"]["path"]).resolve() == (tmp_path / "repo" / "runs" / "final").resolve()
