@@ -14,7 +14,13 @@ run stores (``results.baseline["results"]``, written by ``--baseline``) is added
 (candidate / baseline / checkpoint), checkpoint (its path), step
 (:func:`~mmgpt_eval.compare.checkpoint_step`), task, metric, value, unit, higher_is_better, kind,
 n_samples, template (its name), num_fewshot, primary; and, when a run stores a baseline comparison,
-baseline_value, delta, ci_low, ci_high, p_value (empty on rows without one).
+baseline_value, delta, ci_low, ci_high, p_value, n_paired, unpaired_delta (empty on rows without one).
+``value`` and ``baseline_value`` are each run's own metric over all its samples; ``unpaired_delta`` is
+their difference. ``delta`` (and its interval and p-value) is paired: the mean per-sample difference over
+the ``n_paired`` samples that have a per-sample value in both runs (times the metric's scale). The two
+differ only when pairing drops samples -- e.g. counting's ``mae`` counts parsable answers only, so a
+sample parsable in one run and not the other leaves the pair; corpus-only metrics have no paired
+values (``delta`` = ``unpaired_delta``, ``n_paired`` empty).
 
 ``samples_frame`` columns: run, run_dir, role, task, id, prompt, raw, prediction, references (JSON
 text unless a string), images (joined with ``", "``), generated_tokens, stopped_on_eos, and one
@@ -60,7 +66,7 @@ METRIC_COLUMNS = [
     "num_fewshot",
     "primary",
 ]
-COMPARISON_COLUMNS = ["baseline_value", "delta", "ci_low", "ci_high", "p_value"]
+COMPARISON_COLUMNS = ["baseline_value", "delta", "ci_low", "ci_high", "p_value", "n_paired", "unpaired_delta"]
 SAMPLE_COLUMNS = [
     "run",
     "run_dir",
@@ -223,13 +229,17 @@ def metrics_frame(runs: Any, include_baseline: bool = True) -> "pd.DataFrame":
                     "primary": metric == tr.primary_metric,
                 }
                 c = comps.get((task, metric), {})
+                base_value, cand_value = number(c.get("baseline")), number(c.get("candidate"))
                 row.update(
                     {
-                        "baseline_value": number(c.get("baseline")),
+                        "baseline_value": base_value,
                         "delta": number(c.get("delta")),
                         "ci_low": number(c.get("ci_low")),
                         "ci_high": number(c.get("ci_high")),
                         "p_value": number(c.get("p_value")),
+                        # 0 pairs: a corpus-only metric (no per-sample values), or no comparison stored
+                        "n_paired": number(c.get("n")) or None,
+                        "unpaired_delta": None if base_value is None or cand_value is None else cand_value - base_value,
                     }
                 )
                 rows.append(row)

@@ -58,7 +58,8 @@ def test_run_gate_script_is_the_documented_entry_point():
     wf = (CI / "github-actions.yml").read_text()
     # the workflow lives in the user's training repository: nothing of this source tree
     assert "ci/run_gate.sh" in wf and "examples/" not in wf.split("steps:", 1)[1]
-    assert "git+https://github.com/<org>/mmgpt-eval" in wf and "-e ." not in wf and "constraints.txt" not in wf
+    assert "git+https://github.com/<org>/mmgpt-eval" in wf and "-e ." not in wf and "-c constraints.txt" not in wf
+    assert "pip install --no-deps open-flamingo==2.0.1" in wf
     r = json.loads((CI / "baseline" / "results.json").read_text())
     assert set(r["tasks"]) == {"easyvqa", "counting", "dialog"}
     assert r["run"]["limit"] == 300

@@ -103,6 +103,24 @@ def test_metrics_frame_equals_results_json(run_dir):
 
 
 @pytest.mark.slow
+def test_paired_delta_and_unpaired_values(run_dir):
+    """delta is the mean per-sample difference over the samples both runs score (counting's mae: answers
+    parsable in both); unpaired_delta is value - baseline_value; they differ when pairing drops samples."""
+    m = metrics_frame(str(run_dir))
+    cand = m[m.role == "candidate"]
+    assert (cand.unpaired_delta - (cand.value - cand.baseline_value)).abs().max() < 1e-9
+    assert (cand.n_paired <= cand.n_samples).all()
+    s = samples_frame(str(run_dir), "counting")
+    err = s.pivot(index="id", columns="role", values="metric_abs_error").dropna()
+    mae = cand[(cand.task == "counting") & (cand.metric == "mae")].iloc[0]
+    assert mae.n_paired == len(err) < mae.n_samples  # the tiny base leaves some counts unparsable
+    assert mae.delta == pytest.approx((err["candidate"] - err["baseline"]).mean())
+    assert mae.delta != pytest.approx(mae.unpaired_delta)
+    acc = cand[(cand.task == "counting") & (cand.metric == "accuracy")].iloc[0]
+    assert acc.n_paired == acc.n_samples and acc.delta == pytest.approx(acc.unpaired_delta)
+
+
+@pytest.mark.slow
 def test_samples_frame_equals_the_per_sample_logs(run_dir):
     r = RunResults.load(run_dir)
     for task in ("easyvqa", "counting"):

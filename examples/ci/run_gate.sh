@@ -2,6 +2,8 @@
 # Evaluate a checkpoint on your fixed CI subset and gate it against your stored baseline.
 # Copy to ci/run_gate.sh in your training repository; run from the repository root:
 #   ci/run_gate.sh CHECKPOINT [OUTDIR]
+# Needs mmgpt-eval and open-flamingo installed (README, "Gate checkpoints in your training repository";
+# without open-flamingo `run` stops with one line naming the command that installs it, exit 2).
 # It uses only files `mmgpt-eval gate init` wrote into your repository (override with env vars):
 #   MMGPT_CONFIG   ci/mmgpt-eval.toml   the fixed subset (a run config)
 #   MMGPT_BASELINE ci/mmgpt-baseline    the stored baseline run

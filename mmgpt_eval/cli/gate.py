@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 
@@ -205,6 +206,36 @@ def run_config(args: argparse.Namespace, tasks: list[str]) -> str:
     return "\n".join(lines)
 
 
+def portable_paths(value: Any, folder: Path) -> Any:
+    """``value`` with every absolute path string made relative to ``folder`` (nested dicts and lists
+    walked): a committed baseline then names the model files and checkpoint the way they lie beside
+    it, not where they lay on the machine that made it."""
+    if isinstance(value, dict):
+        return {k: portable_paths(v, folder) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable_paths(v, folder) for v in value]
+    if isinstance(value, str) and os.path.isabs(value) and len(value) > 1:
+        return os.path.relpath(value, folder)
+    return value
+
+
+def next_steps(args: argparse.Namespace, out: Path, open_flamingo_install: str) -> list[str]:
+    """What to do after `gate init`, for the CI job of the training repository (printed)."""
+    config = args.config_out or "RUN_CONFIG"
+    policy = f" --policy {args.policy_out}" if args.policy_out else ""
+    return [
+        "next steps:",
+        f"  1. commit {' '.join(str(p) for p in (out, args.policy_out, args.config_out) if p)}",
+        "  2. in CI, install mmgpt-eval with the tested set, then open-flamingo on its own:",
+        '       pip install -c CONSTRAINTS "mmgpt-eval @ git+https://github.com/<org>/mmgpt-eval"  '
+        "(CONSTRAINTS: constraints.txt of the same mmgpt-eval commit)",
+        f"       {open_flamingo_install}",
+        "  3. for every candidate checkpoint:",
+        f"       mmgpt-eval run --config {config} --ckpt CANDIDATE --output-dir ci-out --no-report",
+        f"       mmgpt-eval gate --baseline {out} --candidate ci-out{policy} --markdown ci-out/gate.md",
+    ]
+
+
 def run_init(args: argparse.Namespace) -> int:
     from ..api import evaluate
 
@@ -239,6 +270,12 @@ def run_init(args: argparse.Namespace) -> int:
         report=False,
         progress=True,  # a bar with rate and ETA on a terminal, periodic log lines in CI
     )
+    from ..compat import OPEN_FLAMINGO_INSTALL  # loaded already: evaluate built the model
+    from ..results import RunResults
+
+    if isinstance(res, RunResults):  # one checkpoint: the stored baseline (a series has no single one)
+        res.model = portable_paths(res.model, out.resolve())
+        res.save(out / "results.json")
     print(f"baseline: {out}")
     if args.policy_out:
         Path(args.policy_out).parent.mkdir(parents=True, exist_ok=True)
@@ -248,4 +285,5 @@ def run_init(args: argparse.Namespace) -> int:
         Path(args.config_out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.config_out, run_config(args, tasks))
         print(f"config: {args.config_out}")
+    print("\n".join(next_steps(args, out, OPEN_FLAMINGO_INSTALL)))
     return 0

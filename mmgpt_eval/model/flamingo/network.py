@@ -34,14 +34,15 @@ import contextlib
 from typing import Iterator
 
 import torch
+
+# compat first: it turns a missing open_flamingo (or one of its needs) into a one-line UserError
+from ...compat import CompatFlamingoLMMixin, lm_cache_kwarg, lm_forward, output_cache
 from einops import rearrange
 from einops_exts import rearrange_many
 from open_flamingo import Flamingo
 from open_flamingo.src.flamingo_lm import FlamingoLayer
 from open_flamingo.src.helpers import FeedForward, GatedCrossAttentionBlock, MaskedCrossAttention, PerceiverResampler
 from torch import nn
-
-from ...compat import CompatFlamingoLMMixin, lm_cache_kwarg, lm_forward, output_cache
 
 FLAMINGO_VERSIONS = ("v1", "v2")
 
