@@ -38,33 +38,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from .errors import UserError
-
-# open-flamingo 2.0.1 is not a declared dependency (its metadata pins torch==2.0.1): installed on its own
-OPEN_FLAMINGO_INSTALL = "pip install --no-deps open-flamingo==2.0.1"
-# open-flamingo's runtime needs, all declared dependencies of mmgpt-eval: module -> what pip installs
-_DECLARED = {
-    "einops": "einops",
-    "einops_exts": "einops-exts",
-    "open_clip": "open_clip_torch",
-    "transformers": "transformers",
-}
-
-
-def missing_package_error(err: ModuleNotFoundError) -> UserError | None:
-    """The one-line error for a package the model path needs and the environment lacks (None: not one)."""
-    top = (err.name or "").split(".")[0]
-    if top == "open_flamingo":
-        return UserError(
-            f"the model code needs open-flamingo 2.0.1, which is not installed; run: {OPEN_FLAMINGO_INSTALL}"
-        )
-    if top in _DECLARED:
-        return UserError(
-            f"the model code needs the package {_DECLARED[top]} (a dependency of mmgpt-eval), which is not "
-            f"installed; run: pip install {_DECLARED[top]} (or reinstall mmgpt-eval with its dependencies)"
-        )
-    return None
-
+from .errors import OPEN_FLAMINGO_INSTALL as OPEN_FLAMINGO_INSTALL
+from .errors import missing_package_error
 
 try:  # the first import of open_flamingo on every path that builds or runs a model
     from open_flamingo.src.flamingo_lm import FlamingoLMMixin

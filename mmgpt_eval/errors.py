@@ -24,3 +24,30 @@ class UserError(Exception):
         super().__init__(f"{where}{message}")
         self.path = path
         self.line = line
+
+
+# open-flamingo 2.0.1 is not a declared dependency (its metadata pins torch==2.0.1): installed on its own
+OPEN_FLAMINGO_INSTALL = "pip install --no-deps open-flamingo==2.0.1"
+# open-flamingo's runtime needs, all declared dependencies of mmgpt-eval: module -> what pip installs
+_DECLARED = {
+    "einops": "einops",
+    "einops_exts": "einops-exts",
+    "open_clip": "open_clip_torch",
+    "transformers": "transformers",
+}
+
+
+def missing_package_error(err: ModuleNotFoundError) -> UserError | None:
+    """The one-line error, with the command that fixes it, for a package that the model code (or
+    OpenFlamingo's OK-VQA post-processing) needs and the environment lacks; None for any other module."""
+    top = (err.name or "").split(".")[0]
+    if top == "open_flamingo":
+        return UserError(
+            f"the model code needs open-flamingo 2.0.1, which is not installed; run: {OPEN_FLAMINGO_INSTALL}"
+        )
+    if top in _DECLARED:
+        return UserError(
+            f"the model code needs the package {_DECLARED[top]} (a dependency of mmgpt-eval), which is not "
+            f"installed; run: pip install {_DECLARED[top]} (or reinstall mmgpt-eval with its dependencies)"
+        )
+    return None
