@@ -103,7 +103,15 @@ def create_app(settings: ServeSettings, worker: ModelWorker) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": name}
+        st = worker.stats
+        return {
+            "status": "ok",
+            "model": name,
+            "requests_answered": st.requests,
+            "requests_failed": st.failed,
+            "engine_calls": st.engine_calls,
+            "largest_engine_call": st.largest_call,
+        }
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -170,5 +178,8 @@ def serve(app: FastAPI, sock: socket.socket, log_level: str = "warning", access_
     """Run ``app`` with uvicorn on ``sock`` until interrupted."""
     import uvicorn
 
-    config = uvicorn.Config(app, log_level=log_level, access_log=access_log, timeout_graceful_shutdown=10)
+    # no lifespan events (the app has no start-up or shut-down hooks): Ctrl-C then stops without a traceback
+    config = uvicorn.Config(
+        app, log_level=log_level, access_log=access_log, lifespan="off", timeout_graceful_shutdown=10
+    )
     uvicorn.Server(config).run(sockets=[sock])
