@@ -406,8 +406,12 @@ def test_bad_requests_get_4xx_with_a_message_and_the_server_stays_up(world, tmp_
             "first user message only",
         ),
         ("image token in text", {**ok, "messages": [{"role": "user", "content": "<image> what?"}]}, 400, "<image>"),
-        ("last is assistant", {**ok, "messages": [*ok["messages"], {"role": "assistant", "content": "x"}]}, 400,
-         "last message must be a user message"),  # fmt: skip
+        (
+            "last is assistant",
+            {**ok, "messages": [*ok["messages"], {"role": "assistant", "content": "x"}]},
+            400,
+            "last message must be a user message",
+        ),  # fmt: skip
         ("n=2", {**ok, "n": 2}, 400, "'n' must be 1"),
         ("max_tokens too large", {**ok, "max_tokens": 5000}, 400, "over the server's limit of 1024"),
         ("max_tokens zero", {**ok, "max_tokens": 0}, 400, "integer >= 1"),

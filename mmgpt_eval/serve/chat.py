@@ -216,7 +216,8 @@ def _text(parts: list[dict[str, Any]], where: str) -> str:
     return text
 
 
-def _image_urls(parts: list[dict[str, Any]], where: str) -> list[str]:
+def _image_urls(parts: list[dict[str, Any]], where: str) -> list[Any]:
+    """The ``url`` of each image part (checked by :func:`load_image`)."""
     urls = []
     for j, p in enumerate(parts):
         t = p["type"]
@@ -242,7 +243,7 @@ def render_prompt(system: str | None, turns: list[tuple[str, str | None]], n_ima
     return text
 
 
-def parse_messages(messages: Any, limits: Limits) -> tuple[str | None, list[tuple[str, str | None]], list[str]]:
+def parse_messages(messages: Any, limits: Limits) -> tuple[str | None, list[tuple[str, str | None]], list[Any]]:
     """(system text, [(user text, assistant answer or None for the last)], image URLs of the first turn)."""
     if not isinstance(messages, list) or not messages:
         raise ApiError(400, "'messages' must be a non-empty list", "messages")
@@ -250,7 +251,7 @@ def parse_messages(messages: Any, limits: Limits) -> tuple[str | None, list[tupl
         raise ApiError(400, f"{len(messages)} messages, over the server's limit of {limits.max_messages}", "messages")
     system = None
     turns: list[tuple[str, str | None]] = []
-    urls: list[str] = []
+    urls: list[Any] = []
     expect = "user"
     for i, m in enumerate(messages):
         where = f"messages[{i}]"

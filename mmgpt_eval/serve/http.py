@@ -137,7 +137,9 @@ def create_app(settings: ServeSettings, worker: ModelWorker) -> FastAPI:
         try:
             fut = worker.submit(GenerationRequest(req.prompt, req.images, req.image_keys, req.settings, STOP_EOS))
         except QueueFull as e:
-            raise ApiError(503, f"the server is busy: {e}; retry later", code="queue_full", kind="server_error")
+            raise ApiError(
+                503, f"the server is busy: {e}; retry later", code="queue_full", kind="server_error"
+            ) from None
         try:
             gen = await asyncio.wrap_future(fut)
         except UserError as e:  # a request the model cannot answer (e.g. images for a text-only family)

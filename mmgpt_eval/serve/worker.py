@@ -92,7 +92,7 @@ class ModelWorker:
         self.stats.call_sizes = (self.stats.call_sizes + [len(live)])[-1000:]
         try:
             gens = self.engine.answer([r for r, _ in live])
-        except BaseException as e:  # noqa: BLE001 - handed to the waiting request(s), the worker goes on
+        except Exception as e:  # noqa: BLE001 - handed to the waiting request(s), the worker goes on
             if len(live) > 1:  # one request's failure must not fail the others: answer each alone
                 self.stats.engine_calls -= 1
                 for one in live:
@@ -100,8 +100,6 @@ class ModelWorker:
                 return
             self.stats.failed += 1
             live[0][1].set_exception(e)
-            if not isinstance(e, Exception):
-                raise
             return
         for (_, f), g in zip(live, gens):
             f.set_result(g)
