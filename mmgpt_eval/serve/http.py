@@ -126,20 +126,21 @@ def create_app(settings: ServeSettings, worker: ModelWorker) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
-        raw = await _read_body(request, settings.limits.max_body_bytes)
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ApiError(400, f"the request body is not valid JSON ({e})") from None
-        req = await run_in_threadpool(
-            parse_chat_request, body, name, settings.defaults, settings.limits, settings.allowed_image_dirs
-        )
-        try:
-            fut = worker.submit(GenerationRequest(req.prompt, req.images, req.image_keys, req.settings, STOP_EOS))
-        except QueueFull as e:
-            raise ApiError(
-                503, f"the server is busy: {e}; retry later", code="queue_full", kind="server_error"
-            ) from None
+        with worker.arriving():  # the worker waits briefly for a request on its way (batching)
+            raw = await _read_body(request, settings.limits.max_body_bytes)
+            try:
+                body = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as e:
+                raise ApiError(400, f"the request body is not valid JSON ({e})") from None
+            req = await run_in_threadpool(
+                parse_chat_request, body, name, settings.defaults, settings.limits, settings.allowed_image_dirs
+            )
+            try:
+                fut = worker.submit(GenerationRequest(req.prompt, req.images, req.image_keys, req.settings, STOP_EOS))
+            except QueueFull as e:
+                raise ApiError(
+                    503, f"the server is busy: {e}; retry later", code="queue_full", kind="server_error"
+                ) from None
         try:
             gen = await asyncio.wrap_future(fut)
         except UserError as e:  # a request the model cannot answer (e.g. images for a text-only family)

@@ -1,13 +1,19 @@
 """The one thread that owns the model: requests wait in a bounded queue, and each round the worker takes
 every request waiting (up to ``max_batch``) and answers them in one :meth:`mmgpt_eval.engine.Engine.answer`
 call -- the engine groups them by decoding settings and batches them by image count and prompt length,
-exactly as for ``mmgpt-eval predict``. The model is never touched by two threads at once."""
+exactly as for ``mmgpt-eval predict``. The model is never touched by two threads at once.
+
+Requests the HTTP side has received but not yet queued (their bodies are being read and their images
+decoded: :meth:`ModelWorker.arriving`) are waited for, up to ``gather_s``, before a round starts: clients
+that send together are answered in one batch, and a lone client never waits."""
 
 from __future__ import annotations
 
 import logging
+import contextlib
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,8 +40,11 @@ _STOP = object()
 
 
 class ModelWorker:
-    def __init__(self, engine: Engine, max_batch: int = 64, max_queue: int = 256):
+    def __init__(self, engine: Engine, max_batch: int = 64, max_queue: int = 256, gather_s: float = 0.05):
         self.engine = engine
+        self.gather_s = gather_s
+        self._arriving = 0
+        self._lock = threading.Lock()
         self.max_batch = max(1, max_batch)
         self.max_queue = max(1, max_queue)
         self.stats = WorkerStats()
@@ -54,6 +63,17 @@ class ModelWorker:
             self._queue.put(_STOP)
             self._thread.join(timeout)
 
+    @contextlib.contextmanager
+    def arriving(self):
+        """Around the preparation of a request that will be submitted: rounds wait for it (briefly)."""
+        with self._lock:
+            self._arriving += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._arriving -= 1
+
     def submit(self, request: GenerationRequest) -> Future:
         """A future of the request's :class:`~mmgpt_eval.model.seam.Generation` (or of the exception the
         engine raised for it). :class:`QueueFull` when too many requests are waiting."""
@@ -70,10 +90,14 @@ class ModelWorker:
                 return
             batch = [item]
             stop_after = False
+            deadline = time.monotonic() + self.gather_s
             while len(batch) < self.max_batch:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
+                    if self._arriving and time.monotonic() < deadline:
+                        time.sleep(0.001)  # a request is on its way: let it join this round
+                        continue
                     break
                 if nxt is _STOP:
                     stop_after = True
