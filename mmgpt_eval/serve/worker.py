@@ -3,9 +3,11 @@ every request waiting (up to ``max_batch``) and answers them in one :meth:`mmgpt
 call -- the engine groups them by decoding settings and batches them by image count and prompt length,
 exactly as for ``mmgpt-eval predict``. The model is never touched by two threads at once.
 
-Requests the HTTP side has received but not yet queued (their bodies are being read and their images
-decoded: :meth:`ModelWorker.arriving`) are waited for, up to ``gather_s``, before a round starts: clients
-that send together are answered in one batch, and a lone client never waits."""
+Before a round starts, the worker waits (at most ``gather_s``) for requests the HTTP side has received
+but not yet queued (bodies being read, images decoded: :meth:`ModelWorker.arriving`), and for as many
+requests as the previous round answered: clients that keep several requests in flight send them again
+at about the same time, and are answered in one batch rather than one request and then the rest. A lone
+client never waits."""
 
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ class ModelWorker:
         self.engine = engine
         self.gather_s = gather_s
         self._arriving = 0
+        self._last_round = 1  # requests answered in the previous round
         self._lock = threading.Lock()
         self.max_batch = max(1, max_batch)
         self.max_queue = max(1, max_queue)
@@ -91,18 +94,20 @@ class ModelWorker:
             batch = [item]
             stop_after = False
             deadline = time.monotonic() + self.gather_s
+            expect = min(self.max_batch, self._last_round)
             while len(batch) < self.max_batch:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
-                    if self._arriving and time.monotonic() < deadline:
-                        time.sleep(0.001)  # a request is on its way: let it join this round
+                    if (self._arriving or len(batch) < expect) and time.monotonic() < deadline:
+                        time.sleep(0.001)  # more requests are on their way: let them join this round
                         continue
                     break
                 if nxt is _STOP:
                     stop_after = True
                     break
                 batch.append(nxt)
+            self._last_round = len(batch)
             self._answer(batch)
             if stop_after:
                 return
