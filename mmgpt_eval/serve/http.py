@@ -39,6 +39,10 @@ from .worker import ModelWorker, QueueFull
 
 log = logging.getLogger("mmgpt_eval")
 
+# request bodies up to this size are parsed (JSON, images decoded) on the event loop: a thread hand-off
+# costs more than the work
+INLINE_PARSE_BYTES = 256 * 2**10
+
 
 @dataclass
 class ServeSettings:
@@ -132,9 +136,11 @@ def create_app(settings: ServeSettings, worker: ModelWorker) -> FastAPI:
                 body = json.loads(raw)
             except (ValueError, UnicodeDecodeError) as e:
                 raise ApiError(400, f"the request body is not valid JSON ({e})") from None
-            req = await run_in_threadpool(
-                parse_chat_request, body, name, settings.defaults, settings.limits, settings.allowed_image_dirs
-            )
+            parse_args = (body, name, settings.defaults, settings.limits, settings.allowed_image_dirs)
+            if len(raw) <= INLINE_PARSE_BYTES:  # small images decode in well under a millisecond
+                req = parse_chat_request(*parse_args)
+            else:  # large ones in a thread, so that the event loop goes on serving
+                req = await run_in_threadpool(parse_chat_request, *parse_args)
             try:
                 fut = worker.submit(GenerationRequest(req.prompt, req.images, req.image_keys, req.settings, STOP_EOS))
             except QueueFull as e:
@@ -147,7 +153,7 @@ def create_app(settings: ServeSettings, worker: ModelWorker) -> FastAPI:
             raise ApiError(400, str(e)) from None
         a = answer(req, gen)
         if not req.stream:
-            return completion_body(a, name)
+            return JSONResponse(completion_body(a, name))
         chunks = stream_chunks(a, name, req.include_usage)
 
         async def events():
