@@ -96,7 +96,22 @@ def predict_path(args, cases):
     return run
 
 
-def client_path(port: int, name: str, cases, clients: int, max_new_tokens: int) -> list[str]:
+def refused_path(port: int, cases, clients: int) -> list[str]:
+    """The same requests for an unknown model: refused (404) after the body is read and parsed, so no
+    image is decoded and nothing generated -- the HTTP, JSON and client cost alone, for information."""
+    from openai import NotFoundError
+
+    def one(client, i: int) -> str:
+        try:
+            client.chat.completions.create(model="not-served", messages=cases[i]["messages"], max_tokens=1)
+        except NotFoundError:
+            return "refused"
+        return "answered"
+
+    return _threads(port, cases, clients, one)
+
+
+def _threads(port: int, cases, clients: int, one) -> list[str]:
     from openai import OpenAI
 
     out: list[str | None] = [None] * len(cases)
@@ -111,10 +126,7 @@ def client_path(port: int, name: str, cases, clients: int, max_new_tokens: int) 
                 nxt[0] += 1
             if i >= len(cases):
                 return
-            r = client.chat.completions.create(
-                model=name, messages=cases[i]["messages"], max_tokens=max_new_tokens, temperature=0
-            )
-            out[i] = r.choices[0].message.content
+            out[i] = one(client, i)
 
     threads = [threading.Thread(target=worker) for _ in range(clients)]
     for t in threads:
@@ -123,6 +135,16 @@ def client_path(port: int, name: str, cases, clients: int, max_new_tokens: int) 
         t.join()
     assert all(o is not None for o in out)
     return out  # type: ignore[return-value]
+
+
+def client_path(port: int, name: str, cases, clients: int, max_new_tokens: int) -> list[str]:
+    def one(client, i: int) -> str:
+        r = client.chat.completions.create(
+            model=name, messages=cases[i]["messages"], max_tokens=max_new_tokens, temperature=0
+        )
+        return r.choices[0].message.content
+
+    return _threads(port, cases, clients, one)
 
 
 def start_server(args, port: int, log: Path) -> subprocess.Popen:
@@ -185,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                 "serve-8-clients": lambda: client_path(port, "bench", cases, 8, args.max_new_tokens),
             }
             outputs = {k: f() for k, f in paths.items()}  # warm-up (untimed), and the outputs compared
+            paths["refused-8-clients"] = lambda: refused_path(port, cases, 8)  # information only
             rates: dict[str, list[float]] = {k: [] for k in paths}
             for _ in range(args.repeats):
                 for k, f in paths.items():
@@ -261,6 +284,9 @@ def render(r: dict) -> str:
         f"- 1 client vs in-process predict at batch 1: **{r['ratio_1_client_vs_predict_b1']}x** "
         f"(target >= {TARGET_1}x: {_verdict(r['met_1'])}); vs predict at batch {BATCH}, for information: "
         f"{r['ratio_1_client_vs_predict_b8']}x (one client keeps one request in flight, so nothing to batch)",
+        "- refused-8-clients, for information: the same requests for an unknown model, answered 404 once the "
+        "body is read and parsed (no image decoded, nothing generated): the ceiling that the HTTP stack and the "
+        "`openai` client set on this machine",
         f"- server batching: {r['server_requests']} requests in {r['server_engine_calls']} engine calls, "
         f"largest {r['server_largest_engine_call']}",
         f"- identical outputs (every path's answers equal predict's): {'yes' if r['identical_outputs'] else 'NO'}"
