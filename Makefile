@@ -27,7 +27,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@if [ ! -x $(PY) ]; then $(PYTHON) -m venv $(VENV); fi
 	$(PIP) install -q -c constraints.txt torch torchvision 2>&1 | { grep -v "is ignored" || true; }; exit $${PIPESTATUS[0]}
-	$(PIP) install -q -c constraints.txt -e '.[test,semantic,mlflow,wandb,lmms]' 2>&1 | { grep -v "is ignored" || true; }; exit $${PIPESTATUS[0]}
+	$(PIP) install -q -c constraints.txt -e '.[test,semantic,mlflow,wandb,lmms,serve]' 2>&1 | { grep -v "is ignored" || true; }; exit $${PIPESTATUS[0]}
 	$(PIP) install -q --no-deps -c constraints.txt open-flamingo==2.0.1 2>&1 | { grep -v "is ignored" || true; }; exit $${PIPESTATUS[0]}
 	$(PY) -c "import mmgpt_eval.compat, open_flamingo, torch, transformers, peft, open_clip; print('venv ok: torch', torch.__version__, 'transformers', transformers.__version__)"
 	@touch $(STAMP)

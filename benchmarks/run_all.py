@@ -1,7 +1,7 @@
 """`make bench`: run every benchmark once on this machine and write the measured medians into
 RESULTS.md (between markers; nothing typed by hand). Each benchmark also prints its own figures.
 
-    python benchmarks/run_all.py [--quick] [--only generation|ranking|openflamingo|runfolders|batchpolicy|startup]
+    python benchmarks/run_all.py [--quick] [--only generation|ranking|openflamingo|runfolders|batchpolicy|startup|serve]
 
 ``--only runfolders`` runs benchmarks/run_folders_scale.py alone (compare, report, gate, export, score and
 resume on run folders of 10k to 214k samples: time and peak memory) and rewrites only its section.
@@ -15,6 +15,8 @@ benchmarks/batch_policy.py alone (``--batch-size auto`` against batch 8) and rew
 ``--only startup`` runs benchmarks/startup.py alone (start-up of ``--version``, ``tasks``, ``data check``,
 ``compare``, ``gate``, ``report`` and ``export`` on two stored runs, each in a fresh process) and rewrites only
 its section.
+``--only serve`` runs benchmarks/serve_throughput.py alone (``mmgpt-eval serve`` at 1 and 8 concurrent
+clients against in-process predict) and rewrites only its section.
 
 Every target is printed with "met" / "NOT met"; the exit code is non-zero when any benchmark's outputs
 differ between its paths (the sections are written all the same, saying so).
@@ -191,13 +193,19 @@ def run_startup(py: str, quick: bool) -> int:
     )
 
 
+def run_serve(py: str, quick: bool) -> int:
+    """``mmgpt-eval serve`` throughput (benchmarks/serve_throughput.py writes its own RESULTS.md section)."""
+    args = ["--cases", "16", "--repeats", "1"] if quick else ["--write"]
+    return _run([py, str(ROOT / "benchmarks" / "serve_throughput.py"), *args], check=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run; RESULTS.md untouched)")
     ap.add_argument("--model", default=None, help="model for `bench` (default: the embedded tiny MultiModal-GPT)")
     ap.add_argument(
         "--only",
-        choices=["generation", "ranking", "openflamingo", "runfolders", "batchpolicy", "startup"],
+        choices=["generation", "ranking", "openflamingo", "runfolders", "batchpolicy", "startup", "serve"],
         default=None,
         help="run only this benchmark and rewrite only its RESULTS.md section",
     )
@@ -216,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_batch_policy(py, args.quick)
     if args.only == "startup":
         return run_startup(py, args.quick)
+    if args.only == "serve":
+        return run_serve(py, args.quick)
     rc = 0
     if args.only != "generation":
         if args.only is None:  # first: before the other benchmarks leave the machine busy
@@ -225,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             return rc
         rc = max(rc, run_runfolders(py, args.quick))
         rc = max(rc, run_batch_policy(py, args.quick))
+        rc = max(rc, run_serve(py, args.quick))
         rc = max(rc, run_openflamingo(exe, args.quick))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

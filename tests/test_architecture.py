@@ -268,6 +268,8 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("integrations",),
         ("base", "settings", "results", "taskapi", "plugins", "config", "model", "engine", "api"),
     ),
+    # the OpenAI-compatible server: request translation, the model worker, HTTP; runs the engine
+    "serve": (("serve",), ("base", "settings", "model", "engine")),
     # the command line and the package's lazy top-level names: anything in the runtime package
     "cli": (
         ("cli", "__main__", ""),
@@ -290,6 +292,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "train",
             "api",
             "integrations",
+            "serve",
         ),
     ),
 }

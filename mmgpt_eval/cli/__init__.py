@@ -24,7 +24,20 @@ from ..errors import UserError
 
 # Sub-command modules, in the order ``--help`` lists them (inspect_cmd: the `inspect` command;
 # a module named inspect would shadow the standard library inside this package).
-COMMANDS = ["run", "predict", "score", "tasks", "inspect_cmd", "compare", "report", "gate", "train", "data", "export"]
+COMMANDS = [
+    "run",
+    "predict",
+    "score",
+    "tasks",
+    "inspect_cmd",
+    "compare",
+    "report",
+    "gate",
+    "train",
+    "data",
+    "export",
+    "serve",
+]
 # entry-point group of sub-commands that live outside this package (listed after the built-in ones)
 COMMAND_GROUP = "mmgpt_eval.commands"
 
