@@ -63,22 +63,31 @@ def first(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def two_step(first, tmp_path_factory) -> Path:
-    """A's folder, then an uninterrupted run of B and A again through the Python API (report on)."""
+def two_step_run(first, tmp_path_factory) -> tuple[Path, RunResults | object]:
+    """A's folder, then an uninterrupted run of B alone there through the Python API (report on): the
+    folder and what evaluate() returned."""
     out = tmp_path_factory.mktemp("two_step") / "out"
     shutil.copytree(first, out)
     res = mmgpt_eval.evaluate(
-        model="tiny", device="cpu", tasks=f"{B},{A}", limit=LIMIT, batch_size=2, progress=False, output_dir=out
+        model="tiny", device="cpu", tasks=B, limit=LIMIT, batch_size=2, progress=False, output_dir=out
     )
-    assert isinstance(res, RunResults) and list(res.tasks) == [A, B]
-    return out
+    return out, res
 
 
-def test_a_run_with_another_task_adds_it_to_the_folders_results(first, two_step):
+@pytest.fixture(scope="module")
+def two_step(two_step_run) -> Path:
+    return two_step_run[0]
+
+
+def test_a_run_with_another_task_adds_it_to_the_folders_results(first, two_step_run):
+    two_step, returned = two_step_run
     results = check_run(RunResults.load(two_step))  # every listed log belongs to its task's results
     assert list(results.tasks) == [A, B]
+    assert isinstance(returned, RunResults)
+    assert json.loads(json.dumps(returned.to_dict())) == results.to_dict()  # evaluate() returns what it wrote
     assert _log(two_step, A).read_bytes() == _log(first, A).read_bytes()
-    assert _task_results(two_step)[A] == _task_results(first)[A]
+    tasks, before = (json.loads((d / "results.json").read_text())["tasks"] for d in (two_step, first))
+    assert tasks[A] == before[A]  # timings included: A was not run again
     assert len(set(_ids(_log(two_step, B)))) == results.tasks[B].n_samples == LIMIT
     report = (two_step / "report.html").read_text()
     assert f">{A}<" in report and f">{B}<" in report  # the report covers every task in results.json
@@ -86,21 +95,22 @@ def test_a_run_with_another_task_adds_it_to_the_folders_results(first, two_step)
 
 
 # ------------------------------------------------------------------------------------- kill and rerun
-SIGNALS = {"kill-9": signal.SIGKILL, "sigint": signal.SIGINT}
+# the signal, and the tasks of the run it stops: other tasks only, or more tasks (A again: resumed)
+STOPS = {"kill-9": (signal.SIGKILL, B), "sigint": (signal.SIGINT, f"{B},{A}")}
 
 
 @pytest.fixture(scope="module")
 def interrupted(first, tmp_path_factory) -> dict[str, dict]:
-    """For each signal: A's folder, then a subprocess run of B and A there, sent the signal once B's log
+    """For each of STOPS: A's folder, then a subprocess run of its tasks there, sent its signal once B's log
     has its first records (both runs at once: a fresh interpreter's start is most of their time). What
     each left: its folder, exit code, stderr, results.json's tasks and B's ids at that moment."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     runs = {}
-    for name in SIGNALS:
+    for name, (_, tasks) in STOPS.items():
         out = tmp_path_factory.mktemp(name) / "out"
         shutil.copytree(first, out)
         p = subprocess.Popen(
-            [sys.executable, "-m", "mmgpt_eval", *_argv(out, f"{B},{A}", "--no-report")],
+            [sys.executable, "-m", "mmgpt_eval", *_argv(out, tasks, "--no-report")],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -112,7 +122,7 @@ def interrupted(first, tmp_path_factory) -> dict[str, dict]:
         for name, r in runs.items():
             log_b = _log(r["out"], B)
             if not r["sent"] and log_b.exists() and log_b.read_bytes().count(b"\n") >= 3:  # header + 2 records
-                r["proc"].send_signal(SIGNALS[name])
+                r["proc"].send_signal(STOPS[name][0])
                 r["sent"] = True
         time.sleep(0.002)
     for r in runs.values():
@@ -129,7 +139,7 @@ def interrupted(first, tmp_path_factory) -> dict[str, dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(SIGNALS))
+@pytest.mark.parametrize("name", list(STOPS))
 def test_a_run_adding_a_task_stopped_mid_task_then_rerun_loses_and_repeats_nothing(first, two_step, interrupted, name):
     r = interrupted[name]
     out, a_log = r["out"], _log(first, A).read_bytes()
@@ -142,7 +152,8 @@ def test_a_run_adding_a_task_stopped_mid_task_then_rerun_loses_and_repeats_nothi
     assert _log(out, A).read_bytes() == a_log
     assert 2 <= len(r["b_ids"]) < LIMIT and len(set(r["b_ids"])) == len(r["b_ids"])
 
-    assert main(_argv(out, f"{B},{A}", "--no-report")) == 0
+    assert main(_argv(out, STOPS[name][1], "--no-report")) == 0  # the same command again
+    assert list(json.loads((out / "results.json").read_text())["tasks"]) == [A, B]
     assert _log(out, A).read_bytes() == a_log
     assert _log(out, B).read_bytes() == _log(two_step, B).read_bytes()  # none lost, none repeated, same order
     assert _task_results(out) == _task_results(two_step)
