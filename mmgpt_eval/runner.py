@@ -508,10 +508,13 @@ def reuse_differences(earlier: RunResults, run: Mapping[str, Any], model: Mappin
     return out
 
 
-def check_reuse(folder: Path, run: Mapping[str, Any], model: Mapping[str, Any] | None = None) -> RunResults | None:
+def check_reuse(
+    folder: Path, run: Mapping[str, Any], model: Mapping[str, Any] | None = None, tasks: Sequence[str] | None = None
+) -> RunResults | None:
     """The run already in ``folder`` (its results.json), which a run with ``run`` info (and ``model``
     section: None before the model is loaded) adds its tasks to; None when there is none. A one-line
-    UserError naming what differs when the two cannot share a results file."""
+    UserError naming what differs when the two cannot share a results file, or (``tasks``: this run's)
+    naming the log of an earlier task that does not belong to its results (results.check_samples)."""
     path = folder / "results.json"
     if not path.exists():
         return None
@@ -527,6 +530,12 @@ def check_reuse(folder: Path, run: Mapping[str, Any], model: Mapping[str, Any] |
             f"its tasks to it; {how}",
             path,
         )
+    for task in earlier.tasks:
+        if tasks is not None and task not in tasks:  # kept as they are: they must still check out
+            try:
+                earlier.check_samples(task)
+            except UserError as e:
+                raise UserError(f"{e} (listed by {path}, which this run would add its tasks to; {how})") from None
     return earlier
 
 
@@ -551,7 +560,7 @@ def open_output_folder(
     (those it has resume, or are moved aside by the sample store when their fingerprint differs).
     Logs results.json does not list are reported, never dropped."""
     rank = distributed.rank_world()[0]
-    earlier = None if cfg.overwrite else check_reuse(cfg.out_dir, run, model)
+    earlier = None if cfg.overwrite else check_reuse(cfg.out_dir, run, model, tasks)
     if rank != 0:
         return earlier
     for p in unlisted_logs(cfg.out_dir, earlier, tasks):

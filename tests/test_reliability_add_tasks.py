@@ -186,6 +186,12 @@ def test_a_run_with_other_settings_is_refused_naming_what_differs(first, tmp_pat
     with pytest.raises(UserError, match="seed 0 vs 1"):
         mmgpt_eval.evaluate(model="tiny", device="cpu", tasks=B, limit=LIMIT, seed=1, output_dir=out, progress=False)
     assert {p: (out / p).read_bytes() for p in _files(out)} == before
+    # an earlier task's log missing: refused before anything is written (readers would refuse the folder)
+    _log(out, A).rename(tmp_path / "aside")
+    assert main(_argv(out, B)) == 2
+    (line,) = _error_lines(capsys.readouterr().err)
+    assert f"{A}.jsonl" in line and "--overwrite" in line and not _log(out, B).exists()
+    (tmp_path / "aside").rename(_log(out, A))
     # --overwrite replaces the run: only B listed, A's log moved aside (kept)
     assert main(_argv(out, B, "--seed", "1", "--no-report", "--overwrite")) == 0
     assert list(RunResults.load(out).tasks) == [B]
