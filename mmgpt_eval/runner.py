@@ -5,7 +5,9 @@
 once) -> sorted into batches -> generations (or log-likelihood rankings of candidates) ->
 post-processing -> per-sample scores, streamed to the store as :class:`~mmgpt_eval.records.SampleRecord`
 lines -> gathered on rank 0 -> ``finish_task``: aggregate, final log in task order,
-:class:`~mmgpt_eval.results.TaskResult`.
+:class:`~mmgpt_eval.results.TaskResult`. ``run_evaluation`` runs every task and keeps results.json;
+in a folder that already holds a run it adds its tasks to that run's results when model, checkpoint
+and settings are the same and refuses otherwise (:func:`open_output_folder`).
 """
 
 from __future__ import annotations
