@@ -211,6 +211,8 @@ def evaluate_config(cfg: EvalConfig) -> RunResults | SeriesResults | None:
             )
         cfg = cfg.replace(model=model, ckpt=ckpt, tasks=tasks, limit=limit, output_dir=cfg.out_dir)
         with output_lock(cfg.out_dir, list(cfg.argv) or None):  # one run per folder; orphan temporaries removed
+            if not cfg.overwrite:
+                _check_reuse_settings(cfg, extra)
             out: RunResults | SeriesResults | None
             if cfg.trials > 1:
                 out = _evaluate_trials(cfg, extra)
@@ -221,6 +223,18 @@ def evaluate_config(cfg: EvalConfig) -> RunResults | SeriesResults | None:
 
                 log_to_trackers(trackers, out, cfg.out_dir)
             return out
+
+
+def _check_reuse_settings(cfg: EvalConfig, extra: dict[str, Any]) -> None:
+    """Before data or model load: a run already in the output folder that this run's settings cannot add
+    tasks to is refused (the model and checkpoint are compared once loaded, :func:`runner.open_output_folder`)."""
+    from .runner import check_reuse, run_info
+
+    run = run_info(cfg, 0.0, extra)
+    if cfg.trials > 1:
+        assert cfg.seed is not None  # resolved by the protocol
+        run["trials"] = {"seeds": [cfg.seed + i for i in range(cfg.trials)]}
+    check_reuse(cfg.out_dir, run)
 
 
 def _evaluate_in_folder(cfg: EvalConfig, extra: dict[str, Any]) -> RunResults | SeriesResults | None:

@@ -447,6 +447,17 @@ class EvalConfig:
     report: bool = setting(
         True, Flag("--no-report", "do not write OUTDIR/report.html", kind="negated"), record="run.argv"
     )
+    overwrite: bool = setting(
+        False,
+        Flag(
+            "--overwrite",
+            "replace the run already in the output folder instead of adding this run's tasks to it (needed when "
+            "its model, checkpoint or settings differ): results.json keeps only this run's tasks, the other "
+            "tasks' per-sample logs are moved aside (<task>.jsonl.stale-<time>)",
+            kind="switch",
+        ),
+        record="run.argv",
+    )
     data_root: str | Path | None = setting(
         None,
         Flag(

@@ -6,7 +6,9 @@ for every task before anything is written) -> ``run_task``: resume from the samp
 rank's pending samples -> sorted into batches -> generations (or log-likelihood rankings of candidates) ->
 post-processing -> per-sample scores, streamed to the store as :class:`~mmgpt_eval.records.SampleRecord`
 lines -> gathered on rank 0 -> ``finish_task``: aggregate, final log in task order,
-:class:`~mmgpt_eval.results.TaskResult`.
+:class:`~mmgpt_eval.results.TaskResult`. ``run_evaluation`` runs every task and keeps results.json;
+in a folder that already holds a run it adds its tasks to that run's results when model, checkpoint
+and settings are the same and refuses otherwise (:func:`open_output_folder`).
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import dataclasses
 import hashlib
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, cast
+from typing import Any, Mapping, Sequence, cast
 
 from . import distributed
 from .engine import Engine, GenerationRequest, RankingRequest, engine_for
@@ -31,8 +34,8 @@ from .model.seam import CandidateScore, Generation
 from .progress import progress_bars
 from .records import SampleRecord
 from .results import RunResults, TaskResult, provenance
-from .sample_store import SampleStore
-from .config import EvalConfig, fingerprint_settings
+from .sample_store import SampleStore, move_aside
+from .config import EvalConfig, fingerprint_settings, settings
 from .protocols import get as get_protocol
 from .taskapi import Output, Ranking, RankRequest, Request, RunContext, Sample, Task, demos_needed
 from .templates import Template, prompt_sha256
@@ -98,9 +101,13 @@ def images_read(
     return out
 
 
+#: model-spec keys that name or place a model without changing what it computes (not in the fingerprint)
+SPEC_NAMING_KEYS = ("name", "source", "description", "device")
+
+
 def model_identity(loaded: LoadedModel) -> dict[str, Any]:
     spec = loaded.spec.to_dict()
-    for k in ("name", "source", "description", "device"):
+    for k in SPEC_NAMING_KEYS:
         spec.pop(k, None)
     ck = loaded.checkpoint
     return {
@@ -478,7 +485,11 @@ def run_evaluation(
     plans = [plan_prompts(pt, loaded, engine, cfg) for pt in prepared]
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     info = run_info(cfg, loaded.load_seconds, extra_run_info)
-    results = RunResults(run=info, model=loaded.provenance(), tasks={}, provenance={})
+    model = loaded.provenance()
+    earlier = open_output_folder(cfg, [pt.task.name for pt in prepared], info, model)
+    results = RunResults(run=info, model=model, tasks={}, provenance={})
+    if earlier is not None:  # its tasks stay, in their order; a task run again is replaced where it stands
+        results.tasks, results.baseline = dict(earlier.tasks), earlier.baseline
     rank, world = distributed.rank_world()
     with progress_bars(cfg.progress and rank == 0) as progress:
         for pt, plan in zip(prepared, plans):
@@ -492,3 +503,170 @@ def run_evaluation(
             results.save(cfg.out_dir / "results.json")
     distributed.barrier()
     return results if rank == 0 else None
+
+
+# ------------------------------------------------------------------------------------ the output folder
+# A run in a folder that holds a run adds its tasks to that run's results when every task of both would
+# get the same fingerprint but for what the task itself brings: the same model, checkpoint and run-level
+# settings, compared as results.json records them (folders written before this check read the same way).
+
+#: results' ``run`` keys that reach every task's fingerprint through what they resolve to (the seed and the
+#: decoding overrides: generation settings; the template: its hash; the protocol: its extras), with the
+#: value a results file that lacks the key stands for
+_RESOLVED_INTO_FINGERPRINT: dict[str, Any] = {
+    "seed": None,
+    "template": None,
+    "generation_overrides": {},
+    "protocol": "mmgpt-eval",
+}
+_SHARD_SUFFIX = re.compile(r"\.shard-\d+-of-\d+$")
+
+
+def _shared_run_keys() -> dict[str, Any]:
+    """The ``run`` keys every task's fingerprint depends on: the fingerprinted settings (EvalConfig's
+    metadata), the protocols' own settings and :data:`_RESOLVED_INTO_FINGERPRINT`."""
+    keys = dict(_RESOLVED_INTO_FINGERPRINT)
+    for f in settings():
+        s = f.metadata["setting"]
+        if s.fingerprint and s.run:
+            keys[s.run] = f.default
+        elif s.owner and s.record and s.record.startswith("run."):
+            keys[s.record.split(".", 1)[1]] = None
+    return keys
+
+
+def _show(value: Any, tail: bool = False) -> str:
+    """A value on one short line (``tail``: keep the end, e.g. of a path)."""
+    text = "(none)" if value is None else " ".join(str(value).split())
+    if len(text) <= 80:
+        return text
+    return "..." + text[-77:] if tail else text[:77] + "..."
+
+
+def _get(d: Any, key: str, default: Any = None) -> Any:
+    return d.get(key, default) if isinstance(d, Mapping) else default
+
+
+def _model_differences(old: Any, new: Mapping[str, Any]) -> list[str]:
+    """What differs between two results' ``model`` sections, as the fingerprint's model identity sees it."""
+    out = []
+    ck_old, ck_new = _get(old, "checkpoint"), _get(new, "checkpoint")
+    if _get(ck_old, "sha256") != _get(ck_new, "sha256"):
+        p_old, p_new = _get(ck_old, "path"), _get(ck_new, "path")
+        if p_old == p_new and p_old is not None:  # the same path, another file
+            p_old, p_new = (
+                f"{p_old} (sha256 {str(_get(ck_old, 'sha256'))[:12]})",
+                f"{p_new} (sha256 {str(_get(ck_new, 'sha256'))[:12]})",
+            )
+        out.append(f"checkpoint {_show(p_old, tail=True)} vs {_show(p_new, tail=True)}")
+    spec_old, spec_new = _get(old, "model_spec", {}), _get(new, "model_spec", {})
+    spec_old, spec_new = (d if isinstance(d, Mapping) else {} for d in (spec_old, spec_new))
+    keys = [
+        k
+        for k in sorted(set(spec_old) | set(spec_new))
+        if k not in SPEC_NAMING_KEYS and _get(spec_old, k) != _get(spec_new, k)
+    ]
+    if len(keys) == 1:
+        k = keys[0]
+        out.append(f"model {k} {_show(_get(spec_old, k))} vs {_show(_get(spec_new, k))}")
+    elif keys:
+        names = _show(_get(spec_old, "name")), _show(_get(spec_new, "name"))
+        out.append(f"model {names[0]} vs {names[1]} ({len(keys)} spec keys differ: {', '.join(keys)})")
+    base_old, base_new = _get(old, "openflamingo_checkpoint_sha256"), _get(new, "openflamingo_checkpoint_sha256")
+    if base_old != base_new:
+        out.append(f"OpenFlamingo checkpoint sha256 {_show(base_old)[:12]} vs {_show(base_new)[:12]}")
+    dev_old, dev_new = str(_get(old, "device", "")).split(":")[0], str(_get(new, "device", "")).split(":")[0]
+    if dev_old != dev_new:
+        out.append(f"device {_show(dev_old)} vs {_show(dev_new)}")
+    if _get(old, "dtype") != _get(new, "dtype"):
+        out.append(f"dtype {_show(_get(old, 'dtype'))} vs {_show(_get(new, 'dtype'))}")
+    return out
+
+
+def reuse_differences(earlier: RunResults, run: Mapping[str, Any], model: Mapping[str, Any] | None) -> list[str]:
+    """Why this run (its results' ``run`` info and, once loaded, ``model`` section) cannot add its tasks
+    to ``earlier``: each difference as ``what old vs new``; empty when it can."""
+    out = []
+    for key, default in _shared_run_keys().items():
+        old, new = _get(earlier.run, key, default), _get(run, key, default)
+        if key == "generation_overrides":
+            old, new = old if isinstance(old, Mapping) else {}, new if isinstance(new, Mapping) else {}
+            for k in sorted(set(old) | set(new)):
+                if old.get(k) != new.get(k):
+                    out.append(f"{k} {_show(old.get(k, '(task default)'))} vs {_show(new.get(k, '(task default)'))}")
+        elif old != new:
+            out.append(f"{key} {_show(old)} vs {_show(new)}")
+    seeds_old, seeds_new = _get(_get(earlier.run, "trials"), "seeds"), _get(_get(run, "trials"), "seeds")
+    if seeds_old != seeds_new:
+        out.append(f"trials (seeds) {_show(seeds_old)} vs {_show(seeds_new)}")
+    if model is not None:
+        out += _model_differences(earlier.model, model)
+    return out
+
+
+def check_reuse(
+    folder: Path, run: Mapping[str, Any], model: Mapping[str, Any] | None = None, tasks: Sequence[str] | None = None
+) -> RunResults | None:
+    """The run already in ``folder`` (its results.json), which a run with ``run`` info (and ``model``
+    section: None before the model is loaded) adds its tasks to; None when there is none. A one-line
+    UserError naming what differs when the two cannot share a results file, or (``tasks``: this run's)
+    naming the log of an earlier task that does not belong to its results (results.check_samples)."""
+    path = folder / "results.json"
+    if not path.exists():
+        return None
+    how = "use another --output-dir, or --overwrite to replace that run"
+    try:
+        earlier = RunResults.load(path)
+    except UserError as e:
+        raise UserError(f"{e} (this run would add its tasks to it; {how})") from None
+    diffs = reuse_differences(earlier, run, model)
+    if diffs:
+        raise UserError(
+            f"the output folder holds a run with other settings ({'; '.join(diffs)}) and this run would add "
+            f"its tasks to it; {how}",
+            path,
+        )
+    for task in earlier.tasks:
+        if tasks is not None and task not in tasks:  # kept as they are: they must still check out
+            try:
+                earlier.check_samples(task)
+            except UserError as e:
+                raise UserError(f"{e} (listed by {path}, which this run would add its tasks to; {how})") from None
+    return earlier
+
+
+def unlisted_logs(folder: Path, earlier: RunResults | None, tasks: Sequence[str]) -> list[Path]:
+    """Per-sample logs in ``folder/samples`` that ``earlier``'s results do not list and no task of this
+    run resumes: kept, and reported (an interrupted run of another task, or one whose results.json was
+    replaced)."""
+    listed = {Path(tr.samples_file) for tr in earlier.tasks.values()} if earlier else set()
+    out = []
+    for p in sorted((folder / "samples").glob("*.jsonl")):
+        task = _SHARD_SUFFIX.sub("", p.name[: -len(".jsonl")])
+        if task not in tasks and p.relative_to(folder) not in listed:
+            out.append(p)
+    return out
+
+
+def open_output_folder(
+    cfg: EvalConfig, tasks: Sequence[str], run: Mapping[str, Any], model: Mapping[str, Any]
+) -> RunResults | None:
+    """Before a run writes into its folder: the earlier run it adds its tasks to (:func:`check_reuse`), or
+    None. ``--overwrite``: none; the per-sample logs of tasks this run does not have are moved aside
+    (those it has resume, or are moved aside by the sample store when their fingerprint differs).
+    Logs results.json does not list are reported, never dropped."""
+    rank = distributed.rank_world()[0]
+    earlier = None if cfg.overwrite else check_reuse(cfg.out_dir, run, model, tasks)
+    if rank != 0:
+        return earlier
+    for p in unlisted_logs(cfg.out_dir, earlier, tasks):
+        if cfg.overwrite:
+            log.warning("%s: --overwrite: an earlier run's per-sample log moved to %s", p, move_aside(p).name)
+        else:
+            log.warning(
+                "%s: a per-sample log that %s does not list (a run of its task that did not finish, or whose "
+                "results were replaced); kept: run its task again with the same settings to finish it",
+                p,
+                cfg.out_dir / "results.json",
+            )
+    return earlier

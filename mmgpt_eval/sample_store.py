@@ -24,6 +24,13 @@ from .records import SAMPLES_SCHEMA, samples_header
 log = logging.getLogger("mmgpt_eval")
 
 
+def move_aside(path: Path) -> Path:
+    """Rename a per-sample log to ``<name>.stale-<time>`` beside it (kept, never read again); the new path."""
+    stale = path.with_name(f"{path.name}.stale-{int(time.time())}")
+    os.replace(path, stale)
+    return stale
+
+
 class SampleStore:
     def __init__(self, path: Path, task: str, fp: str):
         self.path = path
@@ -61,8 +68,7 @@ class SampleStore:
                 if not header or header.get("fingerprint") != self.fp:
                     if readonly:
                         return {}
-                    stale = self.path.with_name(f"{self.path.name}.stale-{int(time.time())}")
-                    os.replace(self.path, stale)
+                    stale = move_aside(self.path)
                     log.warning(
                         "%s: the model, checkpoint, template, generation or data settings changed; "
                         "earlier results moved to %s and the task starts over",

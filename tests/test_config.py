@@ -214,6 +214,7 @@ def test_every_field_is_recorded_in_results(tmp_path):
         "--trust-checkpoint",
         "--device",
         "cpu",
+        "--overwrite",
     ]
     have_mlflow = importlib.util.find_spec("mlflow") is not None
     if have_mlflow:

@@ -147,7 +147,8 @@ def test_changed_settings_invalidate_the_cache(tmp_path):
     assert _run(tmp_path, limit=8) == 0
     assert _run(tmp_path, limit=8) == 0
     assert RunResults.load(tmp_path).tasks["easyvqa"].timing["samples_resumed"] == 8
-    assert _run(tmp_path, "--max-new-tokens", "3", limit=8) == 0
+    assert _run(tmp_path, "--max-new-tokens", "3", limit=8) == 2  # refused: the folder's run has other settings
+    assert _run(tmp_path, "--max-new-tokens", "3", "--overwrite", limit=8) == 0
     t = RunResults.load(tmp_path).tasks["easyvqa"]
     assert t.timing["samples_resumed"] == 0 and t.generation["max_new_tokens"] == 3
     assert list((tmp_path / "samples").glob("easyvqa.jsonl.stale-*"))
