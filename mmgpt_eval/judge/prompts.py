@@ -112,7 +112,7 @@ def render_rubric(
     question: str,
     answer: str,
     *,
-    history: list[tuple[str, str]] = (),
+    history: Sequence[tuple[str, str]] = (),
     image: str | None = None,  # type: ignore[assignment]
 ) -> Messages:
     dims = template.dimensions

@@ -126,9 +126,18 @@ class Interval:
 def _resampled_means(x: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Per bootstrap replicate: the mean over resampled rows of each row's mean over resampled repeats."""
     b, n = rows.shape
-    cols = rng.integers(0, x.shape[1], size=(b, n, x.shape[1]))
-    vals = x[rows[:, :, None], cols]
-    return np.nanmean(vals, axis=2)
+    r = x.shape[1]
+    if r == 1:
+        return x[rows, 0]
+    flat = x[rows.reshape(-1)]  # (b * n, r): each chosen sample's repeats
+    cols = rng.integers(0, r, size=(r, b * n))
+    picks = np.arange(b * n)
+    if np.isnan(x).any():
+        return np.nanmean(np.stack([flat[picks, c] for c in cols], axis=1), axis=1).reshape(b, n)
+    total = flat[picks, cols[0]]
+    for c in cols[1:]:
+        total = total + flat[picks, c]
+    return (total / r).reshape(b, n)
 
 
 @contextlib.contextmanager
@@ -163,7 +172,8 @@ def hierarchical_interval(
     rng = np.random.default_rng(seed)
     rows = rng.integers(0, x.shape[0], size=(n_resamples, x.shape[0]))
     with _quiet():
-        reps = np.nanmean(_resampled_means(x, rows, rng), axis=1)
+        means = _resampled_means(x, rows, rng)
+        reps = means.mean(axis=1) if not np.isnan(means).any() else np.nanmean(means, axis=1)
         est = float(np.nanmean(np.nanmean(x, axis=1)))
     return _interval(est, reps, confidence, x.shape[0], x.shape[1])
 
@@ -179,6 +189,7 @@ def score_difference_interval(
     rng = np.random.default_rng(seed)
     rows = rng.integers(0, xa.shape[0], size=(n_resamples, xa.shape[0]))
     with _quiet():
-        reps = np.nanmean(_resampled_means(xa, rows, rng) - _resampled_means(xb, rows, rng), axis=1)
+        diff = _resampled_means(xa, rows, rng) - _resampled_means(xb, rows, rng)
+        reps = diff.mean(axis=1) if not np.isnan(diff).any() else np.nanmean(diff, axis=1)
         est = float(np.nanmean(np.nanmean(xa, axis=1) - np.nanmean(xb, axis=1)))
     return _interval(est, reps, confidence, xa.shape[0], xa.shape[1])
