@@ -23,6 +23,9 @@ from mmgpt_eval.judge.backends import LocalLMJudge, OpenAIJudge
 from mmgpt_eval.judge.cache import JudgmentCache
 from mmgpt_eval.judge.modes import AnswerItem, JudgeRunner
 from mmgpt_eval.judge.reliability import (
+    dimension_means,
+    score_difference_interval,
+    score_matrix,
     fleiss_kappa,
     krippendorff_alpha,
     outcome_matrix,
@@ -250,7 +253,10 @@ def test_the_cache_judges_only_what_changed(server, tmp_path):
     def run(items, cache=None):
         cache = cache or JudgmentCache(path)
         before = state.requests["exact"]
-        js = JudgeRunner(_judge(url, "exact"), cache, repeats=2).rubric(items)
+        judge = _judge(url, "exact")
+        js = JudgeRunner(judge, cache, repeats=2).rubric(items)
+        assert sum(judge.reply_models.values()) == state.requests["exact"] - before
+        run.reply_models = judge.reply_models
         return js, state.requests["exact"] - before, cache
 
     first, calls, cache = run(items)
@@ -263,6 +269,14 @@ def test_the_cache_judges_only_what_changed(server, tmp_path):
     edited[2] = AnswerItem("s2", (items[2].turns[0], (items[2].turns[1][0], "q9 edited")), "picture 2", "sha-2")
     js, calls, _ = run(edited)
     assert calls == 2 and [j.scores["accuracy"] for j in js if j.item_id == "s2" and j.turn == 1] == [9, 9]
+    # per dimension and per conversation; a conversation's interval over its repeats
+    assert dimension_means(first)["accuracy"] == pytest.approx(
+        np.mean([1 + (i + t) % 10 for i in range(6) for t in (0, 1)])
+    )
+    ids, m = score_matrix(first, "accuracy", 2)
+    assert ids[0] == "s0" and m[0].tolist() == [1.5, 1.5] and m.shape == (6, 2)
+    ci = score_difference_interval(m, np.full((6, 2), 5.0))
+    assert ci.low <= ci.estimate <= ci.high and ci.estimate == pytest.approx(m.mean() - 5)
     # the same caption for another image is another judge input
     recaptured = [AnswerItem(it.id, it.turns, it.image, it.image_id + "-new") for it in items[:1]]
     assert run(recaptured)[1] == 4
@@ -272,7 +286,7 @@ def test_the_cache_judges_only_what_changed(server, tmp_path):
         js, calls, _ = run(items)
     finally:
         del state.reply_model["exact"]
-    assert calls == 24
+    assert calls == 24 and run.reply_models == {"exact-2026-12": 24}
     assert _judge(url, "exact").identity()["served"]["reply_model"] == "exact"
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, runtime_checkable
 
@@ -109,6 +110,7 @@ class OpenAIJudge:
         self.client = openai.OpenAI(base_url=self.base_url, api_key=key, max_retries=0, timeout=timeout)
         self._served: dict[str, Any] | None = None
         self._lock = threading.Lock()
+        self.reply_models: Counter[str] = Counter()  # the `model` field of every judging reply
 
     def _retryable(self, e: Exception) -> bool:
         o = self._openai
@@ -192,6 +194,8 @@ class OpenAIJudge:
     def complete(self, messages: Messages, *, repeat: int = 0) -> JudgeReply:
         resp, retries = self._create(messages, temperature=self.temperature, max_tokens=self.max_tokens, seed=repeat)
         text = resp.choices[0].message.content if resp.choices else None
+        with self._lock:
+            self.reply_models[str(getattr(resp, "model", None))] += 1
         return JudgeReply(text or "", _usage(getattr(resp, "usage", None)), retries)
 
 

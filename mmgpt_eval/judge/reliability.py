@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .modes import PairJudgment
+from .modes import Judgment, PairJudgment
 
 OUTCOME_VALUE = {"a": 1.0, "tie": 0.5, "b": 0.0}
 
@@ -111,6 +111,30 @@ def outcome_matrix(pairs: Sequence[PairJudgment], repeats: int) -> np.ndarray:
         if o is not None:
             out[row[(p.item_id, p.turn)], p.repeat] = OUTCOME_VALUE[o]
     return out
+
+
+def score_matrix(judgments: Sequence[Judgment], dimension: str, repeats: int) -> tuple[list[str], np.ndarray]:
+    """Item ids and the item x repeat matrix of one dimension's score, each conversation's score the
+    mean over its turns in that repeat (turns that failed left out; NaN when every turn failed)."""
+    ids = sorted({j.item_id for j in judgments})
+    row = {k: i for i, k in enumerate(ids)}
+    total = np.zeros((len(ids), repeats))
+    count = np.zeros((len(ids), repeats))
+    for j in judgments:
+        if j.scores is not None:
+            total[row[j.item_id], j.repeat] += j.scores[dimension]
+            count[row[j.item_id], j.repeat] += 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ids, np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def dimension_means(judgments: Sequence[Judgment]) -> dict[str, float]:
+    """Mean score per dimension over every judgment that parsed (turns, items and repeats alike)."""
+    sums: dict[str, list[int]] = {}
+    for j in judgments:
+        for k, v in (j.scores or {}).items():
+            sums.setdefault(k, []).append(v)
+    return {k: float(np.mean(v)) for k, v in sums.items()}
 
 
 @dataclass(frozen=True)
