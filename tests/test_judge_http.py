@@ -5,6 +5,7 @@ index). Also: the local causal-LM judge through the shipped ``tiny-lm`` preset."
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 import re
@@ -22,6 +23,7 @@ from mmgpt_eval.errors import UserError
 from mmgpt_eval.judge.backends import LocalLMJudge, OpenAIJudge
 from mmgpt_eval.judge.cache import JudgmentCache
 from mmgpt_eval.judge.modes import AnswerItem, JudgeRunner
+from mmgpt_eval.judge.prompts import RUBRIC
 from mmgpt_eval.judge.reliability import (
     dimension_means,
     score_difference_interval,
@@ -35,7 +37,7 @@ from mmgpt_eval.judge.reliability import (
 )
 
 KEY = "test-key"
-MODELS = ("first", "exact", "noisy", "random", "malformed", "flaky", "storm")
+MODELS = ("first", "exact", "noisy", "random", "malformed", "flaky", "storm", "slow", "hang")
 
 
 class Script:
@@ -46,6 +48,8 @@ class Script:
         self.reply_model: dict[str, str] = {}
         self.seen: set[str] = set()
         self.lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
 
 
 def _section(text: str, title: str) -> str:
@@ -113,7 +117,16 @@ def _app(state: Script) -> FastAPI:
             first_time = seen not in state.seen
             state.seen.add(seen)
         if not probe and (model == "storm" or (model == "flaky" and first_time)):
+            if model == "flaky" and _q(_section(text, "Reply to grade")) % 2:
+                return JSONResponse({"error": {"message": "overloaded"}}, status_code=503)
             return JSONResponse({"error": {"message": "slow down"}}, status_code=429)
+        if not probe and model in ("slow", "hang"):
+            with state.lock:
+                state.in_flight += 1
+                state.max_in_flight = max(state.max_in_flight, state.in_flight)
+            await asyncio.sleep(0.05 if model == "slow" else 1.0)
+            with state.lock:
+                state.in_flight -= 1
         content = "OK" if probe else _reply(model, text, int(body.get("seed") or 0), state)
         return {
             "id": "c",
@@ -228,6 +241,21 @@ def test_429_then_success_is_retried_and_a_429_storm_is_counted_not_scored(serve
     assert all(j.scores is None and j.failure.startswith("call: RateLimitError") for j in js)
     assert runner.call_failures == 3 and storm_cache.stats.failed_calls == 3 and len(storm_cache) == 0
     assert storm_cache.stats.retries == 6
+
+
+def test_concurrency_is_bounded_and_timeouts_are_retried_then_counted(server):
+    url, state = server
+    runner = JudgeRunner(_judge(url, "slow", concurrency=3), JudgmentCache(None))
+    js = runner.rubric(_items(12))
+    assert all(j.scores for j in js) and state.max_in_flight == 3
+    cache = JudgmentCache(None)
+    runner = JudgeRunner(_judge(url, "hang", timeout=0.3, max_retries=1, concurrency=2), cache)
+    js = runner.rubric(_items(2))
+    assert all(j.failure and "APITimeoutError after 2 attempts" in j.failure for j in js)
+    assert cache.stats.failed_calls == 2 and cache.stats.retries == 2 and runner.call_failures == 2
+    prov = runner.provenance()
+    assert prov["templates"] == {"rubric-v1": RUBRIC.sha256} and prov["judge"]["model"] == "hang"
+    assert prov["judge"]["sampling"]["temperature"] == 0.0 and prov["failed_calls"] == 2
 
 
 def test_bad_endpoint_key_or_model_is_a_one_line_user_error(server):

@@ -97,12 +97,32 @@ class JudgeRunner:
     judgments: int = 0
     parse_failures: int = 0
     call_failures: int = 0
+    templates_used: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.repeats < 1:
             raise UserError(f"judge repeats must be >= 1, got {self.repeats}")
         self.judge.check()
         self.identity = self.judge.identity()
+
+    def provenance(self) -> dict[str, Any]:
+        """What results record about the judging: the judge's identity, every template used (name ->
+        sha256), the repeats, and what it cost (calls, cache hits, retries, tokens) and the failures."""
+        st = self.cache.stats
+        return {
+            "judge": self.identity,
+            "templates": dict(sorted(self.templates_used.items())),
+            "repeats": self.repeats,
+            "judgments": self.judgments,
+            "parse_failures": self.parse_failures,
+            "call_failures": self.call_failures,
+            "calls": st.calls,
+            "cache_hits": st.hits,
+            "failed_calls": st.failed_calls,
+            "retries": st.retries,
+            "prompt_tokens": st.prompt_tokens,
+            "completion_tokens": st.completion_tokens,
+        }
 
     def _call(self, c: _Call) -> _Call:
         try:
@@ -117,6 +137,7 @@ class JudgeRunner:
 
     def _ask(self, template: Template, inputs: list[tuple[Messages, str | None, int]]) -> list[_Call]:
         """Replies to (messages, image id, repeat) in order: cached ones read, the rest asked once each."""
+        self.templates_used[template.name] = template.sha256
         calls = []
         for messages, image_id, repeat in inputs:
             judge_input = {"messages": messages, "image_id": image_id}
