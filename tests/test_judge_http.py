@@ -258,8 +258,14 @@ def test_concurrency_is_bounded_and_timeouts_are_retried_then_counted(server):
     assert prov["judge"]["sampling"]["temperature"] == 0.0 and prov["failed_calls"] == 2
 
 
-def test_bad_endpoint_key_or_model_is_a_one_line_user_error(server):
+def test_bad_endpoint_key_or_model_is_a_one_line_user_error(server, monkeypatch):
     url, _ = server
+    monkeypatch.setenv("MMGPT_EVAL_JUDGE_BASE_URL", url)  # endpoint and key from the environment
+    monkeypatch.setenv("MMGPT_EVAL_JUDGE_API_KEY", KEY)
+    assert OpenAIJudge("exact").identity()["base_url"] == url
+    monkeypatch.setenv("MMGPT_EVAL_JUDGE_API_KEY", "wrong")
+    with pytest.raises(UserError, match="API key was refused"):
+        OpenAIJudge("exact").check()
     with pytest.raises(UserError, match="API key was refused"):
         OpenAIJudge("exact", base_url=url, api_key="wrong").check()
     with pytest.raises(UserError, match="unknown model 'gpt-7'; it serves: ") as e:
