@@ -225,3 +225,19 @@ def test_kill_9_mid_judging_then_resume(tmp_path):
     keys = [json.loads(x)["key"] for x in path.read_text().splitlines()]
     assert len(keys) == len(set(keys)) == 80  # nothing lost, nothing twice
     assert len(pairs) == 40 and all(p.outcome == "tie" for p in pairs)
+
+
+def test_inputs_that_cannot_be_judged_are_one_line_user_errors():
+    from mmgpt_eval.errors import UserError
+
+    runner = JudgeRunner(CallableJudge(lambda m: "VERDICT: A", name="a"), JudgmentCache(None))
+    one = [AnswerItem("1", (("Q", "x"),))]
+    with pytest.raises(UserError, match=r"unmatched: \['1', '2'\]"):
+        runner.pairwise(one, [AnswerItem("2", (("Q", "y"),))])
+    with pytest.raises(UserError, match="asked different questions"):
+        runner.pairwise(one, [AnswerItem("1", (("Other Q", "y"),))])
+    with pytest.raises(UserError, match="needs a reference answer"):
+        runner.relative(one)
+    with pytest.raises(UserError, match="repeats must be >= 1"):
+        JudgeRunner(CallableJudge(lambda m: "", name="a"), JudgmentCache(None), repeats=0)
+    assert runner.judgments == 0  # nothing was judged

@@ -29,6 +29,7 @@ from mmgpt_eval.judge.reliability import (
     score_difference_interval,
     score_matrix,
     fleiss_kappa,
+    hierarchical_interval,
     krippendorff_alpha,
     outcome_matrix,
     parse_failure_rate,
@@ -211,6 +212,13 @@ def test_judges_with_known_noise_give_the_expected_agreement(server):
     pairs = JudgeRunner(_judge(url, "exact"), JudgmentCache(None), repeats=3).pairwise(a, b)
     assert fleiss_kappa(verdict_counts(pairs)) == 1.0 and position_bias_rate(pairs) == 0.0
     assert {p.outcome for p in pairs} == {"a", "b", "tie"}
+    # a noisy judge comparing clearly better answers (q8) with worse ones (q4): the win rate's interval,
+    # over samples and judge repeats, lies above a coin flip
+    good = [AnswerItem(it.id, ((it.turns[0][0], "q8 answer"),)) for it in _items(12)]
+    poor = [AnswerItem(it.id, ((it.turns[0][0], "q4 answer"),)) for it in _items(12)]
+    noisy_pairs = JudgeRunner(_judge(url, "noisy", concurrency=8), JudgmentCache(None), repeats=3).pairwise(good, poor)
+    win = hierarchical_interval(outcome_matrix(noisy_pairs, 3))
+    assert 0.5 < win.low < win.estimate < win.high <= 1.0 and win.n_repeats == 3
     # the relative score: candidate / reference x 100, from the same scripted grades
     rel = JudgeRunner(_judge(url, "exact"), JudgmentCache(None)).relative(_items(4))
     assert [j.relative for j in rel] == [100.0 * (1 + i % 10) / (1 + (i * 3) % 10) for i in range(4)]

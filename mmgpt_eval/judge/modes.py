@@ -219,9 +219,12 @@ class JudgeRunner:
         items and turns); the earlier turns are shown as the user's messages only, so neither run's
         earlier answers sway the verdict. Each pair is judged as (A, B) and as (B, A)."""
         by_id = {it.id: it for it in items_b}
-        missing = [it.id for it in items_a if it.id not in by_id]
-        if missing or len(by_id) != len(items_a):
-            raise UserError(f"pairwise judging needs the same items in both runs; unmatched: {missing[:5]}")
+        ids_a = {it.id for it in items_a}
+        unmatched = sorted(ids_a ^ set(by_id))
+        if unmatched or len(ids_a) != len(items_a):
+            raise UserError(
+                f"pairwise judging needs the same items, once each, in both runs; unmatched: {unmatched[:5]}"
+            )
         slots, inputs = [], []
         for a in items_a:
             b = by_id[a.id]
