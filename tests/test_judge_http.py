@@ -102,6 +102,7 @@ def _app(state: Script) -> FastAPI:
         return {"object": "list", "data": data}
 
     @app.post("/v1/chat/completions")
+    @app.post("/nolist/v1/chat/completions")  # a server without GET /v1/models
     async def chat(request: Request):
         refused = _auth(request)
         if refused:
@@ -279,6 +280,16 @@ def test_bad_endpoint_key_or_model_is_a_one_line_user_error(server, monkeypatch)
     with pytest.raises(UserError, match="unknown model 'gpt-7'; it serves: ") as e:
         _judge(url, "gpt-7").check()
     assert "\n" not in str(e.value)
+    nolist = url.replace("/v1", "/nolist/v1")  # no model list: the test request finds out
+    assert _judge(nolist, "exact").identity()["served"] == {
+        "listed_id": None,
+        "owned_by": None,
+        "root": None,
+        "reply_model": "exact",
+        "system_fingerprint": None,
+    }
+    with pytest.raises(UserError, match=r"unknown model 'gpt-7' \(404\)"):
+        _judge(nolist, "gpt-7").check()
     free = socket.socket()
     free.bind(("127.0.0.1", 0))
     dead = f"http://127.0.0.1:{free.getsockname()[1]}/v1"
@@ -333,7 +344,7 @@ def test_the_cache_judges_only_what_changed(server, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_local_causal_lm_judge_is_counted_not_invented():
+def test_a_local_causal_lm_judge_is_counted_not_invented(tmp_path):
     judge = LocalLMJudge("tiny-lm", device="cpu", max_new_tokens=8)
     assert judge.identity()["kind"] == "local-lm" and judge.identity()["model"]["family"] == "causal-lm"
     runner = JudgeRunner(judge, JudgmentCache(None), repeats=2)
@@ -344,3 +355,10 @@ def test_a_local_causal_lm_judge_is_counted_not_invented():
     assert runner.parse_failures == 12 and all(j.scores is None for j in js)
     assert all(p.outcome is None for p in pairs)
     assert js[0].reply == js[1].reply  # greedy: the repeats agree
+    # the same weights as a Hugging Face model folder: the same replies
+    judge.loaded.model.save_pretrained(tmp_path / "judge-lm")
+    judge.loaded.tokenizer.save_pretrained(tmp_path / "judge-lm")
+    folder = LocalLMJudge(str(tmp_path / "judge-lm"), device="cpu", max_new_tokens=8)
+    again = JudgeRunner(folder, JudgmentCache(None), repeats=2).rubric(_items(2))
+    assert [j.reply for j in again] == [j.reply for j in js]
+    assert folder.identity()["model"]["lm"] == str(tmp_path / "judge-lm")

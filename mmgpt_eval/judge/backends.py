@@ -17,6 +17,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
 from ..errors import UserError
@@ -157,24 +158,27 @@ class OpenAIJudge:
         with self._lock:
             if self._served is not None:
                 return
+            listed: dict[str, Any] | None
             try:
                 listed = {m.id: m for m in self.client.models.list()}
+            except self._openai.NotFoundError:
+                listed = None  # a server without a model list: the test request below tells
             except self._openai.OpenAIError as e:
                 err = self._user_error(e)
                 if err is None:
                     err = UserError(f"judge endpoint {self.base_url}: cannot list models ({type(e).__name__}: {e})")
                 raise err from None
-            if self.model not in listed:
+            if listed is not None and self.model not in listed:
                 known = ", ".join(sorted(listed)[:10]) or "none"
                 raise UserError(f"judge endpoint {self.base_url}: unknown model {self.model!r}; it serves: {known}")
-            entry = listed[self.model]
+            entry = listed.get(self.model) if listed is not None else None
             extra = getattr(entry, "model_extra", None) or {}
             try:
                 resp, _ = self._create([{"role": "user", "content": "Reply with OK."}], max_tokens=1, temperature=0.0)
             except JudgeCallError as e:
                 raise UserError(f"judge endpoint {self.base_url}: no reply to a test request ({e})") from None
             self._served = {
-                "listed_id": entry.id,
+                "listed_id": getattr(entry, "id", None),
                 "owned_by": getattr(entry, "owned_by", None),
                 "root": extra.get("root"),
                 "reply_model": getattr(resp, "model", None),
@@ -208,7 +212,7 @@ def messages_as_text(messages: Messages, tokenizer: Any = None) -> str:
 
 
 class LocalLMJudge:
-    """A local Hugging Face causal LM (a model spec: preset name, TOML, or ``lm`` folder) through the
+    """A local Hugging Face causal LM (a model folder, or a model spec: preset name or TOML) through the
     model seam's text-only family; greedy decoding, so every repeat gives the same reply."""
 
     concurrency = 1
@@ -217,10 +221,17 @@ class LocalLMJudge:
         from ..generation_settings import GenerationSettings
         from ..model.build import load_model
         from ..model.families import eval_model
-        from ..model.spec import load_spec
+        from ..model.spec import ModelSpec, load_spec
 
         overrides: dict[str, Any] = {"device": device} if device else {}
-        self.spec = load_spec(spec, overrides)
+        folder = Path(spec)
+        if folder.is_dir():  # a Hugging Face model folder (weights, config and tokenizer)
+            self.spec = ModelSpec(family="causal-lm", lm=str(folder), tokenizer=str(folder), name=spec, source=spec)
+            if device:
+                self.spec.device = device
+            self.spec.validate(spec)
+        else:
+            self.spec = load_spec(spec, overrides)
         if self.spec.family != "causal-lm":
             raise UserError(f"a local judge must be a text-only causal LM (family causal-lm), not {self.spec.family}")
         self.loaded = load_model(self.spec)
