@@ -241,3 +241,22 @@ def test_inputs_that_cannot_be_judged_are_one_line_user_errors():
     with pytest.raises(UserError, match="repeats must be >= 1"):
         JudgeRunner(CallableJudge(lambda m: "", name="a"), JudgmentCache(None), repeats=0)
     assert runner.judgments == 0  # nothing was judged
+
+
+def test_an_error_mid_judging_stops_the_calls_and_keeps_what_was_judged(tmp_path):
+    from mmgpt_eval.errors import UserError
+
+    asked = []
+
+    def refuses_third(messages):
+        asked.append(1)
+        if len(asked) == 3:
+            raise UserError("judge endpoint: the API key was refused (401)")
+        return "VERDICT: tie"
+
+    cache = JudgmentCache(tmp_path / "j.jsonl")
+    items = [AnswerItem(str(i), (("Q", f"answer {i}"),)) for i in range(20)]
+    with pytest.raises(UserError, match="refused"):
+        JudgeRunner(CallableJudge(refuses_third, name="r"), cache).rubric(items)
+    # at most the one call already running on the (single) worker follows the refused one
+    assert 3 <= len(asked) <= 4 and len(JudgmentCache(tmp_path / "j.jsonl")) == len(asked) - 1

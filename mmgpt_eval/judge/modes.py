@@ -151,8 +151,14 @@ class JudgeRunner:
                 todo[c.key] = c
         workers = max(1, int(getattr(self.judge, "concurrency", 1)))
         if todo:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
+            pool = ThreadPoolExecutor(max_workers=workers)
+            try:
                 done = {c.key: c for c in pool.map(self._call, todo.values())}
+            except BaseException:
+                # a refused key, a bug or Ctrl-C: ask nothing more (replies already written stay cached)
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+            pool.shutdown(wait=True)
             for c in calls:
                 if c.reply is None and c.key in done:
                     c.reply, c.error = done[c.key].reply, done[c.key].error
