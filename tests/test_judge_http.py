@@ -245,11 +245,12 @@ def test_429_then_success_is_retried_and_a_429_storm_is_counted_not_scored(serve
     assert state.requests["flaky"] - before == 10  # each asked twice: a 429, then the reply
     assert cache.stats.prompt_tokens > 0 and cache.stats.completion_tokens == 60
     storm_cache = JudgmentCache(None)
-    runner = JudgeRunner(_judge(url, "storm", max_retries=2), storm_cache)
+    slept: list[float] = []
+    runner = JudgeRunner(_judge(url, "storm", max_retries=2, backoff=0.01, sleep=slept.append), storm_cache)
     js = runner.rubric(_items(3))
     assert all(j.scores is None and j.failure.startswith("call: RateLimitError") for j in js)
     assert runner.call_failures == 3 and storm_cache.stats.failed_calls == 3 and len(storm_cache) == 0
-    assert storm_cache.stats.retries == 6
+    assert storm_cache.stats.retries == 6 and sorted(slept) == [0.01] * 3 + [0.02] * 3  # exponential backoff
 
 
 def test_concurrency_is_bounded_and_timeouts_are_retried_then_counted(server):
