@@ -26,14 +26,15 @@ from mmgpt_eval.judge.modes import AnswerItem, JudgeRunner
 from mmgpt_eval.judge.prompts import RUBRIC
 from mmgpt_eval.judge.reliability import (
     dimension_means,
-    score_difference_interval,
-    score_matrix,
     fleiss_kappa,
     hierarchical_interval,
     krippendorff_alpha,
     outcome_matrix,
     parse_failure_rate,
     position_bias_rate,
+    relative_score,
+    score_difference_interval,
+    score_matrix,
     verdict_counts,
 )
 
@@ -223,6 +224,7 @@ def test_judges_with_known_noise_give_the_expected_agreement(server):
     # the relative score: candidate / reference x 100, from the same scripted grades
     rel = JudgeRunner(_judge(url, "exact"), JudgmentCache(None)).relative(_items(4))
     assert [j.relative for j in rel] == [100.0 * (1 + i % 10) / (1 + (i * 3) % 10) for i in range(4)]
+    assert relative_score(rel) == pytest.approx(100.0 * (1 + 2 + 3 + 4) / (1 + 4 + 7 + 10))
 
 
 def test_malformed_replies_are_counted_as_parse_failures(server):

@@ -137,6 +137,16 @@ def dimension_means(judgments: Sequence[Judgment]) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in sums.items()}
 
 
+def relative_score(judgments: Sequence[Judgment]) -> float:
+    """The reference-guided relative score as LLaVA-Bench reports it: 100 x mean candidate score /
+    mean reference score over the judgments that parsed (NaN when none did)."""
+    parsed = [j.scores for j in judgments if j.scores is not None]
+    if not parsed:
+        return float("nan")
+    ref = float(np.mean([s["reference"] for s in parsed]))
+    return 100.0 * float(np.mean([s["candidate"] for s in parsed])) / ref
+
+
 @dataclass(frozen=True)
 class Interval:
     estimate: float
