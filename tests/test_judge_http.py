@@ -166,6 +166,7 @@ def server():
 
 def _judge(url: str, model: str, **kw) -> OpenAIJudge:
     kw.setdefault("backoff", 0.001)
+    kw.setdefault("concurrency", 8)
     return OpenAIJudge(model, base_url=url, api_key=KEY, **kw)
 
 
@@ -218,7 +219,7 @@ def test_judges_with_known_noise_give_the_expected_agreement(server):
     # over samples and judge repeats, lies above a coin flip
     good = [AnswerItem(it.id, ((it.turns[0][0], "q8 answer"),)) for it in _items(12)]
     poor = [AnswerItem(it.id, ((it.turns[0][0], "q4 answer"),)) for it in _items(12)]
-    noisy_pairs = JudgeRunner(_judge(url, "noisy", concurrency=8), JudgmentCache(None), repeats=3).pairwise(good, poor)
+    noisy_pairs = JudgeRunner(_judge(url, "noisy"), JudgmentCache(None), repeats=3).pairwise(good, poor)
     win = hierarchical_interval(outcome_matrix(noisy_pairs, 3))
     assert 0.5 < win.low < win.estimate < win.high <= 1.0 and win.n_repeats == 3
     # the relative score: candidate / reference x 100, from the same scripted grades
