@@ -111,8 +111,9 @@ def test_fleiss_kappa_matches_the_textbook_example():
     ]
     assert fleiss_kappa(table) == pytest.approx(0.20993, abs=1e-5)
     assert fleiss_kappa([[3, 0, 0], [0, 3, 0], [0, 0, 3]]) == 1.0
-    with pytest.raises(ValueError):
-        fleiss_kappa([[3, 0], [1, 1]])
+    for bad in ([[3, 0], [1, 1]], [3, 0], np.zeros((0, 3))):
+        with pytest.raises(ValueError, match="same number"):
+            fleiss_kappa(bad)
 
 
 def test_pair_outcomes_position_bias_and_counts():

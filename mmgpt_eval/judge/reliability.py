@@ -69,8 +69,8 @@ def krippendorff_alpha(data: ArrayLike, level: str = "ordinal") -> float:
 def fleiss_kappa(counts: ArrayLike) -> float:
     """Fleiss' kappa of a subjects x categories matrix of rating counts (equal ratings per subject)."""
     c = np.asarray(counts, dtype=float)
-    n = c.sum(axis=1)
-    if c.ndim != 2 or len(c) == 0 or not np.all(n == n[0]) or n[0] < 2:
+    n = c.sum(axis=1) if c.ndim == 2 else np.zeros(0)
+    if len(n) == 0 or not np.all(n == n[0]) or n[0] < 2:
         raise ValueError("counts must be subjects x categories with the same number (>= 2) of ratings each")
     r = n[0]
     p_i = ((c**2).sum(axis=1) - r) / (r * (r - 1))
