@@ -213,6 +213,9 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "process": (("distributed", "lock"), ("base",)),
     "model": (("model", "compat"), ("base", "settings")),
     "engine": (("engine",), ("base", "settings", "model")),
+    # judging answers with a model: judge backends (an endpoint, a local causal LM through the model
+    # seam, a callable), prompts, the judgment cache, modes and reliability statistics
+    "judge": (("judge",), ("base", "settings", "model")),
     # evaluation protocols (strategy objects: template, subset, demos, post-processing); they read a
     # run's settings through a structural type, never the config module
     "protocols": (
