@@ -49,7 +49,7 @@ def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=1) + "\n")
 
 
-def _easyvqa() -> tuple[dict[int, list[tuple[str, str]]], list[tuple[str, str, int]], dict[int, str]]:
+def _easyvqa() -> tuple[dict[int, list[tuple[str, str]]], list[tuple[str, str, int]], list[str]]:
     import easy_vqa
 
     qs, ans, ids = easy_vqa.get_test_questions()
@@ -90,7 +90,7 @@ def _question_type(q: str) -> str:
     return next((t for t in VQA_QUESTION_TYPES if q.startswith(t + " ")), "none of the above")
 
 
-def write_data_root(by_image: dict[int, list[tuple[str, str]]], paths: dict[int, str]) -> None:
+def write_data_root(by_image: dict[int, list[tuple[str, str]]], paths: list[str]) -> None:
     """examples/data: vqav2/ (official question and annotation files) and coco/ (Karpathy split)."""
     root = HERE / "data"
     questions, annotations, karpathy, captions_images, captions = [], [], [], [], []
@@ -135,7 +135,11 @@ def write_data_root(by_image: dict[int, list[tuple[str, str]]], paths: dict[int,
         )
         captions_images.append({"id": image_id, "file_name": name, "height": 64, "width": 64})
         captions += [{"image_id": image_id, "id": image_id * 10 + j, "caption": c} for j, c in enumerate(refs)]
-    meta = {"data_type": "mscoco", "data_subtype": "val2014", "license": "easy-VQA images (MIT), see examples/README.md"}
+    meta = {
+        "data_type": "mscoco",
+        "data_subtype": "val2014",
+        "license": "easy-VQA images (MIT), see examples/README.md",
+    }
     _write_json(root / "vqav2" / "v2_OpenEnded_mscoco_val2014_questions.json", {**meta, "questions": questions})
     _write_json(root / "vqav2" / "v2_mscoco_val2014_annotations.json", {**meta, "annotations": annotations})
     _write_json(root / "coco" / "dataset_coco.json", {"dataset": "coco", "images": karpathy})
@@ -166,7 +170,7 @@ def write_predictions() -> None:
     _write_json(HERE / "score" / "coco_predictions.json", sorted(coco, key=lambda p: p["image_id"]))
 
 
-def write_predict_cases(by_image: dict[int, list[tuple[str, str]]], paths: dict[int, str]) -> None:
+def write_predict_cases(by_image: dict[int, list[tuple[str, str]]], paths: list[str]) -> None:
     """examples/predict: questions rendered through --template (default mmgpt), a raw prompt in
     OpenFlamingo's VQA form, and a raw two-image MultiModal-GPT prompt; image paths are relative to
     the cases file."""
@@ -223,7 +227,7 @@ def _lmms_answers(i: int, gold: str) -> list[str]:
     return ["the " + gold] * 3 + ["no idea"] * 7  # disagreement, article removed by normalisation
 
 
-def write_lmms_data(questions: list[tuple[str, str, int]], paths: dict[int, str]) -> None:
+def write_lmms_data(questions: list[tuple[str, str, int]], paths: list[str]) -> None:
     """examples/lmms_eval/data: test.jsonl (read by the datasets library's ``json`` builder) and its
     images; the task YAMLs and utils.py next to it are written by hand."""
     data = HERE / "lmms_eval" / "data"

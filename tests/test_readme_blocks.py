@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -97,9 +98,12 @@ def _env(workdir: Path) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[f"L{b.line}-{re.sub(r'[^a-z0-9]+', '-', b.section.lower())}" for b in BLOCKS])
+@pytest.mark.parametrize(
+    "block", BLOCKS, ids=[f"L{b.line}-{re.sub(r'[^a-z0-9]+', '-', b.section.lower())}" for b in BLOCKS]
+)
 def test_block_runs_verbatim(block: Block, workdir: Path):
     (workdir / "home").mkdir(exist_ok=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run(
         ["bash", "-e", "-o", "pipefail", "-c", block.code],
         cwd=workdir,
@@ -108,6 +112,9 @@ def test_block_runs_verbatim(block: Block, workdir: Path):
         text=True,
         timeout=600,
     )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    print(f"README.md:{block.line} ({block.section}): {cpu:.1f} s CPU")  # shown with -s: wall time varies with load
     log = r.stdout + r.stderr
     where = f"README.md:{block.line} ({block.section})"
     assert r.returncode == block.exit_code, f"{where}: exit {r.returncode}, expected {block.exit_code}\n{log[-6000:]}"
