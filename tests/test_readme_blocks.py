@@ -105,6 +105,7 @@ def _env(workdir: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "block", BLOCKS, ids=[f"L{b.line}-{re.sub(r'[^a-z0-9]+', '-', b.section.lower())}" for b in BLOCKS]
 )
