@@ -1,8 +1,9 @@
-"""The ``mmgpt`` backend for lmms-eval, offline: two local lmms-eval tasks (a VQAv2-style generation task
-scored by lmms-eval's own VQAv2 code, and a multiple-choice task that asks for log-likelihoods) built
-here from easy-VQA images, run through lmms-eval's real command line with ``--model mmgpt`` on the
-embedded tiny MultiModal-GPT; lmms-eval's VQAv2 scores of our predictions compared with
-``mmgpt_eval.metrics.vqa_accuracy``; its log-likelihoods compared with a plain forward pass."""
+"""The ``mmgpt`` backend for lmms-eval, offline: the two local lmms-eval tasks shipped in
+``examples/lmms_eval/`` (a VQAv2-style generation task scored by lmms-eval's own VQAv2 code, and a
+multiple-choice task that asks for log-likelihoods, over easy-VQA images) run through lmms-eval's real
+command line with ``--model mmgpt`` on the embedded tiny MultiModal-GPT; lmms-eval's VQAv2 scores of
+our predictions compared with ``mmgpt_eval.metrics.vqa_accuracy``; its log-likelihoods compared with a
+plain forward pass."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import tomllib
 from pathlib import Path
 
@@ -23,115 +23,24 @@ pytestmark = pytest.mark.skipif(
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+# the README's offline recipe: two local lmms-eval tasks over 12 easy-VQA questions (data written by
+# examples/make_examples.py; four answer patterns per question that exercise the VQA scoring rules)
+TASKS = ROOT / "examples" / "lmms_eval"
 N_DOCS = 12
-CHOICES = {
-    "shape": ["circle", "rectangle", "triangle"],
-    "yesno": ["yes", "no"],
-    "color": ["red", "green", "blue", "black", "gray", "teal", "brown", "yellow"],
-}
 MODEL_ARGS = "model=tiny-openflamingo,ckpt=tiny-mmgpt"
 
 
-def _kind(answer: str) -> str:
-    return next(k for k, v in CHOICES.items() if answer in v)
-
-
-def _answers(i: int, gold: str) -> list[str]:
-    """Ten VQAv2-style answers per question, in four patterns that exercise the scoring rules."""
-    pattern = i % 4
-    if pattern == 0:
-        return [gold] * 10  # unanimous, already normalised
-    if pattern == 1:
-        return [gold.capitalize() + "."] * 10  # unanimous, NOT normalised: the rules differ here
-    if pattern == 2:
-        return [gold] * 2 + ["something else"] * 8  # disagreement: 2 matches
-    return ["the " + gold] * 3 + ["no idea"] * 7  # disagreement, article removed by normalisation
-
-
-def make_fixture(root: Path) -> dict:
-    """Local data (``test.jsonl`` + PNG files; read by the datasets library's ``json`` builder) and two
-    task YAMLs with their utils.py, in ``root``."""
-    import easy_vqa
-    from PIL import Image
-
-    qs, ans, ids = easy_vqa.get_test_questions()
-    paths = easy_vqa.get_test_image_paths()
-    data = root / "data"
-    data.mkdir()
-    rows = []
-    for i, (q, a, img) in enumerate(list(zip(qs, ans, ids))[:N_DOCS]):
-        image = data / f"{img}.png"
-        Image.open(paths[img]).convert("RGB").save(image)
-        rows.append(
-            {
-                "question_id": 1000 + i,
-                "question": q,
-                "answer": a,
-                "image": str(image),
-                "answers": [{"answer": x, "answer_id": k + 1} for k, x in enumerate(_answers(i, a))],
-                "choices": CHOICES[_kind(a)],
-                "target": CHOICES[_kind(a)].index(a),
-            }
-        )
-    (data / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tasks = root / "tasks"
-    tasks.mkdir()
-    (tasks / "utils.py").write_text(
-        textwrap.dedent("""\
-        from PIL import Image
-        from lmms_eval.tasks.vqav2.utils import vqav2_doc_to_text, vqav2_process_results_val  # noqa: F401
-
-
-        def doc_to_visual(doc):
-            return [Image.open(doc["image"]).convert("RGB")]
-
-
-        def doc_to_text_mc(doc):
-            return doc["question"]
-
-
-        def doc_to_choice(doc):
-            return list(doc["choices"])
-        """)
-    )
-    common = (
-        f"dataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data / 'test.jsonl'}\n"
-        "test_split: test\ndoc_to_visual: !function utils.doc_to_visual\nmetadata:\n  - version: 0.0\n"
-    )
-    (tasks / "mmgpt_local_vqa.yaml").write_text(
-        f"task: mmgpt_local_vqa\n{common}"
-        + textwrap.dedent("""\
-        output_type: generate_until
-        doc_to_text: !function utils.vqav2_doc_to_text
-        doc_to_target: answer
-        generation_kwargs:
-          max_new_tokens: 8
-          until: ["\\n\\n"]
-        process_results: !function utils.vqav2_process_results_val
-        metric_list:
-          - metric: exact_match
-            aggregation: mean
-            higher_is_better: true
-        lmms_eval_specific_kwargs:
-          default:
-            pre_prompt: ""
-            post_prompt: ""
-        """)
-    )
-    (tasks / "mmgpt_local_mc.yaml").write_text(
-        f"task: mmgpt_local_mc\n{common}"
-        + textwrap.dedent("""\
-        output_type: multiple_choice
-        doc_to_text: !function utils.doc_to_text_mc
-        doc_to_choice: !function utils.doc_to_choice
-        doc_to_target: target
-        metric_list:
-          - metric: acc
-            aggregation: mean
-            higher_is_better: true
-        """)
-    )
-    return {"data": data, "tasks": tasks, "rows": rows}
+def shipped_tasks(root: Path) -> dict:
+    """The shipped task folder, reachable from ``root`` as from the repository root (its YAML names
+    ``data_files`` by a path relative to the folder lmms-eval runs in), and its rows."""
+    (root / "examples").mkdir()
+    (root / "examples" / "lmms_eval").symlink_to(TASKS, target_is_directory=True)
+    data = TASKS / "data"
+    rows = [json.loads(x) for x in (data / "test.jsonl").read_text().splitlines() if x.strip()]
+    assert len(rows) == N_DOCS
+    for r in rows:
+        r["image"] = str(data / r["image"])
+    return {"data": data, "tasks": root / "examples" / "lmms_eval", "rows": rows}
 
 
 def _entry_point_installed() -> bool:
@@ -179,7 +88,7 @@ def _read_outputs(out: Path) -> tuple[dict, dict[str, list[dict]]]:
 @pytest.fixture(scope="module")
 def lmms_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("lmms")
-    fx = make_fixture(root)
+    fx = shipped_tasks(root)
     r = run_lmms_eval(
         [
             "--model",
@@ -189,7 +98,7 @@ def lmms_run(tmp_path_factory):
             "--tasks",
             "mmgpt_local_vqa,mmgpt_local_mc",
             "--include_path",
-            str(fx["tasks"]),
+            "examples/lmms_eval",
             "--device",
             "cpu",
             "--batch_size",
