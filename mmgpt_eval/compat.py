@@ -35,14 +35,35 @@ open-flamingo 2.0.1 (installed with --no-deps).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import sys
 from typing import Any
 
 from .errors import OPEN_FLAMINGO_INSTALL as OPEN_FLAMINGO_INSTALL
 from .errors import missing_package_error
 
+
+@contextlib.contextmanager
+def _without_optional_wandb():
+    """open_flamingo imports open_clip, which imports timm, whose ``timm.utils.summary`` imports wandb
+    when it is installed (for timm's own training logs, which nothing here uses): about 3 s of CPU on
+    every command that loads a model. While open_flamingo is first imported, ``import wandb`` fails as
+    if it were absent (timm catches that); afterwards wandb imports as usual (``--log-to wandb``)."""
+    if "wandb" in sys.modules:
+        yield
+        return
+    sys.modules["wandb"] = None  # type: ignore[assignment]  # makes `import wandb` raise ImportError
+    try:
+        yield
+    finally:
+        if sys.modules.get("wandb", 0) is None:
+            del sys.modules["wandb"]
+
+
 try:  # the first import of open_flamingo on every path that builds or runs a model
-    from open_flamingo.src.flamingo_lm import FlamingoLMMixin
+    with _without_optional_wandb():
+        from open_flamingo.src.flamingo_lm import FlamingoLMMixin
 except ModuleNotFoundError as _err:
     _user = missing_package_error(_err)
     if _user is None:
