@@ -35,8 +35,10 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/mmgpt-eval run --output-dir $(DEMO_OUT) --baseline tiny-openflamingo
 
+# The suite runs on every core (pytest-xdist; a test file stays on one worker, so its module fixtures are
+# built once). PYTEST_ARGS="-n 0" runs it in one process.
 test: $(STAMP) chromium lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
 
 # Static checks, run by `make test` before the tests (about 20 s cold, a few seconds warm; configured in
 # pyproject.toml): ruff's bug-finding rules, the code style (`ruff format .` applies it), and mypy over the package.
