@@ -255,9 +255,10 @@ def test_same_adapter_passes_and_base_fails(training_repo):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "Gate: PASS" in (repo / "ci-out" / "gate.md").read_text()
 
-    # the base model without its adapter (no --ckpt): a regression
+    # the base model without its adapter (no --ckpt): a regression; ci-out still holds the first
+    # candidate's run, which step 3's --overwrite replaces
     env = {**tr.env, "CANDIDATE_CKPT": ""}
-    r = _sh(f"rm -rf ci-out && {tr.run} && {tr.gate}", repo, env)
+    r = _sh(f"{tr.run} && {tr.gate}", repo, env)
     assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
     assert "<failure" in (repo / "ci-out" / "gate.xml").read_text()
 

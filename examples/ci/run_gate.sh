@@ -17,7 +17,7 @@ config="${MMGPT_CONFIG:-ci/mmgpt-eval.toml}"
 baseline="${MMGPT_BASELINE:-ci/mmgpt-baseline}"
 policy="${MMGPT_POLICY:-ci/gate.toml}"
 MMGPT_EVAL=${MMGPT_EVAL:-mmgpt-eval}
-"$MMGPT_EVAL" run --config "$config" --ckpt "$ckpt" --output-dir "$out" --no-report
+"$MMGPT_EVAL" run --config "$config" --ckpt "$ckpt" --output-dir "$out" --overwrite --no-report
 set +e
 "$MMGPT_EVAL" gate --baseline "$baseline" --candidate "$out" --policy "$policy" \
     --markdown "$out/gate.md" --junit "$out/gate.xml" --json "$out/gate.json"

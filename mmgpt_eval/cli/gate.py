@@ -191,7 +191,7 @@ def run_config(args: argparse.Namespace, tasks: list[str]) -> str:
     """The run config (``mmgpt-eval run --config``) that evaluates a candidate on the baseline's subset."""
     lines = [
         "# Fixed CI subset written by `mmgpt-eval gate init` (keys are `mmgpt-eval run` flags).",
-        "# Evaluate a candidate: mmgpt-eval run --config THIS_FILE --ckpt CHECKPOINT --output-dir OUT --no-report",
+        "# Evaluate a candidate: mmgpt-eval run --config THIS_FILE --ckpt CHECKPOINT --output-dir OUT --overwrite --no-report",
     ]
     if args.model:
         lines.append(f"model = {_toml_str(args.model)}")
@@ -231,7 +231,7 @@ def next_steps(args: argparse.Namespace, out: Path, open_flamingo_install: str) 
         "(CONSTRAINTS: constraints.txt of the same mmgpt-eval commit)",
         f"       {open_flamingo_install}",
         "  3. for every candidate checkpoint:",
-        f"       mmgpt-eval run --config {config} --ckpt CANDIDATE --output-dir ci-out --no-report",
+        f"       mmgpt-eval run --config {config} --ckpt CANDIDATE --output-dir ci-out --overwrite --no-report",
         f"       mmgpt-eval gate --baseline {out} --candidate ci-out{policy} --markdown ci-out/gate.md",
     ]
 
