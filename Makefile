@@ -26,8 +26,11 @@ venv: $(STAMP)
 #    its real needs are listed in pyproject.toml. Do not run `pip check` (it reports those pins).
 $(STAMP): pyproject.toml constraints.txt
 	@if [ ! -x $(PY) ]; then $(PYTHON) -m venv $(VENV); fi
+	@echo "[1/3] torch + torchvision (about 5.5 GB unpacked: the longest step, a few minutes)"
 	$(PIP) install -q -c constraints.txt torch torchvision 2>&1 | { grep -v "is ignored" || true; }; exit $${PIPESTATUS[0]}
+	@echo "[2/3] mmgpt-eval and its dependencies, with the test, semantic, mlflow, wandb, lmms and serve extras"
 	$(PIP) install -q -c constraints.txt -e '.[test,semantic,mlflow,wandb,lmms,serve]' 2>&1 | { grep -v "is ignored" || true; }; exit $${PIPESTATUS[0]}
+	@echo "[3/3] open-flamingo 2.0.1 (--no-deps: its metadata pins torch==2.0.1)"
 	$(PIP) install -q --no-deps -c constraints.txt open-flamingo==2.0.1 2>&1 | { grep -v "is ignored" || true; }; exit $${PIPESTATUS[0]}
 	$(PY) -c "import mmgpt_eval.compat, open_flamingo, torch, transformers, peft, open_clip; print('venv ok: torch', torch.__version__, 'transformers', transformers.__version__)"
 	@touch $(STAMP)
