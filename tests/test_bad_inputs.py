@@ -569,14 +569,14 @@ def test_generation_settings_validate():
             G(**bad).validate("here")
 
 
-def test_bug_prints_traceback_and_exit_1(monkeypatch, capsys):
+def test_bug_prints_traceback_and_exit_3(monkeypatch, capsys):
     import mmgpt_eval.model.checkpoint as ck  # `inspect` imports its reader when it runs
 
     def boom(*a, **k):
         raise ZeroDivisionError("oops")
 
     monkeypatch.setattr(ck, "read_checkpoint", boom)
-    assert main(["inspect", "whatever"]) == 1
+    assert main(["inspect", "whatever"]) == 3
     err = capsys.readouterr().err
     assert "Traceback" in err and "bug" in err.strip().splitlines()[-1]
 

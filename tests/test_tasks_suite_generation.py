@@ -336,7 +336,7 @@ def test_data_check_names_the_missing_file_and_its_source(data, tmp_path, monkey
     assert "all required files present" in capsys.readouterr().out
     target = tmp_path / "d" / missing
     shutil.rmtree(target) if target.is_dir() else target.unlink()
-    assert main(["data", "check", "--tasks", task, "--data-root", "d"]) == 1
+    assert main(["data", "check", "--tasks", task, "--data-root", "d"]) == 2
     out = capsys.readouterr().out
     assert "MISSING" in out and f"d/{missing}" in out and "1 required file(s) missing" in out
     rows = [r for r in check(discover()[task]({}), Path("d")) if not r["present"] and r["required"]]

@@ -1,6 +1,6 @@
 """``mmgpt-eval data check [--tasks ...] [--data-root DIR]``: per task, which data files are present,
 which are missing, and where each missing file comes from (official sources; nothing is downloaded).
-Exit code 0 when every required file is present, 1 otherwise."""
+Exit code 0 when every required file is present, 2 otherwise (missing input; 1 is only a gate regression)."""
 
 from __future__ import annotations
 
@@ -62,4 +62,4 @@ def run(args: argparse.Namespace) -> int:
         t.add_row(r["task"], r["option"], status, r["path"], "" if r["present"] else r["source"])
     con.print(t)
     con.print(f"{missing} required file(s) missing" if missing else "all required files present")
-    return 1 if missing else 0
+    return 2 if missing else 0

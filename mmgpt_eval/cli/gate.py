@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 def run_gate(args: argparse.Namespace) -> int:
     from ..compare import metric_samples
     from ..gate import evaluate_gate, load_policy, to_junit_xml, to_markdown
-    from ..results import RunResults, check_run
+    from ..results import read_run
 
     for path, what in (
         (args.markdown, "--markdown file"),
@@ -121,8 +121,8 @@ def run_gate(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy)
     # each run's per-sample logs must belong to its results.json (else a one-line error, exit 2)
     runs = {
-        "baseline": check_run(RunResults.load(args.baseline)),
-        "candidate": check_run(RunResults.load(args.candidate)),
+        "baseline": read_run(args.baseline),
+        "candidate": read_run(args.candidate),
     }
 
     def fetch(task: str, metric: str, which: str):
