@@ -107,14 +107,19 @@ def _lines(path: Path) -> Iterator[tuple[int, int, str]]:
                 yield lineno, start, text
 
 
+def _short(v: Any) -> str:
+    text = json.dumps(v, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def read_log(
     path: str | os.PathLike, keys: Iterable[str] = (), visit: Callable[[dict[str, Any]], Any] | None = None
 ) -> TaskLog:
     """Read a per-sample log once: its header (the first line, when it is one), every record's id and
     position, and the per-sample values of ``keys``; ``visit(record)`` is called with each record (the
-    parsed JSON object) in file order. A record that is not an object with an id, whose ``metrics`` is
-    not an object, or a value that is not a number (or null) is a one-line UserError naming the line; so
-    are a second header and a line beyond the bounds of :mod:`mmgpt_eval.io` (size, nesting depth)."""
+    parsed JSON object) in file order. A record that is not an object with an id (a string or an
+    integer), whose ``metrics`` is not an object, or a value that is not a number (or null) is a one-line
+    UserError naming the line; so are a second header and a line beyond the bounds of :mod:`mmgpt_eval.io` (size, nesting depth)."""
     path = Path(path)
     keys = list(dict.fromkeys(keys))
     log = TaskLog(path, None, [], {k: [] for k in keys})
@@ -140,10 +145,13 @@ def read_log(
             raise UserError("a second header line in the per-sample log", path, line)
         if not isinstance(obj, dict) or "id" not in obj:
             raise UserError("a per-sample record must be a JSON object with an id", path, line)
+        rid = obj["id"]
+        if not (type(rid) is str or type(rid) is int):  # is_id, inlined: called for every record
+            raise UserError(f"a record's id must be a string or an integer, got {_short(rid)}", path, line)
         m = obj.get("metrics", {})
         if not isinstance(m, dict):
-            raise UserError(f"record {obj['id']}: metrics must be an object", path, line)
-        ids.append(str(obj["id"]))
+            raise UserError(f"record {rid}: metrics must be an object", path, line)
+        ids.append(str(rid))
         offsets.append(at)
         for k, col in zip(keys, cols):
             v = m.get(k)

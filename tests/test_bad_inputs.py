@@ -589,3 +589,291 @@ def test_logging_goes_to_stderr(capsys):
     logging.getLogger("mmgpt_eval").warning("a log line")
     out, err = capsys.readouterr()
     assert "a log line" in err and "a log line" not in out
+
+
+_PARSER: list = []
+
+
+@pytest.fixture
+def fast_parser(monkeypatch):
+    """``main`` with the command-line parser built once for this file's cases (building it discovers
+    every task's options: most of a failing command's time); the cases here pass no --include-path."""
+    import mmgpt_eval.cli as cli
+
+    real = cli.build_parser
+    if not _PARSER:
+        _PARSER.append(real([]))
+    monkeypatch.setattr(cli, "build_parser", lambda argv=None: _PARSER[0])
+
+
+# ------------------------------------------------------------------------------- run folders (issue 27: 3)
+# Every reader of a run folder (compare, gate, report, export) validates it the same way
+# (results.read_run): each variant below is refused by each reader, exit 2, one line naming the problem.
+READERS = {
+    "compare": lambda run: ["compare", "run-a", run, "--resamples", "200", "--json", "cmp.json"],
+    "gate": lambda run: [
+        "gate",
+        "--baseline",
+        "run-a",
+        "--candidate",
+        run,
+        "--policy",
+        "gate.toml",
+        "--json",
+        "g.json",
+    ],
+    "report": lambda run: ["report", "run-a", run, "-o", "rep.html"],
+    "export": lambda run: ["export", run, "-o", "exported"],
+}
+
+
+def _records(lines: list[str]) -> list[dict]:
+    return [json.loads(s) for s in lines]
+
+
+def _with_record(i: int, edit):
+    """A log edit: record ``i`` (0 = the header line) edited in place by ``edit(record)``."""
+
+    def go(lines: list[str]) -> list[str]:
+        recs = _records(lines)
+        edit(recs[i])
+        return [json.dumps(r) for r in recs]
+
+    return go
+
+
+def _task(edit):
+    """A results edit applied to the task's entry."""
+    return lambda d: edit(d["tasks"]["easyvqa"])
+
+
+def _info(edit):
+    return _task(lambda t: edit(t["metric_info"]["accuracy"]))
+
+
+def _nest(depth: int, kind: str = "list") -> str:
+    """JSON text nested ``depth`` levels deep (built as text: json.dumps itself would recurse)."""
+    if kind == "list":
+        return "[" * depth + "]" * depth
+    return '{"a": ' * (depth - 1) + "{}" + "}" * (depth - 1)
+
+
+def _raw_results(text_edit):
+    """A results edit on the file's text (for what json.dumps cannot write)."""
+    return ("raw", text_edit)
+
+
+# name -> (results edit, log edit, words the error line must contain); the log's records are at lines
+# 1..4 (line 0 is the header), per-sample accuracy [1, 0, 1, 1] (75.0)
+RUN_FOLDER_VARIANTS = {
+    # the log against the results
+    "dup-id": (None, _with_record(4, lambda r: r.update(id="0")), ["easyvqa.jsonl", "repeats sample id '0'"]),
+    "edited-sample-metric": (None, _with_record(2, lambda r: r["metrics"].update(accuracy=1.0)), ["disagree"]),
+    "edited-aggregate": (_task(lambda t: t["metrics"].update(accuracy=80.0)), None, ["easyvqa/accuracy", "disagree"]),
+    "fewer-records": (None, lambda lines: lines[:-1], ["3 records", "4 samples"]),
+    "extra-record": (None, lambda lines: lines + [json.dumps({"id": "9", "metrics": {}})], ["no fingerprint"]),
+    "fingerprint-differs": (_task(lambda t: t.update(fingerprint="abc")), None, ["fingerprint", "abc"]),
+    "log-of-other-task": (None, _with_record(0, lambda h: h["mmgpt-eval/samples"].update(task="vqav2")), ["vqav2"]),
+    "no-header": (None, lambda lines: lines[1:], ["no header"]),
+    "second-header": (None, lambda lines: lines[:2] + lines[:1] + lines[2:], ["second header"]),
+    "record-without-id": (None, _with_record(1, lambda r: r.pop("id")), ["with an id"]),
+    "record-id-list": (None, _with_record(1, lambda r: r.update(id=[0])), ["id", "[0]"]),
+    "record-id-null": (None, _with_record(1, lambda r: r.update(id=None)), ["id", "null"]),
+    "record-metric-text": (None, _with_record(1, lambda r: r["metrics"].update(accuracy="yes")), ["not a number"]),
+    "record-metrics-list": (None, _with_record(1, lambda r: r.update(metrics=[])), ["metrics must be an object"]),
+    "record-not-json": (None, lambda lines: lines[:2] + ["{oops"] + lines[2:], ["malformed JSON"]),
+    "samples-outside": (_task(lambda t: t.update(samples_file="../run-a/samples/easyvqa.jsonl")), None, ["outside"]),
+    "samples-missing": (_task(lambda t: t.update(samples_file="samples/nope.jsonl")), None, ["nope.jsonl"]),
+    # the results file: schema, version, the type of every field
+    "schema-version-99": (lambda d: d.update(schema_version=99), None, ["schema version 99"]),
+    "schema-version-text": (lambda d: d.update(schema_version="2"), None, ["schema version 2"]),
+    "not-results": (lambda d: d.update(schema="other/thing"), None, ["not an mmgpt-eval results file"]),
+    "results-array": (lambda d: d.clear() or d.update(_list=True), None, ["not an mmgpt-eval results file"]),
+    "missing-n-samples": (_task(lambda t: t.pop("n_samples")), None, ["tasks.easyvqa.n_samples", "missing"]),
+    "n-samples-text": (_task(lambda t: t.update(n_samples="ten")), None, ["tasks.easyvqa.n_samples", '"ten"']),
+    "n-samples-negative": (_task(lambda t: t.update(n_samples=-4)), None, ["tasks.easyvqa.n_samples", "-4"]),
+    "n-samples-float": (_task(lambda t: t.update(n_samples=4.0)), None, ["tasks.easyvqa.n_samples", "4.0"]),
+    "n-available-list": (_task(lambda t: t.update(n_available=[4])), None, ["tasks.easyvqa.n_available"]),
+    "limit-text": (_task(lambda t: t.update(limit="all")), None, ["tasks.easyvqa.limit"]),
+    "metric-text": (_task(lambda t: t["metrics"].update(accuracy="75")), None, ["tasks.easyvqa.metrics.accuracy"]),
+    "metric-bool": (_task(lambda t: t["metrics"].update(accuracy=True)), None, ["metrics.accuracy", "true"]),
+    "metrics-list": (_task(lambda t: t.update(metrics=[75.0])), None, ["tasks.easyvqa.metrics", "an array"]),
+    "kind-unknown": (_info(lambda i: i.update(kind="ratio")), None, ["metric_info.accuracy.kind", '"ratio"']),
+    "kind-missing": (_info(lambda i: i.pop("kind")), None, ["metric_info.accuracy.kind", "missing"]),
+    "scale-text": (_info(lambda i: i.update(scale="100")), None, ["metric_info.accuracy.scale", '"100"']),
+    "scale-zero": (_info(lambda i: i.update(scale=0)), None, ["metric_info.accuracy.scale", "> 0"]),
+    "scale-nan": (_info(lambda i: i.update(scale=float("nan"))), None, ["metric_info.accuracy.scale", "nan"]),
+    "higher-is-better-text": (_info(lambda i: i.update(higher_is_better="yes")), None, ["higher_is_better"]),
+    "per-sample-number": (_info(lambda i: i.update(per_sample=1)), None, ["metric_info.accuracy.per_sample"]),
+    "metric-info-entry-list": (_task(lambda t: t["metric_info"].update(accuracy=[])), None, ["metric_info.accuracy"]),
+    "primary-metric-number": (_task(lambda t: t.update(primary_metric=0)), None, ["tasks.easyvqa.primary_metric"]),
+    "template-list": (_task(lambda t: t.update(template=["mmgpt"])), None, ["tasks.easyvqa.template"]),
+    "template-name-number": (_task(lambda t: t["template"].update(name=1)), None, ["tasks.easyvqa.template.name"]),
+    "generation-text": (_task(lambda t: t.update(generation="greedy")), None, ["tasks.easyvqa.generation"]),
+    "notes-numbers": (_task(lambda t: t.update(notes=[1, 2])), None, ["tasks.easyvqa.notes"]),
+    "num-fewshot-text": (_task(lambda t: t.update(num_fewshot="0")), None, ["tasks.easyvqa.num_fewshot"]),
+    "samples-file-number": (_task(lambda t: t.update(samples_file=3)), None, ["tasks.easyvqa.samples_file"]),
+    "fingerprint-null": (_task(lambda t: t.update(fingerprint=None)), None, ["tasks.easyvqa.fingerprint"]),
+    "task-entry-text": (lambda d: d["tasks"].update(easyvqa="x"), None, ["tasks.easyvqa", "expected an object"]),
+    "tasks-list": (lambda d: d.update(tasks=[]), None, ["tasks: expected an object"]),
+    "run-list": (lambda d: d.update(run=[]), None, ["run: expected an object"]),
+    "run-label-number": (lambda d: d["run"].update(label=7), None, ["run.label"]),
+    "model-null": (lambda d: d.update(model=None), None, ["model: expected an object"]),
+    "checkpoint-text": (lambda d: d["model"].update(checkpoint="ck.pt"), None, ["model.checkpoint"]),
+    "provenance-text": (lambda d: d.update(provenance="x"), None, ["provenance"]),
+    "baseline-text": (lambda d: d.update(baseline="run-a"), None, ["baseline: expected an object or null"]),
+    "baseline-results-number": (lambda d: d.update(baseline={"results": 3}), None, ["baseline.results"]),
+    # nesting (issue 27: 4): past the recursion limit, and just past the documented depth
+    "results-deep-5000": (_raw_results(lambda s: s.replace('"argv": []', '"argv": ' + _nest(5000))), None, ["deeper"]),
+    "results-deep-65": (_raw_results(lambda s: s.replace('"argv": []', '"argv": ' + _nest(65, "dict"))), None, ["64"]),
+    "log-deep-5000": (None, lambda ls: ls[:1] + [ls[1][:-1] + ', "raw": ' + _nest(5000) + "}"] + ls[2:], ["deeper"]),
+    "log-deep-65": (None, lambda ls: ls[:2] + [ls[2][:-1] + ', "x": ' + _nest(65, "dict") + "}"] + ls[3:], [":3:"]),
+}
+
+
+def _bad_run(ws: Path, name: str) -> str:
+    """``ws/rf-<name>``: run-a's copy with the variant's edits."""
+    results_edit, log_edit, _ = RUN_FOLDER_VARIANTS[name]
+    dst = ws / f"rf-{name}"
+    if dst.exists():
+        return dst.name
+    shutil.copytree(ws / "run-a", dst)
+    res, log = dst / "results.json", dst / "samples" / "easyvqa.jsonl"
+    if isinstance(results_edit, tuple):
+        res.write_text(results_edit[1](res.read_text()))
+    elif results_edit is not None:
+        d = json.loads(res.read_text())
+        results_edit(d)
+        res.write_text("[]" if d.get("_list") else json.dumps(d))
+    if log_edit is not None:
+        log.write_text("\n".join(log_edit(log.read_text().splitlines())) + "\n")
+    return dst.name
+
+
+@pytest.fixture(scope="module")
+def bad_runs(ws: Path) -> Path:
+    for name in RUN_FOLDER_VARIANTS:
+        _bad_run(ws, name)
+    return ws
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+@pytest.mark.parametrize("variant", sorted(RUN_FOLDER_VARIANTS))
+def test_every_reader_refuses_a_bad_run_folder(variant, reader, bad_runs, capsys, monkeypatch, no_load, fast_parser):
+    words = RUN_FOLDER_VARIANTS[variant][2]
+    _check(bad_runs, READERS[reader](f"rf-{variant}"), capsys, monkeypatch, [f"rf-{variant}", *words])
+
+
+def test_the_good_run_folder_passes_every_reader(bad_runs, monkeypatch, tmp_path):
+    """The variants' source folder is valid for every reader (so each refusal above is the variant's)."""
+    for reader, argv in READERS.items():
+        out = tmp_path / reader
+        out.mkdir()
+        for name in ("run-a", "run-b"):
+            shutil.copytree(bad_runs / name, out / name)
+        (out / "gate.toml").write_text((bad_runs / "gate.toml").read_text() + "min_samples = 1\n")
+        monkeypatch.chdir(out)
+        assert main(["-q"] + argv("run-b")) == 0, reader
+
+
+# ------------------------------------------------------------------------------- bounded parsing (issue 27: 4)
+def _deep_inputs(w: Path) -> None:
+    deep = _nest(3000)
+    (w / "deep-policy.toml").write_text(
+        '[[rule]]\ntask = "easyvqa"\nmetric = "accuracy"\ndirection = "higher"\nmargin = 2.0\nx = ' + deep + "\n"
+    )
+    (w / "deep65-policy.toml").write_text("[" + ".".join(["t"] * 65) + "]\nx = 1\n")
+    (w / "deep-config.toml").write_text("limit = " + deep + "\n")
+    (w / "deep-inline-config.toml").write_text("limit = " + "{a = " * 70 + "1" + "}" * 70 + "\n")
+    (w / "deep-spec.toml").write_text('name = "x"\nlm = ' + deep + "\n")
+    (w / "deep-cases.jsonl").write_text(json.dumps({"id": 1, "prompt": "a"}) + "\n" + _nest(3000) + "\n")
+    (w / "deep65-cases.jsonl").write_text('{"id": 1, "prompt": "a", "x": ' + _nest(65, "dict") + "}\n")
+    (w / "deep-preds.json").write_text(_nest(3000))
+    (w / "deep65-preds.json").write_text(_nest(65))
+    (w / "deep-gate.json").write_text(_nest(3000, "dict"))
+    (w / "deep-train.toml").write_text('model = "tiny"\nmode = "lora"\nsteps = ' + deep + "\n")
+    q = json.loads((w / V).read_text())
+    (w / "vqa" / "deep_questions.json").write_text(json.dumps(q)[:-1] + ', "x": ' + _nest(3000) + "}")
+    _peft_copy(w / "deep-adapter")
+    cfg = (w / "deep-adapter" / "adapter_config.json").read_text().rstrip()
+    (w / "deep-adapter" / "adapter_config.json").write_text(cfg[:-1] + ', "x": ' + _nest(3000) + "}")
+    (w / "deep-series").mkdir()
+    (w / "deep-series" / "series.json").write_text('{"checkpoints": ' + _nest(3000) + "}")
+
+
+SCORE = ["score", "vqav2", "--questions", V, "--annotations", A, "--output", "s.json", "--predictions"]
+VQA_RUN = RUN[:4] + ["vqav2", "--output-dir", "out", "--vqav2-annotations", A, "--vqav2-images", "vqa/val2014"]
+DEEP_CASES = [
+    ("gate-deep-policy", ["gate", "--baseline", "run-a", "--candidate", "run-b", "--policy", "deep-policy.toml"]),
+    ("gate-deep65-policy", ["gate", "--baseline", "run-a", "--candidate", "run-b", "--policy", "deep65-policy.toml"]),
+    ("run-deep-config", ["run", "--config", "deep-config.toml"]),
+    ("run-deep-inline-config", ["run", "--config", "deep-inline-config.toml"]),
+    ("run-deep-model-spec", ["run", "--model", "deep-spec.toml", "--tasks", "easyvqa", "--output-dir", "out"]),
+    ("run-deep-vqa-questions", VQA_RUN + ["--vqav2-questions", "vqa/deep_questions.json"]),
+    ("run-deep-adapter-config", ["run", "--ckpt", "deep-adapter", "--tasks", "easyvqa", "--output-dir", "out"]),
+    ("inspect-deep-adapter-config", ["inspect", "deep-adapter"]),
+    ("predict-deep-input", ["predict", "--model", "tiny", "--input", "deep-cases.jsonl", "--output", "o.jsonl"]),
+    ("predict-deep65-input", ["predict", "--model", "tiny", "--input", "deep65-cases.jsonl", "--output", "o.jsonl"]),
+    ("score-deep-predictions", SCORE + ["deep-preds.json"]),
+    ("score-deep65-predictions", SCORE + ["deep65-preds.json"]),
+    ("report-deep-gate-json", ["report", "run-a", "-o", "r.html", "--gate", "deep-gate.json"]),
+    ("export-deep-series", ["export", "deep-series", "-o", "exported"]),
+    ("train-deep-recipe", ["train", "--config", "deep-train.toml", "--output-dir", "tout"]),
+]
+
+
+@pytest.fixture(scope="module")
+def deep_ws(ws: Path) -> Path:
+    _deep_inputs(ws)
+    return ws
+
+
+@pytest.mark.parametrize("name,argv", DEEP_CASES, ids=[c[0] for c in DEEP_CASES])
+def test_deep_nesting_is_one_line(name, argv, deep_ws, capsys, monkeypatch, no_load, fast_parser):
+    if name == "run-deep-model-spec":  # the spec is read first thing in api.load, before any model is built
+        monkeypatch.setattr(mmgpt_eval.api, "load", _REAL_LOAD)
+    _check(deep_ws, argv, capsys, monkeypatch, ["nested deeper than 64"])
+
+
+# (id, kind of MAX_BYTES, its size for the case, argv, words): a file over its bound is one line, exit 2
+GATE_AB = ["gate", "--baseline", "run-a", "--candidate", "run-b", "--policy", "gate.toml"]
+SIZE_CASES = [
+    ("results-json", "results", 1024, ["compare", "run-a", "run-b"], ["run-a/results.json", "larger than 1 KiB"]),
+    ("samples-line-gate", "jsonl-line", 100, GATE_AB, ["run-a/samples/easyvqa.jsonl:2", "longer than 100 bytes"]),
+    ("samples-header-report", "jsonl-line", 20, ["report", "run-a", "-o", "r.html"], ["easyvqa.jsonl:1", "longer"]),
+    ("samples-line-export", "jsonl-line", 100, ["export", "run-a", "-o", "exported"], ["easyvqa.jsonl:2"]),
+    ("policy-toml", "config", 10, GATE_AB, ["gate.toml", "larger than 10 bytes"]),
+    ("run-config", "config", 10, ["run", "--config", "r-limit.toml"], ["r-limit.toml", "larger than"]),
+    ("predict-input-line", "jsonl-line", 20, PRED, ["cases.jsonl:1", "longer than 20 bytes"]),
+    ("score-predictions", "data", 50, SCORE + ["preds.json"], ["vqa/", "larger than 50 bytes"]),
+    ("vqa-questions", "data", 50, VQA_RUN + ["--vqav2-questions", V], ["vqa/", "larger than"]),
+]
+
+
+@pytest.mark.parametrize("name,kind,size,argv,words", SIZE_CASES, ids=[c[0] for c in SIZE_CASES])
+def test_size_bounds_are_one_line(name, kind, size, argv, words, ws, capsys, monkeypatch, no_load, fast_parser):
+    import mmgpt_eval.io
+
+    monkeypatch.setitem(mmgpt_eval.io.MAX_BYTES, kind, size)
+    _check(ws, argv, capsys, monkeypatch, words)
+
+
+def test_depth_and_size_bounds_are_documented_constants():
+    from mmgpt_eval import io
+
+    assert io.MAX_DEPTH == 64 and set(io.MAX_BYTES) == {"data", "results", "config", "jsonl-line"}
+    assert io.depth_exceeds(json.loads(_nest(65))) and not io.depth_exceeds(json.loads(_nest(64)))
+    assert io.loads_json(_nest(64, "dict"), "f") is not None
+    with pytest.raises(UserError, match="nested deeper than 64"):
+        io.loads_json(_nest(65, "dict"), "f")
+
+
+def test_internal_error_in_a_reader_exits_3_not_1(ws, monkeypatch, capsys):
+    """A bug (an unexpected exception) is exit 3 with its traceback, never the gate's 1."""
+    import mmgpt_eval.results as results
+
+    monkeypatch.setattr(results, "check_run", lambda *a, **k: 1 / 0)
+    monkeypatch.chdir(ws)
+    assert main(["gate", "--baseline", "run-a", "--candidate", "run-b", "--policy", "gate.toml"]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ZeroDivisionError" in err and "this is a bug" in err.strip().splitlines()[-1]
