@@ -119,7 +119,8 @@ def read_log(
     position, and the per-sample values of ``keys``; ``visit(record)`` is called with each record (the
     parsed JSON object) in file order. A record that is not an object with an id (a string or an
     integer), whose ``metrics`` is not an object, or a value that is not a number (or null) is a one-line
-    UserError naming the line; so are a second header and a line beyond the bounds of :mod:`mmgpt_eval.io` (size, nesting depth)."""
+    UserError naming the line; so are a second header and a line beyond the bounds of
+    :mod:`mmgpt_eval.io` (size, nesting depth)."""
     path = Path(path)
     keys = list(dict.fromkeys(keys))
     log = TaskLog(path, None, [], {k: [] for k in keys})

@@ -7,6 +7,7 @@ Runs in-process through ``mmgpt_eval.cli.main``; no case builds a model (``api.l
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import shutil
 from pathlib import Path
@@ -877,3 +878,241 @@ def test_internal_error_in_a_reader_exits_3_not_1(ws, monkeypatch, capsys):
     assert main(["gate", "--baseline", "run-a", "--candidate", "run-b", "--policy", "gate.toml"]) == 3
     err = capsys.readouterr().err
     assert "Traceback" in err and "ZeroDivisionError" in err and "this is a bug" in err.strip().splitlines()[-1]
+
+
+# ------------------------------------------------------------------------------- property-based (Hypothesis)
+# Generated cases, deterministic (derandomize: the same examples on every run) and few per property.
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+PROPERTY = settings(
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**20), max_value=10**20)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12)
+)
+JSON_VALUES = st.recursive(
+    SCALARS, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3), max_leaves=6
+)
+
+
+def _is_int(v) -> bool:
+    return type(v) is int
+
+
+def _number(v) -> bool:
+    return type(v) in (int, float)
+
+
+# results.json fields (a path into the file) and what a valid value is, written independently of
+# mmgpt_eval.results_schema: any other value must be refused naming the field
+T = ("tasks", "easyvqa")
+MI = T + ("metric_info", "accuracy")
+RESULTS_FIELDS = {
+    ("schema_version",): lambda v: v in (1, 2) and not isinstance(v, bool),
+    ("run",): lambda v: isinstance(v, dict),
+    ("model",): lambda v: isinstance(v, dict),
+    ("provenance",): lambda v: isinstance(v, dict),
+    ("tasks",): lambda v: isinstance(v, dict),
+    ("baseline",): lambda v: v is None or (isinstance(v, dict) and isinstance(v.get("results"), str)),
+    ("run", "label"): lambda v: v is None or isinstance(v, str),
+    ("model", "checkpoint"): lambda v: v is None or isinstance(v, dict),
+    T: lambda v: isinstance(v, dict),
+    T + ("n_samples",): lambda v: _is_int(v) and v >= 0,
+    T + ("n_available",): lambda v: _is_int(v) and v >= 0,
+    T + ("limit",): lambda v: v is None or (_is_int(v) and v >= 0),
+    T + ("num_fewshot",): lambda v: _is_int(v) and v >= 0,
+    T + ("metrics",): lambda v: isinstance(v, dict) and all(x is None or _number(x) for x in v.values()),
+    T + ("metrics", "accuracy"): lambda v: v is None or _number(v),
+    T + ("metric_info",): lambda v: isinstance(v, dict) and not v,
+    T + ("primary_metric",): lambda v: isinstance(v, str),
+    T + ("template",): lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
+    T + ("generation",): lambda v: isinstance(v, dict),
+    T + ("notes",): lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    T + ("samples_file",): lambda v: isinstance(v, str),
+    MI: lambda v: False,  # any replacement lacks a kind or has another type
+    MI + ("kind",): lambda v: v in ("binary", "continuous", "corpus", "corpus-only"),
+    MI + ("scale",): lambda v: _number(v) and math.isfinite(v) and v > 0,
+    MI + ("higher_is_better",): lambda v: isinstance(v, bool),
+    MI + ("per_sample",): lambda v: v is None or isinstance(v, str),
+}
+FIELD_PATHS = sorted(RESULTS_FIELDS)
+
+
+def _scratch(ws: Path) -> Path:
+    import tempfile
+
+    return Path(tempfile.mkdtemp(dir=ws / "hyp"))
+
+
+def _run_reader(ws: Path, d: Path, reader: str, run: Path, capsys) -> tuple[int, str]:
+    """``reader`` on ``run`` (against ws/run-a); outputs would go to ``d``: nothing may appear there."""
+    before = _snapshot(d)
+    argv = {
+        "compare": ["compare", str(ws / "run-a"), str(run), "--resamples", "100", "--json", str(d / "c.json")],
+        "gate": ["gate", "--baseline", str(ws / "run-a"), "--candidate", str(run), "--policy", str(ws / "gate.toml")]
+        + ["--json", str(d / "g.json"), "--markdown", str(d / "g.md")],
+        "report": ["report", str(ws / "run-a"), str(run), "-o", str(d / "r.html")],
+        "export": ["export", str(run), "-o", str(d / "exported")],
+    }[reader]
+    capsys.readouterr()
+    rc = main(["-q"] + argv)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mmgpt-eval: error: "), (rc, err)
+    assert _snapshot(d) == before, f"written: {sorted(_snapshot(d) - before)}"
+    return rc, lines[0]
+
+
+@pytest.fixture(scope="module")
+def hyp_ws(ws: Path) -> Path:
+    (ws / "hyp").mkdir(exist_ok=True)
+    return ws
+
+
+def _set(d: dict, path: tuple, value) -> None:
+    for k in path[:-1]:
+        d = d[k]
+    d[path[-1]] = value
+
+
+@settings(PROPERTY, max_examples=45)
+@given(path=st.sampled_from(FIELD_PATHS), value=JSON_VALUES, reader=st.sampled_from(sorted(READERS)))
+def test_property_results_field_of_another_type(path, value, reader, hyp_ws, capsys, no_load, fast_parser):
+    """Any results.json field given a value of another type: every reader refuses it in one line that
+    names the file and the field (exit 2), writing nothing."""
+    assume(not RESULTS_FIELDS[path](value))
+    d = _scratch(hyp_ws)
+    shutil.copytree(hyp_ws / "run-a", d / "run")
+    res = json.loads((d / "run" / "results.json").read_text())
+    _set(res, path, value)
+    (d / "run" / "results.json").write_text(json.dumps(res))
+    rc, line = _run_reader(hyp_ws, d, reader, d / "run", capsys)
+    assert rc == 2
+    assert "results.json" in line, line
+    assert ("schema version" if path == ("schema_version",) else path[-1]) in line, line
+
+
+LOG_MUTATIONS = ("id", "metrics", "value", "number", "dup", "dup-text", "line", "insert")
+TEXT_LINE = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), min_size=1, max_size=30
+)
+
+
+@settings(PROPERTY, max_examples=45)
+@given(
+    mutation=st.sampled_from(LOG_MUTATIONS),
+    at=st.integers(min_value=1, max_value=4),
+    value=JSON_VALUES,
+    big=st.floats(min_value=2.0, max_value=1e9),
+    text=TEXT_LINE,
+    reader=st.sampled_from(sorted(READERS)),
+)
+def test_property_per_sample_log_edits(mutation, at, value, big, text, reader, hyp_ws, capsys, no_load, fast_parser):
+    """A per-sample log edited in any of these ways -- an id that is not a string or integer, metrics
+    that are not an object, a per-sample value that is not a number, a value that changes the mean, two
+    records with one id, a record replaced by another JSON value, any non-blank line inserted -- is
+    refused by every reader in one line naming the log (exit 2), writing nothing."""
+    d = _scratch(hyp_ws)
+    shutil.copytree(hyp_ws / "run-a", d / "run")
+    log = d / "run" / "samples" / "easyvqa.jsonl"
+    lines = log.read_text().splitlines()
+    rec = json.loads(lines[at])
+    if mutation == "id":
+        assume(not (type(value) is str or type(value) is int))
+        rec["id"] = value
+    elif mutation == "metrics":
+        assume(not isinstance(value, dict))
+        rec["metrics"] = value
+    elif mutation == "value":
+        assume(value is not None and not _number(value))
+        rec["metrics"]["accuracy"] = value
+    elif mutation == "number":
+        rec["metrics"]["accuracy"] = big  # per-sample values are 0/1: the mean moves by >= 25 points
+    elif mutation == "dup":
+        rec["id"] = json.loads(lines[1 + at % 4])["id"]
+    elif mutation == "dup-text":
+        rec["id"] = text
+        other = json.loads(lines[1 + at % 4])
+        other["id"] = text
+        lines[1 + at % 4] = json.dumps(other)
+    elif mutation == "line":
+        assume(not isinstance(value, dict))
+        rec = value
+    if mutation == "insert":
+        assume(text.strip())
+        lines.insert(at, text)
+    else:
+        lines[at] = json.dumps(rec)
+    log.write_text("\n".join(lines) + "\n")
+    rc, line = _run_reader(hyp_ws, d, reader, d / "run", capsys)
+    assert rc == 2
+    assert "easyvqa.jsonl" in line, line
+
+
+NEST_PLACES = ("results", "log", "policy", "config", "predict", "score")
+
+
+@settings(PROPERTY, max_examples=30)
+@given(
+    place=st.sampled_from(NEST_PLACES),
+    depth=st.one_of(st.integers(min_value=65, max_value=200), st.integers(min_value=900, max_value=5000)),
+    kinds=st.lists(st.sampled_from("[{"), min_size=1, max_size=4),
+)
+def test_property_deep_nesting_anywhere(place, depth, kinds, hyp_ws, capsys, no_load, fast_parser):
+    """Arrays/objects nested deeper than 64 (just past the bound, or past Python's recursion limit), in a
+    results file, a per-sample log, a gate policy, a run config, predict's input or score's predictions:
+    one line naming the file, exit 2, nothing written."""
+    d = _scratch(hyp_ws)
+    opens = [kinds[i % len(kinds)] for i in range(depth)]
+    if place in ("policy", "config"):  # TOML: inline arrays and inline tables
+        text = "".join("[" if k == "[" else "{a = " for k in opens) + "1"
+        text += "".join("]" if k == "[" else "}" for k in reversed(opens))
+    else:
+        text = "".join("[" if k == "[" else '{"a": ' for k in opens) + "1"
+        text += "".join("]" if k == "[" else "}" for k in reversed(opens))
+    ws = hyp_ws
+    if place in ("results", "log"):
+        shutil.copytree(ws / "run-a", d / "run")
+        if place == "results":
+            f = d / "run" / "results.json"
+            f.write_text(f.read_text().replace('"argv": []', '"argv": ' + text))
+        else:
+            f = d / "run" / "samples" / "easyvqa.jsonl"
+            lines = f.read_text().splitlines()
+            lines[2] = lines[2][:-1] + ', "raw": ' + text + "}"
+            f.write_text("\n".join(lines) + "\n")
+        argv = ["compare", str(ws / "run-a"), str(d / "run"), "--json", str(d / "c.json")]
+    elif place == "policy":
+        f = d / "gate.toml"
+        f.write_text((ws / "gate.toml").read_text() + "extra = " + text + "\n")
+        argv = ["gate", "--baseline", str(ws / "run-a"), "--candidate", str(ws / "run-b"), "--policy", str(f)]
+    elif place == "config":
+        f = d / "run.toml"
+        f.write_text("limit = " + text + "\n")
+        argv = ["run", "--config", str(f), "--output-dir", str(d / "out")]
+    elif place == "predict":
+        f = d / "cases.jsonl"
+        f.write_text(json.dumps({"id": 1, "prompt": "a"}) + "\n" + text + "\n")
+        argv = ["predict", "--model", "tiny", "--input", str(f), "--output", str(d / "o.jsonl")]
+    else:
+        f = d / "preds.json"
+        f.write_text(text)
+        argv = ["score", "vqav2", "--questions", str(ws / V), "--annotations", str(ws / A)]
+        argv += ["--predictions", str(f), "--output", str(d / "s.json")]
+    before = _snapshot(d)
+    capsys.readouterr()
+    rc = main(["-q"] + argv)
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, (rc, err[-2000:])
+    assert "nested deeper than 64" in lines[0] and f.name in lines[0], lines[0]
+    assert _snapshot(d) == before
