@@ -2,7 +2,10 @@
 traceback, nothing written -- and (for the cases that must fail before loading) no model loaded.
 
 Runs in-process through ``mmgpt_eval.cli.main``; no case builds a model (``api.load`` and
-``model.build.build_base`` fail the test when called), so the whole file takes a few seconds."""
+``model.build.build_base`` fail the test when called). Sections: command-line and file inputs; run folders
+through every reader (compare, gate, report, export); nesting depth and size bounds; and Hypothesis
+properties (derandomized, a few dozen examples each) over results.json field types, per-sample log edits
+and deep nesting."""
 
 from __future__ import annotations
 
@@ -486,7 +489,8 @@ def _check(ws: Path, argv: list[str], capsys, monkeypatch, words: list[str]) -> 
 
 
 def test_corpus_size():
-    assert len(CASES) + len(GATE_OUTPUT_CASES) >= 60
+    explicit = len(CASES) + len(GATE_OUTPUT_CASES) + len(DEEP_CASES) + len(SIZE_CASES)
+    assert explicit + len(RUN_FOLDER_VARIANTS) * len(READERS) >= 150
     assert len({_id(c) for c in CASES}) == len(CASES)
 
 
