@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 from . import distributed
 from .config import ALL, DEFAULT_OUTPUT_DIR, EvalConfig, LoadOptions, settings
 from .errors import UserError
-from .results import RunResults
+from .results import RunResults, read_run
 
 log = logging.getLogger("mmgpt_eval")
 
@@ -402,7 +402,7 @@ def earlier_run(ref: str | os.PathLike) -> RunResults | None:
     """An earlier run folder / results.json, or None when ``ref`` is a model spec."""
     p = Path(ref)
     if (p.is_dir() and (p / "results.json").is_file()) or (p.is_file() and p.suffix == ".json"):
-        return RunResults.load(p)
+        return read_run(p)  # validated as every reader validates a run folder
     if p.is_dir():
         raise UserError("baseline folder has no results.json", p)
     return None

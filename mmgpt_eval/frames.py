@@ -28,6 +28,9 @@ text unless a string), images (joined with ``", "``), generated_tokens, stopped_
 (dialogue turns, lists) holds JSON text. Only the records a run's results count are read (the log's
 first ``n_samples``; older extras the runner keeps after them are not part of the run).
 
+Every run is validated as :func:`mmgpt_eval.results.read_run` validates it (results field types, then
+each log against the results) before a row of it is made; a run that fails is a one-line UserError.
+
 pandas is imported inside the functions, so importing :mod:`mmgpt_eval` stays light.
 """
 
@@ -44,7 +47,7 @@ from .errors import UserError
 from .io import iter_jsonl
 from .numbers import number
 from .records import is_header
-from .results import RunResults
+from .results import RunResults, check_run
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -201,7 +204,7 @@ def metrics_frame(runs: Any, include_baseline: bool = True) -> "pd.DataFrame":
     rows: list[dict[str, Any]] = []
     any_comparisons = False
     for fr in collect_runs(runs, include_baseline):
-        r = fr.results
+        r = check_run(fr.results)  # its logs must agree with its metrics (read once; not again when checked)
         comps: dict[tuple[Any, Any], dict[str, Any]] = {}
         if isinstance(r.baseline, dict) and isinstance(r.baseline.get("comparisons"), list):
             any_comparisons = True
@@ -327,7 +330,8 @@ class SampleRows:
 
 def samples_frame(runs: Any, task: str, include_baseline: bool = True) -> "pd.DataFrame":
     """One row per (run, sample) of ``task``; see the module docstring for the columns. Runs without the
-    task are skipped; a task no run has is a UserError."""
+    task are skipped; a task no run has is a UserError. Each log is checked against its run's results
+    (:meth:`~mmgpt_eval.results.RunResults.check_samples`) in the read that makes the rows."""
     return _samples(collect_runs(runs, include_baseline), task)
 
 
@@ -346,7 +350,11 @@ def _samples(frs: list[FrameRun], task: str) -> "pd.DataFrame":
         r = fr.results
         got = fr.rows.pop(task, None)  # rows gathered for one table (their text lives on in the table)
         if got is None:
-            got = SampleRows(r.tasks[task].n_samples).read(r, task)
+            got = SampleRows(r.tasks[task].n_samples)
+            if r.is_checked(task):
+                got.read(r, task)
+            else:  # the log's check gathers the rows in the same read
+                r.check_samples(task, got.add)
         parts.append(((run_label(r), _run_dir(r), fr.role, task), got))
         for k in got.keys:
             if k not in seen:

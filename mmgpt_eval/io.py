@@ -1,4 +1,12 @@
-"""Small I/O helpers: atomic writes and strict JSON/JSONL/TOML readers with file:line errors."""
+"""Small I/O helpers: atomic writes and strict JSON/JSONL/TOML readers with file:line errors.
+
+Every JSON, JSONL and TOML file the program reads from users (results.json, per-sample logs, task data,
+predictions, policies, configs, model specs, adapter configs) is parsed here, within two bounds that no
+real file reaches; a file beyond them is a one-line :class:`UserError` naming it (exit 2):
+
+* nesting depth (:data:`MAX_DEPTH`): arrays and objects (TOML: arrays and tables) inside each other;
+* size, by kind (:data:`MAX_BYTES`): a whole JSON or TOML file, or one line of a JSONL file.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +25,78 @@ try:  # Python 3.11+
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore
+
+
+#: the deepest nesting of arrays / objects (tables) accepted in a file the program reads. The deepest real
+#: files (a dialogue sample record, a results.json breakdown) nest under 10 levels.
+MAX_DEPTH = 64
+
+#: the largest file accepted, by kind, in bytes. ``data``: a JSON task-data or predictions file (the largest
+#: public annotation files are under 400 MiB); ``results``: results.json, series.json, a gate verdict;
+#: ``config``: a TOML or JSON settings file (run config, gate policy, model spec, adapter config, published
+#: numbers); ``jsonl-line``: one line of a JSONL file (a per-sample record, a predict case).
+MAX_BYTES = {
+    "data": 4 << 30,
+    "results": 512 << 20,
+    "config": 16 << 20,
+    "jsonl-line": 64 << 20,
+}
+
+
+def _size_text(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):g} {unit}"
+    return f"{n} bytes"
+
+
+def too_deep(path: Any, line: int | None = None) -> UserError:
+    """The error for a file nested deeper than :data:`MAX_DEPTH`."""
+    return UserError(f"nested deeper than {MAX_DEPTH} levels of arrays/objects (the limit for input files)", path, line)
+
+
+def depth_exceeds(obj: Any, limit: int = MAX_DEPTH) -> bool:
+    """Does ``obj`` (parsed JSON/TOML) nest lists/dicts deeper than ``limit``? Iterative: any depth is safe."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if d > limit:
+            return True
+        items = o.values() if isinstance(o, dict) else o
+        for v in items:
+            if isinstance(v, (dict, list)):
+                stack.append((v, d + 1))
+    return False
+
+
+def _maybe_deep(text: str | bytes) -> bool:
+    """Can ``text`` nest deeper than :data:`MAX_DEPTH`? Not when it has no more openers than that (a fast
+    count that spares almost every line and small file the walk of :func:`depth_exceeds`)."""
+    if isinstance(text, bytes):
+        return text.count(b"[") + text.count(b"{") > MAX_DEPTH
+    return text.count("[") + text.count("{") > MAX_DEPTH
+
+
+def loads_json(text: str | bytes, path: Any, line: int | None = None) -> Any:
+    """Parse JSON ``text`` read from ``path`` (at ``line`` of a JSONL file) within :data:`MAX_DEPTH`:
+    malformed or too deeply nested text is a one-line UserError."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        if line is not None:
+            raise UserError(f"malformed JSON line (column {e.colno}: {e.msg})", path, line) from None
+        raise UserError(f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}", path) from None
+    except RecursionError:
+        raise too_deep(path, line) from None
+    if isinstance(obj, (dict, list)) and _maybe_deep(text) and depth_exceeds(obj):
+        raise too_deep(path, line)
+    return obj
+
+
+def line_too_long(path: Any, line: int) -> UserError:
+    return UserError(
+        f"a line longer than {_size_text(MAX_BYTES['jsonl-line'])} (the limit for one JSONL record)", path, line
+    )
 
 
 # atomic_writer's temporary files: ".<target name>.<8 random characters>.tmp" beside the target
@@ -99,9 +179,11 @@ def check_output_dir(path: str | os.PathLike, what: str = "output folder") -> Pa
     return _no_file_above(p, path, what, "create")
 
 
-def _read_text(path: Path, what: str) -> str:
+def _read_text(path: Path, what: str, kind: str) -> str:
+    limit = MAX_BYTES[kind]
     try:
-        data = path.read_bytes()
+        with path.open("rb") as f:
+            data = f.read(limit + 1)
     except FileNotFoundError:
         raise UserError("file not found", path) from None
     except IsADirectoryError:
@@ -110,24 +192,24 @@ def _read_text(path: Path, what: str) -> str:
         raise UserError("permission denied", path) from None
     except OSError as e:
         raise UserError(f"cannot read ({e.strerror or type(e).__name__})", path) from None
+    if len(data) > limit:
+        raise UserError(f"larger than {_size_text(limit)} (the limit for a {what} {kind} file)", path)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise UserError(f"not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8", path) from None
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """Parse a JSON file; a missing or malformed file is a UserError naming file and position."""
+def read_json(path: str | os.PathLike, kind: str = "data") -> Any:
+    """Parse a JSON file of ``kind`` (a key of :data:`MAX_BYTES`); a missing, malformed, too large or too
+    deeply nested file is a UserError naming file and position."""
     path = Path(path)
-    text = _read_text(path, "JSON")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UserError(f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}", path) from None
+    return loads_json(_read_text(path, "JSON", kind), path)
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
-    """Yield ``(line_number, object)`` for each non-blank line of a JSONL file."""
+    """Yield ``(line_number, object)`` for each non-blank line of a JSONL file (each line within
+    :data:`MAX_BYTES` ``["jsonl-line"]`` and :data:`MAX_DEPTH`)."""
     path = Path(path)
     try:
         f = path.open(encoding="utf-8")
@@ -137,32 +219,37 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
         raise UserError("is a directory, expected a JSONL file", path) from None
     except PermissionError:
         raise UserError("permission denied", path) from None
+    cap = MAX_BYTES["jsonl-line"]
     with f:
         lineno = 0
         while True:
             try:
-                line = f.readline()
+                line = f.readline(cap + 1)
             except UnicodeDecodeError as e:
                 raise UserError(f"not UTF-8 text ({e.reason}); save it as UTF-8", path) from None
             if not line:
                 return
             lineno += 1
+            if len(line) > cap:
+                raise line_too_long(path, lineno)
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"malformed JSON line (column {e.colno}: {e.msg})", path, lineno) from None
-            yield lineno, obj
+            yield lineno, loads_json(line, path, lineno)
 
 
 def read_toml(path: str | os.PathLike) -> dict[str, Any]:
+    """Parse a TOML settings file within :data:`MAX_BYTES` ``["config"]`` and :data:`MAX_DEPTH`."""
     path = Path(path)
-    text = _read_text(path, "TOML")
+    text = _read_text(path, "TOML", "config")
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"malformed TOML: {e}", path) from None
+    except RecursionError:
+        raise too_deep(path) from None
+    if depth_exceeds(data):  # dotted keys nest tables without brackets: always walked (small files)
+        raise too_deep(path)
+    return data
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -26,9 +26,13 @@ and match. A results file without a fingerprint (hand-made) needs exactly ``n_sa
 mean-type metric (kind ``binary`` / ``continuous``) must equal the mean of its per-sample values over those
 records at the precision it was stored with (:mod:`mmgpt_eval.agreement`).
 
-Reading a run folder: :meth:`RunResults.load` (the results), :meth:`RunResults.log` (a task's log read
-once as id / per-sample value columns: what checks, compare and the gate use),
-:meth:`RunResults.records` / :meth:`RunResults.samples` (whole records, for what shows them).
+Reading a run folder: :func:`read_run` is the one entry point of every reader (compare, report, gate,
+export and the DataFrames; trackers and the published-numbers view are given runs read by it or just
+written): the results with the type of every field checked (:mod:`mmgpt_eval.results_schema`), then
+every task's log checked against them (:func:`check_run`), each log read once. Below it:
+:meth:`RunResults.load` (the results alone), :meth:`RunResults.log` (a task's log read once as id /
+per-sample value columns: what checks, compare and the gate use), :meth:`RunResults.records` /
+:meth:`RunResults.samples` (whole records, for what shows them).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from .errors import UserError
 from .io import atomic_write_json, iter_jsonl, read_json
 from .agreement import MEAN_KINDS, disagreement
 from .records import SAMPLES_SCHEMA, SampleRecord, is_header, read_records, read_samples
+from .results_schema import check_results_dict
 from .runfolder import TaskLog, read_log
 
 SCHEMA = "mmgpt-eval/results"
@@ -108,6 +113,8 @@ class RunResults:
     path: Path | None = field(default=None, compare=False)
     # per-sample logs read as columns (:meth:`log`), by task
     _logs: dict[str, TaskLog] = field(default_factory=dict, compare=False, repr=False)
+    # the tasks whose log passed :meth:`check_samples`
+    _checked: set[str] = field(default_factory=set, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -136,6 +143,7 @@ class RunResults:
                 f"(this mmgpt-eval reads versions {', '.join(map(str, READABLE_VERSIONS))})",
                 where,
             )
+        check_results_dict(d, where)
         try:
             tasks = {k: TaskResult.from_dict(v) for k, v in d["tasks"].items()}
             if d["schema_version"] < 2:
@@ -157,7 +165,7 @@ class RunResults:
         p = Path(path)
         if p.is_dir():
             p = p / "results.json"
-        r = cls.from_dict(read_json(p), str(p))
+        r = cls.from_dict(read_json(p, "results"), str(p))
         r.path = p
         return r
 
@@ -276,6 +284,11 @@ class RunResults:
                     "disagree beyond the stored precision (an edited file, or a log from another run)",
                     path,
                 )
+        self._checked.add(task)
+
+    def is_checked(self, task: str) -> bool:
+        """Has ``task``'s log passed :meth:`check_samples`?"""
+        return task in self._checked
 
     def samples(self, task: str) -> list[dict[str, Any]]:
         """Per-sample records of a task as dicts (from the samples file next to results.json)."""
@@ -286,12 +299,31 @@ class RunResults:
         return read_records(self.samples_path(task))
 
 
-def check_run(results: RunResults, visitors: Mapping[str, Callable[[dict[str, Any]], Any]] | None = None) -> RunResults:
+Visitors = Mapping[str, Callable[[dict[str, Any]], Any]]
+
+
+def check_run(results: RunResults, visitors: Visitors | None = None) -> RunResults:
     """Every task's per-sample log belongs to ``results`` (:meth:`RunResults.check_samples`); returns it.
-    ``visitors``: by task, a ``visit`` called with each record of that task's log during its check."""
+    ``visitors``: by task, a ``visit`` called with each record of that task's log during its check. A
+    task checked already (and given no visitor) is not read again."""
     for task in results.tasks:
-        results.check_samples(task, (visitors or {}).get(task))
+        visit = (visitors or {}).get(task)
+        if visit is not None or not results.is_checked(task):
+            results.check_samples(task, visit)
     return results
+
+
+def read_run(
+    path: str | os.PathLike, visitors: Visitors | Callable[[RunResults], Visitors] | None = None
+) -> RunResults:
+    """The run at ``path`` (a run folder or its results.json), validated: the one entry point of every
+    reader. The results file's schema, version and field types (:meth:`RunResults.load`), then each
+    task's log: header fingerprint, distinct ids, counts, per-sample values vs the stored metrics
+    (:func:`check_run`); any failure is a one-line UserError naming the file. ``visitors``: as for
+    :func:`check_run`, or a function of the loaded results that returns them (a reader that gathers more
+    of every record during the check's read)."""
+    results = RunResults.load(path)
+    return check_run(results, visitors(results) if callable(visitors) else visitors)
 
 
 #: Metric names a results schema version changed, by task: files of an older version are read under the

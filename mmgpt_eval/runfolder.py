@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from .errors import UserError
-from .io import iter_jsonl
+from .io import MAX_BYTES, MAX_DEPTH, depth_exceeds, iter_jsonl, line_too_long, loads_json, too_deep
 from .records import SAMPLES_SCHEMA, SampleRecord, is_header
 
 
@@ -65,12 +65,13 @@ class TaskLog:
             return next(obj for line, obj in iter_jsonl(self.path) if line == -at)
         with self.path.open("rb") as f:
             f.seek(at)
-            return json.loads(f.readline().decode("utf-8"))
+            return loads_json(f.readline(MAX_BYTES["jsonl-line"] + 1).decode("utf-8"), self.path)
 
 
 def _lines(path: Path) -> Iterator[tuple[int, int, str]]:
     """``(line number, byte offset or minus the line number, text)`` of each non-blank line, numbered and
-    split like :func:`mmgpt_eval.io.iter_jsonl` reads them (universal newlines)."""
+    split like :func:`mmgpt_eval.io.iter_jsonl` reads them (universal newlines). A line longer than
+    :data:`mmgpt_eval.io.MAX_BYTES` ``["jsonl-line"]`` is a one-line UserError."""
     try:
         f = path.open("rb")
     except FileNotFoundError:
@@ -79,9 +80,14 @@ def _lines(path: Path) -> Iterator[tuple[int, int, str]]:
         raise UserError("is a directory, expected a JSONL file", path) from None
     except PermissionError:
         raise UserError("permission denied", path) from None
+    cap = MAX_BYTES["jsonl-line"]
     with f:
+        # a file no longer than the cap has no line over it: read at full speed; else line by line, bounded
+        lines: Iterable[bytes] = f if os.fstat(f.fileno()).st_size <= cap else iter(lambda: f.readline(cap + 1), b"")
         lineno, at = 0, 0
-        for raw in f:
+        for raw in lines:
+            if len(raw) > cap:
+                raise line_too_long(path, lineno + 1)
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -101,14 +107,20 @@ def _lines(path: Path) -> Iterator[tuple[int, int, str]]:
                 yield lineno, start, text
 
 
+def _short(v: Any) -> str:
+    text = json.dumps(v, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def read_log(
     path: str | os.PathLike, keys: Iterable[str] = (), visit: Callable[[dict[str, Any]], Any] | None = None
 ) -> TaskLog:
     """Read a per-sample log once: its header (the first line, when it is one), every record's id and
     position, and the per-sample values of ``keys``; ``visit(record)`` is called with each record (the
-    parsed JSON object) in file order. A record that is not an object with an id, whose ``metrics`` is
-    not an object, or a value that is not a number (or null) is a one-line UserError naming the line; so
-    is a second header."""
+    parsed JSON object) in file order. A record that is not an object with an id (a string or an
+    integer), whose ``metrics`` is not an object, or a value that is not a number (or null) is a one-line
+    UserError naming the line; so are a second header and a line beyond the bounds of
+    :mod:`mmgpt_eval.io` (size, nesting depth)."""
     path = Path(path)
     keys = list(dict.fromkeys(keys))
     log = TaskLog(path, None, [], {k: [] for k in keys})
@@ -120,6 +132,10 @@ def read_log(
             obj = loads(text)
         except json.JSONDecodeError as e:
             raise UserError(f"malformed JSON line (column {e.colno}: {e.msg})", path, line) from None
+        except RecursionError:
+            raise too_deep(path, line) from None
+        if text.count("[") + text.count("{") > MAX_DEPTH and depth_exceeds(obj):
+            raise too_deep(path, line)
         if first:
             first = False
             if is_header(obj):
@@ -130,10 +146,13 @@ def read_log(
             raise UserError("a second header line in the per-sample log", path, line)
         if not isinstance(obj, dict) or "id" not in obj:
             raise UserError("a per-sample record must be a JSON object with an id", path, line)
+        rid = obj["id"]
+        if not (type(rid) is str or type(rid) is int):  # is_id, inlined: called for every record
+            raise UserError(f"a record's id must be a string or an integer, got {_short(rid)}", path, line)
         m = obj.get("metrics", {})
         if not isinstance(m, dict):
-            raise UserError(f"record {obj['id']}: metrics must be an object", path, line)
-        ids.append(str(obj["id"]))
+            raise UserError(f"record {rid}: metrics must be an object", path, line)
+        ids.append(str(rid))
         offsets.append(at)
         for k, col in zip(keys, cols):
             v = m.get(k)

@@ -203,7 +203,10 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # seam's interface (what a loaded model is asked; no model code)
     "settings": (("generation_settings", "templates", "presets", "model.seam"), ("base",)),
     # what a run wrote, and the one way to read it back
-    "results": (("records", "sample_store", "runfolder", "agreement", "results"), ("base", "settings")),
+    "results": (
+        ("records", "sample_store", "runfolder", "agreement", "results_schema", "results"),
+        ("base", "settings"),
+    ),
     "data": (("data",), ("base",)),
     "metrics": (("metrics",), ("base",)),
     # the task plugin API, and finding plugins

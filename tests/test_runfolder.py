@@ -130,7 +130,7 @@ def test_v1_renames_are_the_dialog_tasks_and_need_no_task_discovery(monkeypatch)
         "task": "dialog",
         "version": "1",
         "metrics": {"collapse_rate": 1.0, "x": 2.0},
-        "metric_info": {"collapse_rate": {}, "x": {}},
+        "metric_info": {"collapse_rate": {"kind": "binary"}, "x": {"kind": "continuous"}},
         "primary_metric": "collapse_rate",
         "n_samples": 1,
         "n_available": 1,

@@ -97,7 +97,7 @@ def test_missing_data_fails_before_the_model_loads(tmp_path, ckpt, capsys, monke
 def test_data_check(data_root, tmp_path, capsys):
     assert main(["data", "check", "--tasks", "coco,vqa", "--data-root", str(data_root)]) == 0
     assert "all required files present" in capsys.readouterr().out
-    assert main(["data", "check", "--tasks", "vqa", "--data-root", str(tmp_path)]) == 1
+    assert main(["data", "check", "--tasks", "vqa", "--data-root", str(tmp_path)]) == 2
     out = capsys.readouterr().out
     assert "MISSING" in out and "visualqa.org" in out
 

@@ -3,10 +3,17 @@ exposes ``register(subparsers)``. Further sub-commands come from installed distr
 entry-point group ``mmgpt_eval.commands`` (name = the command, value = its ``register`` function):
 ``bench`` is one, from the development package ``mmgpt_eval_dev``, which this package never imports.
 
-Error boundary (:func:`main`): every known failure -- a :class:`UserError`, a bad flag, a file the user
-named that cannot be read or written (OSError), undecodable text, malformed TOML/JSON -- is ONE line on
-stderr (``mmgpt-eval: error: ...``) and exit code 2, without a traceback. Anything else is a bug: the
-traceback is printed, followed by one line saying so and where to report it, and the exit code is 1.
+Exit codes (:func:`main`), the contract CI relies on:
+
+* 0 -- success;
+* 1 -- ONLY a gate regression (``mmgpt-eval gate``: a rule failed); no other path returns 1;
+* 2 -- bad input: every known failure -- a :class:`UserError`, a bad flag, a file the user named that
+  cannot be read or written (OSError), undecodable text, malformed, too large or too deeply nested
+  TOML/JSON -- is ONE line on stderr (``mmgpt-eval: error: ...``), without a traceback;
+* 3 -- internal error: anything else is a bug; the traceback is printed, followed by one line saying so
+  and where to report it (:data:`INTERNAL_ERROR`);
+* 130 -- interrupted (Ctrl-C).
+
 Log messages go to stderr; results tables and the paths of written files go to stdout."""
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ COMMANDS = [
 COMMAND_GROUP = "mmgpt_eval.commands"
 
 
+#: the exit code of an internal error (a bug); never 1, which is the gate's "regression"
+INTERNAL_ERROR = 3
 BUG_REPORT = "the mmgpt-eval issue tracker (include the command line and the traceback above)"
 
 
@@ -176,7 +185,8 @@ def _user_error_message(e: BaseException) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; returns the exit code (0 ok, 1 a failed check or a bug, 2 bad input)."""
+    """Run one command; returns the exit code (0 ok, 1 a gate regression, 2 bad input, 3 a bug, 130
+    interrupted; see the module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser(argv)
@@ -203,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             f"in your input; please report it to {BUG_REPORT}",
             file=sys.stderr,
         )
-        return 1
+        return INTERNAL_ERROR
     return int(rc or 0)
 
 

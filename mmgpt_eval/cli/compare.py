@@ -52,11 +52,13 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from ..compare import compare_runs, run_label
-    from ..results import RunResults
+    from ..results import read_run
 
-    runs = [RunResults.load(r) for r in args.runs]
+    # results and per-sample logs must agree (results.read_run: one read of each log, for the check and
+    # the comparison); a folder that fails is a one-line error, never numbers
+    runs = [read_run(r) for r in args.runs]
     if args.baseline:
-        base = RunResults.load(args.baseline)
+        base = read_run(args.baseline)
         candidates = runs
     else:
         if len(runs) < 2:

@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
 def run_gate(args: argparse.Namespace) -> int:
     from ..compare import metric_samples
     from ..gate import evaluate_gate, load_policy, to_junit_xml, to_markdown
-    from ..results import RunResults, check_run
+    from ..results import read_run
 
     for path, what in (
         (args.markdown, "--markdown file"),
@@ -122,8 +122,8 @@ def run_gate(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy)
     # each run's per-sample logs must belong to its results.json (else a one-line error, exit 2)
     runs = {
-        "baseline": check_run(RunResults.load(args.baseline)),
-        "candidate": check_run(RunResults.load(args.candidate)),
+        "baseline": read_run(args.baseline),
+        "candidate": read_run(args.candidate),
     }
 
     def fetch(task: str, metric: str, which: str):
@@ -191,7 +191,8 @@ def run_config(args: argparse.Namespace, tasks: list[str]) -> str:
     """The run config (``mmgpt-eval run --config``) that evaluates a candidate on the baseline's subset."""
     lines = [
         "# Fixed CI subset written by `mmgpt-eval gate init` (keys are `mmgpt-eval run` flags).",
-        "# Evaluate a candidate: mmgpt-eval run --config THIS_FILE --ckpt CHECKPOINT --output-dir OUT --overwrite --no-report",
+        "# Evaluate a candidate: mmgpt-eval run --config THIS_FILE --ckpt CHECKPOINT --output-dir OUT"
+        " --overwrite --no-report",
     ]
     if args.model:
         lines.append(f"model = {_toml_str(args.model)}")

@@ -92,13 +92,17 @@ def prediction_texts(out: list[str]) -> Callable[[dict[str, Any]], None]:
 
 
 def read_checked(path: Any) -> RunResults:
-    """The run at ``path`` (folder or results.json), checked (:func:`mmgpt_eval.results.check_run`) in the
+    """The run at ``path`` (folder or results.json), checked (:func:`mmgpt_eval.results.read_run`) in the
     one read of each log that also gathers what a report needs of every record (prediction texts)."""
-    from ..results import check_run
+    from ..results import read_run
 
-    res = RunResults.load(path)
-    texts: dict[str, list[str]] = {t: [] for t in res.tasks}
-    check_run(res, {t: prediction_texts(texts[t]) for t in res.tasks})
+    texts: dict[str, list[str]] = {}
+
+    def visitors(res: RunResults) -> dict[str, Callable[[dict[str, Any]], None]]:
+        texts.update({t: [] for t in res.tasks})
+        return {t: prediction_texts(texts[t]) for t in res.tasks}
+
+    res = read_run(path, visitors)
     for t in res.tasks:
         res.log(t).extra[PREDICTION_TEXTS] = texts[t]
     return res
