@@ -505,17 +505,20 @@ def print_published(
     labels: list[str] | None = None,
     published: Published | None = None,
     tasks: list[str] | None = None,
+    console=None,
 ) -> None:
     """Published OpenFlamingo rows beside the runs' numbers where they compare, and why the others do
     not (``tasks``: only these). Prints nothing when no published row concerns the runs' tasks; a bad
-    file is one warning line."""
+    file is one warning line. ``console``: the rich Console to print on (the CLI passes its stdout
+    console, which keeps cells whole off a terminal); by default one that keeps long reasons on one line
+    each."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from .compare import run_label
 
-    con = Console(soft_wrap=True)  # long reasons stay one line each (a terminal wraps them, a log keeps them whole)
+    con = console if console is not None else Console(soft_wrap=True)
     try:
         pub = published if published is not None else load_default()
     except UserError as e:

@@ -586,6 +586,34 @@ def test_bug_prints_traceback_and_exit_3(monkeypatch, capsys):
     assert "Traceback" in err and "bug" in err.strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize(
+    "module, fix",
+    [
+        ("open_flamingo", "pip install --no-deps open-flamingo==2.0.1"),
+        ("einops_exts.einops_exts", "pip install einops-exts"),
+    ],
+)
+def test_a_missing_known_package_is_bad_input_with_the_fix(monkeypatch, capsys, module, fix):
+    """A package the environment lacks is the user's to install, wherever the import happens: one line
+    with the command (exit 2), never "this is a bug"; an unknown missing module stays a bug (exit 3)."""
+    import mmgpt_eval.model.checkpoint as ck
+
+    def missing(*a, **k):
+        raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+
+    monkeypatch.setattr(ck, "read_checkpoint", missing)
+    assert main(["inspect", "whatever"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fix in err[0] and "bug" not in err[0]
+
+    def unknown(*a, **k):
+        raise ModuleNotFoundError("No module named 'not_a_dependency'", name="not_a_dependency")
+
+    monkeypatch.setattr(ck, "read_checkpoint", unknown)
+    assert main(["inspect", "whatever"]) == 3
+    assert "bug" in capsys.readouterr().err
+
+
 def test_logging_goes_to_stderr(capsys):
     import logging
 

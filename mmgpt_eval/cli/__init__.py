@@ -27,7 +27,7 @@ import sys
 import traceback
 
 from ..version import __version__
-from ..errors import UserError
+from ..errors import UserError, missing_package_error
 
 # Sub-command modules, in the order ``--help`` lists them (inspect_cmd: the `inspect` command;
 # a module named inspect would shadow the standard library inside this package).
@@ -165,6 +165,9 @@ def _user_error_message(e: BaseException) -> str | None:
 
     if isinstance(e, UserError):
         return _one_line(str(e))
+    if isinstance(e, ModuleNotFoundError):  # a known package missing from the environment (not a bug)
+        known = missing_package_error(e)
+        return _one_line(str(known)) if known is not None else None
     if isinstance(e, UnicodeDecodeError):
         return _one_line(f"a file is not UTF-8 text ({e.reason} at byte {e.start})")
     if isinstance(e, tomllib.TOMLDecodeError):

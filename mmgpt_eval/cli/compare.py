@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     if to_stdout:
         print_json(JSON_SCHEMA, JSON_VERSION, doc)
         return 0
-    print_published([base] + [c for c in candidates if c is not base], tasks=tasks)
+    print_published([base] + [c for c in candidates if c is not base], tasks=tasks, console=stdout_console())
     if args.json_out:
         atomic_write_json(args.json_out, {"schema": f"mmgpt-eval/{JSON_SCHEMA}", "schema_version": JSON_VERSION, **doc})
     return 0

@@ -98,8 +98,9 @@ def print_comparison(comps: list[dict[str, Any]]) -> None:
 def print_published_numbers(results) -> None:
     """Published OpenFlamingo rows beside the run's numbers where task, preset, shots and protocol match."""
     from ..published import print_published
+    from .common import stdout_console
 
-    print_published([results])
+    print_published([results], console=stdout_console())
 
 
 def print_summary(results) -> None:
