@@ -54,6 +54,19 @@ def tiny_model():
     return load_model(load_spec("tiny", {"device": "cpu"}))
 
 
+@pytest.fixture
+def no_load(monkeypatch):
+    """Any model load fails the test: bad input that is knowable before loading must be refused first."""
+    import mmgpt_eval.api
+    import mmgpt_eval.model.build
+
+    def refuse(*a, **k):
+        raise AssertionError("a model was loaded for a bad-input case")
+
+    monkeypatch.setattr(mmgpt_eval.api, "load", refuse)
+    monkeypatch.setattr(mmgpt_eval.model.build, "build_base", refuse)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread for a module (timing-sensitive or long CPU loops on a shared 2-core machine)."""

@@ -90,3 +90,13 @@ def make_run(
         out / "results.json"
     )
     return out
+
+
+def task_results_without_timing(out: Path) -> dict:
+    """A run folder's results.json tasks without what differs between equal runs (timings, the
+    "resumed:" note): what an interrupted-then-resumed run must share with an uninterrupted one."""
+    tasks = json.loads((out / "results.json").read_text())["tasks"]
+    for t in tasks.values():
+        t.pop("timing")
+        t["notes"] = [n for n in t["notes"] if not n.startswith("resumed:")]
+    return tasks

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from cli_checks import files_under, one_error_line
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -136,23 +137,10 @@ def ws(tmp_path_factory) -> Path:
     return w
 
 
-def _snapshot(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*")}
-
-
 _REAL_LOAD = mmgpt_eval.api.load
 # with --model and --ckpt the checkpoint is read first thing in api.load, before the base model is built:
 # these cases may enter api.load but must fail before model.build.build_base
 READS_CKPT_IN_LOAD = {"run-nan-adapter", "predict-nan-adapter"}
-
-
-@pytest.fixture
-def no_load(monkeypatch):
-    def refuse(*a, **k):
-        raise AssertionError("a model was loaded for a bad-input case")
-
-    monkeypatch.setattr(mmgpt_eval.api, "load", refuse)
-    monkeypatch.setattr(mmgpt_eval.model.build, "build_base", refuse)
 
 
 V = "vqa/v2_OpenEnded_mscoco_val2014_questions.json"
@@ -473,19 +461,7 @@ GATE_OUTPUT_CASES = {
 
 
 def _check(ws: Path, argv: list[str], capsys, monkeypatch, words: list[str]) -> None:
-    monkeypatch.chdir(ws)
-    before = _snapshot(ws)
-    capsys.readouterr()
-    rc = main(["-q"] + argv)
-    out, err = capsys.readouterr()
-    lines = err.strip().splitlines()
-    assert rc == 2, (rc, err)
-    assert "Traceback" not in err + out
-    assert len(lines) == 1, err
-    assert lines[0].startswith("mmgpt-eval: error: "), err
-    for w in words:
-        assert w in lines[0], (w, lines[0])
-    assert _snapshot(ws) == before, f"written: {sorted(_snapshot(ws) - before)}"
+    one_error_line(ws, argv, capsys, monkeypatch, words)
 
 
 def test_corpus_size():
@@ -986,7 +962,7 @@ def _scratch(ws: Path) -> Path:
 
 def _run_reader(ws: Path, d: Path, reader: str, run: Path, capsys) -> tuple[int, str]:
     """``reader`` on ``run`` (against ws/run-a); outputs would go to ``d``: nothing may appear there."""
-    before = _snapshot(d)
+    before = files_under(d)
     argv = {
         "compare": ["compare", str(ws / "run-a"), str(run), "--resamples", "100", "--json", str(d / "c.json")],
         "gate": ["gate", "--baseline", str(ws / "run-a"), "--candidate", str(run), "--policy", str(ws / "gate.toml")]
@@ -1000,7 +976,7 @@ def _run_reader(ws: Path, d: Path, reader: str, run: Path, capsys) -> tuple[int,
     assert "Traceback" not in out + err, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mmgpt-eval: error: "), (rc, err)
-    assert _snapshot(d) == before, f"written: {sorted(_snapshot(d) - before)}"
+    assert files_under(d) == before, f"written: {sorted(files_under(d) - before)}"
     return rc, lines[0]
 
 
@@ -1140,11 +1116,11 @@ def test_property_deep_nesting_anywhere(place, depth, kinds, hyp_ws, capsys, no_
         f.write_text(text)
         argv = ["score", "vqav2", "--questions", str(ws / V), "--annotations", str(ws / A)]
         argv += ["--predictions", str(f), "--output", str(d / "s.json")]
-    before = _snapshot(d)
+    before = files_under(d)
     capsys.readouterr()
     rc = main(["-q"] + argv)
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert rc == 2 and len(lines) == 1 and "Traceback" not in err, (rc, err[-2000:])
     assert "nested deeper than 64" in lines[0] and f.name in lines[0], lines[0]
-    assert _snapshot(d) == before
+    assert files_under(d) == before

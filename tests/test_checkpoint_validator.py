@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from cli_checks import one_error_line
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -237,26 +238,8 @@ def no_model(monkeypatch):
     monkeypatch.setattr(mmgpt_eval.runner, "run_evaluation", refuse)
 
 
-def _snapshot(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*")}
-
-
 def _refused(ws: Path, argv: list[str], words: list[str], capsys, monkeypatch) -> str:
-    monkeypatch.chdir(ws)
-    before = _snapshot(ws)
-    capsys.readouterr()
-    rc = main(["-q"] + argv)
-    out, err = capsys.readouterr()
-    lines = err.strip().splitlines()
-    assert rc == 2, (rc, err[-2000:])
-    assert "Traceback" not in err + out
-    assert len(lines) == 1, err
-    assert lines[0].startswith("mmgpt-eval: error: "), err
-    for w in words:
-        assert w in lines[0], (w, lines[0])
-    assert len(lines[0]) < 600, lines[0]
-    assert _snapshot(ws) == before, f"written: {sorted(_snapshot(ws) - before)}"
-    return lines[0]
+    return one_error_line(ws, argv, capsys, monkeypatch, words, max_len=600)
 
 
 def test_corpus_size():

@@ -18,6 +18,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from cli_checks import one_error_line
 from PIL import Image
 
 import mmgpt_eval.api
@@ -169,34 +170,8 @@ def ws(tmp_path_factory) -> Path:
     return w
 
 
-def _snapshot(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*")}
-
-
-@pytest.fixture
-def no_load(monkeypatch):
-    def refuse(*a, **k):
-        raise AssertionError("a model was loaded for a bad-input case")
-
-    monkeypatch.setattr(mmgpt_eval.api, "load", refuse)
-    monkeypatch.setattr(mmgpt_eval.model.build, "build_base", refuse)
-
-
 def _one_error(ws: Path, argv: list[str], capsys, monkeypatch, words: list[str]) -> str:
-    monkeypatch.chdir(ws)
-    before = _snapshot(ws)
-    capsys.readouterr()
-    rc = main(["-q"] + argv)
-    out, err = capsys.readouterr()
-    lines = err.strip().splitlines()
-    assert rc == 2, (rc, err)
-    assert "Traceback" not in err + out
-    assert len(lines) == 1, err
-    assert lines[0].startswith("mmgpt-eval: error: "), err
-    for w in words:
-        assert w in lines[0], (w, lines[0])
-    assert _snapshot(ws) == before, f"written: {sorted(_snapshot(ws) - before)}"
-    return lines[0]
+    return one_error_line(ws, argv, capsys, monkeypatch, words)
 
 
 RUN = ["run", "--model", "tiny", "--no-progress", "--output-dir", "out"]

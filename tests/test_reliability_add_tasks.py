@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fakeruns import task_results_without_timing
 
 import mmgpt_eval
 from mmgpt_eval.cli import main
@@ -39,15 +40,6 @@ def _log(out: Path, task: str) -> Path:
 
 def _ids(path: Path) -> list[str]:
     return [json.loads(x)["id"] for x in path.read_text().splitlines()[1:]]
-
-
-def _task_results(out: Path) -> dict:
-    """results.json's tasks without what differs between equal runs (timings, the resumed note)."""
-    tasks = json.loads((out / "results.json").read_text())["tasks"]
-    for t in tasks.values():
-        t.pop("timing")
-        t["notes"] = [n for n in t["notes"] if not n.startswith("resumed:")]
-    return tasks
 
 
 def _files(out: Path) -> list[str]:
@@ -148,7 +140,7 @@ def test_a_run_adding_a_task_stopped_mid_task_then_rerun_loses_and_repeats_nothi
     if name == "sigint":
         assert "interrupted" in r["err"] and not (out / LOCK_NAME).exists()
     # at the stop: A's result and log as the first run left them, B partly done, no id twice
-    assert r["tasks"] == [A] and _task_results(out)[A] == _task_results(first)[A]
+    assert r["tasks"] == [A] and task_results_without_timing(out)[A] == task_results_without_timing(first)[A]
     assert _log(out, A).read_bytes() == a_log
     assert 2 <= len(r["b_ids"]) < LIMIT and len(set(r["b_ids"])) == len(r["b_ids"])
 
@@ -156,7 +148,7 @@ def test_a_run_adding_a_task_stopped_mid_task_then_rerun_loses_and_repeats_nothi
     assert list(json.loads((out / "results.json").read_text())["tasks"]) == [A, B]
     assert _log(out, A).read_bytes() == a_log
     assert _log(out, B).read_bytes() == _log(two_step, B).read_bytes()  # none lost, none repeated, same order
-    assert _task_results(out) == _task_results(two_step)
+    assert task_results_without_timing(out) == task_results_without_timing(two_step)
     assert RunResults.load(out).tasks[B].timing["samples_resumed"] >= len(r["b_ids"]) - 1  # a line cut by a kill
     assert _files(out) == ["results.json", f"samples/{B}.jsonl", f"samples/{A}.jsonl"]  # no stale, temp, lock
 
@@ -210,4 +202,7 @@ def test_a_log_results_json_does_not_list_is_reported_and_kept(first, two_step, 
     assert _log(out, A).read_bytes() == _log(first, A).read_bytes()
     assert main(_argv(out, A, "--no-report")) == 0  # finishing it: resumed, nothing generated again
     assert RunResults.load(out).tasks[A].timing["samples_resumed"] == LIMIT
-    assert _task_results(out) == {B: _task_results(two_step)[B], A: _task_results(two_step)[A]}
+    assert task_results_without_timing(out) == {
+        B: task_results_without_timing(two_step)[B],
+        A: task_results_without_timing(two_step)[A],
+    }

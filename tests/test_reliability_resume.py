@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fakeruns import task_results_without_timing
 
 from mmgpt_eval.lock import LOCK_NAME, output_lock, remove_orphan_temps
 from mmgpt_eval.records import SAMPLES_SCHEMA
@@ -173,14 +174,6 @@ KILLS = [
 ]
 
 
-def _task_results(out: Path) -> dict:
-    tasks = json.loads((out / "results.json").read_text())["tasks"]
-    for t in tasks.values():
-        t.pop("timing")
-        t["notes"] = [n for n in t["notes"] if not n.startswith("resumed:")]
-    return tasks
-
-
 @pytest.mark.slow
 def test_kill_and_resume_gives_the_same_bytes_as_an_uninterrupted_run(tmp_path):
     ref = tmp_path / "ref"
@@ -195,6 +188,6 @@ def test_kill_and_resume_gives_the_same_bytes_as_an_uninterrupted_run(tmp_path):
         assert got == (ref / "samples" / f"{task}.jsonl").read_bytes(), task
         ids = [json.loads(x)["id"] for x in got.decode().splitlines()[1:]]
         assert len(ids) == len(set(ids)) == 16  # no sample lost or duplicated
-    assert _task_results(out) == _task_results(ref)
+    assert task_results_without_timing(out) == task_results_without_timing(ref)
     left = sorted(p.name for p in out.rglob("*") if p.is_file())
     assert left == ["dialog.jsonl", "easyvqa.jsonl", "results.json"], left  # no stale/shard/temp/lock files

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import pytest
 
-import mmgpt_eval.api
-import mmgpt_eval.model.build
 from mmgpt_eval.cli import main
 from mmgpt_eval.metrics.vqa import normalize_official
 from mmgpt_eval.records import read_samples
@@ -365,15 +363,6 @@ def test_train_files_are_optional(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------ bad inputs
-@pytest.fixture
-def no_load(monkeypatch):
-    def refuse(*a, **k):
-        raise AssertionError("a model was loaded for a bad-input case")
-
-    monkeypatch.setattr(mmgpt_eval.api, "load", refuse)
-    monkeypatch.setattr(mmgpt_eval.model.build, "build_base", refuse)
-
-
 @pytest.fixture(scope="module")
 def bad(tmp_path_factory):
     """Broken copies of the fixture files, each with one defect."""

@@ -175,6 +175,14 @@ class JudgeRunner:
             return None, f"parse: {parsed.reason}"
         return parsed, None
 
+    def _graded(self, template: Template, slots: list[tuple[str, int, int]], inputs) -> list[Judgment]:
+        """One Judgment per (item id, turn, repeat) slot from the judge's replies to ``inputs``."""
+        out = []
+        for (item_id, t, r), c in zip(slots, self._ask(template, inputs)):
+            scores, failure = self._scores(c, template.dimensions)
+            out.append(Judgment(item_id, t, r, scores, c.reply or "", failure))
+        return out
+
     def rubric(self, items: list[AnswerItem], template: Template = RUBRIC) -> list[Judgment]:
         """Every turn of every item, graded alone with the conversation before it as context."""
         slots, inputs = [], []
@@ -184,11 +192,7 @@ class JudgeRunner:
                 for r in range(self.repeats):
                     slots.append((it.id, t, r))
                     inputs.append((msgs, it.image_id, r))
-        out = []
-        for (item_id, t, r), c in zip(slots, self._ask(template, inputs)):
-            scores, failure = self._scores(c, template.dimensions)
-            out.append(Judgment(item_id, t, r, scores, c.reply or "", failure))
-        return out
+        return self._graded(template, slots, inputs)
 
     def relative(self, items: list[AnswerItem], template: Template = RELATIVE) -> list[Judgment]:
         """The last turn's answer against the item's reference answer, both scored 1-10."""
@@ -201,11 +205,7 @@ class JudgeRunner:
             for r in range(self.repeats):
                 slots.append((it.id, len(it.turns) - 1, r))
                 inputs.append((msgs, it.image_id, r))
-        out = []
-        for (item_id, t, r), c in zip(slots, self._ask(template, inputs)):
-            scores, failure = self._scores(c, template.dimensions)
-            out.append(Judgment(item_id, t, r, scores, c.reply or "", failure))
-        return out
+        return self._graded(template, slots, inputs)
 
     def _verdict(self, c: _Call) -> tuple[str | None, str | None]:
         self.judgments += 1
