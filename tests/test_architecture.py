@@ -204,7 +204,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "settings": (("generation_settings", "templates", "presets", "model.seam"), ("base",)),
     # what a run wrote, and the one way to read it back
     "results": (
-        ("records", "sample_store", "runfolder", "agreement", "results_schema", "results"),
+        ("records", "sample_store", "runfolder", "agreement", "results_schema", "results", "judge_results"),
         ("base", "settings"),
     ),
     "data": (("data",), ("base",)),

@@ -7,11 +7,11 @@ its options and data files once (``OPTIONS``; flags, run-config keys, the data-r
 check`` and the fingerprint follow from them), loads samples, turns each into requests through a
 named template, and scores. See README "Writing a task".
 
-Submodules: ``types`` (Sample, Request, RankRequest, Output, Ranking...), ``options`` (Option, DataFile),
-``task`` (Task, RunContext), ``demos`` (few-shot selection), ``reporting`` (report views), ``datasets``
-(readers and embedded data), ``metrics`` (metric functions), ``captioning`` (the caption tasks' shared
-scoring), ``vqa`` (the VQA tasks' shared declaration), ``breakdowns`` (accuracy per group). Importing a
-task does not import torch.
+Submodules: ``types`` (Sample, Request, RankRequest, Output, Ranking...), ``options`` (Option,
+DataFile), ``task`` (Task, RunContext), ``judging`` (Judging, JudgedItem: answers judged by a model),
+``demos`` (few-shot selection), ``reporting`` (report views), ``datasets`` (readers and embedded data),
+``metrics`` (metric functions), ``captioning`` (the caption tasks' shared scoring), ``vqa`` (the VQA
+tasks' shared declaration), ``breakdowns`` (accuracy per group). Importing a task does not import torch.
 """
 
 from ..errors import UserError
@@ -19,6 +19,7 @@ from ..generation_settings import GenerationSettings
 from ..jsonable import jsonable
 from ..templates import TEMPLATES, Template, get_template, render_mmgpt_dialog
 from .demos import DemoSelector, RandomDemos, item_rng
+from .judging import JUDGMENT_MODES, JudgedItem, Judging
 from .options import DataFile, Option
 from .task import RunContext, Task, demos_needed, fixed_subset
 from .types import Aggregate, ImageRef, MetricInfo, Output, RankRequest, Ranking, Request, Sample
@@ -33,6 +34,9 @@ __all__ = [
     "DemoSelector",
     "RandomDemos",
     "item_rng",
+    "JUDGMENT_MODES",
+    "JudgedItem",
+    "Judging",
     "DataFile",
     "Option",
     "RunContext",

@@ -20,6 +20,7 @@ from ..errors import UserError
 from ..generation_settings import GenerationSettings
 from ..templates import Template, get_template, render_fewshot
 from .demos import DemoSelector, RandomDemos
+from .judging import Judging
 from .options import DataFile, Option
 from .reporting import ReportHooks
 from .types import Aggregate, MetricInfo, Output, RankRequest, Request, Sample
@@ -93,6 +94,8 @@ class Task:
     rank_top_k: ClassVar[int] = 5
     # what the HTML report shows of this task beyond the generic views (taskapi.reporting)
     view: ClassVar[ReportHooks] = ReportHooks()
+    # open-ended quality judged by a model (taskapi.judging); None: this task is not judged
+    JUDGING: ClassVar[Judging | None] = None
 
     def __init__(self, options: dict[str, Any] | None = None, answer_postprocess: Callable[[str], str] | None = None):
         """``answer_postprocess``: the prediction from a generation's text, replacing :meth:`postprocess`
