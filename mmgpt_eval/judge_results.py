@@ -32,7 +32,18 @@ Metric names (those that apply to the task's modes): ``rubric_overall`` and ``ru
 plus half the ties, over the pairs), ``position_bias`` (share of pairs whose verdict follows the
 position), ``parse_failure_rate``, ``alpha_<dimension>`` (Krippendorff's alpha across repeats),
 ``kappa_pairwise`` (Fleiss' kappa of the pairwise outcomes across repeats). ``<name>_delta`` in
-metrics/intervals: the candidate minus the baseline, paired by item."""
+metrics/intervals: the candidate minus the baseline, paired by item.
+
+One line of ``judge/<task>.jsonl`` (:class:`JudgmentLine`, read by :func:`iter_judgments`)::
+
+    {"id": str, "mode": "rubric" | "relative" | "grade" | "pairwise", "run": "candidate" | "baseline",
+     "turn": int >= 0, "repeat": int >= 0,
+     "scores": {dimension: int} | null,    # rubric 1-10 per dimension; relative {"reference", "candidate"};
+                                           # grade {"score": 0..10} (tenths); null for pairwise or a failure
+     "outcome": "win" | "tie" | "loss" | null,   # pairwise, the candidate's view after both orders
+     "verdicts": [str | null, str | null] | null, # pairwise: the two orders' verdicts as the judge gave them
+     "failure": str | null,                # why no score: a parse failure or a call that failed
+     "rationale": str}                     # the judge's reply (pairwise: the candidate-first order's)"""
 
 from __future__ import annotations
 
@@ -40,10 +51,10 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .errors import UserError
-from .io import atomic_write_json, read_json, sha256_file
+from .io import atomic_write_json, iter_jsonl, read_json, sha256_file
 
 JUDGE_SCHEMA = "mmgpt-eval/judge"
 JUDGE_SCHEMA_VERSION = 1
@@ -264,3 +275,92 @@ def read_judge(run_dir: str | os.PathLike, check_logs: bool = True) -> JudgeResu
             if not (run_dir / tj.judgments_file).is_file():
                 raise UserError(f"tasks.{task}: the judgments file {tj.judgments_file} is missing", p)
     return res
+
+
+JUDGMENT_MODES = ("rubric", "relative", "grade", "pairwise")
+OUTCOMES = ("win", "tie", "loss")
+
+
+@dataclass(frozen=True)
+class JudgmentLine:
+    """One judgment as ``judge/<task>.jsonl`` stores it (see the module docstring)."""
+
+    id: str
+    mode: str
+    run: str
+    turn: int
+    repeat: int
+    scores: dict[str, int] | None
+    outcome: str | None
+    verdicts: tuple[str | None, str | None] | None
+    failure: str | None
+    rationale: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "mode": self.mode,
+            "run": self.run,
+            "turn": self.turn,
+            "repeat": self.repeat,
+            "scores": self.scores,
+            "outcome": self.outcome,
+            "verdicts": list(self.verdicts) if self.verdicts is not None else None,
+            "failure": self.failure,
+            "rationale": self.rationale,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any, path: Any, line: int) -> "JudgmentLine":
+        def bad(what: str) -> UserError:
+            return UserError(f"judgment {what}", path, line)
+
+        if not isinstance(d, dict):
+            raise bad("must be a JSON object")
+        if not isinstance(d.get("id"), str):
+            raise bad("id must be a string")
+        if d.get("mode") not in JUDGMENT_MODES:
+            raise bad(f"mode must be one of {', '.join(JUDGMENT_MODES)}")
+        if d.get("run") not in ("candidate", "baseline"):
+            raise bad("run must be candidate or baseline")
+        for k in ("turn", "repeat"):
+            v = d.get(k)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise bad(f"{k} must be an integer >= 0")
+        scores = d.get("scores")
+        if scores is not None and not (
+            isinstance(scores, dict) and all(isinstance(v, int) and not isinstance(v, bool) for v in scores.values())
+        ):
+            raise bad("scores must be null or an object of integers")
+        if d.get("outcome") not in (None, *OUTCOMES):
+            raise bad("outcome must be win, tie, loss or null")
+        verdicts = d.get("verdicts")
+        if verdicts is not None and not (
+            isinstance(verdicts, list) and len(verdicts) == 2 and all(v is None or isinstance(v, str) for v in verdicts)
+        ):
+            raise bad("verdicts must be null or two strings/nulls")
+        if d.get("failure") is not None and not isinstance(d.get("failure"), str):
+            raise bad("failure must be a string or null")
+        if not isinstance(d.get("rationale", ""), str):
+            raise bad("rationale must be a string")
+        return cls(
+            id=d["id"],
+            mode=d["mode"],
+            run=d["run"],
+            turn=d["turn"],
+            repeat=d["repeat"],
+            scores=dict(scores) if scores is not None else None,
+            outcome=d.get("outcome"),
+            verdicts=(verdicts[0], verdicts[1]) if verdicts is not None else None,
+            failure=d.get("failure"),
+            rationale=d.get("rationale", ""),
+        )
+
+
+def iter_judgments(run: JudgeResults, task: str) -> Iterator[JudgmentLine]:
+    """The judgments of ``task`` in a judged run (read with :func:`read_judge`), checked line by line."""
+    if run.run_dir is None or task not in run.tasks:
+        raise UserError(f"task {task} was not judged in this run", run.run_dir)
+    path = run.run_dir / run.tasks[task].judgments_file
+    for lineno, d in iter_jsonl(path):
+        yield JudgmentLine.from_dict(d, path, lineno)

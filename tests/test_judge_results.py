@@ -78,3 +78,20 @@ def test_bad_fields_are_one_line_naming_the_field(tmp_path, edit, words):
     with pytest.raises(UserError) as e:
         read_judge(tmp_path)
     assert words in str(e.value) and JUDGE_FILE in str(e.value) and "\n" not in str(e.value)
+
+
+def test_judgment_lines_round_trip_and_bad_lines_name_file_and_line(tmp_path):
+    from mmgpt_eval.judge_results import JudgmentLine, iter_judgments
+
+    res = _judged(tmp_path)
+    lines = [
+        JudgmentLine("c1", "rubric", "candidate", 0, 0, {"helpfulness": 7}, None, None, None, "ok\nHelpfulness: 7"),
+        JudgmentLine("c1", "pairwise", "candidate", 1, 1, None, "tie", ("A", None), None, "A"),
+    ]
+    (tmp_path / "judge" / "dialog.jsonl").write_text("".join(json.dumps(x.to_dict()) + "\n" for x in lines))
+    res.write(tmp_path)
+    back = read_judge(tmp_path)
+    assert list(iter_judgments(back, "dialog")) == lines
+    (tmp_path / "judge" / "dialog.jsonl").write_text(json.dumps({**lines[0].to_dict(), "mode": "vibes"}) + "\n")
+    with pytest.raises(UserError, match=r"judge/dialog.jsonl:1: judgment mode must be one of"):
+        list(iter_judgments(back, "dialog"))

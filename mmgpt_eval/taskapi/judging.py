@@ -17,7 +17,7 @@ Modes (the judge's side lives in :mod:`mmgpt_eval.judge`):
 * ``pairwise`` -- against the baseline run's answers to the same item, judged in both orders (two
   verdicts that disagree are a tie).
 
-This module imports nothing outside the task API's own layer: importing a task stays light."""
+Importing this module imports no torch: importing a task stays light."""
 
 from __future__ import annotations
 
@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from ..errors import UserError
-
-JUDGMENT_MODES = ("rubric", "relative", "grade", "pairwise")
+from ..judge_results import JUDGMENT_MODES
 
 
 @dataclass(frozen=True)
