@@ -147,6 +147,42 @@ def test_the_real_records_are_graded_end_to_end(run_dir, tmp_path):
     assert set(expect.values()) == {0, 5}
 
 
+def test_llava_bench_records_go_through_the_relative_and_pairwise_modes(run_dir, tmp_path):
+    """The judge sees the caption and the reference the data files hold, for every record."""
+    records = read_samples(run_dir / "samples" / "llava-bench.jsonl")
+    items = [_answer_item(discover()["llava-bench"].JUDGING.item(r)) for r in records]
+    seen = []
+
+    def judge(messages):
+        text = messages[-1]["content"]
+        if "[Reply A]" in text:
+            return "Same answers.\nVERDICT: tie"
+        seen.append((text.split("[Image description]\n", 1)[1].split("\n\n", 1)[0], text))
+        return "Scored.\nSCORES: reference=8; candidate=2"
+
+    runner = JudgeRunner(CallableJudge(judge, name="fixed"), JudgmentCache(None))
+    rel = runner.relative(items)
+    assert [j.relative for j in rel] == [25.0] * len(records)
+    by_id = {r["id"]: r for r in records}
+    for (caption, text), it in zip(seen, items):
+        assert caption == by_id[it.id]["meta"]["caption"] and by_id[it.id]["references"][0] in text
+    pairs = runner.pairwise(items, items)
+    assert len(pairs) == len(records) and {p.outcome for p in pairs} == {"tie"}
+
+
+def test_importing_the_judged_tasks_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mmgpt_eval_tasks.llava_bench, mmgpt_eval_tasks.mmvet, mmgpt_eval.judge.grade\n"
+        "print(','.join(m for m in ('torch', 'transformers', 'open_flamingo') if m in sys.modules))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == ""
+
+
 # ------------------------------------------------------------------------------------------ bad data
 def _bad_llava(root: Path, key: str) -> tuple[Path, str]:
     d = make_llava_bench(root)
