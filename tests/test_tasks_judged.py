@@ -75,8 +75,9 @@ def test_data_check_lists_every_file_of_both_tasks(data_root, tmp_path, capsys):
         assert rel in out, out
     assert out.count("present") >= 6
     # an empty root: every file missing, with where to get it
-    main(["data", "check", "--tasks", "llava-bench,mmvet", "--data-root", str(tmp_path)])
+    assert main(["data", "check", "--tasks", "llava-bench,mmvet", "--data-root", str(tmp_path)]) == 2
     out = capsys.readouterr().out
+    assert "6 required file(s) missing" in out
     assert "present" not in out and "liuhaotian/llava-bench-in-the-wild" in out and "MM-Vet" in out
 
 
