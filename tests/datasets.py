@@ -97,3 +97,71 @@ def make_coco_dataset(root: Path, n_images: int = 5) -> dict[str, Path]:
     kp = root / "dataset_coco.json"
     kp.write_text(json.dumps({"images": images, "dataset": "coco"}))
     return {"karpathy_json": kp, "images": root}
+
+
+# ------------------------------------------------------------------------------ judged benchmarks
+LLAVA_CATEGORIES = ("conv", "detail", "complex")
+MMVET_CAPABILITIES = (["rec"], ["ocr", "math"], ["rec", "know", "gen"], ["spat", "ocr"], ["math"])
+
+
+def make_llava_bench(root: Path, n_images: int = 3, per_image: int = 2) -> dict[str, Path]:
+    """``<root>/llava-bench/``: questions.jsonl, answers_gpt4.jsonl, context.jsonl and images/ as
+    LLaVA-Bench (In-the-Wild) publishes them (``per_image`` questions per image, one caption each)."""
+    folder = root / "llava-bench"
+    img_dir = folder / "images"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    questions, answers, context = [], [], []
+    qid = 0
+    for i in range(n_images):
+        item = _image(23, i)
+        name = f"{i + 1:03d}.jpg"
+        item.image().save(img_dir / name, format="JPEG", quality=95)
+        kinds = sorted({s.kind for s in item.shapes}) or ["nothing"]
+        context.append(
+            {"id": f"{i + 1:03d}", "image": name, "caption": f"{len(item.shapes)} shapes: {', '.join(kinds)}."}
+        )
+        for k in range(per_image):
+            category = LLAVA_CATEGORIES[qid % len(LLAVA_CATEGORIES)]
+            questions.append(
+                {"question_id": qid, "image": name, "text": f"Question {k} about picture {i}?", "category": category}
+            )
+            answers.append(
+                {
+                    "question_id": qid,
+                    "prompt": f"Question {k} about picture {i}?",
+                    "text": f"There are {len(item.shapes)} shapes in picture {i}.",
+                    "answer_id": f"a{qid}",
+                    "model_id": "reference",
+                    "metadata": {},
+                }
+            )
+            qid += 1
+    paths = {
+        "questions": folder / "questions.jsonl",
+        "answers": folder / "answers_gpt4.jsonl",
+        "context": folder / "context.jsonl",
+    }
+    for key, rows in (("questions", questions), ("answers", answers), ("context", context)):
+        paths[key].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return {**paths, "images": img_dir}
+
+
+def make_mmvet(root: Path, n: int = 5) -> dict[str, Path]:
+    """``<root>/mmvet/``: mm-vet.json (one object keyed by ``v1_<i>``) and images/ as MM-Vet publishes them."""
+    folder = root / "mmvet"
+    img_dir = folder / "images"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    doc = {}
+    for i in range(n):
+        item = _image(29, i)
+        name = f"v1_{i}.png"
+        item.image().save(img_dir / name, format="PNG")
+        doc[f"v1_{i}"] = {
+            "imagename": name,
+            "capability": MMVET_CAPABILITIES[i % len(MMVET_CAPABILITIES)],
+            "question": f"How many shapes are in picture {i}?",
+            "answer": str(len(item.shapes)) if i % 2 else f"{len(item.shapes)} <OR> {len(item.shapes)} shapes",
+        }
+    path = folder / "mm-vet.json"
+    path.write_text(json.dumps(doc, indent=1))
+    return {"json": path, "images": img_dir}

@@ -164,6 +164,15 @@ class JudgeRunner:
                     c.reply, c.error = done[c.key].reply, done[c.key].error
         return calls
 
+    def ask(
+        self, template: Template, inputs: list[tuple[Messages, str | None, int]]
+    ) -> list[tuple[str | None, str | None]]:
+        """(reply, call error) for each (messages, image id, repeat), through the cache exactly as the
+        built-in modes ask: the hook for modes defined outside this module (``judge.grade``). Counts no
+        judgments: the caller counts them as it parses (``judgments``, ``parse_failures``,
+        ``call_failures``)."""
+        return [(c.reply, c.error) for c in self._ask(template, inputs)]
+
     def _scores(self, c: _Call, names: tuple[str, ...]) -> tuple[dict[str, int] | None, str | None]:
         self.judgments += 1
         if c.reply is None:

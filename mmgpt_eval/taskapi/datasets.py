@@ -14,6 +14,7 @@ from ..data.counting_images import DEFAULT_N, SPLIT_SEEDS, generate_counting_set
 from ..data.dialog_spec import BLANK_IMAGE, Conversation, ImageSpec, blank_image, load_dialog_probes, resolve_image
 from ..data.easyvqa import answer_type as easyvqa_answer_type
 from ..data.easyvqa import load_split as load_easyvqa_split
+from ..data.judged_benchmarks import load_llava_bench, load_mmvet
 from ..data.paths import inside as path_inside
 from ..data.textvqa import load_textvqa_json, load_textvqa_vqa_format
 from ..data.vizwiz import ANSWERABLE as VIZWIZ_ANSWERABLE
@@ -42,6 +43,8 @@ __all__ = [
     "load_textvqa_vqa_format",
     "VIZWIZ_ANSWERABLE",
     "load_vizwiz",
+    "load_llava_bench",
+    "load_mmvet",
     "load_coco_karpathy",
     "load_coco_captions",
     "load_flickr30k_karpathy",
