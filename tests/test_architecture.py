@@ -32,6 +32,8 @@ TASK_NAMES = (
     "vizwiz",
     "hatefulmemes",
     "imagenet",
+    "mmvet",
+    "llava",
 )
 
 

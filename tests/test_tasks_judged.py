@@ -397,3 +397,20 @@ def test_grade_over_http_retries_counts_parse_failures_and_caches(grader, tmp_pa
     out2 = grade(r2, items)
     assert requests["calls"] == before and r2.provenance()["calls"] == 0 and r2.parse_failures == 1
     assert [j.scores for j in out2] == [j.scores for j in out]
+
+
+def test_a_context_caption_may_be_a_list_of_captions(tmp_path):
+    """Some copies of LLaVA-Bench's context.jsonl hold several captions of one image in a list: they
+    reach the judge one per line; a list with a non-string is refused naming the file and line."""
+    from mmgpt_eval.data.judged_benchmarks import load_llava_bench
+
+    p = make_llava_bench(tmp_path, n_images=1, per_image=1)
+    ctx = json.loads(p["context"].read_text())
+    ctx["caption"] = ["A red square.", "Two shapes."]
+    p["context"].write_text(json.dumps(ctx) + "\n")
+    (sample,) = load_llava_bench(p["questions"], p["answers"], p["context"], p["images"])
+    assert sample.meta["caption"] == "A red square.\nTwo shapes."
+    ctx["caption"] = ["A red square.", 3]
+    p["context"].write_text(json.dumps(ctx) + "\n")
+    with pytest.raises(UserError, match=r"context.jsonl:1: .*'caption' must be a non-empty string"):
+        load_llava_bench(p["questions"], p["answers"], p["context"], p["images"])

@@ -41,6 +41,15 @@ def _string(entry: dict[str, Any], key: str, where: Path, what: str, line: int |
     return v
 
 
+def _caption(entry: dict[str, Any], where: Path, what: str, line: int) -> str:
+    """A context line's caption: a string, or a list of strings (one per line, as some copies of the
+    file store several captions of one image)."""
+    v = entry.get("caption")
+    if isinstance(v, list) and v and all(isinstance(x, str) and x.strip() for x in v):
+        return "\n".join(v)
+    return _string(entry, "caption", where, what, line)
+
+
 def _qid(entry: Any, where: Path, line: int) -> str:
     if not isinstance(entry, dict):
         raise UserError("the line is not a JSON object", where, line)
@@ -79,7 +88,7 @@ def load_llava_bench(questions: Path, answers: Path, context: Path, images: Path
         if not isinstance(c, dict):
             raise UserError("the line is not a JSON object", context, line)
         image = _string(c, "image", context, f"context {c.get('id')!r}", line)
-        captions[image] = _string(c, "caption", context, f"context for {image}", line)
+        captions[image] = _caption(c, context, f"context for {image}", line)
     imgs = _Images(images, hint)
     out: list[Sample] = []
     seen: set[str] = set()
