@@ -219,6 +219,11 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # judging answers with a model: judge backends (an endpoint, a local causal LM through the model
     # seam, a callable), prompts, the judgment cache, modes and reliability statistics
     "judge": (("judge",), ("base", "settings", "model")),
+    # judging a run: its logs read, its tasks' judging declarations found, judged, judge.json written
+    "judging": (("judging",), (
+        ("judging",),
+        ("base", "settings", "results", "data", "taskapi", "plugins", "readers", "model", "judge"),
+    ),
     # evaluation protocols (strategy objects: template, subset, demos, post-processing); they read a
     # run's settings through a structural type, never the config module
     "protocols": (
@@ -268,6 +273,8 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "runner",
             "readers",
             "report",
+            "judge",
+            "judging",
         ),
     ),
     "integrations": (
@@ -299,6 +306,8 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "api",
             "integrations",
             "serve",
+            "judge",
+            "judging",
         ),
     ),
 }
