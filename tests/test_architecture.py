@@ -219,11 +219,6 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # judging answers with a model: judge backends (an endpoint, a local causal LM through the model
     # seam, a callable), prompts, the judgment cache, modes and reliability statistics
     "judge": (("judge",), ("base", "settings", "model")),
-    # judging a run: its logs read, its tasks' judging declarations found, judged, judge.json written
-    "judging": (("judging",), (
-        ("judging",),
-        ("base", "settings", "results", "data", "taskapi", "plugins", "readers", "model", "judge"),
-    ),
     # evaluation protocols (strategy objects: template, subset, demos, post-processing); they read a
     # run's settings through a structural type, never the config module
     "protocols": (
@@ -251,6 +246,11 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
     # readers of results: never the model, the engine or a task
     "readers": (("compare", "gate", "frames", "trackers", "published"), ("base", "settings", "results")),
+    # judging a run: its logs read, its tasks' judging declarations found, judged, judge.json written
+    "judging": (
+        ("judging",),
+        ("base", "settings", "results", "data", "taskapi", "plugins", "readers", "model", "judge"),
+    ),
     # the report also shows the views tasks declare (taskapi.reporting, found through the registry) and
     # the images samples name (key schemes that data modules register)
     "report": (("report",), ("base", "settings", "results", "data", "taskapi", "plugins", "readers")),

@@ -18,9 +18,7 @@ from ..judging.spec import DEFAULT_KEY_ENV, SPEC_HELP, JudgeSettings
 def add_judge_arguments(p: argparse.ArgumentParser, required: bool) -> None:
     """The judge's flags (``judge`` requires ``--judge``; ``run`` takes it to judge after the run)."""
     g = p.add_argument_group("judging by a model")
-    g.add_argument(
-        "--judge", required=required, default=None, metavar="SPEC", help=f"the judge: {SPEC_HELP}"
-    )
+    g.add_argument("--judge", required=required, default=None, metavar="SPEC", help=f"the judge: {SPEC_HELP}")
     g.add_argument(
         "--judge-api-key-env",
         default=DEFAULT_KEY_ENV,

@@ -46,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if isinstance(results, SeriesResults):
         if judge is not None:
-            log.warning("--judge with a checkpoint series: not judged; judge each checkpoint's folder with mmgpt-eval judge")
+            log.warning(
+                "--judge with a checkpoint series: not judged; judge each checkpoint's folder with mmgpt-eval judge"
+            )
         print_series(results.entries)
         print(f"series: {results.path}")
         assert results.path is not None  # results come back saved

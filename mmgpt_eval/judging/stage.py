@@ -81,8 +81,7 @@ def _items(run: RunResults, task: str, judging: Judging, where: str) -> list[Jud
             item = judging.item(rec)
         except (KeyError, TypeError, ValueError, IndexError) as e:
             raise UserError(
-                f"task {task}: sample {rec.get('id')!r} of the {where} run cannot be judged "
-                f"({type(e).__name__}: {e})",
+                f"task {task}: sample {rec.get('id')!r} of the {where} run cannot be judged ({type(e).__name__}: {e})",
                 run.samples_path(task),
             ) from None
         out.append(item)
@@ -102,7 +101,15 @@ def _pair_lines(ps: list[PairJudgment]) -> Iterator[JudgmentLine]:
     for p in ps:
         outcome = OUTCOME[p.outcome] if p.outcome is not None else None
         yield JudgmentLine(
-            p.item_id, "pairwise", "candidate", p.turn, p.repeat, None, outcome, (p.first, p.second), p.failure,
+            p.item_id,
+            "pairwise",
+            "candidate",
+            p.turn,
+            p.repeat,
+            None,
+            outcome,
+            (p.first, p.second),
+            p.failure,
             p.replies[0],
         )
 
@@ -165,7 +172,9 @@ class _TaskJudge:
             gids = {it.id for it in cand if it.group == g}
             sub = [j for j in js if j.item_id in gids]
             self.breakdown[g] = {
-                k: v for k, v in _rubric_metrics(sub, dims, self.repeats, sorted(gids)).items() if not k.startswith("alpha_")
+                k: v
+                for k, v in _rubric_metrics(sub, dims, self.repeats, sorted(gids)).items()
+                if not k.startswith("alpha_")
             }
         if base is None:
             return
@@ -351,11 +360,7 @@ def judge_run(
             "prompt_tokens": st.prompt_tokens,
             "completion_tokens": st.completion_tokens,
         },
-        baseline=(
-            {"run_dir": str(base.run_dir), "label": run_label(base)}
-            if base is not None
-            else None
-        ),
+        baseline=({"run_dir": str(base.run_dir), "label": run_label(base)} if base is not None else None),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         mmgpt_eval_version=__version__,
         run_dir=folder,
@@ -368,4 +373,3 @@ def _json_line(d: dict[str, Any]) -> str:
     import json
 
     return json.dumps(d, ensure_ascii=False) + "\n"
-
