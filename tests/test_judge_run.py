@@ -268,3 +268,32 @@ def _url(state: Script, judged) -> str:
     res = read_judge(judged[0], check_logs=False)
     assert res is not None
     return res.judge["base_url"]
+
+
+def test_judge_bad_input_is_one_line_and_writes_nothing(judged, tmp_path, capsys, monkeypatch):
+    run, state = judged
+    url = _url(state, judged)
+    small = tmp_path / "small"
+    args = ["-q", "run", "--tasks", "dialog", "--baseline", "tiny-openflamingo", "--limit", "2", "--no-report"]
+    assert main([*args, "--output-dir", str(small)]) == 0
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    target = ws / "run"
+    shutil.copytree(run, target, ignore=shutil.ignore_patterns("judge", "judge.json"))
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    judge = ["--judge", f"openai:first@{url}"]
+    one_error_line(ws, ["judge", "run", *judge, "--baseline", str(small)], capsys, monkeypatch, ["other samples"])
+    one_error_line(ws, ["judge", "run", *judge, "--tasks", "easyvqa"], capsys, monkeypatch, ["easyvqa", "not in"])
+    one_error_line(ws, ["judge", "run", *judge, "--judge-repeats", "0"], capsys, monkeypatch, ["--judge-repeats"])
+    one_error_line(ws, ["judge", "run", "--judge", "python:nope.py:f"], capsys, monkeypatch, ["no such Python file"])
+    one_error_line(
+        ws,
+        ["judge", str(small / "baseline"), *judge, "--tasks", "dialog", "--baseline", "run"],
+        capsys,
+        monkeypatch,
+        ["other samples"],
+    )
+    # a run whose tasks declare no judging
+    plain = tmp_path / "plain"
+    assert main(["-q", "run", "--tasks", "easyvqa", "--limit", "2", "--no-report", "--output-dir", str(plain)]) == 0
+    one_error_line(ws, ["judge", str(plain), *judge], capsys, monkeypatch, ["no task of this run is judged"])
