@@ -297,3 +297,16 @@ def test_judge_bad_input_is_one_line_and_writes_nothing(judged, tmp_path, capsys
     plain = tmp_path / "plain"
     assert main(["-q", "run", "--tasks", "easyvqa", "--limit", "2", "--no-report", "--output-dir", str(plain)]) == 0
     one_error_line(ws, ["judge", str(plain), *judge], capsys, monkeypatch, ["no task of this run is judged"])
+
+
+def test_the_python_api_judges_after_evaluating(tmp_path):
+    import mmgpt_eval
+
+    judge = f"python:{ROOT / 'examples' / 'judge_example.py'}:judge"
+    res = mmgpt_eval.evaluate(tasks="dialog", limit=2, output_dir=str(tmp_path / "api"), report=False, judge=judge)
+    judged = read_judge(res.run_dir)
+    assert judged is not None and judged.judge["kind"] == "callable" and judged.baseline is None
+    tj = judged.tasks["dialog"]
+    assert tj.metrics["rubric_overall"] is not None and "win_rate" not in tj.metrics
+    assert tj.notes == ["pairwise judging skipped: no baseline run (--baseline RUN)"]
+    assert tj.counts["judgments"] == len(_jsonl(tmp_path / "api" / "judge" / "dialog.jsonl")) > 0
