@@ -153,7 +153,9 @@ def evaluate(
             raise TypeError("evaluate(config) takes no other arguments; use config.replace(...)")
         cfg = config
     else:
-        given = {k: v for k, v in (("model", config), ("ckpt", ckpt), ("tasks", tasks)) if v is not None}
+        given: dict[str, Any] = {
+            k: v for k, v in (("model", config), ("ckpt", ckpt), ("tasks", tasks)) if v is not None
+        }
         cfg = EvalConfig.from_kwargs(**given, **kwargs)
     if judge_spec is None:
         return evaluate_config(cfg)

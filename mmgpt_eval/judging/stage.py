@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import warnings
+from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -360,7 +361,9 @@ def judge_run(
             "prompt_tokens": st.prompt_tokens,
             "completion_tokens": st.completion_tokens,
         },
-        baseline=({"run_dir": str(base.run_dir.resolve()), "label": run_label(base)} if base is not None else None),
+        baseline=(
+            {"run_dir": str(Path(str(base.run_dir)).resolve()), "label": run_label(base)} if base is not None else None
+        ),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         mmgpt_eval_version=__version__,
         run_dir=folder,
