@@ -310,3 +310,11 @@ def test_the_python_api_judges_after_evaluating(tmp_path):
     assert tj.metrics["rubric_overall"] is not None and "win_rate" not in tj.metrics
     assert tj.notes == ["pairwise judging skipped: no baseline run (--baseline RUN)"]
     assert tj.counts["judgments"] == len(_jsonl(tmp_path / "api" / "judge" / "dialog.jsonl")) > 0
+    # a local causal LM judge (the shipped tiny-lm): its replies are not the asked-for SCORES line, so
+    # every judgment is a parse failure, counted, and no score is made up
+    assert main(["-q", "judge", str(tmp_path / "api"), "--judge", "local:tiny-lm", "--no-progress"]) == 0
+    local = read_judge(tmp_path / "api")
+    assert local is not None and local.judge["kind"] == "local-lm"
+    lm = local.tasks["dialog"]
+    assert lm.counts["parse_failures"] == lm.counts["judgments"] > 0 and lm.metrics["parse_failure_rate"] == 1.0
+    assert lm.metrics["rubric_overall"] is None and local.cost["completion_tokens"] > 0
