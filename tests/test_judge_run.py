@@ -318,3 +318,20 @@ def test_the_python_api_judges_after_evaluating(tmp_path):
     lm = local.tasks["dialog"]
     assert lm.counts["parse_failures"] == lm.counts["judgments"] > 0 and lm.metrics["parse_failure_rate"] == 1.0
     assert lm.metrics["rubric_overall"] is None and local.cost["completion_tokens"] > 0
+
+
+def test_a_run_config_judge_table_judges_and_a_bad_one_is_one_line(tmp_path, capsys, monkeypatch):
+    judge = ROOT / "examples" / "judge_example.py"
+    cfg = tmp_path / "ci.toml"
+    cfg.write_text(
+        f'tasks = ["dialog"]\nlimit = 2\nno_report = true\noutput_dir = "out"\n'
+        f'[judge]\nspec = "python:{judge}:judge"\nrepeats = 2\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["-q", "run", "--config", str(cfg), "--no-progress"]) == 0
+    res = read_judge(tmp_path / "out")
+    assert res is not None and res.repeats == 2 and res.judge["kind"] == "callable"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "ci.toml").write_text('tasks = ["dialog"]\n[judge]\nspec = "python:x.py:f"\napi_key = "secret"\n')
+    one_error_line(bad, ["run", "--config", "ci.toml"], capsys, monkeypatch, ["[judge] api_key", "unknown key"])

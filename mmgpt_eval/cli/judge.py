@@ -31,6 +31,18 @@ def add_judge_arguments(p: argparse.ArgumentParser, required: bool) -> None:
     g.add_argument("--judge-retries", type=int, default=4, metavar="N", help="retries on 429/5xx/timeouts (default 4)")
 
 
+def apply_judge_table(args: argparse.Namespace, argv: list[str]) -> None:
+    """Fill the judge flags not given on the command line from the run config's ``[judge]`` table."""
+    from ..config import read_judge_table
+
+    table = read_judge_table(args.config)
+    for key, value in table.items():
+        dest = "judge" if key == "spec" else f"judge_{key}"
+        flag = "--" + dest.replace("_", "-")
+        if not any(a == flag or a.startswith(flag + "=") for a in argv):
+            setattr(args, dest, value)
+
+
 def judge_settings(args: argparse.Namespace) -> JudgeSettings | None:
     if not getattr(args, "judge", None):
         return None

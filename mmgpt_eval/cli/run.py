@@ -13,7 +13,7 @@ from typing import Any
 
 from ..api import SeriesResults, evaluate
 from ..config import EvalConfig, add_run_arguments
-from .judge import add_judge_arguments, judge_settings
+from .judge import add_judge_arguments, apply_judge_table, judge_settings
 
 log = logging.getLogger("mmgpt_eval")
 
@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
 def run(args: argparse.Namespace) -> int:
     argv = sys.argv[1:] if args._argv is None else args._argv
     config = EvalConfig.from_cli(args, argv=argv)
+    if getattr(args, "config", None):
+        apply_judge_table(args, argv)
     judge = None
     settings = judge_settings(args)
     if settings is not None:  # the judge must answer before any model loads or anything is generated
