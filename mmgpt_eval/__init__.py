@@ -12,6 +12,7 @@ One sample's path, top-down (the folder layout follows it):
   postprocess -> metrics  templates.py (answer extraction), metrics/ (pure functions)
   records -> results      records.py, sample_store.py, results.py
   compare / report / gate compare.py, report/, gate/
+  judged by a model       judging/ (the stage: judge_run), judge/ (backends, prompts, cache, modes)
 
 Library quirks are shimmed in exactly one place: mmgpt_eval.compat.
 """
@@ -26,6 +27,9 @@ __all__ = [
     "SeriesResults",
     "SampleRecord",
     "compare_runs",
+    "judge_run",
+    "JudgeSettings",
+    "build_judge",
     "metrics_frame",
     "samples_frame",
     "__version__",
@@ -53,6 +57,10 @@ def __getattr__(name: str):  # lazy: importing mmgpt_eval (e.g. from a task plug
         from . import frames
 
         return getattr(frames, name)
+    if name in ("judge_run", "JudgeSettings", "build_judge"):
+        from . import judging
+
+        return getattr(judging, name)
     if name == "compare_runs":
         from .compare import compare_runs
 

@@ -140,15 +140,35 @@ def evaluate(
     ``log_to``: experiment trackers (``"mlflow[:URI]"``, ``"wandb[:PROJECT]"``; a list or comma-separated)
     that get the metrics, per-task tables, report and settings once everything is written
     (:mod:`mmgpt_eval.trackers`; a missing optional package fails before anything runs).
+    ``judge``: a judge spec (``"openai:MODEL@URL"``, ``"local:PATH"``, ``"python:MODULE:FUNCTION"``) or a
+    :class:`~mmgpt_eval.judging.JudgeSettings`: the judge is checked before any model loads and the run
+    judged afterwards (``judge.json`` in the run folder; read it with
+    :func:`mmgpt_eval.judge_results.read_judge`).
     Returns the results (a :class:`SeriesResults` for several checkpoints); None on torchrun ranks
     other than 0, which write nothing.
     """
+    judge_spec = kwargs.pop("judge", None)
     if isinstance(config, EvalConfig):
         if ckpt is not None or tasks is not None or kwargs:
             raise TypeError("evaluate(config) takes no other arguments; use config.replace(...)")
-        return evaluate_config(config)
-    given: dict[str, Any] = {k: v for k, v in (("model", config), ("ckpt", ckpt), ("tasks", tasks)) if v is not None}
-    return evaluate_config(EvalConfig.from_kwargs(**given, **kwargs))
+        cfg = config
+    else:
+        given: dict[str, Any] = {
+            k: v for k, v in (("model", config), ("ckpt", ckpt), ("tasks", tasks)) if v is not None
+        }
+        cfg = EvalConfig.from_kwargs(**given, **kwargs)
+    if judge_spec is None:
+        return evaluate_config(cfg)
+    from .judging import JudgeSettings, build_judge, judge_run
+
+    settings = judge_spec if isinstance(judge_spec, JudgeSettings) else JudgeSettings(str(judge_spec))
+    judge = build_judge(settings)  # before any model loads: a judge that cannot answer stops here
+    results = evaluate_config(cfg)
+    if isinstance(results, RunResults) and results.run_dir is not None:
+        judge_run(results.run_dir, judge=judge, repeats=settings.repeats, progress=cfg.progress)
+    elif isinstance(results, SeriesResults):
+        log.warning("judge= with a checkpoint series: not judged; judge each checkpoint's folder")
+    return results
 
 
 def evaluate_config(cfg: EvalConfig) -> RunResults | SeriesResults | None:

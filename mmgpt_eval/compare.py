@@ -276,3 +276,87 @@ def compare_runs(
                 mc.note = (note + "; " if note else "") + "corpus-only metric: no per-sample interval"
             out.append(mc)
     return out
+
+
+# ------------------------------------------------------------------------------------------ judgments
+@dataclass
+class JudgeComparison:
+    """The judge metrics of several runs side by side (``values[i]`` / ``intervals[i]``: run ``i``'s),
+    and notes: runs judged by different judges (their numbers are not comparable), stale judgments."""
+
+    runs: list[str]
+    rows: list[dict[str, Any]]
+    notes: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"runs": self.runs, "rows": self.rows, "notes": self.notes}
+
+
+def _judge_of(run: RunResults, notes: list[str]) -> Any:
+    from .judge_results import read_judge
+
+    if run.run_dir is None:
+        return None
+    try:
+        return read_judge(run.run_dir)
+    except UserError as e:
+        notes.append(f"{run_label(run)}: judgments not shown ({e})")
+        return None
+
+
+def judge_identity(res: Any) -> dict[str, Any]:
+    """What makes two judgings comparable: the judge's identity, its templates and the repeats."""
+    return {"judge": res.judge, "repeats": res.repeats}
+
+
+def compare_judgments(runs: Sequence[RunResults], tasks: Sequence[str] | None = None) -> JudgeComparison | None:
+    """Every judge metric of the runs that were judged (``judge.json``), run by run; a run judged only
+    as another run's baseline shows the values that judging gave it. None when no run was judged."""
+    notes: list[str] = []
+    judged = [_judge_of(r, notes) for r in runs]
+    folders = [r.run_dir.resolve() if r.run_dir is not None else None for r in runs]
+    if all(j is None for j in judged) and not notes:
+        return None
+    # a run judged only as another's baseline: the metrics that judging gave its answers
+    as_baseline: dict[int, tuple[Any, str]] = {}
+    for j in judged:
+        if j is not None and j.baseline is not None:
+            b = Path(j.baseline["run_dir"]).resolve()
+            for i, f in enumerate(folders):
+                if f == b and judged[i] is None:
+                    as_baseline[i] = (j, "baseline")
+    names: list[tuple[str, str]] = []
+    for j in judged:
+        for task, tj in j.tasks.items() if j is not None else ():
+            if tasks is None or task in tasks:
+                names += [(task, m) for m in tj.metrics if (task, m) not in names]
+    rows = []
+    for task, metric in names:
+        values: list[float | None] = []
+        intervals: list[list[float] | None] = []
+        for i, j in enumerate(judged):
+            tj = j.tasks.get(task) if j is not None else None
+            if tj is not None:
+                values.append(tj.metrics.get(metric))
+                iv = tj.intervals.get(metric)
+                intervals.append(list(iv) if iv is not None else None)
+            elif i in as_baseline and task in as_baseline[i][0].tasks:
+                values.append(as_baseline[i][0].tasks[task].baseline_metrics.get(metric))
+                intervals.append(None)
+            else:
+                values.append(None)
+                intervals.append(None)
+        rows.append({"task": task, "metric": metric, "values": values, "intervals": intervals})
+    seen: dict[str, int] = {}
+    import json
+
+    for i, j in enumerate(judged):
+        if j is not None:
+            seen.setdefault(json.dumps(judge_identity(j), sort_keys=True, default=str), i)
+    if len(seen) > 1:
+        who = ", ".join(f"{run_label(runs[i])}: {judged[i].judge.get('model', '?')}" for i in seen.values())  # type: ignore[union-attr]
+        notes.append(
+            f"the runs were judged by different judges, templates or repeats ({who}); their judged numbers are "
+            "not comparable"
+        )
+    return JudgeComparison([str(r.path) for r in runs], rows, notes)

@@ -864,7 +864,41 @@ def read_run_config(
             if not p.is_absolute() and (fl.path == "always" or (base / p).exists()):
                 value = str(base / p)
         values[dest] = check_config_value(key, value, fl, path)
-    return values, {k: v for k, v in raw.items() if isinstance(v, dict)}, task_keys
+    tables = {k: v for k, v in raw.items() if isinstance(v, dict) and k != JUDGE_TABLE}
+    return values, tables, task_keys
+
+
+#: the run config's table of judge settings (``run --judge``'s flags without the ``judge-`` prefix)
+JUDGE_TABLE = "judge"
+JUDGE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "spec": str,
+    "api_key_env": str,
+    "repeats": int,
+    "concurrency": int,
+    "timeout": (int, float),
+    "retries": int,
+}
+
+
+def read_judge_table(path: str) -> dict[str, Any]:
+    """A run config's ``[judge]`` table (``spec = "openai:MODEL@URL"``, ``repeats = 2``, ...), checked:
+    an unknown key or a value of the wrong type is one line naming the file and the key. The API key
+    itself has no place in it: ``api_key_env`` names the environment variable that holds it."""
+    from .io import read_toml
+
+    table = read_toml(path).get(JUDGE_TABLE, {})
+    if not isinstance(table, dict):
+        raise UserError(f"{JUDGE_TABLE} must be a table of judge settings", path)
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        dest = key.replace("-", "_")
+        kind = JUDGE_KEYS.get(dest)
+        if kind is None:
+            raise UserError(f"[judge] {key}: unknown key (known: {', '.join(JUDGE_KEYS)})", path)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise UserError(f"[judge] {key}: expected {getattr(kind, '__name__', 'a number')}, got {value!r}", path)
+        out[dest] = value
+    return out
 
 
 # ------------------------------------------------------------------------------------ task options

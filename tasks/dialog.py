@@ -15,7 +15,7 @@ per instruction kind, per turn) are in the breakdown.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from mmgpt_eval.taskapi import (
     TEMPLATES,
@@ -32,6 +32,7 @@ from mmgpt_eval.taskapi import (
     Template,
     render_mmgpt_dialog,
 )
+from mmgpt_eval.taskapi.judging import JudgedItem, Judging
 from mmgpt_eval.taskapi.datasets import BLANK_IMAGE, Conversation, load_dialog_probes
 from mmgpt_eval.taskapi.metrics import (
     CONVERSATION_METRICS,
@@ -44,6 +45,28 @@ from mmgpt_eval.taskapi.metrics import (
 )
 
 from .dialog_view import DialogView
+
+
+NO_CAPTION = "an image (not shown to you; the probes carry no description of it)"
+
+
+def judged_conversation(record: Mapping[str, Any]) -> JudgedItem:
+    """A dialog log record as the judge reads it: each turn's user message (from the logged references)
+    with the model's answer to it, the image as a short description (the probes have no captions) and
+    its key as the image's identity, and the last turn's reference answer."""
+    refs = record["references"]
+    outputs = record["outputs"]
+    turns = tuple((str(r["instruction"]), str(outputs[f"t{k}"]["prediction"])) for k, r in enumerate(refs))
+    image = record.get("meta", {}).get("image")
+    last_ref = refs[-1].get("reference") if refs else None
+    return JudgedItem(
+        id=str(record["id"]),
+        turns=turns,
+        image=NO_CAPTION if image else None,
+        image_id=str(image) if image else None,
+        reference=last_ref if isinstance(last_ref, str) else None,
+        group=str(refs[-1].get("kind")) if refs and refs[-1].get("kind") else None,
+    )
 
 
 class Dialog(Task):
@@ -67,6 +90,11 @@ class Dialog(Task):
         Option("max_new_tokens", "generation budget per turn (default 96)", type=int, default=96),
     )
     view = DialogView()
+    JUDGING = Judging(
+        modes=("rubric", "pairwise"),
+        item=judged_conversation,
+        description="every turn graded on the rubric; each conversation's turns against the baseline's, both orders",
+    )
 
     def load(self) -> list[Sample]:
         convs = load_dialog_probes(self.option("probes"))

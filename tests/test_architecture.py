@@ -248,6 +248,11 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
     # readers of results: never the model, the engine or a task
     "readers": (("compare", "gate", "frames", "trackers", "published"), ("base", "settings", "results")),
+    # judging a run: its logs read, its tasks' judging declarations found, judged, judge.json written
+    "judging": (
+        ("judging",),
+        ("base", "settings", "results", "data", "taskapi", "plugins", "readers", "model", "judge"),
+    ),
     # the report also shows the views tasks declare (taskapi.reporting, found through the registry) and
     # the images samples name (key schemes that data modules register)
     "report": (("report",), ("base", "settings", "results", "data", "taskapi", "plugins", "readers")),
@@ -270,6 +275,8 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "runner",
             "readers",
             "report",
+            "judge",
+            "judging",
         ),
     ),
     "integrations": (
@@ -301,6 +308,8 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "api",
             "integrations",
             "serve",
+            "judge",
+            "judging",
         ),
     ),
 }

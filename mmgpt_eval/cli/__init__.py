@@ -38,6 +38,7 @@ COMMANDS = [
     "tasks",
     "inspect_cmd",
     "compare",
+    "judge",
     "report",
     "gate",
     "train",

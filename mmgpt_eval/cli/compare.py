@@ -139,7 +139,16 @@ def run(args: argparse.Namespace) -> int:
         if not to_stdout:
             con.print(t)
 
-    doc = {"runs": all_out, **({"trend": trend} if trend else {})}
+    from ..compare import compare_judgments
+
+    judgments = compare_judgments([base] + [c for c in candidates if c is not base], tasks)
+    if judgments is not None and not to_stdout:
+        print_judgments(judgments, [run_label(r) for r in [base] + [c for c in candidates if c is not base]])
+    doc = {
+        "runs": all_out,
+        **({"trend": trend} if trend else {}),
+        **({"judge": judgments.to_dict()} if judgments is not None else {}),
+    }
     if to_stdout:
         print_json(JSON_SCHEMA, JSON_VERSION, doc)
         return 0
@@ -147,6 +156,28 @@ def run(args: argparse.Namespace) -> int:
     if args.json_out:
         atomic_write_json(args.json_out, {"schema": f"mmgpt-eval/{JSON_SCHEMA}", "schema_version": JSON_VERSION, **doc})
     return 0
+
+
+def print_judgments(j: Any, labels: list[str]) -> None:
+    """The judge metrics side by side (value and 95% interval per run), then the notes."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    con = stdout_console()
+    t = Table(title="judged by a model", title_justify="left")
+    t.add_column("task")
+    t.add_column("metric")
+    for label in labels:
+        t.add_column(escape(label), justify="right")
+    for row in j.rows:
+        cells = []
+        for v, iv in zip(row["values"], row["intervals"]):
+            cell = "-" if v is None else f"{v:.4g}"
+            cells.append(cell + (f" [{iv[0]:.3g}, {iv[1]:.3g}]" if iv is not None else ""))
+        t.add_row(row["task"], row["metric"], *cells)
+    con.print(t)
+    for note in j.notes:
+        con.print(f"note: {escape(note)}")
 
 
 def _check_json_target(path: str, runs: list[str | None]) -> None:

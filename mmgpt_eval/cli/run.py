@@ -13,6 +13,7 @@ from typing import Any
 
 from ..api import SeriesResults, evaluate
 from ..config import EvalConfig, add_run_arguments
+from .judge import add_judge_arguments, apply_judge_table, judge_settings
 
 log = logging.getLogger("mmgpt_eval")
 
@@ -27,16 +28,29 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_run_arguments(p, argv if argv is not None else sys.argv[1:])
+    add_judge_arguments(p, required=False)
     p.set_defaults(func=run, _actions={a.dest: a for a in p._actions}, _argv=argv)
 
 
 def run(args: argparse.Namespace) -> int:
     argv = sys.argv[1:] if args._argv is None else args._argv
     config = EvalConfig.from_cli(args, argv=argv)
+    if getattr(args, "config", None):
+        apply_judge_table(args, argv)
+    judge = None
+    settings = judge_settings(args)
+    if settings is not None:  # the judge must answer before any model loads or anything is generated
+        from ..judging import build_judge
+
+        judge = build_judge(settings)
     results = evaluate(config)
     if results is None:  # a torchrun rank other than 0: rank 0 writes everything
         return 0
     if isinstance(results, SeriesResults):
+        if judge is not None:
+            log.warning(
+                "--judge with a checkpoint series: not judged; judge each checkpoint's folder with mmgpt-eval judge"
+            )
         print_series(results.entries)
         print(f"series: {results.path}")
         assert results.path is not None  # results come back saved
@@ -49,6 +63,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"results: {results.path}")
         assert results.run_dir is not None  # results come back saved
         out_dir = results.run_dir
+        if judge is not None and settings is not None:
+            from ..judging import judge_run
+            from .judge import print_judgment
+
+            judged = judge_run(out_dir, judge=judge, repeats=settings.repeats, progress=config.progress)
+            print_judgment(judged)
+            print(f"judgments: {out_dir / 'judge.json'}")
+            if config.report:
+                from ..api import write_run_report
+
+                write_run_report(results, out_dir)  # again, now with the judgments
     if config.report:
         print(f"report: {(out_dir / 'report.html').resolve()}")
     return 0

@@ -124,7 +124,8 @@ class OpenAIJudge:
         where = f"judge endpoint {self.base_url}"
         if isinstance(e, (o.AuthenticationError, o.PermissionDeniedError)):
             return UserError(
-                f"{where}: the API key was refused ({e.status_code}); set --judge-api-key or {ENV_API_KEY}"
+                f"{where}: the API key was refused ({e.status_code}); put the key in the environment variable "
+                f"--judge-api-key-env names (default OPENAI_API_KEY) or in {ENV_API_KEY}"
             )
         if isinstance(e, o.NotFoundError):
             return UserError(f"{where}: unknown model {self.model!r} (404)")
