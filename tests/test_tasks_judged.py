@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -414,3 +415,69 @@ def test_a_context_caption_may_be_a_list_of_captions(tmp_path):
     p["context"].write_text(json.dumps(ctx) + "\n")
     with pytest.raises(UserError, match=r"context.jsonl:1: .*'caption' must be a non-empty string"):
         load_llava_bench(p["questions"], p["answers"], p["context"], p["images"])
+
+
+JUDGE_FILE = '''
+import json
+from pathlib import Path
+
+TABLE = json.loads(Path(__file__).with_name("table.json").read_text())
+
+
+def reply(messages, repeat):
+    """The scripted reply for the question the judge is asked about (the longest that appears)."""
+    text = "\\n".join(m["content"] for m in messages if isinstance(m.get("content"), str))
+    grade = "GRADE:" in text
+    hits = [q for q in TABLE if q in text]
+    q = max(hits, key=len)
+    return TABLE[q]["grade" if grade else "relative"]
+'''
+
+
+def test_judging_the_tasks_gives_their_scores_and_per_group_breakdowns(data_root, run_dir, tmp_path, capsys):
+    """`mmgpt-eval judge` over a real run of both tasks with a scripted judge whose replies are known:
+    llava-bench's relative score overall and per category (100 x mean candidate / mean reference), MM-Vet's
+    0-1 grade overall and per capability (an item counts toward each of its capabilities)."""
+    import shutil
+
+    from mmgpt_eval.judge_results import read_judge
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    questions = _jsonl(data_root / "llava-bench" / "questions.jsonl")
+    doc = json.loads((data_root / "mmvet" / "mm-vet.json").read_text())
+    table, rel, grades = {}, {}, {}
+    for k, q in enumerate(questions):
+        ref, cand = 6 + k % 3, 1 + (3 * k) % 9
+        rel[str(q["question_id"])] = (q["category"], ref, cand)
+        table[q["text"]] = {"relative": f"Fine.\nSCORES: reference={ref}; candidate={cand}"}
+    for k, (qid, q) in enumerate(sorted(doc.items())):
+        g = (3 * k + 1) % 11
+        grades[qid] = (q["capability"], g / 10)
+        table[q["question"]] = {"grade": f"Close enough.\nGRADE: {g / 10:.1f}"}
+    (tmp_path / "table.json").write_text(json.dumps(table))
+    (tmp_path / "scripted.py").write_text(JUDGE_FILE)
+    spec = f"python:{tmp_path / 'scripted.py'}:reply"
+    assert main(["-q", "judge", str(run), "--judge", spec, "--judge-repeats", "2"]) == 0, capsys.readouterr().err
+    res = read_judge(run)
+    assert res is not None and set(res.tasks) == {"llava-bench", "mmvet"}
+
+    lb = res.tasks["llava-bench"]
+    expect = 100 * np.mean([c for _, _, c in rel.values()]) / np.mean([r for _, r, _ in rel.values()])
+    assert lb.metrics["relative_score"] == pytest.approx(expect)
+    for cat in {c for c, _, _ in rel.values()}:
+        sub = [(r, c) for k, r, c in rel.values() if k == cat]
+        want = 100 * np.mean([c for _, c in sub]) / np.mean([r for r, _ in sub])
+        assert lb.breakdown[cat]["relative_score"] == pytest.approx(want)
+
+    mv = res.tasks["mmvet"]
+    assert mv.metrics["grade_score"] == pytest.approx(np.mean([g for _, g in grades.values()]))
+    lo, hi = mv.intervals["grade_score"]
+    assert lo <= mv.metrics["grade_score"] <= hi
+    caps = {c for cs, _ in grades.values() for c in cs}
+    assert set(mv.breakdown) == caps
+    for cap in caps:
+        want = np.mean([g for cs, g in grades.values() if cap in cs])
+        assert mv.breakdown[cap]["grade_score"] == pytest.approx(want)
+    assert mv.counts.get("parse_failures", 0) == 0 and lb.counts.get("parse_failures", 0) == 0
+    assert res.cost["calls"] == 2 * (len(questions) + len(doc))  # two repeats, nothing failed

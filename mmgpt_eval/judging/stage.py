@@ -22,6 +22,7 @@ from ..errors import UserError
 from ..io import atomic_writer, sha256_file
 from ..judge.backends import Judge, JudgeReply, Messages
 from ..judge.cache import JudgmentCache
+from ..judge.grade import grade
 from ..judge.modes import AnswerItem, Judgment, JudgeRunner, PairJudgment
 from ..judge.prompts import RUBRIC
 from ..judge.reliability import (
@@ -115,6 +116,27 @@ def _pair_lines(ps: list[PairJudgment]) -> Iterator[JudgmentLine]:
         )
 
 
+def _groups(items: list[JudgedItem]) -> dict[str, set[str]]:
+    """Breakdown group -> the ids of its items. A group of comma-separated names (MM-Vet's capability
+    sets) puts its item in each named group, so the groups' counts may add up to more than the items."""
+    out: dict[str, set[str]] = {}
+    for it in items:
+        for g in (it.group or "").split(","):
+            if g.strip():
+                out.setdefault(g.strip(), set()).add(it.id)
+    return dict(sorted(out.items()))
+
+
+def _grade_matrix(js: list[Judgment], ids: list[str], repeats: int) -> np.ndarray:
+    """item x repeat matrix of 0-1 grades (NaN: a failed judgment), rows in ``ids`` order."""
+    m = np.full((len(ids), repeats), np.nan)
+    row = {i: k for k, i in enumerate(ids)}
+    for j in js:
+        if j.scores is not None and j.item_id in row:
+            m[row[j.item_id], j.repeat] = j.scores["score"] / 10.0
+    return m
+
+
 def _overall(js: list[Judgment], dims: tuple[str, ...], repeats: int, ids: list[str]) -> np.ndarray:
     """item x repeat matrix of the mean over dimensions (rows in ``ids`` order)."""
     mats = []
@@ -168,15 +190,15 @@ class _TaskJudge:
         overall = _overall(js, dims, self.repeats, ids)
         if len(ids) >= 2:
             self._interval("rubric_overall", hierarchical_interval(overall))
-        groups = sorted({it.group for it in cand if it.group is not None})
-        for g in groups:
-            gids = {it.id for it in cand if it.group == g}
+        for g, gids in _groups(cand).items():
             sub = [j for j in js if j.item_id in gids]
-            self.breakdown[g] = {
-                k: v
-                for k, v in _rubric_metrics(sub, dims, self.repeats, sorted(gids)).items()
-                if not k.startswith("alpha_")
-            }
+            self.breakdown.setdefault(g, {}).update(
+                {
+                    k: v
+                    for k, v in _rubric_metrics(sub, dims, self.repeats, sorted(gids)).items()
+                    if not k.startswith("alpha_")
+                }
+            )
         if base is None:
             return
         bjs = self.runner.rubric([_answer(it) for it in base], self.rubric)
@@ -195,16 +217,30 @@ class _TaskJudge:
         js = self.runner.relative([_answer(it) for it in cand])
         self.lines += _rubric_lines(js, "relative", "candidate")
         self.metrics["relative_score"] = _num(relative_score(js))
+        for g, gids in _groups(cand).items():  # per category, as LLaVA-Bench reports it
+            self.breakdown.setdefault(g, {})["relative_score"] = _num(
+                relative_score([j for j in js if j.item_id in gids])
+            )
 
     def grade_mode(self, cand: list[JudgedItem]) -> None:
-        try:
-            from ..judge.grade import grade  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            raise UserError("this task is judged in the grade mode, which this mmgpt-eval does not have") from None
+        """MM-Vet's correctness grade: each item's mean over repeats of its 0-1 grade; the task's score is
+        the mean over items (with the two-level interval), and per capability over the items that
+        need it (an item with several capabilities counts toward each)."""
         js = grade(self.runner, [_answer(it) for it in cand])
         self.lines += _rubric_lines(js, "grade", "candidate")
-        vals = [j.scores["score"] / 10.0 for j in js if j.scores is not None]
-        self.metrics["grade_score"] = float(np.mean(vals)) if vals else None
+        ids = [it.id for it in cand]
+        m = _grade_matrix(js, ids, self.repeats)
+        parsed = ~np.isnan(m)
+        self.metrics["grade_score"] = _num(float(np.nanmean(np.nanmean(m, axis=1)))) if parsed.any() else None
+        if len(ids) >= 2 and parsed.any(axis=1).all():
+            self._interval("grade_score", hierarchical_interval(m))
+        row = {i: k for k, i in enumerate(ids)}
+        for g, gids in _groups(cand).items():
+            sub = m[[row[i] for i in ids if i in gids]]
+            ok = ~np.isnan(sub)
+            self.breakdown.setdefault(g, {})["grade_score"] = (
+                _num(float(np.nanmean(np.nanmean(sub[ok.any(axis=1)], axis=1)))) if ok.any() else None
+            )
 
     def pairwise_mode(self, cand: list[JudgedItem], base: list[JudgedItem]) -> None:
         ps = self.runner.pairwise([_answer(it) for it in cand], [_answer(it) for it in base])
