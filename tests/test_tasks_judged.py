@@ -481,3 +481,16 @@ def test_judging_the_tasks_gives_their_scores_and_per_group_breakdowns(data_root
         assert mv.breakdown[cap]["grade_score"] == pytest.approx(want)
     assert mv.counts.get("parse_failures", 0) == 0 and lb.counts.get("parse_failures", 0) == 0
     assert res.cost["calls"] == 2 * (len(questions) + len(doc))  # two repeats, nothing failed
+
+    # judging one task again keeps the other's judging (same judge); another judge drops it, saying so
+    assert main(["-q", "judge", str(run), "--judge", spec, "--judge-repeats", "2", "--tasks", "mmvet"]) == 0
+    again = read_judge(run)
+    assert again is not None and again.tasks["llava-bench"].to_dict() == lb.to_dict()
+    assert again.cost["calls"] == 0  # everything came from the cache
+    (tmp_path / "other.py").write_text(JUDGE_FILE)  # another file: another judge identity
+    capsys.readouterr()
+    other = f"python:{tmp_path / 'other.py'}:reply"
+    assert main(["judge", str(run), "--judge", other, "--judge-repeats", "2", "--tasks", "mmvet"]) == 0
+    assert "llava-bench: its earlier judging is dropped" in capsys.readouterr().err
+    last = read_judge(run)
+    assert last is not None and set(last.tasks) == {"mmvet"}

@@ -37,7 +37,7 @@ from ..judge.reliability import (
     score_matrix,
     verdict_counts,
 )
-from ..judge_results import CACHE_FILE, JUDGE_DIR, JudgeResults, JudgmentLine, TaskJudgment
+from ..judge_results import CACHE_FILE, JUDGE_DIR, JudgeResults, JudgmentLine, TaskJudgment, read_judge
 from ..results import RunResults, read_run
 from ..taskapi.judging import JudgedItem, Judging
 from ..taskregistry import discover
@@ -404,8 +404,43 @@ def judge_run(
         mmgpt_eval_version=__version__,
         run_dir=folder,
     )
+    _keep_earlier_tasks(res, folder)
     res.write(folder)
     return res
+
+
+def _keep_earlier_tasks(res: JudgeResults, folder: Path) -> None:
+    """Judging some tasks of a run keeps the other tasks' earlier judging in judge.json when it was done
+    by the same judge, with the same repeats and baseline, on the per-sample logs still in the folder;
+    otherwise it is dropped, with a log line saying so."""
+    earlier = read_judge(folder, check_logs=False)
+    if earlier is None:
+        return
+
+    def identity(j: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in j.items() if k != "templates"}
+
+    old_t, new_t = earlier.judge.get("templates") or {}, res.judge.get("templates") or {}
+    same = (
+        identity(earlier.judge) == identity(res.judge)
+        and all(old_t[n] == new_t[n] for n in set(old_t) & set(new_t))  # a template name, one text
+        and earlier.repeats == res.repeats
+        and earlier.baseline == res.baseline
+    )
+    for t, tj in earlier.tasks.items():
+        if t in res.tasks:
+            continue
+        log_path = folder / tj.samples_file
+        if same and log_path.is_file() and sha256_file(log_path) == tj.samples_sha256:
+            res.tasks[t] = tj
+            res.judge["templates"] = dict(sorted({**old_t, **res.judge.get("templates", {})}.items()))
+        else:
+            log.warning(
+                "task %s: its earlier judging is dropped from judge.json (%s); judge it again with --tasks %s",
+                t,
+                "another judge, repeats or baseline" if not same else "its per-sample log changed since",
+                t,
+            )
 
 
 def _json_line(d: dict[str, Any]) -> str:
