@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import UserError
+from ..judge_results import JudgeResults
 from ..taskapi.reporting import ReportHooks, Transcript, Turn
 from .columns import RunColumn
 from .hooks import transcript
 from .images import Thumbs, image_view
+from .judged import judge_notes
 from .limits import LIMITS, MAX_COLUMNS, MAX_TRANSCRIPTS, MAX_TURNS
 from .samples import per_sample_key, prediction, sample_value
 from .text import clip, fmt_value
@@ -38,7 +40,9 @@ def transcripts(
     thumbs: Thumbs,
     hooks: dict[str, ReportHooks | None],
     n_conv: int = MAX_TRANSCRIPTS,
+    judged: dict[str, JudgeResults] | None = None,
 ) -> list[dict[str, Any]]:
+    """The transcripts; ``judged`` (judge.json by column label): each answer shows its judgments."""
     out: list[dict[str, Any]] = []
     if n_conv <= 0:
         return out
@@ -65,6 +69,8 @@ def transcripts(
                 return 0.0 if vb is None or vc is None else abs(vc - vb)
 
             ids = sorted(ids, key=lambda i: (-diff(i), i))
+        shown = set(ids[:n_conv])
+        notes = [judge_notes(judged[c.label], task, shown) if judged and c.label in judged else {} for c in tcols]
         convs = []
         for i in ids[:n_conv]:
             rs = [v.record(i) for v in views]
@@ -81,8 +87,12 @@ def transcripts(
                         "kind": clip(head.kind, 40),
                         "reference": ("—" if head.reference is None else clip(head.reference, LIMITS["reference"])),
                         "answers": [
-                            {"text": prediction(r, t.output_key) if t is not None else "—", "flags": _flags(t)}
-                            for r, t in zip(rs, own)
+                            {
+                                "text": prediction(r, t.output_key) if t is not None else "—",
+                                "flags": _flags(t),
+                                "judge": nt.get((i, n), []),
+                            }
+                            for r, t, nt in zip(rs, own, notes)
                         ],
                     }
                 )
