@@ -66,6 +66,20 @@ def judge_run(
             lines.append(
                 JudgmentLine(
                     id=str(i),
+                    mode="rubric",
+                    run="baseline",
+                    turn=0,
+                    repeat=0,
+                    scores={"helpfulness": 3},
+                    outcome=None,
+                    verdicts=None,
+                    failure=None,
+                    rationale=f"baseline answer {i} is vague",
+                )
+            )
+            lines.append(
+                JudgmentLine(
+                    id=str(i),
                     mode="pairwise",
                     run="candidate",
                     turn=0,
@@ -143,6 +157,10 @@ def test_report_judged_section_and_transcript_notes(pair):
     assert "judge rubric r0: no score (no score in the reply)" in tr
     assert "judge pairwise r0: win (verdicts A / B)" in tr
     assert SCRIPT_ESC in tr and IMG_ESC in tr
+    # the baseline's answers, judged beside the candidate's, show in the baseline's column
+    assert "judge rubric r0: helpfulness 3" in tr and "baseline answer 0 is vague" in tr
+    row = tr[tr.index("baseline answer 0 is vague") - 3000 : tr.index("baseline answer 0 is vague")]
+    assert "<tr>" in row and "fine answer" not in row.rsplit("<tr>", 1)[1]  # before the candidate's cell
     assert_inert(html)
     # an unjudged run has no section
     plain = build_report([RunResults.load(base)], n_resamples=200)
@@ -342,9 +360,9 @@ def test_frames_judge_metrics_and_judgments(pair):
     assert "source" not in metrics_frame(str(base)).columns  # an unjudged run: the frame as before
 
     f = judgments_frame(str(cand))
-    assert len(f) == N * 3 and list(f.columns) == [*JUDGMENT_COLUMNS, "score_helpfulness", "score_grounding"]
+    assert len(f) == N * 4 and list(f.columns) == [*JUDGMENT_COLUMNS, "score_helpfulness", "score_grounding"]
     assert JUDGMENT_COLUMNS[4:9] == ["id", "mode", "answers", "turn", "repeat"]
-    rub = f[f["mode"] == "rubric"]
+    rub = f[(f["mode"] == "rubric") & (f["answers"] == "candidate")]
     assert rub["score_helpfulness"].tolist()[:7] == [6.0, 6.0, 7.0, 7.0, 8.0, 8.0, 6.0]
     assert rub["failure"].notna().sum() == 1 and rub["score_grounding"].isna().sum() == 1
     assert f[f["mode"] == "pairwise"]["outcome"].tolist() == ["win", "win", "tie", "loss"]
@@ -359,7 +377,7 @@ def test_export_writes_judgments(pair, tmp_path, capsys, monkeypatch):
     out = tmp_path / "exp"
     assert main(["-q", "export", str(cand), "-o", str(out)]) == 0
     j = pd.read_csv(out / "judgments.csv")
-    assert len(j) == N * 3 and j["rationale"].iloc[0] == f"{HOSTILE} #0.0"
+    assert len(j) == N * 4 and j["rationale"].iloc[0] == f"{HOSTILE} #0.0"
     m = pd.read_csv(out / "metrics.csv")
     assert m.loc[m["metric"] == "judge.win_rate", "value"].item() == 0.625
     d = json.loads((cand / "judge.json").read_text())
@@ -372,3 +390,17 @@ def test_export_writes_judgments(pair, tmp_path, capsys, monkeypatch):
         monkeypatch,
         ["changed after it was judged"],
     )
+
+
+def test_readme_judge_rule_is_a_valid_policy():
+    import re
+    import tomllib
+
+    from mmgpt_eval.gate import parse_policy
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r'```toml\n\s*(\[\[rule\]\]\n[^`]*metric = "judge\.[^`]*)```', text)
+    assert block is not None, "README's gate section shows a rule on a judge metric"
+    body = "\n".join(line.strip() for line in block.group(1).splitlines())
+    (rule,) = parse_policy(tomllib.loads(body)).rules
+    assert (rule.judge_metric, rule.threshold, rule.inconclusive) == ("win_rate", 0.5, "warn")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..io import sha256_file
 from ..judge_results import JudgeResults, iter_judgments, read_judge
 from .columns import RunColumn
 from .limits import LIMITS
@@ -140,14 +141,26 @@ def _head(line: Any) -> str:
     return f"{who}: {scores or '—'}"
 
 
-def judge_notes(j: JudgeResults, task: str, ids: set[str]) -> dict[tuple[str, int], list[dict[str, str]]]:
-    """The judgments of the candidate's answers to ``ids`` by (id, turn): a heading (mode, repeat,
-    scores or outcome) and the rationale, clipped; at most :data:`MAX_JUDGE_NOTES` per turn."""
+def judged_baseline(j: JudgeResults, task: str, base: RunColumn) -> bool:
+    """Whether ``j`` judged ``base``'s answers of ``task`` as its baseline (the same per-sample log)."""
+    tj = j.tasks.get(task)
+    if tj is None or tj.baseline_samples_sha256 is None or base.res.run_dir is None:
+        return False
+    log = base.res.run_dir / tj.samples_file
+    return log.is_file() and sha256_file(log) == tj.baseline_samples_sha256
+
+
+def judge_notes(
+    j: JudgeResults, task: str, ids: set[str], side: str = "candidate"
+) -> dict[tuple[str, int], list[dict[str, str]]]:
+    """The judgments of ``side``'s answers (``candidate``, or the ``baseline`` judged beside it) to ``ids``
+    by (id, turn): a heading (mode, repeat, scores or outcome) and the rationale, clipped; at most
+    :data:`MAX_JUDGE_NOTES` per turn."""
     out: dict[tuple[str, int], list[dict[str, str]]] = {}
     if task not in j.tasks:
         return out
     for line in iter_judgments(j, task):
-        if line.run != "candidate" or line.id not in ids:
+        if line.run != side or line.id not in ids:
             continue
         notes = out.setdefault((line.id, line.turn), [])
         if len(notes) < MAX_JUDGE_NOTES:

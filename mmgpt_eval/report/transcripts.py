@@ -14,7 +14,7 @@ from ..taskapi.reporting import ReportHooks, Transcript, Turn
 from .columns import RunColumn
 from .hooks import transcript
 from .images import Thumbs, image_view
-from .judged import judge_notes
+from .judged import judge_notes, judged_baseline
 from .limits import LIMITS, MAX_COLUMNS, MAX_TRANSCRIPTS, MAX_TURNS
 from .samples import per_sample_key, prediction, sample_value
 from .text import clip, fmt_value
@@ -31,6 +31,21 @@ def _flags(turn: Turn | None) -> list[dict[str, str]]:
         cls, mark = _FLAG_VIEW.get(f.level, _FLAG_VIEW["info"])
         out.append({"name": clip(f.name, 60), "cls": cls, "mark": mark})
     return out
+
+
+def _notes(
+    c: RunColumn, tcols: list[RunColumn], task: str, ids: set[str], judged: dict[str, JudgeResults]
+) -> dict[tuple[str, int], list[dict[str, str]]]:
+    """``c``'s judgments: from its own judge.json, or (a baseline not judged itself) the baseline side
+    of the first candidate judged against exactly its answers."""
+    if c.label in judged:
+        return judge_notes(judged[c.label], task, ids)
+    if c.is_baseline:
+        for other in tcols:
+            j = judged.get(other.label)
+            if not other.is_baseline and j is not None and judged_baseline(j, task, c):
+                return judge_notes(j, task, ids, side="baseline")
+    return {}
 
 
 def transcripts(
@@ -70,7 +85,7 @@ def transcripts(
 
             ids = sorted(ids, key=lambda i: (-diff(i), i))
         shown = set(ids[:n_conv])
-        notes = [judge_notes(judged[c.label], task, shown) if judged and c.label in judged else {} for c in tcols]
+        notes = [_notes(c, tcols, task, shown, judged or {}) for c in tcols]
         convs = []
         for i in ids[:n_conv]:
             rs = [v.record(i) for v in views]
