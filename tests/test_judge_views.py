@@ -41,16 +41,18 @@ def judge_run(
     win_iv: tuple[float, float] = (0.55, 0.8),
     delta_iv: tuple[float, float] = (0.2, 1.8),
     rationale: str = HOSTILE,
+    ids: list[str] | None = None,
 ) -> Path:
     """Write RUN/judge.json and RUN/judge/dialog.jsonl: rubric judgments per (item, turn), pairwise per
     item, one parse failure; returns the run folder."""
     lines: list[JudgmentLine] = []
-    for i in range(N):
+    ids = ids or [str(i) for i in range(N)]
+    for i, item in enumerate(ids):
         for turn in (0, 1):
             fail = i == 3 and turn == 1
             lines.append(
                 JudgmentLine(
-                    id=str(i),
+                    id=item,
                     mode="rubric",
                     run="candidate",
                     turn=turn,
@@ -65,7 +67,7 @@ def judge_run(
         if base is not None:
             lines.append(
                 JudgmentLine(
-                    id=str(i),
+                    id=item,
                     mode="rubric",
                     run="baseline",
                     turn=0,
@@ -79,7 +81,7 @@ def judge_run(
             )
             lines.append(
                 JudgmentLine(
-                    id=str(i),
+                    id=item,
                     mode="pairwise",
                     run="candidate",
                     turn=0,
@@ -122,6 +124,7 @@ def judge_run(
                 intervals=intervals,
                 counts={"judgments": len(lines), "parse_failures": 1, "win": 2, "tie": 1, "loss": 1},
                 baseline_metrics={"rubric_overall": 5.75} if base is not None else {},
+                breakdown={"short": {"rubric_overall": 7.25}, "open": {"rubric_overall": 6.25, "win_rate": 0.5}},
                 notes=["judged turn by turn"],
             )
         },
@@ -150,6 +153,7 @@ def test_report_judged_section_and_transcript_notes(pair):
         assert text in sec, text
     assert "2 wins · 1 ties · 1 losses · win rate 0.625 [0.55, 0.8]" in sec
     assert "position_bias" in sec and "alpha_helpfulness" in sec and "0.71" in sec and "kappa_pairwise" in sec
+    assert "by group" in sec and "7.25" in sec and "6.25" in sec
     assert "parse failures 1 (" in sec and "calls 13" in sec and "prompt tokens 4321" in sec
     # the judge's notes sit beside each answer in the transcripts, escaped
     tr = html[html.index('id="transcripts"') :]
@@ -165,6 +169,32 @@ def test_report_judged_section_and_transcript_notes(pair):
     # an unjudged run has no section
     plain = build_report([RunResults.load(base)], n_resamples=200)
     assert 'id="judged"' not in plain and "judge rubric" not in plain
+
+
+@pytest.fixture(scope="module")
+def real_dialog(tmp_path_factory) -> Path:
+    """A real tiny-model dialog run (4 conversations), judged: the ids and turns are the task's own."""
+    out = tmp_path_factory.mktemp("judged_real") / "run"
+    argv = ["-q", "run", "--model", "tiny", "--tasks", "dialog", "--limit", str(N), "--no-progress"]
+    assert (
+        main([*argv, "--device", "cpu", "--dialog-max-new-tokens", "8", "--no-report", "--output-dir", str(out)]) == 0
+    )
+    ids = [json.loads(x)["id"] for x in (out / "samples" / "dialog.jsonl").read_text().splitlines()[1:]]
+    assert len(ids) == N
+    return judge_run(out, None, ids=ids, rationale="the answer repeats one digit")
+
+
+def test_report_of_a_real_judged_dialog_run(real_dialog, tmp_path):
+    out = tmp_path / "report.html"
+    assert main(["-q", "report", str(real_dialog), "-o", str(out)]) == 0
+    html = out.read_text(encoding="utf-8")
+    assert 'id="judged"' in html and "judge-7b" in html and "baseline: none" in html
+    tr = html[html.index('id="transcripts"') :]
+    # every shown conversation's two turns carry their judgments (ids and turns match the task's own)
+    n_conv = tr.count("<summary>conversation ")
+    assert n_conv >= 2 and tr.count('class="judgment"') >= 2 * n_conv - 1
+    assert "the answer repeats one digit #0.0" in tr and "the answer repeats one digit #0.1" in tr
+    assert_inert(html)
 
 
 def test_report_says_when_runs_had_different_judges(pair, tmp_path):

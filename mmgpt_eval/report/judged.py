@@ -13,7 +13,7 @@ from typing import Any
 from ..io import sha256_file
 from ..judge_results import JudgeResults, iter_judgments, read_judge
 from .columns import RunColumn
-from .limits import LIMITS
+from .limits import LIMITS, MAX_TABLE_ROWS
 from .text import clip, fmt_delta, fmt_num, fmt_value, to_text
 
 MAX_JUDGE_NOTES = 6  # judgments shown per answer (turn) in a transcript
@@ -102,8 +102,16 @@ def judged_view(judged: dict[str, JudgeResults]) -> dict[str, Any] | None:
             failures = (
                 "—" if n_fail is None else f"{n_fail}" + (f" ({fmt_num(100 * rate)}%)" if rate is not None else "")
             )
+            names = sorted({m for g in tj.breakdown.values() for m in g}, key=_rank)[:8]
+            groups = list(tj.breakdown.items())
+            breakdown = {
+                "head": ["group", *[clip(m, 60) for m in names]],
+                "rows": [[clip(g, 80), *[fmt_value(v.get(m)) for m in names]] for g, v in groups[:MAX_TABLE_ROWS]],
+                "omitted": max(0, len(groups) - MAX_TABLE_ROWS),
+            }
             tasks.append(
                 {
+                    "breakdown": breakdown if groups else None,
                     "task": clip(task, LIMITS["short"]),
                     "anchor": f"j{ri}-{ti}",
                     "n_items": tj.n_items,
