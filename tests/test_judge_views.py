@@ -434,3 +434,28 @@ def test_readme_judge_rule_is_a_valid_policy():
     body = "\n".join(line.strip() for line in block.group(1).splitlines())
     (rule,) = parse_policy(tomllib.loads(body)).rules
     assert (rule.judge_metric, rule.threshold, rule.inconclusive) == ("win_rate", 0.5, "warn")
+
+
+def test_mlflow_gets_the_judge_metrics(pair, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from mmgpt_eval.trackers import log_to_trackers, parse_targets
+
+    base, cand = pair
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "judged")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    store = tmp_path / "mlruns"
+    log_to_trackers(parse_targets(f"mlflow:file:{store}"), RunResults.load(cand), cand)
+    client = MlflowClient(tracking_uri=store.as_uri())
+    (run,) = client.search_runs([client.get_experiment_by_name("judged").experiment_id])
+    m = run.data.metrics
+    assert m["dialog/checks_pass"] == 75.0 and m["dialog/judge.win_rate"] == 0.625
+    assert m["dialog/judge.rubric_overall_delta"] == 1.0 and "dialog/judge.rubric_overall" in m
+    d = json.loads((cand / "judge.json").read_text())
+    d["tasks"]["dialog"]["samples_sha256"] = "0" * 64  # stale: the run's own metrics still go, the judge's not
+    (cand / "judge.json").write_text(json.dumps(d))
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "stale")
+    log_to_trackers(parse_targets(f"mlflow:file:{store}"), RunResults.load(cand), cand)
+    (run,) = client.search_runs([client.get_experiment_by_name("stale").experiment_id])
+    assert run.data.metrics == {"dialog/checks_pass": 75.0}
