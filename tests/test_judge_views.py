@@ -285,11 +285,10 @@ def _policy(tmp_path: Path, body: str) -> Path:
 
 
 def _gate(base: Path, cand: Path, policy: Path, tmp_path: Path) -> tuple[int, dict]:
-    out = tmp_path / "verdict.json"
-    rc = main(
-        ["-q", "gate", "--baseline", str(base), "--candidate", str(cand), "--policy", str(policy), "--json", str(out)]
-    )
-    return rc, json.loads(out.read_text())
+    out, junit = tmp_path / "verdict.json", tmp_path / "junit.xml"
+    argv = ["-q", "gate", "--baseline", str(base), "--candidate", str(cand), "--policy", str(policy)]
+    rc = main([*argv, "--json", str(out), "--junit", str(junit)])
+    return rc, {**json.loads(out.read_text()), "junit": junit.read_text()}
 
 
 WIN = 'metric = "judge.win_rate"\ndirection = "higher"\nthreshold = 0.5\n'
@@ -316,6 +315,14 @@ def test_gate_judge_threshold(tmp_path, capsys, win_iv, inconclusive, rc, status
     assert (
         f"| dialog | judge.win\\_rate | — | 0.625 | — | \\[{win_iv[0]:g}, {win_iv[1]:g}\\] (95%) | interval \\< 0.5 |"
         in md
+    )
+    assert f"candidate 0.625, 95% interval [{win_iv[0]:g}, {win_iv[1]:g}], threshold 0.5" in v["junit"]
+    page = build_report([RunResults.load(cand)], baseline=RunResults.load(base), gate=v, n_resamples=200)
+    gate_sec = page[page.index('<section id="gate">') :]
+    assert (
+        "judge.win_rate" in gate_sec
+        and "threshold 0.5" in gate_sec
+        and f"[+{win_iv[0]:g}, +{win_iv[1]:g}] (95%)" in gate_sec
     )
 
 

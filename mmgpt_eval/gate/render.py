@@ -148,6 +148,15 @@ def to_junit_xml(result: GateResult) -> str:
 
 def _plain_summary(r: RuleResult) -> str:
     """One line of plain text (ASCII signs) for JUnit messages."""
+    if r.delta is None and r.rule.threshold is not None and r.candidate is not None:  # a judge metric
+        side = "below" if r.rule.higher_is_better else "above"
+        return (
+            f"{r.rule.label}: {r.status}"
+            + (f" ({r.note})" if r.note else "")
+            + f"; candidate {_fmt(r.candidate, ascii_only=True)}, {_pct(r.interval_confidence)} interval "
+            f"[{_fmt(r.ci_low, ascii_only=True)}, {_fmt(r.ci_high, ascii_only=True)}], threshold "
+            f"{_fmt(r.rule.threshold, ascii_only=True)} (regression if the whole interval is {side}), n={r.n}"
+        )
     if r.delta is None:
         return f"{r.rule.label}: {r.status}" + (f": {r.message}" if r.message else "")
 
