@@ -8,8 +8,10 @@ that evaluates candidates on exactly the same subset.
 
 Exit codes: 0 pass, 1 regression (the candidate is worse than a rule's margin with the rule's
 confidence), 2 error (missing task or metric, different sample sets, too few samples, malformed
-policy). Writes a Markdown summary (for a PR comment), JUnit XML (for CI dashboards) and JSON when
-asked; the verdict also goes into the HTML report (``mmgpt-eval report ... --gate gate.json``)."""
+policy; a ``judge.<name>`` rule for a candidate that was not judged, or judged by another judge or
+against other baseline answers). Writes a Markdown summary (for a PR comment), JUnit XML (for CI
+dashboards) and JSON when asked; the verdict also goes into the HTML report
+(``mmgpt-eval report ... --gate gate.json``)."""
 
 from __future__ import annotations
 
