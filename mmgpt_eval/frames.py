@@ -22,6 +22,17 @@ differ only when pairing drops samples -- e.g. counting's ``mae`` counts parsabl
 sample parsable in one run and not the other leaves the pair; corpus-only metrics have no paired
 values (``delta`` = ``unpaired_delta``, ``n_paired`` empty).
 
+Judged runs (a ``judge.json``, :mod:`mmgpt_eval.judge_results`; ``include_judge``, the default): the
+judge's metrics are rows of ``metrics_frame`` too, named ``judge.<name>`` (the gate's rule syntax), with
+kind ``judge``, n_samples the judged items, and three more columns on every row: source (``results`` or
+``judge``), value_ci_low and value_ci_high (the judge metric's own 95% interval, over items and judge
+repeats). A judge row's baseline_value / delta / ci_low / ci_high are the baseline's value and the paired
+``<name>_delta`` with its interval, when judging had a baseline. ``judgments_frame`` has one row per
+judgment (``judge/<task>.jsonl`` line): run, run_dir, role, task, id, mode, answers (whose answer was
+judged: candidate or baseline), turn, repeat, outcome, verdicts (JSON text), failure, rationale, and one
+``score_<dimension>`` column per score the judge gave (rubric dimensions; relative: reference /
+candidate; grade: score). A stale judge.json (its logs changed since) is a one-line UserError.
+
 ``samples_frame`` columns: run, run_dir, role, task, id, prompt, raw, prediction, references (JSON
 text unless a string), images (joined with ``", "``), generated_tokens, stopped_on_eos, and one
 ``metric_<key>`` column per per-sample metric: numbers as numbers; a column holding anything else
@@ -85,6 +96,25 @@ SAMPLE_COLUMNS = [
     "stopped_on_eos",
 ]
 SAMPLE_METRIC_PREFIX = "metric_"
+JUDGE_METRIC_COLUMNS = ["source", "value_ci_low", "value_ci_high"]
+JUDGMENT_COLUMNS = [
+    "run",
+    "run_dir",
+    "role",
+    "task",
+    "id",
+    "mode",
+    "answers",
+    "turn",
+    "repeat",
+    "outcome",
+    "verdicts",
+    "failure",
+    "rationale",
+]
+JUDGMENT_SCORE_PREFIX = "score_"
+#: judge metrics where lower is better (the rest: higher; alpha/kappa are agreement, higher)
+_JUDGE_LOWER = ("position_bias", "parse_failure_rate")
 
 
 @dataclass
@@ -195,16 +225,78 @@ def _checkpoint(r: RunResults) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------ metrics
-def metrics_frame(runs: Any, include_baseline: bool = True) -> "pd.DataFrame":
-    """One row per (run, task, metric); see the module docstring for the columns."""
+def _judged(r: RunResults) -> Any:
+    """The run's judge.json (checked against its logs), or None."""
+    from .judge_results import read_judge
+
+    folder = r.run_dir
+    return read_judge(folder) if folder is not None else None
+
+
+def _judge_rows(r: RunResults, base: dict[str, Any]) -> list[dict[str, Any]]:
+    j = _judged(r)
+    rows: list[dict[str, Any]] = []
+    if j is None:
+        return rows
+    for task, tj in j.tasks.items():
+        for name, value in tj.metrics.items():
+            if name.endswith("_delta"):
+                continue
+            lo, hi = tj.intervals.get(name, (None, None))
+            d = tj.metrics.get(f"{name}_delta")
+            dlo, dhi = tj.intervals.get(f"{name}_delta", (None, None))
+            bv = tj.baseline_metrics.get(name)
+            rows.append(
+                {
+                    **base,
+                    "task": task,
+                    "metric": f"judge.{name}",
+                    "value": value,
+                    "unit": None,
+                    "higher_is_better": not name.startswith(_JUDGE_LOWER),
+                    "kind": "judge",
+                    "n_samples": tj.n_items,
+                    "template": None,
+                    "num_fewshot": 0,
+                    "primary": False,
+                    "baseline_value": bv,
+                    "delta": d,
+                    "ci_low": dlo,
+                    "ci_high": dhi,
+                    "p_value": None,
+                    "n_paired": tj.n_items if d is not None else None,
+                    "unpaired_delta": None if bv is None or value is None else value - bv,
+                    "source": "judge",
+                    "value_ci_low": lo,
+                    "value_ci_high": hi,
+                }
+            )
+    return rows
+
+
+def metrics_frame(runs: Any, include_baseline: bool = True, include_judge: bool = True) -> "pd.DataFrame":
+    """One row per (run, task, metric), the judge's metrics included; see the module docstring."""
     import pandas as pd
 
     from .compare import run_label
 
     rows: list[dict[str, Any]] = []
-    any_comparisons = False
+    any_comparisons = any_judge = False
     for fr in collect_runs(runs, include_baseline):
         r = check_run(fr.results)  # its logs must agree with its metrics (read once; not again when checked)
+        if include_judge:
+            base = {
+                "run": run_label(r),
+                "run_dir": _run_dir(r),
+                "role": fr.role,
+                "checkpoint": _checkpoint(r),
+                "step": fr.step,
+            }
+            judge_rows = _judge_rows(r, base)
+            any_judge = any_judge or bool(judge_rows)
+            any_comparisons = any_comparisons or any(x["baseline_value"] is not None for x in judge_rows)
+        else:
+            judge_rows = []
         comps: dict[tuple[Any, Any], dict[str, Any]] = {}
         if isinstance(r.baseline, dict) and isinstance(r.baseline.get("comparisons"), list):
             any_comparisons = True
@@ -243,12 +335,18 @@ def metrics_frame(runs: Any, include_baseline: bool = True) -> "pd.DataFrame":
                         # 0 pairs: a corpus-only metric (no per-sample values), or no comparison stored
                         "n_paired": number(c.get("n")) or None,
                         "unpaired_delta": None if base_value is None or cand_value is None else cand_value - base_value,
+                        "source": "results",
+                        "value_ci_low": None,
+                        "value_ci_high": None,
                     }
                 )
                 rows.append(row)
-    cols = METRIC_COLUMNS + (COMPARISON_COLUMNS if any_comparisons else [])
+        rows += judge_rows
+    cols = (
+        METRIC_COLUMNS + (COMPARISON_COLUMNS if any_comparisons else []) + (JUDGE_METRIC_COLUMNS if any_judge else [])
+    )
     df = pd.DataFrame([{k: row[k] for k in cols} for row in rows], columns=cols)
-    for col in ("step", "value", *COMPARISON_COLUMNS):
+    for col in ("step", "value", *COMPARISON_COLUMNS, "value_ci_low", "value_ci_high"):
         if col in df:
             df[col] = df[col].astype("float64")
     df["n_samples"] = df["n_samples"].astype("int64")
@@ -405,3 +503,55 @@ def samples_frames(runs: Any, tasks: Iterable[str] | None = None, include_baseli
     if not frames:
         return pd.DataFrame(columns=SAMPLE_COLUMNS)
     return tidy_samples(pd.concat(frames, ignore_index=True, sort=False))
+
+
+# ------------------------------------------------------------------------------------------ judgments
+def judgments_frame(runs: Any, include_baseline: bool = True, tasks: Iterable[str] | None = None) -> "pd.DataFrame":
+    """One row per judgment of every judged run (``judge/<task>.jsonl``; runs without judge.json add
+    none); see the module docstring for the columns. ``tasks``: only these tasks."""
+    import pandas as pd
+
+    from .compare import run_label
+    from .judge_results import iter_judgments
+
+    wanted = set(tasks) if tasks is not None else None
+    rows: list[dict[str, Any]] = []
+    score_cols: list[str] = []
+    for fr in collect_runs(runs, include_baseline):
+        j = _judged(fr.results)
+        if j is None:
+            continue
+        label, run_dir = run_label(fr.results), _run_dir(fr.results)
+        for task in j.tasks:
+            if wanted is not None and task not in wanted:
+                continue
+            for line in iter_judgments(j, task):
+                row: dict[str, Any] = {
+                    "run": label,
+                    "run_dir": run_dir,
+                    "role": fr.role,
+                    "task": task,
+                    "id": line.id,
+                    "mode": line.mode,
+                    "answers": line.run,
+                    "turn": line.turn,
+                    "repeat": line.repeat,
+                    "outcome": line.outcome,
+                    "verdicts": None if line.verdicts is None else _JSON_TEXT(list(line.verdicts)),
+                    "failure": line.failure,
+                    "rationale": line.rationale,
+                }
+                for dim, v in (line.scores or {}).items():
+                    col = JUDGMENT_SCORE_PREFIX + str(dim)
+                    if col not in score_cols:
+                        score_cols.append(col)
+                    row[col] = v
+                rows.append(row)
+    cols = JUDGMENT_COLUMNS + score_cols
+    df = pd.DataFrame([{k: row.get(k) for k in cols} for row in rows], columns=cols)
+    for c in score_cols:
+        df[c] = df[c].astype("float64")
+    if len(df):
+        df["turn"] = df["turn"].astype("int64")
+        df["repeat"] = df["repeat"].astype("int64")
+    return df

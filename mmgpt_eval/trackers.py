@@ -8,7 +8,9 @@ What each tracker gets, for a run (``RunResults``):
 
 * metrics: every task metric as ``<task>/<metric>`` (numbers only; a metric a task left empty is
   skipped), and with ``--baseline`` the baseline's value and the paired delta as
-  ``baseline/<task>/<metric>`` and ``delta/<task>/<metric>``;
+  ``baseline/<task>/<metric>`` and ``delta/<task>/<metric>``; a judged run (``judge.json`` in its folder,
+  :mod:`mmgpt_eval.judge_results`) adds the judge's metrics as ``<task>/judge.<name>`` (a judge.json
+  whose logs changed since judging is left out with a warning);
 * parameters / config: the run settings, model spec + checkpoint, provenance (package versions, git,
   host) and each task's settings (template, generation, few-shot, options, sample counts), flattened
   to dotted keys (MLflow) or nested (W&B config);
@@ -250,7 +252,25 @@ def _run_metrics(r: Any) -> dict[str, float]:
         for key, prefix in (("baseline", "baseline"), ("delta", "delta")):
             if number(c.get(key)) is not None:
                 out[f"{prefix}/{c.get('task')}/{c.get('metric')}"] = float(c[key])
+    out.update(_judge_metrics(r))
     return out
+
+
+def _judge_metrics(r: Any) -> dict[str, float]:
+    """The judge's metrics of a judged run as ``<task>/judge.<name>``; none for an unjudged or stale one."""
+    from .judge_results import read_judge
+
+    folder = getattr(r, "run_dir", None)
+    if folder is None:
+        return {}
+    try:
+        j = read_judge(folder)
+    except UserError as e:
+        log.warning("judge metrics not logged: %s", e)
+        return {}
+    if j is None:
+        return {}
+    return {f"{t}/judge.{m}": float(v) for t, tj in j.tasks.items() for m, v in tj.metrics.items() if v is not None}
 
 
 _BASE_COLUMNS = ("id", "prompt", "images", "prediction", "raw", "references", "generated_tokens", "stopped_on_eos")

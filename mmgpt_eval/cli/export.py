@@ -4,7 +4,9 @@
 
 Writes ``DIR/metrics.<ext>`` (one row per run, task and metric, with the stored baseline comparison's
 delta, interval and p-value) and ``DIR/samples.<ext>`` (one row per run and sample, all tasks in one
-table with a ``task`` column); the columns are those of :mod:`mmgpt_eval.frames`. RUN is a run folder
+table with a ``task`` column); for judged runs (judge.json) the judge's metrics are rows of the metrics
+table (source ``judge``) and ``DIR/judgments.<ext>`` holds one row per judgment; the columns are those
+of :mod:`mmgpt_eval.frames`. RUN is a run folder
 or its results.json; a series folder (``series.json``) stands for its checkpoints. A run's stored
 baseline (``--baseline``) is exported as rows of role ``baseline`` unless ``--no-baseline``. Every run
 is read and checked (its per-sample logs must belong to its results) before anything is written; each
@@ -69,7 +71,7 @@ def write_frame(df: Any, path: Path, fmt: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..frames import collect_runs, metrics_frame, samples_frames
+    from ..frames import collect_runs, judgments_frame, metrics_frame, samples_frames
     from ..io import check_output_dir
     from ..results import check_run
 
@@ -87,11 +89,15 @@ def run(args: argparse.Namespace) -> int:
         rows = {t: fr.sample_rows(t).add for t in fr.results.tasks if tasks is None or t in tasks}
         check_run(fr.results, rows)
     samples = samples_frames(frs, tasks, include_baseline=False)
-    metrics = metrics_frame(frs, include_baseline=False)
+    metrics = metrics_frame(frs, include_baseline=False)  # a stale judge.json: one-line error, nothing written
+    judgments = judgments_frame(frs, include_baseline=False, tasks=tasks)
     if tasks is not None:
         metrics = metrics[metrics["task"].isin(tasks)].reset_index(drop=True)
     ext = FORMATS[args.format]
-    for name, df in (("metrics", metrics), ("samples", samples)):
+    frames = [("metrics", metrics), ("samples", samples)]
+    if len(judgments):  # only judged runs have judgments
+        frames.append(("judgments", judgments))
+    for name, df in frames:
         path = out / f"{name}.{ext}"
         write_frame(df, path, args.format)
         print(path)

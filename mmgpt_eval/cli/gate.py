@@ -8,8 +8,10 @@ that evaluates candidates on exactly the same subset.
 
 Exit codes: 0 pass, 1 regression (the candidate is worse than a rule's margin with the rule's
 confidence), 2 error (missing task or metric, different sample sets, too few samples, malformed
-policy). Writes a Markdown summary (for a PR comment), JUnit XML (for CI dashboards) and JSON when
-asked; the verdict also goes into the HTML report (``mmgpt-eval report ... --gate gate.json``)."""
+policy; a ``judge.<name>`` rule for a candidate that was not judged, or judged by another judge or
+against other baseline answers). Writes a Markdown summary (for a PR comment), JUnit XML (for CI
+dashboards) and JSON when asked; the verdict also goes into the HTML report
+(``mmgpt-eval report ... --gate gate.json``)."""
 
 from __future__ import annotations
 
@@ -110,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
 def run_gate(args: argparse.Namespace) -> int:
     from ..compare import metric_samples
     from ..gate import evaluate_gate, load_policy, to_junit_xml, to_markdown
+    from ..gate.judged import check_judged, judge_rule
     from ..results import read_run
 
     for path, what in (
@@ -126,10 +129,17 @@ def run_gate(args: argparse.Namespace) -> int:
         "candidate": read_run(args.candidate),
     }
 
+    # rules on judge metrics: the candidate's judge.json, same judge and baseline as the gate's (else exit 2)
+    judged = check_judged(policy, args.candidate, args.baseline)
+
     def fetch(task: str, metric: str, which: str):
         return metric_samples(runs[which], task, metric)
 
-    result = evaluate_gate(policy, fetch, intersect=args.intersect)
+    def on_judge(rule: Any) -> Any:
+        assert judged is not None
+        return judge_rule(rule, judged)
+
+    result = evaluate_gate(policy, fetch, intersect=args.intersect, judge_rule=on_judge if judged else None)
     md = to_markdown(result)
     print(md)
     if args.markdown:

@@ -24,7 +24,7 @@ def register(subparsers: Any) -> None:
         description="Write one self-contained HTML file (no network, no scripts) comparing runs: every metric with "
         "paired 95%% intervals and p-values vs --baseline, per-task breakdowns, a trend plot across checkpoints, "
         "galleries of the largest per-sample regressions and improvements, dialogue transcripts, provenance "
-        "and the gate verdict.",
+        "and the gate verdict; a judged run (judge.json) adds its judge's scores, intervals and rationales.",
     )
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directory or results.json (several: checkpoints)")
     p.add_argument("-o", "--output", required=True, metavar="report.html", help="HTML file to write")

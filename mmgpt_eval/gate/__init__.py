@@ -10,6 +10,7 @@ gate that could not check everything must not look like a plain regression or a 
 * :mod:`.policy` -- the policy file (TOML) and its validation;
 * :mod:`.samples` -- what the gate reads from a run (:class:`MetricSamples`) and its checks;
 * :mod:`.decision` -- the decision rule (:func:`evaluate_gate`) and its results;
+* :mod:`.judged` -- rules on judge metrics (``judge.<name>``, from the candidate's judge.json);
 * :mod:`.render` -- the Markdown summary (PR comment) and JUnit XML.
 """
 

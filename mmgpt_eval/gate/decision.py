@@ -48,7 +48,7 @@ green gate would be meaningless. Missing task/metric in either run is an error w
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from ..compare import pair_ids
 from ..errors import UserError
@@ -269,6 +269,7 @@ def evaluate_gate(
     fetch: Fetch,
     *,
     intersect: bool = False,
+    judge_rule: Callable[[Rule], RuleResult] | None = None,
 ) -> GateResult:
     """Apply every rule of ``policy`` to the data ``fetch`` provides; see the module docstring.
 
@@ -276,11 +277,18 @@ def evaluate_gate(
     by ``fetch``) marks that rule as an error and the others still run, so the report shows
     everything at once. With ``intersect=True`` runs whose sample ids differ are compared on
     the common ids (the counts are recorded in each :class:`RuleResult`); otherwise differing
-    ids are an error.
+    ids are an error. A rule on a judge metric (``judge.<name>``) is decided by ``judge_rule``
+    (:func:`mmgpt_eval.gate.judged.judge_rule` bound to the candidate's judge.json); without one it
+    is an error.
     """
     results: list[RuleResult] = []
     for rule in policy.rules:
         try:
+            if rule.judge_metric is not None:
+                if judge_rule is None:
+                    raise UserError(f"{rule.label}: a judge metric, but no judge.json was given")
+                results.append(judge_rule(rule))
+                continue
             results.append(_evaluate_rule(rule, fetch, policy, intersect))
         except UserError as e:
             msg = str(e)

@@ -22,6 +22,13 @@ Policy file (TOML)::
     required = true
     inconclusive = "warn"       # overrides [defaults]
 
+    [[rule]]                    # a rule on a judge metric (judge.json, see mmgpt_eval.judge_results)
+    task = "my_chat_task"
+    metric = "judge.win_rate"   # "judge." + a metric name of judge.json
+    direction = "higher"
+    threshold = 0.5             # the metric's 95% interval must clear it (see gate.judged)
+    min_samples = 20            # judged items
+
 A rule is *inconclusive* when the interval of its improvement crosses the margin: not proven worse
 than the margin, not proven within it either (see :mod:`.decision`). ``inconclusive`` says what such a
 rule does: ``"pass"`` (the default, the behaviour before the key existed), ``"warn"`` (exit code still
@@ -80,7 +87,9 @@ _RULE_KEYS = (
     "min_samples",
     "required",
     "inconclusive",
+    "threshold",
 )
+JUDGE_PREFIX = "judge."
 _MIN_RESAMPLES = 100
 
 
@@ -102,6 +111,12 @@ class Rule:
     margin: float | None = None
     margin_relative: float | None = None
     inconclusive: InconclusiveAction = "pass"
+    threshold: float | None = None
+
+    @property
+    def judge_metric(self) -> str | None:
+        """The judge.json metric a ``judge.<name>`` rule names, else None (a metric of results.json)."""
+        return self.metric[len(JUDGE_PREFIX) :] if self.metric.startswith(JUDGE_PREFIX) else None
 
     @property
     def label(self) -> str:
@@ -276,6 +291,16 @@ def parse_policy(data: Mapping[str, Any], source: str | None = None, *, text: st
         if direction not in ("higher", "lower"):
             raise sec.error(f'direction must be "higher" or "lower", got {direction!r}')
         margin, margin_rel = sec.margins(raw) or d_margins
+        threshold = None
+        if "threshold" in raw:
+            if not metric.startswith(JUDGE_PREFIX):
+                raise sec.error(f"threshold applies to judge metrics only ({JUDGE_PREFIX}<name>), not {metric!r}")
+            t = raw["threshold"]
+            if not _is_number(t) or not math.isfinite(float(t)):
+                raise sec.error(f"threshold must be a finite number, got {t!r}")
+            threshold = float(t)
+        if metric.startswith(JUDGE_PREFIX) and not metric[len(JUDGE_PREFIX) :].strip():
+            raise sec.error(f"metric {metric!r} names no judge metric (e.g. {JUDGE_PREFIX}win_rate)")
         pair = (task, metric)
         if pair in seen:
             raise sec.error(f"duplicate rule for {task}/{metric} (already rule #{seen[pair]})")
@@ -292,6 +317,7 @@ def parse_policy(data: Mapping[str, Any], source: str | None = None, *, text: st
                 margin=margin,
                 margin_relative=margin_rel,
                 inconclusive=sec.inconclusive(raw["inconclusive"]) if "inconclusive" in raw else d_inc,  # type: ignore[arg-type]
+                threshold=threshold,
             )
         )
     return GatePolicy(rules=tuple(rules), n_resamples=n_resamples, seed=seed, source=source)

@@ -52,6 +52,10 @@ def to_markdown(result: GateResult) -> str:
             if rule.margin_relative is not None:
                 threshold += f" ({_fmt(100 * rule.margin_relative)}%)"
             cells = [_fmt(r.baseline), _fmt(r.candidate), _fmt(r.delta, signed=True), ci, threshold]
+        elif rule.threshold is not None and r.candidate is not None:  # a judge metric against its threshold
+            ci = f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}] ({_pct(r.interval_confidence)})"
+            threshold = f"interval {'<' if rule.higher_is_better else '>'} {_fmt(rule.threshold)}"
+            cells = [_fmt(r.baseline), _fmt(r.candidate), "—", ci, threshold]
         else:
             cells = ["—"] * 5
         verdict = icons[r.status] + (f" ({r.note})" if r.note else "")
@@ -83,7 +87,12 @@ def to_markdown(result: GateResult) -> str:
                 "warn": "warning by policy (exit code 0)",
                 "fail": "fails by policy (exit code 1)",
             }[r.rule.inconclusive]
-            lines.append(f"- **{_md(r.rule.label)}**: inconclusive ({effect}) — the CI of Δ crosses the margin")
+            crosses = (
+                "the interval crosses the threshold"
+                if r.rule.threshold is not None
+                else "the CI of Δ crosses the margin"
+            )
+            lines.append(f"- **{_md(r.rule.label)}**: inconclusive ({effect}) — {crosses}")
     return "\n".join(lines) + "\n"
 
 
@@ -139,6 +148,15 @@ def to_junit_xml(result: GateResult) -> str:
 
 def _plain_summary(r: RuleResult) -> str:
     """One line of plain text (ASCII signs) for JUnit messages."""
+    if r.delta is None and r.rule.threshold is not None and r.candidate is not None:  # a judge metric
+        side = "below" if r.rule.higher_is_better else "above"
+        return (
+            f"{r.rule.label}: {r.status}"
+            + (f" ({r.note})" if r.note else "")
+            + f"; candidate {_fmt(r.candidate, ascii_only=True)}, {_pct(r.interval_confidence)} interval "
+            f"[{_fmt(r.ci_low, ascii_only=True)}, {_fmt(r.ci_high, ascii_only=True)}], threshold "
+            f"{_fmt(r.rule.threshold, ascii_only=True)} (regression if the whole interval is {side}), n={r.n}"
+        )
     if r.delta is None:
         return f"{r.rule.label}: {r.status}" + (f": {r.message}" if r.message else "")
 

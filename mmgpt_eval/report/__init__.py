@@ -7,7 +7,8 @@
 Sections: headline + summary of every metric (with paired 95% intervals and p-values vs the baseline,
 from :func:`mmgpt_eval.compare.compare_runs`), per-task breakdowns, a trend plot across checkpoints,
 galleries of the largest per-sample regressions / improvements, transcripts side by side,
-provenance per run and the gate verdict. Runs are labelled by what they evaluated
+provenance per run and the gate verdict; for judged runs (``judge.json``) a "Judged quality" section
+and the judge's scores and rationale beside each transcript answer. Runs are labelled by what they evaluated
 (:func:`mmgpt_eval.compare.run_label`) unless labels are given.
 
 Task-agnostic: no module here knows a task. Task-specific tables, plots and transcripts come from the
@@ -16,8 +17,8 @@ task's own hooks (``mmgpt_eval.taskapi.reporting``), its class found by name wit
 
 Modules: ``build`` (assembles and renders the page; ``report.html.j2`` is its template), ``columns``
 (runs as labelled columns with cached records), ``hooks`` (task lookup and safe hook calls),
-``summary``, ``breakdowns``, ``trend``, ``galleries``, ``transcripts``, ``provenance``, ``gate_view``
-(one section each), ``tables`` / ``plots`` / ``images`` / ``samples`` / ``text`` (tables, matplotlib
+``summary``, ``breakdowns``, ``trend``, ``galleries``, ``transcripts``, ``provenance``, ``gate_view``,
+``judged`` (one section each), ``tables`` / ``plots`` / ``images`` / ``samples`` / ``text`` (tables, matplotlib
 PNGs, thumbnails, record fields, text formatting) and ``limits`` (size caps).
 
 Self-contained: inline CSS, plots as base64 PNG (matplotlib, Agg), thumbnails as base64 PNG

@@ -20,6 +20,7 @@ from .galleries import galleries
 from .gate_view import gate_view
 from .hooks import hooks_for
 from .images import Thumbs
+from .judged import judged_columns, judged_view
 from .limits import MAX_BYTES, MAX_TRANSCRIPTS
 from .provenance import provenance
 from .published_view import published_view
@@ -79,6 +80,7 @@ def build_report(
         tasks += [t for t in c.res.tasks if t not in tasks]
     # each task's report hooks, with the options of the last run that has it
     hooks = {t: hooks_for(t, next(c.res.tasks[t].options for c in reversed(cols) if t in c.res.tasks)) for t in tasks}
+    judged = judged_columns(cols)  # a stale judge.json refuses the report (UserError)
     thumbs = Thumbs.for_runs([c.res for c in cols])
 
     headline, summ = summary(cols, base, tasks, intersect, n_resamples)
@@ -87,12 +89,13 @@ def build_report(
     prov = provenance(cols, tasks)
     pubv = published_view(cols, published)
     gview = gate_view(gate) if gate is not None else None
+    jview = judged_view(judged)
     tpl = _env().get_template(TEMPLATE)
 
     gallery_n, n_conv, shrunk = max_gallery, MAX_TRANSCRIPTS, ""
     while True:
         gals = galleries(rcols, base, tasks, gallery_n, thumbs, hooks)
-        trans = transcripts(rcols, base, tasks, thumbs, hooks, n_conv)
+        trans = transcripts(rcols, base, tasks, thumbs, hooks, n_conv, judged)
         html = tpl.render(
             title=title or "mmgpt-eval report",
             generated=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -117,6 +120,7 @@ def build_report(
             transcripts=trans,
             provenance=prov,
             gate=gview,
+            judged=jview,
             max_gallery=gallery_n,
             published=pubv,
             shrunk=shrunk,

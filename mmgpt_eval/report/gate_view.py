@@ -36,7 +36,11 @@ def gate_view(gate: dict[str, Any]) -> dict[str, Any]:
                 "candidate": fmt_value(r.get("candidate")),
                 "delta": fmt_delta(r.get("delta")),
                 "ci": ci,
-                "margin": fmt_value(r.get("margin")),
+                "margin": (
+                    f"threshold {fmt_value(rule.get('threshold'))}"
+                    if rule.get("threshold") is not None
+                    else fmt_value(r.get("margin"))
+                ),
                 "direction": cell(rule.get("direction")),
                 "n": cell(r.get("n")),
                 "p": fmt_p(r.get("p_value")),

@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import UserError
+from ..judge_results import JudgeResults
 from ..taskapi.reporting import ReportHooks, Transcript, Turn
 from .columns import RunColumn
 from .hooks import transcript
 from .images import Thumbs, image_view
+from .judged import judge_notes, judged_baseline
 from .limits import LIMITS, MAX_COLUMNS, MAX_TRANSCRIPTS, MAX_TURNS
 from .samples import per_sample_key, prediction, sample_value
 from .text import clip, fmt_value
@@ -31,6 +33,21 @@ def _flags(turn: Turn | None) -> list[dict[str, str]]:
     return out
 
 
+def _notes(
+    c: RunColumn, tcols: list[RunColumn], task: str, ids: set[str], judged: dict[str, JudgeResults]
+) -> dict[tuple[str, int], list[dict[str, str]]]:
+    """``c``'s judgments: from its own judge.json, or (a baseline not judged itself) the baseline side
+    of the first candidate judged against exactly its answers."""
+    if c.label in judged:
+        return judge_notes(judged[c.label], task, ids)
+    if c.is_baseline:
+        for other in tcols:
+            j = judged.get(other.label)
+            if not other.is_baseline and j is not None and judged_baseline(j, task, c):
+                return judge_notes(j, task, ids, side="baseline")
+    return {}
+
+
 def transcripts(
     runs: list[RunColumn],
     base: RunColumn | None,
@@ -38,7 +55,9 @@ def transcripts(
     thumbs: Thumbs,
     hooks: dict[str, ReportHooks | None],
     n_conv: int = MAX_TRANSCRIPTS,
+    judged: dict[str, JudgeResults] | None = None,
 ) -> list[dict[str, Any]]:
+    """The transcripts; ``judged`` (judge.json by column label): each answer shows its judgments."""
     out: list[dict[str, Any]] = []
     if n_conv <= 0:
         return out
@@ -65,6 +84,8 @@ def transcripts(
                 return 0.0 if vb is None or vc is None else abs(vc - vb)
 
             ids = sorted(ids, key=lambda i: (-diff(i), i))
+        shown = set(ids[:n_conv])
+        notes = [_notes(c, tcols, task, shown, judged or {}) for c in tcols]
         convs = []
         for i in ids[:n_conv]:
             rs = [v.record(i) for v in views]
@@ -81,8 +102,12 @@ def transcripts(
                         "kind": clip(head.kind, 40),
                         "reference": ("—" if head.reference is None else clip(head.reference, LIMITS["reference"])),
                         "answers": [
-                            {"text": prediction(r, t.output_key) if t is not None else "—", "flags": _flags(t)}
-                            for r, t in zip(rs, own)
+                            {
+                                "text": prediction(r, t.output_key) if t is not None else "—",
+                                "flags": _flags(t),
+                                "judge": nt.get((i, n), []),
+                            }
+                            for r, t, nt in zip(rs, own, notes)
                         ],
                     }
                 )
