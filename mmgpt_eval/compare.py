@@ -304,11 +304,6 @@ def _judge_of(run: RunResults, notes: list[str]) -> Any:
         return None
 
 
-def judge_identity(res: Any) -> dict[str, Any]:
-    """What makes two judgings comparable: the judge's identity, its templates and the repeats."""
-    return {"judge": res.judge, "repeats": res.repeats}
-
-
 def compare_judgments(runs: Sequence[RunResults], tasks: Sequence[str] | None = None) -> JudgeComparison | None:
     """Every judge metric of the runs that were judged (``judge.json``), run by run; a run judged only
     as another run's baseline shows the values that judging gave it. None when no run was judged."""
@@ -347,14 +342,11 @@ def compare_judgments(runs: Sequence[RunResults], tasks: Sequence[str] | None = 
                 values.append(None)
                 intervals.append(None)
         rows.append({"task": task, "metric": metric, "values": values, "intervals": intervals})
-    seen: dict[str, int] = {}
-    import json
+    from .judge_results import judge_name, same_judging
 
-    for i, j in enumerate(judged):
-        if j is not None:
-            seen.setdefault(json.dumps(judge_identity(j), sort_keys=True, default=str), i)
-    if len(seen) > 1:
-        who = ", ".join(f"{run_label(runs[i])}: {judged[i].judge.get('model', '?')}" for i in seen.values())  # type: ignore[union-attr]
+    done = [(i, j) for i, j in enumerate(judged) if j is not None]
+    if any(not same_judging(done[0][1], j) for _, j in done[1:]):
+        who = ", ".join(f"{run_label(runs[i])}: {judge_name(j)}" for i, j in done)
         notes.append(
             f"the runs were judged by different judges, templates or repeats ({who}); their judged numbers are "
             "not comparable"

@@ -249,6 +249,24 @@ class JudgeResults:
         return p
 
 
+def same_judging(a: JudgeResults, b: JudgeResults) -> bool:
+    """Do two judgings compare? The same judge (its identity: backend, model, reported version,
+    sampling...), the same text under every template name both used (a judging of other tasks may
+    have used other templates too) and the same repeats."""
+
+    def identity(j: JudgeResults) -> dict[str, Any]:
+        return {k: v for k, v in j.judge.items() if k != "templates"}
+
+    ta, tb = a.judge.get("templates") or {}, b.judge.get("templates") or {}
+    return identity(a) == identity(b) and all(ta[n] == tb[n] for n in set(ta) & set(tb)) and a.repeats == b.repeats
+
+
+def judge_name(j: JudgeResults) -> str:
+    """The judge in a few words: backend, model and the version it reported."""
+    k = j.judge
+    return " ".join(str(k[x]) for x in ("backend", "model", "version") if k.get(x) not in (None, "")) or "unnamed"
+
+
 def read_judge(run_dir: str | os.PathLike, check_logs: bool = True) -> JudgeResults | None:
     """``run_dir``'s judge.json, checked, or None when the run was not judged. With ``check_logs``, each
     judged task's per-sample log must still be the one that was judged (same sha256), and its

@@ -95,3 +95,23 @@ def test_judgment_lines_round_trip_and_bad_lines_name_file_and_line(tmp_path):
     (tmp_path / "judge" / "dialog.jsonl").write_text(json.dumps({**lines[0].to_dict(), "mode": "vibes"}) + "\n")
     with pytest.raises(UserError, match=r"judge/dialog.jsonl:1: judgment mode must be one of"):
         list(iter_judgments(back, "dialog"))
+
+
+def test_same_judging_compares_the_judge_the_shared_templates_and_the_repeats(tmp_path):
+    import dataclasses
+
+    from mmgpt_eval.judge_results import judge_name, same_judging
+
+    a = _judged(tmp_path)
+    a.judge = {
+        "backend": "openai",
+        "model": "m",
+        "version": "v1",
+        "templates": {"rubric-v1": "aa", "pairwise-v1": "bb"},
+    }
+    b = dataclasses.replace(a, judge={**a.judge, "templates": {"rubric-v1": "aa", "grade-v1": "cc"}})
+    assert same_judging(a, b)  # other tasks used other templates too: still the same judging
+    assert not same_judging(a, dataclasses.replace(a, judge={**a.judge, "templates": {"rubric-v1": "zz"}}))
+    assert not same_judging(a, dataclasses.replace(a, judge={**a.judge, "model": "m2"}))
+    assert not same_judging(a, dataclasses.replace(a, repeats=3))
+    assert judge_name(a) == "openai m v1"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..io import sha256_file
-from ..judge_results import JudgeResults, read_judge
+from ..judge_results import JudgeResults, judge_name, read_judge, same_judging
 from .decision import RuleResult, Status
 from .policy import GatePolicy, Rule
 
@@ -31,11 +31,6 @@ __all__ = ["check_judged", "judge_rule", "JUDGE_INTERVAL_CONFIDENCE"]
 
 JUDGE_INTERVAL_CONFIDENCE = 0.95
 _PAIRED = ("win_rate", "position_bias", "kappa_pairwise")  # metrics that compare with the baseline's answers
-
-
-def _identity(j: JudgeResults) -> str:
-    k = j.judge
-    return " ".join(str(k.get(x)) for x in ("backend", "model", "version") if k.get(x) is not None) or "unnamed"
 
 
 def check_judged(policy: GatePolicy, candidate: str | os.PathLike, baseline: str | os.PathLike) -> JudgeResults | None:
@@ -52,10 +47,10 @@ def check_judged(policy: GatePolicy, candidate: str | os.PathLike, baseline: str
             f"judge it first: mmgpt-eval judge {candidate}"
         )
     base = read_judge(baseline)
-    if base is not None and base.judge != cand.judge:
+    if base is not None and not same_judging(base, cand):
         raise UserError(
-            f"rule #{first.index} ({first.label}): the candidate was judged by another judge ({_identity(cand)}) "
-            f"than the baseline ({_identity(base)}); judge both runs with the same judge"
+            f"rule #{first.index} ({first.label}): the candidate was judged by another judge ({judge_name(cand)}) "
+            f"than the baseline ({judge_name(base)}); judge both runs with the same judge"
         )
     base_dir = Path(baseline)
     if base_dir.is_file():

@@ -37,7 +37,7 @@ from ..judge.reliability import (
     score_matrix,
     verdict_counts,
 )
-from ..judge_results import CACHE_FILE, JUDGE_DIR, JudgeResults, JudgmentLine, TaskJudgment, read_judge
+from ..judge_results import CACHE_FILE, JUDGE_DIR, JudgeResults, JudgmentLine, TaskJudgment, read_judge, same_judging
 from ..results import RunResults, read_run
 from ..taskapi.judging import JudgedItem, Judging
 from ..taskregistry import discover
@@ -417,16 +417,8 @@ def _keep_earlier_tasks(res: JudgeResults, folder: Path) -> None:
     if earlier is None:
         return
 
-    def identity(j: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in j.items() if k != "templates"}
-
-    old_t, new_t = earlier.judge.get("templates") or {}, res.judge.get("templates") or {}
-    same = (
-        identity(earlier.judge) == identity(res.judge)
-        and all(old_t[n] == new_t[n] for n in set(old_t) & set(new_t))  # a template name, one text
-        and earlier.repeats == res.repeats
-        and earlier.baseline == res.baseline
-    )
+    same = same_judging(earlier, res) and earlier.baseline == res.baseline
+    old_t = earlier.judge.get("templates") or {}
     for t, tj in earlier.tasks.items():
         if t in res.tasks:
             continue

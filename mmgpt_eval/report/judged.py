@@ -11,10 +11,10 @@ import json
 from typing import Any
 
 from ..io import sha256_file
-from ..judge_results import JudgeResults, iter_judgments, read_judge
+from ..judge_results import JudgeResults, iter_judgments, judge_name, read_judge, same_judging
 from .columns import RunColumn
 from .limits import LIMITS, MAX_TABLE_ROWS
-from .text import clip, fmt_delta, fmt_num, fmt_value, to_text
+from .text import clip, fmt_delta, fmt_num, fmt_value
 
 MAX_JUDGE_NOTES = 6  # judgments shown per answer (turn) in a transcript
 RATIONALE_CHARS = 600
@@ -30,11 +30,6 @@ def judged_columns(cols: list[RunColumn]) -> dict[str, JudgeResults]:
             if j is not None:
                 out[c.label] = j
     return out
-
-
-def _identity(j: JudgeResults) -> str:
-    k = j.judge
-    return " · ".join(to_text(k[x]) for x in ("backend", "model", "version") if k.get(x) not in (None, "")) or "?"
 
 
 def _flat(d: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -66,11 +61,11 @@ def judged_view(judged: dict[str, JudgeResults]) -> dict[str, Any] | None:
     """The "Judged quality" section, or None when no run was judged."""
     if not judged:
         return None
-    idents = {label: json.dumps(j.judge, sort_keys=True, default=str) for label, j in judged.items()}
+    first = next(iter(judged.values()))
     note = ""
-    if len(set(idents.values())) > 1:
+    if any(not same_judging(first, j) for j in judged.values()):
         note = "The runs were judged by different judges; their judge scores do not compare: " + "; ".join(
-            f"{label}: {_identity(j)}" for label, j in judged.items()
+            f"{label}: {judge_name(j)}" for label, j in judged.items()
         )
     runs = []
     for ri, (label, j) in enumerate(judged.items()):
@@ -126,7 +121,7 @@ def judged_view(judged: dict[str, JudgeResults]) -> dict[str, Any] | None:
         runs.append(
             {
                 "label": label,
-                "identity": _identity(j),
+                "identity": judge_name(j),
                 "fields": _flat(j.judge),
                 "repeats": j.repeats,
                 "created": clip(j.created, 40),
