@@ -159,20 +159,17 @@ def evaluate(
         cfg = EvalConfig.from_kwargs(**given, **kwargs)
     if judge_spec is None:
         return evaluate_config(cfg)
-    from .judging import JudgeSettings, build_judge, judge_run
+    from .judging import JudgeSettings, build_judge
 
     settings = judge_spec if isinstance(judge_spec, JudgeSettings) else JudgeSettings(str(judge_spec))
     judge = build_judge(settings)  # before any model loads: a judge that cannot answer stops here
-    results = evaluate_config(cfg)
-    if isinstance(results, RunResults) and results.run_dir is not None:
-        judge_run(results.run_dir, judge=judge, repeats=settings.repeats, progress=cfg.progress)
-    elif isinstance(results, SeriesResults):
-        log.warning("judge= with a checkpoint series: not judged; judge each checkpoint's folder")
-    return results
+    return evaluate_config(cfg, judge=judge, judge_repeats=settings.repeats)
 
 
-def evaluate_config(cfg: EvalConfig) -> RunResults | SeriesResults | None:
-    """:func:`evaluate` for one EvalConfig."""
+def evaluate_config(cfg: EvalConfig, judge: Any = None, judge_repeats: int = 1) -> RunResults | SeriesResults | None:
+    """:func:`evaluate` for one EvalConfig. ``judge`` (a built judge, checked by the caller before this
+    runs): the run is judged right after it is evaluated, in its folder and under its lock, before the
+    report is written again with the judgments and before the trackers log it (judge metrics included)."""
     from .lock import output_lock
     from .model.checkpoint import allow_nonfinite_tensors
     from .model.validate import allow_suspicious_adapters
@@ -238,11 +235,25 @@ def evaluate_config(cfg: EvalConfig) -> RunResults | SeriesResults | None:
                 out = _evaluate_trials(cfg, extra)
             else:
                 out = _evaluate_in_folder(cfg, extra)
+            if out is not None and judge is not None:
+                _judge_after_run(out, cfg, judge, judge_repeats)
             if out is not None and trackers:  # rank 0 only (other ranks get None), after results and report
                 from .trackers import log_to_trackers
 
                 log_to_trackers(trackers, out, cfg.out_dir)
             return out
+
+
+def _judge_after_run(out: RunResults | SeriesResults, cfg: EvalConfig, judge: Any, repeats: int) -> None:
+    """Judge a finished run in its folder (judge.json) and write its report again with the judgments."""
+    if isinstance(out, SeriesResults) or out.run_dir is None:
+        log.warning("a judge with a checkpoint series: not judged; judge each checkpoint's folder (mmgpt-eval judge)")
+        return
+    from .judging import judge_run
+
+    judge_run(out.run_dir, judge=judge, repeats=repeats, progress=cfg.progress)
+    if cfg.report:
+        write_run_report(out, out.run_dir)
 
 
 def _check_reuse_settings(cfg: EvalConfig, extra: dict[str, Any]) -> None:

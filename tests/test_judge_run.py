@@ -27,6 +27,7 @@ from cli_checks import one_error_line
 from mmgpt_eval.cli import main
 from mmgpt_eval.errors import UserError
 from mmgpt_eval.judge_results import read_judge
+from mmgpt_eval.results import RunResults
 
 KEY = "judge-run-key"
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,6 +162,61 @@ def test_run_judge_writes_win_rate_rubric_agreement_and_position_bias(judged):
     assert max(state.asked.values()) == 1
     assert res.cost["calls"] == state.requests["first"] == len(_jsonl(run / "judge" / "cache.jsonl"))
     assert res.cost["prompt_tokens"] > 0 and res.cost["cached"] == 0
+
+
+@pytest.mark.chromium
+def test_the_report_of_the_judged_run_shows_the_judgments_in_chromium(judged, tmp_path):
+    """The embedded model's judged run (`run --judge`, above) through `mmgpt-eval report` with its stored
+    baseline, rendered in real headless Chromium: the Judged quality section with the win rate and its
+    interval, the rubric scores, agreement and position bias, and the judge's notes beside the answers;
+    no script runs and the console stays quiet."""
+    from test_report_chromium import _CDP, _chromium
+
+    chromium = _chromium()
+    run, _ = judged
+    res = RunResults.load(run)
+    base = res.stored_baseline()
+    assert base is not None and base.run_dir is not None
+    page = tmp_path / "report.html"
+    assert main(["-q", "report", str(run), "--baseline", str(base.run_dir), "-o", str(page)]) == 0
+    (tmp_path / "profile").mkdir()
+    cdp = _CDP(chromium, tmp_path / "profile")
+    try:
+        target = cdp.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        sid = cdp.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        for m in ("Page.enable", "Runtime.enable", "Log.enable"):
+            cdp.send(m, session=sid)
+        cdp.send("Page.navigate", {"url": page.resolve().as_uri()}, session=sid)
+        assert cdp.wait_for("Page.loadEventFired", sid), "page did not load"
+        cdp.drain(sid, 0.5)
+
+        def js(expr: str):
+            return cdp.send("Runtime.evaluate", {"expression": expr, "returnByValue": True}, session=sid)["result"][
+                "value"
+            ]
+
+        section = js("(document.querySelector('#judged') || {innerText: ''}).innerText")
+        n_scripts, n_notes = js(
+            "[document.querySelectorAll('script').length, document.querySelectorAll('.judgment').length]"
+        )
+        events = list(cdp.events)
+    finally:
+        cdp.close()
+    bad = [
+        e
+        for e in events
+        if e.get("method") in ("Page.javascriptDialogOpening", "Runtime.consoleAPICalled", "Runtime.exceptionThrown")
+        or (e.get("method") == "Log.entryAdded" and e["params"]["entry"].get("level") in ("error", "warning"))
+    ]
+    assert not bad, json.dumps(bad)[:2000]
+    assert n_scripts == 0 and n_notes > 0
+    tj = read_judge(run).tasks["dialog"]  # type: ignore[union-attr]
+    assert "Judged quality" in section
+    c = tj.counts
+    assert f"{c['win']} wins · {c['tie']} ties · {c['loss']} losses · win rate 0.5 [0.5, 0.5]" in section, section
+    for name in ("rubric_overall", "rubric_helpfulness", "position_bias", "alpha_accuracy", "parse_failure_rate"):
+        assert name in section, (name, section[:3000])
+    assert f"{tj.metrics['rubric_overall']:.4g}" in section and f"{tj.metrics['alpha_accuracy']:.3g}" in section
 
 
 def test_judging_again_makes_no_call_and_an_edited_answer_only_its_own(judged, capsys):
@@ -299,12 +355,27 @@ def test_judge_bad_input_is_one_line_and_writes_nothing(judged, tmp_path, capsys
     one_error_line(ws, ["judge", str(plain), *judge], capsys, monkeypatch, ["no task of this run is judged"])
 
 
-def test_the_python_api_judges_after_evaluating(tmp_path):
+def test_the_python_api_judges_after_evaluating(tmp_path, monkeypatch):
+    """evaluate(judge=...) judges the run before the report is written again and before the trackers log
+    it: report.html shows the judgments and MLflow (a real file store) has the judge metrics."""
     import mmgpt_eval
 
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "api-judged")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    store = tmp_path / "mlruns"
     judge = f"python:{ROOT / 'examples' / 'judge_example.py'}:judge"
-    res = mmgpt_eval.evaluate(tasks="dialog", limit=2, output_dir=str(tmp_path / "api"), report=False, judge=judge)
+    res = mmgpt_eval.evaluate(
+        tasks="dialog", limit=2, output_dir=str(tmp_path / "api"), judge=judge, log_to=[f"mlflow:file:{store}"]
+    )
+    assert "Judged quality" in (tmp_path / "api" / "report.html").read_text(encoding="utf-8")
+    client = MlflowClient(tracking_uri=store.as_uri())
+    (logged,) = client.search_runs([client.get_experiment_by_name("api-judged").experiment_id])
     judged = read_judge(res.run_dir)
+    assert judged is not None
+    assert logged.data.metrics["dialog/judge.rubric_overall"] == judged.tasks["dialog"].metrics["rubric_overall"]
     assert judged is not None and judged.judge["kind"] == "callable" and judged.baseline is None
     tj = judged.tasks["dialog"]
     assert tj.metrics["rubric_overall"] is not None and "win_rate" not in tj.metrics

@@ -27,7 +27,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 # the blocks marked today; a marker that disappears (or stops matching a bash fence) fails the count
-N_RUNNABLE = 5
+N_RUNNABLE = 6
 MARKER = re.compile(r"^<!-- runnable(?: exit=(\d+))? -->$")
 # what a block needs beyond the base install: (text in the block, importable module or program, why)
 NEEDS = (

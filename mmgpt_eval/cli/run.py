@@ -11,7 +11,7 @@ import logging
 import sys
 from typing import Any
 
-from ..api import SeriesResults, evaluate
+from ..api import SeriesResults, evaluate_config
 from ..config import EvalConfig, add_run_arguments
 from .judge import add_judge_arguments, apply_judge_table, judge_settings
 
@@ -43,14 +43,11 @@ def run(args: argparse.Namespace) -> int:
         from ..judging import build_judge
 
         judge = build_judge(settings)
-    results = evaluate(config)
+    # judged (when --judge) right after the run, before the report is written again and trackers log it
+    results = evaluate_config(config, judge=judge, judge_repeats=settings.repeats if settings is not None else 1)
     if results is None:  # a torchrun rank other than 0: rank 0 writes everything
         return 0
     if isinstance(results, SeriesResults):
-        if judge is not None:
-            log.warning(
-                "--judge with a checkpoint series: not judged; judge each checkpoint's folder with mmgpt-eval judge"
-            )
         print_series(results.entries)
         print(f"series: {results.path}")
         assert results.path is not None  # results come back saved
@@ -63,17 +60,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"results: {results.path}")
         assert results.run_dir is not None  # results come back saved
         out_dir = results.run_dir
-        if judge is not None and settings is not None:
-            from ..judging import judge_run
+        if judge is not None:
+            from ..judge_results import read_judge
             from .judge import print_judgment
 
-            judged = judge_run(out_dir, judge=judge, repeats=settings.repeats, progress=config.progress)
-            print_judgment(judged)
+            print_judgment(read_judge(out_dir))
             print(f"judgments: {out_dir / 'judge.json'}")
-            if config.report:
-                from ..api import write_run_report
-
-                write_run_report(results, out_dir)  # again, now with the judgments
     if config.report:
         print(f"report: {(out_dir / 'report.html').resolve()}")
     return 0
