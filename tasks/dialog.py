@@ -15,6 +15,8 @@ per instruction kind, per turn) are in the breakdown.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any, Mapping
 
 from mmgpt_eval.taskapi import (
@@ -50,20 +52,34 @@ from .dialog_view import DialogView
 NO_CAPTION = "an image (not shown to you; the probes carry no description of it)"
 
 
+def _judge_meta(c: Conversation) -> dict[str, Any]:
+    """What a judge needs beyond the turns, when the probe file gives it: the image's caption, and for
+    an image file its content sha256 (so that a changed file is judged again). Absent otherwise, so that
+    the embedded probes' records stay as they were."""
+    out: dict[str, Any] = {}
+    if c.caption is not None:
+        out["caption"] = c.caption
+    if c.image is not None and c.image.source == "path" and c.image.path is not None:
+        out["image_sha256"] = hashlib.sha256(Path(c.image.path).read_bytes()).hexdigest()
+    return out
+
+
 def judged_conversation(record: Mapping[str, Any]) -> JudgedItem:
     """A dialog log record as the judge reads it: each turn's user message (from the logged references)
-    with the model's answer to it, the image as a short description (the probes have no captions) and
-    its key as the image's identity, and the last turn's reference answer."""
+    with the model's answer to it, the image as its caption when the probe file gives one (else a line
+    saying it is not shown), the image file's sha256 (else its key) as the image's identity, and the last
+    turn's reference answer."""
     refs = record["references"]
     outputs = record["outputs"]
     turns = tuple((str(r["instruction"]), str(outputs[f"t{k}"]["prediction"])) for k, r in enumerate(refs))
-    image = record.get("meta", {}).get("image")
+    meta = record.get("meta", {})
+    image = meta.get("image")
     last_ref = refs[-1].get("reference") if refs else None
     return JudgedItem(
         id=str(record["id"]),
         turns=turns,
-        image=NO_CAPTION if image else None,
-        image_id=str(image) if image else None,
+        image=(meta.get("caption") or NO_CAPTION) if image else None,
+        image_id=(meta.get("image_sha256") or str(image)) if image else None,
         reference=last_ref if isinstance(last_ref, str) else None,
         group=str(refs[-1].get("kind")) if refs and refs[-1].get("kind") else None,
     )
@@ -110,6 +126,7 @@ class Dialog(Task):
                     "kinds": [t.kind for t in c.turns],
                     "image": c.image.key() if c.image else None,
                     "grounding": c.grounding,
+                    **_judge_meta(c),
                 },
             )
             for c in convs

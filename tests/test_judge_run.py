@@ -406,3 +406,41 @@ def test_a_run_config_judge_table_judges_and_a_bad_one_is_one_line(tmp_path, cap
     bad.mkdir()
     (bad / "ci.toml").write_text('tasks = ["dialog"]\n[judge]\nspec = "python:x.py:f"\napi_key = "secret"\n')
     one_error_line(bad, ["run", "--config", "ci.toml"], capsys, monkeypatch, ["[judge] api_key", "unknown key"])
+
+
+def test_a_user_probe_file_with_a_real_image_and_a_caption_reaches_the_judge(tmp_path):
+    """The dialog probe format with a user's own image file: the judge reads its caption, and the image
+    file's content is its identity (a changed file is judged again; the same file elsewhere is not)."""
+    import hashlib
+
+    from PIL import Image
+
+    from mmgpt_eval.records import read_samples
+    from mmgpt_eval.taskregistry import discover
+
+    (tmp_path / "img").mkdir()
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "img" / "red.png")
+    conv = {
+        "id": "mine",
+        "image": {"path": "img/red.png"},
+        "caption": "A plain red square.",
+        "turns": [{"instruction": "What colour is it?", "kind": "short", "reference": "red"}],
+    }
+    probes = tmp_path / "probes.jsonl"
+    probes.write_text(json.dumps(conv) + "\n")
+    out = tmp_path / "run"
+    argv = ["-q", "run", "--model", "tiny", "--tasks", "dialog", "--dialog-probes", str(probes)]
+    assert main([*argv, "--dialog-max-new-tokens", "4", "--no-report", "--no-progress", "--output-dir", str(out)]) == 0
+    (record,) = read_samples(out / "samples" / "dialog.jsonl")
+    judging = discover()["dialog"].JUDGING
+    assert judging is not None
+    item = judging.item(record)
+    assert item.image == "A plain red square."
+    assert item.image_id == hashlib.sha256((tmp_path / "img" / "red.png").read_bytes()).hexdigest()
+    assert item.turns[0][0] == "What colour is it?" and item.reference == "red"
+    # a caption without an image is refused in one line naming the file and line
+    probes.write_text(json.dumps({**conv, "image": None, "turns": [{**conv["turns"][0], "kind": "language"}]}) + "\n")
+    with pytest.raises(UserError, match=r"probes.jsonl:1: mine: 'caption' describes the image"):
+        from mmgpt_eval.taskapi.datasets import load_dialog_probes
+
+        load_dialog_probes(probes)

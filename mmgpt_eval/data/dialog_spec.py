@@ -8,6 +8,8 @@ the file and line.
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +41,7 @@ DEFAULT_PROBES_PATH = Path(__file__).with_name("dialog_probes.jsonl")
 TURN_KINDS = ("open", "short", "language")
 EASYVQA_SPLITS = ("train", "test")
 
-_CONV_KEYS = {"id", "image", "turns", "grounding", "grounding_other", "note"}
+_CONV_KEYS = {"id", "image", "turns", "grounding", "grounding_other", "note", "caption"}
 _TURN_KEYS = {"instruction", "kind", "reference", "checks"}
 _CHECK_KEYS = {
     "must_include",
@@ -128,6 +130,7 @@ class Conversation:
     note: str | None = None
     file: str | None = None  # the probe file and line this conversation came from
     line: int | None = None
+    caption: str | None = None  # what a judge model reads about the image (it does not see it)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -304,8 +307,21 @@ def parse_conversation(
     note = obj.get("note")
     if note is not None and not isinstance(note, str):
         raise ctx.err(f"{cid}: 'note' must be a string")
+    caption = obj.get("caption")
+    if caption is not None and (not isinstance(caption, str) or not caption.strip()):
+        raise ctx.err(f"{cid}: 'caption' must be a non-empty string")
+    if caption is not None and image is None:
+        raise ctx.err(f"{cid}: 'caption' describes the image; this conversation has none")
     return Conversation(
-        cid, image, tuple(turns), grounding, other, note, None if path is None else os.fspath(path), line
+        cid,
+        image,
+        tuple(turns),
+        grounding,
+        other,
+        note,
+        None if path is None else os.fspath(path),
+        line,
+        caption,
     )
 
 
@@ -347,7 +363,7 @@ def load_dialog_probes(path: str | os.PathLike | None = None) -> list[Conversati
                     break
             if other is None:
                 raise UserError(f"{c.id}: no other image in the file for the grounding probe", p, c.line)
-            c = Conversation(c.id, c.image, c.turns, c.grounding, other, c.note, c.file, c.line)
+            c = dataclasses.replace(c, grounding_other=other)
         out.append(c)
     return out
 
