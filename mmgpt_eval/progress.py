@@ -122,15 +122,26 @@ class LogProgress:
         return None
 
     def add_task(self, description: str, total: float | None = None, completed: float = 0, **fields: Any) -> int:
+        """A task counted in ``fields["unit"]`` (default "sample") for the log's own rate."""
         tid = len(self._tasks)
         self._tasks[tid] = (
-            ProgressLog(description, int(total or 0), unit="sample", start=int(completed)),
+            ProgressLog(description, int(total or 0), unit=str(fields.get("unit", "sample")), start=int(completed)),
             {"completed": int(completed), **fields},
         )
         return tid
 
-    def update(self, task_id: int, advance: float | None = None, completed: float | None = None, **fields: Any):
+    def update(
+        self,
+        task_id: int,
+        advance: float | None = None,
+        completed: float | None = None,
+        total: float | None = None,
+        **fields: Any,
+    ):
         plog, state = self._tasks[task_id]
+        if total is not None:  # work found as it goes (a judge's calls, batch by batch)
+            plog.total = int(total)
+            return
         if completed is not None:
             state["completed"] = int(completed)
         if advance:

@@ -176,8 +176,11 @@ def test_cache_drops_a_torn_last_line_and_judges_nothing_twice(tmp_path):
         f.write(b'{"key": "abc", "rep')  # a write cut short by a kill
     cache = JudgmentCache(path)
     assert len(cache) == 12 and path.read_bytes().endswith(b"}\n")  # torn bytes cut off
-    out = JudgeRunner(judge, cache, repeats=2).rubric(items)
-    assert len(calls) == 12 and cache.stats.calls == 0 and cache.stats.hits == 12
+    told: list[int] = []  # what a progress bar is told: only the calls the cache cannot answer
+    out = JudgeRunner(judge, cache, repeats=2, on_calls=told.append).rubric(items)
+    assert len(calls) == 12 and cache.stats.calls == 0 and cache.stats.hits == 12 and told == []
+    JudgeRunner(judge, cache, repeats=3, on_calls=told.append).rubric(items)
+    assert told == [6] and len(calls) == 18  # the third repeat of each item: 6 new calls, announced once
     assert [j.scores["accuracy"] for j in out if j.repeat == 0] == [1, 2, 3, 4, 5, 6]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import UserError
 from .backends import Judge, JudgeCallError, Messages
@@ -98,6 +98,9 @@ class JudgeRunner:
     parse_failures: int = 0
     call_failures: int = 0
     templates_used: dict[str, str] = field(default_factory=dict)
+    # told how many judge calls (not answered by the cache) each batch is about to make: a progress
+    # bar's total grows with it
+    on_calls: Callable[[int], None] | None = None
 
     def __post_init__(self) -> None:
         if self.repeats < 1:
@@ -150,6 +153,8 @@ class JudgeRunner:
             elif c.key not in todo:
                 todo[c.key] = c
         workers = max(1, int(getattr(self.judge, "concurrency", 1)))
+        if todo and self.on_calls is not None:
+            self.on_calls(len(todo))
         if todo:
             pool = ThreadPoolExecutor(max_workers=workers)
             try:

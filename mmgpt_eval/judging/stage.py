@@ -11,6 +11,8 @@ import datetime as _dt
 import logging
 import math
 import os
+import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,6 +22,7 @@ import numpy as np
 from ..compare import run_label
 from ..errors import UserError
 from ..io import atomic_writer, sha256_file
+from ..progress import progress_bars
 from ..judge.backends import Judge, JudgeReply, Messages
 from ..judge.cache import JudgmentCache
 from ..judge.grade import grade
@@ -52,17 +55,32 @@ def _num(v: float) -> float | None:
 
 
 class _Progress:
-    """A judge that advances a rich progress bar (rate, elapsed) for every call it answers."""
+    """A judge that advances a progress bar (:func:`mmgpt_eval.progress.progress_bars`: count, rate,
+    elapsed time, ETA; log lines off a terminal) for every call it answers. The bar's total grows by
+    each batch's calls (``JudgeRunner.on_calls``): answers the cache holds cost no time and are not
+    counted."""
 
-    def __init__(self, judge: Judge, bar: Any, task_id: Any):
-        self._judge, self._bar, self._task = judge, bar, task_id
+    def __init__(self, judge: Judge, bars: Any):
+        self._judge, self._bars = judge, bars
         self.concurrency = judge.concurrency
+        self._task = bars.add_task("judge calls", total=0, rate="", unit="call")
+        self._lock = threading.Lock()
+        self._total = self._done = 0
+        self._t0 = time.perf_counter()
+
+    def more(self, n: int) -> None:
+        with self._lock:
+            self._total += n
+            self._bars.update(self._task, total=self._total)
 
     def complete(self, messages: Messages, *, repeat: int = 0) -> JudgeReply:
         try:
             return self._judge.complete(messages, repeat=repeat)
         finally:
-            self._bar.advance(self._task)
+            with self._lock:
+                self._done += 1
+                rate = self._done / max(time.perf_counter() - self._t0, 1e-9)
+                self._bars.update(self._task, advance=1, rate=f"{rate:.1f} calls/s")
 
     def identity(self) -> dict[str, Any]:
         return self._judge.identity()
@@ -325,26 +343,13 @@ def judge_run(
     judge_dir = folder / JUDGE_DIR
     judge_dir.mkdir(exist_ok=True)
     cache = JudgmentCache(judge_dir / CACHE_FILE)
-    bar = None
-    used: Judge = judge
-    if progress:
-        from rich.console import Console
-        from rich.progress import Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
-
-        bar = Progress(
-            SpinnerColumn(),
-            TextColumn("judging: {task.completed} calls"),
-            TaskProgressColumn(show_speed=True),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        used = _Progress(judge, bar, bar.add_task("judge", total=None))  # type: ignore[assignment]
-    runner = JudgeRunner(used, cache, repeats=repeats)
+    bars = progress_bars(progress)
+    watched = _Progress(judge, bars) if progress else None
+    runner = JudgeRunner(watched or judge, cache, repeats=repeats)  # type: ignore[arg-type]
+    if watched is not None:
+        runner.on_calls = watched.more
     out: dict[str, TaskJudgment] = {}
-    try:
-        if bar is not None:
-            bar.start()
+    with bars:
         for t, (cand, base_items) in items.items():
             judging = judged[t]
             before = (runner.judgments, runner.parse_failures, runner.call_failures)
@@ -380,9 +385,6 @@ def judge_run(
                 breakdown=tj.breakdown,
                 notes=tj.notes,
             )
-    finally:
-        if bar is not None:
-            bar.stop()
     prov = runner.provenance()
     st = cache.stats
     res = JudgeResults(
