@@ -12,22 +12,15 @@ metrics describe the answers only: their length and the share of empty ones.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Mapping
 
 from mmgpt_eval.taskapi import (
-    Aggregate,
     DataFile,
-    GenerationSettings,
     JudgedItem,
     Judging,
-    MetricInfo,
-    Option,
-    Output,
     Sample,
-    Task,
-    Template,
 )
+from mmgpt_eval.taskapi.openended import OpenEndedTask, max_new_tokens_option
 from mmgpt_eval.taskapi.datasets import load_llava_bench
 
 SOURCE = "https://huggingface.co/datasets/liuhaotian/llava-bench-in-the-wild"
@@ -48,13 +41,11 @@ def judged_item(record: Mapping[str, Any]) -> JudgedItem:
     )
 
 
-class LlavaBench(Task):
+class LlavaBench(OpenEndedTask):
     name = "llava-bench"
     aliases = ("llava-bench-in-the-wild", "llavabench")
     description = "LLaVA-Bench (In-the-Wild): open-ended answers judged by a model (relative score, pairwise)"
-    templates = ("mmgpt",)
-    default_template = "mmgpt"
-    primary_metric = "answer_words"
+    GROUP_COUNT_KEY = "n_by_category"
     OPTIONS = (
         DataFile(
             "questions",
@@ -80,7 +71,7 @@ class LlavaBench(Task):
             layout="llava-bench/images",
             source=f"{SOURCE} (images/, so that llava-bench/images/001.jpg exists)",
         ),
-        Option("max_new_tokens", "generation budget per answer (default 512)", type=int, default=512),
+        max_new_tokens_option(512),
     )
     JUDGING = Judging(
         modes=("relative", "pairwise"),
@@ -92,29 +83,8 @@ class LlavaBench(Task):
         images = self.path("images")
         return load_llava_bench(self.path("questions"), self.path("answers"), self.path("context"), images, HINT)
 
-    def generation_settings(self, template: Template) -> GenerationSettings:
-        base = self.GENERATION.get(template.name, template.settings)
-        return replace(base, max_new_tokens=self.option("max_new_tokens"))
-
-    def metric_info(self) -> dict[str, MetricInfo]:
-        return {
-            "answer_words": MetricInfo(
-                "continuous", True, 1.0, " words", "words", "mean answer length in words (quality: `mmgpt-eval judge`)"
-            ),
-            "empty_rate": MetricInfo("binary", False, 100.0, "%", "empty", "share of empty answers"),
-        }
-
-    def score_sample(self, sample: Sample, outputs: dict[str, Output]) -> dict[str, Any]:
-        words = len(outputs["main"].prediction.split())
-        return {"words": float(words), "empty": float(words == 0)}
-
-    def aggregate(self, samples: list[Sample], records: list[dict[str, Any]]) -> Aggregate:
-        agg = super().aggregate(samples, records)
-        counts: dict[str, int] = {}
-        for s in samples:
-            counts[s.meta["category"]] = counts.get(s.meta["category"], 0) + 1
-        agg.breakdown["n_by_category"] = dict(sorted(counts.items()))
-        return agg
+    def sample_groups(self, sample: Sample) -> list[str]:
+        return [sample.meta["category"]]
 
 
 TASK = LlavaBench

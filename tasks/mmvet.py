@@ -12,22 +12,15 @@ own metrics describe the answers only: their length and the share of empty ones.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Mapping
 
 from mmgpt_eval.taskapi import (
-    Aggregate,
     DataFile,
-    GenerationSettings,
     JudgedItem,
     Judging,
-    MetricInfo,
-    Option,
-    Output,
     Sample,
-    Task,
-    Template,
 )
+from mmgpt_eval.taskapi.openended import OpenEndedTask, max_new_tokens_option
 from mmgpt_eval.taskapi.datasets import load_mmvet
 
 SOURCE = "https://github.com/yuweihao/MM-Vet (releases: mm-vet.zip)"
@@ -48,13 +41,11 @@ def judged_item(record: Mapping[str, Any]) -> JudgedItem:
     )
 
 
-class MMVet(Task):
+class MMVet(OpenEndedTask):
     name = "mmvet"
     aliases = ("mm-vet",)
     description = "MM-Vet: open-ended answers graded 0-1 against the ground truth by a model, per capability"
-    templates = ("mmgpt",)
-    default_template = "mmgpt"
-    primary_metric = "answer_words"
+    GROUP_COUNT_KEY = "n_by_capability"
     OPTIONS = (
         DataFile("json", "mm-vet.json", layout="mmvet/mm-vet.json", source=f"{SOURCE} (mm-vet/mm-vet.json)"),
         DataFile(
@@ -63,7 +54,7 @@ class MMVet(Task):
             layout="mmvet/images",
             source=f"{SOURCE} (mm-vet/images/, so that mmvet/images/v1_0.png exists)",
         ),
-        Option("max_new_tokens", "generation budget per answer (default 256)", type=int, default=256),
+        max_new_tokens_option(256),
     )
     JUDGING = Judging(
         modes=("grade",),
@@ -74,30 +65,8 @@ class MMVet(Task):
     def load(self) -> list[Sample]:
         return load_mmvet(self.path("json"), self.path("images"), HINT)
 
-    def generation_settings(self, template: Template) -> GenerationSettings:
-        base = self.GENERATION.get(template.name, template.settings)
-        return replace(base, max_new_tokens=self.option("max_new_tokens"))
-
-    def metric_info(self) -> dict[str, MetricInfo]:
-        return {
-            "answer_words": MetricInfo(
-                "continuous", True, 1.0, " words", "words", "mean answer length in words (quality: `mmgpt-eval judge`)"
-            ),
-            "empty_rate": MetricInfo("binary", False, 100.0, "%", "empty", "share of empty answers"),
-        }
-
-    def score_sample(self, sample: Sample, outputs: dict[str, Output]) -> dict[str, Any]:
-        words = len(outputs["main"].prediction.split())
-        return {"words": float(words), "empty": float(words == 0)}
-
-    def aggregate(self, samples: list[Sample], records: list[dict[str, Any]]) -> Aggregate:
-        agg = super().aggregate(samples, records)
-        counts: dict[str, int] = {}
-        for s in samples:
-            for c in s.meta["capabilities"]:
-                counts[c] = counts.get(c, 0) + 1
-        agg.breakdown["n_by_capability"] = dict(sorted(counts.items()))
-        return agg
+    def sample_groups(self, sample: Sample) -> list[str]:
+        return sample.meta["capabilities"]
 
 
 TASK = MMVet

@@ -11,7 +11,8 @@ Submodules: ``types`` (Sample, Request, RankRequest, Output, Ranking...), ``opti
 DataFile), ``task`` (Task, RunContext), ``judging`` (Judging, JudgedItem: answers judged by a model),
 ``demos`` (few-shot selection), ``reporting`` (report views), ``datasets`` (readers and embedded data),
 ``metrics`` (metric functions), ``captioning`` (the caption tasks' shared scoring), ``vqa`` (the VQA
-tasks' shared declaration), ``breakdowns`` (accuracy per group). Importing a task does not import torch.
+tasks' shared declaration), ``breakdowns`` (accuracy per group), ``openended`` (tasks a judge model
+grades). Importing a task does not import torch.
 """
 
 from ..errors import UserError
