@@ -11,11 +11,11 @@ import random
 import re
 import socket
 import threading
-import time
 from collections import Counter
 
 import numpy as np
 import pytest
+from http_servers import chat_completion, served
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -131,37 +131,16 @@ def _app(state: Script) -> FastAPI:
             with state.lock:
                 state.in_flight -= 1
         content = "OK" if probe else _reply(model, text, int(body.get("seed") or 0), state)
-        return {
-            "id": "c",
-            "object": "chat.completion",
-            "created": 0,
-            "model": state.reply_model.get(model, model),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": len(text) // 4, "completion_tokens": 12, "total_tokens": len(text) // 4 + 12},
-        }
+        return chat_completion(state.reply_model.get(model, model), content, text, 12)
 
     return app
 
 
 @pytest.fixture(scope="module")
 def server():
-    import uvicorn
-
     state = Script()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(_app(state), log_level="error", lifespan="off"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/v1", state
-    srv.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with served(_app(state)) as url:
+        yield url, state
 
 
 def _judge(url: str, model: str, **kw) -> OpenAIJudge:

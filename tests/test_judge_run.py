@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from http_servers import chat_completion, served
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -78,37 +78,16 @@ def _app(state: Script) -> FastAPI:
             if model == "slow":
                 time.sleep(0.05)
         content = "OK" if probe else _reply(model, text, int(body.get("seed") or 0))
-        return {
-            "id": "c",
-            "object": "chat.completion",
-            "created": 0,
-            "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": len(text) // 4, "completion_tokens": 9, "total_tokens": len(text) // 4 + 9},
-        }
+        return chat_completion(model, content, text, 9)
 
     return app
 
 
 @pytest.fixture(scope="module")
 def server():
-    import uvicorn
-
     state = Script()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(_app(state), log_level="error", lifespan="off"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/v1", state
-    srv.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with served(_app(state)) as url:
+        yield url, state
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +149,7 @@ def test_the_report_of_the_judged_run_shows_the_judgments_in_chromium(judged, tm
     baseline, rendered in real headless Chromium: the Judged quality section with the win rate and its
     interval, the rubric scores, agreement and position bias, and the judge's notes beside the answers;
     no script runs and the console stays quiet."""
-    from test_report_chromium import _CDP, _chromium
+    from test_report_chromium import _chromium, noisy_events, opened_page
 
     chromium = _chromium()
     run, _ = judged
@@ -179,35 +158,13 @@ def test_the_report_of_the_judged_run_shows_the_judgments_in_chromium(judged, tm
     assert base is not None and base.run_dir is not None
     page = tmp_path / "report.html"
     assert main(["-q", "report", str(run), "--baseline", str(base.run_dir), "-o", str(page)]) == 0
-    (tmp_path / "profile").mkdir()
-    cdp = _CDP(chromium, tmp_path / "profile")
-    try:
-        target = cdp.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        sid = cdp.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        for m in ("Page.enable", "Runtime.enable", "Log.enable"):
-            cdp.send(m, session=sid)
-        cdp.send("Page.navigate", {"url": page.resolve().as_uri()}, session=sid)
-        assert cdp.wait_for("Page.loadEventFired", sid), "page did not load"
-        cdp.drain(sid, 0.5)
-
-        def js(expr: str):
-            return cdp.send("Runtime.evaluate", {"expression": expr, "returnByValue": True}, session=sid)["result"][
-                "value"
-            ]
-
+    with opened_page(chromium, page, tmp_path / "profile") as (cdp, sid, js):
         section = js("(document.querySelector('#judged') || {innerText: ''}).innerText")
         n_scripts, n_notes = js(
             "[document.querySelectorAll('script').length, document.querySelectorAll('.judgment').length]"
         )
         events = list(cdp.events)
-    finally:
-        cdp.close()
-    bad = [
-        e
-        for e in events
-        if e.get("method") in ("Page.javascriptDialogOpening", "Runtime.consoleAPICalled", "Runtime.exceptionThrown")
-        or (e.get("method") == "Log.entryAdded" and e["params"]["entry"].get("level") in ("error", "warning"))
-    ]
+    bad = noisy_events(events)
     assert not bad, json.dumps(bad)[:2000]
     assert n_scripts == 0 and n_notes > 0
     tj = read_judge(run).tasks["dialog"]  # type: ignore[union-attr]

@@ -228,7 +228,7 @@ def test_report_refuses_a_stale_judge_json(pair, tmp_path, capsys, monkeypatch):
 
 @pytest.mark.chromium
 def test_judge_rationale_inert_in_chromium(pair, tmp_path):
-    from test_report_chromium import _CDP, _chromium
+    from test_report_chromium import _chromium, noisy_events, opened_page
 
     chromium = _chromium()
     base, cand = pair
@@ -237,22 +237,7 @@ def test_judge_rationale_inert_in_chromium(pair, tmp_path):
     html = html[:start] + html[html.index(">", start) + 1 :]
     page = tmp_path / "judged.html"
     page.write_text(html, encoding="utf-8")
-    (tmp_path / "profile").mkdir()
-    cdp = _CDP(chromium, tmp_path / "profile")
-    try:
-        target = cdp.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        sid = cdp.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        for m in ("Page.enable", "Runtime.enable", "Log.enable"):
-            cdp.send(m, session=sid)
-        cdp.send("Page.navigate", {"url": page.resolve().as_uri()}, session=sid)
-        assert cdp.wait_for("Page.loadEventFired", sid), "page did not load"
-        cdp.drain(sid, 0.5)
-
-        def js(expr: str):
-            return cdp.send("Runtime.evaluate", {"expression": expr, "returnByValue": True}, session=sid)["result"][
-                "value"
-            ]
-
+    with opened_page(chromium, page, tmp_path / "profile") as (cdp, sid, js):
         counts = js(
             "[document.querySelectorAll('script').length, Array.from(document.querySelectorAll('*'))"
             ".filter(e => Array.from(e.attributes).some(a => a.name.startsWith('on'))).length,"
@@ -261,14 +246,7 @@ def test_judge_rationale_inert_in_chromium(pair, tmp_path):
         )
         text = js("document.body.innerText")
         events = list(cdp.events)
-    finally:
-        cdp.close()
-    bad = [
-        e
-        for e in events
-        if e.get("method") in ("Page.javascriptDialogOpening", "Runtime.consoleAPICalled", "Runtime.exceptionThrown")
-        or (e.get("method") == "Log.entryAdded" and e["params"]["entry"].get("level") in ("error", "warning"))
-    ]
+    bad = noisy_events(events)
     assert not bad, json.dumps(bad)[:2000]
     n_scripts, n_handlers, n_metric_rows, n_judgments = counts
     assert n_scripts == 0 and n_handlers == 0

@@ -17,6 +17,7 @@ Skips when Chromium is missing, unless MMGPT_EVAL_REQUIRE_CHROMIUM=1 (CI), where
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import select
@@ -24,6 +25,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -230,17 +232,11 @@ class _CDP:
                 self._event(m, session)
 
 
-def test_report_payloads_inert_in_chromium(runs, chromium, tmp_path):
-    pa, pb = make_payload_runs(runs, tmp_path)
-    html = build_report([RunResults.load(pb)], baseline=RunResults.load(pa), labels=[f"cand {IMG}"], n_resamples=500)
-    # without the Content-Security-Policy only the escaping stands between the payloads and the browser
-    start = html.index('<meta http-equiv="Content-Security-Policy"')
-    html = html[:start] + html[html.index(">", start) + 1 :]
-    page = tmp_path / "payload.html"
-    page.write_text(html, encoding="utf-8")
-    profile = tmp_path / "profile"
-    profile.mkdir()
-    t = time.time()
+@contextlib.contextmanager
+def opened_page(chromium: str, page: Path, profile: Path) -> Iterator[tuple[_CDP, str, Callable[[str], Any]]]:
+    """``page`` loaded in a fresh headless Chromium over DevTools (Page, Runtime and Log enabled):
+    yields the connection, the session id and ``js(expression) -> value``; closed afterwards."""
+    profile.mkdir(parents=True, exist_ok=True)
     cdp = _CDP(chromium, profile)
     try:
         target = cdp.send("Target.createTarget", {"url": "about:blank"})["targetId"]
@@ -251,11 +247,36 @@ def test_report_payloads_inert_in_chromium(runs, chromium, tmp_path):
         assert cdp.wait_for("Page.loadEventFired", sid), "page did not load"
         cdp.drain(sid, 0.5)
 
-        def js(expr: str):
+        def js(expr: str) -> Any:
             return cdp.send("Runtime.evaluate", {"expression": expr, "returnByValue": True}, session=sid)["result"][
                 "value"
             ]
 
+        yield cdp, sid, js
+    finally:
+        cdp.close()
+
+
+def noisy_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What a quiet page never shows: dialogs, console calls, exceptions, logged errors and warnings."""
+    return [
+        e
+        for e in events
+        if e.get("method") in ("Page.javascriptDialogOpening", "Runtime.consoleAPICalled", "Runtime.exceptionThrown")
+        or (e.get("method") == "Log.entryAdded" and e["params"]["entry"].get("level") in ("error", "warning"))
+    ]
+
+
+def test_report_payloads_inert_in_chromium(runs, chromium, tmp_path):
+    pa, pb = make_payload_runs(runs, tmp_path)
+    html = build_report([RunResults.load(pb)], baseline=RunResults.load(pa), labels=[f"cand {IMG}"], n_resamples=500)
+    # without the Content-Security-Policy only the escaping stands between the payloads and the browser
+    start = html.index('<meta http-equiv="Content-Security-Policy"')
+    html = html[:start] + html[html.index(">", start) + 1 :]
+    page = tmp_path / "payload.html"
+    page.write_text(html, encoding="utf-8")
+    t = time.time()
+    with opened_page(chromium, page, tmp_path / "profile") as (cdp, sid, js):
         n_scripts = js("document.querySelectorAll('script').length")
         n_handlers = js(
             "Array.from(document.querySelectorAll('*')).filter(e => Array.from(e.attributes)"
@@ -271,15 +292,8 @@ def test_report_payloads_inert_in_chromium(runs, chromium, tmp_path):
         cdp.send("Page.navigate", {"url": control.resolve().as_uri()}, session=sid)
         cdp.wait_for("Page.javascriptDialogOpening", sid, timeout=10)
         control_events = list(cdp.events)
-    finally:
-        cdp.close()
     assert any(e.get("method") == "Page.javascriptDialogOpening" for e in control_events), "control did not alert"
-    bad = [
-        e
-        for e in report_events
-        if e.get("method") in ("Page.javascriptDialogOpening", "Runtime.consoleAPICalled", "Runtime.exceptionThrown")
-        or (e.get("method") == "Log.entryAdded" and e["params"]["entry"].get("level") in ("error", "warning"))
-    ]
+    bad = noisy_events(report_events)
     assert not bad, json.dumps(bad, indent=1)[:3000]
     assert n_scripts == 0 and n_handlers == 0
     assert SCRIPT in text and IMG in text and f"cand {IMG}" in text  # the payloads are visible text

@@ -9,14 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import socket
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from http_servers import chat_completion, served
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -342,36 +341,17 @@ def _app(requests: Counter[str], seen: set[str], lock: threading.Lock) -> FastAP
             if first and k % 4 == 1:  # the first ask of these is refused: retried after a back-off
                 return JSONResponse({"error": {"message": "slow down"}}, status_code=429)
             content = f"Grade {k}.\nGRADE: {k / 10:.2f}" if k == 7 else f"Reasoning.\nGRADE: {k / 10:.1f}"
-        return {
-            "id": "c",
-            "object": "chat.completion",
-            "created": 0,
-            "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": len(text) // 4, "completion_tokens": 8, "total_tokens": len(text) // 4 + 8},
-        }
+        return chat_completion(body["model"], content, text, 8)
 
     return app
 
 
 @pytest.fixture(scope="module")
 def grader():
-    import uvicorn
 
     requests: Counter[str] = Counter()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    srv = uvicorn.Server(uvicorn.Config(_app(requests, set(), threading.Lock()), log_level="error", lifespan="off"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1", requests
-    srv.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with served(_app(requests, set(), threading.Lock())) as url:
+        yield url, requests
 
 
 def test_grade_over_http_retries_counts_parse_failures_and_caches(grader, tmp_path):
