@@ -333,11 +333,11 @@ def test_log_to_in_a_run_config_and_flags(tmp_path, monkeypatch):
 
     seen = {}
 
-    def fake_evaluate(config):  # run passes one EvalConfig
+    def fake_evaluate(config, judge=None, judge_repeats=1):  # run passes one EvalConfig (and its judge)
         seen["log_to"] = list(config.log_to)
         return None
 
-    monkeypatch.setattr(run_cli, "evaluate", fake_evaluate)
+    monkeypatch.setattr(run_cli, "evaluate_config", fake_evaluate)
     cfg = tmp_path / "run.toml"
     cfg.write_text('tasks = "easyvqa"\nlog_to = ["mlflow:file:./mlruns", "wandb"]\n')
     assert main(["run", "--config", str(cfg)]) == 0
