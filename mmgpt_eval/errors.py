@@ -28,18 +28,21 @@ class UserError(Exception):
 
 # open-flamingo 2.0.1 is not a declared dependency (its metadata pins torch==2.0.1): installed on its own
 OPEN_FLAMINGO_INSTALL = "pip install --no-deps open-flamingo==2.0.1"
-# open-flamingo's runtime needs, all declared dependencies of mmgpt-eval: module -> what pip installs
+# declared dependencies of mmgpt-eval whose absence shows only when their code runs (open-flamingo's
+# runtime needs; the judge's OpenAI client): module -> what pip installs
 _DECLARED = {
     "einops": "einops",
     "einops_exts": "einops-exts",
     "open_clip": "open_clip_torch",
     "transformers": "transformers",
+    "openai": "openai",  # the client of OpenAI-compatible judge endpoints
 }
 
 
 def missing_package_error(err: ModuleNotFoundError) -> UserError | None:
     """The one-line error, with the command that fixes it, for a package that the model code (or
-    OpenFlamingo's OK-VQA post-processing) needs and the environment lacks; None for any other module."""
+    OpenFlamingo's OK-VQA post-processing, or a judge) needs and the environment lacks; None for any
+    other module."""
     top = (err.name or "").split(".")[0]
     if top == "open_flamingo":
         return UserError(
@@ -47,7 +50,7 @@ def missing_package_error(err: ModuleNotFoundError) -> UserError | None:
         )
     if top in _DECLARED:
         return UserError(
-            f"the model code needs the package {_DECLARED[top]} (a dependency of mmgpt-eval), which is not "
+            f"mmgpt-eval needs the package {_DECLARED[top]} (one of its dependencies), which is not "
             f"installed; run: pip install {_DECLARED[top]} (or reinstall mmgpt-eval with its dependencies)"
         )
     return None

@@ -567,6 +567,7 @@ def test_bug_prints_traceback_and_exit_3(monkeypatch, capsys):
     [
         ("open_flamingo", "pip install --no-deps open-flamingo==2.0.1"),
         ("einops_exts.einops_exts", "pip install einops-exts"),
+        ("openai", "pip install openai"),
     ],
 )
 def test_a_missing_known_package_is_bad_input_with_the_fix(monkeypatch, capsys, module, fix):

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -279,3 +280,26 @@ def test_portable_paths_relative_to_the_baseline_folder(tmp_path):
     assert got["load_reports"] == [{"source": "../../../elsewhere/x.pt", "missing": []}]
     assert got["spec_name"] == "/"
     assert (folder / got["checkpoint"]["path"]).resolve() == (tmp_path / "repo" / "runs" / "final").resolve()
+
+
+@pytest.mark.slow
+def test_the_readme_judging_block_runs_in_the_fresh_venv(training_repo, tmp_path):
+    """README "Judging open-ended answers", its runnable block verbatim, in the venv the README's install
+    made (nothing borrowed): the judge's OpenAI client comes with mmgpt-eval itself, and the local judge
+    endpoint of examples/ runs on the standard library."""
+    from test_readme_blocks import BLOCKS
+
+    (block,) = [b for b in BLOCKS if b.section == "Judging open-ended answers"]
+    work = tmp_path / "judging"
+    shutil.copytree(ROOT / "examples", work / "examples", ignore=shutil.ignore_patterns("__pycache__"))
+    r = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", block.code],
+        cwd=work,
+        env=training_repo.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, f"README.md:{block.line}: exit {r.returncode}\n{(r.stdout + r.stderr)[-4000:]}"
+    assert "Traceback" not in r.stdout + r.stderr
+    assert (work / "judged" / "judge.json").is_file()
