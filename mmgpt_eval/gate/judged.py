@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from ..errors import UserError
 from ..io import sha256_file
@@ -100,6 +101,15 @@ def judge_rule(rule: Rule, judged: JudgeResults) -> RuleResult:
         )
     lo, hi = iv
     inconclusive = False
+    common: dict[str, Any] = dict(
+        rule=rule,
+        kind="judge",
+        n=n,
+        n_candidate=n,
+        ci_low=lo,
+        ci_high=hi,
+        interval_confidence=JUDGE_INTERVAL_CONFIDENCE,
+    )
     if rule.threshold is not None:
         t = rule.threshold
         good, bad = (lo >= t, hi < t) if rule.higher_is_better else (hi <= t, lo > t)
@@ -113,17 +123,11 @@ def judge_rule(rule: Rule, judged: JudgeResults) -> RuleResult:
             inconclusive = True
             status, note = _inconclusive(rule)
         return RuleResult(
-            rule=rule,
+            **common,
             status=status,
             note=note,
-            kind="judge",
-            n=n,
-            n_candidate=n,
             baseline=tj.baseline_metrics.get(name),
             candidate=value,
-            ci_low=lo,
-            ci_high=hi,
-            interval_confidence=JUDGE_INTERVAL_CONFIDENCE,
             bound=hi if rule.higher_is_better else -lo,
             inconclusive=inconclusive,
         )
@@ -140,19 +144,13 @@ def judge_rule(rule: Rule, judged: JudgeResults) -> RuleResult:
         inconclusive = True
         status, note = _inconclusive(rule)
     return RuleResult(
-        rule=rule,
+        **common,
         status=status,
         note=note,
-        kind="judge",
-        n=n,
         n_baseline=n,
-        n_candidate=n,
         baseline=base_value,
         candidate=tj.metrics.get(name),
         delta=value,
-        ci_low=lo,
-        ci_high=hi,
-        interval_confidence=JUDGE_INTERVAL_CONFIDENCE,
         bound=ihi,
         margin=margin,
         inconclusive=inconclusive,

@@ -96,6 +96,11 @@ def parse_grade(text: str) -> int | ParseFailure:
     return int(whole) * 10 + (int(tenth) if tenth else 0)
 
 
+def _grade_scores(text: str) -> dict[str, int] | ParseFailure:
+    k = parse_grade(text)
+    return k if isinstance(k, ParseFailure) else {"score": k}
+
+
 def grade(runner: JudgeRunner, items: list[AnswerItem], template: Template = GRADE) -> list[Judgment]:
     """The last turn's answer of every item graded against the item's reference, ``runner.repeats``
     times each: one :class:`Judgment` per (item, repeat) with ``scores={"score": k}`` (k tenths), or
@@ -110,17 +115,4 @@ def grade(runner: JudgeRunner, items: list[AnswerItem], template: Template = GRA
         for r in range(runner.repeats):
             slots.append((it.id, len(it.turns) - 1, r))
             inputs.append((msgs, it.image_id, r))
-    out = []
-    for (item_id, t, r), (reply, error) in zip(slots, runner.ask(template, inputs)):
-        runner.judgments += 1
-        if reply is None:
-            runner.call_failures += 1
-            out.append(Judgment(item_id, t, r, None, "", f"call: {error}"))
-            continue
-        k = parse_grade(reply)
-        if isinstance(k, ParseFailure):
-            runner.parse_failures += 1
-            out.append(Judgment(item_id, t, r, None, reply, f"parse: {k.reason}"))
-        else:
-            out.append(Judgment(item_id, t, r, {"score": k}, reply, None))
-    return out
+    return runner.graded(template, slots, inputs, parse=_grade_scores)

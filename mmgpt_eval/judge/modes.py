@@ -20,6 +20,10 @@ from .parse import ParseFailure, parse_scores, parse_verdict
 from .prompts import PAIRWISE, RELATIVE, RUBRIC, Template, render_pairwise, render_relative, render_rubric
 
 
+#: a reply's scores by name, or why it has none
+ScoreParser = Callable[[str], "dict[str, int] | ParseFailure"]
+
+
 @dataclass(frozen=True)
 class AnswerItem:
     """One sample's answers from one run: ``turns`` as (user message, model answer) in order.
@@ -169,31 +173,32 @@ class JudgeRunner:
                     c.reply, c.error = done[c.key].reply, done[c.key].error
         return calls
 
-    def ask(
-        self, template: Template, inputs: list[tuple[Messages, str | None, int]]
-    ) -> list[tuple[str | None, str | None]]:
-        """(reply, call error) for each (messages, image id, repeat), through the cache exactly as the
-        built-in modes ask: the hook for modes defined outside this module (``judge.grade``). Counts no
-        judgments: the caller counts them as it parses (``judgments``, ``parse_failures``,
-        ``call_failures``)."""
-        return [(c.reply, c.error) for c in self._ask(template, inputs)]
-
-    def _scores(self, c: _Call, names: tuple[str, ...]) -> tuple[dict[str, int] | None, str | None]:
+    def _scores(self, c: _Call, parse: ScoreParser) -> tuple[dict[str, int] | None, str | None]:
         self.judgments += 1
         if c.reply is None:
             self.call_failures += 1
             return None, f"call: {c.error}"
-        parsed = parse_scores(c.reply, names)
+        parsed = parse(c.reply)
         if isinstance(parsed, ParseFailure):
             self.parse_failures += 1
             return None, f"parse: {parsed.reason}"
         return parsed, None
 
-    def _graded(self, template: Template, slots: list[tuple[str, int, int]], inputs) -> list[Judgment]:
-        """One Judgment per (item id, turn, repeat) slot from the judge's replies to ``inputs``."""
+    def graded(
+        self,
+        template: Template,
+        slots: list[tuple[str, int, int]],
+        inputs: list[tuple[Messages, str | None, int]],
+        parse: ScoreParser | None = None,
+    ) -> list[Judgment]:
+        """One Judgment per (item id, turn, repeat) slot from the judge's replies to ``inputs`` (messages,
+        image id, repeat), asked through the cache and counted (judgments, parse and call failures).
+        ``parse``: a reply's scores or a ParseFailure (default: the template's ``SCORES:`` line); modes
+        defined outside this module (``judge.grade``) pass their own."""
+        read = parse or (lambda text: parse_scores(text, template.dimensions))
         out = []
         for (item_id, t, r), c in zip(slots, self._ask(template, inputs)):
-            scores, failure = self._scores(c, template.dimensions)
+            scores, failure = self._scores(c, read)
             out.append(Judgment(item_id, t, r, scores, c.reply or "", failure))
         return out
 
@@ -206,7 +211,7 @@ class JudgeRunner:
                 for r in range(self.repeats):
                     slots.append((it.id, t, r))
                     inputs.append((msgs, it.image_id, r))
-        return self._graded(template, slots, inputs)
+        return self.graded(template, slots, inputs)
 
     def relative(self, items: list[AnswerItem], template: Template = RELATIVE) -> list[Judgment]:
         """The last turn's answer against the item's reference answer, both scored 1-10."""
@@ -219,7 +224,7 @@ class JudgeRunner:
             for r in range(self.repeats):
                 slots.append((it.id, len(it.turns) - 1, r))
                 inputs.append((msgs, it.image_id, r))
-        return self._graded(template, slots, inputs)
+        return self.graded(template, slots, inputs)
 
     def _verdict(self, c: _Call) -> tuple[str | None, str | None]:
         self.judgments += 1
