@@ -21,6 +21,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -86,14 +87,47 @@ def test_marker_parsing():
         runnable_blocks("<!-- runnable -->\n```bash\necho a\n")
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    """One folder for all blocks, laid out as the repository root the README's commands run from."""
-    d = tmp_path_factory.mktemp("readme")
+def make_workdir(d: Path) -> Path:
+    """``d`` laid out as the repository root the README's commands run from."""
+    d.mkdir(parents=True, exist_ok=True)
     shutil.copytree(ROOT / "examples", d / "examples", ignore=shutil.ignore_patterns("__pycache__"))
     # examples/model/tiny-local.toml names the embedded preset's files by relative path (read only)
     (d / "mmgpt_eval").symlink_to(ROOT / "mmgpt_eval", target_is_directory=True)
     return d
+
+
+def missing_need(block: Block, have: Callable[[str], bool]) -> str | None:
+    """Why ``block`` cannot run where ``have(name)`` says which tools/modules exist (None: it can)."""
+    for text, need, why in NEEDS:
+        if text in block.code and not have(need):
+            return f"README.md:{block.line} needs {why}, not installed"
+    return None
+
+
+def run_block(block: Block, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run ``block`` verbatim and check what every block must show: its documented exit status, no
+    traceback, no error logged."""
+    r = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", block.code],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    log = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout + r.stderr)  # lmms-eval colours its log even in a pipe
+    where = f"README.md:{block.line} ({block.section})"
+    assert r.returncode == block.exit_code, f"{where}: exit {r.returncode}, expected {block.exit_code}\n{log[-6000:]}"
+    # lmms-eval logs a failed evaluation (with its traceback) and still exits 0
+    assert "Traceback (most recent call last)" not in log, f"{where}: a traceback\n{log[-6000:]}"
+    assert not re.search(r"\| ERROR +\|", log), f"{where}: an error logged\n{log[-6000:]}"
+    return r
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """One folder for all blocks, laid out as the repository root the README's commands run from."""
+    return make_workdir(tmp_path_factory.mktemp("readme"))
 
 
 def _env(workdir: Path) -> dict[str, str]:
@@ -110,26 +144,14 @@ def _env(workdir: Path) -> dict[str, str]:
     "block", BLOCKS, ids=[f"L{b.line}-{re.sub(r'[^a-z0-9]+', '-', b.section.lower())}" for b in BLOCKS]
 )
 def test_block_runs_verbatim(block: Block, workdir: Path):
-    for text, need, why in NEEDS:
-        present = shutil.which(need) if need == "java" else importlib.util.find_spec(need)
-        if text in block.code and not present:
-            pytest.skip(f"README.md:{block.line} needs {why}, not installed")
+    why = missing_need(
+        block, lambda need: bool(shutil.which(need) if need == "java" else importlib.util.find_spec(need))
+    )
+    if why:
+        pytest.skip(why)
     (workdir / "home").mkdir(exist_ok=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    r = subprocess.run(
-        ["bash", "-e", "-o", "pipefail", "-c", block.code],
-        cwd=workdir,
-        env=_env(workdir),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    run_block(block, workdir, _env(workdir))
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     print(f"README.md:{block.line} ({block.section}): {cpu:.1f} s CPU")  # shown with -s: wall time varies with load
-    log = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout + r.stderr)  # lmms-eval colours its log even in a pipe
-    where = f"README.md:{block.line} ({block.section})"
-    assert r.returncode == block.exit_code, f"{where}: exit {r.returncode}, expected {block.exit_code}\n{log[-6000:]}"
-    # lmms-eval logs a failed evaluation (with its traceback) and still exits 0
-    assert "Traceback (most recent call last)" not in log, f"{where}: a traceback\n{log[-6000:]}"
-    assert not re.search(r"\| ERROR +\|", log), f"{where}: an error logged\n{log[-6000:]}"
